@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:  `make run` (a fleet of one here) and `make test`.
+PY    ?= python3
+VENV  := .venv
+BIN   := $(VENV)/bin
+
+.PHONY: run test install install-test tmux bench clean
+
+$(BIN)/python:
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Luzia needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PY=python3.11")'
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+## run: start luzia-supervisor in the foreground (broker + local agent with the demo command)
+run: install
+	$(BIN)/luzia-supervisor
+
+## test: install what the tests need (tmux too, when possible) and run the whole suite
+test: install-test tmux
+	$(BIN)/python -m pytest -q
+
+# tmux is optional at runtime; tests that need it skip without it. Install it when we can.
+tmux:
+	@command -v tmux >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing tmux (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >/dev/null 2>&1 \
+	      || echo "could not install tmux; tests that need it will be skipped"; \
+	  else echo "tmux not found; tests that need it will be skipped"; fi; }
+
+## bench: print the benchmark figures (see BENCHMARKS.md)
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,43 @@
+"""(c) End-to-end no-op jobs per second: submit N jobs through the CLI's client path, a real
+broker and one agent with the subprocess runner running `true`, until all are completed."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from _common import temp_fleet  # type: ignore[attr-defined]
+
+
+def main(n: int = 300, slots: int = 8) -> dict[str, float]:
+    fleet = temp_fleet(f'[broker]\nheartbeat_interval = 0.2\n[scheduler]\nper_user = false\n'
+                       f'max_per_project = 0\n[agent]\nslots = {slots}\nrunner = "subprocess"\n'
+                       f'command = ["true"]\n', LUZIA_MAX_JOBS="100000")
+    try:
+        fleet.start_broker()
+        fleet.start_agent("local")
+        while "local" not in fleet.live_agents():
+            time.sleep(0.05)  # polling step
+        import os
+        os.environ.update(fleet.env)
+        from luzia import client
+        t0 = time.perf_counter()
+        for i in range(n):
+            client.submit("demo", f"noop {i}")
+        submitted = time.perf_counter() - t0
+        while True:
+            counts = fleet.control("status", timeout=10)["jobs"]
+            if counts.get("completed", 0) >= n:
+                break
+            time.sleep(0.05)  # polling step
+        elapsed = time.perf_counter() - t0
+    finally:
+        fleet.close()
+    res = {"jobs_per_s": n / elapsed, "submit_per_s": n / submitted}
+    print(f"end to end: {n} no-op jobs on {slots} slots (subprocess runner) in {elapsed:.2f}s = "
+          f"{res['jobs_per_s']:.1f} jobs/s (submitting alone: {res['submit_per_s']:.0f}/s)")
+    return res
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:]))

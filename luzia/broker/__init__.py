@@ -1,0 +1,1 @@
+"""The broker: owner of job state, the priority queue and the load balancer."""

@@ -1,0 +1,63 @@
+"""`luzia-broker`: run the broker in the foreground (the supervisor normally starts it)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from luzia import config
+from luzia.errors import LuziaError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="luzia-broker", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $LUZIA_CONFIG or the usual places)")
+    parser.add_argument("--bind", metavar="ENDPOINT",
+                        help="agents endpoint, e.g. tcp://0.0.0.0:5555 (submit/control/events "
+                             "take the next three ports)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow non-local endpoints without CURVE keys (anyone who can "
+                             "reach them can run jobs)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s broker %(levelname)s %(message)s", stream=sys.stderr)
+    if args.config:
+        import os
+        os.environ["LUZIA_CONFIG"] = args.config
+    overrides: dict = {}
+    if args.insecure:
+        overrides["broker"] = {"insecure": True}
+    if args.bind:
+        overrides["endpoints"] = _endpoints_from(args.bind)
+    try:
+        cfg = config.load(overrides=overrides)
+        from luzia.broker.server import Broker
+        broker = Broker(cfg)
+    except LuziaError as exc:
+        print(f"luzia-broker: {exc}", file=sys.stderr)
+        return exc.exit_code
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    signal.signal(signal.SIGINT, lambda *_: broker.stop())
+    broker.run()
+    logging.getLogger("luzia.broker").info("broker stopped")
+    return 0
+
+
+def _endpoints_from(bind: str) -> dict[str, str]:
+    scheme, _, rest = bind.partition("://")
+    if scheme != "tcp":
+        return {"agents": bind}
+    host, _, port = rest.rpartition(":")
+    try:
+        base = int(port)
+    except ValueError:
+        raise SystemExit(f"luzia-broker: --bind wants tcp://HOST:PORT, got {bind!r}") from None
+    return {"agents": bind, "submit": f"tcp://{host}:{base + 1}",
+            "control": f"tcp://{host}:{base + 2}", "events": f"tcp://{host}:{base + 3}"}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The submission spool on the broker's host: jobs the CLI made durable before printing an id.
+
+The CLI writes `<id>.job` atomically; the broker takes each file it finds (at start and
+every sweep), and unlinks it once the job is committed. A file that does not decode is
+moved to `bad/` so it is looked at, not retried forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+from luzia import protocol
+from luzia.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".job"
+
+
+class Spool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.bad = path / "bad"
+
+    def path_for(self, job_id: str) -> Path:
+        return self.path / f"{job_id}{SUFFIX}"
+
+    def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit]]:
+        """Yield (path, Submit) for each spooled job, oldest first; set bad files aside."""
+        try:
+            entries = [e for e in os.scandir(self.path) if e.name.endswith(SUFFIX) and e.is_file()]
+        except OSError as exc:
+            log.error("cannot read spool %s: %s", self.path, exc)
+            return
+        entries.sort(key=lambda e: e.stat().st_mtime if os.path.exists(e.path) else 0)
+        for entry in entries[:limit]:
+            path = Path(entry.path)
+            try:
+                data = path.read_bytes()
+                msg = protocol.spool_load(data)
+            except FileNotFoundError:
+                continue  # taken meanwhile (its PUSH arrived and was committed)
+            except (OSError, ProtocolError) as exc:
+                self.set_aside(path, str(exc))
+                continue
+            if path.name != f"{msg.job.id}{SUFFIX}":
+                self.set_aside(path, f"file name does not match job id {msg.job.id}")
+                continue
+            yield path, msg
+
+    def set_aside(self, path: Path, why: str) -> None:
+        try:
+            self.bad.mkdir(mode=0o700, exist_ok=True)
+            target = self.bad / f"{path.name}.{int(time.time())}"
+            os.replace(path, target)
+            log.error("bad spool file %s moved to %s: %s", path.name, target, why)
+        except OSError as exc:
+            log.error("bad spool file %s (%s) could not be moved aside: %s", path, why, exc)
+
+    def remove(self, path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("cannot remove spool file %s: %s", path, exc)

@@ -1,0 +1,410 @@
+"""One typed configuration: built-in defaults < TOML file < LUZIA_* env vars < flags.
+
+The file is the first of: $LUZIA_CONFIG, $XDG_CONFIG_HOME/luzia/luzia.toml (or
+~/.config/luzia/luzia.toml), /etc/luzia/luzia.toml. Every scalar key can be set from the
+environment as LUZIA_<SECTION>_<KEY> (e.g. LUZIA_AGENT_SLOTS=4); the seeds' variables keep
+their meaning: LUZIA_HOME, LUZIA_JOBS_DIR, LUZIA_MAX_JOBS, LUZIA_CACHE_TTL,
+LUZIA_MONITOR_INTERVAL. Callers apply flags with `load(overrides=...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import socket
+import sys
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from luzia.errors import ConfigError
+
+IPC_PATH_MAX = 100  # a Unix socket path must fit in sun_path (108 bytes with the NUL)
+
+TYPE_RULES_DEFAULT = {
+    # seed 003's routing: first rule whose keyword occurs in the task text (lower-cased) wins
+    "code": ["code", "fix", "bug", "implement", "refactor", "test", "function", "class",
+             "compile", "build", "deploy", "script", "button", "api"],
+    "reasoning": ["reason", "analy", "plan", "design", "prove", "why", "compare", "evaluate"],
+    "text": ["summar", "write", "translate", "explain", "draft", "email", "doc", "text"],
+}
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry (containers): any stable name will do
+        return f"uid{os.getuid()}"
+
+
+def demo_command() -> list[str]:
+    return [sys.executable, "-m", "luzia.agents.demo", "{task}"]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    submit: str = ""    # broker PULL: fire-and-forget SUBMIT from CLIs
+    agents: str = ""    # broker ROUTER: agents' DEALER sockets
+    control: str = ""   # broker ROUTER: queries and commands
+    events: str = ""    # broker PUB: job.* and agent.* events
+    supervisor: str = ""  # the supervisor's own control socket
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    db: str = ""                      # default: $LUZIA_HOME/luzia.db
+    heartbeat_interval: float = 1.0   # seconds between beats, both ways
+    liveness: int = 3                 # missed beats before an agent counts as dead
+    lost_grace: float = 30.0          # seconds a dead agent's jobs wait for it before requeue
+    max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself
+    max_pending: int = 100_000        # backpressure: submissions past this are rejected
+    batch: int = 512                  # messages handled per loop turn (group commit size)
+    spool_sweep: float = 1.0          # seconds between spool sweeps
+    insecure: bool = False            # allow non-loopback tcp without CURVE
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    per_user: bool = True             # at most one running job per user
+    per_user_limits: dict[str, int] = field(default_factory=dict)  # user -> running cap override
+    max_per_project: int = 2
+    max_concurrent: int = 0           # 0: no global cap
+    weight_cpu: float = 0.40
+    weight_memory: float = 0.35
+    weight_queue: float = 0.25
+    cpu_ceiling: float = 0.80
+    memory_ceiling: float = 0.85
+    default_type: str = "code"
+    type_rules: dict[str, list[str]] = field(default_factory=lambda: dict(TYPE_RULES_DEFAULT))
+    user_lock_stale: float = 3600.0   # seconds after which a user's lock is considered stale
+    preempt: bool = False
+    preempt_after: float = 300.0
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    name: str = ""                    # default: this host's short name
+    slots: int = 2
+    capabilities: list[str] = field(default_factory=lambda: ["code", "text", "reasoning"])
+    tags: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)  # default: the built-in demo agent
+    commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
+    runner: str = "auto"              # auto | tmux | subprocess
+    tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
+    tail_lines: int = 20              # output lines sent with each progress report
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    broker: bool = True
+    agent: bool = True
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+@dataclass(frozen=True)
+class Project:
+    workdir: str = ""                 # "" : the job runs in its own job directory
+    user: str = ""                    # owner; default: the login name
+    priority: str = "normal"
+    type: str = ""
+    timeout: float = 0.0              # 0: no timeout
+    max_retries: int = -1             # -1: the global default
+
+
+@dataclass(frozen=True)
+class Config:
+    home: str = ""
+    jobs_dir: str = ""
+    max_jobs: int = 1000              # finished jobs kept in history
+    cache_ttl: float = 1.0            # status cache (CLI views)
+    monitor_interval: float = 1.0     # refresh of live views
+    timeout: float = 0.0              # default job timeout in seconds; 0: none
+    max_retries: int = 0              # default retries after a failure
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    projects: dict[str, Project] = field(default_factory=dict)
+    source: str = ""                  # the file this was read from, "" for none
+
+    # derived paths ---------------------------------------------------------
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.home) / "run"
+
+    @property
+    def spool_dir(self) -> Path:
+        return Path(self.home) / "spool"
+
+    @property
+    def log_dir(self) -> Path:
+        return Path(self.home) / "log"
+
+    def project(self, name: str) -> Project:
+        try:
+            return self.projects[name]
+        except KeyError:
+            from luzia.errors import UsageError
+            known = ", ".join(sorted(self.projects)) or "(none)"
+            raise UsageError(f"unknown project {name!r}; known projects: {known} "
+                             f"(declare it under [projects.{name}] in {self.source or 'luzia.toml'})"
+                             ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+ENV_ALIASES = {  # the seeds' names
+    "LUZIA_HOME": ("home",),
+    "LUZIA_JOBS_DIR": ("jobs_dir",),
+    "LUZIA_MAX_JOBS": ("max_jobs",),
+    "LUZIA_CACHE_TTL": ("cache_ttl",),
+    "LUZIA_MONITOR_INTERVAL": ("monitor_interval",),
+    "LUZIA_MAX_PENDING": ("broker", "max_pending"),
+}
+
+
+def default_home() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/luzia"
+    import platformdirs
+    return platformdirs.user_state_dir("luzia")
+
+
+def config_candidates(env: typing.Mapping[str, str] | None = None) -> list[Path]:
+    """Where the config file is looked for, first match wins."""
+    env = os.environ if env is None else env
+    if env.get("LUZIA_CONFIG"):
+        return [Path(env["LUZIA_CONFIG"])]
+    xdg = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path(xdg) / "luzia" / "luzia.toml", Path("/etc/luzia/luzia.toml")]
+
+
+def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
+    """Build the effective config. `overrides` is a nested dict applied last (flags)."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = ""
+    for path in config_candidates(env):
+        if path.is_file():
+            try:
+                raw = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read config {path}: {exc}") from None
+            source = str(path)
+            break
+        if env.get("LUZIA_CONFIG"):
+            raise ConfigError(f"LUZIA_CONFIG names {path}, which does not exist")
+    _merge(raw, _from_env(env))
+    if overrides:
+        _merge(raw, overrides)
+    raw["source"] = source
+    cfg = _build(Config, raw, "")
+    return _finish(cfg)
+
+
+def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sections = {f.name for f in dataclasses.fields(Config)
+                if dataclasses.is_dataclass(_hint(Config, f.name))}
+    for name, value in env.items():
+        if not name.startswith("LUZIA_") or name == "LUZIA_CONFIG":
+            continue
+        if name in ENV_ALIASES:
+            path = ENV_ALIASES[name]
+        else:
+            rest = name[len("LUZIA_"):].lower()
+            section, _, key = rest.partition("_")
+            if section in sections and key:
+                path = (section, key)
+            elif rest in {f.name for f in dataclasses.fields(Config)}:
+                path = (rest,)
+            else:
+                continue  # other LUZIA_* variables (job environment) are not config
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = _EnvString(value)
+    return out
+
+
+class _EnvString(str):
+    """A value from the environment: parsed to the field's type instead of type-checked."""
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hint(cls: type, name: str) -> Any:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls][name]
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table, got {type(raw).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key {_join(where, unknown[0])!r}; "
+                          f"known keys here: {', '.join(sorted(n for n in names if n != 'source'))}")
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _coerce(_hint(cls, name), value, _join(where, name))
+    return cls(**kwargs)
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        return {str(k): _coerce(val_t, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        (item_t,) = typing.get_args(hint)
+        if isinstance(value, _EnvString):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list")
+        return [_coerce(item_t, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        if isinstance(value, _EnvString):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, _EnvString):
+            try:
+                value = hint(value.strip())
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        if value < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
+
+
+def _finish(cfg: Config) -> Config:
+    """Fill in the defaults that depend on other values and check the whole."""
+    home = os.path.abspath(os.path.expanduser(cfg.home or default_home()))
+    run = os.path.join(home, "run")
+    ep = cfg.endpoints
+    endpoints = Endpoints(
+        submit=ep.submit or f"ipc://{run}/submit",
+        agents=ep.agents or f"ipc://{run}/agents",
+        control=ep.control or f"ipc://{run}/control",
+        events=ep.events or f"ipc://{run}/events",
+        supervisor=ep.supervisor or f"ipc://{run}/supervisor",
+    )
+    for name, value in dataclasses.asdict(endpoints).items():
+        check_endpoint(value, f"endpoints.{name}")
+    agent = cfg.agent
+    agent = dataclasses.replace(
+        agent,
+        name=agent.name or socket.gethostname().split(".")[0] or "localhost",
+        command=agent.command or demo_command(),
+    )
+    if agent.slots < 1:
+        raise ConfigError("agent.slots must be at least 1")
+    if agent.runner not in ("auto", "tmux", "subprocess"):
+        raise ConfigError(f"agent.runner must be auto, tmux or subprocess, not {agent.runner!r}")
+    projects = dict(cfg.projects)
+    if not projects:
+        projects["demo"] = Project()
+    login = _login_name()
+    from luzia.states import Priority
+    for name, project in list(projects.items()):
+        try:
+            Priority.parse(project.priority)
+        except ValueError as exc:
+            raise ConfigError(f"projects.{name}.priority: {exc}") from None
+        projects[name] = dataclasses.replace(
+            project,
+            user=project.user or login,
+            workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
+        )
+    broker = cfg.broker
+    broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
+    if broker.heartbeat_interval <= 0:
+        raise ConfigError("broker.heartbeat_interval must be positive")
+    return dataclasses.replace(
+        cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
+        endpoints=endpoints, agent=agent, broker=broker, projects=projects,
+    )
+
+
+def check_endpoint(endpoint: str, where: str) -> None:
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep or scheme not in ("ipc", "tcp"):
+        raise ConfigError(f"{where}: {endpoint!r} is not an ipc:// or tcp:// endpoint")
+    if scheme == "ipc" and len(rest.encode()) > IPC_PATH_MAX:
+        raise ConfigError(f"{where}: socket path {rest!r} is longer than {IPC_PATH_MAX} bytes; "
+                          "set LUZIA_HOME to a shorter directory")
+
+
+def is_local(endpoint: str) -> bool:
+    """True for endpoints that only this host can reach: ipc, and tcp on loopback."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme == "ipc":
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable."""
+    from luzia.errors import StateDirError
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    except OSError as exc:
+        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StateDirError(f"state directory {path} is not writable")
+    return path

@@ -1,0 +1,77 @@
+"""Job and agent states with their legal transitions. Imports nothing of ours but errors."""
+
+from __future__ import annotations
+
+import enum
+
+from luzia.errors import IllegalTransition
+
+
+class JobState(str, enum.Enum):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    KILLED = "killed"
+    REJECTED = "rejected"
+    LOST = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    def check(self, new: "JobState") -> "JobState":
+        """Return `new` if self -> new is legal, else raise IllegalTransition."""
+        if new not in _JOB_TRANSITIONS[self]:
+            raise IllegalTransition(f"job state {self.value} -> {new.value} is not allowed")
+        return new
+
+
+TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED, JobState.REJECTED})
+
+_JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.KILLED, JobState.FAILED, JobState.REJECTED}),
+    # assigned -> pending: the agent never confirmed (lost message, agent gone) and the job is requeued
+    JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.PENDING, JobState.COMPLETED,
+                                  JobState.FAILED, JobState.KILLED, JobState.LOST}),
+    JobState.RUNNING: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED,
+                                 JobState.LOST, JobState.PENDING}),
+    # lost: its agent stopped beating; it comes back (running/completed/...) or is requeued (pending)
+    JobState.LOST: frozenset({JobState.RUNNING, JobState.PENDING, JobState.COMPLETED,
+                              JobState.FAILED, JobState.KILLED}),
+    # a failed or killed job may be retried as a new attempt
+    JobState.FAILED: frozenset({JobState.PENDING}),
+    JobState.KILLED: frozenset({JobState.PENDING}),
+    JobState.COMPLETED: frozenset(),
+    JobState.REJECTED: frozenset(),
+}
+
+
+class Priority(enum.IntEnum):
+    """Lower value runs first. Seed 003's Beads priorities 0-3 map onto these directly."""
+
+    CRITICAL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+    @classmethod
+    def parse(cls, value: str | int) -> "Priority":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        try:
+            return cls[str(value).strip().upper()]
+        except KeyError:
+            names = "|".join(p.name.lower() for p in cls)
+            raise ValueError(f"priority must be one of {names}, not {value!r}") from None
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class AgentState(str, enum.Enum):
+    LIVE = "live"
+    DRAINING = "draining"
+    DEAD = "dead"

@@ -1,0 +1,133 @@
+"""Drive a real Broker in the test's own thread: real sockets, turns run by hand."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import zmq
+
+from luzia import config, protocol
+from luzia.broker.server import Broker
+from luzia.ids import new_job_id
+
+
+def make_broker(home, extra: str = "") -> Broker:
+    (home / "luzia.toml").write_text(
+        f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\nlost_grace = 0.5\n'
+        f'spool_sweep = 0.05\n{extra}\n')
+    cfg = config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
+    return Broker(cfg)
+
+
+def pump(b: Broker, until: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Run broker turns until `until()` is truthy (the broker's own loop, stepped by the test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        b.turn(0.005)
+        value = until()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {until}")
+
+
+def spec(**kw: Any) -> protocol.JobSpec:
+    base = dict(id=new_job_id(), project="demo", task="hello", user="alice", type="code",
+                submitted_at=time.time())
+    base.update(kw)
+    return protocol.JobSpec(**base)
+
+
+class Peer:
+    """A socket in the test speaking the protocol."""
+
+    def __init__(self, ctx: zmq.Context, kind: int, endpoint: str, identity: bytes | None = None):
+        self.sock = ctx.socket(kind)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if identity:
+            self.sock.setsockopt(zmq.ROUTING_ID, identity)
+        self.sock.connect(endpoint)
+
+    def send(self, msg: protocol.Message) -> None:
+        self.sock.send_multipart(protocol.encode(msg))
+
+    def send_raw(self, frames: list[bytes]) -> None:
+        self.sock.send_multipart(frames)
+
+    def on_turn(self) -> None:
+        """Called between broker turns while waiting (a fake agent beats here)."""
+
+    def seen(self, msg: protocol.Message) -> None:
+        """Called for every message received."""
+
+    def recv(self, b: Broker, kind: type | None = None, timeout: float = 5.0) -> protocol.Message:
+        """Pump the broker until a message (of `kind`) arrives here."""
+        got: list[protocol.Message] = []
+
+        def arrived() -> bool:
+            self.on_turn()
+            while self.sock.poll(0):
+                msg = protocol.decode(self.sock.recv_multipart())
+                self.seen(msg)
+                if kind is None or isinstance(msg, kind):
+                    got.append(msg)
+                    return True
+            return False
+        pump(b, arrived, timeout)
+        return got[0]
+
+    def drain(self) -> list[protocol.Message]:
+        out = []
+        while self.sock.poll(0):
+            out.append(protocol.decode(self.sock.recv_multipart()))
+        return out
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+class FakeAgent(Peer):
+    def __init__(self, ctx, b: Broker, name: str = "gpu1", slots: int = 1,
+                 capabilities=("code", "text", "reasoning"), held=()):
+        super().__init__(ctx, zmq.DEALER, b.cfg.endpoints.agents, name.encode())
+        self.name = name
+        self.beating = True
+        self.holding: set[str] = set()
+        self.last_beat = 0.0
+        self.send(protocol.Hello(name=name, slots=slots, capabilities=list(capabilities),
+                                 held=list(held)))
+        self.welcome = self.recv(b, protocol.Welcome)
+
+    def on_turn(self) -> None:
+        if self.beating and time.monotonic() - self.last_beat > 0.03:
+            self.last_beat = time.monotonic()
+            self.beat()
+
+    def seen(self, msg: protocol.Message) -> None:
+        if isinstance(msg, protocol.Assign):
+            self.holding.add(msg.job.id)
+
+    def beat(self) -> None:
+        self.send(protocol.Heartbeat(cpu=0.1, memory=0.2, running=sorted(self.holding)))
+
+    def finish(self, job_id: str, attempt: int = 1, exit_code: int = 0, reason: str = "") -> None:
+        self.holding.discard(job_id)
+        self.send(protocol.Started(job_id=job_id, attempt=attempt))
+        self.send(protocol.Done(job_id=job_id, attempt=attempt, exit_code=exit_code,
+                                reason=reason, tail=["bye"]))
+
+
+class Client(Peer):
+    """A control client."""
+
+    def __init__(self, ctx, b: Broker):
+        super().__init__(ctx, zmq.DEALER, b.cfg.endpoints.control)
+        self.n = 0
+
+    def call(self, b: Broker, op: str, **args: Any) -> protocol.Reply:
+        self.n += 1
+        self.send(protocol.Request(req=self.n, op=op, args=args))
+        reply = self.recv(b, protocol.Reply)
+        assert isinstance(reply, protocol.Reply) and reply.req == self.n
+        return reply

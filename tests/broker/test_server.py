@@ -1,0 +1,286 @@
+"""The broker with real sockets, stepped turn by turn from the test."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from luzia import protocol
+from luzia.broker.store import Store
+from luzia.states import JobState
+from tests.broker.harness import Client, FakeAgent, Peer, make_broker, pump, spec
+
+
+@pytest.fixture
+def home(short_tmp):
+    return short_tmp / "h"
+
+
+@pytest.fixture
+def broker(home):
+    home.mkdir()
+    b = make_broker(home)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+def job_state(b, job_id):
+    job = b.jobs.get(job_id) or b.store.get(job_id)
+    return job.state if job else None
+
+
+def test_submission_is_committed_and_its_spool_file_removed(broker, ctx):
+    s = spec()
+    path = broker.spool.path_for(s.id)
+    path.write_bytes(protocol.spool_bytes(protocol.Submit(job=s)))
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    push.send(protocol.Submit(job=s))
+    pump(broker, lambda: job_state(broker, s.id) is JobState.PENDING and not path.exists())
+    assert broker.counters["submissions"] == 1
+
+
+def test_spool_sweep_takes_jobs_whose_push_was_lost(broker):
+    s = spec()
+    broker.spool.path_for(s.id).write_bytes(protocol.spool_bytes(protocol.Submit(job=s)))
+    pump(broker, lambda: job_state(broker, s.id) is JobState.PENDING)
+    pump(broker, lambda: not broker.spool.path_for(s.id).exists())
+
+
+def test_corrupt_spool_file_is_moved_aside_and_others_still_taken(broker):
+    good = spec()
+    broker.spool.path_for(good.id).write_bytes(protocol.spool_bytes(protocol.Submit(job=good)))
+    (broker.spool.path / "000000-0123456789ab.job").write_bytes(b"\x00garbage")
+    pump(broker, lambda: job_state(broker, good.id) is JobState.PENDING)
+    pump(broker, lambda: broker.spool.bad.exists() and any(broker.spool.bad.iterdir()))
+
+
+def test_duplicate_submission_is_a_no_op(broker, ctx):
+    s = spec()
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    for _ in range(3):
+        push.send(protocol.Submit(job=s))
+    pump(broker, lambda: broker.counters["duplicates"] == 2)
+    assert broker.store.counts() == {"pending": 1}
+
+
+def test_job_runs_on_an_agent_through_its_states(broker, ctx):
+    agent = FakeAgent(ctx, broker)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec()
+    push.send(protocol.Submit(job=s))
+    assign = agent.recv(broker, protocol.Assign)
+    assert assign.job.id == s.id and assign.attempt == 1
+    assert job_state(broker, s.id) is JobState.ASSIGNED
+    agent.send(protocol.Started(job_id=s.id, attempt=1, session=f"luzia-{s.id}"))
+    agent.send(protocol.Progress(job_id=s.id, attempt=1, percent=40, message="thinking",
+                                 tail=["line 1"]))
+    pump(broker, lambda: broker.jobs[s.id].progress == 40)
+    assert job_state(broker, s.id) is JobState.RUNNING
+    agent.send(protocol.Done(job_id=s.id, attempt=1, exit_code=0, tail=["done"]))
+    pump(broker, lambda: job_state(broker, s.id) is JobState.COMPLETED)
+    job = broker.store.get(s.id)
+    assert job.exit_code == 0 and job.host == "gpu1" and job.tail == ["done"]
+
+
+def test_credits_are_never_exceeded_and_priority_decides_who_gets_the_free_slot(broker, ctx):
+    agent = FakeAgent(ctx, broker, slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    first = spec(user="u0")
+    push.send(protocol.Submit(job=first))
+    agent.recv(broker, protocol.Assign)
+    low = [spec(user=f"l{i}", priority=3) for i in range(3)]
+    crit = spec(user="c", priority=0)
+    for s in low:
+        push.send(protocol.Submit(job=s))
+    pump(broker, lambda: broker.sched.pending_count() == 3)
+    push.send(protocol.Submit(job=crit))
+    pump(broker, lambda: broker.sched.pending_count() == 4)
+    assert not [m for m in agent.drain() if isinstance(m, protocol.Assign)]
+    agent.finish(first.id)
+    nxt = agent.recv(broker, protocol.Assign)
+    assert nxt.job.id == crit.id
+    agent.finish(crit.id)
+    assert agent.recv(broker, protocol.Assign).job.id == low[0].id
+
+
+def test_dead_agent_gets_no_work_and_its_jobs_are_requeued_after_the_grace(broker, ctx):
+    dead = FakeAgent(ctx, broker, name="dead", slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec()
+    push.send(protocol.Submit(job=s))
+    dead.recv(broker, protocol.Assign)
+    dead.send(protocol.Started(job_id=s.id, attempt=1))
+    dead.beating = False
+    # it never beats again: after 3 intervals it is dead and the job lost
+    pump(broker, lambda: job_state(broker, s.id) is JobState.LOST)
+    other = spec(user="bob")
+    push.send(protocol.Submit(job=other))
+    live = FakeAgent(ctx, broker, name="live", slots=2)
+    got = {live.recv(broker, protocol.Assign).job.id, live.recv(broker, protocol.Assign).job.id}
+    assert got == {s.id, other.id}      # the lost job came to the live agent after the grace
+    assert broker.jobs[s.id].attempt == 2
+
+
+def test_agent_that_comes_back_in_time_keeps_its_job(broker, ctx):
+    agent = FakeAgent(ctx, broker, name="flaky", slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec()
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    agent.send(protocol.Started(job_id=s.id, attempt=1))
+    agent.beating = False
+    pump(broker, lambda: job_state(broker, s.id) is JobState.LOST)
+    agent.close()
+    back = FakeAgent(ctx, broker, name="flaky", slots=1,
+                     held=[protocol.HeldJob(job_id=s.id, attempt=1)])
+    assert back.welcome.adopt == [s.id]
+    assert job_state(broker, s.id) is JobState.RUNNING
+    back.send(protocol.Done(job_id=s.id, attempt=1, exit_code=0))
+    pump(broker, lambda: job_state(broker, s.id) is JobState.COMPLETED)
+    assert broker.store.get(s.id).attempt == 1     # no second run
+
+
+def test_failed_job_is_retried_then_fails(broker, ctx):
+    agent = FakeAgent(ctx, broker, slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec(max_retries=1)
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    agent.finish(s.id, attempt=1, exit_code=3)
+    again = agent.recv(broker, protocol.Assign)
+    assert again.attempt == 2
+    agent.finish(s.id, attempt=2, exit_code=3)
+    pump(broker, lambda: job_state(broker, s.id) is JobState.FAILED)
+    assert len(broker.store.attempts(s.id)) == 2
+
+
+def test_dependency_waits_and_failed_dependency_fails_the_job(broker, ctx):
+    agent = FakeAgent(ctx, broker, slots=2)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    first, second = spec(user="a"), None
+    push.send(protocol.Submit(job=first))
+    agent.recv(broker, protocol.Assign)
+    second = spec(user="b", after=[first.id])
+    push.send(protocol.Submit(job=second))
+    pump(broker, lambda: second.id in broker.jobs)
+    assert "waiting" in broker.sched.why(second.id)
+    agent.finish(first.id, exit_code=1)
+    pump(broker, lambda: job_state(broker, second.id) is JobState.FAILED)
+    assert first.id in broker.store.get(second.id).reason
+
+
+def test_control_queries(broker, ctx):
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec(task="list me")
+    push.send(protocol.Submit(job=s))
+    pump(broker, lambda: s.id in broker.jobs)
+    client = Client(ctx, broker)
+    assert client.call(broker, "ping").result["name"] == "broker"
+    listed = client.call(broker, "jobs.list").result
+    assert [j["id"] for j in listed] == [s.id]
+    assert listed[0]["why"]                      # pending: it says why
+    got = client.call(broker, "jobs.get", id=s.id[:10]).result
+    assert got["task"] == "list me" and got["state"] == "pending" and "tail" in got
+    assert client.call(broker, "jobs.get", id="999999-ffff").code == "not_found"
+    assert client.call(broker, "nope").code == "bad_request"
+    assert client.call(broker, "jobs.list", limit="x").code == "bad_request"
+    status = client.call(broker, "status").result
+    assert status["queue"]["pending"] == 1
+    cancelled = client.call(broker, "jobs.cancel", ids=[s.id]).result
+    assert cancelled[0]["result"] == "killed"
+    assert job_state(broker, s.id) is JobState.KILLED
+
+
+def test_logs_come_from_the_agent(broker, ctx):
+    agent = FakeAgent(ctx, broker)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec()
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    client = Client(ctx, broker)
+    client.n += 1
+    client.send(protocol.Request(req=client.n, op="logs.read", args={"id": s.id}))
+    req = agent.recv(broker, protocol.LogRequest)
+    agent.send(protocol.LogChunk(req=req.req, job_id=s.id, offset=0, data=b"hello\n", size=6))
+    reply = client.recv(broker, protocol.Reply)
+    assert reply.ok and reply.result["data"] == b"hello\n" and reply.result["source"] == "agent"
+
+
+BAD_FRAMES = [
+    [b"garbage"],
+    [b"LZ1", b"SUBMIT", b"\xc1\xc1"],
+    [b"LZ1", b"NOPE", msgpack.packb({})],
+    [b"LZ2", b"SUBMIT", msgpack.packb({})],
+    [b"LZ1", b"SUBMIT", msgpack.packb({"job": {"id": 5}})],
+    [b"LZ1", b"SUBMIT", msgpack.packb({"job": "x" * 10})],
+    [b"LZ1", b"HELLO", msgpack.packb({"name": "x", "slots": -1, "capabilities": []})],
+    [b"LZ1", b"REQUEST", msgpack.packb({"req": 1, "op": "jobs.get", "args": {"id": 7}})],
+    [b"LZ1", b"SUBMIT", b"\x92" * 100000],
+]
+
+
+@pytest.mark.parametrize("endpoint", ["submit", "agents", "control"])
+def test_bad_frames_are_counted_and_dropped_and_the_broker_carries_on(broker, ctx, endpoint):
+    kind = zmq.PUSH if endpoint == "submit" else zmq.DEALER
+    peer = Peer(ctx, kind, getattr(broker.cfg.endpoints, endpoint))
+    for frames in BAD_FRAMES:
+        peer.send_raw(frames)
+    # oversized: zmq drops the connection; the broker must not notice beyond that
+    big = Peer(ctx, kind, getattr(broker.cfg.endpoints, endpoint))
+    big.send_raw([b"LZ1", b"SUBMIT", b"x" * (broker.cfg.broker.max_msg_size + 10)])
+    pump(broker, lambda: sum(broker.bad_frames.values()) >= len(BAD_FRAMES) - 1)
+    # still serving: a normal submission and a normal query work
+    good = spec()
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    push.send(protocol.Submit(job=good))
+    pump(broker, lambda: good.id in broker.jobs)
+    assert Client(ctx, broker).call(broker, "ping").ok
+
+
+def test_jobs_survive_a_broker_restart(home, ctx):
+    home.mkdir()
+    b = make_broker(home)
+    s = spec()
+    push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
+    push.send(protocol.Submit(job=s))
+    pump(b, lambda: s.id in b.jobs)
+    b.close()
+    b2 = make_broker(home)
+    try:
+        assert b2.jobs[s.id].state is JobState.PENDING
+        agent = FakeAgent(ctx, b2)
+        assert agent.recv(b2, protocol.Assign).job.id == s.id
+    finally:
+        b2.close()
+
+
+def test_second_broker_on_the_same_state_dir_is_refused(broker, home):
+    from luzia.errors import LuziaError
+    with pytest.raises(LuziaError, match="another broker"):
+        make_broker(home)
+
+
+def test_backpressure_rejects_with_a_reason(home, ctx):
+    home.mkdir()
+    b = make_broker(home, "max_pending = 2")
+    try:
+        push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
+        specs = [spec(user=f"u{i}") for i in range(3)]
+        for s in specs:
+            push.send(protocol.Submit(job=s))
+        pump(b, lambda: b.counters["rejections"] == 1)
+        rejected = b.store.get(specs[2].id)
+        assert rejected.state is JobState.REJECTED and "queue full" in rejected.reason
+    finally:
+        b.close()

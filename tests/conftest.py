@@ -1,0 +1,56 @@
+"""Shared fixtures: short state dirs (ipc paths must stay under ~100 bytes), a config file,
+a private tmux server. Use tests.helpers.wait_for to poll with a deadline (never sleep)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def short_tmp():
+    """A temp dir with a short path, for ipc:// sockets (tmp_path is too long)."""
+    path = Path(tempfile.mkdtemp(prefix="lz", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tmux_socket():
+    """A private tmux server name (tmux -L); killed at the end."""
+    if not shutil.which("tmux"):
+        pytest.skip("tmux is not installed")
+    name = f"lzt{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+
+
+def write_config(home: Path, text: str = "", tmux_socket: str = "") -> Path:
+    """Write a luzia.toml under `home` with test-friendly defaults plus `text`."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "luzia.toml"
+    base = f'home = "{home}"\n'
+    extra = f'[agent]\ntmux_socket = "{tmux_socket}"\n' if tmux_socket and "[agent]" not in text else ""
+    path.write_text(base + text + ("\n" + extra if extra else ""))
+    return path
+
+
+@pytest.fixture
+def luzia_env(short_tmp, monkeypatch):
+    """Point every component at a private LUZIA_HOME with a config file; returns (home, cfg path)."""
+    home = short_tmp / "h"
+    path = write_config(home)
+    for name in list(os.environ):
+        if name.startswith("LUZIA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LUZIA_CONFIG", str(path))
+    monkeypatch.setenv("LUZIA_HOME", str(home))
+    return home, path
+
+

@@ -1,0 +1,138 @@
+"""A fleet of real Luzia processes on this machine for end-to-end tests and benchmarks:
+a broker and agents as subprocesses on ipc:// endpoints under a private LUZIA_HOME."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from luzia import protocol
+from tests.helpers import wait_for
+
+PY = sys.executable
+
+
+class LocalFleet:
+    def __init__(self, home: Path, config_text: str = "", tmux_socket: str = "",
+                 env: dict[str, str] | None = None) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.config = home / "luzia.toml"
+        agent = f'[agent]\ntmux_socket = "{tmux_socket}"\n' if tmux_socket and "[agent]" not in config_text else ""
+        self.config.write_text(f'home = "{home}"\n{config_text}\n{agent}')
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
+        self.env.update({"LUZIA_CONFIG": str(self.config), "LUZIA_HOME": str(home),
+                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1"})
+        self.env.update(env or {})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.ctx = zmq.Context()
+        self._req = itertools.count(1)
+        self._control: zmq.Socket | None = None
+
+    # processes ------------------------------------------------------------------
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = open(self.home / f"{name}.out", "ab")
+        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        self.procs[name] = proc
+        return proc
+
+    def start_broker(self) -> subprocess.Popen:
+        proc = self.start("broker", [PY, "-m", "luzia.broker"])
+        wait_for(self.ping, 15, message="broker answers ping")
+        return proc
+
+    def start_agent(self, name: str = "local", *extra: str) -> subprocess.Popen:
+        return self.start(f"agent-{name}", [PY, "-m", "luzia.agents", "--name", name, *extra])
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(10)
+        if name == "broker":
+            self._reset_control()
+
+    def output(self, name: str) -> str:
+        return (self.home / f"{name}.out").read_text(errors="replace")
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        self._reset_control()
+        self.ctx.destroy(linger=0)
+
+    # talking to it ----------------------------------------------------------------
+    def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([PY, "-m", "luzia.cli", *args], env=self.env, capture_output=True,
+                              timeout=timeout, input=input)
+
+    def submit(self, *args: str) -> str:
+        """`luzia PROJECT TASK ...`; returns the job id it printed."""
+        out = self.cli(*args)
+        assert out.returncode == 0, out.stderr.decode()
+        line = out.stdout.decode().strip()
+        assert line.startswith("agent:"), line
+        return line.rsplit(":", 1)[1]
+
+    def control(self, op: str, timeout: float = 3.0, **args: Any) -> Any:
+        """One control request; None if the broker did not answer in time."""
+        if self._control is None:
+            self._control = self.ctx.socket(zmq.DEALER)
+            self._control.setsockopt(zmq.LINGER, 0)
+            self._control.connect(f"ipc://{self.home}/run/control")
+        req = next(self._req)
+        self._control.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not self._control.poll(left * 1000):
+                break
+            reply = protocol.decode(self._control.recv_multipart())
+            if isinstance(reply, protocol.Reply) and reply.req == req:
+                if not reply.ok:
+                    raise RuntimeError(f"{op}: {reply.error}")
+                return reply.result
+        self._reset_control()
+        return None
+
+    def _reset_control(self) -> None:
+        if self._control is not None:
+            self._control.close(0)
+            self._control = None
+
+    def ping(self) -> bool:
+        return self.control("ping", timeout=0.5) is not None
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        return self.control("jobs.get", id=job_id)
+
+    def state(self, job_id: str) -> str | None:
+        job = self.job(job_id)
+        return job["state"] if job else None
+
+    def agents(self) -> list[dict[str, Any]]:
+        status = self.control("status")
+        return status["agents"] if status else []
+
+    def live_agents(self) -> set[str]:
+        return {a["name"] for a in self.agents() if a["state"] == "live"}
+
+
+def jobs_json(out: subprocess.CompletedProcess) -> Any:
+    return json.loads(out.stdout.decode())
