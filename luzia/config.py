@@ -103,8 +103,18 @@ class AgentConfig:
 class SupervisorConfig:
     broker: bool = True
     agent: bool = True
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    backoff_initial: float = 0.5     # first restart delay, doubling ...
+    backoff_max: float = 30.0        # ... up to this
+    stable_after: float = 60.0       # up this long: the backoff starts again from the beginning
+    flap_window: float = 60.0        # this many deaths within the window ...
+    flap_deaths: int = 5             # ... make a child FATAL (flapping)
+    fatal_cooldown: float = 300.0    # a FATAL child is tried again after this
+    stop_timeout: float = 10.0       # SIGTERM, then SIGKILL after this
+    ping_interval: float = 5.0       # health ping of each child
+    ping_timeout: float = 15.0       # no answer this long: hung, killed and restarted
+    start_grace: float = 10.0        # pings do not count this long after a start
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 3
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""`luzia-agent`: run this host's agent in the foreground (the supervisor normally starts it)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from luzia import config
+from luzia.errors import LuziaError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="luzia-agent", description=__doc__)
+    parser.add_argument("--name", help="agent name (default: the host name)")
+    parser.add_argument("--slots", type=int, help="jobs at once (capacity credits)")
+    parser.add_argument("--capabilities", help="comma list of task types, e.g. code,text")
+    parser.add_argument("--runner", choices=["auto", "tmux", "subprocess"])
+    parser.add_argument("--connect", metavar="ENDPOINT", help="the broker's agents endpoint")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s agent %(levelname)s %(message)s", stream=sys.stderr)
+    agent: dict = {}
+    if args.name:
+        agent["name"] = args.name
+    if args.slots is not None:
+        agent["slots"] = args.slots
+    if args.capabilities:
+        agent["capabilities"] = [c.strip() for c in args.capabilities.split(",") if c.strip()]
+    if args.runner:
+        agent["runner"] = args.runner
+    overrides: dict = {"agent": agent}
+    if args.connect:
+        overrides["endpoints"] = {"agents": args.connect}
+    try:
+        cfg = config.load(overrides=overrides)
+        from luzia.agents.worker import Worker
+        worker = Worker(cfg)
+    except LuziaError as exc:
+        print(f"luzia-agent: {exc}", file=sys.stderr)
+        return exc.exit_code
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""A job's directory on the agent's host, in the seeds' layout:
+meta.json, status.json, output.log, progress.md, pid, exit_code, task.txt."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from luzia import protocol
+from luzia.config import Config
+from luzia.text import strip_terminal
+
+PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class JobDir:
+    def __init__(self, root: Path, job_id: str) -> None:
+        self.id = job_id
+        self.path = root / job_id
+        self.output = self.path / "output.log"
+        self.progress_file = self.path / "progress.md"
+        self.exit_file = self.path / "exit_code"
+        self.pid_file = self.path / "pid"
+
+    # creation ------------------------------------------------------------------
+    def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
+        if self.path.exists():                     # a new attempt starts clean
+            for name in ("exit_code", "pid", "progress.md"):
+                (self.path / name).unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "task.txt").write_text(job.task)
+        self.output.touch()
+        self.progress_file.touch()
+        workdir = job.workdir or str(self.path)
+        argv = build_argv(cfg, job, self.path, workdir)
+        env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
+               "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
+               "LUZIA_PROGRESS_FILE": str(self.progress_file)}
+        meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
+                "env": env, "created_at": time.time()}
+        write_atomic(self.path / "meta.json", json.dumps(meta, indent=1))
+        self.set_status(state="running", attempt=attempt, acked=False, started_at=time.time())
+
+    # reading ------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / "meta.json").read_text())
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def set_status(self, **fields: Any) -> None:
+        status = self.status()
+        status.update(fields)
+        write_atomic(self.path / "status.json", json.dumps(status))
+
+    def exit_code(self) -> int | None:
+        try:
+            return int(self.exit_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def pid(self) -> int:
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def progress(self) -> tuple[float, str]:
+        """(percent or -1, message) from the first line of progress.md that has one."""
+        try:
+            text = self.progress_file.read_text(errors="replace")
+        except OSError:
+            return -1.0, ""
+        for line in text.splitlines():
+            m = PERCENT_RE.search(line)
+            if m:
+                pct = min(100.0, float(m.group(1)))
+                message = (line[:m.start()] + line[m.end():]).strip(" -:")
+                return pct, strip_terminal(message)[:protocol.MAX_LINE]
+        first = text.strip().splitlines()[:1]
+        return -1.0, strip_terminal(first[0])[:protocol.MAX_LINE] if first else ""
+
+    def tail(self, lines: int) -> list[str]:
+        try:
+            with open(self.output, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - 64 * 1024))
+                data = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        out = [ln[:protocol.MAX_LINE] for ln in strip_terminal(data).split("\n")]
+        while out and not out[-1].strip():
+            out.pop()
+        return out[-lines:]
+
+    def read_log(self, offset: int, limit: int) -> tuple[bytes, int]:
+        with open(self.output, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(min(offset, size))
+            return f.read(limit), size
+
+    def signature(self) -> tuple[int, float, float]:
+        """Changes when output or progress change (cheap: sizes and mtimes)."""
+        try:
+            out, prog = self.output.stat(), self.progress_file.stat()
+            return out.st_size, out.st_mtime, prog.st_mtime
+        except OSError:
+            return 0, 0.0, 0.0
+
+
+def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str) -> list[str]:
+    """The command for this job with placeholders replaced; the task is one argument."""
+    template = cfg.agent.commands.get(job.type) or cfg.agent.command
+    values = {"{task}": job.task, "{task_file}": str(job_dir / "task.txt"), "{job_id}": job.id,
+              "{project}": job.project, "{job_dir}": str(job_dir), "{workdir}": workdir}
+    out = []
+    for arg in template:
+        if arg in values:             # whole-argument placeholder: no further substitution
+            out.append(values[arg])
+            continue
+        for key, value in values.items():
+            if key != "{task}":
+                arg = arg.replace(key, value)
+        out.append(arg.replace("{task}", job.task))
+    return out
+
+
+def prune(root: Path, keep: int, active: set[str]) -> int:
+    """Remove the oldest finished job directories beyond `keep`."""
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir() and d.name not in active
+                and (d / "exit_code").exists()]
+    except OSError:
+        return 0
+    if len(dirs) <= keep:
+        return 0
+    dirs.sort(key=lambda d: d.stat().st_mtime)
+    victims = dirs[:len(dirs) - keep]
+    for d in victims:
+        shutil.rmtree(d, ignore_errors=True)
+    return len(victims)

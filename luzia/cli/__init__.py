@@ -1,0 +1,1 @@
+"""The `luzia` command line."""

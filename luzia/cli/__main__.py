@@ -1,0 +1,5 @@
+import sys
+
+from luzia.cli.main import main
+
+sys.exit(main())

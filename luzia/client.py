@@ -1,0 +1,182 @@
+"""The client side: submit a job (the CLI's fast path and the Python API) and ask the broker.
+
+    from luzia import client
+    job_id = client.submit("overbits", "fix the login button", priority="high")
+
+Submitting never waits for the work. When the broker is on this host the job is first
+written to the spool (write, fsync, rename), so it is never lost once an id is returned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from luzia import protocol
+from luzia.config import Config, ensure_private_dir, is_local, load
+from luzia.errors import BrokerUnreachable, LuziaError, NotFound, StateDirError, UsageError
+from luzia.ids import JOB_ID_RE, new_job_id
+from luzia.states import Priority
+
+CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
+
+
+@dataclass(frozen=True)
+class Submitted:
+    id: str
+    spec: protocol.JobSpec
+    spooled: bool
+    reachable: bool
+    spool_dir: str
+
+
+def submit(project: str, task: str, **options: Any) -> str:
+    """Queue `task` for `project`; return its job id. Options: priority, type, user, timeout,
+    max_retries, after (ids), metadata (dict), cfg (a Config)."""
+    return send(build(project, task, **options), options.get("cfg")).id
+
+
+def build(project: str, task: str, *, cfg: Config | None = None, priority: str | int | None = None,
+          type: str | None = None, user: str | None = None, timeout: float | None = None,
+          max_retries: int | None = None, after: list[str] | tuple[str, ...] = (),
+          metadata: dict[str, Any] | None = None) -> protocol.JobSpec:
+    """The job as it will be sent, with the project's defaults filled in."""
+    cfg = cfg or load()
+    proj = cfg.project(project)
+    if not task.strip():
+        raise UsageError("the task is empty; say what to do, e.g. luzia demo \"hello\"")
+    try:
+        prio = Priority.parse(priority if priority is not None else proj.priority)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    retries = max_retries if max_retries is not None else (
+        proj.max_retries if proj.max_retries >= 0 else cfg.max_retries)
+    for dep in after:
+        if not JOB_ID_RE.match(dep):
+            raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {dep!r}")
+    try:
+        return protocol.JobSpec(
+            id=new_job_id(), project=project, task=task, user=user or proj.user,
+            priority=int(prio), type=type or proj.type or "",
+            timeout=float(timeout if timeout is not None else (proj.timeout or cfg.timeout)),
+            max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
+            workdir=proj.workdir, submitted_at=time.time())
+    except LuziaError as exc:
+        raise UsageError(f"invalid job: {exc}") from None
+
+
+def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
+    """Spool (when the broker is local) and push. Raises BrokerUnreachable only when the job
+    could not be made durable anywhere."""
+    cfg = cfg or load()
+    msg = protocol.Submit(job=spec)
+    spooled = False
+    if is_local(cfg.endpoints.submit):
+        ensure_private_dir(Path(cfg.home))
+        _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
+        spooled = True
+    reachable = _push(cfg.endpoints.submit, protocol.encode(msg))
+    if not reachable and not spooled:
+        raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
+                                "not queued (is luzia-supervisor running there?)")
+    return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
+
+
+def _spool(directory: Path, job_id: str, data: bytes) -> None:
+    tmp = directory / f".{job_id}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, directory / f"{job_id}.job")
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise StateDirError(f"cannot write the job to the spool {directory}: "
+                            f"{exc.strerror or exc}") from None
+
+
+def _push(endpoint: str, frames: list[bytes]) -> bool:
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[6:]):
+        return False
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    try:
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.LINGER, 1000)
+        sock.connect(endpoint)
+        if not sock.poll(CONNECT_WAIT * 1000, zmq.POLLOUT):
+            sock.setsockopt(zmq.LINGER, 0)
+            return False
+        sock.send_multipart(frames, zmq.NOBLOCK)
+        return True
+    except zmq.ZMQError:
+        sock.setsockopt(zmq.LINGER, 0)
+        return False
+    finally:
+        sock.close()
+        ctx.term()
+
+
+class Control:
+    """Requests to the broker's control socket, one at a time, with a timeout."""
+
+    def __init__(self, cfg: Config | None = None, timeout: float = 3.0,
+                 endpoint: str | None = None, what: str = "broker") -> None:
+        self.cfg = cfg or load()
+        self.endpoint = endpoint or self.cfg.endpoints.control
+        self.timeout = timeout
+        self.what = what
+        self.ctx = zmq.Context.instance()
+        self.sock: zmq.Socket | None = None
+        self.ids = itertools.count(1)
+
+    def _socket(self) -> zmq.Socket:
+        if self.sock is None:
+            if self.endpoint.startswith("ipc://") and not os.path.exists(self.endpoint[6:]):
+                raise self._down()
+            self.sock = self.ctx.socket(zmq.DEALER)
+            self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.connect(self.endpoint)
+        return self.sock
+
+    def _down(self) -> BrokerUnreachable:
+        hint = "start it with `make run` or `luzia-supervisor`"
+        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {hint}")
+
+    def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        sock = self._socket()
+        req = next(self.ids)
+        sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while (left := deadline - time.monotonic()) > 0:
+            if not sock.poll(left * 1000):
+                break
+            reply = protocol.decode(sock.recv_multipart())
+            if isinstance(reply, protocol.Reply) and reply.req == req:
+                if reply.ok:
+                    return reply.result
+                if reply.code == "not_found":
+                    raise NotFound(reply.error)
+                if reply.code in ("bad_request", "ambiguous"):
+                    raise UsageError(reply.error)
+                raise LuziaError(reply.error)
+        self.close()
+        raise self._down()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close(0)
+            self.sock = None

@@ -1,0 +1,1 @@
+"""luzia-supervisor: keeps this host's broker and agent running."""
