@@ -295,15 +295,17 @@ class Worker:
             return
         if run.timeout and not run.stop_reason and now - run.started > run.timeout:
             self.stop_job(run, "timeout")
+        if run.stop_reason and run.kill_at is None and runners.signal_job(run.dir, runners.TERM):
+            run.kill_at = now + self.cfg.agent.kill_grace   # its pid was not known at the stop
         if run.kill_at is not None and now >= run.kill_at:
             runners.signal_job(run.dir, runners.KILL)
-            run.kill_at = None
+            run.kill_at = float("inf")
 
     def stop_job(self, run: Running, reason: str) -> None:
         run.stop_reason = reason
-        run.kill_at = time.monotonic() + self.cfg.agent.kill_grace
-        if not runners.signal_job(run.dir, runners.TERM):
-            run.kill_at = time.monotonic()
+        run.kill_at = None            # until the TERM has reached it (the pid may be unknown yet)
+        if runners.signal_job(run.dir, runners.TERM):
+            run.kill_at = time.monotonic() + self.cfg.agent.kill_grace
         log.info("job %s: stopping (%s)", run.dir.id, reason)
 
     def send_done(self, run: Running, reason: str = "") -> None:

@@ -16,7 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from luzia.agents.jobdir import write_atomic
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Kept here rather than imported: the wrapper starts once per job and must start fast."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

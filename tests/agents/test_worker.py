@@ -1,0 +1,227 @@
+"""The agent against a fake broker: a real ROUTER socket driven by the test."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import zmq
+
+from luzia import config, protocol
+from luzia.agents.worker import Worker
+from luzia.ids import new_job_id
+from tests.helpers import wait_for
+
+PY = sys.executable
+SLEEP = [PY, "-c", "import sys, time; print('working', flush=True); time.sleep(float(sys.argv[1]))", "{task}"]
+RECORD = [PY, "-c", "import sys; open(sys.argv[2], 'w').write(sys.argv[1])", "{task}", "{job_dir}/seen"]
+
+
+class FakeBroker:
+    def __init__(self, cfg: config.Config) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.beating = True
+        self.last_beat = 0.0
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.sock.bind(cfg.endpoints.agents)
+        self.identity = b""
+        self.got: list[protocol.Message] = []
+
+    def recv(self, worker: Worker, kind: type, timeout: float = 10.0, where=None) -> protocol.Message:
+        def arrived():
+            worker.turn(0.01)
+            if self.beating and self.identity and time.monotonic() - self.last_beat > 0.04:
+                self.last_beat = time.monotonic()
+                self.send(protocol.Heartbeat(running=sorted(worker.jobs)))
+            while self.sock.poll(0):
+                frames = self.sock.recv_multipart()
+                self.identity = frames[0]
+                msg = protocol.decode(frames[1:])
+                self.got.append(msg)
+                if isinstance(msg, kind) and (where is None or where(msg)):
+                    return msg
+            return None
+        return wait_for(arrived, timeout, message=f"a {kind.__name__}")
+
+    def send(self, msg: protocol.Message) -> None:
+        self.sock.send_multipart([self.identity, *protocol.encode(msg)])
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+
+def make(home: Path, agent: str) -> config.Config:
+    (home / "luzia.toml").write_text(f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\n'
+                                     f'[agent]\nkill_grace = 0.5\n{agent}\n')
+    return config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
+
+
+@pytest.fixture
+def rig(short_tmp, monkeypatch):
+    monkeypatch.setenv("LUZIA_DEMO_SECONDS", "0.2")
+    made = []
+
+    def build(agent: str = 'runner = "subprocess"'):
+        home = short_tmp / "h"
+        home.mkdir(exist_ok=True)
+        cfg = make(home, agent)
+        broker = FakeBroker(cfg)
+        worker = Worker(cfg, ctx=zmq.Context())
+        made.append((broker, worker))
+        hello = broker.recv(worker, protocol.Hello)
+        broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=[h.job_id for h in hello.held]))
+        return cfg, broker, worker, hello
+    yield build
+    for broker, worker in made:
+        worker.close()
+        worker.ctx.term()
+        broker.close()
+
+
+def assign(broker, task="hello", **kw) -> protocol.JobSpec:
+    job = protocol.JobSpec(id=new_job_id(), project="demo", task=task, user="u", type="code", **kw)
+    broker.send(protocol.Assign(job=job, attempt=1))
+    return job
+
+
+def test_hello_then_heartbeats_with_load(rig):
+    cfg, broker, worker, hello = rig()
+    assert hello.name == cfg.agent.name and hello.slots == 2 and "code" in hello.capabilities
+    beat = broker.recv(worker, protocol.Heartbeat)
+    assert 0 <= beat.cpu <= 1 and 0 < beat.memory <= 1
+
+
+def test_demo_job_runs_through_started_progress_done(rig):
+    cfg, broker, worker, _ = rig()
+    job = assign(broker, "say hi")
+    assert broker.recv(worker, protocol.Started).job_id == job.id
+    progress = broker.recv(worker, protocol.Progress, where=lambda m: m.percent > 0)
+    assert "thinking about" in progress.message
+    done = broker.recv(worker, protocol.Done)
+    assert done.exit_code == 0 and done.reason == "" and "demo agent: done" in done.tail
+    jobdir = Path(cfg.jobs_dir) / job.id
+    for name in ("meta.json", "status.json", "output.log", "progress.md", "pid", "exit_code"):
+        assert (jobdir / name).exists(), name
+
+
+def test_failing_command_reports_its_exit_code(rig):
+    _, broker, worker, _ = rig()
+    assign(broker, "please FAIL_DEMO")
+    assert broker.recv(worker, protocol.Done).exit_code == 1
+
+
+def test_missing_command_is_exit_127(rig):
+    _, broker, worker, _ = rig('runner = "subprocess"\ncommand = ["/nonexistent/agent", "{task}"]')
+    assign(broker)
+    assert broker.recv(worker, protocol.Done).exit_code == 127
+
+
+@pytest.mark.parametrize("runner", ["subprocess", "tmux"])
+def test_hostile_task_text_reaches_the_command_byte_for_byte(rig, runner, request):
+    extra = ""
+    if runner == "tmux":
+        extra = f'tmux_socket = "{request.getfixturevalue("tmux_socket")}"\n'
+    cfg, broker, worker, _ = rig(f'runner = "{runner}"\n{extra}command = {json.dumps(RECORD)}')
+    pwned = Path(f"/tmp/pwned-{uuid.uuid4().hex[:8]}")
+    task = f'$(touch {pwned}) "quotes" ; newline\n and \x1b[31m `touch {pwned}` {{task}} %s \\'
+    job = assign(broker, task)
+    assert broker.recv(worker, protocol.Done).exit_code == 0
+    assert (Path(cfg.jobs_dir) / job.id / "seen").read_text() == task
+    assert not pwned.exists()
+
+
+def test_tmux_session_exists_while_the_job_runs(rig, tmux_socket):
+    _, broker, worker, _ = rig(f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\ncommand = {json.dumps(SLEEP)}')
+    job = assign(broker, "5")
+    started = broker.recv(worker, protocol.Started)
+    assert started.session == f"luzia-{job.id}"
+    has = lambda: subprocess.run(["tmux", "-L", tmux_socket, "has-session", "-t", started.session]).returncode == 0
+    assert has()
+    broker.send(protocol.Cancel(job_id=job.id))
+    done = broker.recv(worker, protocol.Done)
+    assert done.reason == "cancelled" and done.exit_code != 0
+    wait_for(lambda: not has(), 5)
+
+
+def test_cancel_and_timeout_stop_the_job(rig):
+    _, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
+    job = assign(broker, "30")
+    broker.recv(worker, protocol.Started)
+    broker.send(protocol.Cancel(job_id=job.id))
+    done = broker.recv(worker, protocol.Done)
+    assert done.reason == "cancelled" and done.exit_code == 128 + 15
+    t0 = time.monotonic()
+    assign(broker, "30", timeout=0.3)
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.reason == "timeout")
+    assert time.monotonic() - t0 < 5
+
+
+def test_log_request_gets_the_output(rig):
+    _, broker, worker, _ = rig()
+    job = assign(broker, "log me")
+    broker.recv(worker, protocol.Done)
+    broker.send(protocol.LogRequest(req=7, job_id=job.id, offset=0, limit=100000))
+    chunk = broker.recv(worker, protocol.LogChunk)
+    assert chunk.req == 7 and b"log me" in chunk.data and chunk.size == len(chunk.data)
+    broker.send(protocol.LogRequest(req=8, job_id="000000-000000000000"))
+    assert broker.recv(worker, protocol.LogChunk, where=lambda m: m.req == 8).error
+
+
+def test_restarted_agent_readopts_running_and_ended_jobs(rig, tmux_socket):
+    cfg, broker, worker, _ = rig(f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\ncommand = {json.dumps(SLEEP)}')
+    long_job = assign(broker, "30")
+    broker.recv(worker, protocol.Started, where=lambda m: m.job_id == long_job.id)
+    short_job = assign(broker, "0.3")
+    broker.recv(worker, protocol.Started, where=lambda m: m.job_id == short_job.id)
+    worker.close()                 # the agent goes away; its tmux sessions stay
+    wait_for(lambda: (Path(cfg.jobs_dir) / short_job.id / "exit_code").exists(), 10)
+    again = Worker(cfg, ctx=worker.ctx)
+    try:
+        hello = broker.recv(again, protocol.Hello)
+        held = {h.job_id: h.exit_code for h in hello.held}
+        assert held == {long_job.id: None, short_job.id: 0}
+        broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=list(held)))
+        broker.send(protocol.Cancel(job_id=long_job.id))
+        assert broker.recv(again, protocol.Done, where=lambda m: m.job_id == long_job.id).reason == "cancelled"
+    finally:
+        again.close()
+
+
+def test_garbage_from_the_broker_is_dropped(rig):
+    _, broker, worker, _ = rig()
+    for frames in ([b"junk"], [b"LZ1", b"ASSIGN", b"\xc1"], [b"LZ1", b"SUBMIT", b"\x80"]):
+        broker.sock.send_multipart([broker.identity, *frames])
+    job = assign(broker)
+    assert broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id).exit_code == 0
+
+
+def test_silent_broker_means_reconnect_and_a_new_hello(rig):
+    _, broker, worker, _ = rig()
+    broker.beating = False
+    broker.recv(worker, protocol.Heartbeat)
+    # the broker says nothing back: after liveness x interval the agent says Hello again
+    broker.recv(worker, protocol.Hello, timeout=5)
+
+
+def test_broker_heartbeat_acknowledges_done_and_orphans_are_stopped(rig):
+    cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
+    broker.beating = False
+    quick = assign(broker, "0")
+    broker.recv(worker, protocol.Done, where=lambda m: m.job_id == quick.id)
+    broker.send(protocol.Heartbeat(running=[]))            # not listed: acknowledged
+    wait_for(lambda: (worker.turn(0.01), quick.id not in worker.jobs)[1], 5)
+    orphan = assign(broker, "30")
+    broker.recv(worker, protocol.Started, where=lambda m: m.job_id == orphan.id)
+    for _ in range(5):
+        broker.send(protocol.Heartbeat(running=[]))
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == orphan.id)
+    assert done.reason == "cancelled"
