@@ -115,8 +115,9 @@ class Arbiter:
                 child.restarts += 1
                 self._start(child, now)
             elif child.state is ProcState.STARTING:
-                if not child.program.ping and now - child.started_at >= 1.0:
-                    child.move(ProcState.RUNNING)
+                if not child.program.ping:
+                    if now - child.started_at >= min(1.0, self.scfg.start_grace):
+                        child.move(ProcState.RUNNING)
                 elif now - child.started_at > self.scfg.start_grace + self.scfg.ping_timeout:
                     self._hung(child, "never answered its health ping")
             elif child.state is ProcState.RUNNING and child.program.ping \

@@ -63,13 +63,19 @@ class RotatingLog:
         self.file = open(self.path, "ab")
 
     def tail(self, lines: int) -> list[str]:
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - 256 * 1024))
-                return f.read().decode(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return []
+        """The last `lines` lines, reaching into the previous file after a rotation."""
+        out: list[str] = []
+        for path in (self.path, self.path.with_name(f"{self.path.name}.1")):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    f.seek(max(0, f.tell() - 256 * 1024))
+                    out = f.read().decode(errors="replace").splitlines() + out
+            except OSError:
+                pass
+            if len(out) >= lines:
+                break
+        return out[-lines:]
 
 
 @dataclass
