@@ -108,8 +108,19 @@ def _spool(directory: Path, job_id: str, data: bytes) -> None:
                             f"{exc.strerror or exc}") from None
 
 
+def _listening(path: str) -> bool:
+    """Is anything accepting on this Unix socket? (A dead broker leaves its socket file.)"""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def _push(endpoint: str, frames: list[bytes]) -> bool:
-    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[6:]):
+    if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
         return False
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
@@ -145,7 +156,7 @@ class Control:
 
     def _socket(self) -> zmq.Socket:
         if self.sock is None:
-            if self.endpoint.startswith("ipc://") and not os.path.exists(self.endpoint[6:]):
+            if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
                 raise self._down()
             self.sock = self.ctx.socket(zmq.DEALER)
             self.sock.setsockopt(zmq.LINGER, 0)

@@ -213,8 +213,13 @@ class Worker:
 
     def assign(self, msg: protocol.Assign) -> None:
         job = msg.job
-        if job.id in self.jobs and self.jobs[job.id].exit_code is None:
-            log.info("job %s already running here; ignoring repeated assign", job.id)
+        current = self.jobs.get(job.id)
+        if current is not None and current.exit_code is None:
+            # the broker took our run for lost; it is still going: carry on under the new attempt
+            log.info("job %s already running here; continuing it as attempt %d", job.id, msg.attempt)
+            current.attempt = msg.attempt
+            current.dir.set_status(attempt=msg.attempt)
+            self.send(protocol.Started(job_id=job.id, attempt=msg.attempt, pid=current.dir.pid()))
             return
         busy = sum(1 for r in self.jobs.values() if r.exit_code is None)
         if busy >= self.cfg.agent.slots:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)
+NEVER_STARTED = 10.0   # seconds an agent may take to acknowledge an Assign by Started or a beat
 
 
 class AgentHandler:
@@ -99,7 +100,8 @@ class AgentHandler:
         agent.gpu_memory, agent.gpu_util, agent.gpu_free_gb = msg.gpu_memory, msg.gpu_util, msg.gpu_free_gb
         self.b.sched.agent_load(agent.name, msg.cpu, msg.memory, msg.gpu_free_gb)
         agent.reported = set(msg.running)
-        patience = 3 * self.cfg.broker.heartbeat_interval
+        # an Assign may still be in flight behind this beat; only a long silence means it was lost
+        patience = self.cfg.broker.liveness * self.cfg.broker.heartbeat_interval + NEVER_STARTED
         wall = time.time()
         for job_id in sorted(agent.jobs):
             job = self.b.jobs.get(job_id)
