@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 from luzia import config
-from luzia.errors import LuziaError
+from luzia.service import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,18 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict = {"agent": agent}
     if args.connect:
         overrides["endpoints"] = {"agents": args.connect}
-    try:
-        cfg = config.load(overrides=overrides)
-        from luzia.agents.worker import Worker
-        worker = Worker(cfg)
-    except LuziaError as exc:
-        print(f"luzia-agent: {exc}", file=sys.stderr)
-        return exc.exit_code
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    signal.signal(signal.SIGINT, lambda *_: worker.stop())
-    worker.run()
-    return 0
 
+    def make():
+        from luzia.agents.worker import Worker
+        return Worker(config.load(overrides=overrides))
+    return serve("luzia-agent", make)
 
 if __name__ == "__main__":
     sys.exit(main())

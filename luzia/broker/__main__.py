@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
 from luzia import config
-from luzia.errors import LuziaError
+from luzia.service import serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,19 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides["broker"] = {"insecure": True}
     if args.bind:
         overrides["endpoints"] = _endpoints_from(args.bind)
-    try:
-        cfg = config.load(overrides=overrides)
-        from luzia.broker.server import Broker
-        broker = Broker(cfg)
-    except LuziaError as exc:
-        print(f"luzia-broker: {exc}", file=sys.stderr)
-        return exc.exit_code
-    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
-    signal.signal(signal.SIGINT, lambda *_: broker.stop())
-    broker.run()
-    logging.getLogger("luzia.broker").info("broker stopped")
-    return 0
 
+    def make():
+        from luzia.broker.server import Broker
+        return Broker(config.load(overrides=overrides))
+    code = serve("luzia-broker", make)
+    if code == 0:
+        logging.getLogger("luzia.broker").info("broker stopped")
+    return code
 
 def _endpoints_from(bind: str) -> dict[str, str]:
     scheme, _, rest = bind.partition("://")

@@ -1,237 +1,301 @@
 """The scheduler: which pending job starts next, and on which agent.
 
-Rules (seeds 002–004): strict priority, FIFO within a priority, among the jobs eligible
-now — the user runs fewer than its limit (one by default), the project fewer than
-`max_per_project`, the global cap is not reached, the dependencies are done, and a live,
-non-draining agent under its ceilings has a free slot and offers the job's type. The job
-goes to the eligible agent with the lowest load score.
+Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
+priority, among the jobs eligible now — its user runs fewer than its limit (one by
+default), its project fewer than `max_per_project`, the global cap is not reached, its
+dependencies are done, and a live, non-draining agent under both ceilings, with a free
+slot and enough free GPU memory, offers its type. It goes to the eligible agent with the
+lowest load score (ties by name). An ineligible job never blocks the ones behind it.
 
-Cost: pending jobs live in buckets keyed by (priority, type, user, project), each a heap by
-arrival. Per (priority, type) a heap holds the heads of the buckets that may be ready; a
-bucket whose user or project is blocked is dropped from it when met and pushed back when
-that user or project frees a slot. A decision therefore pops only entries that are stale or
-blocked since they were pushed — work that does not grow with the queue's length.
+Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project): every
+job of a bucket is eligible or not for the same reasons, so only a bucket's oldest job is
+ever a candidate. Per (priority, type, GPU need) a heap holds one entry per bucket, ordered
+by its head's seq. A decision looks at the top of each heap whose type some agent can take
+now; a bucket met there whose user or project is at its limit is *parked* on that user or
+project and pushed back only when it frees a slot. So a decision only pops entries that
+went stale or blocked since they were pushed — never a scan of a user's or project's jobs.
+`ReferenceScheduler` (reference.py) is the plain version this one is proven against.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
+import itertools
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
+log = logging.getLogger(__name__)
+
+LEVELS = len(Priority)
+SHOWN = 3   # ids named in one "why" message
+
 
 @dataclass(slots=True)
 class SchedJob:
+    """A job as the scheduler sees it: what it needs, not what it does."""
+
     id: str
     seq: int            # broker's arrival sequence; FIFO order within a priority
-    priority: int       # 0 critical .. 3 low
+    priority: int       # 0 critical .. 3 low (luzia.states.Priority)
     user: str
     project: str
-    type: str
-    after: frozenset[str] = frozenset()   # dependencies not yet completed
+    type: str           # already detected; never ""
+    after: frozenset[str] = frozenset()   # dependency ids not yet completed
     submitted: float = 0.0                # time.monotonic() when it became pending
-    gpu_mem_gb: float = 0.0               # free GPU memory it needs (0: none)
+    gpu_mem_gb: float = 0.0               # needed free GPU memory (0: none)
+
+    def __lt__(self, other: SchedJob) -> bool:   # a bucket's heap orders its jobs by arrival
+        return self.seq < other.seq
 
 
 @dataclass(slots=True)
 class SchedAgent:
+    """An agent as the scheduler sees it: credits, capabilities, load."""
+
     name: str
     slots: int
     capabilities: frozenset[str]
-    cpu: float = 0.0
-    memory: float = 0.0
-    gpu_free_gb: float = -1.0
+    cpu: float = 0.0          # 0..1
+    memory: float = 0.0       # 0..1
+    gpu_free_gb: float = -1.0  # -1: no GPU information
     live: bool = True
     draining: bool = False
 
 
-Key = tuple[int, str, str, str]   # (priority, type, user, project)
+def user_limit(cfg: SchedulerConfig, user: str) -> int:
+    """Running jobs allowed to `user`; 0 means no limit."""
+    if user in cfg.per_user_limits:
+        return cfg.per_user_limits[user]
+    return 1 if cfg.per_user else 0
 
 
-class Fleet:
-    """Agents, their placed jobs and the checks both schedulers share."""
+def _ids(ids: Iterable[str]) -> str:
+    ids = sorted(ids)
+    more = f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
+    return ", ".join(ids[:SHOWN]) + more
+
+
+def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
+            running_of: Callable[[str], int], user_jobs: Iterable[str],
+            project_running: int, total_running: int) -> str:
+    """Why `job` cannot start now, first obstacle first; "" if nothing stops it.
+
+    Both schedulers call this with counts they keep (or compute) their own way, so the
+    property test comparing their why() checks their bookkeeping, not this wording.
+    """
+    if job.after:
+        return f"waiting for {_ids(job.after)}"
+    user_jobs = list(user_jobs)
+    limit = user_limit(cfg, job.user)
+    if limit and len(user_jobs) >= limit:
+        return f"user {job.user} is running {_ids(user_jobs)}"
+    cap = cfg.max_per_project
+    if cap and project_running >= cap:
+        return f"project {job.project} at its cap ({project_running}/{cap})"
+    if cfg.max_concurrent and total_running >= cfg.max_concurrent:
+        return f"global cap reached ({total_running}/{cfg.max_concurrent})"
+    offering = sorted((a for a in agents if job.type in a.capabilities), key=lambda a: a.name)
+    live = [a for a in offering if a.live]
+    if not live:
+        down = [a.name for a in offering]
+        return f"no live agent offers {job.type!r}" + (f" ({', '.join(down)} down)" if down else "")
+    reasons, full = [], []
+    for a in live:
+        running = running_of(a.name)
+        if a.draining:
+            reasons.append(f"{a.name} draining")
+        elif a.cpu > cfg.cpu_ceiling:
+            reasons.append(f"{a.name} over cpu ceiling ({a.cpu * 100:.0f} %)")
+        elif a.memory > cfg.memory_ceiling:
+            reasons.append(f"{a.name} over memory ceiling ({a.memory * 100:.0f} %)")
+        elif running >= a.slots:
+            full.append(f"{a.name} {running}/{a.slots}")
+            reasons.append(f"{a.name} full ({running}/{a.slots})")
+        elif job.gpu_mem_gb > 0 and a.gpu_free_gb < job.gpu_mem_gb:
+            free = "no GPU memory reported" if a.gpu_free_gb < 0 else f"{a.gpu_free_gb:g} GB GPU free"
+            reasons.append(f"{a.name} has {free}, needs {job.gpu_mem_gb:g} GB")
+        else:
+            return ""
+    if len(full) == len(reasons):
+        return f"all {job.type!r} agents full ({', '.join(full)})"
+    return "; ".join(reasons)
+
+
+BEHIND = "behind higher-priority or older jobs"
+
+
+class _Bucket:
+    """The pending jobs of one (priority, type, GPU need, user, project), a heap by seq.
+
+    `entry` is its one valid entry in the ready heap (None when absent); entries it left
+    behind there are recognised by identity and dropped when met. `live` counts the jobs
+    of `heap` still pending: cancelled ones leave lazily, or in a compaction.
+    """
+
+    __slots__ = ("key", "heap", "live", "entry", "parked")
+
+    def __lt__(self, other: _Bucket) -> bool:   # only met when two entries share a seq
+        return False
+
+    def __init__(self, key: tuple) -> None:
+        self.key = key
+        self.heap: list[SchedJob] = []
+        self.live = 0
+        self.entry: tuple | None = None
+        self.parked = False
+
+
+class Scheduler:
+    """The indexed scheduler the broker runs (interface and rules: module docstring)."""
 
     def __init__(self, cfg: SchedulerConfig) -> None:
         self.cfg = cfg
         self.agents: dict[str, SchedAgent] = {}
-        self.placed: dict[str, tuple[SchedJob, str]] = {}          # job id -> (job, agent)
-        self.on_agent: dict[str, set[str]] = defaultdict(set)
-        self.by_user: dict[str, set[str]] = defaultdict(set)
-        self.by_project: dict[str, set[str]] = defaultdict(set)
-
-    # limits ----------------------------------------------------------------------
-    def user_limit(self, user: str) -> int:
-        if user in self.cfg.per_user_limits:
-            return self.cfg.per_user_limits[user]
-        return 1 if self.cfg.per_user else 0
-
-    def user_ok(self, user: str) -> bool:
-        limit = self.user_limit(user)
-        return not limit or len(self.by_user.get(user, ())) < limit
-
-    def project_ok(self, project: str) -> bool:
-        cap = self.cfg.max_per_project
-        return not cap or len(self.by_project.get(project, ())) < cap
-
-    def global_ok(self) -> bool:
-        return not self.cfg.max_concurrent or len(self.placed) < self.cfg.max_concurrent
-
-    def usable(self, agent: SchedAgent) -> bool:
-        """Live, not draining, under its ceilings, with a free slot."""
-        return (agent.live and not agent.draining and agent.cpu <= self.cfg.cpu_ceiling
-                and agent.memory <= self.cfg.memory_ceiling
-                and len(self.on_agent.get(agent.name, ())) < agent.slots)
-
-    def score(self, name: str) -> float:
-        agent = self.agents.get(name)
-        if agent is None:
-            return 0.0
-        c = self.cfg
-        return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
-                + c.weight_queue * len(self.on_agent.get(name, ())) / max(1, agent.slots))
-
-    def best_agent(self, job: SchedJob) -> str | None:
-        best: tuple[float, str] | None = None
-        for agent in self.agents.values():
-            if (job.type in agent.capabilities and self.usable(agent)
-                    and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb)):
-                cand = (self.score(agent.name), agent.name)
-                if best is None or cand < best:
-                    best = cand
-        return best[1] if best else None
-
-    def open_types(self) -> set[str]:
-        """Types some usable agent offers right now."""
-        out: set[str] = set()
-        for agent in self.agents.values():
-            if self.usable(agent):
-                out |= agent.capabilities
-        return out
-
-    # placements ------------------------------------------------------------------
-    def place(self, job: SchedJob, agent: str) -> None:
-        self.placed[job.id] = (job, agent)
-        self.on_agent[agent].add(job.id)
-        self.by_user[job.user].add(job.id)
-        self.by_project[job.project].add(job.id)
-
-    def unplace(self, job_id: str) -> SchedJob | None:
-        entry = self.placed.pop(job_id, None)
-        if entry is None:
-            return None
-        job, agent = entry
-        self.on_agent[agent].discard(job_id)
-        self.by_user[job.user].discard(job_id)
-        self.by_project[job.project].discard(job_id)
-        return job
-
-    def running_on(self, agent: str) -> set[str]:
-        return set(self.on_agent.get(agent, ()))
-
-    # explanations ----------------------------------------------------------------
-    def why_not(self, job: SchedJob) -> str:
-        """Why `job` cannot start now, or "" if it could."""
-        if job.after:
-            return "waiting for " + ", ".join(sorted(job.after)[:3])
-        if not self.user_ok(job.user):
-            running = sorted(self.by_user[job.user])
-            return f"user {job.user} is running {', '.join(running[:2])}"
-        if not self.project_ok(job.project):
-            n = len(self.by_project[job.project])
-            return f"project {job.project} at its cap ({n}/{self.cfg.max_per_project})"
-        if not self.global_ok():
-            return f"global cap reached ({len(self.placed)}/{self.cfg.max_concurrent})"
-        offering = [a for a in self.agents.values() if job.type in a.capabilities]
-        live = [a for a in offering if a.live]
-        if not live:
-            return f"no live agent offers {job.type!r}"
-        reasons = []
-        for a in sorted(live, key=lambda a: a.name):
-            used = len(self.on_agent.get(a.name, ()))
-            if a.draining:
-                reasons.append(f"{a.name} draining")
-            elif a.cpu > self.cfg.cpu_ceiling:
-                reasons.append(f"{a.name} over cpu ceiling ({a.cpu * 100:.0f} %)")
-            elif a.memory > self.cfg.memory_ceiling:
-                reasons.append(f"{a.name} over memory ceiling ({a.memory * 100:.0f} %)")
-            elif used >= a.slots:
-                reasons.append(f"{a.name} {used}/{a.slots}")
-            elif job.gpu_mem_gb > 0 and a.gpu_free_gb < job.gpu_mem_gb:
-                reasons.append(f"{a.name} has {max(a.gpu_free_gb, 0):g} GB GPU memory free")
-            else:
-                return ""
-        if all("/" in r and "ceiling" not in r for r in reasons):
-            return f"all {job.type!r} agents full ({', '.join(reasons)})"
-        return "; ".join(reasons)
-
-
-class Scheduler:
-    """Indexed scheduler; `ReferenceScheduler` (reference.py) is the plain one it must equal."""
-
-    def __init__(self, cfg: SchedulerConfig) -> None:
-        self.cfg = cfg
-        self.fleet = Fleet(cfg)
-        self.pending: dict[str, SchedJob] = {}         # ready to be considered (no open deps)
-        self.waiting: dict[str, SchedJob] = {}         # pending with open dependencies
-        self.dependents: dict[str, set[str]] = defaultdict(set)
-        self.buckets: dict[Key, list[tuple[int, str]]] = {}
-        self.ready: dict[tuple[int, str], list[tuple[int, str, str]]] = defaultdict(list)
-        self.keys_of_user: dict[str, set[Key]] = defaultdict(set)
-        self.keys_of_project: dict[str, set[Key]] = defaultdict(set)
-        self.counts = [0, 0, 0, 0]
+        self.pending: dict[str, SchedJob] = {}          # no open dependency: in a bucket
+        self.waiting: dict[str, SchedJob] = {}          # open dependencies: not in a bucket
+        self.dependents: dict[str, set[str]] = {}       # dependency id -> waiting job ids
+        self.critical: dict[str, SchedJob] = {}         # pending critical jobs (preemption)
+        self.counts = [0] * LEVELS                      # pending (both kinds) per priority
+        self.buckets: dict[tuple, _Bucket] = {}
+        # priority -> (type, gpu need) -> heap of (head seq, bucket)
+        self.ready: list[dict[tuple[str, float], list]] = [{} for _ in range(LEVELS)]
+        self.parked_user: dict[str, list[_Bucket]] = {}
+        self.parked_project: dict[str, list[_Bucket]] = {}
+        self._tick = itertools.count()
+        # placements: the counts every rule reads
+        self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
+        self.on_agent: dict[str, set[str]] = {}
+        self.by_user: dict[str, set[str]] = {}
+        self.by_project: dict[str, int] = {}
 
     # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
-        if job.id in self.pending or job.id in self.waiting or job.id in self.fleet.placed:
-            return
+        """`job` becomes pending (new, requeued, retried); a second add replaces the first."""
+        if job.id in self.placed:
+            self.release(job.id)
+        self.remove(job.id)
         self.counts[job.priority] += 1
+        if job.priority == Priority.CRITICAL:
+            self.critical[job.id] = job
         if job.after:
             self.waiting[job.id] = job
             for dep in job.after:
-                self.dependents[dep].add(job.id)
-            return
-        self._enqueue(job)
+                self.dependents.setdefault(dep, set()).add(job.id)
+        else:
+            self._enqueue(job)
 
     def _enqueue(self, job: SchedJob) -> None:
         self.pending[job.id] = job
-        key = (job.priority, job.type, job.user, job.project)
-        bucket = self.buckets.setdefault(key, [])
-        heapq.heappush(bucket, (job.seq, job.id))
-        self.keys_of_user[job.user].add(key)
-        self.keys_of_project[job.project].add(key)
-        if bucket[0][1] == job.id:           # a new head: announce it
-            heapq.heappush(self.ready[(job.priority, job.type)], (job.seq, job.user, job.project))
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project)
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = _Bucket(key)
+        heapq.heappush(bucket.heap, job)
+        bucket.live += 1
+        if not bucket.parked and (bucket.entry is None or job.seq < bucket.entry[0]):
+            self._announce(bucket, job)
+
+    def _announce(self, bucket: _Bucket, head: SchedJob) -> None:
+        """Put `bucket` in its ready heap under its head `head` (older entries go stale)."""
+        entry = (head.seq, bucket)
+        bucket.entry = entry
+        priority, kind, gpu = bucket.key[:3]
+        heap = self.ready[priority].get((kind, gpu))
+        if heap is None:
+            heap = self.ready[priority][(kind, gpu)] = []
+        heapq.heappush(heap, entry)
 
     def remove(self, job_id: str) -> bool:
-        job = self.pending.pop(job_id, None) or self.waiting.pop(job_id, None)
-        if job is None:
-            return False
+        """A pending job leaves (cancelled); False if it is not pending here."""
+        job = self.pending.pop(job_id, None)
+        if job is not None:
+            self._left_bucket(job)
+        else:
+            job = self.waiting.pop(job_id, None)
+            if job is None:
+                return False
+            for dep in job.after:
+                waiters = self.dependents.get(dep)
+                if waiters is not None:
+                    waiters.discard(job_id)
+                    if not waiters:
+                        del self.dependents[dep]
         self.counts[job.priority] -= 1
-        for dep in job.after:
-            self.dependents.get(dep, set()).discard(job_id)
-        return True     # its bucket entry goes lazily, when it reaches the head
+        self.critical.pop(job_id, None)
+        return True
+
+    def _left_bucket(self, job: SchedJob) -> None:
+        """`job` left `pending`; its heap entry goes lazily, or all at once if few remain."""
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project)
+        bucket = self.buckets[key]
+        bucket.live -= 1
+        if not bucket.live:
+            del self.buckets[key]
+            bucket.heap.clear()
+            bucket.entry = None
+        elif len(bucket.heap) > 2 * bucket.live + 8:    # keep cancelled jobs from piling up
+            bucket.heap = [j for j in bucket.heap if self.pending.get(j.id) is j]
+            heapq.heapify(bucket.heap)
+
+    def _head(self, bucket: _Bucket) -> SchedJob | None:
+        heap = bucket.heap
+        while heap:
+            job = heap[0]
+            if self.pending.get(job.id) is job:
+                return job
+            heapq.heappop(heap)
+        return None
 
     # placed ----------------------------------------------------------------------
     def place(self, job: SchedJob, agent: str) -> None:
+        """Record a job holding a credit on `agent` (broker restart; agent may be unknown)."""
+        if job.id in self.placed:
+            self.release(job.id)
         self.remove(job.id)
-        self.fleet.place(job, agent)
+        self._hold(job, agent)
+
+    def _hold(self, job: SchedJob, agent: str) -> None:
+        self.placed[job.id] = (job, agent, next(self._tick))
+        self.on_agent.setdefault(agent, set()).add(job.id)
+        self.by_user.setdefault(job.user, set()).add(job.id)
+        self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
 
     def release(self, job_id: str) -> None:
-        job = self.fleet.unplace(job_id)
-        if job is None:
+        """A placed job no longer holds its credit; wakes what its user/project parked."""
+        entry = self.placed.pop(job_id, None)
+        if entry is None:
             return
-        self._wake(self.keys_of_user.get(job.user, ()))
-        self._wake(self.keys_of_project.get(job.project, ()))
+        job, agent, _ = entry
+        _discard(self.on_agent, agent, job_id)
+        _discard(self.by_user, job.user, job_id)
+        left = self.by_project[job.project] - 1
+        if left:
+            self.by_project[job.project] = left
+        else:
+            del self.by_project[job.project]
+        if self._user_ok(job.user):
+            self._wake(self.parked_user.pop(job.user, ()))
+        if self._project_ok(job.project):
+            self._wake(self.parked_project.pop(job.project, ()))
+
+    def _wake(self, buckets: Iterable[_Bucket]) -> None:
+        for bucket in buckets:
+            if bucket.parked:
+                bucket.parked = False
+                head = self._head(bucket)
+                if head is not None:
+                    self._announce(bucket, head)
 
     def resolve(self, job_id: str, succeeded: bool) -> list[str]:
+        """`job_id` ended: its waiting dependents are freed, or (it failed) removed and
+        returned, oldest first, for the broker to fail."""
         failed = []
-        for dep_id in sorted(self.dependents.pop(job_id, set())):
-            job = self.waiting.get(dep_id)
-            if job is None:
-                continue
+        for dep_id in sorted(self.dependents.pop(job_id, ()), key=lambda i: self.waiting[i].seq):
+            job = self.waiting[dep_id]
             if not succeeded:
                 self.remove(dep_id)
                 failed.append(dep_id)
@@ -244,110 +308,181 @@ class Scheduler:
 
     # agents ----------------------------------------------------------------------
     def agent_up(self, agent: SchedAgent) -> None:
-        self.fleet.agents[agent.name] = agent
+        self.agents[agent.name] = agent
 
     def agent_load(self, name: str, cpu: float, memory: float, gpu_free_gb: float = -1.0) -> None:
-        agent = self.fleet.agents.get(name)
+        agent = self.agents.get(name)
         if agent is not None:
             agent.cpu, agent.memory, agent.gpu_free_gb = cpu, memory, gpu_free_gb
 
     def agent_down(self, name: str) -> None:
-        agent = self.fleet.agents.get(name)
+        agent = self.agents.get(name)
         if agent is not None:
             agent.live = False
 
     def agent_remove(self, name: str) -> None:
-        self.fleet.agents.pop(name, None)
+        self.agents.pop(name, None)
 
     def set_draining(self, name: str, draining: bool) -> None:
-        agent = self.fleet.agents.get(name)
+        agent = self.agents.get(name)
         if agent is not None:
             agent.draining = draining
 
+    # rules -----------------------------------------------------------------------
+    def _user_ok(self, user: str) -> bool:
+        limit = user_limit(self.cfg, user)
+        return not limit or len(self.by_user.get(user, ())) < limit
+
+    def _project_ok(self, project: str) -> bool:
+        cap = self.cfg.max_per_project
+        return not cap or self.by_project.get(project, 0) < cap
+
+    def _open_agents(self) -> list[SchedAgent]:
+        """Agents that may take a job now: live, not draining, under ceilings, a slot free."""
+        cfg = self.cfg
+        return [a for a in self.agents.values()
+                if a.live and not a.draining and a.cpu <= cfg.cpu_ceiling
+                and a.memory <= cfg.memory_ceiling
+                and len(self.on_agent.get(a.name, ())) < a.slots]
+
+    def _best(self, agents: list[SchedAgent], kind: str, gpu: float) -> SchedAgent | None:
+        best, best_key = None, None
+        for a in agents:
+            if kind in a.capabilities and (gpu <= 0 or a.gpu_free_gb >= gpu):
+                key = (self.agent_score(a.name), a.name)
+                if best_key is None or key < best_key:
+                    best, best_key = a, key
+        return best
+
     # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
-        if not self.fleet.global_ok():
+        """The next (job id, agent) to start, recorded as placed; None if nothing can start."""
+        cap = self.cfg.max_concurrent
+        if cap and len(self.placed) >= cap:
             return None
-        types = self.fleet.open_types()
-        if not types:
+        agents = self._open_agents()
+        if not agents:
             return None
-        for priority in range(len(Priority)):
+        takers: dict[tuple[str, float], SchedAgent | None] = {}
+        for priority in range(LEVELS):
             if not self.counts[priority]:
                 continue
-            while True:
-                best = None
-                for kind in types:
-                    head = self._head(priority, kind)
-                    if head is not None and (best is None or head[0] < best[0]):
-                        best = head
-                if best is None:
-                    break
-                job = self.pending[best[1]]
-                agent = self.fleet.best_agent(job)
-                if agent is None:   # only a GPU-memory need can leave a head without an agent
-                    heapq.heappop(self.ready[(priority, job.type)])
+            best, best_agent = None, None
+            for cls, heap in self.ready[priority].items():
+                if not heap:
                     continue
-                self._take(job)
-                self.fleet.place(job, agent)
-                return job.id, agent
+                if cls not in takers:
+                    takers[cls] = self._best(agents, *cls)
+                if takers[cls] is None:
+                    continue        # nobody can take this type now: its heap stays untouched
+                entry = self._top(heap)
+                if entry is not None and (best is None or entry < best):
+                    best, best_agent = entry, takers[cls]
+            if best is not None:
+                return self._start(best, best_agent)
         return None
 
-    def _head(self, priority: int, kind: str) -> tuple[int, str] | None:
-        """The oldest startable job's (seq, id) of this priority and type; drops stale entries."""
-        heap = self.ready.get((priority, kind))
+    def _top(self, heap: list) -> tuple | None:
+        """The entry of the oldest startable bucket head; drops stale entries, parks blocked."""
         while heap:
-            seq, user, project = heap[0]
-            key = (priority, kind, user, project)
-            top = self._bucket_top(key)
-            if top is None or top[0] != seq:
+            entry = heap[0]
+            seq, bucket = entry
+            if bucket.entry is not entry:
                 heapq.heappop(heap)
-                if top is not None and top[0] > seq:   # the old head left: announce the new one
-                    heapq.heappush(heap, (top[0], user, project))
                 continue
-            if not (self.fleet.user_ok(user) and self.fleet.project_ok(project)):
-                heapq.heappop(heap)                     # parked until the user/project frees
+            head = self._head(bucket)
+            if head is None:
+                heapq.heappop(heap)
+                bucket.entry = None
                 continue
-            return top
+            if head.seq != seq:      # its head was cancelled: re-announce the new one
+                heapq.heappop(heap)
+                self._announce(bucket, head)
+                continue
+            user, project = bucket.key[3], bucket.key[4]
+            if not self._user_ok(user):
+                self._park(heap, bucket, self.parked_user, user)
+            elif not self._project_ok(project):
+                self._park(heap, bucket, self.parked_project, project)
+            else:
+                return entry
         return None
 
-    def _bucket_top(self, key: Key) -> tuple[int, str] | None:
-        bucket = self.buckets.get(key)
-        while bucket:
-            seq, job_id = bucket[0]
-            job = self.pending.get(job_id)
-            if job is not None and job.seq == seq:
-                return bucket[0]
-            heapq.heappop(bucket)
-        if bucket is not None:
-            del self.buckets[key]
-            self.keys_of_user[key[2]].discard(key)
-            self.keys_of_project[key[3]].discard(key)
-        return None
+    def _park(self, heap: list, bucket: _Bucket, parked: dict[str, list[_Bucket]], name: str) -> None:
+        heapq.heappop(heap)
+        bucket.entry = None
+        bucket.parked = True
+        parked.setdefault(name, []).append(bucket)
 
-    def _take(self, job: SchedJob) -> None:
-        key = (job.priority, job.type, job.user, job.project)
-        heapq.heappop(self.buckets[key])
+    def _start(self, entry: tuple, agent: SchedAgent) -> tuple[str, str]:
+        bucket = entry[1]
+        heap = self.ready[bucket.key[0]][(bucket.key[1], bucket.key[2])]
+        heapq.heappop(heap)                     # `entry` is its top
+        bucket.entry = None
+        job = heapq.heappop(bucket.heap)
         del self.pending[job.id]
         self.counts[job.priority] -= 1
-        heapq.heappop(self.ready[(job.priority, job.type)])
-        top = self._bucket_top(key)
-        if top is not None:
-            heapq.heappush(self.ready[(job.priority, job.type)], (top[0], job.user, job.project))
-
-    def _wake(self, keys) -> None:
-        for key in list(keys):
-            top = self._bucket_top(key)
-            if top is not None:
-                heapq.heappush(self.ready[(key[0], key[1])], (top[0], key[2], key[3]))
+        self.critical.pop(job.id, None)
+        bucket.live -= 1
+        if bucket.live:
+            head = self._head(bucket)
+            if head is not None:
+                self._announce(bucket, head)
+        else:
+            del self.buckets[bucket.key]
+            bucket.heap.clear()
+        self._hold(job, agent.name)
+        return job.id, agent.name
 
     def why(self, job_id: str) -> str:
+        """Why a pending job is not running now; "" if it is not pending here."""
         job = self.pending.get(job_id) or self.waiting.get(job_id)
         if job is None:
             return ""
-        return self.fleet.why_not(job) or "behind higher-priority or older jobs"
+        reason = explain(self.cfg, job, self.agents.values(),
+                         lambda name: len(self.on_agent.get(name, ())),
+                         self.by_user.get(job.user, ()), self.by_project.get(job.project, 0),
+                         len(self.placed))
+        return reason or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
-        return preemptions(self, now)
+        """(critical job, low victim) pairs, oldest critical first, if cfg.preempt.
+
+        A critical job qualifies when it has waited `preempt_after` seconds, has no open
+        dependency, its user and project are under their limits, and no agent can take it
+        now. Its victim is the most recently placed low job (the least work lost) on a
+        live, non-draining agent under its ceilings that offers the job's type; each
+        victim is named once. The broker stops the victim and requeues it.
+        """
+        if not self.cfg.preempt or not self.critical:
+            return []
+        agents = self._open_agents()
+        chosen: set[str] = set()
+        out = []
+        for job in sorted(self.critical.values(), key=lambda j: j.seq):
+            if (job.after or now - job.submitted < self.cfg.preempt_after
+                    or not self._user_ok(job.user) or not self._project_ok(job.project)):
+                continue
+            cap = self.cfg.max_concurrent
+            if (not cap or len(self.placed) < cap) and self._best(agents, job.type, job.gpu_mem_gb):
+                continue            # it can start: the next pick() starts it
+            victim = self._victim(job, chosen)
+            if victim is not None:
+                chosen.add(victim)
+                out.append((job.id, victim))
+        return out
+
+    def _victim(self, job: SchedJob, chosen: set[str]) -> str | None:
+        cfg = self.cfg
+        best, best_order = None, -1
+        for placed, agent_name, order in self.placed.values():
+            agent = self.agents.get(agent_name)
+            if (placed.priority == Priority.LOW and placed.id not in chosen and order > best_order
+                    and agent is not None and agent.live and not agent.draining
+                    and job.type in agent.capabilities and agent.cpu <= cfg.cpu_ceiling
+                    and agent.memory <= cfg.memory_ceiling):
+                best, best_order = placed.id, order
+        return best
 
     # introspection -----------------------------------------------------------------
     def pending_count(self) -> int:
@@ -357,30 +492,21 @@ class Scheduler:
         return {p: n for p, n in enumerate(self.counts) if n}
 
     def running_on(self, agent: str) -> set[str]:
-        return self.fleet.running_on(agent)
+        return set(self.on_agent.get(agent, ()))
 
     def agent_score(self, name: str) -> float:
-        return self.fleet.score(name)
+        """cfg.weight_cpu·cpu + weight_memory·memory + weight_queue·running/slots; 0 if unknown."""
+        agent = self.agents.get(name)
+        if agent is None:
+            return 0.0
+        c = self.cfg
+        return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
+                + c.weight_queue * len(self.on_agent.get(name, ())) / max(1, agent.slots))
 
 
-def preemptions(s, now: float) -> list[tuple[str, str]]:
-    """(critical job, low victim) pairs: a critical job waiting longer than preempt_after that
-    no agent can take now may displace the youngest low job on an agent offering its type."""
-    cfg = s.cfg
-    if not cfg.preempt:
-        return []
-    out: list[tuple[str, str]] = []
-    taken: set[str] = set()
-    critical = sorted((j for j in s.pending.values() if j.priority == Priority.CRITICAL
-                       and now - j.submitted >= cfg.preempt_after), key=lambda j: j.seq)
-    for job in critical:
-        if s.fleet.best_agent(job) is not None:
-            continue
-        victims = [(placed.seq, placed.id) for placed, agent in s.fleet.placed.values()
-                   if placed.priority == Priority.LOW and placed.id not in taken
-                   and job.type in s.fleet.agents.get(agent, SchedAgent("", 0, frozenset())).capabilities]
-        if victims:
-            victim = max(victims)[1]
-            taken.add(victim)
-            out.append((job.id, victim))
-    return out
+def _discard(index: dict[str, set[str]], key: str, job_id: str) -> None:
+    ids = index.get(key)
+    if ids is not None:
+        ids.discard(job_id)
+        if not ids:
+            del index[key]
