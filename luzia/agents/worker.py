@@ -67,6 +67,7 @@ class Worker:
         self.next_prune = time.monotonic() + PRUNE_EVERY
         self.running = False
         self.welcomed = False
+        self.cpu: float | None = None
         self.ping = self.ctx.socket(zmq.ROUTER)
         self.ping.setsockopt(zmq.LINGER, 0)
         self.ping.setsockopt(zmq.MAXMSGSIZE, 65536)
@@ -265,6 +266,8 @@ class Worker:
         if now >= self.next_beat:
             self.next_beat = now + self.interval
             cpu, mem = metrics.load()
+            # smoothed: one busy beat must not push the host over its ceiling
+            self.cpu = cpu = cpu if self.cpu is None else 0.7 * self.cpu + 0.3 * cpu
             gpu = self.gpus.read()
             running = sorted(self.jobs)[:protocol.MAX_LIST]
             self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
