@@ -10,12 +10,13 @@ written to the spool (write, fsync, rename), so it is never lost once an id is r
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import zmq
 
 from luzia import protocol
 from luzia.config import Config, ensure_private_dir, is_local, load
@@ -23,19 +24,11 @@ from luzia.errors import BrokerUnreachable, LuziaError, NotFound, StateDirError,
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
 
-if TYPE_CHECKING:
-    import zmq
-
-log = logging.getLogger(__name__)
-
-HINT = "start it with `make run` or `luzia-supervisor`"
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 
 
 @dataclass(frozen=True)
 class Submitted:
-    """What became of a submission: spooled here, pushed to the broker, or both."""
-
     id: str
     spec: protocol.JobSpec
     spooled: bool
@@ -88,12 +81,10 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
         ensure_private_dir(Path(cfg.home))
         _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
         spooled = True
-        log.debug("job %s spooled in %s", spec.id, cfg.spool_dir)
     reachable = _push(cfg.endpoints.submit, protocol.encode(msg))
     if not reachable and not spooled:
         raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
-                                f"not queued ({HINT} on the broker's host)")
-    log.debug("job %s %s", spec.id, "pushed" if reachable else "left in the spool; broker down")
+                                "not queued (is luzia-supervisor running there?)")
     return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
 
 
@@ -129,10 +120,8 @@ def _listening(path: str) -> bool:
 
 
 def _push(endpoint: str, frames: list[bytes]) -> bool:
-    """Hand the frames to the broker's PULL socket; False if it is not there to take them."""
     if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
-        return False        # checked before importing zmq: the broker-down path stays fast
-    import zmq
+        return False
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
     try:
@@ -157,8 +146,6 @@ class Control:
 
     def __init__(self, cfg: Config | None = None, timeout: float = 3.0,
                  endpoint: str | None = None, what: str = "broker") -> None:
-        import zmq
-        self.zmq = zmq
         self.cfg = cfg or load()
         self.endpoint = endpoint or self.cfg.endpoints.control
         self.timeout = timeout
@@ -167,9 +154,8 @@ class Control:
         self.sock: zmq.Socket | None = None
         self.ids = itertools.count(1)
 
-    def _socket(self) -> "zmq.Socket":
+    def _socket(self) -> zmq.Socket:
         if self.sock is None:
-            zmq = self.zmq
             if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
                 raise self._down()
             self.sock = self.ctx.socket(zmq.DEALER)
@@ -178,12 +164,10 @@ class Control:
         return self.sock
 
     def _down(self) -> BrokerUnreachable:
-        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {HINT}")
+        hint = "start it with `make run` or `luzia-supervisor`"
+        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {hint}")
 
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send one request and wait for its reply; the result, or the error raised as ours:
-        NotFound (not_found), UsageError (bad_request, ambiguous), LuziaError (the rest),
-        BrokerUnreachable when nothing answers within the timeout."""
         sock = self._socket()
         req = next(self.ids)
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
