@@ -1,86 +1,156 @@
-"""The reference scheduler: obviously correct and slow. The fast one must decide the same."""
+"""The reference scheduler: the rules written down as plainly as possible, slow on purpose.
+
+Every decision scans every pending job in (priority, seq) order and every agent; every
+count is recomputed from the placements. It keeps no index, so it has nothing to get out
+of step. The indexed `Scheduler` must decide exactly as this one does
+(tests/broker/test_scheduler_props.py); the "why pending" wording is shared (`explain`).
+"""
 
 from __future__ import annotations
 
-from luzia.broker.scheduler import Fleet, SchedAgent, SchedJob, preemptions
+import itertools
+
+from luzia.broker.scheduler import BEHIND, SchedAgent, SchedJob, explain, user_limit
 from luzia.config import SchedulerConfig
+from luzia.states import Priority
 
 
 class ReferenceScheduler:
+    """Same interface as `luzia.broker.scheduler.Scheduler`."""
+
     def __init__(self, cfg: SchedulerConfig) -> None:
         self.cfg = cfg
-        self.fleet = Fleet(cfg)
-        self.jobs: dict[str, SchedJob] = {}      # every pending job, deps open or not
+        self.jobs: dict[str, SchedJob] = {}                      # every pending job
+        self.agents: dict[str, SchedAgent] = {}
+        self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
+        self._order = itertools.count()
 
-    @property
-    def pending(self) -> dict[str, SchedJob]:
-        return {i: j for i, j in self.jobs.items() if not j.after}
+    # counts, recomputed every time -------------------------------------------------
+    def _user_jobs(self, user: str) -> list[str]:
+        return [j.id for j, _, _ in self.placed.values() if j.user == user]
 
+    def _project_running(self, project: str) -> int:
+        return sum(1 for j, _, _ in self.placed.values() if j.project == project)
+
+    def _running(self, agent: str) -> int:
+        return sum(1 for _, a, _ in self.placed.values() if a == agent)
+
+    def _eligible(self, job: SchedJob) -> bool:
+        """Every rule but the agent's."""
+        limit = user_limit(self.cfg, job.user)
+        cap = self.cfg.max_per_project
+        total = self.cfg.max_concurrent
+        return (not job.after
+                and (not limit or len(self._user_jobs(job.user)) < limit)
+                and (not cap or self._project_running(job.project) < cap)
+                and (not total or len(self.placed) < total))
+
+    def _agent_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
+        cfg = self.cfg
+        return (agent.live and not agent.draining
+                and job.type in agent.capabilities
+                and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
+                and self._running(agent.name) < agent.slots
+                and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb))
+
+    def _agent_for(self, job: SchedJob) -> str | None:
+        fits = [a.name for a in self.agents.values() if self._agent_ok(a, job)]
+        if not fits:
+            return None
+        return min(fits, key=lambda name: (self.agent_score(name), name))
+
+    # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
-        if job.id not in self.jobs and job.id not in self.fleet.placed:
-            self.jobs[job.id] = job
+        self.placed.pop(job.id, None)
+        self.jobs[job.id] = job
 
     def remove(self, job_id: str) -> bool:
         return self.jobs.pop(job_id, None) is not None
 
     def place(self, job: SchedJob, agent: str) -> None:
         self.jobs.pop(job.id, None)
-        self.fleet.place(job, agent)
+        self.placed[job.id] = (job, agent, next(self._order))
 
     def release(self, job_id: str) -> None:
-        self.fleet.unplace(job_id)
+        self.placed.pop(job_id, None)
 
     def resolve(self, job_id: str, succeeded: bool) -> list[str]:
-        failed = []
-        for job in sorted(self.jobs.values(), key=lambda j: j.id):
-            if job_id in job.after:
-                if succeeded:
-                    job.after = job.after - {job_id}
-                else:
-                    failed.append(job.id)
-        for job_id_ in failed:
-            del self.jobs[job_id_]
-        return failed
+        waiting = sorted((j for j in self.jobs.values() if job_id in j.after), key=lambda j: j.seq)
+        for job in waiting:
+            if succeeded:
+                job.after = job.after - {job_id}
+            else:
+                del self.jobs[job.id]
+        return [] if succeeded else [j.id for j in waiting]
 
+    # agents ----------------------------------------------------------------------
     def agent_up(self, agent: SchedAgent) -> None:
-        self.fleet.agents[agent.name] = agent
+        self.agents[agent.name] = agent
 
     def agent_load(self, name: str, cpu: float, memory: float, gpu_free_gb: float = -1.0) -> None:
-        if name in self.fleet.agents:
-            a = self.fleet.agents[name]
-            a.cpu, a.memory, a.gpu_free_gb = cpu, memory, gpu_free_gb
+        if name in self.agents:
+            agent = self.agents[name]
+            agent.cpu, agent.memory, agent.gpu_free_gb = cpu, memory, gpu_free_gb
 
     def agent_down(self, name: str) -> None:
-        if name in self.fleet.agents:
-            self.fleet.agents[name].live = False
+        if name in self.agents:
+            self.agents[name].live = False
 
     def agent_remove(self, name: str) -> None:
-        self.fleet.agents.pop(name, None)
+        self.agents.pop(name, None)
 
     def set_draining(self, name: str, draining: bool) -> None:
-        if name in self.fleet.agents:
-            self.fleet.agents[name].draining = draining
+        if name in self.agents:
+            self.agents[name].draining = draining
 
+    # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
         for job in sorted(self.jobs.values(), key=lambda j: (j.priority, j.seq)):
-            if job.after or self.fleet.why_not(job):
-                continue
-            agent = self.fleet.best_agent(job)
-            if agent is not None:
-                del self.jobs[job.id]
-                self.fleet.place(job, agent)
-                return job.id, agent
+            if self._eligible(job):
+                agent = self._agent_for(job)
+                if agent is not None:
+                    self.place(job, agent)
+                    return job.id, agent
         return None
 
     def why(self, job_id: str) -> str:
         job = self.jobs.get(job_id)
         if job is None:
             return ""
-        return self.fleet.why_not(job) or "behind higher-priority or older jobs"
+        return explain(self.cfg, job, self.agents.values(), self._running,
+                       self._user_jobs(job.user), self._project_running(job.project),
+                       len(self.placed)) or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
-        return preemptions(self, now)
+        if not self.cfg.preempt:
+            return []
+        out: list[tuple[str, str]] = []
+        chosen: set[str] = set()
+        for job in sorted(self.jobs.values(), key=lambda j: j.seq):
+            limit = user_limit(self.cfg, job.user)
+            cap = self.cfg.max_per_project
+            if (job.priority != Priority.CRITICAL or job.after
+                    or now - job.submitted < self.cfg.preempt_after
+                    or (limit and len(self._user_jobs(job.user)) >= limit)
+                    or (cap and self._project_running(job.project) >= cap)):
+                continue
+            if self._eligible(job) and self._agent_for(job) is not None:
+                continue
+            victims = [(order, low.id) for low, agent, order in self.placed.values()
+                       if low.priority == Priority.LOW and low.id not in chosen
+                       and agent in self.agents and self._victim_host_ok(self.agents[agent], job)]
+            if victims:
+                victim = max(victims)[1]
+                chosen.add(victim)
+                out.append((job.id, victim))
+        return out
 
+    def _victim_host_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
+        cfg = self.cfg
+        return (agent.live and not agent.draining and job.type in agent.capabilities
+                and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling)
+
+    # introspection -----------------------------------------------------------------
     def pending_count(self) -> int:
         return len(self.jobs)
 
@@ -88,10 +158,15 @@ class ReferenceScheduler:
         out: dict[int, int] = {}
         for job in self.jobs.values():
             out[job.priority] = out.get(job.priority, 0) + 1
-        return out
+        return dict(sorted(out.items()))
 
     def running_on(self, agent: str) -> set[str]:
-        return self.fleet.running_on(agent)
+        return {job_id for job_id, (_, a, _) in self.placed.items() if a == agent}
 
     def agent_score(self, name: str) -> float:
-        return self.fleet.score(name)
+        agent = self.agents.get(name)
+        if agent is None:
+            return 0.0
+        c = self.cfg
+        return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
+                + c.weight_queue * self._running(name) / max(1, agent.slots))
