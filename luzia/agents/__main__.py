@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["endpoints"] = {"agents": args.connect}
 
     def make():
-        from luzia.agents.worker import Worker
+        from luzia.agents.worker import Worker  # after the flags: --help stays fast
         return Worker(config.load(overrides=overrides))
     return serve("luzia-agent", make)
+
 
 if __name__ == "__main__":
     sys.exit(main())

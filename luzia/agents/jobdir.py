@@ -1,5 +1,10 @@
 """A job's directory on the agent's host, in the seeds' layout:
-meta.json, status.json, output.log, progress.md, pid, exit_code, task.txt."""
+meta.json, status.json, output.log, progress.md, pid, exit_code, task.txt.
+
+`<jobs_dir>/<job id>/`; the id was checked against JOB_ID_RE by the protocol, so it is a
+plain directory name. The worker writes meta.json and status.json, the wrapper writes pid,
+output.log and exit_code, the job's command writes progress.md.
+"""
 
 from __future__ import annotations
 
@@ -18,16 +23,20 @@ from luzia.text import strip_terminal
 PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
+def write_atomic(path: Path, data: bytes | str, sync: bool = True) -> None:
+    """Write, fsync, rename: a reader sees the old content or the new one, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
 class JobDir:
+    """One job's directory: creation for an attempt, and everything the worker reads back."""
+
     def __init__(self, root: Path, job_id: str) -> None:
         self.id = job_id
         self.path = root / job_id
@@ -38,12 +47,15 @@ class JobDir:
 
     # creation ------------------------------------------------------------------
     def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
+        """Lay out the directory for this attempt; the wrapper reads meta.json to run it."""
         if self.path.exists():                     # a new attempt starts clean
-            for name in ("exit_code", "pid", "progress.md"):
+            for name in ("exit_code", "pid", "progress.md", "status.json"):
                 (self.path / name).unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "task.txt").write_text(job.task)
-        self.output.touch()
+        write_atomic(self.path / "task.txt", job.task)
+        with open(self.output, "ab") as f:
+            if f.tell():                           # earlier attempts' output stays, marked off
+                f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
         self.progress_file.touch()
         workdir = job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir)
@@ -65,10 +77,12 @@ class JobDir:
         except (OSError, ValueError):
             return {}
 
-    def set_status(self, **fields: Any) -> None:
+    def set_status(self, sync: bool = True, **fields: Any) -> None:
+        """Merge `fields` into status.json (sync=False for frequent, unimportant updates)."""
         status = self.status()
         status.update(fields)
-        write_atomic(self.path / "status.json", json.dumps(status))
+        status["updated_at"] = time.time()
+        write_atomic(self.path / "status.json", json.dumps(status), sync=sync)
 
     def exit_code(self) -> int | None:
         try:
@@ -112,6 +126,7 @@ class JobDir:
         return out[-lines:]
 
     def read_log(self, offset: int, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes of output.log from `offset`, and the log's size."""
         with open(self.output, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
@@ -145,7 +160,7 @@ def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str) 
 
 
 def prune(root: Path, keep: int, active: set[str]) -> int:
-    """Remove the oldest finished job directories beyond `keep`."""
+    """Remove the oldest finished job directories beyond `keep` (never one in `active`)."""
     try:
         dirs = [d for d in root.iterdir() if d.is_dir() and d.name not in active
                 and (d / "exit_code").exists()]
@@ -153,8 +168,15 @@ def prune(root: Path, keep: int, active: set[str]) -> int:
         return 0
     if len(dirs) <= keep:
         return 0
-    dirs.sort(key=lambda d: d.stat().st_mtime)
+    dirs.sort(key=_mtime)
     victims = dirs[:len(dirs) - keep]
     for d in victims:
         shutil.rmtree(d, ignore_errors=True)
     return len(victims)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return (path / "exit_code").stat().st_mtime
+    except OSError:   # removed meanwhile: first in line
+        return 0.0

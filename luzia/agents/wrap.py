@@ -8,14 +8,18 @@ SIGTERM/SIGINT/SIGHUP to the command's process group, and writes `exit_code` ato
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
+import termios
+import tty
 from pathlib import Path
-
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -35,26 +39,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_dir = Path(args[0])
     use_pty = "--pty" in args[1:]
-    meta = json.loads((job_dir / "meta.json").read_text())
-    env = {**os.environ, **meta["env"]}
     log = open(job_dir / "output.log", "ab", buffering=0)
     try:
-        if not os.path.isdir(meta["cwd"]):
-            raise FileNotFoundError(f"work directory {meta['cwd']} does not exist")
-        code = run_pty(meta["argv"], meta["cwd"], env, log, job_dir) if use_pty else \
-            run_plain(meta["argv"], meta["cwd"], env, log, job_dir)
-    except (FileNotFoundError, PermissionError, OSError) as exc:
-        log.write(f"luzia: cannot start {meta['argv'][:1]}: {exc}\n".encode())
+        meta = json.loads((job_dir / "meta.json").read_text())
+        argv, cwd, env = list(meta["argv"]), str(meta["cwd"]), {**os.environ, **meta["env"]}
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError("argv must be a non-empty list of strings")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.write(f"luzia: unreadable {job_dir / 'meta.json'}: {exc}\n".encode())
+        write_atomic(job_dir / "exit_code", "127\n")
+        return 0
+    try:
+        if not os.path.isdir(cwd):
+            raise FileNotFoundError(f"work directory {cwd} does not exist")
+        code = run_pty(argv, cwd, env, log, job_dir) if use_pty else \
+            run_plain(argv, cwd, env, log, job_dir)
+    except OSError as exc:
+        log.write(f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         code = 127
     write_atomic(job_dir / "exit_code", f"{code}\n")
     return 0
 
 
 def _status(returncode: int) -> int:
+    """A shell's convention: death by signal N is 128+N."""
     return 128 - returncode if returncode < 0 else returncode
 
 
 def run_plain(argv, cwd, env, log, job_dir: Path) -> int:
+    """No terminal: the command's stdout and stderr go straight into output.log."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     write_atomic(job_dir / "pid", f"{proc.pid}\n")
@@ -63,47 +76,73 @@ def run_plain(argv, cwd, env, log, job_dir: Path) -> int:
 
 
 def run_pty(argv, cwd, env, log, job_dir: Path) -> int:
+    """In a pseudo-terminal (a TUI works): output to output.log and to our stdout (the tmux
+    pane), the pane's keystrokes to the command."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: exec the command in the new pty (its own session)
+    if pid == 0:  # the child: exec the command in the new pty (pty.fork made it a session leader)
         try:
             os.chdir(cwd)
             os.execvpe(argv[0], argv, env)
         except OSError as exc:
             os.write(2, f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
-            os._exit(127)
+        os._exit(127)
     write_atomic(job_dir / "pid", f"{pid}\n")
     _forward_signals(pid)
-    stdin_open = sys.stdin.isatty()
-    import select
+    pane = sys.stdin.isatty()
+    saved = None
+    if pane:
+        _copy_size(fd)
+        signal.signal(signal.SIGWINCH, lambda *_: _copy_size(fd))
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)   # keys go to the command as typed; its own pty echoes and edits
+    try:
+        _pump(fd, log, pane)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+    _, status = os.waitpid(pid, 0)
+    return _status(os.waitstatus_to_exitcode(status))
+
+
+def _pump(fd: int, log, pane: bool) -> None:
+    """Copy the command's output until its pty closes, and the pane's input to it."""
+    reading_pane = pane
     while True:
-        fds = [fd] + ([0] if stdin_open else [])
-        try:
-            ready, _, _ = select.select(fds, [], [])
-        except InterruptedError:
-            continue
+        fds = [fd] + ([0] if reading_pane else [])
+        ready, _, _ = select.select(fds, [], [])
         if fd in ready:
             try:
                 data = os.read(fd, 65536)
-            except OSError:
+            except OSError as exc:   # EIO: every holder of the pty's other end has gone
+                if exc.errno != errno.EIO:
+                    raise
                 data = b""
             if not data:
-                break
+                return
             log.write(data)
             try:
                 os.write(1, data)
-            except OSError:
+            except OSError:          # the pane went away; output.log still gets everything
                 pass
         if 0 in ready:
             data = os.read(0, 4096)
             if data:
                 os.write(fd, data)
             else:
-                stdin_open = False
-    _, status = os.waitpid(pid, 0)
-    return _status(os.waitstatus_to_exitcode(status))
+                reading_pane = False
+
+
+def _copy_size(fd: int) -> None:
+    """Give the command's terminal the pane's size."""
+    try:
+        size = fcntl.ioctl(0, termios.TIOCGWINSZ, b"\0" * 8)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass
 
 
 def _forward_signals(pid: int) -> None:
+    """Stopping the wrapper (tmux kill-session sends SIGHUP) stops the command's group."""
     def forward(signum, _frame):
         try:
             os.killpg(pid, signum)

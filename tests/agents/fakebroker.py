@@ -1,0 +1,59 @@
+"""A fake broker for agent tests: a real ROUTER socket that the test drives."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from luzia import config, protocol
+from tests.helpers import wait_for
+
+
+class FakeBroker:
+    def __init__(self, cfg: config.Config) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.beating = True
+        self.last_beat = 0.0
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.sock.bind(cfg.endpoints.agents)
+        self.identity = b""
+        self.got: list[protocol.Message] = []
+        self.listed: set[str] = set()
+
+    def recv(self, worker, kind: type, timeout: float = 10.0, where=None) -> protocol.Message:
+        """Wait for a message of `kind`, turning `worker` (None: an agent in another process)
+        and beating for it."""
+        def arrived():
+            for msg in self.pump(worker):
+                if isinstance(msg, kind) and (where is None or where(msg)):
+                    return msg
+            return None
+        return wait_for(arrived, timeout, message=f"a {kind.__name__}")
+
+    def pump(self, worker=None) -> list[protocol.Message]:
+        """One round: turn `worker`, beat if due (listing `self.listed`, or the worker's
+        jobs), and return the messages that arrived."""
+        if worker is not None:
+            worker.turn(0.01)
+        if self.beating and self.identity and time.monotonic() - self.last_beat > 0.04:
+            self.last_beat = time.monotonic()
+            listed = self.listed if worker is None else set(worker.jobs)
+            self.send(protocol.Heartbeat(running=sorted(listed)))
+        out = []
+        while self.sock.poll(0):
+            frames = self.sock.recv_multipart()
+            self.identity = frames[0]
+            out.append(protocol.decode(frames[1:]))
+        self.got.extend(out)
+        return out
+
+    def send(self, msg: protocol.Message) -> None:
+        self.sock.send_multipart([self.identity, *protocol.encode(msg)])
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
