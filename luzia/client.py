@@ -14,9 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import zmq
+from typing import TYPE_CHECKING, Any
 
 from luzia import protocol
 from luzia.config import Config, ensure_private_dir, is_local, load
@@ -24,11 +22,20 @@ from luzia.errors import BrokerUnreachable, LuziaError, NotFound, StateDirError,
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
 
+if TYPE_CHECKING:
+    import zmq
+
+# No logger here: the submit fast path pays for every import (logging costs ~5 ms) and the
+# CLI says what happened on stdout/stderr. zmq is imported only once a socket is needed.
+
+HINT = "start it with `make run` or `luzia-supervisor`"
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 
 
 @dataclass(frozen=True)
 class Submitted:
+    """What became of a submission: spooled here, pushed to the broker, or both."""
+
     id: str
     spec: protocol.JobSpec
     spooled: bool
@@ -84,7 +91,7 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
     reachable = _push(cfg.endpoints.submit, protocol.encode(msg))
     if not reachable and not spooled:
         raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
-                                "not queued (is luzia-supervisor running there?)")
+                                f"not queued ({HINT} on the broker's host)")
     return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
 
 
@@ -120,8 +127,10 @@ def _listening(path: str) -> bool:
 
 
 def _push(endpoint: str, frames: list[bytes]) -> bool:
+    """Hand the frames to the broker's PULL socket; False if it is not there to take them."""
     if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
-        return False
+        return False        # checked before importing zmq: the broker-down path stays fast
+    import zmq
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
     try:
@@ -142,10 +151,13 @@ def _push(endpoint: str, frames: list[bytes]) -> bool:
 
 
 class Control:
-    """Requests to the broker's control socket, one at a time, with a timeout."""
+    """Requests to the broker's control socket (or, with `endpoint`, the supervisor's), one at
+    a time, each with a timeout: `Control(cfg).call("jobs.get", id=...)`."""
 
     def __init__(self, cfg: Config | None = None, timeout: float = 3.0,
                  endpoint: str | None = None, what: str = "broker") -> None:
+        import zmq
+        self.zmq = zmq
         self.cfg = cfg or load()
         self.endpoint = endpoint or self.cfg.endpoints.control
         self.timeout = timeout
@@ -154,20 +166,24 @@ class Control:
         self.sock: zmq.Socket | None = None
         self.ids = itertools.count(1)
 
-    def _socket(self) -> zmq.Socket:
+    def _socket(self) -> "zmq.Socket":
         if self.sock is None:
+            zmq = self.zmq
             if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
                 raise self._down()
             self.sock = self.ctx.socket(zmq.DEALER)
             self.sock.setsockopt(zmq.LINGER, 0)
+            self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)  # body plus envelope
             self.sock.connect(self.endpoint)
         return self.sock
 
     def _down(self) -> BrokerUnreachable:
-        hint = "start it with `make run` or `luzia-supervisor`"
-        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {hint}")
+        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {HINT}")
 
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """Send one request and wait for its reply; the result, or the error raised as ours:
+        NotFound (not_found), UsageError (bad_request, ambiguous), LuziaError (the rest),
+        BrokerUnreachable when nothing answers within the timeout."""
         sock = self._socket()
         req = next(self.ids)
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
@@ -191,3 +207,9 @@ class Control:
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None
+
+    def __enter__(self) -> "Control":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

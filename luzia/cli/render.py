@@ -1,9 +1,13 @@
 """How jobs look in a terminal: rich on a TTY, plain text otherwise (or with NO_COLOR).
-Everything that came from a task or a program is neutralised before it is shown."""
+
+Everything that came from a task, a program or the network is passed through `clean`
+before it is shown, so an escape sequence in a task cannot colour or move `luzia jobs`.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -11,23 +15,36 @@ from typing import Any
 from luzia.text import one_line
 
 STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "completed": "green",
-               "failed": "red", "killed": "magenta", "rejected": "red", "lost": "red"}
-TERMINAL = {"completed", "failed", "killed", "rejected"}
+               "failed": "red", "killed": "magenta", "rejected": "red"}
+TERMINAL = frozenset({"completed", "failed", "killed", "rejected"})
+# the start of an escape sequence that is not finished yet (CSI or OSC), or a lone \r
+PARTIAL_ESCAPE = re.compile(r"(\x1b(\[[0-9;?]*[ -/]*|\][^\x07\x1b]*\x1b?)?|\r)\Z")
+TABLE_HEAD = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "HOST", "NOTE")
 
 
-def fancy() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+def fancy(stream: Any = None) -> bool:
+    """Colour and animation: only on a terminal, and never with NO_COLOR set."""
+    stream = stream or sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
 
 
-def bar(percent: float, width: int = 20) -> str:
-    """The seeds' bar: [██████░░░░░░░░░░░░░░]  30%  (blank percent when unknown)."""
+def clean(value: Any, width: int = 0) -> str:
+    """A value from outside as one safe line (no control characters, no escapes)."""
+    return one_line("" if value is None else str(value), width)
+
+
+def bar(percent: Any, width: int = 20) -> str:
+    """The seeds' bar: `[██████░░░░░░░░░░░░░░] 30%`; dots when the progress is unknown."""
+    percent = num(percent)
     if percent is None or percent < 0:
-        return "[" + "·" * width + "]     "
-    filled = round(width * min(100.0, percent) / 100)
-    return "[" + "█" * filled + "░" * (width - filled) + f"] {percent:3.0f}%"
+        return "[" + "·" * width + "]"
+    percent = min(100.0, percent)
+    filled = round(width * percent / 100)
+    return "[" + "█" * filled + "░" * (width - filled) + f"] {percent:.0f}%"
 
 
 def age(seconds: float | None) -> str:
+    """A duration the way a person reads it: 42s, 5m, 3h, 2d."""
     if seconds is None:
         return "-"
     seconds = max(0.0, seconds)
@@ -37,93 +54,200 @@ def age(seconds: float | None) -> str:
     return f"{seconds:.0f}s"
 
 
-def stamp(t: float | None) -> str:
+def num(value: Any) -> float | None:
+    """A number from the network, or None for anything else (null, text, bool, NaN)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+            and abs(value) < 1e15:
+        return float(value)
+    return None
+
+
+def stamp(t: Any) -> str:
+    t = num(t)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
 
 def note(job: dict[str, Any]) -> str:
     """The one thing to say about a job in a list: why pending, the message, or the reason."""
-    if job["state"] == "pending":
+    state = clean(job.get("state"))
+    if state == "pending":
         return job.get("why") or job.get("reason") or ""
-    if job["state"] in TERMINAL and job["state"] != "completed":
-        return job.get("reason") or ""
+    if state in TERMINAL and state != "completed":
+        return job.get("reason") or job.get("message") or ""
     return job.get("message") or job.get("reason") or ""
 
 
-def jobs_table(jobs: list[dict[str, Any]]) -> None:
-    now = time.time()
-    if not jobs:
-        print("no jobs yet; submit one with: luzia demo \"hello\"")
-        return
-    rows = [(j["id"], j["state"], j["project"], j["user"], j["priority"],
-             age(now - j["submitted_at"]), bar(j.get("progress", -1), 10), j.get("host") or "-",
-             one_line(note(j), 50)) for j in jobs]
-    head = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "HOST", "NOTE")
-    if fancy():
-        from rich.console import Console
-        from rich.table import Table
-        table = Table(box=None, header_style="bold")
-        for h in head:
-            table.add_column(h, overflow="fold" if h == "NOTE" else "ellipsis", no_wrap=h != "NOTE")
-        for row in rows:
-            cells = list(row)
-            cells[1] = f"[{STATE_STYLE.get(row[1], 'white')}]{row[1]}[/]"
-            table.add_row(*[c if i == 1 else _escape(c) for i, c in enumerate(cells)])
-        Console().print(table)
-    else:
-        widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-        for r in [head, *rows]:
-            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+def table_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[tuple[str, ...]]:
+    """The list view's cells, every one of them cleaned."""
+    now = time.time() if now is None else now
+    rows = []
+    for j in jobs:
+        submitted = num(j.get("submitted_at"))
+        rows.append((clean(j.get("id"), 24), clean(j.get("state"), 12), clean(j.get("project"), 24),
+                     clean(j.get("user"), 16), clean(j.get("priority"), 10),
+                     age(now - submitted) if submitted is not None else "-",
+                     bar(j.get("progress"), 10), clean(j.get("host"), 20) or "-",
+                     clean(note(j), 50)))
+    return rows
+
+
+def summary(jobs: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for j in jobs:
-        counts[j["state"]] = counts.get(j["state"], 0) + 1
-    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        state = clean(j.get("state"))
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
 
 
-def job_lines(job: dict[str, Any]) -> list[str]:
+def plain_table(jobs: list[dict[str, Any]]) -> str:
+    if not jobs:
+        return "no jobs yet; submit one with: luzia PROJECT \"what to do\""
+    rows = [TABLE_HEAD, *table_rows(jobs)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n\n" + summary(jobs)
+
+
+def rich_table(jobs: list[dict[str, Any]]) -> Any:
+    """The list view as a rich renderable (for print and for Live)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    if not jobs:
+        return Text(plain_table(jobs))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for h in TABLE_HEAD:
+        table.add_column(h, overflow="fold" if h == "NOTE" else "ellipsis", no_wrap=h != "NOTE")
+    for row in table_rows(jobs):
+        # Text cells, never markup: a task's "[red]" is text like any other
+        cells = [Text(c) for c in row]
+        cells[1].stylize(STATE_STYLE.get(row[1], ""))
+        table.add_row(*cells)
+    return Group(table, Text(""), Text(summary(jobs)))
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> None:
+    if fancy():
+        from rich.console import Console
+        Console().print(rich_table(jobs))
+    else:
+        print(plain_table(jobs))
+
+
+def status_line(job: dict[str, Any]) -> str:
+    """`RUNNING [██████░░░░░░░░░░░░░░] 30% message` — the head of the detail view."""
+    return f"{clean(job.get('state')).upper()} {bar(job.get('progress'))} " \
+           f"{clean(job.get('message'), 60)}".rstrip()
+
+
+def job_lines(job: dict[str, Any], now: float | None = None) -> list[str]:
     """One job in detail, as plain lines."""
-    now = time.time()
-    started, finished = job.get("started_at"), job.get("finished_at")
-    wait = (started or finished or now) - job["submitted_at"]
-    run = ((finished or now) - started) if started else None
+    now = time.time() if now is None else now
+    submitted = num(job.get("submitted_at")) or now
+    started, finished = num(job.get("started_at")), num(job.get("finished_at"))
+    waited = (started or finished or now) - submitted
+    ran = ((finished or now) - started) if started else None
+    retries = int(num(job.get("retries")) or 0)
+    more = f", {retries} retries" if retries else ""
     lines = [
-        f"{job['state'].upper():9} {bar(job.get('progress', -1))} {one_line(job.get('message') or '', 60)}",
-        f"job       {job['id']}  (attempt {job.get('attempt', 0)}"
-        f"{', retries ' + str(job['retries']) if job.get('retries') else ''})",
-        f"project   {job['project']}   user {job['user']}   priority {job['priority']}   type {job['type']}",
-        f"host      {job.get('host') or '-'}",
-        f"task      {one_line(job.get('task', ''), 100)}",
-        f"submitted {stamp(job['submitted_at'])}   waited {age(wait)}"
-        + (f"   ran {age(run)}" if run is not None else ""),
+        status_line(job),
+        f"job        {clean(job.get('id'))}  (attempt {int(num(job.get('attempt')) or 0)}"
+        f" of {1 + int(num(job.get('max_retries')) or 0)}{more})",
+        f"project    {clean(job.get('project'))}   user {clean(job.get('user'))}   "
+        f"priority {clean(job.get('priority'))}   type {clean(job.get('type')) or '-'}",
+        f"host       {clean(job.get('host')) or '-'}",
+        f"task       {clean(job.get('task'), 200)}",
+        f"submitted  {stamp(submitted)}   waited {age(waited)}",
     ]
+    if started:
+        lines.append(f"started    {stamp(started)}   " + (f"ran {age(ran)}" if finished
+                                                            else f"running for {age(ran)}"))
     if finished:
-        lines.append(f"finished  {stamp(finished)}   exit code {job.get('exit_code')}")
-    if job["state"] == "pending" and job.get("why"):
-        lines.append(f"why       {one_line(job['why'], 100)}")
+        code = job.get("exit_code")
+        lines.append(f"finished   {stamp(finished)}   exit code "
+                     f"{'-' if code is None else clean(code)}")
+    if job.get("message"):
+        lines.append(f"message    {clean(job['message'], 200)}")
+    if clean(job.get("state")) == "pending" and job.get("why"):
+        lines.append(f"why        {clean(job['why'], 200)}")
     elif job.get("reason"):
-        lines.append(f"reason    {one_line(job['reason'], 100)}")
+        lines.append(f"reason     {clean(job['reason'], 200)}")
     if job.get("stalled"):
-        lines.append("stalled   no output for a while")
-    tail = job.get("tail") or []
+        lines.append("stalled    no output for a while")
+    attempts = job.get("attempts")
+    if isinstance(attempts, list) and len(attempts) > 1:
+        lines.append("attempts:")
+        lines += ["  " + attempt_line(a) for a in attempts[-10:] if isinstance(a, dict)]
+    tail = job.get("tail")
+    tail = tail if isinstance(tail, list) else []
     if tail:
         lines.append("output (last lines):")
-        lines += ["  " + one_line(t, 160) for t in tail[-10:]]
+        lines += ["  " + clean(t, 200) for t in tail[-10:]]
     return lines
 
 
-def job_detail(job: dict[str, Any]) -> None:
+def attempt_line(attempt: dict[str, Any]) -> str:
+    """`#2 gpu1  exit 1  timeout` for one past or current attempt of a job."""
+    code = num(attempt.get("exit_code"))
+    ended = "running" if code is None and not attempt.get("finished_at") else \
+        f"exit {'-' if code is None else int(code)}"
+    return (f"#{int(num(attempt.get('attempt')) or 0)} {clean(attempt.get('host'), 30) or '-'}  "
+            f"{stamp(attempt.get('started_at'))}  {ended}  {clean(attempt.get('reason'), 80)}").rstrip()
+
+
+def rich_job(job: dict[str, Any]) -> Any:
+    from rich.text import Text
     lines = job_lines(job)
+    text = Text(lines[0], style=f"bold {STATE_STYLE.get(clean(job.get('state')), '')}".strip())
+    for line in lines[1:]:
+        text.append("\n" + line)
+    return text
+
+
+def job_detail(job: dict[str, Any]) -> None:
     if fancy():
         from rich.console import Console
-        console = Console()
-        style = STATE_STYLE.get(job["state"], "white")
-        console.print(f"[bold {style}]{_escape(lines[0])}[/]")
-        for line in lines[1:]:
-            console.print(_escape(line), highlight=False)
+        Console(highlight=False).print(rich_job(job))
     else:
-        print("\n".join(lines))
+        print("\n".join(job_lines(job)))
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
-    return escape(text)
+def change_line(job: dict[str, Any]) -> str:
+    """One line per change for --watch without a terminal."""
+    return f"{stamp(time.time())}  {clean(job.get('id'))}  {status_line(job)}"
+
+
+class LogSink:
+    """Where `luzia logs` writes a job's bytes: raw to a terminal (the user asked to see the
+    program's own colours); without one, escapes and control characters stripped — across
+    chunk boundaries, so a sequence or a UTF-8 character split between two reads still goes."""
+
+    HOLD = 64     # an escape sequence longer than this is not waited for
+
+    def __init__(self, stream: Any = None) -> None:
+        import codecs
+        self.stream = stream or sys.stdout
+        self.raw = self.stream.isatty()
+        self.out = self.stream.buffer
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.held = ""
+
+    def write(self, data: bytes, final: bool = False) -> None:
+        if self.raw:
+            self.out.write(data)
+            self.out.flush()
+            return
+        from luzia.text import strip_terminal
+        text = self.held + self.decoder.decode(data, final)
+        self.held = ""
+        if not final:
+            # a trailing \r may be half of \r\n; a trailing escape may continue in the next read
+            cut = len(text) - 1 if text.endswith("\r") else text.rfind("\x1b")
+            if cut >= 0 and len(text) - cut < self.HOLD and PARTIAL_ESCAPE.match(text, cut):
+                text, self.held = text[:cut], text[cut:]
+        if text:
+            self.out.write(strip_terminal(text).encode())
+            self.out.flush()
+
+    def close(self) -> None:
+        self.write(b"", final=True)

@@ -1,69 +1,130 @@
-"""`luzia PROJECT TASK... [options]`: queue a job and print its id at once.
+"""`luzia PROJECT TASK... [options]`: queue a job and print `agent:PROJECT:ID` at once.
 
-Kept lean on purpose (argparse, zmq, msgpack, our protocol): it must return well under
-100 ms, so it imports neither click nor rich nor anything of the broker.
+The submit fast path: it runs for every submission, so it imports argparse and what a
+submission needs (config, protocol, zmq once a socket is opened), never click, rich or
+anything of the broker, agents or supervisor. main.py sends every first argument that is
+not a command name or an option here.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 from luzia.errors import LuziaError, UsageError
 
+PRIORITIES = ("critical", "high", "normal", "low")
+
+DESCRIPTION = """Queue TASK for PROJECT and print agent:PROJECT:JOB_ID at once; the broker runs
+it later. Task words are joined with spaces; put `--` before task words that start with `-`.
+Other commands: luzia --help."""
+
+EPILOG = """exit codes: 0 queued (also when the broker is down and the job waits in the
+spool), 2 bad option or unknown project, 3 broker unreachable and nothing spooled,
+73 spool not writable."""
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every usage error
+    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if message.startswith("unrecognized arguments"):
+            message += " (put -- before task words that start with -)"
         raise UsageError(message)
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants seconds, not {value!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return seconds
+
+
+def _retries(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a whole number, not {value!r}") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return count
+
+
+def _metadata(value: str) -> dict[str, Any]:
+    import json
+    try:
+        meta = json.loads(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"ticket\": 42}'")
+    return meta
+
+
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="luzia", usage="luzia PROJECT TASK... [options]",
-                description="Queue TASK for PROJECT and print agent:PROJECT:JOB_ID at once.")
-    p.add_argument("project")
-    p.add_argument("task", nargs="+")
-    p.add_argument("--priority", choices=["critical", "high", "normal", "low"])
-    p.add_argument("--type", help="task type (code, text, reasoning, …); default: detected")
-    p.add_argument("--user", help="whose job this is (default: the project's owner)")
-    p.add_argument("--timeout", type=float, help="seconds before the job is stopped")
-    p.add_argument("--max-retries", type=int, help="retries after a failure")
-    p.add_argument("--after", action="append", default=[], help="job id(s) to wait for")
-    p.add_argument("--metadata", help="a JSON object kept with the job")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+    p = _Parser(prog="luzia", usage="luzia PROJECT TASK... [options]", description=DESCRIPTION,
+                epilog=EPILOG, allow_abbrev=False)
+    p.add_argument("project", help="a project declared in luzia.toml ([projects.NAME])")
+    p.add_argument("task", nargs="*", help="what to do")
+    p.add_argument("--priority", choices=PRIORITIES, help="default: the project's")
+    p.add_argument("--type", help="code, text, reasoning, ... (default: the project's, else "
+                                  "detected from the text)")
+    p.add_argument("--user", help="whose job it is (default: the project's owner)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="stop the job after this long (default: the project's, else the global)")
+    p.add_argument("--max-retries", type=_retries, metavar="N", help="retries after a failure")
+    p.add_argument("--after", action="append", default=[], metavar="ID[,ID]",
+                   help="run only after these jobs completed (repeatable; unique prefixes "
+                        "are resolved by the broker)")
+    p.add_argument("--metadata", type=_metadata, metavar="JSON", help="a JSON object kept with the job")
+    p.add_argument("--json", action="store_true", help="print a JSON object instead of the id line")
     return p
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line as asked, before the project's defaults. Task words after `--` are
+    taken verbatim (argparse alone would drop a literal `--` among them)."""
+    head, tail = argv, []
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut + 1:]
+    args = parser().parse_intermixed_args(head)
+    args.task = [*args.task, *tail]
+    args.after = [a.strip() for item in args.after for a in item.split(",") if a.strip()]
+    if not " ".join(args.task).strip():
+        raise UsageError(f"the task is empty; say what to do, e.g. luzia {args.project} \"hello\"")
+    return args
+
+
 def run(argv: list[str]) -> int:
+    """The fast path's whole life: parse, build, spool, push, print. Returns the exit code."""
     try:
         return _run(argv)
     except LuziaError as exc:
-        print(f"luzia: {exc}", file=sys.stderr)
+        from luzia.text import one_line      # the message may hold the broker's words
+        print(f"luzia: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
 
 
 def _run(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
-    metadata = None
-    if args.metadata is not None:
-        try:
-            metadata = json.loads(args.metadata)
-        except ValueError as exc:
-            raise UsageError(f"--metadata is not valid JSON: {exc}") from None
-        if not isinstance(metadata, dict):
-            raise UsageError("--metadata must be a JSON object, e.g. '{\"ticket\": 42}'")
+    args = parse(argv)
     from luzia import client
     from luzia.config import load
     cfg = load()
-    after = [a.strip() for item in args.after for a in item.split(",") if a.strip()]
-    after = [_full_id(cfg, a) for a in after]
+    cfg.project(args.project)      # an unknown project fails before any broker round trip
+    after = [_full_id(cfg, a) for a in args.after]
     spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
                         type=args.type, user=args.user, timeout=args.timeout,
-                        max_retries=args.max_retries, after=after, metadata=metadata)
+                        max_retries=args.max_retries, after=after, metadata=args.metadata)
     done = client.send(spec, cfg)
     if args.json:
+        import json
         from luzia.states import Priority
         print(json.dumps({"id": done.id, "project": spec.project, "user": spec.user,
                           "priority": Priority(spec.priority).label, "state": "pending",
@@ -72,14 +133,27 @@ def _run(argv: list[str]) -> int:
     else:
         print(f"agent:{spec.project}:{done.id}")
     if not done.reachable:
-        print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}; "
+        print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
               "it runs when the broker is back)", file=sys.stderr)
     return 0
 
 
-def _full_id(cfg, ident: str) -> str:
-    from luzia.ids import JOB_ID_RE
+def _full_id(cfg: Any, ident: str) -> str:
+    """A full job id for --after; only a shorter prefix costs a round trip to the broker."""
+    from luzia.ids import JOB_ID_RE, JOB_PREFIX_RE
     if JOB_ID_RE.match(ident):
         return ident
+    if not JOB_PREFIX_RE.match(ident):
+        raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d (or a unique prefix "
+                         f"of 6+ characters), not {ident!r}")
     from luzia.client import Control
-    return Control(cfg).call("jobs.get", id=ident)["id"]
+    ctl = Control(cfg)
+    try:
+        job = ctl.call("jobs.get", id=ident)
+    finally:
+        ctl.close()
+    found = job.get("id") if isinstance(job, dict) else None
+    if not isinstance(found, str) or not JOB_ID_RE.match(found):
+        from luzia.errors import ProtocolError
+        raise ProtocolError(f"the broker answered jobs.get {ident!r} with no valid job id")
+    return found

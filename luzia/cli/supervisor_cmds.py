@@ -1,68 +1,114 @@
-"""`luzia supervisor status|start|stop|restart|tail`: talk to this host's supervisor."""
+"""`luzia supervisor status|start|stop|restart|tail`: talk to this host's supervisor over its
+control socket (endpoints.supervisor; the operations are documented in
+luzia/supervisor/control.py)."""
 
 from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
+FOLLOW_INTERVAL = 0.5  # seconds between polls of `tail -f`
 
-def _call(op: str, **args):
-    from luzia.client import Control
-    from luzia.config import load
-    cfg = load()
-    return Control(cfg, endpoint=cfg.endpoints.supervisor, what="supervisor").call(op, **args)
+
+class Supervisor:
+    """A connection to the supervisor's control socket."""
+
+    def __init__(self) -> None:
+        from luzia.client import Control
+        from luzia.config import load
+        self.cfg = load()
+        self.endpoint = self.cfg.endpoints.supervisor
+        self.control = Control(self.cfg, endpoint=self.endpoint, what="supervisor")
+
+    def call(self, op: str, **args: Any) -> Any:
+        from luzia.errors import BrokerUnreachable
+        try:
+            return self.control.call(op, **args)
+        except BrokerUnreachable:
+            raise BrokerUnreachable(f"supervisor not reachable at {self.endpoint}; start it "
+                                    "with `luzia-supervisor` (or `make run`)") from None
+
+
+def _call(op: str, **args: Any) -> Any:
+    return Supervisor().call(op, **args)
 
 
 @click.group()
 def supervisor() -> None:
-    """This host's supervisor and its children (broker, agent)."""
+    """This host's supervisor and its programs (broker, agent)."""
+
+
+def _uptime(seconds: float) -> str:
+    if not seconds:
+        return "-"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s < 86400 else f"{s // 86400}d{s % 86400 // 3600}h"
 
 
 @supervisor.command()
-@click.option("--json", "as_json", is_flag=True)
-def status(as_json) -> None:
-    """Each child's state, pid, uptime and restarts."""
+@click.option("--json", "as_json", is_flag=True, help="A list of {name, state, pid, uptime, restarts}.")
+def status(as_json: bool) -> None:
+    """Each program's state, pid, uptime and restarts."""
     rows = _call("status")
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        keys = ("name", "state", "pid", "uptime", "restarts")
+        click.echo(json.dumps([{k: r.get(k) for k in keys} for r in rows], indent=2))
         return
-    click.echo(f"{'NAME':8} {'STATE':9} {'PID':>7} {'UPTIME':>8} {'RESTARTS':>8}  MESSAGE")
+    click.echo(f"{'NAME':10} {'STATE':9} {'PID':>7} {'UPTIME':>8} {'RESTARTS':>8}  MESSAGE")
     for r in rows:
-        click.echo(f"{r['name']:8} {r['state']:9} {r['pid'] or '-':>7} {r['uptime']:>7.0f}s "
-                   f"{r['restarts']:>8}  {r['message']}")
+        click.echo(f"{r['name']:10} {r['state']:9} {r['pid'] or '-':>7} {_uptime(r['uptime']):>8} "
+                   f"{r['restarts']:>8}  {r.get('message') or ''}".rstrip())
 
 
-def _simple(op: str):
-    @click.argument("name")
-    def command(name) -> None:
-        r = _call(op, name=name)
-        click.echo(f"{r['name']}: {r['state']} {r['message']}".rstrip())
-    command.__doc__ = f"{op.capitalize()} a child (broker or agent)."
-    return supervisor.command(op)(command)
-
-
-for _op in ("start", "stop", "restart"):
-    _simple(_op)
+def _row(r: dict[str, Any]) -> None:
+    click.echo(f"{r['name']}: {r['state']}{' (pid %d)' % r['pid'] if r['pid'] else ''}"
+               f"{'  ' + r['message'] if r.get('message') else ''}")
 
 
 @supervisor.command()
 @click.argument("name")
-@click.option("-n", "lines", default=50, show_default=True)
-@click.option("-f", "follow", is_flag=True, help="Keep printing new lines.")
-def tail(name, lines, follow) -> None:
-    """The last lines of a child's log."""
-    shown = _call("tail", name=name, lines=lines)["lines"]
-    click.echo("\n".join(shown))
-    while follow:
-        time.sleep(0.5)  # polling interval of -f
-        now = _call("tail", name=name, lines=200)["lines"]
-        k = len(now)
-        for i in range(len(now), -1, -1):      # the new lines after the last one shown
-            if shown and now[:i][-len(shown[-5:]):] == shown[-5:]:
-                k = i
-                break
-        for line in now[k:]:
-            click.echo(line)
-        shown = now
+def start(name: str) -> None:
+    """Start NAME now (also out of fatal or an operator's stop)."""
+    _row(_call("start", name=name))
+
+
+@supervisor.command()
+@click.argument("name")
+def stop(name: str) -> None:
+    """Stop NAME and keep it stopped until `start` or `restart`."""
+    _row(_call("stop", name=name))
+
+
+@supervisor.command()
+@click.argument("name")
+def restart(name: str) -> None:
+    """Stop NAME and start it again."""
+    _row(_call("restart", name=name))
+
+
+@supervisor.command()
+@click.argument("name")
+@click.option("-n", "lines", default=50, show_default=True, type=click.IntRange(1, 2000),
+              help="How many lines.")
+@click.option("-f", "follow", is_flag=True, help="Keep printing new lines (Ctrl-C ends).")
+def tail(name: str, lines: int, follow: bool) -> None:
+    """The last lines of NAME's log."""
+    sup = Supervisor()
+    got = sup.call("tail", name=name, lines=lines)
+    for line in got["lines"]:
+        click.echo(line)
+    seq = got["seq"]
+    try:
+        while follow:
+            time.sleep(FOLLOW_INTERVAL)  # the polling interval of -f, not a wait for an event
+            got = sup.call("tail", name=name, lines=2000, after=seq)
+            for line in got["lines"]:
+                click.echo(line)
+            seq = got["seq"]
+    except KeyboardInterrupt:
+        pass

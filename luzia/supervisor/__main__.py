@@ -1,7 +1,8 @@
 """`luzia-supervisor`: start and keep this host's broker and/or agent running.
 
 systemd starts it at boot (deploy/luzia-supervisor.service); `make run` runs it in the
-foreground. Ctrl-C (or SIGTERM) stops every child; a second Ctrl-C kills them.
+foreground. SIGTERM or Ctrl-C stops every child gracefully; a second Ctrl-C kills them.
+Talk to it with `luzia supervisor status|start|stop|restart|tail`.
 """
 
 from __future__ import annotations
@@ -9,61 +10,95 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import logging.handlers
 import os
-import signal
 import sys
 
 from luzia import config
 from luzia.errors import LuziaError
 
+log = logging.getLogger("luzia.supervisor")
 
-def main(argv: list[str] | None = None) -> int:
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="luzia-supervisor", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="config file (sets LUZIA_CONFIG for the children too)")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (sets LUZIA_CONFIG for the children too)")
     p.add_argument("--no-broker", action="store_true", help="do not run a broker here")
     p.add_argument("--no-agent", action="store_true", help="do not run an agent here")
-    p.add_argument("--quiet", action="store_true", help="do not echo the children's output")
-    p.add_argument("--echo", action="store_true", help="echo the children's output even without a TTY")
-    p.add_argument("-v", "--verbose", action="store_true")
-    args = p.parse_args(argv)
+    echo = p.add_mutually_exclusive_group()
+    echo.add_argument("--quiet", action="store_true",
+                      help="do not echo the children's output (it still goes to their logs)")
+    echo.add_argument("--echo", action="store_true",
+                      help="echo the children's output even when stdout is not a terminal")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s supervisor %(levelname)s %(message)s", stream=sys.stderr)
     if args.config:
-        os.environ["LUZIA_CONFIG"] = os.path.abspath(args.config)
+        if not os.path.isfile(args.config):
+            print(f"luzia-supervisor: no config file at {args.config}", file=sys.stderr)
+            return 2
+        os.environ["LUZIA_CONFIG"] = os.path.abspath(args.config)  # the children read it too
     try:
         cfg = config.load()
-        if args.no_broker or args.no_agent:
-            cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(
-                cfg.supervisor, broker=cfg.supervisor.broker and not args.no_broker,
-                agent=cfg.supervisor.agent and not args.no_agent))
+        cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(
+            cfg.supervisor, broker=cfg.supervisor.broker and not args.no_broker,
+            agent=cfg.supervisor.agent and not args.no_agent))
         from luzia.supervisor.arbiter import Arbiter
-        echo = (sys.stdout.isatty() or args.echo) and not args.quiet
+        echo = args.echo or (not args.quiet and sys.stdout.isatty())
         arbiter = Arbiter(cfg, echo=echo)
     except LuziaError as exc:
         print(f"luzia-supervisor: {exc}", file=sys.stderr)
         return exc.exit_code
-    banner(cfg, list(arbiter.children))
-    signal.signal(signal.SIGTERM, lambda *_: arbiter.shutdown())
-    signal.signal(signal.SIGINT, lambda *_: arbiter.shutdown())
+    own_log(cfg)
+    print("\n".join(banner(cfg, list(arbiter.children))), flush=True)
+    log.info("running %s; state %s; config %s; logs %s; control %s", ", ".join(arbiter.children)
+             or "nothing", cfg.home, cfg.source or "none", cfg.log_dir, cfg.endpoints.supervisor)
+    arbiter.handle_signals()
     arbiter.run()
     print("luzia-supervisor: stopped", flush=True)
+    log.info("stopped")
     return 0
 
 
-def banner(cfg: config.Config, children: list[str]) -> None:
+def own_log(cfg: config.Config) -> None:
+    """The supervisor's own log lines also go to <log dir>/supervisor.log, rotated."""
+    try:
+        handler = logging.handlers.RotatingFileHandler(
+            cfg.log_dir / "supervisor.log", maxBytes=cfg.supervisor.log_max_bytes,
+            backupCount=cfg.supervisor.log_backups)
+    except OSError as exc:
+        log.warning("no supervisor.log: %s", exc)
+        return
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+def banner(cfg: config.Config, children: list[str]) -> list[str]:
+    """What an operator needs to find things: state, config, endpoints, logs, a first job."""
+    candidates = ", ".join(str(c) for c in config.config_candidates())
+    ep = cfg.endpoints
     lines = [
-        f"luzia-supervisor {os.getpid()}: running {', '.join(children) or 'nothing'}",
-        f"  state   {cfg.home}",
-        f"  config  {cfg.source or 'none: built-in defaults'} "
-        f"(looked for {', '.join(str(c) for c in config.config_candidates())})",
-        f"  logs    {cfg.log_dir}",
-        f"  broker  {cfg.endpoints.control}",
+        f"luzia-supervisor (pid {os.getpid()}): running {', '.join(children) or 'nothing'}",
+        f"  state      {cfg.home}",
+        f"  config     {cfg.source or 'none: built-in defaults'}  (candidates: {candidates or '-'})",
+        f"  endpoints  submit {ep.submit}",
+        f"             agents {ep.agents}",
+        f"             control {ep.control}",
+        f"             events {ep.events}",
+        f"             supervisor {ep.supervisor}",
+        f"  logs       {cfg.log_dir}",
     ]
     if "demo" in cfg.projects:
-        lines.append('  submit a job from another shell:  .venv/bin/luzia demo "hello"')
-    lines.append("  Ctrl-C stops everything")
-    print("\n".join(lines), flush=True)
+        lines.append('  submit a job: luzia demo "hello"')
+    lines.append("  stop: Ctrl-C or SIGTERM (a second Ctrl-C kills)")
+    return lines
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ op = st.one_of(
     st.tuples(st.just("requeue"), st.integers(0, 60)),
     st.tuples(st.just("restore"), st.integers(0, 60), st.sampled_from(AGENTS)),
     st.tuples(st.just("preempt"), st.floats(0, 30)),
+    st.tuples(st.just("readd"), st.integers(0, 60), st.integers(0, 3)),
+    st.tuples(st.just("same_object"), st.integers(0, 60)),
 )
 
 configs = st.builds(
@@ -125,6 +127,16 @@ class Broker:
                 self.placed.append(job.id)
         elif kind == "preempt":
             self.both("preemptions", o[1])
+        elif kind == "readd" and pending:           # a pending job added again, priority changed
+            job = replace(self.ref.jobs[pending[o[1] % len(pending)]], priority=o[2])
+            self.jobs[job.id] = job
+            self.add(job)
+        elif kind == "same_object" and self.placed:  # requeued as the very object it was placed as
+            job_id = self.placed.pop(o[1] % len(self.placed))
+            job = self.fast.placed[job_id][0]
+            self.both("release", job_id)
+            self.fast.add(job)
+            self.ref.add(replace(job))
         self.compare()
 
     def pick(self) -> bool:
