@@ -250,7 +250,7 @@ class AgentHandler:
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
                           memory=agent.memory, gpu_free_gb=agent.gpu_free_gb,
                           live=agent.state is not AgentState.DEAD,
-                          draining=agent.state is AgentState.DRAINING)
+                          draining=agent.draining or agent.state is AgentState.DRAINING)
 
 
 def spec_of(job: "Job") -> protocol.JobSpec:

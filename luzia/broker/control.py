@@ -247,3 +247,8 @@ def tail_result(job: "Job") -> dict[str, Any]:
     data = ("\n".join(job.tail) + ("\n" if job.tail else "")).encode()
     return {"data": data, "offset": 0, "size": len(data), "state": job.state.value,
             "source": "broker"}
+
+
+# operator ops (luzia/broker/control_ops.py) use the helpers above, so they join last
+from luzia.broker import control_ops  # noqa: E402
+OPS.update(control_ops.OPS)

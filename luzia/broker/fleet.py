@@ -31,6 +31,7 @@ class Agent:
     gpu_free_gb: float = -1.0
     jobs: set[str] = field(default_factory=set)      # jobs the broker placed on it
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
+    draining: bool = False           # an operator's `luzia agents drain`: no new jobs
 
     @property
     def live(self) -> bool:
@@ -44,7 +45,7 @@ class Agent:
                 "cpu": self.cpu, "memory": self.memory, "load": load,
                 "last_seen": round(max(0.0, now - self.last_seen), 3), "pid": self.pid,
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
-                "gpu_free_gb": self.gpu_free_gb}
+                "gpu_free_gb": self.gpu_free_gb, "draining": self.draining}
 
 
 class Fleet:
@@ -60,6 +61,7 @@ class Fleet:
         if old is not None:
             self.by_identity.pop(old.identity, None)
             agent.jobs = old.jobs
+            agent.draining = old.draining
         self.by_name[agent.name] = agent
         self.by_identity[agent.identity] = agent
         return old

@@ -1,0 +1,255 @@
+"""Operator control operations: what `luzia queue`, `luzia agents`, `luzia history`,
+`luzia stats`, `luzia top` and `luzia import` ask the broker.
+
+Same contract as luzia/broker/control.py (whose OPS this module's OPS is merged into):
+`op_<name>(broker, args) -> result`, the docstring is the protocol documentation, a
+UsageError becomes a `bad_request` reply. Everything here reads the broker's in-memory
+model or the store; only queue.flush and agents.drain/undrain change anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from luzia.broker import accounting
+from luzia.broker.control import BadRequest, _Args, job_dict
+from luzia.errors import NotFound
+from luzia.states import AgentState, JobState, Priority
+
+if TYPE_CHECKING:
+    from luzia.broker.fleet import Agent
+    from luzia.broker.server import Broker
+
+log = logging.getLogger(__name__)
+
+FLUSH_MAX = 10_000
+GROWTH_WINDOW = 300.0      # seconds looked back for "sustained queue growth"
+GROWTH_MIN = 10            # net growth over the window worth a recommendation
+IDLE_LOAD = 0.20           # a live agent with no job and a load score below this is idle
+
+
+# ---------------------------------------------------------------------------
+# queue
+
+
+def op_queue_status(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """queue.status {verbose=false} → {pending, by_priority: {critical: n, …},
+    oldest_wait, by_project: {p: n}, by_user: {u: n}, rejected, rejected_since_start,
+    running, jobs?: [job] (verbose: the pending jobs in the order they would run)}."""
+    pending = _pending_in_order(b)
+    now = time.time()
+    by_priority = {p.label: 0 for p in Priority}
+    by_project: dict[str, int] = {}
+    by_user: dict[str, int] = {}
+    for job in pending:
+        by_priority[Priority(job.priority).label] += 1
+        by_project[job.project] = by_project.get(job.project, 0) + 1
+        by_user[job.user] = by_user.get(job.user, 0) + 1
+    oldest = min((j.submitted_at for j in pending), default=None)
+    out = {"pending": len(pending), "by_priority": by_priority,
+           "oldest_wait": round(now - oldest, 3) if oldest else 0.0,
+           "by_project": by_project, "by_user": by_user,
+           "running": sum(1 for j in b.jobs.values() if j.state is not JobState.PENDING),
+           "rejected": b.store.counts().get(JobState.REJECTED.value, 0),
+           "rejected_since_start": b.counters["rejections"]}
+    if args.get("verbose", bool, False):
+        out["jobs"] = [job_dict(b, j) for j in pending]
+    return out
+
+
+def op_queue_flush(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """queue.flush {project, user, priority, type, dry_run=false} → {dry_run, jobs: [job]}:
+    the pending jobs matching every given filter, in the order they would have run; unless
+    dry_run they are killed with reason "flushed from the queue"."""
+    filters = {name: args.get(name, str) for name in ("project", "user", "priority", "type")}
+    if filters["priority"] is not None:
+        try:
+            filters["priority"] = int(Priority.parse(filters["priority"]))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    dry_run = args.get("dry_run", bool, False)
+    chosen = [j for j in _pending_in_order(b)
+              if all(v is None or getattr(j, k) == v for k, v in filters.items())]
+    if len(chosen) > FLUSH_MAX:
+        raise BadRequest(f"{len(chosen)} jobs match; narrow the filters (at most {FLUSH_MAX})")
+    shown = [job_dict(b, j) for j in chosen]
+    if not dry_run:
+        for job in chosen:
+            b.finish(job, JobState.KILLED, "flushed from the queue")
+        log.info("queue flushed: %d jobs killed (filters %s)", len(chosen),
+                 {k: v for k, v in filters.items() if v is not None})
+    return {"dry_run": dry_run, "jobs": shown}
+
+
+def _pending_in_order(b: "Broker") -> list:
+    """Pending jobs by priority, then arrival: the order the scheduler considers them."""
+    return sorted((j for j in b.jobs.values() if j.state is JobState.PENDING),
+                  key=lambda j: (j.priority, j.seq))
+
+
+# ---------------------------------------------------------------------------
+# agents
+
+
+def op_agents_status(b: "Broker", args: _Args, **_: Any) -> list[dict[str, Any]]:
+    """agents.status → [agent + {health, draining, load_parts: {cpu, memory, queue},
+    heartbeat_age}]: one entry per agent the broker knows, by name."""
+    now = time.monotonic()
+    return [_agent_view(b, a, now) for a in sorted(b.fleet, key=lambda a: a.name)]
+
+
+def _agent_view(b: "Broker", agent: "Agent", now: float) -> dict[str, Any]:
+    cfg = b.cfg.scheduler
+    out = agent.to_dict(now, round(b.sched.agent_score(agent.name), 4))
+    queue = len(agent.jobs) / max(1, agent.slots)
+    out["load_parts"] = {"cpu": round(cfg.weight_cpu * agent.cpu, 4),
+                         "memory": round(cfg.weight_memory * agent.memory, 4),
+                         "queue": round(cfg.weight_queue * queue, 4)}
+    out["draining"] = agent.draining
+    out["health"] = health(b, agent)
+    out["heartbeat_age"] = out["last_seen"]
+    return out
+
+
+def health(b: "Broker", agent: "Agent") -> str:
+    """ok | draining | over-ceiling | full | dead: the first thing that keeps work off it."""
+    cfg = b.cfg.scheduler
+    if agent.state is AgentState.DEAD:
+        return "dead"
+    if agent.draining:
+        return "draining"
+    if agent.cpu > cfg.cpu_ceiling or agent.memory > cfg.memory_ceiling:
+        return "over-ceiling"
+    if len(agent.jobs) >= agent.slots:
+        return "full"
+    return "ok"
+
+
+def op_agents_allocate(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """agents.allocate → {placements: [{type, agent, load, why}], recommendations: [text]}:
+    where the next job of each type would go now (the lowest load score among the agents
+    that may take it) or why it would wait; then seed 002's auto-scaling advice."""
+    kinds = sorted({c for a in b.fleet for c in a.capabilities}
+                   | set(b.cfg.scheduler.type_rules) | {b.cfg.scheduler.default_type})
+    placements = [_placement(b, kind) for kind in kinds]
+    return {"placements": placements, "recommendations": recommendations(b, placements)}
+
+
+def _placement(b: "Broker", kind: str) -> dict[str, Any]:
+    open_agents = [a for a in b.fleet if kind in a.capabilities and health(b, a) == "ok"]
+    if not open_agents:
+        offering = [f"{a.name} {health(b, a)}" for a in b.fleet if kind in a.capabilities]
+        why = ("no agent offers it" if not offering else "would wait: " + ", ".join(sorted(offering)))
+        return {"type": kind, "agent": None, "load": None, "why": why}
+    best = min(open_agents, key=lambda a: (b.sched.agent_score(a.name), a.name))
+    score = b.sched.agent_score(best.name)
+    others = len(open_agents) - 1
+    why = (f"lowest load score {score:.2f} ({len(best.jobs)}/{best.slots} slots, "
+           f"cpu {best.cpu * 100:.0f} %, memory {best.memory * 100:.0f} %)"
+           + (f" of {others + 1} open agents" if others else "; the only open agent"))
+    return {"type": kind, "agent": best.name, "load": round(score, 4), "why": why}
+
+
+def recommendations(b: "Broker", placements: list[dict[str, Any]]) -> list[str]:
+    """Seed 002's auto-scaling advice: sustained queue growth, types nobody can take,
+    idle hosts, hosts over the utilisation ceiling."""
+    out = []
+    submitted, finished = accounting.flow(b.store.db, time.time() - GROWTH_WINDOW)
+    pending = b.sched.pending_count()
+    if submitted - finished >= GROWTH_MIN and pending >= GROWTH_MIN:
+        out.append(f"scale up: the queue grew by {submitted - finished} in the last "
+                   f"{GROWTH_WINDOW / 60:.0f} min ({submitted} submitted, {finished} finished; "
+                   f"{pending} pending)")
+    waiting = {j.type for j in b.jobs.values() if j.state is JobState.PENDING}
+    for p in placements:
+        if p["agent"] is None and p["type"] in waiting:
+            out.append(f"add capacity for {p['type']!r}: jobs wait and {p['why']}")
+    for agent in sorted(b.fleet, key=lambda a: a.name):
+        state = health(b, agent)
+        if state == "over-ceiling":
+            out.append(f"{agent.name} is over the utilisation ceiling (cpu {agent.cpu * 100:.0f} %, "
+                       f"memory {agent.memory * 100:.0f} %): it gets no new jobs; reduce its slots "
+                       "or add a host")
+        elif (state == "ok" and not agent.jobs and not pending
+              and b.sched.agent_score(agent.name) < IDLE_LOAD):
+            out.append(f"{agent.name} is idle: it could be scaled down")
+    return out
+
+
+def op_agents_drain(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """agents.drain {name} → agent: it finishes its running jobs and gets no new ones
+    (kept over the agent's reconnects; a broker restart forgets it)."""
+    return _set_draining(b, args, True)
+
+
+def op_agents_undrain(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """agents.undrain {name} → agent: it takes new jobs again."""
+    return _set_draining(b, args, False)
+
+
+def _set_draining(b: "Broker", args: _Args, draining: bool) -> dict[str, Any]:
+    name = args.get("name", str)
+    if not name:
+        raise BadRequest("no agent name given")
+    agent = b.fleet.get(name)
+    if agent is None:
+        known = ", ".join(sorted(a.name for a in b.fleet)) or "none"
+        raise NotFound(f"no agent {name!r} (known: {known})")
+    agent.draining = draining
+    b.sched.set_draining(name, draining)
+    b.dirty = True
+    log.info("agent %s %s by an operator (%d jobs running)", name,
+             "draining" if draining else "undrained", len(agent.jobs))
+    view = _agent_view(b, agent, time.monotonic())
+    b.publish_agent("draining" if draining else "undrained", {"name": name})
+    return view
+
+
+# ---------------------------------------------------------------------------
+# history and accounting
+
+
+def op_history(b: "Broker", args: _Args, **_: Any) -> list[dict[str, Any]]:
+    """history {user, project, since, limit=50} → [job] finished jobs newest first, each
+    with `wait` and `run` seconds (what sacct lists)."""
+    limit = args.get("limit", int, 50)
+    if not 0 < limit <= FLUSH_MAX:
+        raise BadRequest(f"limit must be between 1 and {FLUSH_MAX}")
+    terminal = [s.value for s in JobState if s.terminal]
+    jobs = b.store.list(limit=limit, states=terminal, project=args.get("project", str),
+                        user=args.get("user", str), since=args.get("since", (int, float)))
+    out = []
+    for job in jobs:
+        row = job.to_dict()
+        row["wait"] = accounting.span(job.submitted_at, job.started_at)
+        row["run"] = accounting.span(job.started_at, job.finished_at)
+        out.append(row)
+    return out
+
+
+def op_stats(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """stats {since, user, project} → {by_user: [row], by_project: [row], total: row}; a row
+    is {name, jobs, completed, failed, killed, rejected, run_seconds, mean_wait, mean_run}
+    over finished jobs (one GROUP BY each in SQLite)."""
+    since = args.get("since", (int, float))
+    where = {"user": args.get("user", str), "project": args.get("project", str)}
+    return {"by_user": accounting.totals(b.store.db, "user", since, where),
+            "by_project": accounting.totals(b.store.db, "project", since, where),
+            "total": accounting.totals(b.store.db, None, since, where)[0]}
+
+
+def op_jobs_exist(b: "Broker", args: _Args, **_: Any) -> list[str]:
+    """jobs.exist {ids} → [id]: those of `ids` the broker has (any state); importers use it
+    to report what an earlier run took already."""
+    ids = args.strings("ids")
+    if len(ids) > FLUSH_MAX:
+        raise BadRequest(f"at most {FLUSH_MAX} ids per request")
+    return [i for i in ids if i in b.jobs or b.store.get(i) is not None]
+
+
+OPS: dict[str, Callable[..., Any]] = {
+    name[3:].replace("_", "."): fn for name, fn in list(globals().items())
+    if name.startswith("op_") and callable(fn)
+}
