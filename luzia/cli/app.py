@@ -29,6 +29,17 @@ Submit (returns at once, prints agent:PROJECT:JOB_ID):
   (luzia PROJECT --help for the details)
 
 \b
+Operators: luzia queue status|add|flush, luzia agents status|allocate|drain|undrain,
+  luzia top, luzia history, luzia stats, luzia import pending-requests|beads
+  (every query takes --json; no colour without a terminal or with NO_COLOR)
+
+\b
+Shell completion (click): add to ~/.bashrc (or zsh/fish likewise)
+  eval "$(_LUZIA_COMPLETE=bash_source luzia)"
+  zsh: eval "$(_LUZIA_COMPLETE=zsh_source luzia)"
+  fish: _LUZIA_COMPLETE=fish_source luzia | source
+
+\b
 Exit codes:
   0   ok
   1   error
@@ -407,6 +418,11 @@ try:
     cli.add_command(supervisor)
 except ImportError:  # pragma: no cover - written separately; the rest works without it
     pass
+
+
+from luzia.cli import ops_cmds  # noqa: E402  (operator commands; they use the helpers above)
+for _command in ops_cmds.COMMANDS:
+    cli.add_command(_command)
 
 
 def run_app(args: list[str]) -> int:
