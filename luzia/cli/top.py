@@ -1,0 +1,212 @@
+"""`luzia top`: seed 002's live monitor. A full-screen rich view of the queue by priority,
+the agents with load bars coloured by health, the running jobs with progress bars, and
+alerts coloured by level; refreshed every `monitor_interval` (LUZIA_MONITOR_INTERVAL) and
+at once on a broker event; `q` quits.
+
+Without a terminal, or with NO_COLOR, or with --once, it prints one plain snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from luzia.cli import ops_render
+from luzia.cli.app import _control, _dump
+from luzia.cli.render import age, bar, clean, fancy, num
+
+LEVELS = ("critical", "high", "normal", "low")
+ALERT_STYLE = {"CRITICAL": "bold white on red", "RED": "bold red", "YELLOW": "yellow", "GREEN": "green"}
+WAIT_YELLOW = 300.0      # oldest pending job waiting longer than this: a yellow alert
+WAIT_RED = 1800.0
+RUNNING_SHOWN = 20
+
+
+@dataclass
+class Snapshot:
+    """What one refresh fetched from the broker."""
+
+    queue: dict[str, Any]
+    agents: list[dict[str, Any]]
+    running: list[dict[str, Any]]
+    taken: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "agents": self.agents, "running": self.running,
+                "alerts": [{"level": lv, "text": t} for lv, t in alerts(self)], "at": self.taken}
+
+
+def fetch(ctl) -> Snapshot:
+    from luzia.errors import ProtocolError
+    queue = ctl.call("queue.status")
+    agents = ctl.call("agents.status")
+    running = ctl.call("jobs.list", state=["assigned", "running", "lost"], limit=RUNNING_SHOWN)
+    if not isinstance(queue, dict) or not isinstance(agents, list) or not isinstance(running, list):
+        raise ProtocolError("the broker sent a malformed status")
+    return Snapshot(queue, [a for a in agents if isinstance(a, dict)],
+                    [j for j in running if isinstance(j, dict)])
+
+
+def alerts(snap: Snapshot) -> list[tuple[str, str]]:
+    """(level, text), worst first: seed 002's GREEN/YELLOW/RED/CRITICAL."""
+    out = []
+    live = [a for a in snap.agents if a.get("health") != "dead"]
+    pending = int(num(snap.queue.get("pending")) or 0)
+    if snap.agents and not live:
+        out.append(("CRITICAL", "every agent is dead: nothing can run"))
+    elif not snap.agents:
+        out.append(("RED", "no agent has connected"))
+    for a in snap.agents:
+        health = a.get("health")
+        if health == "dead":
+            out.append(("RED", f"agent {clean(a.get('name'))} is not beating"))
+        elif health == "over-ceiling":
+            out.append(("YELLOW", f"agent {clean(a.get('name'))} is over its utilisation ceiling"))
+    wait = num(snap.queue.get("oldest_wait")) or 0
+    if pending and wait > WAIT_RED:
+        out.append(("RED", f"the oldest pending job has waited {age(wait)}"))
+    elif pending and wait > WAIT_YELLOW:
+        out.append(("YELLOW", f"the oldest pending job has waited {age(wait)}"))
+    stalled = [clean(j.get("id")) for j in snap.running if j.get("stalled")]
+    if stalled:
+        out.append(("YELLOW", f"stalled (no output for a while): {', '.join(stalled[:3])}"))
+    order = list(ALERT_STYLE)
+    out.sort(key=lambda a: order.index(a[0]))
+    return out or [("GREEN", "all good")]
+
+
+def by_priority(snap: Snapshot) -> dict[str, int]:
+    data = snap.queue.get("by_priority")
+    data = data if isinstance(data, dict) else {}
+    return {p: int(num(data.get(p)) or 0) for p in LEVELS}
+
+
+def plain(snap: Snapshot) -> str:
+    """The snapshot as plain text (no terminal, NO_COLOR, --once)."""
+    counts = by_priority(snap)
+    lines = [f"luzia top  {time.strftime('%H:%M:%S', time.localtime(snap.taken))}",
+             f"QUEUE  pending {int(num(snap.queue.get('pending')) or 0)}  "
+             + "  ".join(f"{p} {n}" for p, n in counts.items())
+             + f"  oldest wait {ops_render.seconds(snap.queue.get('oldest_wait'))}", "AGENTS"]
+    for a in snap.agents:
+        lines.append(f"  {clean(a.get('name'), 20):20} {clean(a.get('health')):12} "
+                     f"{bar((num(a.get('load')) or 0) * 100, 10)}  "
+                     f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)} slots")
+    lines.append("RUNNING")
+    for j in snap.running:
+        lines.append(f"  {clean(j.get('id'), 24)}  {clean(j.get('project'), 16):16} "
+                     f"{clean(j.get('host'), 16):16} {bar(j.get('progress'), 10)}")
+    lines.append("ALERTS")
+    lines += [f"  {level:8} {text}" for level, text in alerts(snap)]
+    return "\n".join(lines)
+
+
+def view(snap: Snapshot, interval: float) -> Any:
+    """The snapshot as one rich renderable for the full screen."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+    head = Text(f"luzia top  {time.strftime('%H:%M:%S', time.localtime(snap.taken))}"
+                f"  every {interval:g}s  (q quits)", style="bold")
+    counts = by_priority(snap)
+    most = max(1, *counts.values())
+    queue = Table.grid(padding=(0, 2))
+    for p, n in counts.items():
+        queue.add_row(Text(p, style=ops_render.LEVEL_STYLE[p]),
+                      Text("█" * round(30 * n / most) or "·", style=ops_render.LEVEL_STYLE[p]), str(n))
+    queue.add_row("oldest wait", ops_render.seconds(snap.queue.get("oldest_wait")), "")
+    agents = Table(box=None, header_style="bold", expand=True)
+    for h in ("AGENT", "HEALTH", "LOAD", "SLOTS", "CPU", "MEM", "CAPABILITIES"):
+        agents.add_column(h)
+    for a in snap.agents:
+        style = ops_render.HEALTH_STYLE.get(str(a.get("health")), "")
+        agents.add_row(Text(clean(a.get("name"), 24)), Text(clean(a.get("health")), style=style),
+                       Text(bar((num(a.get("load")) or 0) * 100, 20), style=style),
+                       f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
+                       ops_render.pct(a.get("cpu")), ops_render.pct(a.get("memory")),
+                       Text(",".join(clean(c) for c in a.get("capabilities") or [])))
+    running = Table(box=None, header_style="bold", expand=True)
+    for h in ("JOB", "PROJECT", "USER", "HOST", "PROGRESS", "MESSAGE"):
+        running.add_column(h)
+    for j in snap.running:
+        running.add_row(*(Text(clean(j.get(k), 30)) for k in ("id", "project", "user", "host")),
+                        Text(bar(j.get("progress"), 20), style="cyan"), Text(clean(j.get("message"), 40)))
+    notes = Text()
+    for level, text in alerts(snap):
+        notes.append(f"{level:8} {text}\n", style=ALERT_STYLE[level])
+    return Group(head,
+                 Panel(queue, title=f"QUEUE  {int(num(snap.queue.get('pending')) or 0)} pending"),
+                 Panel(agents, title=f"AGENTS  {len(snap.agents)}"),
+                 Panel(running, title=f"RUNNING  {len(snap.running)}"),
+                 Panel(notes, title="ALERTS"))
+
+
+class Keys:
+    """The terminal in cbreak mode while the view runs, so `q` arrives without Enter."""
+
+    def __init__(self) -> None:
+        import termios
+        import tty
+        self.fd = sys.stdin.fileno()
+        self.saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd)
+
+    def quit_pressed(self) -> bool:
+        while select.select([self.fd], [], [], 0)[0]:
+            if os.read(self.fd, 1) in (b"q", b"Q", b""):
+                return True
+        return False
+
+    def close(self) -> None:
+        import termios
+        termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+
+def live(ctl, interval: float) -> None:
+    """Full screen until `q`: redraw every `interval` s, or at once on a broker event."""
+    import zmq
+    from rich.live import Live
+    sub = ctl.ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(ctl.cfg.endpoints.events)
+    poller = zmq.Poller()
+    poller.register(sub, zmq.POLLIN)
+    poller.register(sys.stdin.fileno(), zmq.POLLIN)
+    keys = Keys()
+    try:
+        with Live(view(fetch(ctl), interval), screen=True, auto_refresh=False) as screen:
+            while True:
+                ready = dict(poller.poll(interval * 1000))
+                if sys.stdin.fileno() in ready and keys.quit_pressed():
+                    return
+                while sub in ready and sub.poll(0):
+                    sub.recv_multipart()       # an event only says "look again"
+                screen.update(view(fetch(ctl), interval), refresh=True)
+    finally:
+        keys.close()
+        sub.close(0)
+
+
+@click.command()
+@click.option("--interval", type=click.FloatRange(0.1, 3600), metavar="SECONDS",
+              help="Refresh period (default: monitor_interval, LUZIA_MONITOR_INTERVAL).")
+@click.option("--once", is_flag=True, help="Print one plain snapshot and exit.")
+@click.option("--json", "as_json", is_flag=True, help="One snapshot as JSON, with its alerts.")
+def top(interval, once, as_json) -> None:
+    """Live view of the queue, the agents, the running jobs and alerts (q quits)."""
+    with _control() as ctl:
+        interval = interval or max(0.1, ctl.cfg.monitor_interval)
+        if as_json:
+            _dump(fetch(ctl).to_dict())
+        elif once or not fancy() or not sys.stdin.isatty():
+            click.echo(plain(fetch(ctl)))
+        else:
+            live(ctl, interval)
