@@ -420,8 +420,8 @@ except ImportError:  # pragma: no cover - written separately; the rest works wit
     pass
 
 
-from luzia.cli import ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
-for _command in (*ops_cmds.COMMANDS, top.top):
+from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
+for _command in (*ops_cmds.COMMANDS, top.top, import_cmds.import_group):
     cli.add_command(_command)
 
 

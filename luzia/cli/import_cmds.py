@@ -1,0 +1,265 @@
+"""`luzia import pending-requests FILE` and `luzia import beads PATH`: move the old
+dispatchers' queues (seed 002's pending-requests.json, seed 003's .beads/issues.jsonl)
+into the broker.
+
+Idempotent: each item's job id is derived from its source and its own id
+(`HHMMSS-<12 hex of sha256>`), and the broker treats a second submission of an id as a
+no-op, so a re-import takes nothing twice; `jobs.exist` lets the report say which items an
+earlier run took. Every item is reported as taken or skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+from luzia.cli.app import _cfg, _control, _dump
+from luzia.cli.render import clean
+from luzia.errors import LuziaError, UsageError
+from luzia.states import Priority
+
+REQUEST_TAKEN = {"approved", "ready", "pending", "queued", "new", "open"}
+REQUEST_REVIEW = {"pending_review", "review", "awaiting_approval", "needs_review", "pending review"}
+URGENT_WORDS = ("urgent", "emergency", "asap", "critical", "outage")
+BEADS_TAKEN = {"open", "blocked"}      # seed 003: a task blocked on error can be rerun
+BEADS_TYPES = {"code": "code", "code-generation": "code", "bug": "code", "feature": "code",
+               "text": "text", "text-processing": "text", "summarize": "text", "docs": "text",
+               "reasoning": "reasoning"}
+
+
+@dataclass
+class Item:
+    """One entry of an old queue, as far as it could be read."""
+
+    source: str          # "pending-requests" or "beads"
+    key: str             # its id in the old queue
+    task: str = ""
+    project: str = ""
+    priority: str | int | None = None
+    type: str = ""
+    created: float | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    skip: str = ""       # why it is not taken ("" : take it)
+
+    @property
+    def job_id(self) -> str:
+        stamp = time.strftime("%H%M%S", time.localtime(self.created)) if self.created else "000000"
+        return f"{stamp}-{hashlib.sha256(f'{self.source}:{self.key}'.encode()).hexdigest()[:12]}"
+
+
+def when(value: Any) -> float | None:
+    """A timestamp from an old queue: epoch seconds or ISO 8601; None when unreadable."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def first(entry: dict[str, Any], *names: str) -> str:
+    for name in names:
+        value = entry.get(name)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return ""
+
+
+# ---------------------------------------------------------------------------
+# seed 002: pending-requests.json
+
+
+def read_requests(path: Path, include_review: bool) -> Iterator[Item]:
+    """Requests from a list, {"requests": [...]} / {"pending": [...]}, or {id: request}."""
+    data = _load_json(path)
+    if isinstance(data, dict):
+        listed = data.get("requests", data.get("pending"))
+        entries = listed if isinstance(listed, list) else [
+            {"id": k, **v} for k, v in data.items() if isinstance(v, dict)]
+    elif isinstance(data, list):
+        entries = data
+    else:
+        raise UsageError(f"{path}: expected a JSON list of requests or {{\"requests\": [...]}}")
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            yield Item("pending-requests", f"#{n}", skip=f"entry {n} is not a JSON object")
+            continue
+        yield _request(entry, n, include_review)
+
+
+def _request(entry: dict[str, Any], n: int, include_review: bool) -> Item:
+    key = first(entry, "id", "request_id", "uuid") or f"#{n}"
+    kind = first(entry, "type", "request_type", "category")
+    text = first(entry, "task", "description", "details", "message", "request", "title")
+    status = first(entry, "status", "state").lower() or "pending"
+    item = Item("pending-requests", key, task=text, project=first(entry, "project", "target"),
+                created=when(entry.get("created_at") or entry.get("timestamp") or entry.get("created")),
+                metadata={"source": "pending-requests", "request_id": key, "request_type": kind,
+                          "status": status, "requester": first(entry, "user", "requester", "from")})
+    explicit = first(entry, "priority").lower()
+    if explicit in ("critical", "high", "normal", "low"):
+        item.priority = explicit
+    elif any(w in f"{text} {first(entry, 'title')}".lower() for w in URGENT_WORDS):
+        item.priority = "critical"
+    elif status in ("approved", "ready"):
+        item.priority = "high"
+    if not text:
+        item.skip = "no task text (description, task, details or title)"
+    elif status in REQUEST_REVIEW and not include_review:
+        item.skip = f"status {status}: awaits review (--include-review takes it)"
+    elif status not in REQUEST_TAKEN and status not in REQUEST_REVIEW:
+        item.skip = f"status {status}"
+    return item
+
+
+# ---------------------------------------------------------------------------
+# seed 003: .beads/issues.jsonl
+
+
+def beads_file(path: Path) -> Path:
+    for candidate in (path, path / "issues.jsonl", path / ".beads" / "issues.jsonl"):
+        if candidate.is_file():
+            return candidate
+    raise UsageError(f"no Beads issues at {path}; give the repository, its .beads directory "
+                     "or the issues.jsonl file")
+
+
+def read_beads(path: Path) -> Iterator[Item]:
+    """Issues, one JSON object a line; a line that is not one is reported, not fatal."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict) or not first(entry, "id"):
+            yield Item("beads", f"line {n}", skip=f"line {n} is not a Beads issue (JSON with an id)")
+            continue
+        yield _bead(entry)
+
+
+def _bead(entry: dict[str, Any]) -> Item:
+    key = first(entry, "id")
+    title, body = first(entry, "title"), first(entry, "description")
+    status = first(entry, "status").lower() or "open"
+    labels = [str(x).lower() for x in entry.get("labels") or [] if isinstance(x, str)]
+    kind = next((BEADS_TYPES[x] for x in [*labels, first(entry, "issue_type").lower()]
+                 if x in BEADS_TYPES), "")
+    raw = entry.get("priority")
+    priority = min(3, raw) if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0 else None
+    item = Item("beads", key, task=f"{title}\n\n{body}".strip(), priority=priority, type=kind,
+                created=when(entry.get("created_at")),
+                metadata={"source": "beads", "beads_id": key, "status": status,
+                          "issue_type": first(entry, "issue_type"), "labels": labels,
+                          "assignee": first(entry, "assignee")})
+    if not item.task:
+        item.skip = "no title or description"
+    elif status not in BEADS_TAKEN:
+        item.skip = f"status {status}" + (" (running in the old dispatcher)" if status == "in_progress" else "")
+    return item
+
+
+# ---------------------------------------------------------------------------
+# taking them
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{path} is not valid JSON ({exc}); nothing was imported") from None
+
+
+def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[str, list]:
+    """Queue what is to be taken; {taken: [...], skipped: [...]} for the report."""
+    from luzia import client
+    cfg = _cfg()
+    for item in items:
+        if not item.skip:
+            item.project = item.project if item.project in cfg.projects else (default_project or item.project)
+            if item.project not in cfg.projects:
+                item.skip = (f"unknown project {item.project or '(none)'!r}; pass --project or "
+                             "declare it in luzia.toml")
+    with _control() as ctl:
+        existing = set(ctl.call("jobs.exist", ids=[i.job_id for i in items if not i.skip]) or [])
+    report: dict[str, list] = {"taken": [], "skipped": []}
+    for item in items:
+        if not item.skip and item.job_id in existing:
+            item.skip = f"already imported as job {item.job_id}"
+        if item.skip:
+            report["skipped"].append({"key": item.key, "reason": item.skip})
+            continue
+        try:
+            spec = client.build(item.project, item.task, cfg=cfg, priority=item.priority,
+                                type=item.type or None, metadata=item.metadata)
+            spec = dataclasses.replace(spec, id=item.job_id)
+        except LuziaError as exc:
+            report["skipped"].append({"key": item.key, "reason": str(exc)})
+            continue
+        if not dry_run:
+            client.send(spec, cfg)
+        report["taken"].append({"key": item.key, "id": spec.id, "project": spec.project,
+                                "priority": Priority(spec.priority).label})
+    return report
+
+
+def show(report: dict[str, list], dry_run: bool, as_json: bool) -> None:
+    if as_json:
+        _dump({"dry_run": dry_run, **report})
+        return
+    verb = "would take" if dry_run else "took"
+    for t in report["taken"]:
+        click.echo(f"{verb:10} {clean(t['key'], 40):24} -> {t['id']}  {t['project']}  {t['priority']}")
+    for s in report["skipped"]:
+        click.echo(f"{'skipped':10} {clean(s['key'], 40):24} {clean(s['reason'], 120)}")
+    already = sum(1 for s in report["skipped"] if s["reason"].startswith("already imported"))
+    click.echo(f"\n{verb} {len(report['taken'])}, skipped {len(report['skipped'])}"
+               f" ({already} already imported)")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Move the old dispatchers' queues into Luzia (safe to run again)."""
+
+
+@import_group.command("pending-requests")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--project", "-p", help="Project for requests that name none (or an unknown one).")
+@click.option("--include-review", is_flag=True, help="Also take requests still awaiting review.")
+@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be taken.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: {dry_run, taken, skipped}.")
+def import_requests(file, project, include_review, dry_run, as_json) -> None:
+    """Seed 002's pending-requests.json: approved/ready/pending requests become jobs
+    (URGENT words → critical, approved → high); completed ones are skipped."""
+    show(take(list(read_requests(file, include_review)), project, dry_run), dry_run, as_json)
+
+
+@import_group.command("beads")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--project", "-p", help="Project the issues belong to (default: the repository's "
+              "directory name, if it is a project).")
+@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be taken.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: {dry_run, taken, skipped}.")
+def import_beads(path, project, dry_run, as_json) -> None:
+    """Seed 003's .beads/issues.jsonl: open and blocked issues become jobs (Beads priority
+    0-3 → critical..low, labels → task type); closed and in-progress ones are skipped."""
+    source = beads_file(path)
+    repo = source.parent.parent if source.parent.name == ".beads" else source.parent
+    show(take(list(read_beads(source)), project or repo.resolve().name, dry_run), dry_run, as_json)
