@@ -65,6 +65,8 @@ class BrokerConfig:
     batch: int = 512                  # messages handled per loop turn (group commit size)
     spool_sweep: float = 1.0          # seconds between spool sweeps
     insecure: bool = False            # allow non-loopback tcp without CURVE
+    metrics_port: int = 0             # Prometheus /metrics on this port; 0: off
+    metrics_host: str = "127.0.0.1"   # the address /metrics listens on
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 
 from luzia import __version__, protocol
-from luzia.broker import control, spool
+from luzia.broker import control, metrics, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.routing import detect_type
@@ -66,6 +66,7 @@ class Broker:
         self.ctx = ctx or zmq.Context()
         self._bind()
         self._restore()
+        self.metrics = metrics.serve(self)      # None unless broker.metrics_port is set
 
     # set-up -------------------------------------------------------------------
     def _socket(self, kind: int, endpoint: str, name: str) -> zmq.Socket:
@@ -193,6 +194,8 @@ class Broker:
             if job is not None and job.state is JobState.PENDING:
                 self._enqueue(job)
         control.expire_log_waits(self, now)
+        if self.metrics:
+            self.metrics.tick(self, now)
         if now >= self._next["prune"]:
             self._next["prune"] = now + PRUNE_EVERY
             pruned = self.store.prune(self.cfg.max_jobs)
@@ -200,6 +203,8 @@ class Broker:
                 log.info("pruned %d finished jobs beyond max_jobs=%d", pruned, self.cfg.max_jobs)
 
     def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
         self.store.close()
         for sock in (self.pull, self.router, self.control, self.pub):
             sock.close(0)

@@ -1,0 +1,126 @@
+"""Prometheus metrics of the broker (prometheus-client), off unless `broker.metrics_port`
+is set; served on `broker.metrics_host` (127.0.0.1 by default) at /metrics.
+
+The HTTP server runs in prometheus-client's own thread, so it never reads the broker's
+model: the broker's loop copies what is shown into the metrics once a second (`tick`) and
+times each scheduling decision as it makes it. The metric objects carry their own locks.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from luzia.errors import ConfigError
+from luzia.states import JobState, Priority
+
+if TYPE_CHECKING:
+    from luzia.broker.server import Broker
+
+log = logging.getLogger(__name__)
+
+REFRESH = 1.0     # seconds between copies of the broker's state into the metrics
+DECISION_BUCKETS = (1e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
+
+
+class BrokerMetrics:
+    """The broker's metric families in a private registry, and the server that shows them."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Gauge("luzia_jobs", "Jobs in the store by state", ["state"], registry=r)
+        self.queue = Gauge("luzia_queue_depth", "Pending jobs by priority", ["priority"], registry=r)
+        self.submissions = Counter("luzia_submissions", "Submissions taken", registry=r)
+        self.rejections = Counter("luzia_rejections", "Submissions rejected", registry=r)
+        self.duplicates = Counter("luzia_duplicate_submissions", "Repeated submissions ignored",
+                                  registry=r)
+        self.bad_frames = Counter("luzia_bad_frames", "Frames dropped as malformed", ["socket"],
+                                  registry=r)
+        self.decisions = Histogram("luzia_decision_seconds", "Time of one scheduling decision",
+                                   buckets=DECISION_BUCKETS, registry=r)
+        self.load = Gauge("luzia_agent_load", "Agent load score (0..1)", ["agent"], registry=r)
+        self.slots = Gauge("luzia_agent_slots", "Agent slots (capacity credits)", ["agent"], registry=r)
+        self.running = Gauge("luzia_agent_running", "Jobs holding a slot on the agent", ["agent"],
+                             registry=r)
+        self.up = Gauge("luzia_agent_up", "1 if the agent is beating, 0 if not", ["agent"], registry=r)
+        self._seen: dict[str, int] = {}
+        self._next = 0.0
+        self._agents: set[str] = set()
+        self.server = self._serve(host, port)
+
+    def _serve(self, host: str, port: int) -> Any:
+        from prometheus_client import start_http_server
+        try:
+            server, _ = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); "
+                              "choose another broker.metrics_port") from None
+        log.info("metrics on http://%s:%d/metrics", host, port)
+        return server
+
+    def timed(self, decide: Callable[..., Any]) -> Callable[..., Any]:
+        """`decide` (the scheduler's pick) with each call's duration observed."""
+        @functools.wraps(decide)
+        def timed_decide(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return decide(*args, **kwargs)
+            finally:
+                self.decisions.observe(time.perf_counter() - start)
+        return timed_decide
+
+    def tick(self, b: "Broker", now: float) -> None:
+        """Copy the broker's state into the metrics, at most once per REFRESH."""
+        if now < self._next:
+            return
+        self._next = now + REFRESH
+        counts = b.store.counts()
+        for state in JobState:
+            self.jobs.labels(state.value).set(counts.get(state.value, 0))
+        depth = b.sched.pending_by_priority()
+        for p in Priority:
+            self.queue.labels(p.label).set(depth.get(int(p), 0))
+        self._count(self.submissions, "submissions", b.counters["submissions"])
+        self._count(self.rejections, "rejections", b.counters["rejections"])
+        self._count(self.duplicates, "duplicates", b.counters["duplicates"])
+        for socket_name, n in b.bad_frames.items():
+            self._count(self.bad_frames.labels(socket_name), f"bad:{socket_name}", n)
+        self._agents_now(b)
+
+    def _count(self, counter: Any, key: str, total: int) -> None:
+        """Advance a counter to the broker's running total."""
+        grown = total - self._seen.get(key, 0)
+        if grown > 0:
+            counter.inc(grown)
+        self._seen[key] = total
+
+    def _agents_now(self, b: "Broker") -> None:
+        names = set()
+        for agent in b.fleet:
+            names.add(agent.name)
+            self.load.labels(agent.name).set(b.sched.agent_score(agent.name))
+            self.slots.labels(agent.name).set(agent.slots)
+            self.running.labels(agent.name).set(len(agent.jobs))
+            self.up.labels(agent.name).set(1 if agent.live else 0)
+        for gone in self._agents - names:
+            for family in (self.load, self.slots, self.running, self.up):
+                family.remove(gone)
+        self._agents = names
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve(b: "Broker") -> BrokerMetrics | None:
+    """Start the metrics of `b` when configured (broker.metrics_port), else None."""
+    cfg = b.cfg.broker
+    if not cfg.metrics_port:
+        return None
+    metrics = BrokerMetrics(cfg.metrics_host, cfg.metrics_port)
+    b.sched.pick = metrics.timed(b.sched.pick)   # type: ignore[method-assign]
+    return metrics
