@@ -451,7 +451,7 @@ class Worker:
         return max(0, min(self.cfg.agent.tail_lines, protocol.MAX_TAIL_LINES))
 
     def _session(self, run: Running) -> str:
-        return runners.session_name(run.id) if self.runner.name == "tmux" else ""
+        return str(run.dir.status().get("session") or "")   # the runner recorded it
 
     # restart ----------------------------------------------------------------------
     def _readopt(self) -> None:
