@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+from luzia import snapshots
 from luzia.agents.tmuxctl import (NO_SESSION, SHELL_PROMPT, UNKNOWN, IdleFor, PromptSeen,
                                   TmuxController, TmuxError)
 from luzia.agents.wrap import write_atomic
@@ -108,6 +109,13 @@ class SlotJob:
     def run(self, task: str, cwd: str, any_cwd: bool) -> int:
         if not self.ensure_repl(cwd, any_cwd):
             return 128 + self.stop_signal if self.stop_signal else NOT_READY
+        snapshots.record_for_job(cwd, self.dir.name, "before", self.log)
+        try:
+            return self._type_and_wait(task)
+        finally:
+            snapshots.record_for_job(cwd, self.dir.name, "after", self.log)
+
+    def _type_and_wait(self, task: str) -> int:
         self.before = self._capture(history=True)
         visible = self.ctl.capture(self.session)
         self.ctl.send_keys(self.session, task.replace("\r\n", "\n"), delay=self.s["send_delay"])

@@ -408,6 +408,10 @@ try:
 except ImportError:  # pragma: no cover - written separately; the rest works without it
     pass
 
+from luzia.cli.git_cmds import diff, revert  # noqa: E402  (they use the helpers above)
+cli.add_command(diff)
+cli.add_command(revert)
+
 
 def run_app(args: list[str]) -> int:
     """Run a click command; every LuziaError becomes `luzia: <message>` and its exit code."""
