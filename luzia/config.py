@@ -113,6 +113,18 @@ class InteractiveConfig:
 
 
 @dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive credits (luzia/agents/credits.py): slots follow the GPUs' utilisation."""
+
+    enabled: bool = False
+    max_slots: int = 0                # 0: agent.slots (no growth)
+    min_slots: int = 1
+    util_below: float = 0.70          # GPU utilisation under this for `beats` beats: one more slot
+    memory_above: float = 0.95        # GPU memory used above this: one slot fewer
+    beats: int = 10                   # heartbeats the utilisation must stay low; pause after a change
+
+
+@dataclass(frozen=True)
 class SupervisorConfig:
     broker: bool = True
     agent: bool = True
@@ -155,6 +167,7 @@ class Config:
     agent: AgentConfig = field(default_factory=AgentConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -381,6 +394,9 @@ def _finish(cfg: Config) -> Config:
                           f"not {agent.runner!r}")
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
+    adaptive = dataclasses.replace(
+        cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
+        min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
     projects = dict(cfg.projects)
     if not projects:
         projects["demo"] = Project()
@@ -402,7 +418,7 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("broker.heartbeat_interval must be positive")
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
-        endpoints=endpoints, agent=agent, broker=broker, projects=projects,
+        endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
     )
 
 
