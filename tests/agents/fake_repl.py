@@ -2,8 +2,8 @@
 
 Prints the prompt `> `, reads a line, answers, prints the prompt again. Commands:
 `sleep S` works S seconds (printing a line first), `quiet` prints a line and never shows the
-prompt again (but keeps answering Ctrl-C), `exit N` ends with status N, `pwd` prints the
-work directory; anything else is echoed as `you said: ...`.
+prompt again (until Ctrl-C), `exit N` ends with status N, `pwd` prints the work directory,
+`touch NAME` writes a file there; anything else is echoed as `you said: ...`.
 """
 
 import os
@@ -46,6 +46,10 @@ def answer(line: str) -> None:
         raise SystemExit(int(words[1]) if len(words) > 1 else 0)
     elif words[0] == "pwd":
         print(os.getcwd(), flush=True)
+    elif words[0] == "touch":
+        with open(words[1], "w") as f:
+            f.write("made in the REPL\n")
+        print(f"touched {words[1]}", flush=True)
     else:
         print(f"you said: {line.strip()}", flush=True)
 
