@@ -97,6 +97,7 @@ class AgentConfig:
     tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
+    git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
 
 
 @dataclass(frozen=True)

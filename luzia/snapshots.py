@@ -91,8 +91,12 @@ def diff(repo: str, old: str, new: str, *extra: str) -> bytes:
     return git(repo, "diff", "--binary", *extra, old, new).stdout
 
 
-def record_for_job(workdir: str, job_id: str, which: str, log) -> None:
-    """`record`, for a job's wrapper: a failure is a line in the job's log, never its end."""
+def record_for_job(meta: dict, job_id: str, which: str, log) -> None:
+    """`record` for a job's wrapper, unless agent.git_snapshots is off (meta.json says):
+    a failure is a line in the job's log, never the job's end."""
+    if not meta.get("git_snapshots", True):
+        return
+    workdir = str(meta.get("cwd", ""))
     try:
         record(workdir, job_id, which)
     except SnapshotError as exc:

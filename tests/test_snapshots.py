@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,15 @@ def test_snapshots_leave_index_and_branch_alone_and_keep_the_first_before(tmp_pa
 def test_not_a_repository_is_no_snapshot(tmp_path):
     assert snapshots.record(str(tmp_path), "010203-aaaaaaaaaaaa", "before") is None
     assert snapshots.toplevel("") is None
+
+
+def test_a_job_records_nothing_when_snapshots_are_off(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.txt").write_text("a\n")
+    log = io.BytesIO()
+    snapshots.record_for_job({"cwd": str(tmp_path), "git_snapshots": False}, "010203-aaaaaaaaaaaa",
+                             "before", log)
+    assert snapshots.resolve(str(tmp_path), "010203-aaaaaaaaaaaa", "before") is None
+    snapshots.record_for_job({"cwd": str(tmp_path)}, "010203-aaaaaaaaaaaa", "before", log)
+    assert snapshots.resolve(str(tmp_path), "010203-aaaaaaaaaaaa", "before")   # (no commit yet)
+    assert log.getvalue() == b""

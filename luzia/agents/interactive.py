@@ -72,9 +72,8 @@ class InteractiveRunner:
     def kill(self, job: JobDir) -> None:
         """The watcher did not end on SIGKILL of its group: remove the slot's REPL too (it is
         in an unknown state; the next job on that slot starts a fresh one)."""
-        pid = int(job.status().get("wrapper_pid") or 0)
-        if pid and runners.wrapper_alive(job):
-            runners._killpg(pid, runners.KILL)
+        if runners.wrapper_alive(job):
+            runners.signal_job(job, runners.KILL)     # the watcher wrote its own pid
         session = str(job.status().get("session") or "")
         if session.startswith(self.prefix):
             self.ctl.kill_session(session)

@@ -54,9 +54,10 @@ def status_text(status: int | None) -> str:
 class SlotJob:
     """One job on one slot's REPL."""
 
-    def __init__(self, job_dir: Path, settings: dict, log) -> None:
+    def __init__(self, job_dir: Path, settings: dict, meta: dict, log) -> None:
         self.dir = job_dir
         self.s = settings
+        self.meta = meta
         self.session = settings["session"]
         self.ctl = TmuxController(settings["socket"], settings["prefix"])
         self.log = log
@@ -109,11 +110,11 @@ class SlotJob:
     def run(self, task: str, cwd: str, any_cwd: bool) -> int:
         if not self.ensure_repl(cwd, any_cwd):
             return 128 + self.stop_signal if self.stop_signal else NOT_READY
-        snapshots.record_for_job(cwd, self.dir.name, "before", self.log)
+        snapshots.record_for_job(self.meta, self.dir.name, "before", self.log)
         try:
             return self._type_and_wait(task)
         finally:
-            snapshots.record_for_job(cwd, self.dir.name, "after", self.log)
+            snapshots.record_for_job(self.meta, self.dir.name, "after", self.log)
 
     def _type_and_wait(self, task: str) -> int:
         self.before = self._capture(history=True)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             log.write(f"luzia: unreadable job settings in {job_dir}: {exc}\n".encode())
             write_atomic(job_dir / "exit_code", "127\n")
             return 0
-        job = SlotJob(job_dir, settings, log)
+        job = SlotJob(job_dir, settings, meta, log)
 
         def stop(signum, _frame):
             job.stop_signal = signum

@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not os.path.isdir(cwd):
             raise FileNotFoundError(f"work directory {cwd} does not exist")
-        snapshots.record_for_job(cwd, job_dir.name, "before", log)
+        snapshots.record_for_job(meta, job_dir.name, "before", log)
         code = run_pty(argv, cwd, env, log, job_dir) if use_pty else \
             run_plain(argv, cwd, env, log, job_dir)
-        snapshots.record_for_job(cwd, job_dir.name, "after", log)
+        snapshots.record_for_job(meta, job_dir.name, "after", log)
     except OSError as exc:
         log.write(f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         code = 127
