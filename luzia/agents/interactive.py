@@ -106,4 +106,7 @@ class InteractiveRunner:
         return {"socket": self.cfg.agent.tmux_socket, "prefix": list(ia.tmux_prefix),
                 "session": session, "slot": slot, "command": list(ia.command), "done": ia.done,
                 "prompt": ia.prompt, "idle": ia.idle, "send_delay": ia.send_delay,
-                "start_timeout": ia.start_timeout}
+                "start_timeout": ia.start_timeout,
+                # after Ctrl-C, wait for the prompt only so long that the agent's SIGKILL
+                # (kill_grace after its SIGTERM) does not come first
+                "stop_wait": min(2.0, self.cfg.agent.kill_grace / 3)}

@@ -127,7 +127,7 @@ class SlotJob:
             return 0
         if self.stop_signal:
             self.ctl.send_key(self.session, "C-c")
-            self.ctl.wait(self.session, self._ready(since=None), 2.0)
+            self.ctl.wait(self.session, self._ready(since=None), self.s.get("stop_wait", 1.0))
             self._finish()
             self.say(f"stopped by signal {self.stop_signal}; the REPL got Ctrl-C")
             return 128 + self.stop_signal

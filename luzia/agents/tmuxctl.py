@@ -2,8 +2,8 @@
 
 Every call is `[*prefix, "tmux", "-L", socket, ...]`, so with a prefix such as
 `["docker", "exec", "-i", "NAME"]` the sessions live inside a container. Text is sent with
-`send-keys -l` (literal: a task saying "C-c" types those three characters), a delay, then
-Enter, because TUIs drop an Enter that arrives with the text. The waits poll the pane:
+`send-keys -l` (literal: a task saying "C-c" types those three characters; several lines
+are pasted), a delay, then Enter, because TUIs drop an Enter that arrives with the text. The waits poll the pane:
 `wait_for_prompt` (a regex on the last non-blank line), `wait_for_idle` (the content's
 hash unchanged for N seconds) and `wait_for_shell_prompt`.
 """
@@ -11,6 +11,7 @@ hash unchanged for N seconds) and `wait_for_shell_prompt`.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
 import subprocess
@@ -34,10 +35,12 @@ class TmuxController:
         self.base = [*prefix, "tmux", "-L", socket]
         self.timeout = timeout
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, input: str | None = None
+            ) -> subprocess.CompletedProcess:
         try:
             out = subprocess.run([*self.base, *args], capture_output=True, text=True,
-                                 timeout=self.timeout, stdin=subprocess.DEVNULL)
+                                 timeout=self.timeout, input=input,
+                                 stdin=None if input is not None else subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TmuxError(f"{shlex.join(self.base)} {args[0]}: {exc}") from None
         if check and out.returncode:
@@ -89,8 +92,14 @@ class TmuxController:
     # keys and content -----------------------------------------------------------------
     def send_keys(self, name: str, text: str, enter: bool = True, delay: float = 1.0,
                   sleep: Callable[[float], None] = time.sleep) -> None:
-        """Type `text` literally, wait `delay`, press Enter (the seed's delay_enter, 1 s)."""
-        if text:
+        """Type `text` literally, wait `delay`, press Enter (the seed's delay_enter, 1 s).
+        Text of several lines is pasted instead (bracketed when the program asked for it,
+        as a terminal does), so a TUI takes it as one message, not one per line."""
+        if "\n" in text:
+            buffer = f"luzia-{os.getpid()}"
+            self.run("load-buffer", "-b", buffer, "-", input=text)
+            self.run("paste-buffer", "-p", "-d", "-b", buffer, "-t", f"={name}:")
+        elif text:
             self.run("send-keys", "-t", f"={name}:", "-l", "--", text)
         if enter:
             if delay > 0:

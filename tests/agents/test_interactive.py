@@ -58,6 +58,11 @@ def test_controller_waits_types_literally_and_goes_through_the_prefix(short_tmp,
         ctl.send_keys("s", "C-c $(touch x) 'q'", delay=0.05)
         assert ctl.wait_for_prompt("s", PROMPT, 15, since=seen)
         assert "you said: C-c $(touch x) 'q'" in ctl.capture("s", history=True)
+        seen = ctl.capture("s")
+        ctl.send_keys("s", "line one\nline two", delay=0.05)     # pasted; this REPL reads lines
+        assert ctl.wait_for_prompt("s", PROMPT, 15, since=seen)
+        wait_for(lambda: "you said: line two" in "\n".join(ctl.capture("s")), 15)
+        assert "you said: line one" in "\n".join(ctl.capture("s"))
         assert ctl.wait_for_idle("s", idle=0.3, timeout=15)
         assert ctl.pane_dead("s") is None and ctl.pane_dead("nope") == -1
         ctl.send_keys("s", "exit 4", delay=0.05)
