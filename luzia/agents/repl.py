@@ -75,7 +75,8 @@ class SlotJob:
 
     # the REPL -----------------------------------------------------------------------
     def ensure_repl(self, cwd: str, any_cwd: bool) -> bool:
-        """A live, ready REPL in `cwd` (any directory will do when the job names none)."""
+        """A live, ready REPL in `cwd`. A job that names no work directory takes the REPL
+        wherever it runs, or starts it in the jobs directory (its own is pruned one day)."""
         dead = self.ctl.pane_dead(self.session)
         started_in = self.ctl.show_option(self.session, "@luzia-workdir") if dead is None else ""
         if dead is None and (any_cwd or started_in == cwd):
@@ -87,6 +88,7 @@ class SlotJob:
         elif dead is None:
             self.say(f"the REPL in {self.session} runs in {started_in}; restarting it in {cwd}")
         self.ctl.kill_session(self.session)
+        cwd = str(self.dir.parent) if any_cwd else cwd
         argv = [a.replace("{workdir}", cwd) for a in self.s["command"]]
         self.ctl.new_session(self.session, argv, cwd, options={"@luzia-workdir": cwd})
         if self.wait_ready():

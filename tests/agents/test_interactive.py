@@ -149,3 +149,17 @@ def test_interactive_runner_needs_a_repl_command(short_tmp):
     path.write_text(f'home = "{short_tmp}"\n[agent]\nrunner = "interactive"\n')
     with pytest.raises(ConfigError, match="interactive.command is required"):
         config.load(env={"LUZIA_CONFIG": str(path)})
+
+
+def test_the_repl_is_restarted_in_the_next_jobs_work_directory(rig, tmux_socket, short_tmp):
+    cfg, broker, worker, _ = rig(interactive(tmux_socket))
+    here, there = short_tmp / "here", short_tmp / "there"
+    here.mkdir()
+    there.mkdir()
+    first = assign(broker, "pwd", workdir=str(here))
+    assert broker.recv(worker, protocol.Done).exit_code == 0
+    second = assign(broker, "pwd", workdir=str(there))
+    assert broker.recv(worker, protocol.Done, where=lambda m: m.job_id == second.id).exit_code == 0
+    assert str(here) in output(cfg, first)
+    assert f"restarting it in {there}" in output(cfg, second)
+    assert output(cfg, second).rstrip().endswith(str(there))
