@@ -95,10 +95,36 @@ class AgentConfig:
     tags: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
-    runner: str = "auto"              # auto | tmux | subprocess
+    runner: str = "auto"              # auto | tmux | subprocess | interactive
     tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
+    git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
+
+
+@dataclass(frozen=True)
+class InteractiveConfig:
+    """The interactive runner (agent.runner = "interactive"): one long-lived REPL per slot."""
+
+    command: list[str] = field(default_factory=list)   # the REPL, e.g. ["claude"]; {workdir}
+    done: str = "prompt"              # prompt | idle | shell: how a job's end is seen
+    prompt: str = r"^\s*(>>>|[>❯$#%])\s*$"  # regex on the pane's last non-blank line
+    idle: float = 2.0                 # seconds of an unchanged pane that end a job (done = idle)
+    send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001)
+    start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
+    tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive credits (luzia/agents/credits.py): slots follow the GPUs' utilisation."""
+
+    enabled: bool = False
+    max_slots: int = 0                # 0: agent.slots (no growth)
+    min_slots: int = 1
+    util_below: float = 0.70          # GPU utilisation under this for `beats` beats: one more slot
+    memory_above: float = 0.95        # GPU memory used above this: one slot fewer
+    beats: int = 10                   # heartbeats the utilisation must stay low; pause after a change
 
 
 @dataclass(frozen=True)
@@ -143,6 +169,8 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -364,8 +392,14 @@ def _finish(cfg: Config) -> Config:
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
-    if agent.runner not in ("auto", "tmux", "subprocess"):
-        raise ConfigError(f"agent.runner must be auto, tmux or subprocess, not {agent.runner!r}")
+    if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
+        raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
+                          f"not {agent.runner!r}")
+    if agent.runner == "interactive":
+        _check_interactive(cfg.interactive)
+    adaptive = dataclasses.replace(
+        cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
+        min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
     projects = dict(cfg.projects)
     if not projects:
         projects["demo"] = Project()
@@ -387,8 +421,21 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("broker.heartbeat_interval must be positive")
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
-        endpoints=endpoints, agent=agent, broker=broker, projects=projects,
+        endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
     )
+
+
+def _check_interactive(ia: InteractiveConfig) -> None:
+    import re
+    if not ia.command:
+        raise ConfigError("interactive.command is required with agent.runner = \"interactive\" "
+                          "(the REPL to start per slot, e.g. [\"claude\"])")
+    if ia.done not in ("prompt", "idle", "shell"):
+        raise ConfigError(f"interactive.done must be prompt, idle or shell, not {ia.done!r}")
+    try:
+        re.compile(ia.prompt)
+    except re.error as exc:
+        raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
 
 
 def check_endpoint(endpoint: str, where: str) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import zmq
 
 from luzia import protocol
-from luzia.agents import metrics, runners
+from luzia.agents import credits, metrics, runners
 from luzia.agents.jobdir import JobDir, prune
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import ProtocolError
@@ -77,6 +77,7 @@ class Worker:
         check_endpoint(ping_endpoint, "agent health socket")
         self.runner = runners.make_runner(cfg)
         self.gpus = gpus or metrics.Gpus()
+        self.credits = credits.AdaptiveSlots(cfg)
         self.ctx = ctx or zmq.Context.instance()
         self.jobs: dict[str, Running] = {}
         self.interval = cfg.broker.heartbeat_interval
@@ -119,11 +120,11 @@ class Worker:
         if len(held) > protocol.MAX_LIST:
             log.warning("holding %d jobs; only %d fit in a Hello", len(held), protocol.MAX_LIST)
             held = held[:protocol.MAX_LIST]
-        self.send(protocol.Hello(name=self.name, slots=self.cfg.agent.slots,
+        self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
                                  capabilities=list(self.cfg.agent.capabilities),
                                  tags=list(self.cfg.agent.tags), held=held, pid=os.getpid()))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
-                 self.name, self.cfg.agent.slots, ",".join(self.cfg.agent.capabilities), len(held))
+                 self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 
     def send(self, msg: protocol.Message) -> None:
         try:
@@ -284,9 +285,9 @@ class Worker:
                         job.id)
             runners.signal_job(current.dir, runners.KILL)
             self.runner.kill(current.dir)
-        if self.busy() >= self.cfg.agent.slots:
+        if self.busy() >= self.credits.slots:
             log.warning("job %s assigned with all %d slots busy; running it anyway", job.id,
-                        self.cfg.agent.slots)
+                        self.credits.slots)
         jd = JobDir(self.root, job.id)
         run = Running(dir=jd, attempt=msg.attempt, timeout=job.timeout)
         self.jobs[job.id] = run
@@ -351,7 +352,8 @@ class Worker:
         gpu = self.gpus.read()
         running = sorted(r.id for r in self.jobs.values() if not r.forget)[:protocol.MAX_LIST]
         self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
-                                     gpu_util=gpu.util, gpu_free_gb=gpu.free_gb, running=running))
+                                     gpu_util=gpu.util, gpu_free_gb=gpu.free_gb, running=running,
+                                     slots=self.credits.update(gpu)))
 
     def watch(self, run: Running, now: float) -> None:
         """Progress, the end, the timeout and the stop sequence of one job."""
@@ -451,7 +453,7 @@ class Worker:
         return max(0, min(self.cfg.agent.tail_lines, protocol.MAX_TAIL_LINES))
 
     def _session(self, run: Running) -> str:
-        return runners.session_name(run.id) if self.runner.name == "tmux" else ""
+        return str(run.dir.status().get("session") or "")   # the runner recorded it
 
     # restart ----------------------------------------------------------------------
     def _readopt(self) -> None:

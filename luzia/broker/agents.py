@@ -99,6 +99,8 @@ class AgentHandler:
         agent.cpu, agent.memory = msg.cpu, msg.memory
         agent.gpu_memory, agent.gpu_util, agent.gpu_free_gb = msg.gpu_memory, msg.gpu_util, msg.gpu_free_gb
         self.b.sched.agent_load(agent.name, msg.cpu, msg.memory, msg.gpu_free_gb)
+        if msg.slots and msg.slots != agent.slots:
+            self.credits(agent, msg.slots)
         agent.reported = set(msg.running)
         # an Assign may still be in flight behind this beat; only a long silence means it was lost
         patience = self.cfg.broker.liveness * self.cfg.broker.heartbeat_interval + NEVER_STARTED
@@ -116,6 +118,12 @@ class AgentHandler:
                   and wall - job.assigned_at > patience):
                 self.b.requeue(job, f"agent {agent.name} never started it")
         self.b.dirty = True
+
+    def credits(self, agent: Agent, slots: int) -> None:
+        """The agent changed its credits (adaptive credits): schedule with the new count."""
+        log.info("agent %s: credits %d -> %d", agent.name, agent.slots, slots)
+        agent.slots = slots
+        self.b.sched.agent_up(self._sched_agent(agent))
 
     def started(self, agent: Agent, msg: protocol.Started) -> None:
         job = self._own(agent, msg.job_id, msg.attempt)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -342,7 +344,7 @@ def attach(job_id, as_json) -> None:
     if not JOB_ID_RE.match(job_id):       # it becomes an argument of tmux below
         raise ProtocolError("the broker sent a malformed job id")
     state, host = render.clean(job.get("state")), render.clean(job.get("host"), 255)
-    session = f"luzia-{job_id}"
+    session = _session_of(cfg, job_id)
     argv = ["tmux", "-L", cfg.agent.tmux_socket, "attach", "-t", session]
     here = host == cfg.agent.name
     if as_json:
@@ -368,6 +370,18 @@ def attach(job_id, as_json) -> None:
         raise LuziaError(f"job {job_id} has no tmux session here (its agent runs it without "
                          f"tmux?); follow the output with: luzia logs -f {job_id}")
     os.execv(tmux, [tmux, *argv[1:]])
+
+
+def _session_of(cfg, job_id: str) -> str:
+    """The session this host's agent recorded for the job (the interactive runner's slot
+    session), else the tmux runner's `luzia-<id>`."""
+    try:
+        session = json.loads((Path(cfg.jobs_dir) / job_id / "status.json").read_text())["session"]
+    except (OSError, ValueError, KeyError, TypeError):
+        session = None
+    if isinstance(session, str) and re.fullmatch(r"luzia-[A-Za-z0-9_-]{1,120}", session):
+        return session
+    return f"luzia-{job_id}"
 
 
 @cli.group()
@@ -418,6 +432,10 @@ try:
     cli.add_command(supervisor)
 except ImportError:  # pragma: no cover - written separately; the rest works without it
     pass
+
+from luzia.cli.git_cmds import diff, revert  # noqa: E402  (they use the helpers above)
+cli.add_command(diff)
+cli.add_command(revert)
 
 
 from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
