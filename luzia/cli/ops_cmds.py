@@ -12,14 +12,16 @@ import click
 
 from luzia.cli import ops_render
 from luzia.cli.app import _control, _dump
+from luzia.cli.render import clean, num
 from luzia.errors import ProtocolError, UsageError
 
 PRIORITIES = click.Choice(["critical", "high", "normal", "low"])
+WORST_FIRST = ("dead", "over-ceiling", "draining", "full", "ok")
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
-             "load": lambda a: -(a.get("load") or 0),
-             "jobs": lambda a: -(a.get("running") or 0),
-             "health": lambda a: (["dead", "over-ceiling", "draining", "full", "ok"].index(a.get("health"))
-                                  if a.get("health") in ("dead", "over-ceiling", "draining", "full", "ok") else 5)}
+             "load": lambda a: -(num(a.get("load")) or 0),
+             "jobs": lambda a: -(num(a.get("running")) or 0),
+             "health": lambda a: (WORST_FIRST.index(a["health"]) if a.get("health") in WORST_FIRST
+                                  else len(WORST_FIRST))}
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 JSON_HELP = "JSON instead of a table."
@@ -144,13 +146,7 @@ def agents_allocate(as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: the agent.")
 def agents_drain(name, as_json) -> None:
     """Let NAME finish its running jobs and give it no new ones."""
-    result = ask("agents.drain", dict, name=name)
-    if as_json:
-        _dump(result)
-    else:
-        click.echo(f"{ops_render.clean(result.get('name'))}: draining, "
-                   f"{int(result.get('running') or 0)} jobs still running "
-                   f"(undo with: luzia agents undrain {ops_render.clean(result.get('name'))})")
+    _drain(name, as_json, True)
 
 
 @agents.command("undrain")
@@ -158,12 +154,20 @@ def agents_drain(name, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: the agent.")
 def agents_undrain(name, as_json) -> None:
     """Let NAME take new jobs again."""
-    result = ask("agents.undrain", dict, name=name)
+    _drain(name, as_json, False)
+
+
+def _drain(name: str, as_json: bool, draining: bool) -> None:
+    result = ask("agents.drain" if draining else "agents.undrain", dict, name=name)
     if as_json:
         _dump(result)
+        return
+    who = clean(result.get("name"))
+    if draining:
+        click.echo(f"{who}: draining, {int(num(result.get('running')) or 0)} jobs still running "
+                   f"(undo with: luzia agents undrain {who})")
     else:
-        click.echo(f"{ops_render.clean(result.get('name'))}: taking jobs again "
-                   f"(health {ops_render.clean(result.get('health'))})")
+        click.echo(f"{who}: taking jobs again (health {clean(result.get('health'))})")
 
 
 # ---------------------------------------------------------------------------
