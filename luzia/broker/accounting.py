@@ -2,7 +2,7 @@
 failures and mean wait per user or project, each answered by one GROUP BY query.
 
 Finished jobs only; the table holds at most `max_jobs` of them (the broker prunes), and
-`jobs_finished` (an index on finished_at, made here if missing) keeps `since` cheap.
+the indexes on finished_at and submitted_at (made here if missing) keep `since` cheap.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ FROM jobs WHERE state IN ('completed', 'failed', 'killed', 'rejected') {where}
 
 def _index(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at)")
+
+
+def count_state(db: sqlite3.Connection, state: str) -> int:
+    """Jobs in `state` (the store's state index answers it)."""
+    return db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
 
 
 def totals(db: sqlite3.Connection, group: str | None, since: float | None,

@@ -9,8 +9,10 @@ model or the store; only queue.flush and agents.drain/undrain change anything.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from luzia.broker import accounting
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FLUSH_MAX = 10_000
+IDS_MAX = 10_000
+SHOWN_MAX = 500            # jobs listed in one reply (a reply must stay under the frame limit)
 GROWTH_WINDOW = 300.0      # seconds looked back for "sustained queue growth"
 GROWTH_MIN = 10            # net growth over the window worth a recommendation
 IDLE_LOAD = 0.20           # a live agent with no job and a load score below this is idle
@@ -35,34 +38,34 @@ IDLE_LOAD = 0.20           # a live agent with no job and a load score below thi
 
 
 def op_queue_status(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
-    """queue.status {verbose=false} → {pending, by_priority: {critical: n, …},
+    """queue.status {verbose=false, limit=50} → {pending, by_priority: {critical: n, …},
     oldest_wait, by_project: {p: n}, by_user: {u: n}, rejected, rejected_since_start,
-    running, jobs?: [job] (verbose: the pending jobs in the order they would run)}."""
-    pending = _pending_in_order(b)
-    now = time.time()
-    by_priority = {p.label: 0 for p in Priority}
-    by_project: dict[str, int] = {}
-    by_user: dict[str, int] = {}
-    for job in pending:
-        by_priority[Priority(job.priority).label] += 1
-        by_project[job.project] = by_project.get(job.project, 0) + 1
-        by_user[job.user] = by_user.get(job.user, 0) + 1
+    running, jobs?: [job] (verbose: the first `limit` pending jobs in the order they would
+    run)}. One pass over the pending jobs; no sort unless verbose."""
+    limit = args.get("limit", int, 50)
+    if not 0 < limit <= SHOWN_MAX:
+        raise BadRequest(f"limit must be between 1 and {SHOWN_MAX}")
+    pending = [j for j in b.jobs.values() if j.state is JobState.PENDING]
+    depth = Counter(j.priority for j in pending)     # with jobs waiting out a retry backoff
     oldest = min((j.submitted_at for j in pending), default=None)
-    out = {"pending": len(pending), "by_priority": by_priority,
-           "oldest_wait": round(now - oldest, 3) if oldest else 0.0,
-           "by_project": by_project, "by_user": by_user,
-           "running": sum(1 for j in b.jobs.values() if j.state is not JobState.PENDING),
-           "rejected": b.store.counts().get(JobState.REJECTED.value, 0),
+    out = {"pending": len(pending),
+           "by_priority": {p.label: depth[int(p)] for p in Priority},
+           "oldest_wait": round(time.time() - oldest, 3) if oldest else 0.0,
+           "by_project": dict(Counter(j.project for j in pending)),
+           "by_user": dict(Counter(j.user for j in pending)),
+           "running": len(b.jobs) - len(pending),
+           "rejected": accounting.count_state(b.store.db, JobState.REJECTED.value),
            "rejected_since_start": b.counters["rejections"]}
     if args.get("verbose", bool, False):
-        out["jobs"] = [job_dict(b, j) for j in pending]
+        out["jobs"] = [job_dict(b, j) for j in heapq.nsmallest(limit, pending, key=_run_order)]
     return out
 
 
 def op_queue_flush(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
-    """queue.flush {project, user, priority, type, dry_run=false} → {dry_run, jobs: [job]}:
-    the pending jobs matching every given filter, in the order they would have run; unless
-    dry_run they are killed with reason "flushed from the queue"."""
+    """queue.flush {project, user, priority, type, dry_run=false} → {dry_run, count, jobs:
+    [job]}: the pending jobs matching every given filter (`count`; the first SHOWN_MAX of
+    them listed), in the order they would have run; unless dry_run they are killed with
+    reason "flushed from the queue"."""
     filters = {name: args.get(name, str) for name in ("project", "user", "priority", "type")}
     if filters["priority"] is not None:
         try:
@@ -70,23 +73,21 @@ def op_queue_flush(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
     dry_run = args.get("dry_run", bool, False)
-    chosen = [j for j in _pending_in_order(b)
-              if all(v is None or getattr(j, k) == v for k, v in filters.items())]
-    if len(chosen) > FLUSH_MAX:
-        raise BadRequest(f"{len(chosen)} jobs match; narrow the filters (at most {FLUSH_MAX})")
-    shown = [job_dict(b, j) for j in chosen]
+    chosen = sorted((j for j in b.jobs.values() if j.state is JobState.PENDING
+                     and all(v is None or getattr(j, k) == v for k, v in filters.items())),
+                    key=_run_order)
+    shown = [job_dict(b, j) for j in chosen[:SHOWN_MAX]]
     if not dry_run:
         for job in chosen:
             b.finish(job, JobState.KILLED, "flushed from the queue")
         log.info("queue flushed: %d jobs killed (filters %s)", len(chosen),
                  {k: v for k, v in filters.items() if v is not None})
-    return {"dry_run": dry_run, "jobs": shown}
+    return {"dry_run": dry_run, "count": len(chosen), "jobs": shown}
 
 
-def _pending_in_order(b: "Broker") -> list:
-    """Pending jobs by priority, then arrival: the order the scheduler considers them."""
-    return sorted((j for j in b.jobs.values() if j.state is JobState.PENDING),
-                  key=lambda j: (j.priority, j.seq))
+def _run_order(job: Any) -> tuple[int, int]:
+    """Priority, then arrival: the order the scheduler considers pending jobs."""
+    return job.priority, job.seq
 
 
 # ---------------------------------------------------------------------------
@@ -215,8 +216,8 @@ def op_history(b: "Broker", args: _Args, **_: Any) -> list[dict[str, Any]]:
     """history {user, project, since, limit=50} → [job] finished jobs newest first, each
     with `wait` and `run` seconds (what sacct lists)."""
     limit = args.get("limit", int, 50)
-    if not 0 < limit <= FLUSH_MAX:
-        raise BadRequest(f"limit must be between 1 and {FLUSH_MAX}")
+    if not 0 < limit <= SHOWN_MAX:
+        raise BadRequest(f"limit must be between 1 and {SHOWN_MAX}")
     terminal = [s.value for s in JobState if s.terminal]
     jobs = b.store.list(limit=limit, states=terminal, project=args.get("project", str),
                         user=args.get("user", str), since=args.get("since", (int, float)))
@@ -244,8 +245,8 @@ def op_jobs_exist(b: "Broker", args: _Args, **_: Any) -> list[str]:
     """jobs.exist {ids} → [id]: those of `ids` the broker has (any state); importers use it
     to report what an earlier run took already."""
     ids = args.strings("ids")
-    if len(ids) > FLUSH_MAX:
-        raise BadRequest(f"at most {FLUSH_MAX} ids per request")
+    if len(ids) > IDS_MAX:
+        raise BadRequest(f"at most {IDS_MAX} ids per request")
     return [i for i in ids if i in b.jobs or b.store.get(i) is not None]
 
 

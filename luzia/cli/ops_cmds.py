@@ -63,10 +63,12 @@ def queue() -> None:
 
 @queue.command("status")
 @click.option("--verbose", "-v", is_flag=True, help="Also list the pending jobs in the order they would run.")
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 500),
+              help="How many pending jobs --verbose lists.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def queue_status(verbose, as_json) -> None:
+def queue_status(verbose, limit, as_json) -> None:
     """Depth per priority, oldest wait, per-project and per-user counts, rejected count."""
-    result = ask("queue.status", dict, verbose=verbose or None)
+    result = ask("queue.status", dict, verbose=verbose or None, limit=limit)
     _dump(result) if as_json else ops_render.queue_status(result)
 
 
@@ -107,8 +109,10 @@ def queue_flush(dry_run, project, user, priority, kind, everything, as_json) -> 
         click.echo("no pending job matches")
         return
     ops_render.pending_table(jobs)
+    count = int(num(result.get("count")) or len(jobs))
     verb = "would remove" if dry_run else "removed"
-    click.echo(f"\n{verb} {len(jobs)} pending job{'s' if len(jobs) != 1 else ''}"
+    click.echo(f"\n{verb} {count} pending job{'s' if count != 1 else ''}"
+               + (f" (the first {len(jobs)} shown)" if count > len(jobs) else "")
                + (" (run again without --dry-run to do it)" if dry_run else ""))
 
 
@@ -178,7 +182,8 @@ def _drain(name: str, as_json: bool, draining: bool) -> None:
 @click.option("--user", "-u", help="Only this user's jobs.")
 @click.option("--project", "-p", help="Only this project's jobs.")
 @click.option("--since", metavar="WHEN", help="Submitted since: 90m, 2h, 7d or 2026-01-09.")
-@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 500),
+              help="How many jobs.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def history(user, project, since, limit, as_json) -> None:
     """Finished jobs, newest first, with their wait and run times (like sacct)."""

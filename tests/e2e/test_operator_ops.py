@@ -52,6 +52,7 @@ def test_drain_queue_allocate_flush_history(fleet):
     assert queue["by_user"] == {"alice": 1, "bob": 2}
     assert [j["id"] for j in queue["jobs"]] == [high, normal, low]
     assert queue["oldest_wait"] > 0 and "draining" in queue["jobs"][0]["why"]
+    assert [j["id"] for j in fleet.control("queue.status", verbose=True, limit=1)["jobs"]] == [high]
 
     status = agent(fleet, "a1")
     assert set(status["load_parts"]) == {"cpu", "memory", "queue"}
@@ -62,7 +63,8 @@ def test_drain_queue_allocate_flush_history(fleet):
     assert any("add capacity for 'code'" in r for r in allocate["recommendations"])
 
     dry = fleet.control("queue.flush", priority="low", dry_run=True)
-    assert [j["id"] for j in dry["jobs"]] == [low] and fleet.state(low) == "pending"
+    assert [j["id"] for j in dry["jobs"]] == [low] and dry["count"] == 1
+    assert fleet.state(low) == "pending"
     fleet.control("queue.flush", priority="low")
     assert fleet.state(low) == "killed"
 
