@@ -118,6 +118,14 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
+    dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
+    authorized: str = ""              # the broker accepts these public keys (*.key); default DIR/authorized
+    broker: str = ""                  # the broker's public key; default DIR/broker.key
+
+
+@dataclass(frozen=True)
 class Project:
     workdir: str = ""                 # "" : the job runs in its own job directory
     user: str = ""                    # owner; default: the login name
@@ -141,6 +149,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -386,7 +395,17 @@ def _finish(cfg: Config) -> Config:
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
         endpoints=endpoints, agent=agent, broker=broker, projects=projects,
+        keys=_keys(cfg.keys, home),
     )
+
+
+def _keys(keys: KeysConfig, home: str) -> KeysConfig:
+    def path(value: str, default: str) -> str:
+        return os.path.abspath(os.path.expanduser(value or default))
+    directory = path(keys.dir, os.path.join(home, "keys"))
+    return dataclasses.replace(keys, dir=directory,
+                               authorized=path(keys.authorized, os.path.join(directory, "authorized")),
+                               broker=path(keys.broker, os.path.join(directory, "broker.key")))
 
 
 def check_endpoint(endpoint: str, where: str) -> None:
