@@ -83,6 +83,7 @@ class SchedulerConfig:
     user_lock_stale: float = 3600.0   # seconds after which a user's lock is considered stale
     preempt: bool = False
     preempt_after: float = 300.0
+    gpu_mem_gb: dict[str, float] = field(default_factory=dict)  # task type -> free GPU GB it needs
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 
 from luzia import __version__, protocol
-from luzia.broker import control, curve, spool
+from luzia.broker import control, curve, gpu, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.routing import detect_type
@@ -299,7 +299,7 @@ class Broker:
         self.sched.add(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
                                 project=job.project, type=job.type, after=after,
                                 submitted=time.monotonic(),
-                                gpu_mem_gb=_gpu_need(job)))
+                                gpu_mem_gb=gpu.need(self.cfg.scheduler, job.type, job.metadata)))
         self.dirty = True
 
     # decisions --------------------------------------------------------------------
@@ -390,11 +390,6 @@ class Broker:
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
-
-
-def _gpu_need(job: Job) -> float:
-    value = job.metadata.get("gpu_mem_gb", 0) if isinstance(job.metadata, dict) else 0
-    return float(value) if isinstance(value, (int, float)) and value > 0 else 0.0
 
 
 def _take_lock(path: Path) -> int:
