@@ -299,8 +299,16 @@ class Broker:
         self.sched.add(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
                                 project=job.project, type=job.type, after=after,
                                 submitted=time.monotonic(),
-                                gpu_mem_gb=gpu.need(self.cfg.scheduler, job.type, job.metadata)))
+                                gpu_mem_gb=gpu.need(self.cfg.scheduler, job.type, job.metadata),
+                                avoid=self._failed_on(job)))
         self.dirty = True
+
+    def _failed_on(self, job: Job) -> frozenset[str]:
+        """The agents an earlier attempt of `job` failed on: its retry prefers the others."""
+        if not job.attempt:
+            return frozenset()
+        return frozenset(a["host"] for a in self.store.attempts(job.id)
+                         if a["host"] and a["exit_code"] not in (None, 0))
 
     # decisions --------------------------------------------------------------------
     def dispatch(self) -> None:
