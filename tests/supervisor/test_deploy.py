@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from luzia import config
+from luzia import config, keys
 from tests.fleet import PY, LocalFleet
 from tests.helpers import wait_for
 
@@ -32,6 +32,10 @@ def test_example_configs_say_who_runs_what_and_where_the_broker_is(short_tmp):
         assert (cfg.agent.name, cfg.agent.capabilities, cfg.agent.slots) == (name, caps, slots)
         assert cfg.endpoints.agents == main.endpoints.agents
         assert cfg.endpoints.control == main.endpoints.control
+    for cfg in (main, *(load(name, short_tmp) for name in AGENTS)):   # CURVE, not insecure
+        assert not cfg.broker.insecure and keys.curve_on(cfg, cfg.endpoints.agents)
+        assert cfg.keys.broker == "/etc/luzia/broker.key"
+        assert cfg.keys.dir == str(short_tmp / "keys")
 
 
 def test_unit_file_is_a_notify_service_that_spares_the_job_sessions():
