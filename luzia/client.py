@@ -177,6 +177,7 @@ class Control:
         self.what = what
         self.ctx = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
+        self.handshake: zmq.Socket | None = None    # CURVE handshake failures of `sock`
         self.ids = itertools.count(1)
 
     def _socket(self) -> "zmq.Socket":
@@ -190,6 +191,7 @@ class Control:
             self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)  # body plus envelope
             if curve is not None:
                 curve.apply(self.sock)
+                self.handshake = keys.watch_handshake(self.sock)
             self.sock.connect(self.endpoint)
         return self.sock
 
@@ -206,8 +208,8 @@ class Control:
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
         deadline = time.monotonic() + (timeout or self.timeout)
         while (left := deadline - time.monotonic()) > 0:
-            if not sock.poll(left * 1000):
-                break
+            if not self._wait(sock, left):
+                continue
             reply = protocol.decode(sock.recv_multipart())
             if isinstance(reply, protocol.Reply) and reply.req == req:
                 if reply.ok:
@@ -220,7 +222,26 @@ class Control:
         self.close()
         raise self._down()
 
+    def _wait(self, sock: "zmq.Socket", seconds: float) -> bool:
+        """Wait for a reply; a CURVE handshake that failed is said at once, not at the timeout."""
+        if self.handshake is None:
+            return bool(sock.poll(seconds * 1000))
+        poller = self.zmq.Poller()
+        poller.register(sock, self.zmq.POLLIN)
+        poller.register(self.handshake, self.zmq.POLLIN)
+        ready = dict(poller.poll(seconds * 1000))
+        if self.handshake in ready:
+            failed = keys.handshake_failure(self.handshake, self.cfg, self.endpoint)
+            if failed:
+                self.close()
+                raise BrokerUnreachable(failed)
+        return sock in ready
+
     def close(self) -> None:
+        if self.handshake is not None:
+            self.sock.disable_monitor()
+            self.handshake.close(0)
+            self.handshake = None
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None

@@ -152,3 +152,29 @@ def silence_hint(cfg: Config, endpoint: str) -> str:
         return ""
     return (f" (CURVE is on: if the broker is up, its keys/authorized/ may lack this host's "
             f"{Path(cfg.keys.dir) / PUBLIC}, or {cfg.keys.broker} is not the broker's public key)")
+
+
+def watch_handshake(sock: "zmq.Socket") -> "zmq.Socket":
+    """A monitor of `sock`'s failed CURVE handshakes (call before connect): a refused key is
+    silence on the socket itself, but the monitor hears it at once."""
+    import zmq
+    return sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                                   | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                                   | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+
+
+def handshake_failure(monitor: "zmq.Socket", cfg: Config, endpoint: str) -> str:
+    """One line on why the handshake the monitor saw failed; "" if it saw none."""
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+    try:
+        event = recv_monitor_message(monitor, zmq.NOBLOCK)["event"]
+    except zmq.Again:
+        return ""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (f"the broker at {endpoint} refused this host's key "
+                f"{Path(cfg.keys.dir) / PUBLIC}: its operator must add it to the broker's "
+                "keys/authorized/ (docs/DEPLOY.md)")
+    return (f"the CURVE handshake with {endpoint} failed: {cfg.keys.broker} is probably not "
+            "the broker's public key (copy the broker host's keys/host.key there), or the "
+            "broker does not use CURVE")

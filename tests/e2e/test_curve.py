@@ -163,10 +163,15 @@ def test_cli_without_keys_or_with_an_unknown_key_is_refused_clearly(broker):
     sub = bare.cli("demo", "hello")          # a local broker: the job waits in the spool
     assert sub.returncode == 0 and "no key pair" in sub.stderr.decode()
 
-    keygen(bare)
-    shutil.copy(broker.home / "keys" / "host.key", bare.home / "keys" / "broker.key")
-    out = bare.cli("--control-timeout", "1", "jobs")
+    keygen(bare)                      # a key pair, but the wrong key for the broker
+    shutil.copy(bare.home / "keys" / "host.key", bare.home / "keys" / "broker.key")
+    out = bare.cli("--control-timeout", "20", "jobs")
     err = out.stderr.decode()
-    assert out.returncode == 3 and "authorized" in err, err
+    assert out.returncode == 3 and "not the broker's public key" in err, err
+
+    shutil.copy(broker.home / "keys" / "host.key", bare.home / "keys" / "broker.key")
+    out = bare.cli("--control-timeout", "20", "jobs")     # said at once, not at the timeout
+    err = out.stderr.decode()
+    assert out.returncode == 3 and "refused this host's key" in err and "authorized" in err, err
     assert len(err.strip().splitlines()) == 1
     bare.close()
