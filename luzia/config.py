@@ -122,8 +122,8 @@ class SupervisorConfig:
 class KeysConfig:
     curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
     dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
-    authorized: str = ""              # the broker accepts these public keys (*.key); default DIR/authorized
-    broker: str = ""                  # the broker's public key; default DIR/broker.key
+    authorized: str = ""              # the broker accepts these public keys (*.key); default dir/authorized
+    broker: str = ""                  # the broker's public key; default dir/broker.key
 
 
 @dataclass(frozen=True)
@@ -401,12 +401,13 @@ def _finish(cfg: Config) -> Config:
 
 
 def _keys(keys: KeysConfig, home: str) -> KeysConfig:
-    def path(value: str, default: str) -> str:
-        return os.path.abspath(os.path.expanduser(value or default))
-    directory = path(keys.dir, os.path.join(home, "keys"))
+    """Absolute key paths: `dir` relative to the home, the others relative to `dir`."""
+    def path(base: str, value: str) -> str:
+        return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+    directory = path(home, keys.dir or "keys")
     return dataclasses.replace(keys, dir=directory,
-                               authorized=path(keys.authorized, os.path.join(directory, "authorized")),
-                               broker=path(keys.broker, os.path.join(directory, "broker.key")))
+                               authorized=path(directory, keys.authorized or "authorized"),
+                               broker=path(directory, keys.broker or "broker.key"))
 
 
 def check_endpoint(endpoint: str, where: str) -> None:

@@ -4,14 +4,13 @@ agents and the real CLI, each in its own LUZIA_HOME like hosts of a fleet."""
 from __future__ import annotations
 
 import shutil
-import socket
 import stat
 import subprocess
 
 import pytest
 
 from tests.fleet import PY, LocalFleet
-from tests.helpers import wait_for
+from tests.helpers import free_ports, wait_for
 
 FAST = """
 [broker]
@@ -22,21 +21,6 @@ cpu_ceiling = 1.0
 memory_ceiling = 1.0
 per_user = false
 """
-
-
-def free_ports(n: int) -> list[int]:
-    """n ports free right now on 127.0.0.1 (a test may lose a race here; the kernel rarely
-    hands a just-closed ephemeral port out again this soon)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @pytest.fixture(scope="module")
