@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BrokerUnreachable, ConfigError
@@ -75,43 +75,43 @@ def generate(directory: Path, force: bool = False) -> tuple[Path, Path]:
 
 def host_pair(cfg: Config, why: str) -> Pair:
     """This host's key pair; MissingKeys (saying how to make it) if it is not there."""
-    import zmq.auth
     secret_file = Path(cfg.keys.dir) / SECRET
-    try:
-        public, secret = zmq.auth.load_certificate(str(secret_file))
-    except (OSError, ValueError) as exc:
-        raise MissingKeys(f"{why}: CURVE is on and this host has no key pair ({secret_file}: "
-                          f"{reason(exc)}); run `luzia keys generate`, then copy "
-                          f"{Path(cfg.keys.dir) / PUBLIC} into the broker host's "
-                          "keys/authorized/ directory") from None
+    public, secret = _read(secret_file, lambda problem: (
+        f"{why}: CURVE is on and this host has no key pair ({problem}); run `luzia keys "
+        f"generate`, then copy {Path(cfg.keys.dir) / PUBLIC} into the broker host's "
+        "keys/authorized/ directory"))
     if not secret:
         raise MissingKeys(f"{why}: {secret_file} holds no secret key; run `luzia keys generate --force`")
     return Pair(public, secret)
 
 
+def broker_public(cfg: Config, why: str) -> bytes:
+    """The broker's public key: `keys.broker`, or this host's own when it runs the broker."""
+    path = Path(cfg.keys.broker)
+    if not path.exists() and cfg.supervisor.broker:
+        path = Path(cfg.keys.dir) / PUBLIC
+    public, _ = _read(path, lambda problem: (
+        f"{why}: CURVE is on and the broker's public key is missing ({problem}); copy the "
+        f"broker host's keys/host.key to {cfg.keys.broker}"))
+    return public
+
+
 def public_key(path: Path) -> str:
     """The public key in a key file, "" if it has none or cannot be read."""
-    import zmq.auth
     try:
-        public, _ = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError):
+        public, _ = _read(path, str)
+    except MissingKeys:
         return ""
     return public.decode(errors="replace") if public else ""
 
 
-def broker_public(cfg: Config, why: str) -> bytes:
-    """The broker's public key: `keys.broker`, or this host's own when it runs the broker."""
+def _read(path: Path, complaint: Callable[[str], str]) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from a key file; MissingKeys(complaint(problem)) if unreadable."""
     import zmq.auth
-    path = Path(cfg.keys.broker)
-    if not path.exists() and cfg.supervisor.broker:
-        path = Path(cfg.keys.dir) / PUBLIC
     try:
-        public, _ = zmq.auth.load_certificate(str(path))
+        return zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise MissingKeys(f"{why}: CURVE is on and the broker's public key is missing "
-                          f"({path}: {reason(exc)}); copy the broker host's keys/host.key "
-                          f"to {cfg.keys.broker}") from None
-    return public
+        raise MissingKeys(complaint(f"{path}: {reason(exc)}")) from None
 
 
 def reason(exc: Exception) -> str:
