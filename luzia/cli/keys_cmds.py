@@ -3,6 +3,7 @@ docs/DEPLOY.md for how a fleet's keys are laid out and copied)."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import click
@@ -27,9 +28,9 @@ def generate(directory: str | None, force: bool) -> None:
     cfg = load()
     public, secret = make(Path(directory or cfg.keys.dir), force=force)
     click.echo(f"public key: {public}\nsecret key: {secret} (mode 0600; never copy it)")
-    click.echo(f"next: copy {public.name} to the broker host as keys/authorized/"
-               f"{cfg.agent.name}.key; on the broker host itself, give its {public.name} to "
-               "every other host as keys/broker.key (docs/DEPLOY.md)")
+    click.echo(f"next: copy {public.name} into the broker host's keys/authorized/ as "
+               f"{cfg.agent.name}.key; the broker host's own {public.name} goes to every host "
+               f"as {cfg.keys.broker} (docs/DEPLOY.md)")
 
 
 @keys.command()
@@ -39,12 +40,14 @@ def show() -> None:
     from luzia.keys import PUBLIC, SECRET, public_key
     cfg = load()
     directory = Path(cfg.keys.dir)
-    rows = [("public key", directory / PUBLIC), ("secret key", directory / SECRET),
-            ("broker's key", Path(cfg.keys.broker))]
-    for label, path in rows:
-        key = public_key(path)
-        shown = key or ("present" if path.exists() else "missing")
-        click.echo(f"{label:13} {path}  {shown}")
+    for label, path in (("public key", directory / PUBLIC), ("broker's key", Path(cfg.keys.broker))):
+        click.echo(f"{label:13} {path}  {public_key(path) or 'missing'}")
+    secret = directory / SECRET
+    try:
+        mode = f"present, mode {stat.S_IMODE(secret.stat().st_mode):04o}"
+    except OSError:
+        mode = "missing"
+    click.echo(f"{'secret key':13} {secret}  {mode}")
     authorized = Path(cfg.keys.authorized)
     names = sorted(p.stem for p in authorized.glob("*.key")) if authorized.is_dir() else []
     click.echo(f"{'authorized':13} {authorized}  {', '.join(names) or '(none)'}")
