@@ -12,9 +12,10 @@ Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, proj
 agents): every job of a bucket is eligible or not for the same reasons, so only a bucket's
 oldest job is ever a candidate. Per (priority, type, GPU need, avoided) a heap holds one
 entry per bucket, ordered by its head's seq. A decision looks at the top of each heap whose
-type some agent can take now; a bucket met there whose user or project is at its limit is *parked* on that user or
-project and pushed back only when it frees a slot. So a decision only pops entries that
-went stale or blocked since they were pushed — never a scan of a user's or project's jobs.
+type some agent can take now; a bucket met there whose user or project is at its limit is
+*parked* on that user or project and pushed back only when it frees a slot. So a decision
+only pops entries that went stale or blocked since they were pushed — never a scan of a
+user's or project's jobs.
 `ReferenceScheduler` (reference.py) is the plain version this one is proven against.
 """
 
