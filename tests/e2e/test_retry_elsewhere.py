@@ -45,12 +45,13 @@ command = {json.dumps(command)}
 
 def test_a_failed_job_is_retried_on_another_agent(short_tmp):
     main = LocalFleet(short_tmp / "main", BROKER)
-    hosts = []
+    hosts: list[LocalFleet] = []
+    busy: list[str] = []
     try:
         main.start_broker()
         hosts += [agent_host(main, "good1", SLEEP), agent_host(main, "good2", SLEEP)]
         wait_for(lambda: main.live_agents() == {"good1", "good2"}, 15)
-        busy = [main.submit("demo", "60") for _ in range(2)]     # one on each: 1/2 slots used
+        busy += [main.submit("demo", "60") for _ in range(2)]    # one on each: 1/2 slots used
         wait_for(lambda: {main.job(i)["host"] for i in busy} == {"good1", "good2"}, 15)
         hosts.append(agent_host(main, "bad", ["false"]))
         wait_for(lambda: "bad" in main.live_agents(), 15)
@@ -63,5 +64,8 @@ def test_a_failed_job_is_retried_on_another_agent(short_tmp):
         assert attempts == [("bad", 1), ("good1", 0)], attempts
         assert job["retries"] == 1
     finally:
+        if busy:      # agents leave their jobs running when they stop: end these first
+            main.cli("cancel", *busy)
+            wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 15)
         for fleet in (*hosts, main):
             fleet.close()
