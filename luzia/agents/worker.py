@@ -282,6 +282,17 @@ class Worker:
             self.send(protocol.Started(job_id=job.id, attempt=msg.attempt,
                                        session=self._session(current), pid=current.dir.pid()))
             return
+        if current is not None and not current.forget:
+            # it already ran here and the broker gave up waiting before our Started or Done
+            # reached it (a slow agent): its end is this attempt's end, not a reason to rerun
+            log.info("job %s already ran here (exit %d); reporting it as attempt %d", job.id,
+                     current.exit_code, msg.attempt)
+            current.attempt = msg.attempt
+            current.dir.set_status(attempt=msg.attempt)
+            self.send(protocol.Started(job_id=job.id, attempt=msg.attempt,
+                                       session=self._session(current), pid=current.dir.pid()))
+            self.send_done(current)
+            return
         if current is not None and current.exit_code is None:
             # a dropped run of the same job: it must not write into the new attempt's files
             log.warning("job %s assigned again while its dropped run is stopping; killing it",
