@@ -85,6 +85,7 @@ class SchedulerConfig:
     user_lock_stale: float = 3600.0   # seconds after which a user's lock is considered stale
     preempt: bool = False
     preempt_after: float = 300.0
+    gpu_mem_gb: dict[str, float] = field(default_factory=dict)  # task type -> free GPU GB it needs
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,14 @@ class SupervisorConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
+    dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
+    authorized: str = ""              # the broker accepts these public keys (*.key); default dir/authorized
+    broker: str = ""                  # the broker's public key; default dir/broker.key
+
+
+@dataclass(frozen=True)
 class Project:
     workdir: str = ""                 # "" : the job runs in its own job directory
     user: str = ""                    # owner; default: the login name
@@ -171,6 +180,7 @@ class Config:
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -422,6 +432,7 @@ def _finish(cfg: Config) -> Config:
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
+        keys=_keys(cfg.keys, home),
     )
 
 
@@ -436,6 +447,16 @@ def _check_interactive(ia: InteractiveConfig) -> None:
         re.compile(ia.prompt)
     except re.error as exc:
         raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
+
+
+def _keys(keys: KeysConfig, home: str) -> KeysConfig:
+    """Absolute key paths: `dir` relative to the home, the others relative to `dir`."""
+    def path(base: str, value: str) -> str:
+        return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+    directory = path(home, keys.dir or "keys")
+    return dataclasses.replace(keys, dir=directory,
+                               authorized=path(directory, keys.authorized or "authorized"),
+                               broker=path(directory, keys.broker or "broker.key"))
 
 
 def check_endpoint(endpoint: str, where: str) -> None:

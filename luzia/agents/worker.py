@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from luzia import protocol
+from luzia import keys, protocol
 from luzia.agents import credits, metrics, runners
 from luzia.agents.jobdir import JobDir, prune
 from luzia.config import Config, check_endpoint, ensure_private_dir
@@ -78,6 +78,7 @@ class Worker:
         self.runner = runners.make_runner(cfg)
         self.gpus = gpus or metrics.Gpus()
         self.credits = credits.AdaptiveSlots(cfg)
+        self.curve = keys.client_keys(cfg, cfg.endpoints.agents)
         self.ctx = ctx or zmq.Context.instance()
         self.jobs: dict[str, Running] = {}
         self.interval = cfg.broker.heartbeat_interval
@@ -108,6 +109,8 @@ class Worker:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        if self.curve is not None:
+            self.curve.apply(sock)
         sock.connect(self.cfg.endpoints.agents)
         self.sock = sock
         self.poller.register(sock, zmq.POLLIN)
@@ -279,6 +282,17 @@ class Worker:
             self.send(protocol.Started(job_id=job.id, attempt=msg.attempt,
                                        session=self._session(current), pid=current.dir.pid()))
             return
+        if current is not None and not current.forget:
+            # it already ran here and the broker gave up waiting before our Started or Done
+            # reached it (a slow agent): its end is this attempt's end, not a reason to rerun
+            log.info("job %s already ran here (exit %d); reporting it as attempt %d", job.id,
+                     current.exit_code, msg.attempt)
+            current.attempt = msg.attempt
+            current.dir.set_status(attempt=msg.attempt)
+            self.send(protocol.Started(job_id=job.id, attempt=msg.attempt,
+                                       session=self._session(current), pid=current.dir.pid()))
+            self.send_done(current)
+            return
         if current is not None and current.exit_code is None:
             # a dropped run of the same job: it must not write into the new attempt's files
             log.warning("job %s assigned again while its dropped run is stopping; killing it",
@@ -328,8 +342,9 @@ class Worker:
     def tick(self, now: float) -> None:
         """Reconnect a silent broker, watch every job, beat, prune now and then."""
         if now - self.heard > self.liveness * self.interval and now >= self.reconnect_at:
-            log.warning("broker silent for %.1fs; reconnecting (next try in %.0fs at the earliest)",
-                        now - self.heard, self.backoff)
+            log.warning("broker silent for %.1fs; reconnecting (next try in %.0fs at the earliest)%s",
+                        now - self.heard, self.backoff,
+                        keys.silence_hint(self.cfg, self.cfg.endpoints.agents))
             self.reconnect_at = now + self.backoff
             self.backoff = min(BACKOFF_MAX, self.backoff * 2)
             self.connect()

@@ -4,10 +4,12 @@ Assign/Started/Progress/Done, liveness and the requeue of a lost agent's jobs.""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
 from luzia import protocol
+from luzia.broker import gpu
 from luzia.broker.fleet import Agent
 from luzia.broker.scheduler import SchedAgent, SchedJob
 from luzia.errors import ProtocolError
@@ -98,7 +100,8 @@ class AgentHandler:
     def heartbeat(self, agent: Agent, msg: protocol.Heartbeat, now: float) -> None:
         agent.cpu, agent.memory = msg.cpu, msg.memory
         agent.gpu_memory, agent.gpu_util, agent.gpu_free_gb = msg.gpu_memory, msg.gpu_util, msg.gpu_free_gb
-        self.b.sched.agent_load(agent.name, msg.cpu, msg.memory, msg.gpu_free_gb)
+        agent.gpu_total_gb = gpu.total_gb(msg.gpu_memory, msg.gpu_free_gb)
+        self._load(agent)
         if msg.slots and msg.slots != agent.slots:
             self.credits(agent, msg.slots)
         agent.reported = set(msg.running)
@@ -219,6 +222,7 @@ class AgentHandler:
         job.started_at = job.finished_at = job.exit_code = None
         job.progress, job.message, job.stalled = -1.0, "", False
         agent.jobs.add(job.id)
+        self._load(agent)
         self.b.store.save(job, f"assigned to {agent.name} (attempt {job.attempt})")
         self.b.store.save_attempt(job)
         self.b.send_agent(agent.identity, protocol.Assign(job=spec_of(job), attempt=job.attempt))
@@ -229,6 +233,7 @@ class AgentHandler:
         agent = self.b.fleet.get(job.host)
         if agent is not None:
             agent.jobs.discard(job.id)
+            self._load(agent)
         self.b.sched.release(job.id)
 
     def cancel(self, job: "Job") -> None:
@@ -253,10 +258,23 @@ class AgentHandler:
         self.b.sched.place(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
                                     project=job.project, type=job.type), agent.name)
 
+    def _load(self, agent: Agent) -> None:
+        self.b.sched.agent_load(agent.name, agent.cpu, agent.memory, self._gpu_offer(agent))
+
+    def _gpu_offer(self, agent: Agent) -> float:
+        """The GPU memory `agent` offers new work: measured free, less what its jobs reserve."""
+        needs = []
+        for job_id in agent.jobs:
+            job = self.b.jobs.get(job_id)
+            if job is not None:
+                needs.append(gpu.need(self.cfg.scheduler, job.type, job.metadata))
+        agent.gpu_reserved_gb = math.fsum(needs)
+        return gpu.offer(agent.gpu_free_gb, agent.gpu_total_gb, needs)
+
     def _sched_agent(self, agent: Agent) -> SchedAgent:
         return SchedAgent(name=agent.name, slots=agent.slots,
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
-                          memory=agent.memory, gpu_free_gb=agent.gpu_free_gb,
+                          memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
                           live=agent.state is not AgentState.DEAD,
                           draining=agent.draining or agent.state is AgentState.DRAINING)
 

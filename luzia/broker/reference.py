@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 
-from luzia.broker.scheduler import BEHIND, SchedAgent, SchedJob, explain, user_limit
+from luzia.broker.scheduler import BEHIND, SchedAgent, SchedJob, explain, others_offer, user_limit
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -51,7 +51,9 @@ class ReferenceScheduler:
                 and job.type in agent.capabilities
                 and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
                 and self._running(agent.name) < agent.slots
-                and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb))
+                and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb)
+                and (agent.name not in job.avoid
+                     or not others_offer(self.agents.values(), job.type, job.avoid)))
 
     def _agent_for(self, job: SchedJob) -> str | None:
         fits = [a.name for a in self.agents.values() if self._agent_ok(a, job)]

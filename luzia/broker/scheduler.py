@@ -5,15 +5,17 @@ priority, among the jobs eligible now — its user runs fewer than its limit (on
 default), its project fewer than `max_per_project`, the global cap is not reached, its
 dependencies are done, and a live, non-draining agent under both ceilings, with a free
 slot and enough free GPU memory, offers its type. It goes to the eligible agent with the
-lowest load score (ties by name). An ineligible job never blocks the ones behind it.
+lowest load score (ties by name). An ineligible job never blocks the ones behind it. A
+retried job avoids the agents it failed on while another healthy one offers its type.
 
-Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project): every
-job of a bucket is eligible or not for the same reasons, so only a bucket's oldest job is
-ever a candidate. Per (priority, type, GPU need) a heap holds one entry per bucket, ordered
-by its head's seq. A decision looks at the top of each heap whose type some agent can take
-now; a bucket met there whose user or project is at its limit is *parked* on that user or
-project and pushed back only when it frees a slot. So a decision only pops entries that
-went stale or blocked since they were pushed — never a scan of a user's or project's jobs.
+Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
+agents): every job of a bucket is eligible or not for the same reasons, so only a bucket's
+oldest job is ever a candidate. Per (priority, type, GPU need, avoided) a heap holds one
+entry per bucket, ordered by its head's seq. A decision looks at the top of each heap whose
+type some agent can take now; a bucket met there whose user or project is at its limit is
+*parked* on that user or project and pushed back only when it frees a slot. So a decision
+only pops entries that went stale or blocked since they were pushed — never a scan of a
+user's or project's jobs.
 `ReferenceScheduler` (reference.py) is the plain version this one is proven against.
 """
 
@@ -47,6 +49,7 @@ class SchedJob:
     after: frozenset[str] = frozenset()   # dependency ids not yet completed
     submitted: float = 0.0                # time.monotonic() when it became pending
     gpu_mem_gb: float = 0.0               # needed free GPU memory (0: none)
+    avoid: frozenset[str] = frozenset()   # agents it failed on: used only if no other can take it
 
     def __lt__(self, other: SchedJob) -> bool:   # a bucket's heap orders its jobs by arrival
         return self.seq < other.seq
@@ -103,6 +106,10 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
     if not live:
         down = [a.name for a in offering]
         return f"no live agent offers {job.type!r}" + (f" ({', '.join(down)} down)" if down else "")
+    avoiding = ""
+    if job.avoid and others_offer(live, job.type, job.avoid):
+        live = [a for a in live if a.name not in job.avoid]
+        avoiding = f"avoiding {_ids(job.avoid)} (failed there); "
     reasons, full = [], []
     for a in live:
         running = running_of(a.name)
@@ -121,8 +128,15 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
         else:
             return ""
     if len(full) == len(reasons):
-        return f"all {job.type!r} agents full ({', '.join(full)})"
-    return "; ".join(reasons)
+        return f"{avoiding}all {job.type!r} agents full ({', '.join(full)})"
+    return avoiding + "; ".join(reasons)
+
+
+def others_offer(agents: Iterable[SchedAgent], kind: str, avoid: frozenset[str]) -> bool:
+    """Does a healthy (live, not draining) agent outside `avoid` offer `kind`? While one
+    does, a retried job waits for it rather than go back where it failed."""
+    return any(a.live and not a.draining and kind in a.capabilities and a.name not in avoid
+               for a in agents)
 
 
 BEHIND = "behind higher-priority or older jobs"
@@ -161,8 +175,8 @@ class Scheduler:
         self.critical: dict[str, SchedJob] = {}         # pending critical jobs (preemption)
         self.counts = [0] * LEVELS                      # pending (both kinds) per priority
         self.buckets: dict[tuple, _Bucket] = {}
-        # priority -> (type, gpu need) -> heap of (head seq, bucket)
-        self.ready: list[dict[tuple[str, float], list]] = [{} for _ in range(LEVELS)]
+        # priority -> (type, gpu need, avoid) -> heap of (head seq, bucket)
+        self.ready: list[dict[tuple[str, float, frozenset[str]], list]] = [{} for _ in range(LEVELS)]
         self.parked_user: dict[str, list[_Bucket]] = {}
         self.parked_project: dict[str, list[_Bucket]] = {}
         self._tick = itertools.count()
@@ -190,7 +204,7 @@ class Scheduler:
 
     def _enqueue(self, job: SchedJob) -> None:
         self.pending[job.id] = job
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project)
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = _Bucket(key)
@@ -203,10 +217,10 @@ class Scheduler:
         """Put `bucket` in its ready heap under its head `head` (older entries go stale)."""
         entry = (head.seq, bucket)
         bucket.entry = entry
-        priority, kind, gpu = bucket.key[:3]
-        heap = self.ready[priority].get((kind, gpu))
+        priority, cls = bucket.key[0], _cls(bucket.key)
+        heap = self.ready[priority].get(cls)
         if heap is None:
-            heap = self.ready[priority][(kind, gpu)] = []
+            heap = self.ready[priority][cls] = []
         heapq.heappush(heap, entry)
 
     def remove(self, job_id: str) -> bool:
@@ -230,7 +244,7 @@ class Scheduler:
 
     def _left_bucket(self, job: SchedJob) -> None:
         """`job` left `pending`; its heap entry goes lazily, or all at once if few remain."""
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project)
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
         bucket = self.buckets[key]
         bucket.live -= 1
         if not bucket.live:
@@ -345,7 +359,10 @@ class Scheduler:
                 and a.memory <= cfg.memory_ceiling
                 and len(self.on_agent.get(a.name, ())) < a.slots]
 
-    def _best(self, agents: list[SchedAgent], kind: str, gpu: float) -> SchedAgent | None:
+    def _best(self, agents: list[SchedAgent], kind: str, gpu: float,
+              avoid: frozenset[str] = frozenset()) -> SchedAgent | None:
+        if avoid and others_offer(self.agents.values(), kind, avoid):
+            agents = [a for a in agents if a.name not in avoid]
         best, best_key = None, None
         for a in agents:
             if kind in a.capabilities and (gpu <= 0 or a.gpu_free_gb >= gpu):
@@ -363,7 +380,7 @@ class Scheduler:
         agents = self._open_agents()
         if not agents:
             return None
-        takers: dict[tuple[str, float], SchedAgent | None] = {}
+        takers: dict[tuple[str, float, frozenset[str]], SchedAgent | None] = {}
         for priority in range(LEVELS):
             if not self.counts[priority]:
                 continue
@@ -416,7 +433,7 @@ class Scheduler:
 
     def _start(self, entry: tuple, agent: SchedAgent) -> tuple[str, str]:
         bucket = entry[1]
-        heap = self.ready[bucket.key[0]][(bucket.key[1], bucket.key[2])]
+        heap = self.ready[bucket.key[0]][_cls(bucket.key)]
         heapq.heappop(heap)                     # `entry` is its top
         bucket.entry = None
         job = heapq.heappop(bucket.heap)
@@ -464,7 +481,8 @@ class Scheduler:
                     or not self._user_ok(job.user) or not self._project_ok(job.project)):
                 continue
             cap = self.cfg.max_concurrent
-            if (not cap or len(self.placed) < cap) and self._best(agents, job.type, job.gpu_mem_gb):
+            fits = self._best(agents, job.type, job.gpu_mem_gb, job.avoid)
+            if (not cap or len(self.placed) < cap) and fits:
                 continue            # it can start: the next pick() starts it
             victim = self._victim(job, chosen)
             if victim is not None:
@@ -502,6 +520,11 @@ class Scheduler:
         c = self.cfg
         return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
                 + c.weight_queue * len(self.on_agent.get(name, ())) / max(1, agent.slots))
+
+
+def _cls(key: tuple) -> tuple[str, float, frozenset[str]]:
+    """The (type, GPU need, avoided agents) of a bucket key: which agents may take its jobs."""
+    return key[1], key[2], key[5]
 
 
 def _discard(index: dict[str, set[str]], key: str, job_id: str) -> None:

@@ -20,14 +20,14 @@ from typing import Any
 import zmq
 
 from luzia import __version__, protocol
-from luzia.broker import control, metrics, spool
+from luzia.broker import control, curve, gpu, metrics, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.routing import detect_type
 from luzia.broker.scheduler import SchedJob, Scheduler
 from luzia.broker.store import Job, Store
-from luzia.config import Config, ensure_private_dir, is_local
-from luzia.errors import ConfigError, LuziaError, ProtocolError, StateDirError
+from luzia.config import Config, ensure_private_dir
+from luzia.errors import LuziaError, ProtocolError, StateDirError
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,10 @@ class Broker:
 
     # set-up -------------------------------------------------------------------
     def _socket(self, kind: int, endpoint: str, name: str) -> zmq.Socket:
-        if not is_local(endpoint) and not self.cfg.broker.insecure:
-            raise ConfigError(
-                f"refusing to listen on {endpoint} ({name}): it is not a local endpoint and "
-                "no CURVE keys are set up; bind to ipc:// or 127.0.0.1, or pass --insecure")
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.server_keys is not None:
+            self.server_keys.apply(sock)
         sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.broker.max_msg_size)
         if kind == zmq.ROUTER:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -92,9 +90,8 @@ class Broker:
 
     def _bind(self) -> None:
         ep = self.cfg.endpoints
-        if not is_local(ep.submit) and self.cfg.broker.insecure:
-            log.warning("INSECURE: listening on non-local endpoints without CURVE: anyone who "
-                        "can reach them can submit and run jobs")
+        self.server_keys = curve.broker_keys(self.cfg, self.ctx, {
+            "submit": ep.submit, "agents": ep.agents, "control": ep.control, "events": ep.events})
         self.pull = self._socket(zmq.PULL, ep.submit, "submit")
         self.router = self._socket(zmq.ROUTER, ep.agents, "agents")
         self.control = self._socket(zmq.ROUTER, ep.control, "control")
@@ -208,6 +205,8 @@ class Broker:
         self.store.close()
         for sock in (self.pull, self.router, self.control, self.pub):
             sock.close(0)
+        if self.server_keys is not None:
+            self.server_keys.stop()
         if self._own_ctx:
             self.ctx.term()
         os.close(self._lock)
@@ -305,8 +304,16 @@ class Broker:
         self.sched.add(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
                                 project=job.project, type=job.type, after=after,
                                 submitted=time.monotonic(),
-                                gpu_mem_gb=_gpu_need(job)))
+                                gpu_mem_gb=gpu.need(self.cfg.scheduler, job.type, job.metadata),
+                                avoid=self._failed_on(job)))
         self.dirty = True
+
+    def _failed_on(self, job: Job) -> frozenset[str]:
+        """The agents an earlier attempt of `job` failed on: its retry prefers the others."""
+        if not job.attempt:
+            return frozenset()
+        return frozenset(a["host"] for a in self.store.attempts(job.id)
+                         if a["host"] and a["exit_code"] not in (None, 0))
 
     # decisions --------------------------------------------------------------------
     def dispatch(self) -> None:
@@ -396,11 +403,6 @@ class Broker:
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
-
-
-def _gpu_need(job: Job) -> float:
-    value = job.metadata.get("gpu_mem_gb", 0) if isinstance(job.metadata, dict) else 0
-    return float(value) if isinstance(value, (int, float)) and value > 0 else 0.0
 
 
 def _take_lock(path: Path) -> int:

@@ -196,6 +196,8 @@ def _watch(ctl, fetch, as_json: bool) -> None:
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)
     sub.setsockopt(zmq.SUBSCRIBE, b"job.")
+    from luzia.keys import secure_client
+    secure_client(sub, ctl.cfg, ctl.cfg.endpoints.events)
     sub.connect(ctl.cfg.endpoints.events)
     interval = max(0.05, ctl.cfg.monitor_interval)
 
@@ -436,6 +438,8 @@ except ImportError:  # pragma: no cover - written separately; the rest works wit
 from luzia.cli.git_cmds import diff, revert  # noqa: E402  (they use the helpers above)
 cli.add_command(diff)
 cli.add_command(revert)
+from luzia.cli.keys_cmds import keys  # noqa: E402 (registered after the group exists)
+cli.add_command(keys)
 
 
 from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)

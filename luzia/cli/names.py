@@ -1,4 +1,5 @@
 """The command names, known without importing click (the submit fast path checks them)."""
 
 COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor",
-                      "diff", "revert", "queue", "agents", "history", "stats", "top", "import"})
+                      "diff", "revert", "keys", "queue", "agents", "history", "stats", "top",
+                      "import"})

@@ -132,7 +132,9 @@ def _run(argv: list[str]) -> int:
                           "spooled": done.spooled}))
     else:
         print(f"agent:{spec.project}:{done.id}")
-    if not done.reachable:
+    if done.why:
+        print(f"luzia: queued in the spool {done.spool_dir}, not sent: {done.why}", file=sys.stderr)
+    elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
               "it runs when the broker is back)", file=sys.stderr)
     return 0

@@ -257,3 +257,28 @@ def test_agent_up_keeps_placed_jobs(make):
     assert s.pick() == ("a", "skadi")
     s.agent_up(replace(agent("skadi", slots=1), cpu=0.2))    # a Hello again
     assert s.running_on("skadi") == {"a"} and s.pick() is None
+
+
+def test_a_retried_job_avoids_the_agent_it_failed_on_while_another_offers_its_type(make):
+    s = make(per_user=False, max_per_project=0)
+    s.agent_up(agent("surtr", slots=1))
+    s.agent_up(agent("fenrir", slots=1))
+    s.add(job("busy"))
+    assert s.pick() == ("busy", "fenrir")        # fenrir is full now
+    s.add(job("retried", avoid=frozenset({"surtr"})))
+    s.add(job("fresh"))
+    assert s.pick() == ("fresh", "surtr")        # the retry waits for fenrir; others go on
+    assert s.why("retried") == "avoiding surtr (failed there); all 'code' agents full (fenrir 1/1)"
+    s.release("fresh")
+    assert s.pick() is None                      # surtr is free, but it failed there
+    s.agent_down("fenrir")                       # no other healthy agent: back to surtr
+    assert s.pick() == ("retried", "surtr")
+
+
+def test_a_retry_goes_back_when_the_others_are_draining_or_lack_the_type(make):
+    s = make(per_user=False, max_per_project=0)
+    s.agent_up(agent("surtr", slots=1))
+    s.agent_up(agent("fenrir", slots=1, caps=("text",)))
+    s.agent_up(agent("skadi", slots=1, draining=True))
+    s.add(job("retried", avoid=frozenset({"surtr"})))
+    assert s.pick() == ("retried", "surtr")

@@ -3,7 +3,8 @@
 Hypothesis drives both with the same random sequence of what the broker does — submit
 (with dependencies and GPU needs), cancel, agents joining / leaving / reporting load /
 draining / being forgotten, a restart's restore, picks, jobs ending (completed or failed,
-settling their dependents), requeues and preemption queries — and checks after every step
+settling their dependents), requeues, retries that avoid the agent a job failed on, and
+preemption queries — and checks after every step
 that both agree on every answer, and that every pick keeps the rules.
 """
 
@@ -40,6 +41,7 @@ op = st.one_of(
     st.tuples(st.just("preempt"), st.floats(0, 30)),
     st.tuples(st.just("readd"), st.integers(0, 60), st.integers(0, 3)),
     st.tuples(st.just("same_object"), st.integers(0, 60)),
+    st.tuples(st.just("retry"), st.integers(0, 60)),
 )
 
 configs = st.builds(
@@ -119,6 +121,13 @@ class Broker:
             job_id = self.placed.pop(o[1] % len(self.placed))
             self.both("release", job_id)
             self.add(replace(self.jobs[job_id], after=frozenset()))
+        elif kind == "retry" and self.placed:        # failed there: retried, avoiding its agent
+            job_id = self.placed.pop(o[1] % len(self.placed))
+            job, failed_on, _ = self.fast.placed[job_id]
+            self.both("release", job_id)
+            job = replace(job, after=frozenset(), avoid=job.avoid | {failed_on})
+            self.jobs[job_id] = job
+            self.add(job)
         elif kind == "restore" and pending:
             job = self.jobs[pending[o[1] % len(pending)]]
             if not job.after:
@@ -169,6 +178,9 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     assert agent.live and not agent.draining and job.type in agent.capabilities
     assert agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
     assert job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb
+    if agent_name in job.avoid:    # back where it failed only when no other healthy agent offers it
+        assert not any(a.live and not a.draining and job.type in a.capabilities
+                       and a.name not in job.avoid for a in s.agents.values())
     assert len(s.running_on(agent_name)) <= agent.slots
     limit = user_limit(cfg, job.user)
     assert not limit or len(s.by_user[job.user]) <= limit
@@ -197,6 +209,7 @@ narrow_op = st.one_of(
     st.tuples(st.just("pick"), st.integers(1, 3)),
     st.tuples(st.just("finish"), st.integers(0, 60), st.booleans()),
     st.tuples(st.just("requeue"), st.integers(0, 60)),
+    st.tuples(st.just("retry"), st.integers(0, 60)),
     st.tuples(st.just("load"), st.sampled_from(AGENTS[:2]), st.sampled_from([0.1, 0.9]),
               st.just(0.2), st.just(-1.0)),
     st.tuples(st.just("preempt"), st.floats(0, 30)),
@@ -254,8 +267,10 @@ def random_walk(seed: int, steps: int) -> None:
             broker.step(("pick", 1))
         elif k < 0.9:
             broker.step(("finish", rng.randint(0, 60), rng.random() < 0.8))
-        elif k < 0.95:
+        elif k < 0.93:
             broker.step(("requeue", rng.randint(0, 60)))
+        elif k < 0.96:
+            broker.step(("retry", rng.randint(0, 60)))
         else:
             broker.step(("preempt", rng.uniform(0, 10)))
     while broker.pick():

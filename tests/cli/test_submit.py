@@ -100,11 +100,20 @@ def test_a_dead_brokers_socket_file_is_not_mistaken_for_a_broker(home):
 
 
 def test_remote_broker_down_nothing_spooled_exit_3(short_tmp):
-    home = make_home(short_tmp, 'timeout = 0\n[endpoints]\nsubmit = "tcp://192.0.2.1:5555"\n')
+    home = make_home(short_tmp, 'timeout = 0\n[endpoints]\nsubmit = "tcp://192.0.2.1:5555"\n'
+                                '[broker]\ninsecure = true\n')
     out = home.cli("demo", "x")
     assert out.returncode == 3 and not out.stdout
     assert out.stderr.startswith(b"luzia: broker not reachable at tcp://192.0.2.1:5555")
     assert b"luzia-supervisor" in out.stderr and out.stderr.count(b"\n") == 1
+    assert not (home.path / "spool").exists()
+
+
+def test_remote_broker_without_keys_nothing_sent_exit_3(short_tmp):
+    home = make_home(short_tmp, 'timeout = 0\n[endpoints]\nsubmit = "tcp://192.0.2.1:5555"\n')
+    out = home.cli("demo", "x")
+    assert out.returncode == 3 and not out.stdout and out.stderr.count(b"\n") == 1
+    assert b"no key pair" in out.stderr and b"luzia keys generate" in out.stderr
     assert not (home.path / "spool").exists()
 
 
