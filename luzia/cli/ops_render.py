@@ -89,8 +89,7 @@ def agents_status(agents: list[dict[str, Any]]) -> None:
     rows = []
     for a in agents:
         parts = a.get("load_parts") if isinstance(a.get("load_parts"), dict) else {}
-        gpu = "-" if (num(a.get("gpu_util")) or -1) < 0 else \
-            f"{pct(a.get('gpu_util'))} util, {num(a.get('gpu_free_gb')) or 0:g} GB free"
+        gpu = gpu_cell(a)
         rows.append((a.get("name"), a.get("health"),
                      f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
                      f"{num(a.get('load')) or 0:.2f}",
@@ -101,6 +100,16 @@ def agents_status(agents: list[dict[str, Any]]) -> None:
                      f"{seconds(a.get('heartbeat_age'))} ago"))
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LOAD PARTS", "CPU", "MEM", "GPU", "CAPABILITIES",
            "HEARTBEAT"), rows, {1: HEALTH_STYLE})
+
+
+def gpu_cell(agent: dict[str, Any]) -> str:
+    """`35% util, 10 GB free of 24, 8 reserved`; `-` for an agent without NVML readings."""
+    free, total = num(agent.get("gpu_free_gb")), num(agent.get("gpu_total_gb")) or 0
+    reserved = num(agent.get("gpu_reserved_gb")) or 0
+    if free is None or free < 0:
+        return "-"
+    return (f"{pct(agent.get('gpu_util'))} util, {free:g} GB free"
+            + (f" of {total:g}" if total > 0 else "") + (f", {reserved:g} reserved" if reserved > 0 else ""))
 
 
 def allocate(result: dict[str, Any]) -> None:

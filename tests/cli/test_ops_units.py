@@ -9,6 +9,7 @@ import pytest
 import luzia.cli.app  # noqa: F401  (first, as `luzia` loads it: it registers the modules below)
 from luzia.cli.import_cmds import Item, _bead, _request
 from luzia.cli.ops_cmds import since_time
+from luzia.cli.ops_render import gpu_cell
 from luzia.cli.top import Snapshot, alerts, plain
 from luzia.errors import UsageError
 from luzia.ids import JOB_ID_RE
@@ -48,3 +49,9 @@ def test_top_alerts_and_plain_view():
     assert levels == ["CRITICAL", "RED", "RED", "YELLOW"]
     text = plain(snap)
     assert "\x1b" not in text and "high 3" in text and "[████░░░░░░] 40%" in text
+
+
+def test_gpu_cell_shows_nvml_readings_only_when_reported():
+    assert gpu_cell({"gpu_free_gb": -1.0, "gpu_util": -1.0}) == "-"
+    assert gpu_cell({"gpu_free_gb": 10.0, "gpu_total_gb": 24.0, "gpu_reserved_gb": 8.0,
+                     "gpu_util": 0.35}) == "35% util, 10 GB free of 24, 8 reserved"
