@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from luzia import protocol
@@ -241,9 +242,13 @@ class AgentHandler:
             self.b.fleet.by_name[agent.name] = agent
         agent.jobs.add(job.id)
         agent.slots = max(agent.slots, len(agent.jobs))
-        self.b.sched.agent_up(self._sched_agent(agent))
+        # not lost yet, only not heard from: its jobs keep their users' locks until it says
+        # Hello or `lost_grace` requeues them; it takes no new work meanwhile
+        self.b.sched.agent_up(replace(self._sched_agent(agent), live=True, draining=True))
+        held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
         self.b.sched.place(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
-                                    project=job.project, type=job.type), agent.name)
+                                    project=job.project, type=job.type), agent.name,
+                           since=time.monotonic() - held_for)
 
     def _sched_agent(self, agent: Agent) -> SchedAgent:
         return SchedAgent(name=agent.name, slots=agent.slots,

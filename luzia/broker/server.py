@@ -192,6 +192,8 @@ class Broker:
             job = self.jobs.get(job_id)
             if job is not None and job.state is JobState.PENDING:
                 self._enqueue(job)
+        if self.sched.expire(now):      # a user's lock went stale: its next job may start
+            self.dirty = True
         control.expire_log_waits(self, now)
         if now >= self._next["prune"]:
             self._next["prune"] = now + PRUNE_EVERY
