@@ -58,6 +58,9 @@ class Broker:
         self.unlink: list[Path] = []
         self.log_waits: dict[int, control.LogWait] = {}   # logs.read waiting for an agent
         self.dirty = True                        # something may be schedulable
+        self.queue_full_mark = cfg.run_dir / "queue-full"
+        self.queue_full_mark.unlink(missing_ok=True)
+        self.queue_full = False
         self.running = False
         self._bad_logged = 0
         self._next = {"beat": 0.0, "sweep": 0.0, "prune": time.monotonic() + PRUNE_EVERY}
@@ -179,6 +182,19 @@ class Broker:
         for path in self.unlink:
             self.spool.remove(path)
         self.unlink.clear()
+        self._mark_queue_full()
+
+    def _mark_queue_full(self) -> None:
+        """run/queue-full exists while submissions are rejected for a full queue: a CLI on
+        this host that sees it asks what became of its job, and reports a rejection."""
+        limit = self.cfg.broker.max_pending
+        full = bool(limit) and self.sched.pending_count() >= limit
+        if full != self.queue_full:
+            self.queue_full = full
+            if full:
+                self.queue_full_mark.write_text(f"max_pending={limit}\n")
+            else:
+                self.queue_full_mark.unlink(missing_ok=True)
 
     def tick(self, now: float) -> None:
         if now >= self._next["beat"]:
