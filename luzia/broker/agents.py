@@ -224,13 +224,13 @@ class AgentHandler:
             agent.jobs.discard(job.id)
         self.b.sched.release(job.id)
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: "Job", reason: str = "cancelled") -> None:
         agent = self.b.fleet.get(job.host)
         if agent is None or agent.state is AgentState.DEAD:
             self.b.finish(job, JobState.KILLED, "cancelled (agent unreachable)")
             return
-        self.b.send_agent(agent.identity, protocol.Cancel(job_id=job.id, reason="cancelled"))
-        log.info("job %s: cancel sent to %s", job.id, agent.name)
+        self.b.send_agent(agent.identity, protocol.Cancel(job_id=job.id, reason=reason))
+        log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
 
     def restore(self, job: "Job") -> None:
         """After a broker restart: the job holds a credit on an agent that has not said Hello."""

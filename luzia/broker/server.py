@@ -51,6 +51,8 @@ class Broker:
         self.fleet = Fleet()
         self.jobs: dict[str, Job] = {}          # every unfinished job
         self.retry_at: list[tuple[float, str]] = []   # heap of (monotonic due, job id)
+        # running jobs being stopped -> the critical job they make room for ("": a user's cancel)
+        self.stopping: dict[str, str] = {}
         self.bad_frames = {"submit": 0, "agents": 0, "control": 0}
         self.counters = {"submissions": 0, "duplicates": 0, "rejections": 0}
         self.outbox: list[tuple[zmq.Socket, list[bytes]]] = []
@@ -200,6 +202,7 @@ class Broker:
         if now >= self._next["beat"]:
             self._next["beat"] = now + self.cfg.broker.heartbeat_interval
             self.agents.beat(now)
+            self.preempt(now)
         if now >= self._next["sweep"]:
             self._next["sweep"] = now + self.cfg.broker.spool_sweep
             self.sweep_spool()
@@ -334,10 +337,37 @@ class Broker:
             job_id, agent_name = picked
             self.agents.assign(self.jobs[job_id], agent_name)
 
+    def preempt(self, now: float) -> None:
+        """Stop the low jobs the scheduler names for critical jobs that waited too long on a
+        full host (scheduler.preempt); each goes back to pending when its agent says it ended."""
+        if not self.cfg.scheduler.preempt:
+            return
+        making_room = set(self.stopping.values())
+        for critical, victim in self.sched.preemptions(now):
+            job = self.jobs.get(victim)
+            if (victim in self.stopping or critical in making_room or job is None
+                    or job.state not in (JobState.ASSIGNED, JobState.RUNNING)):
+                continue        # already being stopped, or its agent is not there to stop it
+            self.stopping[victim] = critical
+            making_room.add(critical)
+            self.store.save(job, f"preempting: {critical} (critical) waits for {job.host}")
+            self.agents.cancel(job, reason=f"preempted by {critical}")
+            log.info("job %s preempted by %s on %s: stopping it", victim, critical, job.host)
+
+    def preempted(self, job: Job, exit_code: int) -> None:
+        """A preempted job stopped: pending again, to run as a new attempt (not a failure)."""
+        critical = self.stopping.pop(job.id)
+        reason = f"preempted by {critical}"
+        job.exit_code = exit_code
+        job.finished_at = time.time()
+        self.store.save_attempt(job, reason)
+        self.requeue(job, reason)
+
     def finish(self, job: Job, state: JobState, reason: str = "",
                exit_code: int | None = None) -> None:
         """A job reached a terminal state: persist, free its credit, settle its dependents."""
         was_pending = job.state is JobState.PENDING
+        self.stopping.pop(job.id, None)
         job.move(state, reason)
         job.finished_at = time.time()
         if exit_code is not None:
@@ -362,6 +392,8 @@ class Broker:
         """An attempt ended on its agent: completed, killed, retried or failed."""
         if exit_code == 0 and not reason:
             self.finish(job, JobState.COMPLETED, "", exit_code)
+        elif self.stopping.get(job.id):       # stopped for a critical job, whatever it says
+            self.preempted(job, exit_code)
         elif reason == "cancelled":
             self.finish(job, JobState.KILLED, "cancelled", exit_code)
         elif job.retries < job.max_retries:
@@ -382,7 +414,9 @@ class Broker:
             self.finish(job, JobState.FAILED, reason or f"exit code {exit_code}", exit_code)
 
     def requeue(self, job: Job, reason: str) -> None:
-        """Put an assigned/running/lost job back in the queue (its agent is gone)."""
+        """Put an assigned/running/lost job back in the queue (its agent is gone, or it was
+        preempted)."""
+        self.stopping.pop(job.id, None)
         self.agents.release(job)
         job.move(JobState.PENDING, reason)
         job.host = ""
@@ -396,6 +430,7 @@ class Broker:
         if job.state is JobState.PENDING:
             self.finish(job, JobState.KILLED, "cancelled")
             return "killed"
+        self.stopping[job.id] = ""       # a user's cancel wins over a preemption
         self.agents.cancel(job)
         return "cancelling"
 

@@ -4,7 +4,7 @@ submitting CLI, and preemption stopping a running low job for a critical one."""
 from __future__ import annotations
 
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config, make_fleet  # noqa: F401 (fixture)
-from tests.fleet import jobs_json
+from tests.fleet import PY, jobs_json
 from tests.helpers import wait_for
 
 
@@ -26,3 +26,27 @@ def test_a_full_queue_rejects_and_the_cli_says_so(make_fleet):
     assert fleet.cli("cancel", kept[1]).returncode == 0
     out = fleet.cli("demo", "after nothing", "--after", "000000-000000000000")
     assert out.returncode == 75 and b"unknown dependency 000000-000000000000" in out.stderr
+
+
+# attempt 1 sleeps the first number of the task, later attempts the second
+TWO_SPEEDS = (f'command = ["{PY}", "-c", "import os, sys, time; first, later = sys.argv[1].split(); '
+              f'time.sleep(float(first if os.environ[\'LUZIA_ATTEMPT\'] == \'1\' else later))", '
+              f'"{{task}}"]')
+
+
+def test_preemption_stops_the_low_job_and_requeues_it_as_a_new_attempt(make_fleet):
+    fleet = make_fleet(fleet_config(f'slots = 1\nrunner = "subprocess"\nkill_grace = 1.0\n{TWO_SPEEDS}',
+                                    "per_user = false\npreempt = true\npreempt_after = 0.5"))
+    fleet.start_broker()
+    fleet.start_agent("solo")
+    low = fleet.submit("demo", "60 0.2", "--priority", "low")
+    wait_for(lambda: fleet.state(low) == "running", 15)
+    critical = fleet.submit("demo", "0.2 0.2", "--priority", "critical")
+    wait_for(lambda: fleet.state(critical) == "completed", 20, message="critical ran")
+    wait_for(lambda: fleet.state(low) == "completed", 20, message="low ran again")
+    low_job, crit_job = fleet.job(low), fleet.job(critical)
+    assert low_job["attempt"] == 2 and low_job["retries"] == 0 and low_job["exit_code"] == 0
+    first, second = low_job["attempts"]
+    assert first["reason"] == f"preempted by {critical}" and first["host"] == "solo"
+    assert first["finished_at"] <= crit_job["started_at"] <= crit_job["finished_at"] <= second["started_at"]
+    assert crit_job["attempt"] == 1
