@@ -354,9 +354,8 @@ class Broker:
             self.agents.cancel(job, reason=f"preempted by {critical}")
             log.info("job %s preempted by %s on %s: stopping it", victim, critical, job.host)
 
-    def preempted(self, job: Job, exit_code: int) -> None:
+    def preempted(self, job: Job, exit_code: int, critical: str) -> None:
         """A preempted job stopped: pending again, to run as a new attempt (not a failure)."""
-        critical = self.stopping.pop(job.id)
         reason = f"preempted by {critical}"
         job.exit_code = exit_code
         job.finished_at = time.time()
@@ -389,11 +388,12 @@ class Broker:
                 self.finish(dep_job, JobState.FAILED, f"dependency {job.id} {state.value}")
 
     def ended(self, job: Job, exit_code: int, reason: str) -> None:
-        """An attempt ended on its agent: completed, killed, retried or failed."""
+        """An attempt ended on its agent: completed, killed, preempted, retried or failed."""
+        preempted_by = self.stopping.pop(job.id, "")
         if exit_code == 0 and not reason:
             self.finish(job, JobState.COMPLETED, "", exit_code)
-        elif self.stopping.get(job.id):       # stopped for a critical job, whatever it says
-            self.preempted(job, exit_code)
+        elif preempted_by:                    # stopped for a critical job, whatever it says
+            self.preempted(job, exit_code, preempted_by)
         elif reason == "cancelled":
             self.finish(job, JobState.KILLED, "cancelled", exit_code)
         elif job.retries < job.max_retries:
