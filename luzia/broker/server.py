@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0          # seconds between history prunes
 RETRY_BACKOFF_MAX = 300.0
+PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
 
 
 class Broker:
@@ -117,6 +118,8 @@ class Broker:
                 self._enqueue(job, pending_deps=[d for d in job.after if d in done])
             else:   # assigned / running / lost: the credit stays taken until its agent says
                 self.agents.restore(job)
+                if job.reason.startswith(PREEMPTED_BY):     # it was being stopped: still is
+                    self.stopping[job.id] = job.reason[len(PREEMPTED_BY):]
         log.info("broker %s up: %d unfinished jobs restored from %s", __version__,
                  len(self.jobs), self.cfg.broker.db)
 
@@ -350,13 +353,15 @@ class Broker:
                 continue        # already being stopped, or its agent is not there to stop it
             self.stopping[victim] = critical
             making_room.add(critical)
+            job.reason = PREEMPTED_BY + critical        # shown while it stops; kept over a restart
             self.store.save(job, f"preempting: {critical} (critical) waits for {job.host}")
-            self.agents.cancel(job, reason=f"preempted by {critical}")
+            self.publish(job)
+            self.agents.cancel(job, reason=job.reason)
             log.info("job %s preempted by %s on %s: stopping it", victim, critical, job.host)
 
     def preempted(self, job: Job, exit_code: int, critical: str) -> None:
         """A preempted job stopped: pending again, to run as a new attempt (not a failure)."""
-        reason = f"preempted by {critical}"
+        reason = PREEMPTED_BY + critical
         job.exit_code = exit_code
         job.finished_at = time.time()
         self.store.save_attempt(job, reason)
@@ -431,6 +436,9 @@ class Broker:
             self.finish(job, JobState.KILLED, "cancelled")
             return "killed"
         self.stopping[job.id] = ""       # a user's cancel wins over a preemption
+        if job.reason.startswith(PREEMPTED_BY):
+            job.reason = ""
+            self.store.save(job)
         self.agents.cancel(job)
         return "cancelling"
 

@@ -329,3 +329,33 @@ def test_a_stale_user_lock_lets_the_users_next_job_start(home, ctx):
         assert job_state(b, first.id) in (JobState.ASSIGNED, JobState.RUNNING)
     finally:
         b.close()
+
+
+def test_a_preemption_under_way_survives_a_broker_restart(home, ctx):
+    home.mkdir()
+    conf = "[scheduler]\npreempt = true\npreempt_after = 0.1\nper_user = false"
+    b = make_broker(home, conf)
+    low, crit = spec(priority=3), spec(priority=0)
+    try:
+        agent = FakeAgent(ctx, b, slots=1)
+        push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
+        push.send(protocol.Submit(job=low))
+        agent.recv(b, protocol.Assign)
+        agent.send(protocol.Started(job_id=low.id, attempt=1))
+        push.send(protocol.Submit(job=crit))
+        agent.recv(b, protocol.Cancel)
+        assert b.jobs[low.id].reason == f"preempted by {crit.id}"     # shown while it stops
+    finally:
+        agent.close()
+        b.close()
+    b2 = make_broker(home, conf)
+    try:
+        back = FakeAgent(ctx, b2, slots=1, held=[protocol.HeldJob(job_id=low.id, attempt=1)])
+        assert back.welcome.adopt == [low.id]
+        back.send(protocol.Done(job_id=low.id, attempt=1, exit_code=-15, reason="cancelled"))
+        assert back.recv(b2, protocol.Assign).job.id == crit.id
+        job = b2.jobs[low.id]
+        assert job.state is JobState.PENDING and job.reason == f"preempted by {crit.id}"
+        assert job.retries == 0
+    finally:
+        b2.close()
