@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from luzia import protocol
@@ -236,13 +237,13 @@ class AgentHandler:
             self._load(agent)
         self.b.sched.release(job.id)
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: "Job", reason: str = "cancelled") -> None:
         agent = self.b.fleet.get(job.host)
         if agent is None or agent.state is AgentState.DEAD:
             self.b.finish(job, JobState.KILLED, "cancelled (agent unreachable)")
             return
-        self.b.send_agent(agent.identity, protocol.Cancel(job_id=job.id, reason="cancelled"))
-        log.info("job %s: cancel sent to %s", job.id, agent.name)
+        self.b.send_agent(agent.identity, protocol.Cancel(job_id=job.id, reason=reason))
+        log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
 
     def restore(self, job: "Job") -> None:
         """After a broker restart: the job holds a credit on an agent that has not said Hello."""
@@ -254,9 +255,13 @@ class AgentHandler:
             self.b.fleet.by_name[agent.name] = agent
         agent.jobs.add(job.id)
         agent.slots = max(agent.slots, len(agent.jobs))
-        self.b.sched.agent_up(self._sched_agent(agent))
+        # not lost yet, only not heard from: its jobs keep their users' locks until it says
+        # Hello or `lost_grace` requeues them; it takes no new work meanwhile
+        self.b.sched.agent_up(replace(self._sched_agent(agent), live=True, draining=True))
+        held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
         self.b.sched.place(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
-                                    project=job.project, type=job.type), agent.name)
+                                    project=job.project, type=job.type), agent.name,
+                           since=time.monotonic() - held_for)
 
     def _load(self, agent: Agent) -> None:
         self.b.sched.agent_load(agent.name, agent.cpu, agent.memory, self._gpu_offer(agent))

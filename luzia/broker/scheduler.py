@@ -1,8 +1,9 @@
 """The scheduler: which pending job starts next, and on which agent.
 
 Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
-priority, among the jobs eligible now — its user runs fewer than its limit (one by
-default), its project fewer than `max_per_project`, the global cap is not reached, its
+priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
+default; a running job holds its user's lock until it ends, its agent is lost, or it has
+run `user_lock_stale` seconds), its project fewer than `max_per_project`, the global cap is not reached, its
 dependencies are done, and a live, non-draining agent under both ceilings, with a free
 slot and enough free GPU memory, offers its type. It goes to the eligible agent with the
 lowest load score (ties by name). An ineligible job never blocks the ones behind it. A
@@ -74,6 +75,11 @@ def user_limit(cfg: SchedulerConfig, user: str) -> int:
     if user in cfg.per_user_limits:
         return cfg.per_user_limits[user]
     return 1 if cfg.per_user else 0
+
+
+def lock_expired(since: float, stale_after: float, now: float) -> bool:
+    """A user lock taken at `since` is stale at `now` (both schedulers use this one test)."""
+    return stale_after > 0 and since + stale_after < now
 
 
 def _ids(ids: Iterable[str]) -> str:
@@ -183,8 +189,12 @@ class Scheduler:
         # placements: the counts every rule reads
         self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
         self.on_agent: dict[str, set[str]] = {}
-        self.by_user: dict[str, set[str]] = {}
+        self.by_user: dict[str, set[str]] = {}          # user -> placed jobs holding its lock
         self.by_project: dict[str, int] = {}
+        # user locks going stale: heap of (deadline, job id); placed jobs whose lock went stale
+        self.now = 0.0
+        self.lock_deadlines: list[tuple[float, int, str]] = []
+        self.stale: set[str] = set()
 
     # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
@@ -265,18 +275,27 @@ class Scheduler:
         return None
 
     # placed ----------------------------------------------------------------------
-    def place(self, job: SchedJob, agent: str) -> None:
-        """Record a job holding a credit on `agent` (broker restart; agent may be unknown)."""
+    def place(self, job: SchedJob, agent: str, since: float | None = None) -> None:
+        """Record a job holding a credit on `agent` since `since` (default: now), e.g. after
+        a broker restart; the agent may be unknown."""
         if job.id in self.placed:
             self.release(job.id)
         self.remove(job.id)
-        self._hold(job, agent)
+        self._hold(job, agent, self.now if since is None else since)
 
-    def _hold(self, job: SchedJob, agent: str) -> None:
-        self.placed[job.id] = (job, agent, next(self._tick))
+    def _hold(self, job: SchedJob, agent: str, since: float) -> None:
+        order = next(self._tick)
+        self.placed[job.id] = (job, agent, order)
         self.on_agent.setdefault(agent, set()).add(job.id)
-        self.by_user.setdefault(job.user, set()).add(job.id)
         self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
+        stale_after = self.cfg.user_lock_stale
+        if stale_after > 0:
+            if lock_expired(since, stale_after, self.now):
+                self.stale.add(job.id)
+            else:
+                heapq.heappush(self.lock_deadlines, (since + stale_after, order, job.id))
+        if self._holds_lock(job.id, agent):
+            self.by_user.setdefault(job.user, set()).add(job.id)
 
     def release(self, job_id: str) -> None:
         """A placed job no longer holds its credit; wakes what its user/project parked."""
@@ -284,6 +303,11 @@ class Scheduler:
         if entry is None:
             return
         job, agent, _ = entry
+        self.stale.discard(job_id)
+        if len(self.lock_deadlines) > 2 * len(self.placed) + 64:    # drop released jobs' entries
+            self.lock_deadlines = [e for e in self.lock_deadlines
+                                   if e[2] in self.placed and self.placed[e[2]][2] == e[1]]
+            heapq.heapify(self.lock_deadlines)
         _discard(self.on_agent, agent, job_id)
         _discard(self.by_user, job.user, job_id)
         left = self.by_project[job.project] - 1
@@ -295,6 +319,46 @@ class Scheduler:
             self._wake(self.parked_user.pop(job.user, ()))
         if self._project_ok(job.project):
             self._wake(self.parked_project.pop(job.project, ()))
+
+    def expire(self, now: float) -> bool:
+        """The clock moves to `now`: user locks held longer than `user_lock_stale` are freed.
+        True if one was (something may start now)."""
+        self.now = now
+        freed = False
+        heap = self.lock_deadlines
+        while heap and heap[0][0] < now:
+            _, order, job_id = heapq.heappop(heap)
+            entry = self.placed.get(job_id)
+            if entry is None or entry[2] != order:
+                continue        # released (maybe placed again) since it was pushed
+            self.stale.add(job_id)
+            log.info("job %s: user %s's lock is stale (held over %gs)", job_id, entry[0].user,
+                     self.cfg.user_lock_stale)
+            freed |= self._unlock(entry[0].user, job_id)
+        return freed
+
+    def _holds_lock(self, job_id: str, agent_name: str) -> bool:
+        """A placed job holds its user's lock while its agent is live and the lock is fresh."""
+        agent = self.agents.get(agent_name)
+        return agent is not None and agent.live and job_id not in self.stale
+
+    def _unlock(self, user: str, job_id: str) -> bool:
+        holders = self.by_user.get(user)
+        if holders is None or job_id not in holders:
+            return False
+        _discard(self.by_user, user, job_id)
+        if self._user_ok(user):
+            self._wake(self.parked_user.pop(user, ()))
+        return True
+
+    def _relock(self, agent_name: str) -> None:
+        """An agent came, went or was lost: its jobs take or drop their users' locks."""
+        for job_id in sorted(self.on_agent.get(agent_name, ())):
+            job = self.placed[job_id][0]
+            if self._holds_lock(job_id, agent_name):
+                self.by_user.setdefault(job.user, set()).add(job_id)
+            else:
+                self._unlock(job.user, job_id)
 
     def _wake(self, buckets: Iterable[_Bucket]) -> None:
         for bucket in buckets:
@@ -323,6 +387,7 @@ class Scheduler:
     # agents ----------------------------------------------------------------------
     def agent_up(self, agent: SchedAgent) -> None:
         self.agents[agent.name] = agent
+        self._relock(agent.name)
 
     def agent_load(self, name: str, cpu: float, memory: float, gpu_free_gb: float = -1.0) -> None:
         agent = self.agents.get(name)
@@ -333,9 +398,11 @@ class Scheduler:
         agent = self.agents.get(name)
         if agent is not None:
             agent.live = False
+            self._relock(name)
 
     def agent_remove(self, name: str) -> None:
-        self.agents.pop(name, None)
+        if self.agents.pop(name, None) is not None:
+            self._relock(name)
 
     def set_draining(self, name: str, draining: bool) -> None:
         agent = self.agents.get(name)
@@ -373,7 +440,10 @@ class Scheduler:
 
     # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
-        """The next (job id, agent) to start, recorded as placed; None if nothing can start."""
+        """The next (job id, agent) to start, recorded as placed; None if nothing can start.
+        `now` (monotonic) moves the clock first, see `expire`."""
+        if now is not None:
+            self.expire(now)
         cap = self.cfg.max_concurrent
         if cap and len(self.placed) >= cap:
             return None
@@ -448,7 +518,7 @@ class Scheduler:
         else:
             del self.buckets[bucket.key]
             bucket.heap.clear()
-        self._hold(job, agent.name)
+        self._hold(job, agent.name, self.now)
         return job.id, agent.name
 
     def why(self, job_id: str) -> str:
@@ -471,6 +541,7 @@ class Scheduler:
         live, non-draining agent under its ceilings that offers the job's type; each
         victim is named once. The broker stops the victim and requeues it.
         """
+        self.expire(now)
         if not self.cfg.preempt or not self.critical:
             return []
         agents = self._open_agents()

@@ -53,6 +53,11 @@ def test_the_defaults_come_from_the_project_then_the_config(home, fake):
         == ("overbits", 1, "code", 120, 3, "/srv/overbits")
 
 
+def test_seed003_priorities_0_to_3_are_accepted(home, fake):
+    assert received(fake, home.submit("demo", "x", "--priority", "0")).priority == 0
+    assert received(fake, home.submit("demo", "x", "--priority", "3")).priority == 3
+
+
 def test_submit_json(home, fake):
     out = home.cli("demo", "x", "--json", "--priority", "critical")
     data = json.loads(out.stdout)
