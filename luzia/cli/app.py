@@ -49,6 +49,7 @@ Exit codes:
   3   broker not reachable
   4   protocol error (a malformed answer)
   73  state dir not writable
+  75  submission rejected by the broker (queue full, unknown dependency)
 """
 
 SPOOL_PATIENCE = 2.0   # seconds `jobs ID` waits for a job the broker has not taken from the spool
