@@ -35,7 +35,8 @@ def test_metrics_are_off_by_default_and_scraped_when_on(short_tmp):
         fleet.start_agent("gpu1")
         wait_for(lambda: "gpu1" in fleet.live_agents(), 15)
         done = fleet.submit("demo", "hello")
-        fleet.submit("demo", "never", "--after", "000000-000000000000")     # rejected
+        refused = fleet.cli("demo", "never", "--after", "000000-000000000000")
+        assert refused.returncode == 75 and b"unknown dependency" in refused.stderr
         push = fleet.ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.LINGER, 1000)
         push.connect(f"ipc://{fleet.home}/run/submit")
