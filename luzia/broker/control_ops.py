@@ -241,13 +241,15 @@ def op_stats(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
             "total": accounting.totals(b.store.db, None, since, where)[0]}
 
 
-def op_jobs_exist(b: "Broker", args: _Args, **_: Any) -> list[str]:
-    """jobs.exist {ids} → [id]: those of `ids` the broker has (any state); importers use it
-    to report what an earlier run took already."""
+def op_jobs_exist(b: "Broker", args: _Args, **_: Any) -> dict[str, str]:
+    """jobs.exist {ids} → {id: state}: those of `ids` the broker has, with their state;
+    importers use it to report what an earlier run took (and what became of it)."""
     ids = args.strings("ids")
     if len(ids) > IDS_MAX:
         raise BadRequest(f"at most {IDS_MAX} ids per request")
-    return [i for i in ids if i in b.jobs or b.store.get(i) is not None]
+    live = {i: b.jobs[i].state.value for i in ids if i in b.jobs}
+    stored = b.store.states_of([i for i in ids if i not in live])
+    return {**live, **{i: state.value for i, state in stored.items()}}
 
 
 OPS: dict[str, Callable[..., Any]] = {

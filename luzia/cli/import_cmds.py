@@ -23,7 +23,7 @@ import click
 
 from luzia.cli.app import _cfg, _control, _dump
 from luzia.cli.render import clean
-from luzia.errors import LuziaError, UsageError
+from luzia.errors import LuziaError, ProtocolError, UsageError
 from luzia.states import Priority
 
 REQUEST_TAKEN = {"approved", "ready", "pending", "queued", "new", "open"}
@@ -198,11 +198,13 @@ def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[
                 item.skip = (f"unknown project {item.project or '(none)'!r}; pass --project or "
                              "declare it in luzia.toml")
     with _control() as ctl:
-        existing = set(ctl.call("jobs.exist", ids=[i.job_id for i in items if not i.skip]) or [])
+        existing = ctl.call("jobs.exist", ids=[i.job_id for i in items if not i.skip])
+    if not isinstance(existing, dict):
+        raise ProtocolError("the broker answered jobs.exist with a malformed result")
     report: dict[str, list] = {"taken": [], "skipped": []}
     for item in items:
         if not item.skip and item.job_id in existing:
-            item.skip = f"already imported as job {item.job_id}"
+            item.skip = f"already imported as job {item.job_id} ({clean(existing[item.job_id], 20)})"
         if item.skip:
             report["skipped"].append({"key": item.key, "reason": item.skip})
             continue

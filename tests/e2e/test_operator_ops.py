@@ -86,6 +86,7 @@ def test_drain_queue_allocate_flush_history(fleet):
     assert users["bob"]["jobs"] == 2 and users["bob"]["killed"] == 1
     assert users["alice"]["completed"] == 2 and users["alice"]["run_seconds"] >= 1.5
     assert stats["total"]["jobs"] == 4 and stats["total"]["mean_wait"] > 0
-    assert fleet.control("jobs.exist", ids=[high, "000000-000000000000"]) == [high]
+    assert fleet.control("jobs.exist", ids=[high, low, "000000-000000000000"]) == {
+        high: "completed", low: "killed"}
     with pytest.raises(RuntimeError, match="no agent 'nope'"):
         fleet.control("agents.drain", name="nope")
