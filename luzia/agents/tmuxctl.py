@@ -58,9 +58,12 @@ class TmuxController:
         reaped: the pane stays after the command exits, to read its output and status."""
         args = ["start-server", ";", "set-option", "-g", "history-limit", str(HISTORY_LIMIT),
                 ";", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-                "-c", cwd, shlex.join(argv), ";", "set-option", "-w", "remain-on-exit", "on"]
+                "-c", cwd, shlex.join(argv), ";",
+                # explicit targets: with no -t, tmux picks the "current" session, which from
+                # outside tmux may be another slot's
+                "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on"]
         for option, value in (options or {}).items():
-            args += [";", "set-option", option, value]
+            args += [";", "set-option", "-t", f"={name}:", option, value]
         self.run(*args)
 
     def kill_session(self, name: str) -> None:
