@@ -366,6 +366,9 @@ class Broker:
     def requeue(self, job: Job, reason: str) -> None:
         """Put an assigned/running/lost job back in the queue (its agent is gone)."""
         self.agents.release(job)
+        job.finished_at = time.time()       # the attempt on the lost agent ends here, for the record
+        self.store.save_attempt(job, reason)
+        job.finished_at = None
         job.move(JobState.PENDING, reason)
         job.host = ""
         job.stalled = False

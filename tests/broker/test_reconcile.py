@@ -1,0 +1,91 @@
+"""Broker restart and agent loss, stepped turn by turn: what the agents' Hellos reconcile,
+and what the attempts table records."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+
+from luzia import protocol
+from luzia.states import JobState
+from tests.broker.harness import FakeAgent, Peer, make_broker, pump, spec
+
+
+@pytest.fixture
+def home(short_tmp):
+    path = short_tmp / "h"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+def beating(agents, until):
+    """A condition for pump() that also lets every fake agent beat between broker turns."""
+    def check():
+        for agent in agents:
+            agent.on_turn()
+        return until()
+    return check
+
+
+def _running_job(b, ctx, name: str, user: str = "alice", others=()) -> tuple[FakeAgent, str]:
+    agent = FakeAgent(ctx, b, name=name, slots=1)
+    s = spec(user=user)
+    push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)   # kept open until the Assign
+    push.send(protocol.Submit(job=s))
+    agent.recv(b, protocol.Assign)
+    push.close()
+    agent.send(protocol.Started(job_id=s.id, attempt=1))
+    pump(b, beating([agent, *others], lambda: b.jobs[s.id].state is JobState.RUNNING))
+    return agent, s.id
+
+
+def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(home, ctx):
+    patient = "liveness = 100\n[scheduler]\nmax_per_project = 0"   # fakes beat only while pumped
+    b = make_broker(home, patient)
+    kept_by, kept = _running_job(b, ctx, "keeper", "alice")
+    lost_by, lost = _running_job(b, ctx, "forgetter", "bob", [kept_by])
+    _, silent = _running_job(b, ctx, "silent", "carol", [kept_by, lost_by])
+    b.close()
+    for agent in (kept_by, lost_by):
+        agent.close()
+    b = make_broker(home, patient)
+    try:
+        # the restored jobs still hold their credits until their agents say Hello
+        assert {b.jobs[i].state for i in (kept, lost, silent)} == {JobState.RUNNING}
+        back = FakeAgent(ctx, b, name="keeper", slots=1,
+                         held=[protocol.HeldJob(job_id=kept, attempt=1)])
+        assert back.welcome.adopt == [kept]
+        forgetter = FakeAgent(ctx, b, name="forgetter", slots=1)   # back, holding nothing
+        pump(b, beating([back, forgetter], lambda: b.jobs[lost].attempt == 2))
+        assert b.jobs[kept].state is JobState.RUNNING and b.jobs[kept].attempt == 1
+        # the agent that never says Hello: its job is requeued after lost_grace, not left running
+        pump(b, beating([back, forgetter], lambda: b.jobs[silent].host != "silent"), timeout=10)
+        attempts = b.store.attempts(silent)
+        assert attempts[0]["host"] == "silent" and attempts[0]["finished_at"]
+        assert "lost" in attempts[0]["reason"]
+    finally:
+        b.close()
+
+
+def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(home, ctx):
+    b = make_broker(home)
+    try:
+        dead, job_id = _running_job(b, ctx, "dead")
+        dead.beating = False
+        live = FakeAgent(ctx, b, name="live", slots=1)
+        live.recv(b, protocol.Assign, timeout=10)
+        live.finish(job_id, attempt=2)
+        pump(b, lambda: b.store.get(job_id).state is JobState.COMPLETED)
+        first, second = b.store.attempts(job_id)
+        assert (first["attempt"], first["host"]) == (1, "dead")
+        assert first["started_at"] and first["finished_at"] and "lost" in first["reason"]
+        assert (second["attempt"], second["host"], second["exit_code"]) == (2, "live", 0)
+    finally:
+        b.close()
