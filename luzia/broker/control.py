@@ -247,3 +247,7 @@ def tail_result(job: "Job") -> dict[str, Any]:
     data = ("\n".join(job.tail) + ("\n" if job.tail else "")).encode()
     return {"data": data, "offset": 0, "size": len(data), "state": job.state.value,
             "source": "broker"}
+
+
+from luzia.broker import control_jobs  # noqa: E402  (its ops use the helpers above)
+OPS.update(control_jobs.OPS)

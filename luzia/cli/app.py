@@ -408,6 +408,9 @@ try:
 except ImportError:  # pragma: no cover - written separately; the rest works without it
     pass
 
+from luzia.cli.retry_cmds import retry  # noqa: E402
+cli.add_command(retry)
+
 
 def run_app(args: list[str]) -> int:
     """Run a click command; every LuziaError becomes `luzia: <message>` and its exit code."""

@@ -1,3 +1,3 @@
 """The command names, known without importing click (the submit fast path checks them)."""
 
-COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor"})
+COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor", "retry"})
