@@ -410,6 +410,10 @@ def _take_lock(path: Path) -> int:
         other = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise LuziaError(f"another broker (pid {other}) is running on {path.parent}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError as exc:     # disk full, file size limit: say where, not a traceback
+        os.close(fd)
+        raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None
     return fd
