@@ -15,12 +15,13 @@ FLAKY = ('command = ["/bin/sh", "-c", "[ \\"$LUZIA_ATTEMPT\\" -ge 2 ] && exit 0;
 
 
 @pytest.mark.timeout(90)
-def test_retry_runs_a_failed_or_killed_job_again_and_refuses_the_others(make_fleet):
+def test_retry_cancel_and_timeout_with_real_processes(make_fleet):
     fleet = make_fleet(fleet_config(FLAKY, "per_user = false\nmax_per_project = 0"))
     fleet.start_broker()
     fleet.start_agent("local")
     failed = fleet.submit("demo", "fail")
     running = fleet.submit("demo", "sleep")
+    timed = fleet.submit("demo", "sleep", "--timeout", "1", "--max-retries", "1")
     wait_for(lambda: fleet.state(failed) == "failed", 20)
     wait_for(lambda: fleet.state(running) == "running", 20)
 
@@ -52,3 +53,9 @@ def test_retry_runs_a_failed_or_killed_job_again_and_refuses_the_others(make_fle
     assert json.loads(out.stdout) == [{"id": running, "state": "pending", "result": "retrying"}]
     wait_for(lambda: fleet.state(running) == "completed", 20)
     assert fleet.job(running)["attempt"] == 2
+
+    # the timeout stopped attempt 1; the automatic retry (after its backoff) completed
+    wait_for(lambda: fleet.state(timed) == "completed", 20)
+    first, second = fleet.job(timed)["attempts"]
+    assert first["reason"] == "timeout" and first["exit_code"] != 0
+    assert second["exit_code"] == 0 and second["started_at"] - first["finished_at"] >= 0.9
