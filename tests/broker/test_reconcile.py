@@ -9,20 +9,13 @@ import zmq
 from luzia import protocol
 from luzia.states import JobState
 from tests.broker.harness import FakeAgent, Peer, make_broker, pump, spec
+from tests.broker.test_server import ctx, home  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-def home(short_tmp):
-    path = short_tmp / "h"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.destroy(linger=0)
+def made(home):
+    home.mkdir()
+    return home
 
 
 def beating(agents, until):
@@ -46,16 +39,16 @@ def _running_job(b, ctx, name: str, user: str = "alice", others=()) -> tuple[Fak
     return agent, s.id
 
 
-def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(home, ctx):
+def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(made, ctx):
     patient = "liveness = 100\n[scheduler]\nmax_per_project = 0"   # fakes beat only while pumped
-    b = make_broker(home, patient)
+    b = make_broker(made, patient)
     kept_by, kept = _running_job(b, ctx, "keeper", "alice")
     lost_by, lost = _running_job(b, ctx, "forgetter", "bob", [kept_by])
     _, silent = _running_job(b, ctx, "silent", "carol", [kept_by, lost_by])
     b.close()
     for agent in (kept_by, lost_by):
         agent.close()
-    b = make_broker(home, patient)
+    b = make_broker(made, patient)
     try:
         # the restored jobs still hold their credits until their agents say Hello
         assert {b.jobs[i].state for i in (kept, lost, silent)} == {JobState.RUNNING}
@@ -74,8 +67,8 @@ def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(home, c
         b.close()
 
 
-def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(home, ctx):
-    b = make_broker(home)
+def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
+    b = make_broker(made)
     try:
         dead, job_id = _running_job(b, ctx, "dead")
         dead.beating = False
