@@ -3,6 +3,8 @@ and what the attempts table records."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import zmq
 
@@ -80,5 +82,24 @@ def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
         assert (first["attempt"], first["host"]) == (1, "dead")
         assert first["started_at"] and first["finished_at"] and "lost" in first["reason"]
         assert (second["attempt"], second["host"], second["exit_code"]) == (2, "live", 0)
+    finally:
+        b.close()
+
+
+def test_retry_of_a_lost_job_requeues_it_at_once_without_waiting_for_the_grace(made, ctx):
+    from tests.broker.harness import Client
+    b = make_broker(made)       # the harness's grace is 0.5 s: make it long enough to beat
+    b.cfg = dataclasses.replace(b.cfg, broker=dataclasses.replace(b.cfg.broker, lost_grace=60.0))
+    b.agents.cfg = b.cfg
+    try:
+        dead, job_id = _running_job(b, ctx, "dead")
+        dead.beating = False
+        pump(b, lambda: b.jobs[job_id].state is JobState.LOST)
+        reply = Client(ctx, b).call(b, "jobs.retry", ids=[job_id])
+        assert reply.ok and reply.result == [{"id": job_id, "state": "pending", "result": "retrying"}]
+        live = FakeAgent(ctx, b, name="live", slots=1)
+        assign = live.recv(b, protocol.Assign)
+        assert (assign.job.id, assign.attempt) == (job_id, 2)
+        assert "retry requested" in b.store.attempts(job_id)[0]["reason"]
     finally:
         b.close()
