@@ -1,5 +1,5 @@
-"""Broker restart and agent loss, stepped turn by turn: what the agents' Hellos reconcile,
-and what the attempts table records."""
+"""Recovery, stepped turn by turn: what the agents' Hellos reconcile after a broker restart,
+what the attempts table records of a lost agent, a retried lost job, a CLI's leftovers."""
 
 from __future__ import annotations
 
@@ -101,5 +101,22 @@ def test_retry_of_a_lost_job_requeues_it_at_once_without_waiting_for_the_grace(m
         assign = live.recv(b, protocol.Assign)
         assert (assign.job.id, assign.attempt) == (job_id, 2)
         assert "retry requested" in b.store.attempts(job_id)[0]["reason"]
+    finally:
+        b.close()
+
+
+def test_a_killed_clis_half_written_spool_file_is_ignored_then_removed_when_stale(made):
+    import os
+    import time
+    b = make_broker(made)
+    try:
+        fresh, stale = b.spool.path / ".010203-0123456789ab.tmp", b.spool.path / ".010204-0123456789ab.tmp"
+        for path in (fresh, stale):
+            path.write_bytes(b"\x85half")
+        old = time.time() - 3600
+        os.utime(stale, (old, old))
+        pump(b, lambda: not stale.exists())
+        assert fresh.exists() and not (b.spool.bad.exists() and any(b.spool.bad.iterdir()))
+        assert b.store.counts() == {}
     finally:
         b.close()
