@@ -26,7 +26,7 @@ def test_silent_job_is_flagged_with_a_snapshot_and_the_flag_clears_when_output_r
     fleet = make_fleet(fleet_config(f'runner = "subprocess"\nstall_after = 0.5\n{PAUSER}'))
     fleet.start_broker()
     fleet.start_agent("local")
-    job_id = fleet.submit("demo", "1.5")
+    job_id = fleet.submit("demo", "2.5")
     wait_for(lambda: stalled(fleet, job_id), 20, message="stalled flag")
     assert fleet.state(job_id) == "running"
     table = fleet.cli("jobs").stdout.decode()
