@@ -505,8 +505,15 @@ class Worker:
                 run.stop_reason = str(status.get("reason", ""))
             elif not self.runner.alive(jd):
                 # its session is gone; its wrapper may still run (started by the other runner)
-                run.by_pid = runners.wrapper_alive(jd)
+                run.by_pid = runners.wrapper_alive(jd) or runners.rediscover_wrapper(jd)
                 run.exit_code = None if run.by_pid else jd.exit_code()
+                if run.exit_code is None and not run.by_pid and not jd.pid():
+                    # the agent died before the command started: not held, so the broker
+                    # requeues it (a failure here would fail a job that never ran)
+                    log.info("job %s never started before the last agent stopped; leaving it "
+                             "to the broker", run.id)
+                    jd.set_status(state="never started", acked=True)
+                    continue
                 if run.exit_code is None and not run.by_pid:
                     run.exit_code, run.stop_reason = -1, "runner: process vanished"
             try:

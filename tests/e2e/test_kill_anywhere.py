@@ -58,8 +58,15 @@ def stream_with_agent_killed(fleet: LocalFleet) -> list[str]:
 def settle(fleet: LocalFleet, printed: list[str]) -> tuple[dict, Counter]:
     """Wait until every printed id completed; the jobs and how often each ran."""
     assert len(printed) == STREAM
-    wait_for(lambda: (fleet.control("status") or {}).get("jobs", {}).get("completed") == STREAM,
-             60, message="every job completed")
+    try:
+        wait_for(lambda: (fleet.control("status") or {}).get("jobs", {}).get("completed") == STREAM,
+                 60, message="every job completed")
+    except AssertionError:
+        left = [(j["id"], j["state"], j["host"], j["attempt"], j["reason"])
+                for j in fleet.control("jobs.list", limit=100) or [] if j["state"] != "completed"]
+        logs = "\n".join(fleet.output(n)[-1500:] for n in ("broker", "agent-a", "agent-b")
+                         if (fleet.home / f"{n}.out").exists())
+        raise AssertionError(f"not completed: {left}\n{logs}") from None
     jobs = {i: fleet.job(i) for i in printed}
     assert {j["state"] for j in jobs.values()} == {"completed"}
     runs = Counter(line.split()[0] for line in (fleet.home / "runs.log").read_text().splitlines())

@@ -29,15 +29,14 @@ def test_silent_job_is_flagged_with_a_snapshot_and_the_flag_clears_when_output_r
     job_id = fleet.submit("demo", "2.5")
     wait_for(lambda: stalled(fleet, job_id), 20, message="stalled flag")
     assert fleet.state(job_id) == "running"
-    table = fleet.cli("jobs").stdout.decode()
-    assert "running (stalled" in table
-    assert "stalled    no output for" in fleet.cli("jobs", job_id).stdout.decode()
     snap = (fleet.home / "jobs" / job_id / "stall-snapshot.txt").read_text()
     assert "stalled" in snap.splitlines()[0] and "first words" in snap
     wait_for(lambda: not stalled(fleet, job_id), 20, message="flag cleared by new output")
     assert fleet.state(job_id) == "running"
     assert fleet.job(job_id)["stalled_since"] is None
-    wait_for(lambda: stalled(fleet, job_id), 20, message="stalled again")
+    wait_for(lambda: stalled(fleet, job_id), 20, message="stalled again, for good")
+    assert "running (stalled" in fleet.cli("jobs").stdout.decode()
+    assert "stalled    no output for" in fleet.cli("jobs", job_id).stdout.decode()
     assert fleet.cli("cancel", job_id).returncode == 0
     wait_for(lambda: fleet.state(job_id) == "killed", 20)
 
