@@ -11,6 +11,9 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
+	@# bytecode now: an editable install leaves it to the first run, and a CLI that runs as
+	@# another user, or with PYTHONDONTWRITEBYTECODE, would compile every module every time
+	$(BIN)/python -m compileall -q luzia
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed

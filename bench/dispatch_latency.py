@@ -6,8 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from _common import PY, median, pct, temp_fleet  # type: ignore[attr-defined]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -22,6 +25,9 @@ def main(runs: int = 30) -> dict[str, float]:
         fleet.start_broker()
         luzia = [PY, "-m", "luzia.cli", "demo", "x"]
         base = [PY, "-c", "import zmq, msgpack"]
+        # measure with bytecode in place, as after `make install` (this box may set
+        # PYTHONDONTWRITEBYTECODE, which would make every run compile our modules)
+        subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "luzia")], check=True)
         for argv in (luzia, base):  # warm the page cache
             timed(argv, fleet.env)
         ours, theirs = [], []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from luzia import protocol
+from luzia import keys, protocol
 from luzia.config import Config, ensure_private_dir, is_local, load
 from luzia.errors import BrokerUnreachable, LuziaError, NotFound, StateDirError, UsageError
 from luzia.ids import JOB_ID_RE, new_job_id
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 HINT = "start it with `make run` or `luzia-supervisor`"
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
+CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's key check) in it
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Submitted:
     spooled: bool
     reachable: bool
     spool_dir: str
+    why: str = ""          # why the broker was not tried, if it was not
 
 
 def submit(project: str, task: str, **options: Any) -> str:
@@ -88,10 +90,17 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
         ensure_private_dir(Path(cfg.home))
         _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
         spooled = True
-    reachable = _push(cfg.endpoints.submit, protocol.encode(msg))
+    try:
+        curve = keys.client_keys(cfg, cfg.endpoints.submit)
+    except keys.MissingKeys as exc:
+        if not spooled:
+            raise
+        return Submitted(spec.id, spec, spooled, False, str(cfg.spool_dir), str(exc))
+    reachable = _push(cfg.endpoints.submit, protocol.encode(msg), curve)
     if not reachable and not spooled:
         raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
-                                f"not queued ({HINT} on the broker's host)")
+                                f"not queued ({HINT} on the broker's host)"
+                                f"{keys.silence_hint(cfg, cfg.endpoints.submit)}")
     return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
 
 
@@ -126,8 +135,9 @@ def _listening(path: str) -> bool:
             return False
 
 
-def _push(endpoint: str, frames: list[bytes]) -> bool:
-    """Hand the frames to the broker's PULL socket; False if it is not there to take them."""
+def _push(endpoint: str, frames: list[bytes], curve: keys.ClientKeys | None = None) -> bool:
+    """Hand the frames to the broker's PULL socket; False if it is not there to take them
+    (with CURVE, a broker that refuses our key looks the same: IMMEDIATE waits for the handshake)."""
     if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
         return False        # checked before importing zmq: the broker-down path stays fast
     import zmq
@@ -136,8 +146,11 @@ def _push(endpoint: str, frames: list[bytes]) -> bool:
     try:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.LINGER, 1000)
+        if curve is not None:
+            curve.apply(sock)
         sock.connect(endpoint)
-        if not sock.poll(CONNECT_WAIT * 1000, zmq.POLLOUT):
+        wait = CONNECT_WAIT if curve is None else CURVE_CONNECT_WAIT
+        if not sock.poll(wait * 1000, zmq.POLLOUT):
             sock.setsockopt(zmq.LINGER, 0)
             return False
         sock.send_multipart(frames, zmq.NOBLOCK)
@@ -164,6 +177,7 @@ class Control:
         self.what = what
         self.ctx = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
+        self.handshake: zmq.Socket | None = None    # CURVE handshake failures of `sock`
         self.ids = itertools.count(1)
 
     def _socket(self) -> "zmq.Socket":
@@ -171,14 +185,19 @@ class Control:
             zmq = self.zmq
             if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
                 raise self._down()
+            curve = keys.client_keys(self.cfg, self.endpoint)
             self.sock = self.ctx.socket(zmq.DEALER)
             self.sock.setsockopt(zmq.LINGER, 0)
             self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)  # body plus envelope
+            if curve is not None:
+                curve.apply(self.sock)
+                self.handshake = keys.watch_handshake(self.sock)
             self.sock.connect(self.endpoint)
         return self.sock
 
     def _down(self) -> BrokerUnreachable:
-        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {HINT}")
+        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {HINT}"
+                                 f"{keys.silence_hint(self.cfg, self.endpoint)}")
 
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and wait for its reply; the result, or the error raised as ours:
@@ -189,8 +208,8 @@ class Control:
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
         deadline = time.monotonic() + (timeout or self.timeout)
         while (left := deadline - time.monotonic()) > 0:
-            if not sock.poll(left * 1000):
-                break
+            if not self._wait(sock, left):
+                continue
             reply = protocol.decode(sock.recv_multipart())
             if isinstance(reply, protocol.Reply) and reply.req == req:
                 if reply.ok:
@@ -203,7 +222,26 @@ class Control:
         self.close()
         raise self._down()
 
+    def _wait(self, sock: "zmq.Socket", seconds: float) -> bool:
+        """Wait for a reply; a CURVE handshake that failed is said at once, not at the timeout."""
+        if self.handshake is None:
+            return bool(sock.poll(seconds * 1000))
+        poller = self.zmq.Poller()
+        poller.register(sock, self.zmq.POLLIN)
+        poller.register(self.handshake, self.zmq.POLLIN)
+        ready = dict(poller.poll(seconds * 1000))
+        if self.handshake in ready:
+            failed = keys.handshake_failure(self.handshake, self.cfg, self.endpoint)
+            if failed:
+                self.close()
+                raise BrokerUnreachable(failed)
+        return sock in ready
+
     def close(self) -> None:
+        if self.handshake is not None:
+            self.sock.disable_monitor()
+            self.handshake.close(0)
+            self.handshake = None
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None

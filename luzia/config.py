@@ -83,6 +83,7 @@ class SchedulerConfig:
     user_lock_stale: float = 3600.0   # seconds after which a user's lock is considered stale
     preempt: bool = False
     preempt_after: float = 300.0
+    gpu_mem_gb: dict[str, float] = field(default_factory=dict)  # task type -> free GPU GB it needs
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,38 @@ class AgentConfig:
     tags: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
-    runner: str = "auto"              # auto | tmux | subprocess
+    runner: str = "auto"              # auto | tmux | subprocess | interactive
     tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
+    git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
     stall_after: float = 600.0        # seconds without output change: the job is flagged stalled; 0: off
     kill_on_stall: bool = False       # stop a stalled job (failed, reason "stalled"; retries apply)
+
+
+@dataclass(frozen=True)
+class InteractiveConfig:
+    """The interactive runner (agent.runner = "interactive"): one long-lived REPL per slot."""
+
+    command: list[str] = field(default_factory=list)   # the REPL, e.g. ["claude"]; {workdir}
+    done: str = "prompt"              # prompt | idle | shell: how a job's end is seen
+    prompt: str = r"^\s*(>>>|[>❯$#%])\s*$"  # regex on the pane's last non-blank line
+    idle: float = 2.0                 # seconds of an unchanged pane that end a job (done = idle)
+    send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001)
+    start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
+    tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Adaptive credits (luzia/agents/credits.py): slots follow the GPUs' utilisation."""
+
+    enabled: bool = False
+    max_slots: int = 0                # 0: agent.slots (no growth)
+    min_slots: int = 1
+    util_below: float = 0.70          # GPU utilisation under this for `beats` beats: one more slot
+    memory_above: float = 0.95        # GPU memory used above this: one slot fewer
+    beats: int = 10                   # heartbeats the utilisation must stay low; pause after a change
 
 
 @dataclass(frozen=True)
@@ -117,6 +144,14 @@ class SupervisorConfig:
     start_grace: float = 10.0        # pings do not count this long after a start
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
+    dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
+    authorized: str = ""              # the broker accepts these public keys (*.key); default dir/authorized
+    broker: str = ""                  # the broker's public key; default dir/broker.key
 
 
 @dataclass(frozen=True)
@@ -144,6 +179,9 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -365,8 +403,14 @@ def _finish(cfg: Config) -> Config:
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
-    if agent.runner not in ("auto", "tmux", "subprocess"):
-        raise ConfigError(f"agent.runner must be auto, tmux or subprocess, not {agent.runner!r}")
+    if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
+        raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
+                          f"not {agent.runner!r}")
+    if agent.runner == "interactive":
+        _check_interactive(cfg.interactive)
+    adaptive = dataclasses.replace(
+        cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
+        min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
     projects = dict(cfg.projects)
     if not projects:
         projects["demo"] = Project()
@@ -388,8 +432,32 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("broker.heartbeat_interval must be positive")
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
-        endpoints=endpoints, agent=agent, broker=broker, projects=projects,
+        endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
+        keys=_keys(cfg.keys, home),
     )
+
+
+def _check_interactive(ia: InteractiveConfig) -> None:
+    import re
+    if not ia.command:
+        raise ConfigError("interactive.command is required with agent.runner = \"interactive\" "
+                          "(the REPL to start per slot, e.g. [\"claude\"])")
+    if ia.done not in ("prompt", "idle", "shell"):
+        raise ConfigError(f"interactive.done must be prompt, idle or shell, not {ia.done!r}")
+    try:
+        re.compile(ia.prompt)
+    except re.error as exc:
+        raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
+
+
+def _keys(keys: KeysConfig, home: str) -> KeysConfig:
+    """Absolute key paths: `dir` relative to the home, the others relative to `dir`."""
+    def path(base: str, value: str) -> str:
+        return os.path.abspath(os.path.join(base, os.path.expanduser(value)))
+    directory = path(home, keys.dir or "keys")
+    return dataclasses.replace(keys, dir=directory,
+                               authorized=path(directory, keys.authorized or "authorized"),
+                               broker=path(directory, keys.broker or "broker.key"))
 
 
 def check_endpoint(endpoint: str, where: str) -> None:

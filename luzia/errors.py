@@ -47,3 +47,9 @@ class StateDirError(LuziaError):
     """The state directory cannot be created or written."""
 
     exit_code = 73
+
+
+class Rejected(LuziaError):
+    """The broker rejected a submission (queue full, unknown dependency); the job is kept."""
+
+    exit_code = 75

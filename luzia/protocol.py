@@ -139,6 +139,7 @@ class Heartbeat(Message):
     gpu_util: float = _f(-1.0, min=-1, max=1)
     gpu_free_gb: float = _f(-1.0, min=-1)
     running: list[str] = _f([], items=MAX_LIST, pattern=JOB_ID_RE)
+    slots: int = _f(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
 
 
 @dataclass(frozen=True)

@@ -58,13 +58,14 @@ class Priority(enum.IntEnum):
 
     @classmethod
     def parse(cls, value: str | int) -> "Priority":
-        if isinstance(value, int) and not isinstance(value, bool):
-            return cls(value)
+        text = str(value).strip()
         try:
-            return cls[str(value).strip().upper()]
-        except KeyError:
+            if isinstance(value, int) and not isinstance(value, bool) or text.isdigit():
+                return cls(int(text))      # seed 003's 0-3
+            return cls[text.upper()]
+        except (KeyError, ValueError):
             names = "|".join(p.name.lower() for p in cls)
-            raise ValueError(f"priority must be one of {names}, not {value!r}") from None
+            raise ValueError(f"priority must be one of {names} (or 0-3), not {value!r}") from None
 
     @property
     def label(self) -> str:

@@ -39,10 +39,10 @@ class LocalFleet:
         self._control: zmq.Socket | None = None
 
     # processes ------------------------------------------------------------------
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.home / f"{name}.out", "ab")
-        proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, env={**self.env, **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs[name] = proc
         return proc
 
@@ -51,8 +51,9 @@ class LocalFleet:
         wait_for(self.ping, 15, message="broker answers ping")
         return proc
 
-    def start_agent(self, name: str = "local", *extra: str) -> subprocess.Popen:
-        return self.start(f"agent-{name}", [PY, "-m", "luzia.agents", "--name", name, *extra])
+    def start_agent(self, name: str = "local", *extra: str,
+                    env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self.start(f"agent-{name}", [PY, "-m", "luzia.agents", "--name", name, *extra], env)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any, Callable
 
@@ -17,3 +18,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)  # polling step, not a wait for an event
+
+
+def free_ports(n: int) -> list[int]:
+    """n tcp ports free right now on 127.0.0.1, for configs that must name them before the
+    broker binds (a test may lose a race here; the kernel rarely reuses them this soon)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

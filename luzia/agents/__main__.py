@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="agent name (default: the host name)")
     parser.add_argument("--slots", type=int, help="jobs at once (capacity credits)")
     parser.add_argument("--capabilities", help="comma list of task types, e.g. code,text")
-    parser.add_argument("--runner", choices=["auto", "tmux", "subprocess"])
+    parser.add_argument("--runner", choices=["auto", "tmux", "subprocess", "interactive"])
     parser.add_argument("--connect", metavar="ENDPOINT", help="the broker's agents endpoint")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)

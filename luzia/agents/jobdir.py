@@ -63,7 +63,7 @@ class JobDir:
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
-                "env": env, "created_at": time.time()}
+                "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
         write_atomic(self.path / "meta.json", json.dumps(meta, indent=1))
         self.set_status(state="running", attempt=attempt, acked=False, started_at=time.time())
 

@@ -146,6 +146,9 @@ def make_runner(cfg: Config) -> Runner:
         kind = "tmux" if shutil.which("tmux") else "subprocess"
     if kind == "tmux":
         return TmuxRunner(cfg)
+    if kind == "interactive":
+        from luzia.agents.interactive import InteractiveRunner
+        return InteractiveRunner(cfg)
     return SubprocessRunner(cfg)
 
 

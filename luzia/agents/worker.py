@@ -18,8 +18,8 @@ from pathlib import Path
 
 import zmq
 
-from luzia import protocol
-from luzia.agents import metrics, runners, stall
+from luzia import keys, protocol
+from luzia.agents import credits, metrics, runners, stall
 from luzia.agents.jobdir import JobDir, prune
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import ProtocolError
@@ -78,6 +78,8 @@ class Worker:
         check_endpoint(ping_endpoint, "agent health socket")
         self.runner = runners.make_runner(cfg)
         self.gpus = gpus or metrics.Gpus()
+        self.credits = credits.AdaptiveSlots(cfg)
+        self.curve = keys.client_keys(cfg, cfg.endpoints.agents)
         self.ctx = ctx or zmq.Context.instance()
         self.jobs: dict[str, Running] = {}
         self.interval = cfg.broker.heartbeat_interval
@@ -108,6 +110,8 @@ class Worker:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        if self.curve is not None:
+            self.curve.apply(sock)
         sock.connect(self.cfg.endpoints.agents)
         self.sock = sock
         self.poller.register(sock, zmq.POLLIN)
@@ -120,11 +124,11 @@ class Worker:
         if len(held) > protocol.MAX_LIST:
             log.warning("holding %d jobs; only %d fit in a Hello", len(held), protocol.MAX_LIST)
             held = held[:protocol.MAX_LIST]
-        self.send(protocol.Hello(name=self.name, slots=self.cfg.agent.slots,
+        self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
                                  capabilities=list(self.cfg.agent.capabilities),
                                  tags=list(self.cfg.agent.tags), held=held, pid=os.getpid()))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
-                 self.name, self.cfg.agent.slots, ",".join(self.cfg.agent.capabilities), len(held))
+                 self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 
     def send(self, msg: protocol.Message) -> None:
         try:
@@ -280,15 +284,26 @@ class Worker:
             self.send(protocol.Started(job_id=job.id, attempt=msg.attempt,
                                        session=self._session(current), pid=current.dir.pid()))
             return
+        if current is not None and not current.forget:
+            # it already ran here and the broker gave up waiting before our Started or Done
+            # reached it (a slow agent): its end is this attempt's end, not a reason to rerun
+            log.info("job %s already ran here (exit %d); reporting it as attempt %d", job.id,
+                     current.exit_code, msg.attempt)
+            current.attempt = msg.attempt
+            current.dir.set_status(attempt=msg.attempt)
+            self.send(protocol.Started(job_id=job.id, attempt=msg.attempt,
+                                       session=self._session(current), pid=current.dir.pid()))
+            self.send_done(current)
+            return
         if current is not None and current.exit_code is None:
             # a dropped run of the same job: it must not write into the new attempt's files
             log.warning("job %s assigned again while its dropped run is stopping; killing it",
                         job.id)
             runners.signal_job(current.dir, runners.KILL)
             self.runner.kill(current.dir)
-        if self.busy() >= self.cfg.agent.slots:
+        if self.busy() >= self.credits.slots:
             log.warning("job %s assigned with all %d slots busy; running it anyway", job.id,
-                        self.cfg.agent.slots)
+                        self.credits.slots)
         jd = JobDir(self.root, job.id)
         run = Running(dir=jd, attempt=msg.attempt, timeout=job.timeout,
                       stall=stall.watch_for(self.cfg, job.project))
@@ -330,8 +345,9 @@ class Worker:
     def tick(self, now: float) -> None:
         """Reconnect a silent broker, watch every job, beat, prune now and then."""
         if now - self.heard > self.liveness * self.interval and now >= self.reconnect_at:
-            log.warning("broker silent for %.1fs; reconnecting (next try in %.0fs at the earliest)",
-                        now - self.heard, self.backoff)
+            log.warning("broker silent for %.1fs; reconnecting (next try in %.0fs at the earliest)%s",
+                        now - self.heard, self.backoff,
+                        keys.silence_hint(self.cfg, self.cfg.endpoints.agents))
             self.reconnect_at = now + self.backoff
             self.backoff = min(BACKOFF_MAX, self.backoff * 2)
             self.connect()
@@ -354,7 +370,8 @@ class Worker:
         gpu = self.gpus.read()
         running = sorted(r.id for r in self.jobs.values() if not r.forget)[:protocol.MAX_LIST]
         self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
-                                     gpu_util=gpu.util, gpu_free_gb=gpu.free_gb, running=running))
+                                     gpu_util=gpu.util, gpu_free_gb=gpu.free_gb, running=running,
+                                     slots=self.credits.update(gpu)))
 
     def watch(self, run: Running, now: float) -> None:
         """Progress, the end, the timeout and the stop sequence of one job."""
@@ -480,7 +497,7 @@ class Worker:
         return max(0, min(self.cfg.agent.tail_lines, protocol.MAX_TAIL_LINES))
 
     def _session(self, run: Running) -> str:
-        return runners.session_name(run.id) if self.runner.name == "tmux" else ""
+        return str(run.dir.status().get("session") or "")   # the runner recorded it
 
     # restart ----------------------------------------------------------------------
     def _readopt(self) -> None:

@@ -21,6 +21,8 @@ import termios
 import tty
 from pathlib import Path
 
+from luzia import snapshots
+
 
 def write_atomic(path: Path, text: str) -> None:
     """Kept here rather than imported: the wrapper starts once per job and must start fast."""
@@ -52,8 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not os.path.isdir(cwd):
             raise FileNotFoundError(f"work directory {cwd} does not exist")
+        snapshots.record_for_job(meta, job_dir.name, "before", log)
         code = run_pty(argv, cwd, env, log, job_dir) if use_pty else \
             run_plain(argv, cwd, env, log, job_dir)
+        snapshots.record_for_job(meta, job_dir.name, "after", log)
     except OSError as exc:
         log.write(f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         code = 127

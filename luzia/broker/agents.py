@@ -4,10 +4,13 @@ Assign/Started/Progress/Done, liveness and the requeue of a lost agent's jobs.""
 from __future__ import annotations
 
 import logging
+import math
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from luzia import protocol
+from luzia.broker import gpu
 from luzia.broker.fleet import Agent
 from luzia.broker.scheduler import SchedAgent, SchedJob
 from luzia.errors import ProtocolError
@@ -98,7 +101,10 @@ class AgentHandler:
     def heartbeat(self, agent: Agent, msg: protocol.Heartbeat, now: float) -> None:
         agent.cpu, agent.memory = msg.cpu, msg.memory
         agent.gpu_memory, agent.gpu_util, agent.gpu_free_gb = msg.gpu_memory, msg.gpu_util, msg.gpu_free_gb
-        self.b.sched.agent_load(agent.name, msg.cpu, msg.memory, msg.gpu_free_gb)
+        agent.gpu_total_gb = gpu.total_gb(msg.gpu_memory, msg.gpu_free_gb)
+        self._load(agent)
+        if msg.slots and msg.slots != agent.slots:
+            self.credits(agent, msg.slots)
         agent.reported = set(msg.running)
         # an Assign may still be in flight behind this beat; only a long silence means it was lost
         patience = self.cfg.broker.liveness * self.cfg.broker.heartbeat_interval + NEVER_STARTED
@@ -116,6 +122,12 @@ class AgentHandler:
                   and wall - job.assigned_at > patience):
                 self.b.requeue(job, f"agent {agent.name} never started it")
         self.b.dirty = True
+
+    def credits(self, agent: Agent, slots: int) -> None:
+        """The agent changed its credits (adaptive credits): schedule with the new count."""
+        log.info("agent %s: credits %d -> %d", agent.name, agent.slots, slots)
+        agent.slots = slots
+        self.b.sched.agent_up(self._sched_agent(agent))
 
     def started(self, agent: Agent, msg: protocol.Started) -> None:
         job = self._own(agent, msg.job_id, msg.attempt)
@@ -216,6 +228,7 @@ class AgentHandler:
         job.started_at = job.finished_at = job.exit_code = None
         job.progress, job.message, job.stalled = -1.0, "", False
         agent.jobs.add(job.id)
+        self._load(agent)
         self.b.store.save(job, f"assigned to {agent.name} (attempt {job.attempt})")
         self.b.store.save_attempt(job)
         self.b.send_agent(agent.identity, protocol.Assign(job=spec_of(job), attempt=job.attempt))
@@ -226,15 +239,16 @@ class AgentHandler:
         agent = self.b.fleet.get(job.host)
         if agent is not None:
             agent.jobs.discard(job.id)
+            self._load(agent)
         self.b.sched.release(job.id)
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: "Job", reason: str = "cancelled") -> None:
         agent = self.b.fleet.get(job.host)
         if agent is None or agent.state is AgentState.DEAD:
             self.b.finish(job, JobState.KILLED, "cancelled (agent unreachable)")
             return
-        self.b.send_agent(agent.identity, protocol.Cancel(job_id=job.id, reason="cancelled"))
-        log.info("job %s: cancel sent to %s", job.id, agent.name)
+        self.b.send_agent(agent.identity, protocol.Cancel(job_id=job.id, reason=reason))
+        log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
 
     def restore(self, job: "Job") -> None:
         """After a broker restart: the job holds a credit on an agent that has not said Hello."""
@@ -246,14 +260,31 @@ class AgentHandler:
             self.b.fleet.by_name[agent.name] = agent
         agent.jobs.add(job.id)
         agent.slots = max(agent.slots, len(agent.jobs))
-        self.b.sched.agent_up(self._sched_agent(agent))
+        # not lost yet, only not heard from: its jobs keep their users' locks until it says
+        # Hello or `lost_grace` requeues them; it takes no new work meanwhile
+        self.b.sched.agent_up(replace(self._sched_agent(agent), live=True, draining=True))
+        held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
         self.b.sched.place(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
-                                    project=job.project, type=job.type), agent.name)
+                                    project=job.project, type=job.type), agent.name,
+                           since=time.monotonic() - held_for)
+
+    def _load(self, agent: Agent) -> None:
+        self.b.sched.agent_load(agent.name, agent.cpu, agent.memory, self._gpu_offer(agent))
+
+    def _gpu_offer(self, agent: Agent) -> float:
+        """The GPU memory `agent` offers new work: measured free, less what its jobs reserve."""
+        needs = []
+        for job_id in agent.jobs:
+            job = self.b.jobs.get(job_id)
+            if job is not None:
+                needs.append(gpu.need(self.cfg.scheduler, job.type, job.metadata))
+        agent.gpu_reserved_gb = math.fsum(needs)
+        return gpu.offer(agent.gpu_free_gb, agent.gpu_total_gb, needs)
 
     def _sched_agent(self, agent: Agent) -> SchedAgent:
         return SchedAgent(name=agent.name, slots=agent.slots,
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
-                          memory=agent.memory, gpu_free_gb=agent.gpu_free_gb,
+                          memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
                           live=agent.state is not AgentState.DEAD,
                           draining=agent.state is AgentState.DRAINING)
 

@@ -29,6 +29,8 @@ class Agent:
     gpu_memory: float = -1.0
     gpu_util: float = -1.0
     gpu_free_gb: float = -1.0
+    gpu_total_gb: float = -1.0       # derived from the beat's fraction used and GB free
+    gpu_reserved_gb: float = 0.0     # what the jobs placed on it need (luzia/broker/gpu.py)
     jobs: set[str] = field(default_factory=set)      # jobs the broker placed on it
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
 
@@ -44,7 +46,8 @@ class Agent:
                 "cpu": self.cpu, "memory": self.memory, "load": load,
                 "last_seen": round(max(0.0, now - self.last_seen), 3), "pid": self.pid,
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
-                "gpu_free_gb": self.gpu_free_gb}
+                "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
+                "gpu_reserved_gb": self.gpu_reserved_gb}
 
 
 class Fleet:

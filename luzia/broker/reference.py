@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import itertools
 
-from luzia.broker.scheduler import BEHIND, SchedAgent, SchedJob, explain, user_limit
+from luzia.broker.scheduler import (BEHIND, SchedAgent, SchedJob, explain, lock_expired,
+                                     others_offer, user_limit)
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -23,11 +24,16 @@ class ReferenceScheduler:
         self.jobs: dict[str, SchedJob] = {}                      # every pending job
         self.agents: dict[str, SchedAgent] = {}
         self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
+        self.since: dict[str, float] = {}                        # id -> when it was placed
+        self.now = 0.0
         self._order = itertools.count()
 
     # counts, recomputed every time -------------------------------------------------
     def _user_jobs(self, user: str) -> list[str]:
-        return [j.id for j, _, _ in self.placed.values() if j.user == user]
+        """The user's placed jobs that hold its lock: agent live, placed not too long ago."""
+        return [j.id for j, a, _ in self.placed.values()
+                if j.user == user and a in self.agents and self.agents[a].live
+                and not lock_expired(self.since[j.id], self.cfg.user_lock_stale, self.now)]
 
     def _project_running(self, project: str) -> int:
         return sum(1 for j, _, _ in self.placed.values() if j.project == project)
@@ -51,7 +57,9 @@ class ReferenceScheduler:
                 and job.type in agent.capabilities
                 and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
                 and self._running(agent.name) < agent.slots
-                and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb))
+                and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb)
+                and (agent.name not in job.avoid
+                     or not others_offer(self.agents.values(), job.type, job.avoid)))
 
     def _agent_for(self, job: SchedJob) -> str | None:
         fits = [a.name for a in self.agents.values() if self._agent_ok(a, job)]
@@ -61,18 +69,28 @@ class ReferenceScheduler:
 
     # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
-        self.placed.pop(job.id, None)
+        self.release(job.id)
         self.jobs[job.id] = job
 
     def remove(self, job_id: str) -> bool:
         return self.jobs.pop(job_id, None) is not None
 
-    def place(self, job: SchedJob, agent: str) -> None:
+    def place(self, job: SchedJob, agent: str, since: float | None = None) -> None:
         self.jobs.pop(job.id, None)
         self.placed[job.id] = (job, agent, next(self._order))
+        self.since[job.id] = self.now if since is None else since
 
     def release(self, job_id: str) -> None:
         self.placed.pop(job_id, None)
+        self.since.pop(job_id, None)
+
+    def expire(self, now: float) -> bool:
+        freed = [j for j, a, _ in self.placed.values()
+                 if a in self.agents and self.agents[a].live
+                 and lock_expired(self.since[j.id], self.cfg.user_lock_stale, now)
+                 and not lock_expired(self.since[j.id], self.cfg.user_lock_stale, self.now)]
+        self.now = now
+        return bool(freed)
 
     def resolve(self, job_id: str, succeeded: bool) -> list[str]:
         waiting = sorted((j for j in self.jobs.values() if job_id in j.after), key=lambda j: j.seq)
@@ -105,6 +123,8 @@ class ReferenceScheduler:
 
     # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
+        if now is not None:
+            self.expire(now)
         for job in sorted(self.jobs.values(), key=lambda j: (j.priority, j.seq)):
             if self._eligible(job):
                 agent = self._agent_for(job)
@@ -122,6 +142,7 @@ class ReferenceScheduler:
                        len(self.placed)) or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
+        self.expire(now)
         if not self.cfg.preempt:
             return []
         out: list[tuple[str, str]] = []

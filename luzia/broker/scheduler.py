@@ -1,19 +1,22 @@
 """The scheduler: which pending job starts next, and on which agent.
 
 Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
-priority, among the jobs eligible now — its user runs fewer than its limit (one by
-default), its project fewer than `max_per_project`, the global cap is not reached, its
+priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
+default; a running job holds its user's lock until it ends, its agent is lost, or it has
+run `user_lock_stale` seconds), its project fewer than `max_per_project`, the global cap is not reached, its
 dependencies are done, and a live, non-draining agent under both ceilings, with a free
 slot and enough free GPU memory, offers its type. It goes to the eligible agent with the
-lowest load score (ties by name). An ineligible job never blocks the ones behind it.
+lowest load score (ties by name). An ineligible job never blocks the ones behind it. A
+retried job avoids the agents it failed on while another healthy one offers its type.
 
-Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project): every
-job of a bucket is eligible or not for the same reasons, so only a bucket's oldest job is
-ever a candidate. Per (priority, type, GPU need) a heap holds one entry per bucket, ordered
-by its head's seq. A decision looks at the top of each heap whose type some agent can take
-now; a bucket met there whose user or project is at its limit is *parked* on that user or
-project and pushed back only when it frees a slot. So a decision only pops entries that
-went stale or blocked since they were pushed — never a scan of a user's or project's jobs.
+Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
+agents): every job of a bucket is eligible or not for the same reasons, so only a bucket's
+oldest job is ever a candidate. Per (priority, type, GPU need, avoided) a heap holds one
+entry per bucket, ordered by its head's seq. A decision looks at the top of each heap whose
+type some agent can take now; a bucket met there whose user or project is at its limit is
+*parked* on that user or project and pushed back only when it frees a slot. So a decision
+only pops entries that went stale or blocked since they were pushed — never a scan of a
+user's or project's jobs.
 `ReferenceScheduler` (reference.py) is the plain version this one is proven against.
 """
 
@@ -47,6 +50,7 @@ class SchedJob:
     after: frozenset[str] = frozenset()   # dependency ids not yet completed
     submitted: float = 0.0                # time.monotonic() when it became pending
     gpu_mem_gb: float = 0.0               # needed free GPU memory (0: none)
+    avoid: frozenset[str] = frozenset()   # agents it failed on: used only if no other can take it
 
     def __lt__(self, other: SchedJob) -> bool:   # a bucket's heap orders its jobs by arrival
         return self.seq < other.seq
@@ -71,6 +75,11 @@ def user_limit(cfg: SchedulerConfig, user: str) -> int:
     if user in cfg.per_user_limits:
         return cfg.per_user_limits[user]
     return 1 if cfg.per_user else 0
+
+
+def lock_expired(since: float, stale_after: float, now: float) -> bool:
+    """A user lock taken at `since` is stale at `now` (both schedulers use this one test)."""
+    return stale_after > 0 and since + stale_after < now
 
 
 def _ids(ids: Iterable[str]) -> str:
@@ -103,6 +112,10 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
     if not live:
         down = [a.name for a in offering]
         return f"no live agent offers {job.type!r}" + (f" ({', '.join(down)} down)" if down else "")
+    avoiding = ""
+    if job.avoid and others_offer(live, job.type, job.avoid):
+        live = [a for a in live if a.name not in job.avoid]
+        avoiding = f"avoiding {_ids(job.avoid)} (failed there); "
     reasons, full = [], []
     for a in live:
         running = running_of(a.name)
@@ -121,8 +134,15 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
         else:
             return ""
     if len(full) == len(reasons):
-        return f"all {job.type!r} agents full ({', '.join(full)})"
-    return "; ".join(reasons)
+        return f"{avoiding}all {job.type!r} agents full ({', '.join(full)})"
+    return avoiding + "; ".join(reasons)
+
+
+def others_offer(agents: Iterable[SchedAgent], kind: str, avoid: frozenset[str]) -> bool:
+    """Does a healthy (live, not draining) agent outside `avoid` offer `kind`? While one
+    does, a retried job waits for it rather than go back where it failed."""
+    return any(a.live and not a.draining and kind in a.capabilities and a.name not in avoid
+               for a in agents)
 
 
 BEHIND = "behind higher-priority or older jobs"
@@ -161,16 +181,20 @@ class Scheduler:
         self.critical: dict[str, SchedJob] = {}         # pending critical jobs (preemption)
         self.counts = [0] * LEVELS                      # pending (both kinds) per priority
         self.buckets: dict[tuple, _Bucket] = {}
-        # priority -> (type, gpu need) -> heap of (head seq, bucket)
-        self.ready: list[dict[tuple[str, float], list]] = [{} for _ in range(LEVELS)]
+        # priority -> (type, gpu need, avoid) -> heap of (head seq, bucket)
+        self.ready: list[dict[tuple[str, float, frozenset[str]], list]] = [{} for _ in range(LEVELS)]
         self.parked_user: dict[str, list[_Bucket]] = {}
         self.parked_project: dict[str, list[_Bucket]] = {}
         self._tick = itertools.count()
         # placements: the counts every rule reads
         self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
         self.on_agent: dict[str, set[str]] = {}
-        self.by_user: dict[str, set[str]] = {}
+        self.by_user: dict[str, set[str]] = {}          # user -> placed jobs holding its lock
         self.by_project: dict[str, int] = {}
+        # user locks going stale: heap of (deadline, job id); placed jobs whose lock went stale
+        self.now = 0.0
+        self.lock_deadlines: list[tuple[float, int, str]] = []
+        self.stale: set[str] = set()
 
     # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
@@ -190,7 +214,7 @@ class Scheduler:
 
     def _enqueue(self, job: SchedJob) -> None:
         self.pending[job.id] = job
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project)
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = _Bucket(key)
@@ -203,10 +227,10 @@ class Scheduler:
         """Put `bucket` in its ready heap under its head `head` (older entries go stale)."""
         entry = (head.seq, bucket)
         bucket.entry = entry
-        priority, kind, gpu = bucket.key[:3]
-        heap = self.ready[priority].get((kind, gpu))
+        priority, cls = bucket.key[0], _cls(bucket.key)
+        heap = self.ready[priority].get(cls)
         if heap is None:
-            heap = self.ready[priority][(kind, gpu)] = []
+            heap = self.ready[priority][cls] = []
         heapq.heappush(heap, entry)
 
     def remove(self, job_id: str) -> bool:
@@ -230,7 +254,7 @@ class Scheduler:
 
     def _left_bucket(self, job: SchedJob) -> None:
         """`job` left `pending`; its heap entry goes lazily, or all at once if few remain."""
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project)
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
         bucket = self.buckets[key]
         bucket.live -= 1
         if not bucket.live:
@@ -251,18 +275,27 @@ class Scheduler:
         return None
 
     # placed ----------------------------------------------------------------------
-    def place(self, job: SchedJob, agent: str) -> None:
-        """Record a job holding a credit on `agent` (broker restart; agent may be unknown)."""
+    def place(self, job: SchedJob, agent: str, since: float | None = None) -> None:
+        """Record a job holding a credit on `agent` since `since` (default: now), e.g. after
+        a broker restart; the agent may be unknown."""
         if job.id in self.placed:
             self.release(job.id)
         self.remove(job.id)
-        self._hold(job, agent)
+        self._hold(job, agent, self.now if since is None else since)
 
-    def _hold(self, job: SchedJob, agent: str) -> None:
-        self.placed[job.id] = (job, agent, next(self._tick))
+    def _hold(self, job: SchedJob, agent: str, since: float) -> None:
+        order = next(self._tick)
+        self.placed[job.id] = (job, agent, order)
         self.on_agent.setdefault(agent, set()).add(job.id)
-        self.by_user.setdefault(job.user, set()).add(job.id)
         self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
+        stale_after = self.cfg.user_lock_stale
+        if stale_after > 0:
+            if lock_expired(since, stale_after, self.now):
+                self.stale.add(job.id)
+            else:
+                heapq.heappush(self.lock_deadlines, (since + stale_after, order, job.id))
+        if self._holds_lock(job.id, agent):
+            self.by_user.setdefault(job.user, set()).add(job.id)
 
     def release(self, job_id: str) -> None:
         """A placed job no longer holds its credit; wakes what its user/project parked."""
@@ -270,6 +303,11 @@ class Scheduler:
         if entry is None:
             return
         job, agent, _ = entry
+        self.stale.discard(job_id)
+        if len(self.lock_deadlines) > 2 * len(self.placed) + 64:    # drop released jobs' entries
+            self.lock_deadlines = [e for e in self.lock_deadlines
+                                   if e[2] in self.placed and self.placed[e[2]][2] == e[1]]
+            heapq.heapify(self.lock_deadlines)
         _discard(self.on_agent, agent, job_id)
         _discard(self.by_user, job.user, job_id)
         left = self.by_project[job.project] - 1
@@ -281,6 +319,46 @@ class Scheduler:
             self._wake(self.parked_user.pop(job.user, ()))
         if self._project_ok(job.project):
             self._wake(self.parked_project.pop(job.project, ()))
+
+    def expire(self, now: float) -> bool:
+        """The clock moves to `now`: user locks held longer than `user_lock_stale` are freed.
+        True if one was (something may start now)."""
+        self.now = now
+        freed = False
+        heap = self.lock_deadlines
+        while heap and heap[0][0] < now:
+            _, order, job_id = heapq.heappop(heap)
+            entry = self.placed.get(job_id)
+            if entry is None or entry[2] != order:
+                continue        # released (maybe placed again) since it was pushed
+            self.stale.add(job_id)
+            log.info("job %s: user %s's lock is stale (held over %gs)", job_id, entry[0].user,
+                     self.cfg.user_lock_stale)
+            freed |= self._unlock(entry[0].user, job_id)
+        return freed
+
+    def _holds_lock(self, job_id: str, agent_name: str) -> bool:
+        """A placed job holds its user's lock while its agent is live and the lock is fresh."""
+        agent = self.agents.get(agent_name)
+        return agent is not None and agent.live and job_id not in self.stale
+
+    def _unlock(self, user: str, job_id: str) -> bool:
+        holders = self.by_user.get(user)
+        if holders is None or job_id not in holders:
+            return False
+        _discard(self.by_user, user, job_id)
+        if self._user_ok(user):
+            self._wake(self.parked_user.pop(user, ()))
+        return True
+
+    def _relock(self, agent_name: str) -> None:
+        """An agent came, went or was lost: its jobs take or drop their users' locks."""
+        for job_id in sorted(self.on_agent.get(agent_name, ())):
+            job = self.placed[job_id][0]
+            if self._holds_lock(job_id, agent_name):
+                self.by_user.setdefault(job.user, set()).add(job_id)
+            else:
+                self._unlock(job.user, job_id)
 
     def _wake(self, buckets: Iterable[_Bucket]) -> None:
         for bucket in buckets:
@@ -309,6 +387,7 @@ class Scheduler:
     # agents ----------------------------------------------------------------------
     def agent_up(self, agent: SchedAgent) -> None:
         self.agents[agent.name] = agent
+        self._relock(agent.name)
 
     def agent_load(self, name: str, cpu: float, memory: float, gpu_free_gb: float = -1.0) -> None:
         agent = self.agents.get(name)
@@ -319,9 +398,11 @@ class Scheduler:
         agent = self.agents.get(name)
         if agent is not None:
             agent.live = False
+            self._relock(name)
 
     def agent_remove(self, name: str) -> None:
-        self.agents.pop(name, None)
+        if self.agents.pop(name, None) is not None:
+            self._relock(name)
 
     def set_draining(self, name: str, draining: bool) -> None:
         agent = self.agents.get(name)
@@ -345,7 +426,10 @@ class Scheduler:
                 and a.memory <= cfg.memory_ceiling
                 and len(self.on_agent.get(a.name, ())) < a.slots]
 
-    def _best(self, agents: list[SchedAgent], kind: str, gpu: float) -> SchedAgent | None:
+    def _best(self, agents: list[SchedAgent], kind: str, gpu: float,
+              avoid: frozenset[str] = frozenset()) -> SchedAgent | None:
+        if avoid and others_offer(self.agents.values(), kind, avoid):
+            agents = [a for a in agents if a.name not in avoid]
         best, best_key = None, None
         for a in agents:
             if kind in a.capabilities and (gpu <= 0 or a.gpu_free_gb >= gpu):
@@ -356,14 +440,17 @@ class Scheduler:
 
     # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
-        """The next (job id, agent) to start, recorded as placed; None if nothing can start."""
+        """The next (job id, agent) to start, recorded as placed; None if nothing can start.
+        `now` (monotonic) moves the clock first, see `expire`."""
+        if now is not None:
+            self.expire(now)
         cap = self.cfg.max_concurrent
         if cap and len(self.placed) >= cap:
             return None
         agents = self._open_agents()
         if not agents:
             return None
-        takers: dict[tuple[str, float], SchedAgent | None] = {}
+        takers: dict[tuple[str, float, frozenset[str]], SchedAgent | None] = {}
         for priority in range(LEVELS):
             if not self.counts[priority]:
                 continue
@@ -416,7 +503,7 @@ class Scheduler:
 
     def _start(self, entry: tuple, agent: SchedAgent) -> tuple[str, str]:
         bucket = entry[1]
-        heap = self.ready[bucket.key[0]][(bucket.key[1], bucket.key[2])]
+        heap = self.ready[bucket.key[0]][_cls(bucket.key)]
         heapq.heappop(heap)                     # `entry` is its top
         bucket.entry = None
         job = heapq.heappop(bucket.heap)
@@ -431,7 +518,7 @@ class Scheduler:
         else:
             del self.buckets[bucket.key]
             bucket.heap.clear()
-        self._hold(job, agent.name)
+        self._hold(job, agent.name, self.now)
         return job.id, agent.name
 
     def why(self, job_id: str) -> str:
@@ -454,6 +541,7 @@ class Scheduler:
         live, non-draining agent under its ceilings that offers the job's type; each
         victim is named once. The broker stops the victim and requeues it.
         """
+        self.expire(now)
         if not self.cfg.preempt or not self.critical:
             return []
         agents = self._open_agents()
@@ -464,7 +552,8 @@ class Scheduler:
                     or not self._user_ok(job.user) or not self._project_ok(job.project)):
                 continue
             cap = self.cfg.max_concurrent
-            if (not cap or len(self.placed) < cap) and self._best(agents, job.type, job.gpu_mem_gb):
+            fits = self._best(agents, job.type, job.gpu_mem_gb, job.avoid)
+            if (not cap or len(self.placed) < cap) and fits:
                 continue            # it can start: the next pick() starts it
             victim = self._victim(job, chosen)
             if victim is not None:
@@ -502,6 +591,11 @@ class Scheduler:
         c = self.cfg
         return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
                 + c.weight_queue * len(self.on_agent.get(name, ())) / max(1, agent.slots))
+
+
+def _cls(key: tuple) -> tuple[str, float, frozenset[str]]:
+    """The (type, GPU need, avoided agents) of a bucket key: which agents may take its jobs."""
+    return key[1], key[2], key[5]
 
 
 def _discard(index: dict[str, set[str]], key: str, job_id: str) -> None:

@@ -20,20 +20,21 @@ from typing import Any
 import zmq
 
 from luzia import __version__, protocol
-from luzia.broker import control, spool
+from luzia.broker import control, curve, gpu, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.routing import detect_type
 from luzia.broker.scheduler import SchedJob, Scheduler
 from luzia.broker.store import Job, Store
-from luzia.config import Config, ensure_private_dir, is_local
-from luzia.errors import ConfigError, LuziaError, ProtocolError, StateDirError
+from luzia.config import Config, ensure_private_dir
+from luzia.errors import LuziaError, ProtocolError, StateDirError
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0          # seconds between history prunes
 RETRY_BACKOFF_MAX = 300.0
+PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
 
 
 class Broker:
@@ -51,6 +52,8 @@ class Broker:
         self.fleet = Fleet()
         self.jobs: dict[str, Job] = {}          # every unfinished job
         self.retry_at: list[tuple[float, str]] = []   # heap of (monotonic due, job id)
+        # running jobs being stopped -> the critical job they make room for ("": a user's cancel)
+        self.stopping: dict[str, str] = {}
         self.bad_frames = {"submit": 0, "agents": 0, "control": 0}
         self.counters = {"submissions": 0, "duplicates": 0, "rejections": 0}
         self.outbox: list[tuple[zmq.Socket, list[bytes]]] = []
@@ -58,6 +61,9 @@ class Broker:
         self.unlink: list[Path] = []
         self.log_waits: dict[int, control.LogWait] = {}   # logs.read waiting for an agent
         self.dirty = True                        # something may be schedulable
+        self.queue_full_mark = cfg.run_dir / "queue-full"
+        self.queue_full_mark.unlink(missing_ok=True)
+        self.queue_full = False
         self.running = False
         self._bad_logged = 0
         self._next = {"beat": 0.0, "sweep": 0.0, "prune": time.monotonic() + PRUNE_EVERY}
@@ -69,12 +75,10 @@ class Broker:
 
     # set-up -------------------------------------------------------------------
     def _socket(self, kind: int, endpoint: str, name: str) -> zmq.Socket:
-        if not is_local(endpoint) and not self.cfg.broker.insecure:
-            raise ConfigError(
-                f"refusing to listen on {endpoint} ({name}): it is not a local endpoint and "
-                "no CURVE keys are set up; bind to ipc:// or 127.0.0.1, or pass --insecure")
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.server_keys is not None:
+            self.server_keys.apply(sock)
         sock.setsockopt(zmq.MAXMSGSIZE, self.cfg.broker.max_msg_size)
         if kind == zmq.ROUTER:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -91,9 +95,8 @@ class Broker:
 
     def _bind(self) -> None:
         ep = self.cfg.endpoints
-        if not is_local(ep.submit) and self.cfg.broker.insecure:
-            log.warning("INSECURE: listening on non-local endpoints without CURVE: anyone who "
-                        "can reach them can submit and run jobs")
+        self.server_keys = curve.broker_keys(self.cfg, self.ctx, {
+            "submit": ep.submit, "agents": ep.agents, "control": ep.control, "events": ep.events})
         self.pull = self._socket(zmq.PULL, ep.submit, "submit")
         self.router = self._socket(zmq.ROUTER, ep.agents, "agents")
         self.control = self._socket(zmq.ROUTER, ep.control, "control")
@@ -112,6 +115,8 @@ class Broker:
                 self._enqueue(job, pending_deps=[d for d in job.after if d in done])
             else:   # assigned / running / lost: the credit stays taken until its agent says
                 self.agents.restore(job)
+                if job.reason.startswith(PREEMPTED_BY):     # it was being stopped: still is
+                    self.stopping[job.id] = job.reason[len(PREEMPTED_BY):]
         log.info("broker %s up: %d unfinished jobs restored from %s", __version__,
                  len(self.jobs), self.cfg.broker.db)
 
@@ -179,11 +184,25 @@ class Broker:
         for path in self.unlink:
             self.spool.remove(path)
         self.unlink.clear()
+        self._mark_queue_full()
+
+    def _mark_queue_full(self) -> None:
+        """run/queue-full exists while submissions are rejected for a full queue: a CLI on
+        this host that sees it asks what became of its job, and reports a rejection."""
+        limit = self.cfg.broker.max_pending
+        full = bool(limit) and self.sched.pending_count() >= limit
+        if full != self.queue_full:
+            self.queue_full = full
+            if full:
+                self.queue_full_mark.write_text(f"max_pending={limit}\n")
+            else:
+                self.queue_full_mark.unlink(missing_ok=True)
 
     def tick(self, now: float) -> None:
         if now >= self._next["beat"]:
             self._next["beat"] = now + self.cfg.broker.heartbeat_interval
             self.agents.beat(now)
+            self.preempt(now)
         if now >= self._next["sweep"]:
             self._next["sweep"] = now + self.cfg.broker.spool_sweep
             self.sweep_spool()
@@ -192,6 +211,8 @@ class Broker:
             job = self.jobs.get(job_id)
             if job is not None and job.state is JobState.PENDING:
                 self._enqueue(job)
+        if self.sched.expire(now):      # a user's lock went stale: its next job may start
+            self.dirty = True
         control.expire_log_waits(self, now)
         if now >= self._next["prune"]:
             self._next["prune"] = now + PRUNE_EVERY
@@ -203,6 +224,8 @@ class Broker:
         self.store.close()
         for sock in (self.pull, self.router, self.control, self.pub):
             sock.close(0)
+        if self.server_keys is not None:
+            self.server_keys.stop()
         if self._own_ctx:
             self.ctx.term()
         os.close(self._lock)
@@ -300,8 +323,16 @@ class Broker:
         self.sched.add(SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
                                 project=job.project, type=job.type, after=after,
                                 submitted=time.monotonic(),
-                                gpu_mem_gb=_gpu_need(job)))
+                                gpu_mem_gb=gpu.need(self.cfg.scheduler, job.type, job.metadata),
+                                avoid=self._failed_on(job)))
         self.dirty = True
+
+    def _failed_on(self, job: Job) -> frozenset[str]:
+        """The agents an earlier attempt of `job` failed on: its retry prefers the others."""
+        if not job.attempt:
+            return frozenset()
+        return frozenset(a["host"] for a in self.store.attempts(job.id)
+                         if a["host"] and a["exit_code"] not in (None, 0))
 
     # decisions --------------------------------------------------------------------
     def dispatch(self) -> None:
@@ -316,10 +347,38 @@ class Broker:
             job_id, agent_name = picked
             self.agents.assign(self.jobs[job_id], agent_name)
 
+    def preempt(self, now: float) -> None:
+        """Stop the low jobs the scheduler names for critical jobs that waited too long on a
+        full host (scheduler.preempt); each goes back to pending when its agent says it ended."""
+        if not self.cfg.scheduler.preempt:
+            return
+        making_room = set(self.stopping.values())
+        for critical, victim in self.sched.preemptions(now):
+            job = self.jobs.get(victim)
+            if (victim in self.stopping or critical in making_room or job is None
+                    or job.state not in (JobState.ASSIGNED, JobState.RUNNING)):
+                continue        # already being stopped, or its agent is not there to stop it
+            self.stopping[victim] = critical
+            making_room.add(critical)
+            job.reason = PREEMPTED_BY + critical        # shown while it stops; kept over a restart
+            self.store.save(job, f"preempting: {critical} (critical) waits for {job.host}")
+            self.publish(job)
+            self.agents.cancel(job, reason=job.reason)
+            log.info("job %s preempted by %s on %s: stopping it", victim, critical, job.host)
+
+    def preempted(self, job: Job, exit_code: int, critical: str) -> None:
+        """A preempted job stopped: pending again, to run as a new attempt (not a failure)."""
+        reason = PREEMPTED_BY + critical
+        job.exit_code = exit_code
+        job.finished_at = time.time()
+        self.store.save_attempt(job, reason)
+        self.requeue(job, reason)
+
     def finish(self, job: Job, state: JobState, reason: str = "",
                exit_code: int | None = None) -> None:
         """A job reached a terminal state: persist, free its credit, settle its dependents."""
         was_pending = job.state is JobState.PENDING
+        self.stopping.pop(job.id, None)
         job.move(state, reason)
         job.finished_at = time.time()
         if exit_code is not None:
@@ -341,9 +400,12 @@ class Broker:
                 self.finish(dep_job, JobState.FAILED, f"dependency {job.id} {state.value}")
 
     def ended(self, job: Job, exit_code: int, reason: str) -> None:
-        """An attempt ended on its agent: completed, killed, retried or failed."""
+        """An attempt ended on its agent: completed, killed, preempted, retried or failed."""
+        preempted_by = self.stopping.pop(job.id, "")
         if exit_code == 0 and not reason:
             self.finish(job, JobState.COMPLETED, "", exit_code)
+        elif preempted_by:                    # stopped for a critical job, whatever it says
+            self.preempted(job, exit_code, preempted_by)
         elif reason == "cancelled":
             self.finish(job, JobState.KILLED, "cancelled", exit_code)
         elif job.retries < job.max_retries:
@@ -364,7 +426,9 @@ class Broker:
             self.finish(job, JobState.FAILED, reason or f"exit code {exit_code}", exit_code)
 
     def requeue(self, job: Job, reason: str) -> None:
-        """Put an assigned/running/lost job back in the queue (its agent is gone)."""
+        """Put an assigned/running/lost job back in the queue (its agent is gone, or it was
+        preempted)."""
+        self.stopping.pop(job.id, None)
         self.agents.release(job)
         job.finished_at = time.time()       # the attempt on the lost agent ends here, for the record
         self.store.save_attempt(job, reason)
@@ -381,6 +445,10 @@ class Broker:
         if job.state is JobState.PENDING:
             self.finish(job, JobState.KILLED, "cancelled")
             return "killed"
+        self.stopping[job.id] = ""       # a user's cancel wins over a preemption
+        if job.reason.startswith(PREEMPTED_BY):
+            job.reason = ""
+            self.store.save(job)
         self.agents.cancel(job)
         return "cancelling"
 
@@ -394,11 +462,6 @@ class Broker:
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
-
-
-def _gpu_need(job: Job) -> float:
-    value = job.metadata.get("gpu_mem_gb", 0) if isinstance(job.metadata, dict) else 0
-    return float(value) if isinstance(value, (int, float)) and value > 0 else 0.0
 
 
 def _take_lock(path: Path) -> int:

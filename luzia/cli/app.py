@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -183,6 +185,8 @@ def _watch(ctl, fetch, as_json: bool) -> None:
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)
     sub.setsockopt(zmq.SUBSCRIBE, b"job.")
+    from luzia.keys import secure_client
+    secure_client(sub, ctl.cfg, ctl.cfg.endpoints.events)
     sub.connect(ctl.cfg.endpoints.events)
     interval = max(0.05, ctl.cfg.monitor_interval)
 
@@ -331,7 +335,7 @@ def attach(job_id, as_json) -> None:
     if not JOB_ID_RE.match(job_id):       # it becomes an argument of tmux below
         raise ProtocolError("the broker sent a malformed job id")
     state, host = render.clean(job.get("state")), render.clean(job.get("host"), 255)
-    session = f"luzia-{job_id}"
+    session = _session_of(cfg, job_id)
     argv = ["tmux", "-L", cfg.agent.tmux_socket, "attach", "-t", session]
     here = host == cfg.agent.name
     if as_json:
@@ -357,6 +361,18 @@ def attach(job_id, as_json) -> None:
         raise LuziaError(f"job {job_id} has no tmux session here (its agent runs it without "
                          f"tmux?); follow the output with: luzia logs -f {job_id}")
     os.execv(tmux, [tmux, *argv[1:]])
+
+
+def _session_of(cfg, job_id: str) -> str:
+    """The session this host's agent recorded for the job (the interactive runner's slot
+    session), else the tmux runner's `luzia-<id>`."""
+    try:
+        session = json.loads((Path(cfg.jobs_dir) / job_id / "status.json").read_text())["session"]
+    except (OSError, ValueError, KeyError, TypeError):
+        session = None
+    if isinstance(session, str) and re.fullmatch(r"luzia-[A-Za-z0-9_-]{1,120}", session):
+        return session
+    return f"luzia-{job_id}"
 
 
 @cli.group()
@@ -408,6 +424,11 @@ try:
 except ImportError:  # pragma: no cover - written separately; the rest works without it
     pass
 
+from luzia.cli.git_cmds import diff, revert  # noqa: E402  (they use the helpers above)
+cli.add_command(diff)
+cli.add_command(revert)
+from luzia.cli.keys_cmds import keys  # noqa: E402 (registered after the group exists)
+cli.add_command(keys)
 from luzia.cli.retry_cmds import retry  # noqa: E402
 cli.add_command(retry)
 

@@ -1,3 +1,4 @@
 """The command names, known without importing click (the submit fast path checks them)."""
 
-COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor", "retry"})
+COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor",
+                      "diff", "revert", "keys", "retry"})

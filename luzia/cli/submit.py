@@ -14,7 +14,7 @@ from typing import Any
 
 from luzia.errors import LuziaError, UsageError
 
-PRIORITIES = ("critical", "high", "normal", "low")
+PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")   # seed 003's 0-3 too
 
 DESCRIPTION = """Queue TASK for PROJECT and print agent:PROJECT:JOB_ID at once; the broker runs
 it later. Task words are joined with spaces; put `--` before task words that start with `-`.
@@ -22,7 +22,10 @@ Other commands: luzia --help."""
 
 EPILOG = """exit codes: 0 queued (also when the broker is down and the job waits in the
 spool), 2 bad option or unknown project, 3 broker unreachable and nothing spooled,
-73 spool not writable."""
+73 spool not writable, 75 rejected by the broker (queue full, unknown dependency: the job
+is kept as `rejected`, see luzia jobs ID)."""
+
+REJECTION_PATIENCE = 2.0   # seconds to wait for the broker to take the job before asking
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,10 +135,38 @@ def _run(argv: list[str]) -> int:
                           "spooled": done.spooled}))
     else:
         print(f"agent:{spec.project}:{done.id}")
-    if not done.reachable:
+    if done.why:
+        print(f"luzia: queued in the spool {done.spool_dir}, not sent: {done.why}", file=sys.stderr)
+    elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
               "it runs when the broker is back)", file=sys.stderr)
+    elif done.spooled and (after or (cfg.run_dir / "queue-full").exists()):
+        _check_not_rejected(cfg, done.id)
     return 0
+
+
+def _check_not_rejected(cfg: Any, job_id: str) -> None:
+    """Raise Rejected if the broker rejected the job. Asked only when a rejection is likely
+    (the broker marks a full queue in run/queue-full; a dependency may be unknown), once the
+    broker has taken the job from the spool; silent if it has not within a moment."""
+    import time
+    spooled = cfg.spool_dir / f"{job_id}.job"
+    deadline = time.monotonic() + REJECTION_PATIENCE
+    while spooled.exists():
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)  # polling step while the broker commits the job
+    from luzia.client import Control
+    from luzia.errors import Rejected
+    ctl = Control(cfg)
+    try:
+        job = ctl.call("jobs.get", id=job_id)
+    except LuziaError:
+        return       # the job is queued either way; `luzia jobs ID` tells the rest
+    finally:
+        ctl.close()
+    if isinstance(job, dict) and job.get("state") == "rejected":
+        raise Rejected(f"job {job_id} rejected: {job.get('reason') or 'no reason given'}")
 
 
 def _full_id(cfg: Any, ident: str) -> str:

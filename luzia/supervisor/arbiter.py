@@ -28,7 +28,7 @@ from typing import TextIO
 
 import zmq
 
-from luzia import protocol
+from luzia import keys, protocol
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import LuziaError, ProtocolError, StateDirError
 from luzia.supervisor.control import BadRequest, Controller, UnknownProgram, summary
@@ -297,6 +297,10 @@ class Arbiter:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.SNDHWM, 4)
             sock.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MSG)
+            try:
+                keys.secure_client(sock, self.cfg, child.program.ping)   # the broker's control
+            except keys.MissingKeys:
+                pass     # the broker refuses to start without them, and says so in its log
             sock.connect(child.program.ping)
             self.pings[child.name] = sock
             self.poller.register(sock, zmq.POLLIN)

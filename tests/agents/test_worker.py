@@ -325,3 +325,16 @@ def test_a_job_started_by_the_subprocess_runner_is_readopted_by_a_tmux_agent(rig
         assert done.reason == "cancelled" and done.exit_code == 128 + 15
     finally:
         again.close()
+
+
+def test_an_assign_repeated_after_the_run_ended_reports_that_run_instead_of_rerunning(rig):
+    cfg, broker, worker, _ = rig('runner = "subprocess"\ncommand = ["' + PY + '", "-c", '
+                                 '"import sys; open(sys.argv[1], \'a\').write(\'ran\\\\n\')", "{job_dir}/runs"]')
+    job = assign(broker, "once")
+    broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id and m.attempt == 1)
+    # a slow agent: the broker gave up on attempt 1 and assigns the job again as attempt 2
+    broker.send(protocol.Assign(job=job, attempt=2))
+    assert broker.recv(worker, protocol.Started, where=lambda m: m.attempt == 2).job_id == job.id
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id and m.attempt == 2)
+    assert done.exit_code == 0
+    assert (Path(cfg.jobs_dir) / job.id / "runs").read_text() == "ran\n"

@@ -201,17 +201,51 @@ def test_remove_requeue_place_and_counts(make):
     assert s.pick() is None
 
 
-def test_user_lock_is_held_until_release(make):
-    s = make()
+def alice_running_a1(s, now: float | None = None):
+    """skadi (2 slots) runs alice's a1; her a2 waits for her lock."""
     s.agent_up(agent("skadi", slots=2))
     s.add(job("a1", seq=1))
     s.add(job("a2", seq=2))
-    assert drain(s) == [("a1", "skadi")]
-    s.agent_down("skadi")                            # lost agent: the credit stays until release
+    assert s.pick(now) == ("a1", "skadi") and s.pick(now) is None
+    assert s.why("a2") == "user alice is running a1"
+    return s
+
+
+def test_user_lock_is_free_again_when_its_job_ends(make):
+    s = alice_running_a1(make())
+    s.release("a1")
+    assert s.pick() == ("a2", "skadi")
+
+
+def test_user_lock_of_a_lost_agent_is_free(make):
+    s = alice_running_a1(make())
+    s.agent_down("skadi")                            # lost: a1 keeps skadi's credit, not the lock
     s.agent_up(agent("fenrir"))
-    assert s.pick() is None and s.why("a2") == "user alice is running a1"
-    s.release("a1")                                  # the broker's stale-lock cleanup
+    assert s.running_on("skadi") == {"a1"}
     assert s.pick() == ("a2", "fenrir")
+    s.add(job("a3", seq=3))
+    s.agent_up(agent("skadi", slots=2))              # skadi is back: a1 holds the lock again
+    assert s.pick() is None and s.why("a3") == "user alice is running a1, a2"
+
+
+def test_user_lock_goes_stale(make):
+    s = alice_running_a1(make(user_lock_stale=60.0, max_per_project=0), now=100.0)
+    assert s.pick(160.0) is None                     # exactly 60 s: still held
+    assert s.why("a2") == "user alice is running a1"
+    assert s.expire(160.5) is True                   # older than 60 s: stale
+    assert s.pick(160.5) == ("a2", "skadi")
+    s.agent_up(agent("fenrir", slots=2))
+    s.place(job("a3", seq=3), "fenrir", since=0.0)   # restored, taken long ago: stale at once
+    s.add(job("a4", seq=4))
+    assert s.pick() is None and s.why("a4") == "user alice is running a2"
+    s.release("a2")
+    assert s.expire(161.0) is False                  # a released lock does not expire again
+    assert s.pick() == ("a4", "fenrir")
+
+
+def test_user_lock_never_stale_when_off(make):
+    s = alice_running_a1(make(user_lock_stale=0.0), now=0.0)
+    assert s.pick(1e9) is None
 
 
 def test_preemption(make):
@@ -257,3 +291,28 @@ def test_agent_up_keeps_placed_jobs(make):
     assert s.pick() == ("a", "skadi")
     s.agent_up(replace(agent("skadi", slots=1), cpu=0.2))    # a Hello again
     assert s.running_on("skadi") == {"a"} and s.pick() is None
+
+
+def test_a_retried_job_avoids_the_agent_it_failed_on_while_another_offers_its_type(make):
+    s = make(per_user=False, max_per_project=0)
+    s.agent_up(agent("surtr", slots=1))
+    s.agent_up(agent("fenrir", slots=1))
+    s.add(job("busy"))
+    assert s.pick() == ("busy", "fenrir")        # fenrir is full now
+    s.add(job("retried", avoid=frozenset({"surtr"})))
+    s.add(job("fresh"))
+    assert s.pick() == ("fresh", "surtr")        # the retry waits for fenrir; others go on
+    assert s.why("retried") == "avoiding surtr (failed there); all 'code' agents full (fenrir 1/1)"
+    s.release("fresh")
+    assert s.pick() is None                      # surtr is free, but it failed there
+    s.agent_down("fenrir")                       # no other healthy agent: back to surtr
+    assert s.pick() == ("retried", "surtr")
+
+
+def test_a_retry_goes_back_when_the_others_are_draining_or_lack_the_type(make):
+    s = make(per_user=False, max_per_project=0)
+    s.agent_up(agent("surtr", slots=1))
+    s.agent_up(agent("fenrir", slots=1, caps=("text",)))
+    s.agent_up(agent("skadi", slots=1, draining=True))
+    s.add(job("retried", avoid=frozenset({"surtr"})))
+    assert s.pick() == ("retried", "surtr")

@@ -3,7 +3,8 @@
 Hypothesis drives both with the same random sequence of what the broker does — submit
 (with dependencies and GPU needs), cancel, agents joining / leaving / reporting load /
 draining / being forgotten, a restart's restore, picks, jobs ending (completed or failed,
-settling their dependents), requeues and preemption queries — and checks after every step
+settling their dependents), requeues, retries that avoid the agent a job failed on,
+preemption queries and the clock moving on (user locks going stale) — and checks after every step
 that both agree on every answer, and that every pick keeps the rules.
 """
 
@@ -36,16 +37,19 @@ op = st.one_of(
     st.tuples(st.just("pick"), st.integers(1, 4)),
     st.tuples(st.just("finish"), st.integers(0, 60), st.booleans()),
     st.tuples(st.just("requeue"), st.integers(0, 60)),
-    st.tuples(st.just("restore"), st.integers(0, 60), st.sampled_from(AGENTS)),
-    st.tuples(st.just("preempt"), st.floats(0, 30)),
+    st.tuples(st.just("restore"), st.integers(0, 60), st.sampled_from(AGENTS), st.floats(0, 30)),
+    st.tuples(st.just("preempt"), st.floats(0, 10)),
+    st.tuples(st.just("time"), st.floats(0, 10)),
     st.tuples(st.just("readd"), st.integers(0, 60), st.integers(0, 3)),
     st.tuples(st.just("same_object"), st.integers(0, 60)),
+    st.tuples(st.just("retry"), st.integers(0, 60)),
 )
 
 configs = st.builds(
     SchedulerConfig, per_user=st.booleans(), max_per_project=st.integers(0, 3),
     max_concurrent=st.integers(0, 5), preempt=st.booleans(), preempt_after=st.sampled_from([0.0, 5.0]),
     per_user_limits=st.dictionaries(st.sampled_from(["u0", "u1"]), st.integers(0, 2), max_size=2),
+    user_lock_stale=st.sampled_from([0.0, 4.0, 15.0, 3600.0]),
 )
 
 
@@ -56,6 +60,7 @@ class Broker:
         self.cfg = cfg
         self.fast, self.ref = Scheduler(cfg), ReferenceScheduler(cfg)
         self.seq = 0
+        self.clock = 0.0                          # monotonic time, only moves forward
         self.jobs: dict[str, SchedJob] = {}      # every job not yet terminal
         self.placed: list[str] = []
 
@@ -119,14 +124,25 @@ class Broker:
             job_id = self.placed.pop(o[1] % len(self.placed))
             self.both("release", job_id)
             self.add(replace(self.jobs[job_id], after=frozenset()))
+        elif kind == "retry" and self.placed:        # failed there: retried, avoiding its agent
+            job_id = self.placed.pop(o[1] % len(self.placed))
+            job, failed_on, _ = self.fast.placed[job_id]
+            self.both("release", job_id)
+            job = replace(job, after=frozenset(), avoid=job.avoid | {failed_on})
+            self.jobs[job_id] = job
+            self.add(job)
         elif kind == "restore" and pending:
             job = self.jobs[pending[o[1] % len(pending)]]
             if not job.after:
                 for s in (self.fast, self.ref):
-                    s.place(replace(job), o[2])
+                    s.place(replace(job), o[2], self.clock - o[3])
                 self.placed.append(job.id)
-        elif kind == "preempt":
-            self.both("preemptions", o[1])
+        elif kind == "preempt":          # the broker's tick: the clock moves, then the query
+            self.clock += o[1]
+            self.both("preemptions", self.clock)
+        elif kind == "time":
+            self.clock += o[1]
+            self.both("expire", self.clock)
         elif kind == "readd" and pending:           # a pending job added again, priority changed
             job = replace(self.ref.jobs[pending[o[1] % len(pending)]], priority=o[2])
             self.jobs[job.id] = job
@@ -140,7 +156,7 @@ class Broker:
         self.compare()
 
     def pick(self) -> bool:
-        picked = self.both("pick")
+        picked = self.both("pick", self.clock)
         if picked is None:
             # nothing startable is left: every pending job has a reason of its own
             for job_id in self.fast.pending:
@@ -161,6 +177,8 @@ class Broker:
             assert fast.agent_score(name) == ref.agent_score(name)
         for job_id in ref.jobs:
             assert fast.why(job_id) == ref.why(job_id)
+        for user in {j.user for j in self.jobs.values()}:   # who holds each user's lock
+            assert sorted(fast.by_user.get(user, ())) == sorted(ref._user_jobs(user)), user
 
 
 def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: str) -> None:
@@ -169,9 +187,12 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     assert agent.live and not agent.draining and job.type in agent.capabilities
     assert agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
     assert job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb
+    if agent_name in job.avoid:    # back where it failed only when no other healthy agent offers it
+        assert not any(a.live and not a.draining and job.type in a.capabilities
+                       and a.name not in job.avoid for a in s.agents.values())
     assert len(s.running_on(agent_name)) <= agent.slots
     limit = user_limit(cfg, job.user)
-    assert not limit or len(s.by_user[job.user]) <= limit
+    assert not limit or len(s.by_user.get(job.user, ())) <= limit
     assert not cfg.max_per_project or s.by_project[job.project] <= cfg.max_per_project
     assert not cfg.max_concurrent or len(s.placed) <= cfg.max_concurrent
 
@@ -197,9 +218,11 @@ narrow_op = st.one_of(
     st.tuples(st.just("pick"), st.integers(1, 3)),
     st.tuples(st.just("finish"), st.integers(0, 60), st.booleans()),
     st.tuples(st.just("requeue"), st.integers(0, 60)),
+    st.tuples(st.just("retry"), st.integers(0, 60)),
     st.tuples(st.just("load"), st.sampled_from(AGENTS[:2]), st.sampled_from([0.1, 0.9]),
               st.just(0.2), st.just(-1.0)),
-    st.tuples(st.just("preempt"), st.floats(0, 30)),
+    st.tuples(st.just("preempt"), st.floats(0, 10)),
+    st.tuples(st.just("time"), st.floats(0, 10)),
 )
 
 
@@ -238,7 +261,8 @@ def random_walk(seed: int, steps: int) -> None:
     """Long seeded walks: deep buckets, many cancels of bucket heads, parks and wakes."""
     rng = random.Random(seed)
     cfg = SchedulerConfig(per_user=rng.random() < 0.5, max_per_project=rng.randint(0, 2),
-                          max_concurrent=rng.choice([0, 0, 3]), preempt=True, preempt_after=1.0)
+                          max_concurrent=rng.choice([0, 0, 3]), preempt=True, preempt_after=1.0,
+                          user_lock_stale=rng.choice([0.0, 3.0, 3600.0]))
     broker = Broker(cfg)
     broker.step(("agent_up", "surtr", rng.randint(1, 3), {"code"}))
     broker.step(("agent_up", "fenrir", rng.randint(1, 3), {"code", "text"}))
@@ -254,10 +278,14 @@ def random_walk(seed: int, steps: int) -> None:
             broker.step(("pick", 1))
         elif k < 0.9:
             broker.step(("finish", rng.randint(0, 60), rng.random() < 0.8))
-        elif k < 0.95:
+        elif k < 0.93:
             broker.step(("requeue", rng.randint(0, 60)))
+        elif k < 0.945:
+            broker.step(("retry", rng.randint(0, 60)))
+        elif k < 0.96:
+            broker.step(("time", rng.uniform(0, 2)))
         else:
-            broker.step(("preempt", rng.uniform(0, 10)))
+            broker.step(("preempt", rng.uniform(0, 2)))
     while broker.pick():
         pass
 

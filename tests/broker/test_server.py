@@ -284,3 +284,78 @@ def test_backpressure_rejects_with_a_reason(home, ctx):
         assert rejected.state is JobState.REJECTED and "queue full" in rejected.reason
     finally:
         b.close()
+
+
+def test_preemption_sends_one_cancel_and_a_users_cancel_wins(home, ctx):
+    home.mkdir()
+    # liveness: the agent does not beat while the test's control call pumps the broker
+    b = make_broker(home, "liveness = 100\n[scheduler]\npreempt = true\npreempt_after = 0.1\n"
+                          "per_user = false")
+    try:
+        agent = FakeAgent(ctx, b, slots=1)
+        push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
+        low, crit = spec(priority=3), spec(priority=0)
+        push.send(protocol.Submit(job=low))
+        agent.recv(b, protocol.Assign)
+        agent.send(protocol.Started(job_id=low.id, attempt=1))
+        push.send(protocol.Submit(job=crit))
+        stop = agent.recv(b, protocol.Cancel)
+        assert stop.job_id == low.id and stop.reason == f"preempted by {crit.id}"
+        until = time.monotonic() + 0.4       # several broker beats, each checking preemption
+        pump(b, lambda: agent.on_turn() or time.monotonic() > until)
+        assert not [m for m in agent.drain() if isinstance(m, protocol.Cancel)]
+        assert Client(ctx, b).call(b, "jobs.cancel", ids=[low.id]).ok
+        agent.holding.discard(low.id)
+        agent.send(protocol.Done(job_id=low.id, attempt=1, exit_code=-15, reason="cancelled"))
+        pump(b, lambda: agent.on_turn() or job_state(b, low.id) is JobState.KILLED)
+        assert agent.recv(b, protocol.Assign).job.id == crit.id
+    finally:
+        b.close()
+
+
+def test_a_stale_user_lock_lets_the_users_next_job_start(home, ctx):
+    home.mkdir()
+    b = make_broker(home, "[scheduler]\nuser_lock_stale = 0.3")
+    try:
+        agent = FakeAgent(ctx, b, slots=2)
+        push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
+        first, second = spec(project="p1"), spec(project="p2")
+        push.send(protocol.Submit(job=first))
+        assert agent.recv(b, protocol.Assign).job.id == first.id
+        push.send(protocol.Submit(job=second))
+        pump(b, lambda: second.id in b.jobs)
+        assert b.sched.why(second.id) == f"user alice is running {first.id}"
+        assert agent.recv(b, protocol.Assign).job.id == second.id    # after 0.3 s
+        assert job_state(b, first.id) in (JobState.ASSIGNED, JobState.RUNNING)
+    finally:
+        b.close()
+
+
+def test_a_preemption_under_way_survives_a_broker_restart(home, ctx):
+    home.mkdir()
+    conf = "[scheduler]\npreempt = true\npreempt_after = 0.1\nper_user = false"
+    b = make_broker(home, conf)
+    low, crit = spec(priority=3), spec(priority=0)
+    try:
+        agent = FakeAgent(ctx, b, slots=1)
+        push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
+        push.send(protocol.Submit(job=low))
+        agent.recv(b, protocol.Assign)
+        agent.send(protocol.Started(job_id=low.id, attempt=1))
+        push.send(protocol.Submit(job=crit))
+        agent.recv(b, protocol.Cancel)
+        assert b.jobs[low.id].reason == f"preempted by {crit.id}"     # shown while it stops
+    finally:
+        agent.close()
+        b.close()
+    b2 = make_broker(home, conf)
+    try:
+        back = FakeAgent(ctx, b2, slots=1, held=[protocol.HeldJob(job_id=low.id, attempt=1)])
+        assert back.welcome.adopt == [low.id]
+        back.send(protocol.Done(job_id=low.id, attempt=1, exit_code=-15, reason="cancelled"))
+        assert back.recv(b2, protocol.Assign).job.id == crit.id
+        job = b2.jobs[low.id]
+        assert job.state is JobState.PENDING and job.reason == f"preempted by {crit.id}"
+        assert job.retries == 0
+    finally:
+        b2.close()

@@ -53,6 +53,11 @@ def test_the_defaults_come_from_the_project_then_the_config(home, fake):
         == ("overbits", 1, "code", 120, 3, "/srv/overbits")
 
 
+def test_seed003_priorities_0_to_3_are_accepted(home, fake):
+    assert received(fake, home.submit("demo", "x", "--priority", "0")).priority == 0
+    assert received(fake, home.submit("demo", "x", "--priority", "3")).priority == 3
+
+
 def test_submit_json(home, fake):
     out = home.cli("demo", "x", "--json", "--priority", "critical")
     data = json.loads(out.stdout)
@@ -100,11 +105,20 @@ def test_a_dead_brokers_socket_file_is_not_mistaken_for_a_broker(home):
 
 
 def test_remote_broker_down_nothing_spooled_exit_3(short_tmp):
-    home = make_home(short_tmp, 'timeout = 0\n[endpoints]\nsubmit = "tcp://192.0.2.1:5555"\n')
+    home = make_home(short_tmp, 'timeout = 0\n[endpoints]\nsubmit = "tcp://192.0.2.1:5555"\n'
+                                '[broker]\ninsecure = true\n')
     out = home.cli("demo", "x")
     assert out.returncode == 3 and not out.stdout
     assert out.stderr.startswith(b"luzia: broker not reachable at tcp://192.0.2.1:5555")
     assert b"luzia-supervisor" in out.stderr and out.stderr.count(b"\n") == 1
+    assert not (home.path / "spool").exists()
+
+
+def test_remote_broker_without_keys_nothing_sent_exit_3(short_tmp):
+    home = make_home(short_tmp, 'timeout = 0\n[endpoints]\nsubmit = "tcp://192.0.2.1:5555"\n')
+    out = home.cli("demo", "x")
+    assert out.returncode == 3 and not out.stdout and out.stderr.count(b"\n") == 1
+    assert b"no key pair" in out.stderr and b"luzia keys generate" in out.stderr
     assert not (home.path / "spool").exists()
 
 

@@ -1,0 +1,177 @@
+"""A tmux controller for long-lived REPLs (seed 001's DockerTmuxController).
+
+Every call is `[*prefix, "tmux", "-L", socket, ...]`, so with a prefix such as
+`["docker", "exec", "-i", "NAME"]` the sessions live inside a container. Text is sent with
+`send-keys -l` (literal: a task saying "C-c" types those three characters; several lines
+are pasted), a delay, then Enter, because TUIs drop an Enter that arrives with the text. The waits poll the pane:
+`wait_for_prompt` (a regex on the last non-blank line), `wait_for_idle` (the content's
+hash unchanged for N seconds) and `wait_for_shell_prompt`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import time
+from typing import Callable, Sequence
+
+SHELL_PROMPT = r"[$#%>]\s*$"   # bash, zsh, sh, root: the line ends with the prompt character
+POLL = 0.1                     # seconds between looks at the pane
+NO_SESSION, UNKNOWN = -1, -2  # pane_dead(): no such session; dead with no recorded status
+HISTORY_LIMIT = 50000          # scrollback lines kept per slot pane (the job's output is diffed from it)
+
+
+class TmuxError(RuntimeError):
+    """tmux (or the prefix, e.g. docker exec) failed."""
+
+
+class TmuxController:
+    """One tmux server (`-L socket`), reached through an optional command prefix."""
+
+    def __init__(self, socket: str, prefix: Sequence[str] = (), timeout: float = 10.0) -> None:
+        self.base = [*prefix, "tmux", "-L", socket]
+        self.timeout = timeout
+
+    def run(self, *args: str, check: bool = True, input: str | None = None
+            ) -> subprocess.CompletedProcess:
+        try:
+            out = subprocess.run([*self.base, *args], capture_output=True, text=True,
+                                 timeout=self.timeout, input=input,
+                                 stdin=None if input is not None else subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise TmuxError(f"{shlex.join(self.base)} {args[0]}: {exc}") from None
+        if check and out.returncode:
+            raise TmuxError(f"tmux {args[0]} failed: {out.stderr.strip() or out.returncode}")
+        return out
+
+    # sessions -----------------------------------------------------------------------
+    def has_session(self, name: str) -> bool:
+        return self.run("has-session", "-t", f"={name}", check=False).returncode == 0
+
+    def new_session(self, name: str, argv: Sequence[str], cwd: str, width: int = 200,
+                    height: int = 50, options: dict[str, str] | None = None) -> None:
+        """A detached session running `argv` (shell-quoted: tmux hands it to sh -c). One
+        command sequence, so the options are set before a command that dies at once is
+        reaped: the pane stays after the command exits, to read its output and status."""
+        args = ["start-server", ";", "set-option", "-g", "history-limit", str(HISTORY_LIMIT),
+                ";", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                "-c", cwd, shlex.join(argv), ";", "set-option", "-w", "remain-on-exit", "on"]
+        for option, value in (options or {}).items():
+            args += [";", "set-option", option, value]
+        self.run(*args)
+
+    def kill_session(self, name: str) -> None:
+        self.run("kill-session", "-t", f"={name}", check=False)
+
+    def show_option(self, name: str, option: str) -> str:
+        out = self.run("show-options", "-v", "-t", f"={name}", option, check=False)
+        return out.stdout.rstrip("\n") if out.returncode == 0 else ""
+
+    def pane_dead(self, name: str) -> int | None:
+        """None while the pane's command runs; once it ended its exit status, UNKNOWN when
+        tmux did not record one (it sometimes sees the terminal close first), NO_SESSION."""
+        out = self.run("list-panes", "-t", f"={name}:", "-F",
+                       "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}", check=False)
+        if out.returncode or not out.stdout.strip():
+            return NO_SESSION
+        dead, status, sig = (out.stdout.split("\n")[0].split(":") + ["", ""])[:3]
+        if dead != "1":
+            return None
+        if status.isdigit():
+            return int(status)
+        return 128 + int(sig) if sig.isdigit() else UNKNOWN
+
+    def cursor_at_line_start(self, name: str) -> bool:
+        """The cursor sits at the start of a line: the line above it is complete."""
+        out = self.run("list-panes", "-t", f"={name}:", "-F", "#{cursor_x}", check=False)
+        return out.stdout.split("\n")[0].strip() == "0"
+
+    # keys and content -----------------------------------------------------------------
+    def send_keys(self, name: str, text: str, enter: bool = True, delay: float = 1.0,
+                  sleep: Callable[[float], None] = time.sleep) -> None:
+        """Type `text` literally, wait `delay`, press Enter (the seed's delay_enter, 1 s).
+        Text of several lines is pasted instead (bracketed when the program asked for it,
+        as a terminal does), so a TUI takes it as one message, not one per line."""
+        if "\n" in text:
+            buffer = f"luzia-{os.getpid()}"
+            self.run("load-buffer", "-b", buffer, "-", input=text)
+            self.run("paste-buffer", "-p", "-d", "-b", buffer, "-t", f"={name}:")
+        elif text:
+            self.run("send-keys", "-t", f"={name}:", "-l", "--", text)
+        if enter:
+            if delay > 0:
+                sleep(delay)
+            self.run("send-keys", "-t", f"={name}:", "Enter")
+
+    def send_key(self, name: str, key: str) -> None:
+        """One named key, e.g. C-c."""
+        self.run("send-keys", "-t", f"={name}:", key, check=False)
+
+    def capture(self, name: str, history: bool = False) -> list[str]:
+        """The pane's lines (with `history`, the whole scrollback too), trailing blanks dropped."""
+        args = ["capture-pane", "-p", "-J", "-t", f"={name}:"]
+        if history:
+            args += ["-S", "-", "-E", "-"]
+        lines = self.run(*args).stdout.split("\n")
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return [line.rstrip() for line in lines]
+
+    # waiting --------------------------------------------------------------------------
+    def wait(self, name: str, ready: Callable[[list[str], float], bool], timeout: float,
+             stop: Callable[[], bool] = lambda: False,
+             each: Callable[[list[str]], None] = lambda lines: None) -> bool:
+        """Poll the pane until `ready(lines, now)`; False on timeout, `stop()` or a dead pane.
+        `each` sees every capture (the runner copies new output with it)."""
+        deadline = time.monotonic() + timeout
+        while not stop() and self.pane_dead(name) is None:
+            lines = self.capture(name)
+            each(lines)
+            now = time.monotonic()
+            if ready(lines, now):
+                return True
+            if now > deadline:
+                return False
+            time.sleep(POLL)
+        return False
+
+    def wait_for_prompt(self, name: str, pattern: str, timeout: float,
+                        since: list[str] | None = None, **kw) -> bool:
+        return self.wait(name, PromptSeen(pattern, since), timeout, **kw)
+
+    def wait_for_shell_prompt(self, name: str, timeout: float, since: list[str] | None = None,
+                              **kw) -> bool:
+        return self.wait(name, PromptSeen(SHELL_PROMPT, since), timeout, **kw)
+
+    def wait_for_idle(self, name: str, idle: float, timeout: float, **kw) -> bool:
+        return self.wait(name, IdleFor(idle), timeout, **kw)
+
+
+class PromptSeen:
+    """Ready once the last non-blank line matches the prompt pattern and, with `since`, the
+    pane differs from that content (the prompt came back; it is not the one we typed at)."""
+
+    def __init__(self, pattern: str, since: list[str] | None = None) -> None:
+        self.regex = re.compile(pattern)
+        self.since = since
+
+    def __call__(self, lines: list[str], now: float) -> bool:
+        return bool(lines) and bool(self.regex.search(lines[-1])) and lines != self.since
+
+
+class IdleFor:
+    """Ready once the pane's content hash stayed the same for `idle` seconds."""
+
+    def __init__(self, idle: float) -> None:
+        self.idle = idle
+        self.last, self.changed = "", time.monotonic()
+
+    def __call__(self, lines: list[str], now: float) -> bool:
+        digest = hashlib.sha1("\n".join(lines).encode()).hexdigest()
+        if digest != self.last:
+            self.last, self.changed = digest, now
+            return False
+        return now - self.changed >= self.idle
