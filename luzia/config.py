@@ -101,6 +101,8 @@ class AgentConfig:
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
+    stall_after: float = 600.0        # seconds without output change: the job is flagged stalled; 0: off
+    kill_on_stall: bool = False       # stop a stalled job (failed, reason "stalled"; retries apply)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class Project:
     type: str = ""
     timeout: float = 0.0              # 0: no timeout
     max_retries: int = -1             # -1: the global default
+    stall_after: float = -1.0         # -1: the agent's agent.stall_after
 
 
 @dataclass(frozen=True)

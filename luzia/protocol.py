@@ -163,7 +163,8 @@ class Progress(Message):
     percent: float = _f(-1.0, min=-1, max=100)   # -1: unknown
     message: str = _f("", max=MAX_LINE)
     tail: list[str] = _f([], items=MAX_TAIL_LINES, max=MAX_LINE)
-    stalled: bool = _f(False)
+    stalled: bool = _f(False)                # output unchanged for the agent's stall_after
+    stalled_for: float = _f(0.0, min=0, max=30 * 86400)   # seconds since it last changed
 
 
 @dataclass(frozen=True)

@@ -179,3 +179,15 @@ def _killpg(pid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def rediscover_wrapper(job: JobDir) -> bool:
+    """Find a wrapper whose pid was never recorded (its agent died right after starting it)
+    by its command line, and record it; False if no process runs this job."""
+    needle = str(job.path)
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "luzia.agents.wrap" in cmdline and needle in cmdline:
+            job.set_status(wrapper_pid=proc.info["pid"])
+            return wrapper_alive(job)
+    return False

@@ -19,7 +19,7 @@ from pathlib import Path
 import zmq
 
 from luzia import keys, protocol
-from luzia.agents import credits, metrics, runners
+from luzia.agents import credits, metrics, runners, stall
 from luzia.agents.jobdir import JobDir, prune
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import ProtocolError
@@ -50,6 +50,7 @@ class Running:
     grace: int = 0                # broker beats to ignore (after a Welcome adopted it)
     forget: bool = False          # the broker dropped it: stop it, send no Done
     by_pid: bool = False          # re-adopted by its wrapper's pid (started by another runner)
+    stall: stall.StallWatch | None = None   # None: stall detection is off for this job
     # stopping: TERM to the command's group, KILL after the grace, then the runner's kill
     stop_reason: str = ""
     stop_at: float = 0.0
@@ -240,6 +241,7 @@ class Worker:
             if run is not None:
                 # the broker's beats already in flight were made before it adopted the job
                 run.grace, run.missed = ADOPT_GRACE, 0
+                run.signature = ()     # a restarted broker learns its progress and stall flag
                 if run.exit_code is not None:
                     run.done_sent = time.monotonic()   # the held exit code was taken as its Done
         log.info("welcomed: heartbeat %.2fs, adopted %d, dropped %d", self.interval,
@@ -303,7 +305,8 @@ class Worker:
             log.warning("job %s assigned with all %d slots busy; running it anyway", job.id,
                         self.credits.slots)
         jd = JobDir(self.root, job.id)
-        run = Running(dir=jd, attempt=msg.attempt, timeout=job.timeout)
+        run = Running(dir=jd, attempt=msg.attempt, timeout=job.timeout,
+                      stall=stall.watch_for(self.cfg, job.project))
         self.jobs[job.id] = run
         try:
             jd.create(self.cfg, job, msg.attempt)
@@ -391,6 +394,8 @@ class Worker:
             else:
                 self._ended(run)
             return
+        if run.stall is not None and not run.stop_reason and now >= run.stall.next_check:
+            self._check_stall(run, now)
         if run.timeout and not run.stop_reason and now - run.started > run.timeout:
             log.info("job %s: timed out after %gs", run.id, run.timeout)
             self.stop_job(run, "timeout")
@@ -406,8 +411,32 @@ class Worker:
         if (pct, message) != run.progress:
             run.progress = (pct, message)
             run.dir.set_status(sync=False, progress=pct, message=message)
+        if run.stall is not None and run.stall.stalled:    # the flag clears in this same report
+            self._check_stall(run, time.monotonic(), report=False)
+        self._send_progress(run)
+
+    def _send_progress(self, run: Running) -> None:
+        pct, message = run.progress
+        watch, now = run.stall, time.monotonic()
         self.send(protocol.Progress(job_id=run.id, attempt=run.attempt, percent=pct,
-                                    message=message, tail=run.dir.tail(self._tail_lines())))
+                                    message=message, tail=run.dir.tail(self._tail_lines()),
+                                    stalled=bool(watch and watch.stalled),
+                                    stalled_for=watch.idle(now) if watch and watch.stalled else 0.0))
+
+    def _check_stall(self, run: Running, now: float, report: bool = True) -> None:
+        """Flag (and with kill_on_stall stop) a job whose visible output stopped changing."""
+        watch = run.stall
+        change = watch.check(stall.fingerprint(self.runner, run.dir), now)
+        if change == "stalled":
+            log.warning("job %s: no output change for %.0fs; flagged stalled%s", run.id,
+                        watch.idle(now), ", stopping it" if watch.kill else "")
+            stall.snapshot(self.runner, run.dir, watch.idle(now))
+            if watch.kill:
+                self.stop_job(run, "stalled")
+        elif change == "resumed":
+            log.info("job %s: output again; no longer stalled", run.id)
+        if change and report and not run.forget:
+            self._send_progress(run)
 
     def stop_job(self, run: Running, reason: str) -> None:
         """Begin stopping: SIGTERM now (or as soon as the command's pid is known)."""
@@ -493,12 +522,20 @@ class Worker:
                 run.stop_reason = str(status.get("reason", ""))
             elif not self.runner.alive(jd):
                 # its session is gone; its wrapper may still run (started by the other runner)
-                run.by_pid = runners.wrapper_alive(jd)
+                run.by_pid = runners.wrapper_alive(jd) or runners.rediscover_wrapper(jd)
                 run.exit_code = None if run.by_pid else jd.exit_code()
+                if run.exit_code is None and not run.by_pid and not jd.pid():
+                    # the agent died before the command started: not held, so the broker
+                    # requeues it (a failure here would fail a job that never ran)
+                    log.info("job %s never started before the last agent stopped; leaving it "
+                             "to the broker", run.id)
+                    jd.set_status(state="never started", acked=True)
+                    continue
                 if run.exit_code is None and not run.by_pid:
                     run.exit_code, run.stop_reason = -1, "runner: process vanished"
             try:
                 run.timeout = float(jd.meta()["job"].get("timeout", 0))
+                run.stall = stall.watch_for(self.cfg, str(jd.meta()["job"].get("project", "")))
                 started_at = float(status.get("started_at") or time.time())
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 started_at = time.time()

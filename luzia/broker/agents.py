@@ -147,7 +147,12 @@ class AgentHandler:
             return
         if job.state is JobState.ASSIGNED:  # Started was lost or overtaken
             self.started(agent, protocol.Started(job_id=job.id, attempt=job.attempt))
-        job.progress, job.message, job.stalled = msg.percent, msg.message, msg.stalled
+        job.progress, job.message = msg.percent, msg.message
+        if msg.stalled != job.stalled:
+            log.info("job %s %s", job.id, f"stalled: no output for {msg.stalled_for:.0f}s"
+                     if msg.stalled else "no longer stalled")
+        job.stalled = msg.stalled
+        job.stalled_since = time.time() - msg.stalled_for if msg.stalled else None
         if msg.tail:
             job.tail = list(msg.tail)
         self.b.store.save(job)

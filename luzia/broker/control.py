@@ -249,6 +249,7 @@ def tail_result(job: "Job") -> dict[str, Any]:
             "source": "broker"}
 
 
-# operator ops (luzia/broker/control_ops.py) use the helpers above, so they join last
-from luzia.broker import control_ops  # noqa: E402
+# ops in their own modules use the helpers above, so they join last
+from luzia.broker import control_jobs, control_ops  # noqa: E402
 OPS.update(control_ops.OPS)
+OPS.update(control_jobs.OPS)

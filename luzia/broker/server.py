@@ -435,6 +435,9 @@ class Broker:
         preempted)."""
         self.stopping.pop(job.id, None)
         self.agents.release(job)
+        job.finished_at = time.time()       # the attempt on the lost agent ends here, for the record
+        self.store.save_attempt(job, reason)
+        job.finished_at = None
         job.move(JobState.PENDING, reason)
         job.host = ""
         job.stalled = False
@@ -475,6 +478,10 @@ def _take_lock(path: Path) -> int:
         other = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise LuziaError(f"another broker (pid {other}) is running on {path.parent}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError as exc:     # disk full, file size limit: say where, not a traceback
+        os.close(fd)
+        raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None
     return fd

@@ -19,6 +19,8 @@ from luzia.errors import ProtocolError
 log = logging.getLogger(__name__)
 
 SUFFIX = ".job"
+TMP_SUFFIX = ".tmp"
+STALE_TMP = 600.0     # seconds after which a CLI's unfinished `.<id>.tmp` is its leftover
 
 
 class Spool:
@@ -32,10 +34,12 @@ class Spool:
     def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit]]:
         """Yield (path, Submit) for each spooled job, oldest first; set bad files aside."""
         try:
-            entries = [e for e in os.scandir(self.path) if e.name.endswith(SUFFIX) and e.is_file()]
+            found = [e for e in os.scandir(self.path) if e.is_file()]
         except OSError as exc:
             log.error("cannot read spool %s: %s", self.path, exc)
             return
+        entries = [e for e in found if e.name.endswith(SUFFIX)]
+        self._remove_stale_tmp([e for e in found if e.name.endswith(TMP_SUFFIX)])
         entries.sort(key=lambda e: e.stat().st_mtime if os.path.exists(e.path) else 0)
         for entry in entries[:limit]:
             path = Path(entry.path)
@@ -51,6 +55,17 @@ class Spool:
                 self.set_aside(path, f"file name does not match job id {msg.job.id}")
                 continue
             yield path, msg
+
+    def _remove_stale_tmp(self, entries: list[os.DirEntry]) -> None:
+        """A CLI killed before its rename leaves `.<id>.tmp`; it never printed that id."""
+        now = time.time()
+        for entry in entries:
+            try:
+                if now - entry.stat().st_mtime > STALE_TMP:
+                    os.unlink(entry.path)
+                    log.warning("removed %s: a submission its CLI never finished", entry.name)
+            except OSError:
+                continue      # gone meanwhile, or not ours to remove: harmless either way
 
     def set_aside(self, path: Path, why: str) -> None:
         try:

@@ -110,6 +110,7 @@ class Job:
     tail: list[str] = field(default_factory=list)
     exit_code: int | None = None
     stalled: bool = False
+    stalled_since: float | None = None    # unix time its output stopped (kept in memory only)
     assigned_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -136,6 +137,7 @@ class Job:
         out["after"] = list(self.after)
         out["metadata"] = dict(self.metadata)
         out["stalled"] = self.stalled
+        out["stalled_since"] = self.stalled_since if self.stalled else None
         out["why"] = ""
         if with_tail:
             out["tail"] = list(self.tail)

@@ -441,6 +441,8 @@ cli.add_command(diff)
 cli.add_command(revert)
 from luzia.cli.keys_cmds import keys  # noqa: E402 (registered after the group exists)
 cli.add_command(keys)
+from luzia.cli.retry_cmds import retry  # noqa: E402
+cli.add_command(retry)
 
 
 from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)

@@ -83,12 +83,27 @@ def table_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[tup
     rows = []
     for j in jobs:
         submitted = num(j.get("submitted_at"))
-        rows.append((clean(j.get("id"), 24), clean(j.get("state"), 12), clean(j.get("project"), 24),
+        rows.append((clean(j.get("id"), 24), state_cell(j, now), clean(j.get("project"), 24),
                      clean(j.get("user"), 16), clean(j.get("priority"), 10),
                      age(now - submitted) if submitted is not None else "-",
                      bar(j.get("progress"), 10), clean(j.get("host"), 20) or "-",
                      clean(note(j), 50)))
     return rows
+
+
+def stalled_for(job: dict[str, Any], now: float) -> str:
+    """How long a running job's output has not changed ("" unless it is flagged stalled)."""
+    if not job.get("stalled") or clean(job.get("state")) != "running":
+        return ""
+    since = num(job.get("stalled_since"))
+    return age(now - since) if since is not None else "?"
+
+
+def state_cell(job: dict[str, Any], now: float) -> str:
+    """`running`, or `running (stalled 5m)` for a running job without output for a while."""
+    stalled = stalled_for(job, now)
+    state = clean(job.get("state"), 12)
+    return f"{state} (stalled {stalled})" if stalled else state
 
 
 def summary(jobs: list[dict[str, Any]]) -> str:
@@ -121,7 +136,7 @@ def rich_table(jobs: list[dict[str, Any]]) -> Any:
     for row in table_rows(jobs):
         # Text cells, never markup: a task's "[red]" is text like any other
         cells = [Text(c) for c in row]
-        cells[1].stylize(STATE_STYLE.get(row[1], ""))
+        cells[1].stylize(STATE_STYLE.get(row[1].split(" ")[0], ""))
         table.add_row(*cells)
     return Group(table, Text(""), Text(summary(jobs)))
 
@@ -172,8 +187,9 @@ def job_lines(job: dict[str, Any], now: float | None = None) -> list[str]:
         lines.append(f"why        {clean(job['why'], 200)}")
     elif job.get("reason"):
         lines.append(f"reason     {clean(job['reason'], 200)}")
-    if job.get("stalled"):
-        lines.append("stalled    no output for a while")
+    if stalled_for(job, now):
+        lines.append(f"stalled    no output for {stalled_for(job, now)} (snapshot: "
+                     "stall-snapshot.txt in its job directory)")
     attempts = job.get("attempts")
     if isinstance(attempts, list) and len(attempts) > 1:
         lines.append("attempts:")

@@ -1,0 +1,26 @@
+"""How a stalled job looks in the list and the detail view."""
+
+from __future__ import annotations
+
+from luzia.cli import render
+
+NOW = 1_000_000.0
+
+
+def job(**kw):
+    base = {"id": "120000-aaaaaaaaaaaa", "state": "running", "project": "demo", "user": "u",
+            "priority": "normal", "submitted_at": NOW - 900, "started_at": NOW - 800,
+            "progress": 40, "stalled": False, "stalled_since": None}
+    base.update(kw)
+    return base
+
+
+def test_a_stalled_running_job_says_for_how_long():
+    stalled = job(stalled=True, stalled_since=NOW - 300)
+    assert render.state_cell(stalled, NOW) == "running (stalled 5m)"
+    assert "stalled    no output for 5m" in "\n".join(render.job_lines(stalled, NOW))
+    assert render.state_cell(job(), NOW) == "running"
+    assert render.state_cell(job(stalled=True, state="failed"), NOW) == "failed"
+    # a broker that has the flag but not yet the time (it just restarted)
+    assert render.state_cell(job(stalled=True), NOW) == "running (stalled ?)"
+    assert render.state_cell(job(stalled=True, stalled_since="x\x1b[31m"), NOW) == "running (stalled ?)"
