@@ -92,9 +92,13 @@ class AgentHandler:
                 self.b.publish(job)
             if held.exit_code is not None:
                 self.b.ended(job, held.exit_code, "")
-        log.info("agent %s %s: slots=%d capabilities=%s held=%d adopted=%d dropped=%d",
-                 agent.name, "rejoined" if old else "joined", agent.slots,
-                 ",".join(agent.capabilities), len(msg.held), len(adopt), len(drop))
+        # an agent may say Hello twice in a row (one queued while we were down, one asked
+        # for): the same process again is not news
+        again = old is not None and old.pid == agent.pid and old.state is not AgentState.DEAD
+        (log.debug if again else log.info)(
+            "agent %s %s: slots=%d capabilities=%s held=%d adopted=%d dropped=%d",
+            agent.name, "said Hello again" if again else "rejoined" if old else "joined",
+            agent.slots, ",".join(agent.capabilities), len(msg.held), len(adopt), len(drop))
         self.b.publish_agent("live", agent.to_dict(now, self.b.sched.agent_score(agent.name)))
         self.b.dirty = True
 
