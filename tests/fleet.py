@@ -16,7 +16,7 @@ from typing import Any
 import zmq
 
 from luzia import protocol
-from tests.helpers import wait_for
+from tests.helpers import printed_id, wait_for
 
 PY = sys.executable
 
@@ -85,12 +85,8 @@ class LocalFleet:
                               timeout=timeout, input=input)
 
     def submit(self, *args: str) -> str:
-        """`luzia PROJECT TASK ...`; returns the job id it printed."""
-        out = self.cli(*args)
-        assert out.returncode == 0, out.stderr.decode()
-        line = out.stdout.decode().strip()
-        assert line.startswith("agent:"), line
-        return line.rsplit(":", 1)[1]
+        """`luzia PROJECT TASK ...`; the job id it printed."""
+        return printed_id(self.cli(*args))
 
     def control(self, op: str, timeout: float = 3.0, **args: Any) -> Any:
         """One control request; None if the broker did not answer in time."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from typing import Any, Callable
 
@@ -33,3 +34,11 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def printed_id(out: subprocess.CompletedProcess) -> str:
+    """The job id a successful `luzia PROJECT TASK` printed (agent:PROJECT:ID)."""
+    assert out.returncode == 0, out.stderr.decode()
+    line = out.stdout.decode().strip()
+    assert line.startswith("agent:"), line
+    return line.rsplit(":", 1)[1]

@@ -14,6 +14,7 @@ import pytest
 from luzia.config import Config, load
 from tests.cli.fakebroker import FakeBroker
 from tests.conftest import write_config
+from tests.helpers import printed_id
 
 PY = sys.executable
 
@@ -52,11 +53,7 @@ class Home:
 
     def submit(self, *args: str) -> str:
         """`luzia PROJECT TASK ...`; the job id it printed."""
-        out = self.cli(*args)
-        assert out.returncode == 0, out.stderr.decode()
-        line = out.stdout.decode().strip()
-        assert line.startswith("agent:"), line
-        return line.rsplit(":", 1)[1]
+        return printed_id(self.cli(*args))
 
 
 def make_home(root: Path, text: str = PROJECTS) -> Home:
