@@ -73,7 +73,7 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
         return protocol.JobSpec(
             id=new_job_id(), project=project, task=task, user=user or proj.user,
             priority=int(prio), type=type or proj.type or "",
-            timeout=float(timeout if timeout is not None else (proj.timeout or cfg.timeout)),
+            timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's default
             max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
             workdir=proj.workdir, submitted_at=time.time())
     except LuziaError as exc:

@@ -86,6 +86,7 @@ class SchedulerConfig:
     preempt: bool = False
     preempt_after: float = 300.0
     gpu_mem_gb: dict[str, float] = field(default_factory=dict)  # task type -> free GPU GB it needs
+    timeouts: dict[str, float] = field(default_factory=dict)    # task type -> default job timeout (s)
 
 
 @dataclass(frozen=True)

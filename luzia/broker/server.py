@@ -269,11 +269,13 @@ class Broker:
             self.counters["duplicates"] += 1
             return None
         now = time.time()
+        sched = self.cfg.scheduler
+        kind = spec.type or detect_type(spec.task, sched.type_rules, sched.default_type)
         job = Job(id=spec.id, seq=self.store.next_seq, project=spec.project, user=spec.user,
-                  task=spec.task, priority=spec.priority,
-                  type=spec.type or detect_type(spec.task, self.cfg.scheduler.type_rules,
-                                                self.cfg.scheduler.default_type),
-                  timeout=spec.timeout, max_retries=spec.max_retries, workdir=spec.workdir,
+                  task=spec.task, priority=spec.priority, type=kind,
+                  # no --timeout and none from the project: the task type's default, else the global
+                  timeout=spec.timeout or sched.timeouts.get(kind) or self.cfg.timeout,
+                  max_retries=spec.max_retries, workdir=spec.workdir,
                   submitted_at=spec.submitted_at or now, after=list(spec.after),
                   metadata=dict(spec.metadata), updated_at=now)
         reject = self._refusal(job)

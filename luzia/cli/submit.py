@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
                                   "detected from the text)")
     p.add_argument("--user", help="whose job it is (default: the project's owner)")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                   help="stop the job after this long (default: the project's, else the global)")
+                   help="stop the job after this long (default: the project's, else the task "
+                        "type's [scheduler.timeouts], else the global timeout)")
     p.add_argument("--max-retries", type=_retries, metavar="N", help="retries after a failure")
     p.add_argument("--after", action="append", default=[], metavar="ID[,ID]",
                    help="run only after these jobs completed (repeatable; unique prefixes "

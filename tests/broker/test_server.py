@@ -359,3 +359,16 @@ def test_a_preemption_under_way_survives_a_broker_restart(home, ctx):
         assert job.retries == 0
     finally:
         b2.close()
+
+
+def test_a_job_without_a_timeout_gets_its_types_default_else_the_global_one(home):
+    home.mkdir()
+    b = make_broker(home, '[scheduler.timeouts]\nreasoning = 3600\n')   # global timeout: 0, none
+    try:
+        jobs = [spec(type="reasoning"), spec(type="code"), spec(type="reasoning", timeout=5.0),
+                spec(type="", task="analyze why the plan fails")]   # detected as reasoning
+        for s in jobs:
+            b.submit(s)
+        assert [b.jobs[s.id].timeout for s in jobs] == [3600, 0, 5.0, 3600]
+    finally:
+        b.close()

@@ -47,7 +47,7 @@ def test_submit_prints_the_id_and_the_broker_gets_every_option(home, fake):
 def test_the_defaults_come_from_the_project_then_the_config(home, fake):
     demo = received(fake, home.submit("demo", "x"))
     assert (demo.user, demo.priority, demo.type, demo.timeout, demo.max_retries, demo.workdir) \
-        == ("alice", 2, "", 600, 1, "")
+        == ("alice", 2, "", 0, 1, "")      # timeout 0: the broker applies type or global default
     over = received(fake, home.submit("overbits", "x"))
     assert (over.user, over.priority, over.type, over.timeout, over.max_retries, over.workdir) \
         == ("overbits", 1, "code", 120, 3, "/srv/overbits")
