@@ -456,6 +456,10 @@ def run_app(args: list[str]) -> int:
         code = cli.main(args=args, prog_name="luzia", standalone_mode=False)
     except click.exceptions.Abort:
         return 130
+    except click.UsageError as exc:   # one line, saying where the help is
+        where = exc.ctx.command_path if exc.ctx is not None else "luzia"
+        click.echo(f"luzia: {exc.format_message()} (see `{where} --help`)", err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -236,6 +236,14 @@ def test_help_version_and_no_arguments(home):
     assert home.cli("--nope").returncode == 2
 
 
+@pytest.mark.parametrize("args", [("logs",), ("jobs", "--bogus"), ("queue", "bogus"), ("cancel",)])
+def test_a_usage_error_is_one_line_naming_the_help_and_exit_2(home, args):
+    out = home.cli(*args)
+    assert out.returncode == 2 and out.stdout == b""
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("luzia: ") and "--help`)" in lines[0], lines
+
+
 def test_command_names_match_the_click_group():
     from luzia.cli.app import cli
     from luzia.cli.names import COMMANDS
