@@ -17,11 +17,12 @@ import sys
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from luzia.errors import ConfigError
+from luzia.frozen import Frozen, frozen
 
 IPC_PATH_MAX = 100  # a Unix socket path must fit in sun_path (108 bytes with the NUL)
 
@@ -45,8 +46,8 @@ def demo_command() -> list[str]:
     return [sys.executable, "-m", "luzia.agents.demo", "{task}"]
 
 
-@dataclass(frozen=True)
-class Endpoints:
+@frozen
+class Endpoints(Frozen):
     submit: str = ""    # broker PULL: fire-and-forget SUBMIT from CLIs
     agents: str = ""    # broker ROUTER: agents' DEALER sockets
     control: str = ""   # broker ROUTER: queries and commands
@@ -54,8 +55,8 @@ class Endpoints:
     supervisor: str = ""  # the supervisor's own control socket
 
 
-@dataclass(frozen=True)
-class BrokerConfig:
+@frozen
+class BrokerConfig(Frozen):
     db: str = ""                      # default: $LUZIA_HOME/luzia.db
     heartbeat_interval: float = 1.0   # seconds between beats, both ways
     liveness: int = 3                 # missed beats before an agent counts as dead
@@ -69,8 +70,8 @@ class BrokerConfig:
     metrics_host: str = "127.0.0.1"   # the address /metrics listens on
 
 
-@dataclass(frozen=True)
-class SchedulerConfig:
+@frozen
+class SchedulerConfig(Frozen):
     per_user: bool = True             # at most one running job per user
     per_user_limits: dict[str, int] = field(default_factory=dict)  # user -> running cap override
     max_per_project: int = 2
@@ -89,8 +90,8 @@ class SchedulerConfig:
     timeouts: dict[str, float] = field(default_factory=dict)    # task type -> default job timeout (s)
 
 
-@dataclass(frozen=True)
-class AgentConfig:
+@frozen
+class AgentConfig(Frozen):
     name: str = ""                    # default: this host's short name
     slots: int = 2
     capabilities: list[str] = field(default_factory=lambda: ["code", "text", "reasoning"])
@@ -106,8 +107,8 @@ class AgentConfig:
     kill_on_stall: bool = False       # stop a stalled job (failed, reason "stalled"; retries apply)
 
 
-@dataclass(frozen=True)
-class InteractiveConfig:
+@frozen
+class InteractiveConfig(Frozen):
     """The interactive runner (agent.runner = "interactive"): one long-lived REPL per slot."""
 
     command: list[str] = field(default_factory=list)   # the REPL, e.g. ["claude"]; {workdir}
@@ -119,8 +120,8 @@ class InteractiveConfig:
     tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
 
 
-@dataclass(frozen=True)
-class AdaptiveConfig:
+@frozen
+class AdaptiveConfig(Frozen):
     """Adaptive credits (luzia/agents/credits.py): slots follow the GPUs' utilisation."""
 
     enabled: bool = False
@@ -131,8 +132,8 @@ class AdaptiveConfig:
     beats: int = 10                   # heartbeats the utilisation must stay low; pause after a change
 
 
-@dataclass(frozen=True)
-class SupervisorConfig:
+@frozen
+class SupervisorConfig(Frozen):
     broker: bool = True
     agent: bool = True
     backoff_initial: float = 0.5     # first restart delay, doubling ...
@@ -149,16 +150,16 @@ class SupervisorConfig:
     log_backups: int = 3
 
 
-@dataclass(frozen=True)
-class KeysConfig:
+@frozen
+class KeysConfig(Frozen):
     curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
     dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
     authorized: str = ""              # the broker accepts these public keys (*.key); default dir/authorized
     broker: str = ""                  # the broker's public key; default dir/broker.key
 
 
-@dataclass(frozen=True)
-class Project:
+@frozen
+class Project(Frozen):
     workdir: str = ""                 # "" : the job runs in its own job directory
     user: str = ""                    # owner; default: the login name
     priority: str = "normal"
@@ -168,8 +169,8 @@ class Project:
     stall_after: float = -1.0         # -1: the agent's agent.stall_after
 
 
-@dataclass(frozen=True)
-class Config:
+@frozen
+class Config(Frozen):
     home: str = ""
     jobs_dir: str = ""
     max_jobs: int = 1000              # finished jobs kept in history

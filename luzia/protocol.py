@@ -30,12 +30,13 @@ import math
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, ClassVar
 
 import msgpack
 
 from luzia.errors import ProtocolError
+from luzia.frozen import Frozen, frozen
 from luzia.ids import JOB_ID_RE
 
 VERSION = b"LZ1"
@@ -59,8 +60,9 @@ def _f(default: Any = dataclasses.MISSING, **meta: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
-class Message:
-    """Base of every message. Subclasses are frozen dataclasses with a `kind` (the TYPE frame)."""
+class Message(Frozen):
+    """Base of every message. Subclasses are `@frozen` dataclasses with a `kind` (the TYPE
+    frame)."""
 
     kind: ClassVar[bytes] = b""
 
@@ -72,7 +74,7 @@ class Message:
 # job description
 
 
-@dataclass(frozen=True)
+@frozen
 class JobSpec(Message):
     """What to run: made by the client, stored by the broker, handed to an agent in Assign."""
 
@@ -90,7 +92,7 @@ class JobSpec(Message):
     submitted_at: float = _f(0.0, min=0)
 
 
-@dataclass(frozen=True)
+@frozen
 class HeldJob(Message):
     """A job an agent still knows about when it says Hello: running, or ended while unobserved."""
 
@@ -103,7 +105,7 @@ class HeldJob(Message):
 # CLI -> broker (submit socket)
 
 
-@dataclass(frozen=True)
+@frozen
 class Submit(Message):
     """A new job, fired by the CLI (or luzia.client) over PUSH. Idempotent by job id."""
 
@@ -115,7 +117,7 @@ class Submit(Message):
 # agent -> broker
 
 
-@dataclass(frozen=True)
+@frozen
 class Hello(Message):
     """First message of an agent after (re)connecting: who it is, its credits, what it holds."""
 
@@ -128,7 +130,7 @@ class Hello(Message):
     pid: int = _f(0, min=0)
 
 
-@dataclass(frozen=True)
+@frozen
 class Heartbeat(Message):
     """Sent both ways every heartbeat interval. The agent's carries its load and running jobs."""
 
@@ -142,7 +144,7 @@ class Heartbeat(Message):
     slots: int = _f(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
 
 
-@dataclass(frozen=True)
+@frozen
 class Started(Message):
     """The agent started (or re-adopted) a job's process."""
 
@@ -153,7 +155,7 @@ class Started(Message):
     pid: int = _f(0, min=0)
 
 
-@dataclass(frozen=True)
+@frozen
 class Progress(Message):
     """A running job's progress and the last lines of its output."""
 
@@ -167,7 +169,7 @@ class Progress(Message):
     stalled_for: float = _f(0.0, min=0, max=30 * 86400)   # seconds since it last changed
 
 
-@dataclass(frozen=True)
+@frozen
 class Done(Message):
     """A job's process ended. exit_code 0 is success; reason says why it ended otherwise."""
 
@@ -179,7 +181,7 @@ class Done(Message):
     tail: list[str] = _f([], items=MAX_TAIL_LINES, max=MAX_LINE)
 
 
-@dataclass(frozen=True)
+@frozen
 class LogChunk(Message):
     """The agent's answer to LogRequest: bytes of a job's output.log from `offset`."""
 
@@ -196,7 +198,7 @@ class LogChunk(Message):
 # broker -> agent
 
 
-@dataclass(frozen=True)
+@frozen
 class Welcome(Message):
     """The broker's answer to Hello: the agent is registered; beat at this interval."""
 
@@ -207,7 +209,7 @@ class Welcome(Message):
     drop: list[str] = _f([], items=MAX_LIST, pattern=JOB_ID_RE)     # held jobs to stop
 
 
-@dataclass(frozen=True)
+@frozen
 class Assign(Message):
     """Run this job (attempt n). Uses one of the agent's credits until Done."""
 
@@ -216,7 +218,7 @@ class Assign(Message):
     attempt: int = _f(1, min=1)
 
 
-@dataclass(frozen=True)
+@frozen
 class Cancel(Message):
     """Stop this job: SIGTERM, then SIGKILL after the agent's grace; report Done."""
 
@@ -225,7 +227,7 @@ class Cancel(Message):
     reason: str = _f("cancelled", max=MAX_LINE)
 
 
-@dataclass(frozen=True)
+@frozen
 class LogRequest(Message):
     """Send up to `limit` bytes of this job's output.log from `offset` (LogChunk answers)."""
 
@@ -236,7 +238,7 @@ class LogRequest(Message):
     limit: int = _f(65536, min=1, max=MAX_MESSAGE // 2)
 
 
-@dataclass(frozen=True)
+@frozen
 class Disconnect(Message):
     """The broker does not know this agent (e.g. the broker restarted): say Hello again."""
 
@@ -248,7 +250,7 @@ class Disconnect(Message):
 # control socket
 
 
-@dataclass(frozen=True)
+@frozen
 class Request(Message):
     """A control command (see luzia/broker/control.py for the operations and their args)."""
 
@@ -258,7 +260,7 @@ class Request(Message):
     args: dict[str, Any] = _f({}, max=MAX_MESSAGE)
 
 
-@dataclass(frozen=True)
+@frozen
 class Reply(Message):
     """The answer to one Request: ok with a result, or an error (one line) and its kind."""
 
@@ -274,7 +276,7 @@ class Reply(Message):
 # events socket
 
 
-@dataclass(frozen=True)
+@frozen
 class Event(Message):
     """A state change, published with its topic in front: job.<state> or agent.<state>."""
 
