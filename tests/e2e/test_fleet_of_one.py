@@ -171,8 +171,10 @@ def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_t
         printed.append(writers[0].stdout.readline().decode().strip())
     fleet.kill("broker", signal.SIGKILL)
     for w in writers:
-        out, err = w.communicate(timeout=120)
-        assert w.returncode == 0, err.decode()
+        # through the same buffered file readline() used: communicate() reads the raw pipe
+        # and would miss what readline() had buffered beyond the lines it returned
+        out, err = w.stdout.read(), w.stderr.read()
+        assert w.wait(timeout=120) == 0, err.decode()
         printed += out.decode().split()
     printed = [p for p in printed if p]
     assert len(printed) == 1000 and len(set(printed)) == 1000
