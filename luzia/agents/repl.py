@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         except TmuxError as exc:
             job.say(str(exc))
             code = NOT_READY
+    try:
+        os.close(int(args[1]))   # the slot is free before the agent can see the job ended
+    except (OSError, ValueError):
+        pass
     write_atomic(job_dir / "exit_code", f"{code}\n")
     return 0
 
