@@ -200,6 +200,8 @@ def _set_draining(b: "Broker", args: _Args, draining: bool) -> dict[str, Any]:
         raise NotFound(f"no agent {name!r} (known: {known})")
     agent.draining = draining
     b.sched.set_draining(name, draining)
+    b.drained = b.drained | {name} if draining else b.drained - {name}
+    b.store.set_drained(b.drained)      # committed with this turn
     b.dirty = True
     log.info("agent %s %s by an operator (%d jobs running)", name,
              "draining" if draining else "undrained", len(agent.jobs))

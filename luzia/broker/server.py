@@ -50,6 +50,7 @@ class Broker:
         self.store = Store(cfg.broker.db)
         self.sched = Scheduler(cfg.scheduler)
         self.fleet = Fleet()
+        self.drained = self.store.drained()     # an operator's drains outlive a restart
         self.jobs: dict[str, Job] = {}          # every unfinished job
         self.retry_at: list[tuple[float, str]] = []   # heap of (monotonic due, job id)
         # running jobs being stopped -> the critical job they make room for ("": a user's cancel)

@@ -168,6 +168,16 @@ class Store:
             self.db.execute("BEGIN")
             self._in_tx = True
 
+    def drained(self) -> set[str]:
+        """The agents an operator drained (kept across broker restarts)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='drained'").fetchone()
+        return set(json.loads(row[0])) if row else set()
+
+    def set_drained(self, names: set[str]) -> None:
+        self._begin()
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('drained', ?)",
+                        (json.dumps(sorted(names)),))
+
     def commit(self) -> bool:
         """Commit the open transaction, if any. True if something was written."""
         if not self._in_tx:

@@ -3,6 +3,8 @@ agents: queue status/flush, agents status/allocate/drain/undrain, history and st
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
@@ -90,3 +92,16 @@ def test_drain_queue_allocate_flush_history(fleet):
         high: "completed", low: "killed"}
     with pytest.raises(RuntimeError, match="no agent 'nope'"):
         fleet.control("agents.drain", name="nope")
+
+
+def test_a_drain_outlives_a_broker_restart(fleet):
+    fleet.control("agents.drain", name="a2")
+    fleet.kill("broker", signal.SIGKILL)
+    fleet.start_broker()
+    wait_for(lambda: fleet.live_agents() == {"a1", "a2"}, 20, message="both agents back")
+    assert agent(fleet, "a2")["health"] == "draining"
+    job = fleet.submit("demo", "0")
+    wait_for(lambda: fleet.state(job) == "completed", 15)
+    assert fleet.job(job)["host"] == "a1"
+    fleet.control("agents.undrain", name="a2")
+    assert agent(fleet, "a2")["health"] != "draining"
