@@ -67,7 +67,7 @@ class AgentHandler:
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
                       last_seen=now)
         old = self.b.fleet.join(agent)
-        agent.draining = agent.draining or agent.name in self.b.drained
+        agent.draining = agent.name in self.b.drained   # kept over reconnects and restarts
         self.b.sched.agent_up(self._sched_agent(agent))
         adopt, drop = [], []
         for held in msg.held:

@@ -64,7 +64,6 @@ class Fleet:
         if old is not None:
             self.by_identity.pop(old.identity, None)
             agent.jobs = old.jobs
-            agent.draining = old.draining
         self.by_name[agent.name] = agent
         self.by_identity[agent.identity] = agent
         return old
