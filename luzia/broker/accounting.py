@@ -26,11 +26,6 @@ FROM jobs WHERE state IN ('completed', 'failed', 'killed', 'rejected') {where}
 """
 
 
-def _index(db: sqlite3.Connection) -> None:
-    db.execute("CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)")
-    db.execute("CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at)")
-
-
 def count_state(db: sqlite3.Connection, state: str) -> int:
     """Jobs in `state` (the store's state index answers it)."""
     return db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
@@ -41,7 +36,6 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
     """Rows per `group` ("user" or "project"), or one overall row when `group` is None."""
     if group not in (None, "user", "project"):
         raise ValueError(f"cannot group by {group!r}")
-    _index(db)
     clauses, params = [], []
     if since:
         clauses.append("finished_at >= ?")
@@ -66,7 +60,6 @@ def _row(r: tuple) -> dict[str, Any]:
 
 def flow(db: sqlite3.Connection, since: float) -> tuple[int, int]:
     """(jobs submitted, jobs finished) since the wall-clock time `since`."""
-    _index(db)
     submitted = db.execute("SELECT COUNT(*) FROM jobs WHERE submitted_at >= ?", (since,)).fetchone()[0]
     finished = db.execute("SELECT COUNT(*) FROM jobs WHERE finished_at >= ?", (since,)).fetchone()[0]
     return submitted, finished

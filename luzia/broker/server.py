@@ -376,11 +376,8 @@ class Broker:
 
     def preempted(self, job: Job, exit_code: int, critical: str) -> None:
         """A preempted job stopped: pending again, to run as a new attempt (not a failure)."""
-        reason = PREEMPTED_BY + critical
-        job.exit_code = exit_code
-        job.finished_at = time.time()
-        self.store.save_attempt(job, reason)
-        self.requeue(job, reason)
+        job.exit_code = exit_code           # requeue() records the attempt with it
+        self.requeue(job, PREEMPTED_BY + critical)
 
     def finish(self, job: Job, state: JobState, reason: str = "",
                exit_code: int | None = None) -> None:

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
+CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
 CREATE TABLE IF NOT EXISTS attempts (
     job_id TEXT NOT NULL,
     attempt INTEGER NOT NULL,
