@@ -80,8 +80,8 @@ def record(workdir: str, job_id: str, which: str) -> str | None:
     repo = toplevel(workdir)
     if repo is None:
         return None
-    if which == "before" and resolve(repo, job_id, "before"):
-        return resolve(repo, job_id, "before")
+    if which == "before" and (kept := resolve(repo, job_id, "before")):
+        return kept
     commit = capture(repo, f"luzia: job {job_id} {which}")
     git(repo, "update-ref", "-m", f"luzia job {job_id}", ref(job_id, which), commit)
     return commit

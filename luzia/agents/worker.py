@@ -534,8 +534,9 @@ class Worker:
                 if run.exit_code is None and not run.by_pid:
                     run.exit_code, run.stop_reason = -1, "runner: process vanished"
             try:
-                run.timeout = float(jd.meta()["job"].get("timeout", 0))
-                run.stall = stall.watch_for(self.cfg, str(jd.meta()["job"].get("project", "")))
+                job = jd.meta()["job"]
+                run.timeout = float(job.get("timeout", 0))
+                run.stall = stall.watch_for(self.cfg, str(job.get("project", "")))
                 started_at = float(status.get("started_at") or time.time())
             except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 started_at = time.time()
