@@ -159,13 +159,11 @@ def _check_not_rejected(cfg: Any, job_id: str) -> None:
         time.sleep(0.01)  # polling step while the broker commits the job
     from luzia.client import Control
     from luzia.errors import Rejected
-    ctl = Control(cfg)
-    try:
-        job = ctl.call("jobs.get", id=job_id)
-    except LuziaError:
-        return       # the job is queued either way; `luzia jobs ID` tells the rest
-    finally:
-        ctl.close()
+    with Control(cfg) as ctl:
+        try:
+            job = ctl.call("jobs.get", id=job_id)
+        except LuziaError:
+            return   # the job is queued either way; `luzia jobs ID` tells the rest
     if isinstance(job, dict) and job.get("state") == "rejected":
         raise Rejected(f"job {job_id} rejected: {job.get('reason') or 'no reason given'}")
 
@@ -179,11 +177,8 @@ def _full_id(cfg: Any, ident: str) -> str:
         raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d (or a unique prefix "
                          f"of 6+ characters), not {ident!r}")
     from luzia.client import Control
-    ctl = Control(cfg)
-    try:
+    with Control(cfg) as ctl:
         job = ctl.call("jobs.get", id=ident)
-    finally:
-        ctl.close()
     found = job.get("id") if isinstance(job, dict) else None
     if not isinstance(found, str) or not JOB_ID_RE.match(found):
         from luzia.errors import ProtocolError
