@@ -171,6 +171,7 @@ class AgentHandler:
             job.tail = list(msg.tail)
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
+        agent.ended.add(job.id)
         self.b.ended(job, msg.exit_code, msg.reason)
 
     def _own(self, agent: Agent, job_id: str, attempt: int) -> "Job | None":
@@ -191,13 +192,18 @@ class AgentHandler:
                     self._bury(agent, now)
                     continue
                 if agent.identity in self.b.fleet.by_identity:
-                    self.b.send_agent(agent.identity, protocol.Heartbeat(running=sorted(agent.jobs)))
+                    self._beat(agent)
             elif agent.dead_since is not None and now - agent.dead_since > self.cfg.broker.lost_grace:
                 for job_id in sorted(agent.jobs):
                     job = self.b.jobs.get(job_id)
                     if job is not None and job.state in HOLDING:
                         self.b.requeue(job, f"agent {agent.name} lost for "
                                             f"{self.cfg.broker.lost_grace:g}s")
+
+    def _beat(self, agent: Agent) -> None:
+        """A heartbeat lists the jobs we hold on the agent: it acknowledges every Done since."""
+        self.b.send_agent(agent.identity, protocol.Heartbeat(running=sorted(agent.jobs)))
+        agent.ended.clear()
 
     def _bury(self, agent: Agent, now: float) -> None:
         agent.state = AgentState.DEAD
@@ -226,6 +232,10 @@ class AgentHandler:
     def assign(self, job: "Job", agent_name: str) -> None:
         agent = self.b.fleet.get(agent_name)
         assert agent is not None, f"scheduler picked unknown agent {agent_name}"
+        if job.id in agent.ended:
+            # its last attempt ended there and the agent still waits for our ack: ack first, or
+            # it would take this Assign for a repeat and report the old end (DECISIONS 14)
+            self._beat(agent)
         job.move(JobState.ASSIGNED, "")
         job.host = agent.name
         job.attempt += 1

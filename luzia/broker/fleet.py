@@ -33,6 +33,7 @@ class Agent:
     gpu_reserved_gb: float = 0.0     # what the jobs placed on it need (luzia/broker/gpu.py)
     jobs: set[str] = field(default_factory=set)      # jobs the broker placed on it
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
+    ended: set[str] = field(default_factory=set)     # Dones taken since our last heartbeat to it
     draining: bool = False           # an operator's `luzia agents drain`: no new jobs
 
     @property
