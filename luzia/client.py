@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from luzia import keys, protocol
+from luzia import keys, layout, protocol
 from luzia.config import Config, ensure_private_dir, is_local, load
-from luzia.errors import BrokerUnreachable, LuziaError, NotFound, StateDirError, UsageError
+from luzia.errors import BrokerUnreachable, LuziaError, StateDirError, UsageError, error_for_code
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
 
@@ -105,7 +105,7 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
 
 
 def _spool(directory: Path, job_id: str, data: bytes) -> None:
-    tmp = directory / f".{job_id}.tmp"
+    tmp = directory / layout.spool_tmp_name(job_id)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -113,7 +113,7 @@ def _spool(directory: Path, job_id: str, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, directory / f"{job_id}.job")
+        os.rename(tmp, directory / layout.spool_name(job_id))
         dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -200,9 +200,8 @@ class Control:
                                  f"{keys.silence_hint(self.cfg, self.endpoint)}")
 
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
-        """Send one request and wait for its reply; the result, or the error raised as ours:
-        NotFound (not_found), UsageError (bad_request, ambiguous), LuziaError (the rest),
-        BrokerUnreachable when nothing answers within the timeout."""
+        """Send one request and wait for its reply; the result, or the error its code names
+        (errors.error_for_code), or BrokerUnreachable when nothing answers within the timeout."""
         sock = self._socket()
         req = next(self.ids)
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
@@ -214,11 +213,7 @@ class Control:
             if isinstance(reply, protocol.Reply) and reply.req == req:
                 if reply.ok:
                     return reply.result
-                if reply.code == "not_found":
-                    raise NotFound(reply.error)
-                if reply.code in ("bad_request", "ambiguous"):
-                    raise UsageError(reply.error)
-                raise LuziaError(reply.error)
+                raise error_for_code(reply.code, reply.error)
         self.close()
         raise self._down()
 

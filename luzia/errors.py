@@ -1,10 +1,14 @@
-"""One exception tree for Luzia; the CLI maps each class to an exit code."""
+"""One exception tree for Luzia. The CLI maps each class to an exit code; a control reply
+carries the class's wire `code`, which `error_for_code` turns back into the class."""
+
+from __future__ import annotations
 
 
 class LuziaError(Exception):
     """Root of every error Luzia raises on purpose."""
 
     exit_code = 1
+    code = "internal"         # its name in a control Reply's `code` field
 
 
 class ConfigError(LuziaError):
@@ -17,12 +21,30 @@ class UsageError(LuziaError):
     """The user asked for something that cannot be done as asked (unknown project, bad option)."""
 
     exit_code = 2
+    code = "bad_request"
+
+
+class BadRequest(UsageError):
+    """A control request that cannot be done as asked (unknown op, wrong argument)."""
+
+
+class Ambiguous(UsageError):
+    """An id prefix names more than one job."""
+
+    code = "ambiguous"
 
 
 class NotFound(LuziaError):
     """A job, agent or other named thing does not exist."""
 
     exit_code = 2
+    code = "not_found"
+
+
+class Unavailable(LuziaError):
+    """What would answer is not there now (an agent that went away mid-request)."""
+
+    code = "unavailable"
 
 
 class ProtocolError(LuziaError):
@@ -53,3 +75,12 @@ class Rejected(LuziaError):
     """The broker rejected a submission (queue full, unknown dependency); the job is kept."""
 
     exit_code = 75
+
+
+_BY_CODE: dict[str, type[LuziaError]] = {
+    cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable)}
+
+
+def error_for_code(code: str, message: str) -> LuziaError:
+    """The error a control reply's `code` names (an unknown code: LuziaError)."""
+    return _BY_CODE.get(code, LuziaError)(message)

@@ -29,6 +29,8 @@ class JobState(str, enum.Enum):
 
 
 TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED, JobState.REJECTED})
+TERMINAL_NAMES = frozenset(s.value for s in TERMINAL)      # as the wire and the store spell them
+JOB_STATE_NAMES = tuple(s.value for s in JobState)
 
 _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.KILLED, JobState.FAILED, JobState.REJECTED}),

@@ -16,12 +16,12 @@ import fcntl
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from itertools import count
 from pathlib import Path
 
+from luzia import layout
 from luzia.agents import runners
 from luzia.agents.jobdir import JobDir, write_atomic
 from luzia.agents.tmuxctl import TmuxController
@@ -30,9 +30,7 @@ from luzia.config import Config, ensure_private_dir
 log = logging.getLogger(__name__)
 
 
-def slot_prefix(agent: str) -> str:
-    """tmux turns '.' and ':' of a session name into '_'; so do we, to find it again."""
-    return f"luzia-{re.sub(r'[.:]', '_', agent)}-slot-"
+slot_prefix = layout.slot_session_prefix   # tmux turns "." and ":" into "_"; so do we
 
 
 class InteractiveRunner:

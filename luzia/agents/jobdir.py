@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from luzia import protocol
+from luzia import layout, protocol
 from luzia.config import Config
 from luzia.text import strip_terminal
 
@@ -25,7 +25,7 @@ PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 
 def write_atomic(path: Path, data: bytes | str, sync: bool = True) -> None:
     """Write, fsync, rename: a reader sees the old content or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(layout.atomic_tmp_name(path.name))
     with open(tmp, "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
@@ -40,19 +40,19 @@ class JobDir:
     def __init__(self, root: Path, job_id: str) -> None:
         self.id = job_id
         self.path = root / job_id
-        self.output = self.path / "output.log"
-        self.progress_file = self.path / "progress.md"
-        self.exit_file = self.path / "exit_code"
-        self.pid_file = self.path / "pid"
+        self.output = self.path / layout.OUTPUT
+        self.progress_file = self.path / layout.PROGRESS
+        self.exit_file = self.path / layout.EXIT_CODE
+        self.pid_file = self.path / layout.PID
 
     # creation ------------------------------------------------------------------
     def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
         """Lay out the directory for this attempt; the wrapper reads meta.json to run it."""
         if self.path.exists():                     # a new attempt starts clean
-            for name in ("exit_code", "pid", "progress.md", "status.json"):
+            for name in layout.ATTEMPT_FILES:
                 (self.path / name).unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path / "task.txt", job.task)
+        write_atomic(self.path / layout.TASK, job.task)
         with open(self.output, "ab") as f:
             if f.tell():                           # earlier attempts' output stays, marked off
                 f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
@@ -64,16 +64,16 @@ class JobDir:
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
                 "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
-        write_atomic(self.path / "meta.json", json.dumps(meta, indent=1))
+        write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
         self.set_status(state="running", attempt=attempt, acked=False, started_at=time.time())
 
     # reading ------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "meta.json").read_text())
+        return json.loads((self.path / layout.META).read_text())
 
     def status(self) -> dict[str, Any]:
         try:
-            return json.loads((self.path / "status.json").read_text())
+            return json.loads((self.path / layout.STATUS).read_text())
         except (OSError, ValueError):
             return {}
 
@@ -82,7 +82,7 @@ class JobDir:
         status = self.status()
         status.update(fields)
         status["updated_at"] = time.time()
-        write_atomic(self.path / "status.json", json.dumps(status), sync=sync)
+        write_atomic(self.path / layout.STATUS, json.dumps(status), sync=sync)
 
     def exit_code(self) -> int | None:
         try:
@@ -145,7 +145,7 @@ class JobDir:
 def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str) -> list[str]:
     """The command for this job with placeholders replaced; the task is one argument."""
     template = cfg.agent.commands.get(job.type) or cfg.agent.command
-    values = {"{task}": job.task, "{task_file}": str(job_dir / "task.txt"), "{job_id}": job.id,
+    values = {"{task}": job.task, "{task_file}": str(job_dir / layout.TASK), "{job_id}": job.id,
               "{project}": job.project, "{job_dir}": str(job_dir), "{workdir}": workdir}
     out = []
     for arg in template:
@@ -163,7 +163,7 @@ def prune(root: Path, keep: int, active: set[str]) -> int:
     """Remove the oldest finished job directories beyond `keep` (never one in `active`)."""
     try:
         dirs = [d for d in root.iterdir() if d.is_dir() and d.name not in active
-                and (d / "exit_code").exists()]
+                and (d / layout.EXIT_CODE).exists()]
     except OSError:
         return 0
     if len(dirs) <= keep:
@@ -177,6 +177,6 @@ def prune(root: Path, keep: int, active: set[str]) -> int:
 
 def _mtime(path: Path) -> float:
     try:
-        return (path / "exit_code").stat().st_mtime
+        return (path / layout.EXIT_CODE).stat().st_mtime
     except OSError:   # removed meanwhile: first in line
         return 0.0

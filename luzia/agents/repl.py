@@ -22,9 +22,16 @@ import sys
 import time
 from pathlib import Path
 
-from luzia import snapshots
-from luzia.agents.tmuxctl import (NO_SESSION, SHELL_PROMPT, UNKNOWN, IdleFor, PromptSeen,
-                                  TmuxController, TmuxError)
+from luzia import layout, snapshots
+from luzia.agents.tmuxctl import (
+    NO_SESSION,
+    SHELL_PROMPT,
+    UNKNOWN,
+    IdleFor,
+    PromptSeen,
+    TmuxController,
+    TmuxError,
+)
 from luzia.agents.wrap import write_atomic
 
 COPY_EVERY = 0.5    # seconds between copies of new output into output.log while the job runs
@@ -181,16 +188,16 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m luzia.agents.repl JOB_DIR LOCK_FD", file=sys.stderr)
         return 2
     job_dir = Path(args[0])
-    write_atomic(job_dir / "pid", f"{os.getpid()}\n")   # the agent's SIGTERM reaches us
-    with open(job_dir / "output.log", "ab", buffering=0) as log:
+    write_atomic(job_dir / layout.PID, f"{os.getpid()}\n")   # the agent's SIGTERM reaches us
+    with open(job_dir / layout.OUTPUT, "ab", buffering=0) as log:
         try:
             settings = json.loads((job_dir / "interactive.json").read_text())
-            meta = json.loads((job_dir / "meta.json").read_text())
+            meta = json.loads((job_dir / layout.META).read_text())
             task, cwd = str(meta["job"]["task"]), str(meta["cwd"])
             any_cwd = not meta["job"].get("workdir")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.write(f"luzia: unreadable job settings in {job_dir}: {exc}\n".encode())
-            write_atomic(job_dir / "exit_code", "127\n")
+            write_atomic(job_dir / layout.EXIT_CODE, "127\n")
             return 0
         job = SlotJob(job_dir, settings, meta, log)
 
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(int(args[1]))   # the slot is free before the agent can see the job ended
     except (OSError, ValueError):
         pass
-    write_atomic(job_dir / "exit_code", f"{code}\n")
+    write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
     return 0
 
 

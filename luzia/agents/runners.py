@@ -20,12 +20,12 @@ from typing import Protocol
 
 import psutil
 
+from luzia import layout
 from luzia.agents.jobdir import JobDir
 from luzia.config import Config
 
 log = logging.getLogger(__name__)
 
-SESSION_PREFIX = "luzia-"
 SESSIONS_TTL = 0.2   # seconds a tmux session listing is reused (one tmux call per tick, not per job)
 TERM, KILL = signal.SIGTERM, signal.SIGKILL
 
@@ -35,8 +35,7 @@ def wrapper_argv(job: JobDir, pty: bool) -> list[str]:
     return [sys.executable, "-m", "luzia.agents.wrap", str(job.path)] + (["--pty"] if pty else [])
 
 
-def session_name(job_id: str) -> str:
-    return SESSION_PREFIX + job_id
+session_name = layout.job_session
 
 
 class Runner(Protocol):
@@ -130,7 +129,7 @@ class TmuxRunner:
         now = time.monotonic()
         if now - self._listed_at > SESSIONS_TTL:
             out = self.server.cmd("list-sessions", "-F", "#{session_name}")
-            self._listed = {s for s in out.stdout if s.startswith(SESSION_PREFIX)}
+            self._listed = {s for s in out.stdout if s.startswith(layout.SESSION_PREFIX)}
             self._listed_at = now
         return self._listed
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import zmq
 
-from luzia import keys, protocol
+from luzia import keys, protocol, rpc
 from luzia.agents import credits, metrics, runners, stall
 from luzia.agents.jobdir import JobDir, prune
 from luzia.config import Config, check_endpoint, ensure_private_dir
-from luzia.errors import ProtocolError
+from luzia.errors import BadRequest, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Worker:
         self.ping.setsockopt(zmq.LINGER, 0)
         self.ping.setsockopt(zmq.MAXMSGSIZE, 65536)
         self.ping.bind(ping_endpoint)
+        self.bad_pings = rpc.BadFrames(log, "the health socket")
         self.poller = zmq.Poller()
         self.poller.register(self.ping, zmq.POLLIN)
         self._readopt()
@@ -187,25 +188,13 @@ class Worker:
 
     def on_ping(self) -> None:
         """The supervisor's health ping: answer `ping` with who we are."""
-        for _ in range(BATCH):
-            try:
-                frames = self.ping.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) < 2:
-                continue
-            try:
-                req = protocol.decode(frames[1:], expect=(protocol.Request,))
-            except ProtocolError as exc:
-                log.warning("dropped bad frame on the health socket: %s", exc)
-                continue
-            if req.op == "ping":
-                reply = protocol.Reply(req=req.req, result={"pid": os.getpid(), "name": self.name,
-                                                            "running": self.busy()})
-            else:
-                reply = protocol.Reply(req=req.req, ok=False, code="bad_request",
-                                       error=f"unknown operation {req.op!r}; this socket answers ping")
-            self.ping.send_multipart([frames[0], *protocol.encode(reply)])
+        for identity, req in rpc.requests(self.ping, BATCH, self.bad_pings):
+            rpc.send(self.ping, identity, rpc.answer(req, self._health_op), log)
+
+    def _health_op(self, op: str, args: dict) -> dict:
+        if op != "ping":
+            raise BadRequest(f"unknown operation {op!r}; this socket answers ping")
+        return {"pid": os.getpid(), "name": self.name, "running": self.busy()}
 
     # messages from the broker -------------------------------------------------------
     def on_message(self, msg: protocol.Message) -> None:

@@ -21,12 +21,12 @@ import termios
 import tty
 from pathlib import Path
 
-from luzia import snapshots
+from luzia import layout, snapshots
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Kept here rather than imported: the wrapper starts once per job and must start fast."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(layout.atomic_tmp_name(path.name))
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
@@ -41,15 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_dir = Path(args[0])
     use_pty = "--pty" in args[1:]
-    log = open(job_dir / "output.log", "ab", buffering=0)
+    log = open(job_dir / layout.OUTPUT, "ab", buffering=0)
     try:
-        meta = json.loads((job_dir / "meta.json").read_text())
+        meta = json.loads((job_dir / layout.META).read_text())
         argv, cwd, env = list(meta["argv"]), str(meta["cwd"]), {**os.environ, **meta["env"]}
         if not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError("argv must be a non-empty list of strings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.write(f"luzia: unreadable {job_dir / 'meta.json'}: {exc}\n".encode())
-        write_atomic(job_dir / "exit_code", "127\n")
+        log.write(f"luzia: unreadable {job_dir / layout.META}: {exc}\n".encode())
+        write_atomic(job_dir / layout.EXIT_CODE, "127\n")
         return 0
     try:
         if not os.path.isdir(cwd):
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.write(f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         code = 127
-    write_atomic(job_dir / "exit_code", f"{code}\n")
+    write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
     return 0
 
 
@@ -74,7 +74,7 @@ def run_plain(argv, cwd, env, log, job_dir: Path) -> int:
     """No terminal: the command's stdout and stderr go straight into output.log."""
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    write_atomic(job_dir / "pid", f"{proc.pid}\n")
+    write_atomic(job_dir / layout.PID, f"{proc.pid}\n")
     _forward_signals(proc.pid)
     return _status(proc.wait())
 
@@ -90,7 +90,7 @@ def run_pty(argv, cwd, env, log, job_dir: Path) -> int:
         except OSError as exc:
             os.write(2, f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
-    write_atomic(job_dir / "pid", f"{pid}\n")
+    write_atomic(job_dir / layout.PID, f"{pid}\n")
     _forward_signals(pid)
     pane = sys.stdin.isatty()
     saved = None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-TERMINAL = ("completed", "failed", "killed", "rejected")
+from luzia.states import TERMINAL_NAMES
+
 COLUMNS = ("jobs", "completed", "failed", "killed", "rejected", "run_seconds", "mean_wait",
            "mean_run")
 
@@ -21,9 +22,9 @@ SELECT {group} AS name, COUNT(*),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
        AVG(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END),
        AVG(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END)
-FROM jobs WHERE state IN ('completed', 'failed', 'killed', 'rejected') {where}
+FROM jobs WHERE state IN (%s) {where}
 {group_by}
-"""
+""" % ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
 
 
 def count_state(db: sqlite3.Connection, state: str) -> int:

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from luzia import __version__, protocol
-from luzia.errors import LuziaError, NotFound, UsageError
+from luzia import __version__, protocol, rpc
+from luzia.errors import Ambiguous, BadRequest, LuziaError, NotFound, Unavailable
 from luzia.ids import JOB_PREFIX_RE
 from luzia.states import JobState, Priority
 
@@ -30,14 +30,6 @@ LIST_MAX = 10_000
 LOG_WAIT = 2.0               # seconds a logs.read waits for the agent before using the tail
 
 
-class Ambiguous(UsageError):
-    pass
-
-
-class BadRequest(UsageError):
-    pass
-
-
 @dataclass
 class LogWait:
     identity: bytes
@@ -47,22 +39,17 @@ class LogWait:
 
 
 def handle(broker: "Broker", identity: bytes, req: protocol.Request) -> None:
+    """Answer one request; the reply is sent after the turn's commit (DEFERRED: later)."""
     fn: Callable[..., Any] | None = OPS.get(req.op)
     try:
         if fn is None:
             raise BadRequest(f"unknown operation {req.op!r}; known: {', '.join(sorted(OPS))}")
         result = fn(broker, _Args(req.args), identity=identity, req=req.req)
-    except Ambiguous as exc:
-        broker.reply(identity, protocol.Reply(req=req.req, ok=False, error=str(exc), code="ambiguous"))
-    except NotFound as exc:
-        broker.reply(identity, protocol.Reply(req=req.req, ok=False, error=str(exc), code="not_found"))
-    except UsageError as exc:
-        broker.reply(identity, protocol.Reply(req=req.req, ok=False, error=str(exc), code="bad_request"))
     except LuziaError as exc:
-        broker.reply(identity, protocol.Reply(req=req.req, ok=False, error=str(exc), code="internal"))
-    else:
-        if result is not DEFERRED:
-            broker.reply(identity, protocol.Reply(req=req.req, ok=True, result=result))
+        broker.reply(identity, rpc.failure(req.req, exc))
+        return
+    if result is not DEFERRED:
+        broker.reply(identity, protocol.Reply(req=req.req, ok=True, result=result))
 
 
 class _Args:
@@ -188,8 +175,7 @@ def on_log_chunk(b: "Broker", msg: protocol.LogChunk) -> None:
         if job is not None:
             b.reply(wait.identity, protocol.Reply(req=wait.req, ok=True, result=tail_result(job)))
         else:
-            b.reply(wait.identity, protocol.Reply(req=wait.req, ok=False, error=msg.error,
-                                                  code="unavailable"))
+            b.reply(wait.identity, rpc.failure(wait.req, Unavailable(msg.error)))
         return
     state = job.state.value if job is not None else "unknown"
     b.reply(wait.identity, protocol.Reply(req=wait.req, ok=True, result={

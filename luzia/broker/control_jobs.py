@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from luzia.broker.control import BadRequest, resolve
+from luzia.broker.control import resolve
+from luzia.errors import BadRequest
 from luzia.states import JobState
 
 if TYPE_CHECKING:

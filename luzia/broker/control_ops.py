@@ -16,8 +16,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from luzia.broker import accounting
-from luzia.broker.control import BadRequest, _Args, job_dict
-from luzia.errors import NotFound
+from luzia.broker.control import _Args, job_dict
+from luzia.errors import BadRequest, NotFound
 from luzia.states import AgentState, JobState, Priority
 
 if TYPE_CHECKING:

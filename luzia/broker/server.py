@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from luzia import __version__, protocol
+from luzia import __version__, layout, protocol, rpc
 from luzia.broker import control, curve, gpu, metrics, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
@@ -55,18 +55,17 @@ class Broker:
         self.retry_at: list[tuple[float, str]] = []   # heap of (monotonic due, job id)
         # running jobs being stopped -> the critical job they make room for ("": a user's cancel)
         self.stopping: dict[str, str] = {}
-        self.bad_frames = {"submit": 0, "agents": 0, "control": 0}
+        self.bad = {name: rpc.BadFrames(log, f"{name} socket") for name in ("submit", "agents", "control")}
         self.counters = {"submissions": 0, "duplicates": 0, "rejections": 0}
         self.outbox: list[tuple[zmq.Socket, list[bytes]]] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.unlink: list[Path] = []
         self.log_waits: dict[int, control.LogWait] = {}   # logs.read waiting for an agent
         self.dirty = True                        # something may be schedulable
-        self.queue_full_mark = cfg.run_dir / "queue-full"
+        self.queue_full_mark = cfg.run_dir / layout.QUEUE_FULL
         self.queue_full_mark.unlink(missing_ok=True)
         self.queue_full = False
         self.running = False
-        self._bad_logged = 0
         self._next = {"beat": 0.0, "sweep": 0.0, "prune": time.monotonic() + PRUNE_EVERY}
         self.agents = AgentHandler(self)
         self._own_ctx = ctx is None
@@ -163,11 +162,11 @@ class Broker:
 
     def bad_frame(self, socket_name: str, why: str) -> None:
         """Count and log (rate-limited) a frame that was dropped."""
-        self.bad_frames[socket_name] += 1
-        self._bad_logged += 1
-        if self._bad_logged <= 20 or self._bad_logged % 1000 == 0:
-            log.warning("dropped bad frame on %s socket (%d so far): %s", socket_name,
-                        self.bad_frames[socket_name], why)
+        self.bad[socket_name].drop(why)
+
+    @property
+    def bad_frames(self) -> dict[str, int]:
+        return {name: bad.count for name, bad in self.bad.items()}
 
     def flush(self) -> None:
         """Commit, then act on what was committed."""
@@ -459,11 +458,7 @@ class Broker:
 
     # control ------------------------------------------------------------------------
     def _on_control_frames(self, frames: list[bytes]) -> None:
-        if len(frames) < 2:
-            raise ProtocolError("control message without identity")
-        identity, rest = frames[0], frames[1:]
-        msg = protocol.decode(rest, expect=(protocol.Request,))
-        control.handle(self, identity, msg)  # type: ignore[arg-type]
+        control.handle(self, frames[0], rpc.parse(frames))
 
     def uptime(self) -> float:
         return time.monotonic() - self.started

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from luzia import protocol
+from luzia import layout, protocol
 from luzia.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".job"
-TMP_SUFFIX = ".tmp"
+SUFFIX, TMP_SUFFIX = layout.SPOOL_SUFFIX, layout.SPOOL_TMP_SUFFIX
 STALE_TMP = 600.0     # seconds after which a CLI's unfinished `.<id>.tmp` is its leftover
 
 
@@ -29,7 +28,7 @@ class Spool:
         self.bad = path / "bad"
 
     def path_for(self, job_id: str) -> Path:
-        return self.path / f"{job_id}{SUFFIX}"
+        return self.path / layout.spool_name(job_id)
 
     def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit]]:
         """Yield (path, Submit) for each spooled job, oldest first; set bad files aside."""
@@ -51,7 +50,7 @@ class Spool:
             except (OSError, ProtocolError) as exc:
                 self.set_aside(path, str(exc))
                 continue
-            if path.name != f"{msg.job.id}{SUFFIX}":
+            if path.name != layout.spool_name(msg.job.id):
                 self.set_aside(path, f"file name does not match job id {msg.job.id}")
                 continue
             yield path, msg

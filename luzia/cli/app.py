@@ -17,9 +17,10 @@ from typing import Any
 
 import click
 
-from luzia import __version__
+from luzia import __version__, layout
 from luzia.cli import render
 from luzia.errors import LuziaError, ProtocolError
+from luzia.states import JOB_STATE_NAMES
 
 HELP = """Dispatch AI-agent tasks to a fleet of GPU hosts.
 
@@ -126,8 +127,7 @@ job's end state (completed, failed, killed, rejected): the state is shown."""
 @click.option("--limit", "-n", default=20, show_default=True, envvar="LUZIA_JOBS_LIMIT", show_envvar=True,
               type=click.IntRange(1, 10_000), help="How many recent jobs.")
 @click.option("--state", "-s", multiple=True, envvar="LUZIA_JOBS_STATE", show_envvar=True,
-              type=click.Choice(["pending", "assigned", "running", "completed", "failed",
-                                 "killed", "rejected", "lost"]),
+              type=click.Choice(JOB_STATE_NAMES),
               help="Only jobs in this state (repeatable).")
 @click.option("--project", "-p", envvar="LUZIA_JOBS_PROJECT", show_envvar=True, help="Only this project's jobs.")
 @click.option("--user", "-u", envvar="LUZIA_JOBS_USER", show_envvar=True, help="Only this user's jobs.")
@@ -192,6 +192,7 @@ def _watch(ctl, fetch, as_json: bool) -> None:
     """Follow a view until it has ended: a rich Live on a terminal, else a line per change.
     Refreshed every cfg.monitor_interval, and at once when the broker publishes a job event."""
     import zmq
+
     from luzia import protocol
     sub = ctl.ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
@@ -379,12 +380,12 @@ def _session_of(cfg, job_id: str) -> str:
     """The session this host's agent recorded for the job (the interactive runner's slot
     session), else the tmux runner's `luzia-<id>`."""
     try:
-        session = json.loads((Path(cfg.jobs_dir) / job_id / "status.json").read_text())["session"]
+        session = json.loads((Path(cfg.jobs_dir) / job_id / layout.STATUS).read_text())["session"]
     except (OSError, ValueError, KeyError, TypeError):
         session = None
-    if isinstance(session, str) and re.fullmatch(r"luzia-[A-Za-z0-9_-]{1,120}", session):
+    if isinstance(session, str) and layout.SESSION_RE.fullmatch(session):
         return session
-    return f"luzia-{job_id}"
+    return layout.job_session(job_id)
 
 
 @cli.group()
@@ -426,7 +427,6 @@ def _toml(data: dict[str, Any], prefix: str = "") -> str:
 
 
 def _key(key: str) -> str:
-    import re
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
@@ -437,15 +437,19 @@ except ImportError:  # pragma: no cover - written separately; the rest works wit
     pass
 
 from luzia.cli.git_cmds import diff, revert  # noqa: E402  (they use the helpers above)
+
 cli.add_command(diff)
 cli.add_command(revert)
 from luzia.cli.keys_cmds import keys  # noqa: E402 (registered after the group exists)
+
 cli.add_command(keys)
 from luzia.cli.retry_cmds import retry  # noqa: E402
+
 cli.add_command(retry)
 
 
 from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
+
 for _command in (*ops_cmds.COMMANDS, top.top, import_cmds.import_group):
     cli.add_command(_command)
 

@@ -12,11 +12,12 @@ import sys
 import time
 from typing import Any
 
+from luzia.states import TERMINAL_NAMES
 from luzia.text import one_line
 
 STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "completed": "green",
                "failed": "red", "killed": "magenta", "rejected": "red"}
-TERMINAL = frozenset({"completed", "failed", "killed", "rejected"})
+TERMINAL = TERMINAL_NAMES
 # the start of an escape sequence that is not finished yet (CSI or OSC), or a lone \r
 PARTIAL_ESCAPE = re.compile(r"(\x1b(\[[0-9;?]*[ -/]*|\][^\x07\x1b]*\x1b?)?|\r)\Z")
 TABLE_HEAD = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "HOST", "NOTE")

@@ -12,6 +12,7 @@ import argparse
 import sys
 from typing import Any
 
+from luzia import layout
 from luzia.errors import LuziaError, UsageError
 
 PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")   # seed 003's 0-3 too
@@ -109,7 +110,7 @@ def run(argv: list[str]) -> int:
     try:
         return _run(argv)
     except LuziaError as exc:
-        from luzia.text import one_line      # the message may hold the broker's words
+        from luzia.text import one_line  # the message may hold the broker's words
         print(f"luzia: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -129,6 +130,7 @@ def _run(argv: list[str]) -> int:
     done = client.send(spec, cfg)
     if args.json:
         import json
+
         from luzia.states import Priority
         print(json.dumps({"id": done.id, "project": spec.project, "user": spec.user,
                           "priority": Priority(spec.priority).label, "state": "pending",
@@ -141,7 +143,7 @@ def _run(argv: list[str]) -> int:
     elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
               "it runs when the broker is back)", file=sys.stderr)
-    elif done.spooled and (after or (cfg.run_dir / "queue-full").exists()):
+    elif done.spooled and (after or (cfg.run_dir / layout.QUEUE_FULL).exists()):
         _check_not_rejected(cfg, done.id)
     return 0
 

@@ -28,10 +28,10 @@ from typing import TextIO
 
 import zmq
 
-from luzia import keys, protocol
+from luzia import keys, protocol, rpc
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import LuziaError, ProtocolError, StateDirError
-from luzia.supervisor.control import BadRequest, Controller, UnknownProgram, summary
+from luzia.errors import BadRequest, LuziaError, ProtocolError, StateDirError
+from luzia.supervisor.control import Controller, summary
 from luzia.supervisor.logs import ChildOutput, RotatingLog
 from luzia.supervisor.notify import Notifier
 from luzia.supervisor.process import Child, Program, describe_exit
@@ -76,6 +76,7 @@ class Arbiter:
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
         self.control = self._bind_control(cfg.endpoints.supervisor)   # refuses a second supervisor
+        self.bad_control = rpc.BadFrames(log, "the control socket")
         programs = default_programs(cfg) if programs is None else programs
         self.children: dict[str, Child] = {}
         for p in programs:
@@ -441,31 +442,8 @@ class Arbiter:
 
     # control socket --------------------------------------------------------------------
     def _on_control(self) -> None:
-        for _ in range(CONTROL_BATCH):
-            try:
-                frames = self.control.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if len(frames) < 2:
-                continue
-            try:
-                req = protocol.decode(frames[1:], expect=(protocol.Request,))
-            except ProtocolError as exc:
-                log.warning("bad control frame dropped: %s", exc)
-                continue
-            if not isinstance(req, protocol.Request):
-                continue
-            try:
-                result = self.controller.call(req.op, req.args)
-                reply = protocol.Reply(req=req.req, ok=True, result=result)
-            except UnknownProgram as exc:
-                reply = protocol.Reply(req=req.req, ok=False, error=str(exc)[:200], code="not_found")
-            except BadRequest as exc:
-                reply = protocol.Reply(req=req.req, ok=False, error=str(exc)[:200], code="bad_request")
-            try:
-                self.control.send_multipart([frames[0], *protocol.encode(reply)], zmq.NOBLOCK)
-            except zmq.ZMQError as exc:   # the client went away: nothing to answer
-                log.debug("control reply dropped: %s", exc)
+        for identity, req in rpc.requests(self.control, CONTROL_BATCH, self.bad_control):
+            rpc.send(self.control, identity, rpc.answer(req, self.controller.call), log)
 
     def command(self, op: str, args: dict) -> object:
         """Run a control op in-process (raises UnknownProgram / BadRequest)."""

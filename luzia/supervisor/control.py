@@ -12,6 +12,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from luzia.errors import BadRequest, NotFound
 from luzia.supervisor.process import Child
 
 if TYPE_CHECKING:
@@ -20,11 +21,7 @@ if TYPE_CHECKING:
 MAX_TAIL = 2000
 
 
-class BadRequest(Exception):
-    """The request cannot be done as asked (code `bad_request`)."""
-
-
-class UnknownProgram(Exception):
+class UnknownProgram(NotFound):
     """No program of that name here (code `not_found`)."""
 
 

@@ -1,0 +1,54 @@
+"""Names that more than one process agrees on: files in a job's directory, in the spool and
+the run directory, and tmux session names. Defined once and imported (as the ZeroMQ guide's
+MDP.py does for its protocol), so a writer and a reader in two processes cannot drift apart.
+Imports nothing."""
+
+from __future__ import annotations
+
+import re
+
+# A job's directory, `<jobs_dir>/<job id>/`, in the seeds' layout ------------------------
+META = "meta.json"          # the job and how to run it (written by the agent, read by the wrapper)
+STATUS = "status.json"      # the agent's view of the attempt: state, attempt, acked, pids
+OUTPUT = "output.log"       # everything the job printed, every attempt
+PROGRESS = "progress.md"    # written by the job's command: percent and a message
+PID = "pid"                 # the job process's pid (written by the wrapper)
+EXIT_CODE = "exit_code"     # the job's exit status (written by the wrapper when it ends)
+TASK = "task.txt"           # the task text, for commands that take a file
+STALL_SNAPSHOT = "stall-snapshot.txt"
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS)   # cleared when a new attempt starts
+
+# The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
+SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically
+SPOOL_TMP_SUFFIX = ".tmp"   # `.<id>.tmp` while it is being written
+
+
+def spool_name(job_id: str) -> str:
+    return f"{job_id}{SPOOL_SUFFIX}"
+
+
+def spool_tmp_name(job_id: str) -> str:
+    return f".{job_id}{SPOOL_TMP_SUFFIX}"
+
+
+def atomic_tmp_name(name: str) -> str:
+    """The temporary name a file is written under before its rename into `name`."""
+    return f".{name}.tmp"
+
+
+# The run directory, `<home>/run/` -------------------------------------------------------
+QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
+
+# tmux --------------------------------------------------------------------------------
+SESSION_PREFIX = "luzia-"
+SESSION_RE = re.compile(r"luzia-[A-Za-z0-9_-]{1,120}")
+
+
+def job_session(job_id: str) -> str:
+    """The tmux session of a job run by the tmux runner."""
+    return SESSION_PREFIX + job_id
+
+
+def slot_session_prefix(agent: str) -> str:
+    """The interactive runner's slot sessions: `luzia-<agent>-slot-<n>`."""
+    return f"{SESSION_PREFIX}{re.sub(r'[.:]', '_', agent)}-slot-"
