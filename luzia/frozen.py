@@ -16,6 +16,7 @@ class Frozen:
     """Base of the `@frozen` classes: compares, hashes and prints by field values."""
 
     _names: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]   # set by @frozen; declared for type checkers
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._names)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-# A job's directory, `<jobs_dir>/<job id>/`, in the seeds' layout ------------------------
+# A job's directory, `<jobs_dir>/<job id>/`, laid out as seed 000's dispatcher did -------
 META = "meta.json"          # the job and how to run it (written by the agent, read by the wrapper)
 STATUS = "status.json"      # the agent's view of the attempt: state, attempt, acked, pids
 OUTPUT = "output.log"       # everything the job printed, every attempt

@@ -9,7 +9,8 @@ message and its wire `code` (errors.error_for_code turns it back on the client's
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import zmq
 
@@ -33,7 +34,7 @@ def failure(req: int, exc: LuziaError) -> protocol.Reply:
 
 
 def requests(sock: zmq.Socket, batch: int,
-             bad: "BadFrames") -> Iterator[tuple[bytes, protocol.Request]]:
+             bad: BadFrames) -> Iterator[tuple[bytes, protocol.Request]]:
     """(identity, Request) for each request waiting on a ROUTER, at most `batch`; a frame
     that is not a request is counted and dropped."""
     for _ in range(batch):

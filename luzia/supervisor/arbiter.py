@@ -169,7 +169,7 @@ class Arbiter:
 
     def turn(self, timeout: float = 0.2) -> None:
         """One loop turn: wait for input (at most `timeout` s), handle it, then tick."""
-        ready = dict(self.poller.poll(timeout * 1000))
+        ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.control in ready:
             self._on_control()
         for name, sock in list(self.pings.items()):
