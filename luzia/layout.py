@@ -41,7 +41,7 @@ QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a
 
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
-SESSION_RE = re.compile(r"luzia-[A-Za-z0-9_-]{1,120}")
+SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
 
 
 def job_session(job_id: str) -> str:

@@ -17,8 +17,6 @@ import zmq
 from luzia import protocol
 from luzia.errors import LuziaError, ProtocolError
 
-MAX_ERROR = 2000      # characters of an error message that go on the wire
-
 
 def answer(req: protocol.Request, call: Callable[[str, dict[str, Any]], Any]) -> protocol.Reply:
     """Run one request; the result, or the LuziaError it raised, as its Reply."""
@@ -30,7 +28,8 @@ def answer(req: protocol.Request, call: Callable[[str, dict[str, Any]], Any]) ->
 
 
 def failure(req: int, exc: LuziaError) -> protocol.Reply:
-    return protocol.Reply(req=req, ok=False, error=str(exc)[:MAX_ERROR], code=exc.code)
+    """The Reply that says `exc` (its message cut to what Reply.error carries)."""
+    return protocol.Reply(req=req, ok=False, error=str(exc)[:protocol.MAX_LINE], code=exc.code)
 
 
 def requests(sock: zmq.Socket, batch: int,
