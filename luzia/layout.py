@@ -38,6 +38,11 @@ def atomic_tmp_name(name: str) -> str:
 
 # The run directory, `<home>/run/` -------------------------------------------------------
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
+WEB_URL = "web.url"         # the dashboard's address, written by luzia-web once it listens
+WEB_HEALTH = "web"          # the dashboard's health socket (the supervisor's ping)
+
+# The state directory, `<home>/` ----------------------------------------------------------
+WEB_TOKENS = "web-tokens.json"   # the dashboard's token per user (mode 0600)
 
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"

@@ -1,0 +1,81 @@
+// Luzia's dashboard: live updates without reloading. Plain JS, no build step.
+// - A page whose <body data-live> is set listens to /events (the broker's events as
+//   server-sent events) and fetches its live part again (header X-Luzia-Fragment) when an
+//   event concerns it, at most once a second.
+// - A job page streams its output from /jobs/ID/log into <pre id="log">.
+// - A form with data-confirm asks first.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const live = body.dataset.live || "";
+  const conn = document.getElementById("conn");
+  const MIN_GAP = 1000;       // ms between two fetches of the live part
+  let lastFetch = 0, timer = null, busy = false;
+
+  function setConn(ok) { if (conn) conn.className = "conn " + (ok ? "on" : "off"); }
+
+  async function refresh() {
+    timer = null;
+    if (busy) { schedule(); return; }
+    const target = document.getElementById("live");
+    if (!target) return;
+    busy = true; lastFetch = Date.now();
+    try {
+      const r = await fetch(location.href, {headers: {"X-Luzia-Fragment": "1"}, credentials: "same-origin"});
+      if (r.ok) { target.innerHTML = await r.text(); bindForms(target); }
+      else if (r.status === 401) { location.reload(); }
+    } catch (e) { setConn(false); }
+    finally { busy = false; }
+  }
+
+  function schedule() {
+    if (timer) return;
+    timer = setTimeout(refresh, Math.max(0, lastFetch + MIN_GAP - Date.now()));
+  }
+
+  function concerns(ev) {
+    if (live.startsWith("job:")) return (ev.id || "") === live.slice(4);
+    if (live === "stats" || live === "history") return (ev.topic || "").startsWith("job.") && ev.state !== "running";
+    return true;
+  }
+
+  if (live && window.EventSource) {
+    const es = new EventSource("/events");
+    es.onopen = () => setConn(true);
+    es.onerror = () => setConn(false);
+    es.onmessage = (m) => {
+      let ev = {};
+      try { ev = JSON.parse(m.data); } catch (e) { return; }
+      if (concerns(ev)) schedule();
+    };
+    es.addEventListener("reload", schedule);
+  }
+
+  // a job's output, streamed
+  const log = document.getElementById("log");
+  if (log && log.dataset.src && window.EventSource) {
+    const state = document.getElementById("log-state");
+    let first = true;
+    const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const put = (text, replace) => {
+      const follow = atBottom();
+      if (replace) log.textContent = text; else log.textContent += text;
+      if (log.textContent.length > 400000) log.textContent = log.textContent.slice(-300000);
+      if (follow) log.scrollTop = log.scrollHeight;
+    };
+    const es = new EventSource(log.dataset.src);
+    es.addEventListener("log", (m) => { put(JSON.parse(m.data), first); first = false; if (state) state.textContent = "live"; });
+    es.addEventListener("tail", (m) => { put(JSON.parse(m.data), true); if (state) state.textContent = "last lines (agent away)"; });
+    es.addEventListener("problem", (m) => { if (state) state.textContent = JSON.parse(m.data); });
+    es.addEventListener("end", (m) => { es.close(); if (state) state.textContent = "ended: " + JSON.parse(m.data); log.dataset.ended = "1"; });
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function bindForms(root) {
+    root.querySelectorAll("form[data-confirm]").forEach((f) => {
+      f.addEventListener("submit", (e) => { if (!confirm(f.dataset.confirm)) e.preventDefault(); });
+    });
+  }
+  bindForms(document);
+})();
