@@ -452,6 +452,9 @@ from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator comman
 
 for _command in (*ops_cmds.COMMANDS, top.top, import_cmds.import_group):
     cli.add_command(_command)
+from luzia.cli.web import web  # noqa: E402
+
+cli.add_command(web)
 
 
 def run_app(args: list[str]) -> int:

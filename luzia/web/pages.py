@@ -9,7 +9,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -30,6 +30,7 @@ RETRYABLE = ("failed", "killed", "lost")
 STATE_GROUPS = {"active": list(ACTIVE), "finished": sorted(TERMINAL_NAMES)}
 FILTERS = ("user", "project", "host", "q")
 FLASH = "luzia_flash"
+FORM_MAX = 4096             # bytes of a POSTed form
 STATS_DAYS = 14
 
 
@@ -205,7 +206,7 @@ async def act(web: "Web", request: Request, caller: Caller) -> Response:
     action = request.path_params["action"]
     if action not in OPS:
         raise Refused(404, f"no action {action!r}; there are {', '.join(OPS)}")
-    web.auth.check_post(request, caller, await request.form())
+    web.auth.check_post(request, caller, await small_form(request))
     found = await web.link.call("jobs.get", id=request.path_params["job_id"])
     if not caller.may_act(found):
         raise Refused(403, f"{caller.user} may not {action} job {found['id']} of "
@@ -218,6 +219,20 @@ async def act(web: "Web", request: Request, caller: Caller) -> Response:
     response = RedirectResponse(f"/jobs/{found['id']}", status_code=303)
     response.set_cookie(FLASH, line[:200], max_age=60, httponly=True, samesite="strict", path="/")
     return response
+
+
+async def small_form(request: Request) -> dict[str, str]:
+    """A button's urlencoded body (a few fields; anything bigger is refused)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_MAX:
+            raise Refused(413, "refused: a button's form is never that large")
+    try:
+        fields = parse_qs(body.decode("latin-1"), max_num_fields=16)
+    except ValueError:
+        raise Refused(400, "refused: a button's form has a few fields, not that many") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 def _outcome(action: str, result: Any) -> str:
