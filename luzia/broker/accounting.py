@@ -7,7 +7,9 @@ the indexes on finished_at and submitted_at (made here if missing) keep `since` 
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
+import time
 from typing import Any
 
 from luzia.states import TERMINAL_NAMES
@@ -32,10 +34,13 @@ def count_state(db: sqlite3.Connection, state: str) -> int:
     return db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
 
 
+DAY = "date(finished_at, 'unixepoch', 'localtime')"
+
+
 def totals(db: sqlite3.Connection, group: str | None, since: float | None,
            where: dict[str, str | None]) -> list[dict[str, Any]]:
-    """Rows per `group` ("user" or "project"), or one overall row when `group` is None."""
-    if group not in (None, "user", "project"):
+    """Rows per `group` ("user", "project" or DAY), or one overall row when `group` is None."""
+    if group not in (None, "user", "project", DAY):
         raise ValueError(f"cannot group by {group!r}")
     clauses, params = [], []
     if since:
@@ -56,6 +61,22 @@ def _row(r: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r[0]}
     for key, value in zip(COLUMNS, r[1:]):
         out[key] = round(value, 3) if isinstance(value, float) else (value or 0)
+    return out
+
+
+def by_day(db: sqlite3.Connection, days: int, where: dict[str, str | None]) -> list[dict[str, Any]]:
+    """One row per day (`day`: YYYY-MM-DD, local time) of the last `days` days, oldest first;
+    a day without a finished job has a row of zeros."""
+    today = datetime.date.today()
+    first = today - datetime.timedelta(days=days - 1)
+    since = time.mktime(first.timetuple())
+    found = {r["name"]: r for r in totals(db, DAY, since, where)}
+    out = []
+    for n in range(days):
+        day = (first + datetime.timedelta(days=n)).isoformat()
+        row = found.get(day) or _row((day, 0, 0, 0, 0, 0, 0, None, None))
+        row["day"] = row.pop("name")
+        out.append(row)
     return out
 
 

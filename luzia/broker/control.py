@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFERRED = object()          # the reply is sent later (logs.read waits for the agent)
 LIST_MAX = 10_000
+TEXT_MAX = 200              # characters of a jobs.list text search
 LOG_WAIT = 2.0               # seconds a logs.read waits for the agent before using the tail
 
 
@@ -106,17 +107,39 @@ def op_status(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
 
 
 def op_jobs_list(b: "Broker", args: _Args, **_: Any) -> list[dict[str, Any]]:
-    """jobs.list {limit=50, state=[..], project, user, since} → [job] newest first."""
+    """jobs.list {limit=50, offset=0, state=[..], project, user, host, text, since} → [job]
+    newest first: those matching every given filter, `limit` of them from `offset` on;
+    `text` matches the start of an id or any part of the task (the dashboard's search)."""
     limit = args.get("limit", int, 50)
     if not 0 < limit <= LIST_MAX:
         raise BadRequest(f"limit must be between 1 and {LIST_MAX}")
+    offset = args.get("offset", int, 0)
+    if offset < 0:
+        raise BadRequest("offset must be 0 or more")
+    jobs = b.store.list(limit=limit, offset=offset, **list_filters(args))
+    return [job_dict(b, b.jobs.get(j.id, j)) for j in jobs]
+
+
+def op_jobs_count(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
+    """jobs.count {state=[..], project, user, host, text, since} → {total, by_state: {state:
+    n}}: how many jobs jobs.list would page through; by_state ignores the state filter (the
+    counts a list's state tabs show). One GROUP BY in SQLite."""
+    total, by_state = b.store.count(**list_filters(args))
+    return {"total": total, "by_state": by_state}
+
+
+def list_filters(args: _Args) -> dict[str, Any]:
+    """The filters jobs.list and jobs.count share, checked."""
     states = args.strings("state")
     for s in states:
         if s not in {st.value for st in JobState}:
             raise BadRequest(f"unknown state {s!r}")
-    jobs = b.store.list(limit=limit, states=states, project=args.get("project", str),
-                        user=args.get("user", str), since=args.get("since", (int, float)))
-    return [job_dict(b, b.jobs.get(j.id, j)) for j in jobs]
+    text = args.get("text", str)
+    if text is not None and len(text) > TEXT_MAX:
+        raise BadRequest(f"text must be at most {TEXT_MAX} characters")
+    return {"states": states, "project": args.get("project", str), "user": args.get("user", str),
+            "host": args.get("host", str), "text": text,
+            "since": args.get("since", (int, float))}
 
 
 def op_jobs_get(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:

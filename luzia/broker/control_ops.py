@@ -233,14 +233,22 @@ def op_history(b: "Broker", args: _Args, **_: Any) -> list[dict[str, Any]]:
 
 
 def op_stats(b: "Broker", args: _Args, **_: Any) -> dict[str, Any]:
-    """stats {since, user, project} → {by_user: [row], by_project: [row], total: row}; a row
-    is {name, jobs, completed, failed, killed, rejected, run_seconds, mean_wait, mean_run}
-    over finished jobs (one GROUP BY each in SQLite)."""
+    """stats {since, user, project, days} → {by_user: [row], by_project: [row], total: row,
+    by_day?: [row + {day}]}; a row is {name, jobs, completed, failed, killed, rejected,
+    run_seconds, mean_wait, mean_run} over finished jobs (one GROUP BY each in SQLite);
+    with `days` (1–366), `by_day` has one row per day (YYYY-MM-DD, the broker's local time)
+    of the last `days` days, oldest first, days without a finished job included."""
     since = args.get("since", (int, float))
     where = {"user": args.get("user", str), "project": args.get("project", str)}
-    return {"by_user": accounting.totals(b.store.db, "user", since, where),
-            "by_project": accounting.totals(b.store.db, "project", since, where),
-            "total": accounting.totals(b.store.db, None, since, where)[0]}
+    out = {"by_user": accounting.totals(b.store.db, "user", since, where),
+           "by_project": accounting.totals(b.store.db, "project", since, where),
+           "total": accounting.totals(b.store.db, None, since, where)[0]}
+    days = args.get("days", int)
+    if days is not None:
+        if not 0 < days <= 366:
+            raise BadRequest("days must be between 1 and 366")
+        out["by_day"] = accounting.by_day(b.store.db, days, where)
+    return out
 
 
 def op_jobs_exist(b: "Broker", args: _Args, **_: Any) -> dict[str, str]:

@@ -146,6 +146,29 @@ class Job:
         return out
 
 
+def _filters(states: list[str] | None, project: str | None, user: str | None,
+             since: float | None, host: str | None, text: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause (with its leading space, or "") and its parameters. `text` matches the
+    start of an id or any part of the task, case-insensitively for ASCII (SQLite's LIKE)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if states:
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        args += states
+    for column, value in (("project", project), ("user", user), ("host", host)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since:
+        where.append("submitted_at >= ?")
+        args.append(since)
+    if text:
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("(id LIKE ? ESCAPE '\\' OR task LIKE ? ESCAPE '\\')")
+        args += [pattern + "%", "%" + pattern + "%"]
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 class Store:
     """SQLite job store. One connection, one thread, explicit commit."""
 
@@ -261,25 +284,22 @@ class Store:
         return {r[0]: JobState(r[1]) for r in rows}
 
     def list(self, limit: int = 50, states: list[str] | None = None, project: str | None = None,
-             user: str | None = None, since: float | None = None) -> list[Job]:
-        where, args = [], []
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            args += states
-        if project:
-            where.append("project = ?")
-            args.append(project)
-        if user:
-            where.append("user = ?")
-            args.append(user)
-        if since:
-            where.append("submitted_at >= ?")
-            args.append(since)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        return [self._job(r) for r in self.db.execute(sql, (*args, limit)).fetchall()]
+             user: str | None = None, since: float | None = None, offset: int = 0,
+             host: str | None = None, text: str | None = None) -> list[Job]:
+        """Newest first, the jobs matching every given filter, from `offset` on."""
+        where, args = _filters(states, project, user, since, host, text)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs{where} ORDER BY seq DESC LIMIT ? OFFSET ?"
+        return [self._job(r) for r in self.db.execute(sql, (*args, limit, offset)).fetchall()]
+
+    def count(self, states: list[str] | None = None, project: str | None = None,
+              user: str | None = None, since: float | None = None, host: str | None = None,
+              text: str | None = None) -> tuple[int, dict[str, int]]:
+        """(jobs matching every filter, {state: n} matching every filter but the states)."""
+        where, args = _filters(None, project, user, since, host, text)
+        rows = self.db.execute(f"SELECT state, COUNT(*) FROM jobs{where} GROUP BY state", args)
+        by_state = {state: n for state, n in rows}
+        total = sum(n for state, n in by_state.items() if not states or state in states)
+        return total, by_state
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(

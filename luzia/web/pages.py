@@ -6,6 +6,7 @@ a template. Filters and paging are the broker's work (`jobs.list` offset/host/te
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -250,7 +251,8 @@ async def stats(web: "Web", request: Request, caller: Caller) -> Response:
         days = max(1, min(90, int(request.query_params.get("days", STATS_DAYS))))
     except ValueError:
         days = STATS_DAYS
-    since = time.time() - days * 86400
+    first = datetime.date.today() - datetime.timedelta(days=days - 1)
+    since = time.mktime(first.timetuple())          # local midnight, as the broker's by_day
     data = await web.link.call("stats", since=since, days=days)
     by_day = data.get("by_day") or []
     labels = [row["day"] for row in by_day]

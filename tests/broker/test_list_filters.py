@@ -1,0 +1,97 @@
+"""The dashboard's broker-side paging: jobs.list's offset and filters (host, text), the
+total of jobs.count, and stats' per-day rows; all optional arguments, so older clients
+ask and get what they always did."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from luzia.broker import control
+from luzia.broker.control import BadRequest, _Args
+from tests.broker.harness import make_broker, spec
+
+
+@pytest.fixture
+def broker(short_tmp):
+    home = short_tmp / "h"
+    home.mkdir()
+    b = make_broker(home)
+    yield b
+    b.close()
+
+
+def op(b, name: str, **args):
+    return control.OPS[name](b, _Args(args))
+
+
+def fill(b, n: int = 30) -> list[str]:
+    ids = []
+    for i in range(n):
+        s = spec(user="alice" if i % 2 else "bob", project="web" if i % 3 == 0 else "demo",
+                 task=f"task number {i} {'fix_the 100% bug' if i == 7 else ''}")
+        b.submit(s)
+        ids.append(s.id)
+    b.store.commit()
+    return ids
+
+
+def test_pages_follow_one_another_newest_first(broker):
+    ids = fill(broker)
+    first = op(broker, "jobs.list", limit=10)
+    second = op(broker, "jobs.list", limit=10, offset=10)
+    last = op(broker, "jobs.list", limit=10, offset=25)
+    assert [j["id"] for j in first + second] == ids[::-1][:20]
+    assert [j["id"] for j in last] == ids[4::-1]
+    assert op(broker, "jobs.list", offset=30) == []
+    assert [j["id"] for j in op(broker, "jobs.list")] == ids[::-1]     # as before: no offset
+    assert op(broker, "jobs.count") == {"total": 30, "by_state": {"pending": 30}}
+
+
+def test_filters_combine_and_count_agrees(broker):
+    ids = fill(broker)
+    mine = op(broker, "jobs.list", user="alice", project="web", limit=100)
+    assert {j["user"] for j in mine} == {"alice"} and {j["project"] for j in mine} == {"web"}
+    assert op(broker, "jobs.count", user="alice", project="web")["total"] == len(mine) == 5
+    # text: a part of the task (LIKE's % and _ are plain characters), or the start of an id
+    assert [j["id"] for j in op(broker, "jobs.list", text="100% BUG")] == [ids[7]]
+    assert op(broker, "jobs.list", text="fix_the") and not op(broker, "jobs.list", text="fixxthe")
+    assert [j["id"] for j in op(broker, "jobs.list", text="%")] == [ids[7]]
+    assert [j["id"] for j in op(broker, "jobs.list", text=ids[3][:15])] == [ids[3]]
+    assert op(broker, "jobs.list", host="gpu9") == []
+    assert op(broker, "jobs.count", host="gpu9") == {"total": 0, "by_state": {}}
+
+
+def test_count_by_state_ignores_the_state_filter(broker):
+    fill(broker, 10)
+    op(broker, "queue.flush", user="bob")                    # five killed
+    broker.store.commit()
+    counted = op(broker, "jobs.count", state=["killed"])
+    assert counted == {"total": 5, "by_state": {"pending": 5, "killed": 5}}
+    assert {j["state"] for j in op(broker, "jobs.list", state=["killed"])} == {"killed"}
+
+
+def test_bad_paging_arguments_are_bad_requests(broker):
+    with pytest.raises(BadRequest, match="offset"):
+        op(broker, "jobs.list", offset=-1)
+    with pytest.raises(BadRequest, match="wrong type"):
+        op(broker, "jobs.list", host=3)
+    with pytest.raises(BadRequest, match="at most"):
+        op(broker, "jobs.count", text="x" * 201)
+    with pytest.raises(BadRequest, match="unknown state"):
+        op(broker, "jobs.count", state=["sleeping"])
+    with pytest.raises(BadRequest, match="days"):
+        op(broker, "stats", days=0)
+
+
+def test_stats_by_day_has_every_day(broker):
+    fill(broker, 6)
+    op(broker, "queue.flush", project="web")                 # two killed today
+    broker.store.commit()
+    assert "by_day" not in op(broker, "stats")               # only when asked
+    rows = op(broker, "stats", days=7)["by_day"]
+    assert len(rows) == 7 and rows[-1]["day"] == datetime.date.today().isoformat()
+    assert rows[-1]["killed"] == 2 and rows[-1]["jobs"] == 2
+    assert all(r["jobs"] == 0 for r in rows[:-1])
+    assert [r["day"] for r in rows] == sorted(r["day"] for r in rows)
