@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from luzia.errors import StateDirError
-from luzia.states import JobState, Priority
+from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,10 @@ class Store:
              host: str | None = None, text: str | None = None) -> list[Job]:
         """Newest first, the jobs matching every given filter, from `offset` on."""
         where, args = _filters(states, project, user, since, host, text)
+        if states and TERMINAL_NAMES.issuperset(states):
+            # finished jobs are most of a long history: walking the seq index newest first
+            # finds a page at once, where the state index would sort them all first
+            where = where.replace("state IN", "+state IN", 1)
         sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs{where} ORDER BY seq DESC LIMIT ? OFFSET ?"
         return [self._job(r) for r in self.db.execute(sql, (*args, limit, offset)).fetchall()]
 
@@ -296,7 +300,10 @@ class Store:
               text: str | None = None) -> tuple[int, dict[str, int]]:
         """(jobs matching every filter, {state: n} matching every filter but the states)."""
         where, args = _filters(None, project, user, since, host, text)
-        rows = self.db.execute(f"SELECT state, COUNT(*) FROM jobs{where} GROUP BY state", args)
+        # no filter: the state index alone answers; with one, a plain scan beats looking up
+        # every row through the state index
+        source = "jobs NOT INDEXED" if where else "jobs"
+        rows = self.db.execute(f"SELECT state, COUNT(*) FROM {source}{where} GROUP BY state", args)
         by_state = {state: n for state, n in rows}
         total = sum(n for state, n in by_state.items() if not states or state in states)
         return total, by_state
