@@ -111,10 +111,12 @@ def dashboard_url(cfg: config.Config) -> str:
     """The dashboard's sign-in URL with the operator's token (made now if there is none)."""
     from luzia.web import tokens
     try:
-        url = tokens.login_url(cfg, tokens.Tokens(cfg).ensure(tokens.operator()))
+        token = tokens.Tokens(cfg).ensure(tokens.operator())
     except LuziaError as exc:
         return f"(no token: {exc})"
-    return url + ("" if cfg.web.port else "  (port 0: see `luzia web url` once it listens)")
+    if not cfg.web.port and not cfg.web.url:
+        return "any free port: `luzia web url` prints its address once it listens"
+    return tokens.login_url(cfg, token)
 
 
 if __name__ == "__main__":
