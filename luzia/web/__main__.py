@@ -21,7 +21,7 @@ from luzia.web.tokens import Tokens, host_in_url, loopback, operator
 
 log = logging.getLogger("luzia.web")
 
-GRACE = 2.0                # seconds open streams get at shutdown before they are cut
+GRACE = 2                  # seconds open streams get at shutdown before they are cut
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

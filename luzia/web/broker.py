@@ -83,7 +83,7 @@ class BrokerLink:
         try:
             await sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
             reply = await asyncio.wait_for(future, timeout or self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.reset()        # requests queued for a broker that went away are dropped with it
             raise BrokerUnreachable(f"the broker did not answer {op} within "
                                     f"{timeout or self.timeout:.0f}s") from None
@@ -107,6 +107,7 @@ class BrokerLink:
 
 
 CLOSED = "closed"           # what a subscription gets once luzia-web is stopping
+TIMED_OUT = "timed out"    # what it gets when nothing came in time
 
 
 class Events:
@@ -181,11 +182,11 @@ class Subscription:
         self.queue.put_nowait(item)
 
     async def get(self, timeout: float) -> Any:
-        """The next event, None (missed some), CLOSED, or TIMEOUT after `timeout` seconds."""
+        """The next event, None (missed some), CLOSED, or TIMED_OUT after `timeout` seconds."""
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return TIMEOUT
+        except TimeoutError:
+            return TIMED_OUT
 
     def close(self) -> None:
         self.events.subscriptions.discard(self)
@@ -196,8 +197,6 @@ class Subscription:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-TIMEOUT = "timeout"
 
 
 class Health:

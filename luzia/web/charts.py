@@ -40,7 +40,7 @@ def bars(title: str, days: Sequence[str], series: Sequence[Series],
              f'<text class="tick" x="{LEFT - 4}" y="{TOP + plot_h}" text-anchor="end">0</text>']
     for i, day in enumerate(days):
         x = LEFT + i * step + (step - bar_w) / 2
-        y = TOP + plot_h
+        y = float(TOP + plot_h)
         tip = ", ".join(f"{s.name} {label(s.values[i])}" for s in series)
         for s in series:
             h = plot_h * s.values[i] / top

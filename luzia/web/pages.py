@@ -35,7 +35,7 @@ FORM_MAX = 4096             # bytes of a POSTed form
 STATS_DAYS = 14
 
 
-def handler(web: "Web", page: Page) -> Callable[[Request], Awaitable[Response]]:
+def handler(web: Web, page: Page) -> Callable[[Request], Awaitable[Response]]:
     """A route: sign in with ?token= if given, else the caller must have a token."""
     async def endpoint(request: Request) -> Response:
         if request.method == "GET":
@@ -50,7 +50,7 @@ def handler(web: "Web", page: Page) -> Callable[[Request], Awaitable[Response]]:
 # the fleet at a glance
 
 
-async def fleet(web: "Web", request: Request, caller: Caller) -> Response:
+async def fleet(web: Web, request: Request, caller: Caller) -> Response:
     link = web.link
     status, queue, agents, running = await asyncio.gather(
         link.call("status"), link.call("queue.status", verbose=True, limit=10),
@@ -86,7 +86,7 @@ def page_number(request: Request) -> int:
         return 1
 
 
-async def listing(web: "Web", request: Request, filters: dict[str, Any]) -> dict[str, Any]:
+async def listing(web: Web, request: Request, filters: dict[str, Any]) -> dict[str, Any]:
     """One page of jobs matching `filters`, with the total count when the broker gives it."""
     size = web.cfg.web.page_size
     page = page_number(request)
@@ -109,20 +109,20 @@ async def listing(web: "Web", request: Request, filters: dict[str, Any]) -> dict
             "query": dict(request.query_params), "states": request.query_params.getlist("state")}
 
 
-async def _count(web: "Web", filters: dict[str, Any]) -> dict[str, Any] | None:
+async def _count(web: Web, filters: dict[str, Any]) -> dict[str, Any] | None:
     try:
         return await web.link.call("jobs.count", **filters)
     except BadRequest:            # a broker from before jobs.count: no total shown
         return None
 
 
-async def jobs(web: "Web", request: Request, caller: Caller) -> Response:
+async def jobs(web: Web, request: Request, caller: Caller) -> Response:
     data = await listing(web, request, list_filters(request))
     return web.render(request, "jobs.html", live="jobs", caller=caller, nav="jobs",
                       state_names=JOB_STATE_NAMES, **data)
 
 
-async def history(web: "Web", request: Request, caller: Caller) -> Response:
+async def history(web: Web, request: Request, caller: Caller) -> Response:
     filters = list_filters(request)
     filters["state"] = [s for s in filters["state"] if s in TERMINAL_NAMES] or sorted(TERMINAL_NAMES)
     data = await listing(web, request, filters)
@@ -143,7 +143,7 @@ def _span(a: Any, b: Any) -> float | None:
 # one job
 
 
-async def job(web: "Web", request: Request, caller: Caller) -> Response:
+async def job(web: Web, request: Request, caller: Caller) -> Response:
     found = await web.link.call("jobs.get", id=request.path_params["job_id"])
     diff = await job_diff(found)
     flash = request.cookies.get(FLASH, "")
@@ -202,7 +202,7 @@ def usage(job: dict[str, Any]) -> list[tuple[str, Any]]:
 OPS = {"cancel": ("jobs.cancel", "ids"), "retry": ("jobs.retry", "ids"), "merge": ("jobs.merge", "id")}
 
 
-async def act(web: "Web", request: Request, caller: Caller) -> Response:
+async def act(web: Web, request: Request, caller: Caller) -> Response:
     """POST /jobs/ID/cancel|retry|merge: a button, checked for CSRF and for the caller's right."""
     action = request.path_params["action"]
     if action not in OPS:
@@ -213,7 +213,8 @@ async def act(web: "Web", request: Request, caller: Caller) -> Response:
         raise Refused(403, f"{caller.user} may not {action} job {found['id']} of "
                            f"{found.get('user')}: only its user or an admin may")
     op, key = OPS[action]
-    result = await web.link.call(op, **{key: [found["id"]] if key == "ids" else found["id"]})
+    args: dict[str, Any] = {key: [found["id"]] if key == "ids" else found["id"]}
+    result = await web.link.call(op, **args)
     line = _outcome(action, result)
     if caller.bearer:
         return JSONResponse({"id": found["id"], "action": action, "result": result})
@@ -246,7 +247,7 @@ def _outcome(action: str, result: Any) -> str:
 # stats
 
 
-async def stats(web: "Web", request: Request, caller: Caller) -> Response:
+async def stats(web: Web, request: Request, caller: Caller) -> Response:
     try:
         days = max(1, min(90, int(request.query_params.get("days", STATS_DAYS))))
     except ValueError:

@@ -22,7 +22,7 @@ from luzia.errors import LuziaError
 from luzia.states import TERMINAL_NAMES
 from luzia.text import strip_terminal
 from luzia.web.auth import Caller
-from luzia.web.broker import CLOSED, TIMEOUT
+from luzia.web.broker import CLOSED, TIMED_OUT
 
 if TYPE_CHECKING:
     from luzia.web.app import Web
@@ -35,7 +35,7 @@ HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 Stream = Callable[["Web", Request, Caller], AsyncIterator[str]]
 
 
-def handler(web: "Web", stream: Stream) -> Callable[[Request], Awaitable[Response]]:
+def handler(web: Web, stream: Stream) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         caller = web.caller(request)
         return StreamingResponse(stream(web, request, caller), media_type="text/event-stream",
@@ -48,12 +48,12 @@ def sse(data: Any, event: str = "") -> str:
     return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def events(web: "Web", request: Request, caller: Caller) -> AsyncIterator[str]:
+async def events(web: Web, request: Request, caller: Caller) -> AsyncIterator[str]:
     yield ": connected\n\n"
     with web.events.subscribe() as sub:
         while True:
             event = await sub.get(KEEPALIVE)
-            if event is TIMEOUT:
+            if event is TIMED_OUT:
                 yield ": keepalive\n\n"
             elif event is CLOSED:
                 return
@@ -61,7 +61,7 @@ async def events(web: "Web", request: Request, caller: Caller) -> AsyncIterator[
                 yield sse({}, "reload") if event is None else sse(event)
 
 
-async def job_log(web: "Web", request: Request, caller: Caller) -> AsyncIterator[str]:
+async def job_log(web: Web, request: Request, caller: Caller) -> AsyncIterator[str]:
     """The job's output as `log` events (text to append); `tail` replaces the whole view
     (its agent is away: the lines the broker keeps); `end` when the job has ended."""
     job_id = request.path_params["job_id"]
@@ -114,7 +114,7 @@ def _text(data: Any) -> str:
 class _JobEvents:
     """Wakes a log stream early when the broker publishes an event of its job."""
 
-    def __init__(self, web: "Web", job_id: str) -> None:
+    def __init__(self, web: Web, job_id: str) -> None:
         self.job_id = job_id
         self.sub = web.events.subscribe()
         self.closed = False
@@ -124,7 +124,7 @@ class _JobEvents:
         until = loop.time() + timeout
         while (left := until - loop.time()) > 0:
             event = await self.sub.get(left)
-            if event is TIMEOUT or event is None:
+            if event is TIMED_OUT or event is None:
                 return
             if event is CLOSED:
                 self.closed = True

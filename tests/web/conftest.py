@@ -22,6 +22,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]
 
+SLOW = "import time; print('a slow job starts', flush=True); time.sleep(300)"
 WEB_FLEET = """
 [broker]
 heartbeat_interval = 0.2
@@ -33,7 +34,7 @@ memory_ceiling = 1.0
 port = 0
 [agent]
 slots = 2
-commands = {{ reasoning = ["{py}", "-c", "import time; print('a slow job starts', flush=True); time.sleep(300)"] }}
+commands = {{ reasoning = ["{py}", "-c", "{slow}"] }}
 """
 
 
@@ -56,7 +57,7 @@ class WebFleet(LocalFleet):
 
 @pytest.fixture
 def web_fleet(short_tmp):
-    fleet = WebFleet(short_tmp / "f", WEB_FLEET.format(py=PY), env={"LUZIA_DEMO_SECONDS": "2"})
+    fleet = WebFleet(short_tmp / "f", WEB_FLEET.format(py=PY, slow=SLOW), env={"LUZIA_DEMO_SECONDS": "2"})
     try:
         fleet.start_broker()
         fleet.start_agent("gpu1")

@@ -7,14 +7,15 @@ import os
 import stat
 import subprocess
 import time
+from typing import Any
 
 import pytest
 from starlette.requests import Request
 
 from luzia import config
 from luzia.errors import ConfigError, UsageError
-from luzia.supervisor.arbiter import default_programs
 from luzia.supervisor.__main__ import banner
+from luzia.supervisor.arbiter import default_programs
 from luzia.web import charts, pages, tokens
 from luzia.web.__main__ import check_bind
 from luzia.web.app import FRAGMENT, Web
@@ -136,7 +137,7 @@ def test_every_page_renders_whole_and_as_its_live_fragment(cfg, name):
     listing = {"jobs": [JOB], "total": 1, "by_state": {"running": 1}, "page": 1, "first": 1,
                "last": 1, "newer": "", "older": "", "query": {}, "states": [],
                "state_names": ["running"]}
-    context = {
+    contexts: dict[str, dict[str, Any]] = {
         "fleet.html": dict(status={"jobs": {"running": 1}}, queue={"pending": 0, "running": 1,
                            "oldest_wait": 0, "jobs": [JOB]}, by_priority=[("high", 1)],
                            agents=[AGENT], running=[JOB], deepest=1),
@@ -144,11 +145,14 @@ def test_every_page_renders_whole_and_as_its_live_fragment(cfg, name):
         "job.html": dict(job=JOB, diff=None, actions=["cancel"], flash="",
                          attention=pages.attention(JOB), usage=pages.usage(JOB)),
         "stats.html": dict(data={"total": {"jobs": 2, "completed": 1}, "by_user": [], "by_project": []},
-                           charts=[("Runs", charts.bars("r", ["2026-01-01"], [charts.Series("a", "ok", [1])]))],
+                           charts=[("Runs", charts.bars("r", ["2026-01-01"],
+                                                        [charts.Series("a", "ok", [1])]))],
                            days=14),
-    }[name]
-    whole = web.render(request("/x"), name, caller=caller, live="x", **context).body.decode()
-    part = web.render(request("/x", fragment=True), name, caller=caller, live="x", **context).body.decode()
+    }
+    context = contexts[name]
+    whole = bytes(web.render(request("/x"), name, caller=caller, live="x", **context).body).decode()
+    part = bytes(web.render(request("/x", fragment=True), name, caller=caller, live="x",
+                            **context).body).decode()
     assert "<html" in whole and "<html" not in part and part.strip()
     assert part.strip() in whole.replace("\n", "\n")
     assert "<script>alert" not in whole                       # escaped, always
