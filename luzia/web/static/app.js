@@ -42,7 +42,8 @@
 
   if (live && window.EventSource) {
     const es = new EventSource("/events");
-    es.onopen = () => setConn(true);
+    // what happened between rendering the page and the stream's (re)opening is fetched once
+    es.onopen = () => { setConn(true); schedule(); };
     es.onerror = () => setConn(false);
     es.onmessage = (m) => {
       let ev = {};
