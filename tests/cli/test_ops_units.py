@@ -6,10 +6,9 @@ import time
 
 import pytest
 
-import luzia.cli.app  # noqa: F401  (first, as `luzia` loads it: it registers the modules below)
-from luzia.cli.import_cmds import Item, _bead, _request
-from luzia.cli.ops_cmds import since_time
-from luzia.cli.ops_render import gpu_cell
+from luzia.cli.agents import gpu_cell
+from luzia.cli.history import since_time
+from luzia.cli.imports import Item, _bead, _request
 from luzia.cli.top import Snapshot, alerts, plain
 from luzia.errors import UsageError
 from luzia.ids import JOB_ID_RE

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from luzia.cli.control import load_config
+
 FOLLOW_INTERVAL = 0.5  # seconds between polls of `tail -f`
 
 
@@ -18,8 +20,7 @@ class Supervisor:
 
     def __init__(self) -> None:
         from luzia.client import Control
-        from luzia.config import load
-        self.cfg = load()
+        self.cfg = load_config()
         self.endpoint = self.cfg.endpoints.supervisor
         self.control = Control(self.cfg, endpoint=self.endpoint, what="supervisor")
 
@@ -112,3 +113,6 @@ def tail(name: str, lines: int, follow: bool) -> None:
             seq = got["seq"]
     except KeyboardInterrupt:
         pass
+
+
+COMMANDS = (supervisor,)

@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from luzia import snapshots
-from luzia.cli import render
+from luzia.cli.control import connect, fetch_job
+from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
 
 
@@ -24,11 +25,10 @@ class GitJob:
     """A job and its repository on this host, with the refs the wrapper left in it."""
 
     def __init__(self, job_id: str) -> None:
-        from luzia.cli.app import _control, _get
-        with _control() as ctl:
-            self.job: dict[str, Any] = _get(ctl, job_id)
-        self.id = render.clean(self.job["id"], 64)
-        self.state = render.clean(self.job.get("state"), 32)
+        with connect() as ctl:
+            self.job: dict[str, Any] = fetch_job(ctl, job_id)
+        self.id = clean(self.job["id"], 64)
+        self.state = clean(self.job.get("state"), 32)
         workdir = self.job.get("workdir")
         self.workdir = workdir if isinstance(workdir, str) else ""
         if not self.workdir:
@@ -40,8 +40,8 @@ class GitJob:
             raise LuziaError(self._no_snapshot())
 
     def _no_snapshot(self) -> str:
-        host = render.clean(self.job.get("host"), 255) or "an agent"
-        where = render.clean(self.workdir, 300)
+        host = clean(self.job.get("host"), 255) or "an agent"
+        where = clean(self.workdir, 300)
         if self.repo is None and not os.path.isdir(self.workdir):
             return (f"job {self.id}'s work directory {where} is not on this host; it ran on "
                     f"{host}: run `luzia {click.get_current_context().info_name} {self.id}` there")
@@ -53,9 +53,9 @@ class GitJob:
     def after(self) -> str:
         """The `after` snapshot; while the job runs, the working tree as it is now."""
         after = snapshots.resolve(self.repo, self.id, "after")
-        if after and self.state in render.TERMINAL:
+        if after and self.state in TERMINAL:
             return after
-        if self.state in render.TERMINAL:
+        if self.state in TERMINAL:
             raise LuziaError(f"job {self.id} ended without an `after` snapshot "
                              "(its wrapper was killed?); compare by hand with "
                              f"git diff {snapshots.ref(self.id, 'before')}")
@@ -93,7 +93,7 @@ def revert(job_id: str, check: bool) -> None:
     """Undo what job JOB_ID changed in its work directory, keeping later changes to other
     lines; refused (nothing changed) when later changes conflict with it."""
     job = GitJob(job_id)
-    if job.state not in render.TERMINAL:
+    if job.state not in TERMINAL:
         raise LuziaError(f"job {job.id} is still {job.state}; cancel it first "
                          f"(luzia cancel {job.id})")
     after = job.after()
@@ -118,5 +118,8 @@ def _refusal(job: GitJob, patch: bytes, stderr: bytes) -> str:
         return f"job {job.id} looks reverted already (its changes are not in the working tree)"
     lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.startswith("error:")]
     why = lines[0].removeprefix("error:").strip() if lines else "the patch does not apply"
-    return (f"cannot revert job {job.id}: later changes conflict ({render.clean(why, 200)}); "
+    return (f"cannot revert job {job.id}: later changes conflict ({clean(why, 200)}); "
             "nothing was changed")
+
+
+COMMANDS = (diff, revert)
