@@ -22,9 +22,9 @@ from typing import Any, Iterator
 
 import click
 
-from luzia.cli.control import connect, dump, load_config
+from luzia.cli.control import ask, dump, load_config
 from luzia.cli.render import clean
-from luzia.errors import LuziaError, ProtocolError, UsageError
+from luzia.errors import LuziaError, UsageError
 from luzia.states import Priority
 
 REQUEST_TAKEN = {"approved", "ready", "pending", "queued", "new", "open"}
@@ -188,20 +188,22 @@ def _load_json(path: Path) -> Any:
         raise UsageError(f"{path} is not valid JSON ({exc}); nothing was imported") from None
 
 
+def _place(items: list[Item], projects: Any, default_project: str | None) -> None:
+    """Each item's project: its own if declared, else the default; skipped when neither is."""
+    for item in items:
+        if not item.skip:
+            item.project = item.project if item.project in projects else (default_project or item.project)
+            if item.project not in projects:
+                item.skip = (f"unknown project {item.project or '(none)'!r}; pass --project or "
+                             "declare it in luzia.toml")
+
+
 def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[str, list]:
     """Queue what is to be taken; {taken: [...], skipped: [...]} for the report."""
     from luzia import client
     cfg = load_config()
-    for item in items:
-        if not item.skip:
-            item.project = item.project if item.project in cfg.projects else (default_project or item.project)
-            if item.project not in cfg.projects:
-                item.skip = (f"unknown project {item.project or '(none)'!r}; pass --project or "
-                             "declare it in luzia.toml")
-    with connect() as ctl:
-        existing = ctl.call("jobs.exist", ids=[i.job_id for i in items if not i.skip])
-    if not isinstance(existing, dict):
-        raise ProtocolError("the broker answered jobs.exist with a malformed result")
+    _place(items, cfg.projects, default_project)
+    existing = ask("jobs.exist", dict, ids=[i.job_id for i in items if not i.skip])
     report: dict[str, list] = {"taken": [], "skipped": []}
     for item in items:
         if not item.skip and item.job_id in existing:
