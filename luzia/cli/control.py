@@ -23,12 +23,12 @@ JSON_HELP = "JSON instead of a table."      # --json of the queries whose view i
 SPOOL_PATIENCE = 2.0   # seconds `jobs ID` waits for a job the broker has not taken from the spool
 
 
-def load_config() -> "Config":
+def load_config() -> Config:
     from luzia.config import load
     return load()
 
 
-def connect() -> "Control":
+def connect() -> Control:
     """A control connection with the root command's --control-timeout."""
     from luzia.client import Control
     timeout = (click.get_current_context().find_object(dict) or {}).get("timeout", 3.0)
@@ -65,7 +65,7 @@ def checked_results(value: Any, op: str) -> list[dict[str, Any]]:
     return value
 
 
-def fetch_job(ctl: "Control", job_id: str) -> dict[str, Any]:
+def fetch_job(ctl: Control, job_id: str) -> dict[str, Any]:
     """jobs.get, patient with a job submitted a moment ago: while its spool file is still
     here the broker has not taken it yet, so ask again for a little while."""
     from luzia.ids import JOB_ID_RE

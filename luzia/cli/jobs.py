@@ -15,8 +15,7 @@ from typing import Any, Callable
 import click
 
 from luzia import layout
-from luzia.cli.control import (checked_job, checked_jobs, checked_results, connect, dump,
-                               fetch_job, json_bytes)
+from luzia.cli.control import checked_job, checked_jobs, checked_results, connect, dump, fetch_job, json_bytes
 from luzia.cli.render import STATE_STYLE, TERMINAL, age, bar, clean, fancy, num, stamp
 from luzia.errors import LuziaError, ProtocolError
 from luzia.states import JOB_STATE_NAMES

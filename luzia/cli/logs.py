@@ -48,7 +48,7 @@ def logs(job_id, follow, as_json) -> None:
         ctl.close()
 
 
-def _copy(ctl: Any, job_id: str, sink: "LogSink", follow: bool) -> None:
+def _copy(ctl: Any, job_id: str, sink: LogSink, follow: bool) -> None:
     """The job's output into `sink`: what is there, and with `follow` what comes until it ended."""
     offset, shown_tail = 0, False
     while True:
