@@ -86,7 +86,8 @@ def show_status(found: list[dict[str, Any]]) -> None:
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:
-    parts = a.get("load_parts") if isinstance(a.get("load_parts"), dict) else {}
+    parts = a.get("load_parts")
+    parts = parts if isinstance(parts, dict) else {}
     return (a.get("name"), a.get("health"),
             f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
             f"{num(a.get('load')) or 0:.2f}",
@@ -108,11 +109,13 @@ def gpu_cell(agent: dict[str, Any]) -> str:
 
 
 def show_allocation(result: dict[str, Any]) -> None:
-    placements = result.get("placements") if isinstance(result.get("placements"), list) else []
+    placements = result.get("placements")
+    placements = placements if isinstance(placements, list) else []
     table(("TYPE", "NEXT GOES TO", "WHY"),
           [(p.get("type"), p.get("agent") or "(waits)", clean(p.get("why"), 120))
            for p in placements if isinstance(p, dict)])
-    recs = result.get("recommendations") if isinstance(result.get("recommendations"), list) else []
+    recs = result.get("recommendations")
+    recs = recs if isinstance(recs, list) else []
     print("")
     print("recommendations:" if recs else "recommendations: none, the fleet fits the load")
     for rec in recs:

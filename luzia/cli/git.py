@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import Any
 
 import click
@@ -34,15 +35,17 @@ class GitJob:
         if not self.workdir:
             raise LuziaError(f"job {self.id} ran in its own job directory, not in a git "
                              "repository: it has no snapshots")
-        self.repo = snapshots.toplevel(self.workdir)
-        self.before = self.repo and snapshots.resolve(self.repo, self.id, "before")
-        if not self.before:
-            raise LuziaError(self._no_snapshot())
+        repo = snapshots.toplevel(self.workdir)
+        before = repo and snapshots.resolve(repo, self.id, "before")
+        if not repo or not before:
+            raise LuziaError(self._no_snapshot(repo))
+        self.repo: str = repo
+        self.before: str = before
 
-    def _no_snapshot(self) -> str:
+    def _no_snapshot(self, repo: str | None) -> str:
         host = clean(self.job.get("host"), 255) or "an agent"
         where = clean(self.workdir, 300)
-        if self.repo is None and not os.path.isdir(self.workdir):
+        if repo is None and not os.path.isdir(self.workdir):
             return (f"job {self.id}'s work directory {where} is not on this host; it ran on "
                     f"{host}: run `luzia {click.get_current_context().info_name} {self.id}` there")
         if self.state in ("pending", "assigned"):
@@ -82,7 +85,8 @@ def diff(job_id: str, stat: bool) -> None:
     runs). Untracked files count, ignored ones do not."""
     job = GitJob(job_id)
     out = snapshots.diff(job.repo, job.before, job.after(), *(["--stat"] if stat else []))
-    click.get_binary_stream("stdout").write(out)
+    sys.stdout.buffer.write(out)     # bytes as git wrote them (click's get_binary_stream is deprecated)
+    sys.stdout.buffer.flush()
 
 
 @click.command()

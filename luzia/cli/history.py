@@ -76,7 +76,8 @@ def show_stats(result: dict[str, Any]) -> None:
         rows = [r for r in result.get(key) or [] if isinstance(r, dict)]
         table((title, *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
         print("")
-    total = result.get("total") if isinstance(result.get("total"), dict) else {}
+    total = result.get("total")
+    total = total if isinstance(total, dict) else {}
     table(("ALL", *STATS_HEAD), [("all", *_cells(total))])
 
 

@@ -15,10 +15,11 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
@@ -171,7 +172,8 @@ def _bead(entry: dict[str, Any]) -> Item:
     if not item.task:
         item.skip = "no title or description"
     elif status not in BEADS_TAKEN:
-        item.skip = f"status {status}" + (" (running in the old dispatcher)" if status == "in_progress" else "")
+        running = " (running in the old dispatcher)" if status == "in_progress" else ""
+        item.skip = f"status {status}{running}"
     return item
 
 

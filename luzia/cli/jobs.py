@@ -9,8 +9,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -45,7 +46,8 @@ class NotRetried(LuziaError):
 @click.option("--state", "-s", multiple=True, envvar="LUZIA_JOBS_STATE", show_envvar=True,
               type=click.Choice(JOB_STATE_NAMES),
               help="Only jobs in this state (repeatable).")
-@click.option("--project", "-p", envvar="LUZIA_JOBS_PROJECT", show_envvar=True, help="Only this project's jobs.")
+@click.option("--project", "-p", envvar="LUZIA_JOBS_PROJECT", show_envvar=True,
+              help="Only this project's jobs.")
 @click.option("--user", "-u", envvar="LUZIA_JOBS_USER", show_envvar=True, help="Only this user's jobs.")
 def jobs(job_id, watch, as_json, limit, state, project, user) -> None:
     ctl = connect()
@@ -275,7 +277,7 @@ def note(job: dict[str, Any]) -> str:
 def table_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[tuple[str, ...]]:
     """The list view's cells, every one of them cleaned."""
     now = time.time() if now is None else now
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for j in jobs:
         submitted = num(j.get("submitted_at"))
         rows.append((clean(j.get("id"), 24), state_cell(j, now), clean(j.get("project"), 24),
@@ -314,7 +316,7 @@ def plain_table(jobs: list[dict[str, Any]]) -> str:
         return "no jobs yet; submit one with: luzia PROJECT \"what to do\""
     rows = [TABLE_HEAD, *table_rows(jobs)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEAD))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines) + "\n\n" + summary(jobs)
 
 

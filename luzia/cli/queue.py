@@ -66,7 +66,8 @@ def queue_flush(dry_run, project, user, priority, kind, everything, as_json) -> 
 
 
 def show_status(q: dict[str, Any]) -> None:
-    by_priority = q.get("by_priority") if isinstance(q.get("by_priority"), dict) else {}
+    by_priority = q.get("by_priority")
+    by_priority = by_priority if isinstance(by_priority, dict) else {}
     print(f"pending     {int(num(q.get('pending')) or 0)}   running {int(num(q.get('running')) or 0)}"
           f"   oldest wait {seconds(q.get('oldest_wait'))}")
     print("by priority " + "  ".join(f"{p} {int(num(by_priority.get(p)) or 0)}"

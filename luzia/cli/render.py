@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from luzia.states import TERMINAL_NAMES
 from luzia.text import one_line
@@ -90,7 +91,8 @@ def counts(data: Any) -> str:
     return ", ".join(f"{k} {n}" for k, n in items)
 
 
-def table(head: Sequence[str], rows: Iterable[Sequence[Any]], styles: dict[int, dict[str, str]] | None = None) -> None:
+def table(head: Sequence[str], rows: Iterable[Sequence[Any]],
+          styles: dict[int, dict[str, str]] | None = None) -> None:
     """Print `rows` under `head`; `styles` maps a column to {cell text: rich style}."""
     rows = [[clean(c) for c in row] for row in rows]
     if fancy():
@@ -109,4 +111,4 @@ def table(head: Sequence[str], rows: Iterable[Sequence[Any]], styles: dict[int, 
         return
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
     for row in [list(head), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -54,8 +54,8 @@ NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, su
 @click.option("--config", "config_path", envvar="LUZIA_CONFIG", show_envvar=True, metavar="PATH",
               type=click.Path(dir_okay=False), help="Config file (default: the first of "
               "$XDG_CONFIG_HOME/luzia/luzia.toml, /etc/luzia/luzia.toml).")
-@click.option("--control-timeout", envvar="LUZIA_CONTROL_TIMEOUT", show_envvar=True, default=3.0, show_default=True,
-              type=click.FloatRange(0.1, 600), metavar="SECONDS",
+@click.option("--control-timeout", envvar="LUZIA_CONTROL_TIMEOUT", show_envvar=True, default=3.0,
+              show_default=True, type=click.FloatRange(0.1, 600), metavar="SECONDS",
               help="How long to wait for the broker's answer.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, control_timeout: float) -> None:

@@ -67,8 +67,9 @@ def status(as_json: bool) -> None:
 
 
 def _row(r: dict[str, Any]) -> None:
-    click.echo(f"{r['name']}: {r['state']}{' (pid %d)' % r['pid'] if r['pid'] else ''}"
-               f"{'  ' + r['message'] if r.get('message') else ''}")
+    pid = f" (pid {int(r['pid'])})" if r["pid"] else ""
+    message = f"  {r['message']}" if r.get("message") else ""
+    click.echo(f"{r['name']}: {r['state']}{pid}{message}")
 
 
 @supervisor.command()

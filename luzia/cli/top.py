@@ -203,7 +203,7 @@ def live(ctl, interval: float) -> None:
     try:
         with Live(view(fetch(ctl), interval), screen=True, auto_refresh=False) as screen:
             while True:
-                ready = dict(poller.poll(interval * 1000))
+                ready = dict(poller.poll(int(interval * 1000)))
                 if sys.stdin.fileno() in ready and keys.quit_pressed():
                     return
                 while sub in ready and sub.poll(0):

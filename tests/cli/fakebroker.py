@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 
@@ -120,6 +121,7 @@ class FakeBroker:
                 except protocol.ProtocolError as exc:
                     self.bad.append(str(exc))
                     continue
+                assert isinstance(msg, protocol.Submit)     # decode's expect= guarantees it
                 with self.lock:
                     self.submits.append(msg)
                     self.jobs.setdefault(msg.job.id, job_object(msg.job))
@@ -131,6 +133,7 @@ class FakeBroker:
                 except protocol.ProtocolError as exc:
                     self.bad.append(str(exc))
                     continue
+                assert isinstance(req, protocol.Request)
                 with self.lock:
                     self.requests.append(req)
                     reply = None if self.silent else self._answer(req)
