@@ -160,3 +160,25 @@ def test_every_page_renders_whole_and_as_its_live_fragment(cfg, name):
         assert "Proceed? (y/n)" in part and "$0.42" in part and "1,200" in part
         assert 'name="csrf" value="csrf-value"' in part
         assert "\x1b" not in whole
+
+
+def test_a_finished_jobs_diff_comes_from_its_snapshots(tmp_path):
+    import asyncio
+
+    from luzia import snapshots
+    from luzia.web.diff import job_diff
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "a.txt").write_text("one\n")
+    job = {"id": "101010-abcdefabcdef", "state": "completed", "workdir": str(repo)}
+    snapshots.record(str(repo), job["id"], "before")
+    (repo / "a.txt").write_text("two\n")
+    snapshots.record(str(repo), job["id"], "after")
+    diff = asyncio.run(job_diff(job))
+    assert diff is not None and "-one" in diff.text and "+two" in diff.text
+    assert "a.txt" in diff.stat and not diff.cut
+    assert asyncio.run(job_diff({**job, "state": "running"})) is None      # not finished yet
+    assert asyncio.run(job_diff({**job, "workdir": str(tmp_path / "gone")})) is None
+    given = asyncio.run(job_diff({**job, "diff": "+from the broker"}))
+    assert given is not None and given.source == "broker"

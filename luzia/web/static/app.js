@@ -51,6 +51,8 @@
       if (concerns(ev)) schedule();
     };
     es.addEventListener("reload", schedule);
+    // agents' load changes with each heartbeat, which publishes no event
+    if (live === "fleet") setInterval(schedule, 5000);
   }
 
   // a job's output, streamed
