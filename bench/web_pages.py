@@ -101,7 +101,7 @@ def main() -> None:
         wait_for(url_file.exists, 60, interval=0.05, message="luzia-web listens")
         host, port = url_file.read_text().strip().rsplit("//", 1)[1].rsplit(":", 1)
         cfg = config.load(env=fleet.env)
-        cookie = f"luzia_token={tokens.Tokens(cfg).ensure(tokens.operator())}"
+        cookie = f"luzia_token_{port}={tokens.Tokens(cfg).ensure(tokens.operator())}"
         conn = http.client.HTTPConnection(host, int(port), timeout=30)
         print(f"machine: {machine()}")
         print(f"{'page':40} {'p50':>8} {'p99':>8} {'max':>8} {'bytes':>8}   ({args.n} requests each)")

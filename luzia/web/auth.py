@@ -54,6 +54,13 @@ class Caller:
         return self.admin or self.user in (job.get("user"), job.get("submitter"))
 
 
+def cookie_name(request: Request) -> str:
+    """Browsers keep cookies per host, not per port: the port in the name keeps two
+    dashboards on one host (two fleets, two `make run`s) from signing each other out."""
+    url = request.url
+    return f"{COOKIE}_{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
 def csrf_for(token: str) -> str:
     return hmac.new(token.encode(), b"luzia-web csrf", hashlib.sha256).hexdigest()[:32]
 
@@ -63,12 +70,13 @@ class Auth:
         self.tokens = tokens
         self.admins = admins(cfg)
         self.secure = bool(cfg.web.tls_cert and cfg.web.tls_key)
+        self.public = urlsplit(cfg.web.url).netloc       # the address behind a proxy, if any
 
     def caller(self, request: Request) -> Caller:
         """The caller, or Refused(401) without a valid token."""
         header = request.headers.get("authorization", "")
         bearer = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        token = bearer or request.cookies.get(COOKIE, "")
+        token = bearer or request.cookies.get(cookie_name(request), "")
         user = self.tokens.user_of(token)
         if user is None:
             raise Refused(401, "this page needs a token: open the URL that `make run` or "
@@ -89,7 +97,7 @@ class Auth:
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
         target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, token, max_age=COOKIE_AGE, httponly=True, samesite="lax",
+        response.set_cookie(cookie_name(request), token, max_age=COOKIE_AGE, httponly=True, samesite="lax",
                             secure=self.secure, path="/")
         response.headers["Referrer-Policy"] = "no-referrer"
         return response
@@ -100,7 +108,8 @@ class Auth:
         if caller.bearer:
             return
         origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        allowed = {request.headers.get("host"), self.public} - {None, ""}
+        if origin and urlsplit(origin).netloc not in allowed:
             raise Refused(403, f"refused: the request came from another site ({origin})")
         sent = form.get(CSRF_FIELD) if form is not None else None
         if not isinstance(sent, str) or not hmac.compare_digest(sent, caller.csrf):

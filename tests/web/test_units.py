@@ -162,9 +162,15 @@ def test_every_page_renders_whole_and_as_its_live_fragment(cfg, name):
         assert "\x1b" not in whole
 
 
-def test_a_finished_jobs_diff_comes_from_its_snapshots(tmp_path):
+def run(coro: Any) -> Any:
+    """A coroutine's result, on a thread of its own (the session's browser runs a loop here)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
+
+def test_a_finished_jobs_diff_comes_from_its_snapshots(tmp_path):
     from luzia import snapshots
     from luzia.web.diff import job_diff
     repo = tmp_path / "repo"
@@ -175,10 +181,31 @@ def test_a_finished_jobs_diff_comes_from_its_snapshots(tmp_path):
     snapshots.record(str(repo), job["id"], "before")
     (repo / "a.txt").write_text("two\n")
     snapshots.record(str(repo), job["id"], "after")
-    diff = asyncio.run(job_diff(job))
+    diff = run(job_diff(job))
     assert diff is not None and "-one" in diff.text and "+two" in diff.text
     assert "a.txt" in diff.stat and not diff.cut
-    assert asyncio.run(job_diff({**job, "state": "running"})) is None      # not finished yet
-    assert asyncio.run(job_diff({**job, "workdir": str(tmp_path / "gone")})) is None
-    given = asyncio.run(job_diff({**job, "diff": "+from the broker"}))
+    assert run(job_diff({**job, "state": "running"})) is None      # not finished yet
+    assert run(job_diff({**job, "workdir": str(tmp_path / "gone")})) is None
+    given = run(job_diff({**job, "diff": "+from the broker"}))
     assert given is not None and given.source == "broker"
+
+
+def test_a_post_from_another_origin_or_without_csrf_is_refused(cfg):
+    from luzia.web.auth import Auth, Refused
+    auth = Auth(config.load({"web": {"url": "https://luzia.example.org"}}), tokens.Tokens(cfg))
+    me = Caller("bob", False, csrf_for("t"))
+
+    def post(origin: str | None, host: str = "127.0.0.1:8470") -> Request:
+        headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+        return Request({"type": "http", "method": "POST", "path": "/jobs/x/cancel",
+                        "query_string": b"", "headers": headers})
+    good = {"csrf": csrf_for("t")}
+    auth.check_post(post(None), me, good)                         # no Origin: the CSRF token decides
+    auth.check_post(post("http://127.0.0.1:8470"), me, good)
+    auth.check_post(post("https://luzia.example.org", "127.0.0.1:8470"), me, good)   # behind a proxy
+    for origin in ("null", "http://evil.example", "http://127.0.0.1:9999"):
+        with pytest.raises(Refused):
+            auth.check_post(post(origin), me, good)
+    with pytest.raises(Refused):
+        auth.check_post(post(None), me, {"csrf": csrf_for("other")})
+    auth.check_post(post("http://evil.example"), Caller("bob", False, "x", bearer=True), {})
