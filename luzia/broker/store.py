@@ -124,6 +124,14 @@ class Job:
         if reason is not None:
             self.reason = reason
 
+    def reset_attempt(self) -> None:
+        """Clear what belongs to one attempt (its host, times, exit, progress): the job is
+        pending again, or its next attempt begins. The attempts table keeps the old one."""
+        self.host = ""
+        self.assigned_at = self.started_at = self.finished_at = self.exit_code = None
+        self.progress, self.message = -1.0, ""
+        self.stalled, self.stalled_since = False, None
+
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
         return {"id": self.id, "state": self.state.value, "project": self.project,
@@ -204,9 +212,6 @@ class Store:
             self.next_seq = max(self.next_seq, job.seq + 1)
             self._event(job, "")
         return bool(cur.rowcount)
-
-    def insert_many(self, jobs: list[Job]) -> list[bool]:
-        return [self.insert(job) for job in jobs]
 
     def save(self, job: Job, event: str | None = None) -> None:
         """Write the job's mutable fields; `event` (a detail string) also logs a transition."""

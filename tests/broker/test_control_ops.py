@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from luzia.broker import accounting, control
-from luzia.broker.control import BadRequest, _Args
+from luzia.broker import accounting, ops
+from luzia.broker.ops.request import Args
+from luzia.errors import BadRequest
 from tests.broker.harness import make_broker, spec
 
 
@@ -20,13 +21,13 @@ def broker(short_tmp):
 
 
 def op(b, name: str, **args):
-    return control.OPS[name](b, _Args(args))
+    return ops.OPS[name](b.model, Args(args))
 
 
 def test_sustained_growth_and_waiting_types_are_recommended(broker):
     for _ in range(12):
         broker.submit(spec(type="reasoning"))
-    broker.store.commit()
+    broker.model.store.commit()
     advice = op(broker, "agents.allocate")
     reasoning = next(p for p in advice["placements"] if p["type"] == "reasoning")
     assert reasoning == {"type": "reasoning", "agent": None, "load": None, "why": "no agent offers it"}
