@@ -1,4 +1,5 @@
-"""Drive a real Broker in the test's own thread: real sockets, turns run by hand."""
+"""Drive a real Broker in the test's own thread: real sockets, turns run by hand; or only
+its model (`make_model`), for the job edges and the control ops without sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from typing import Any, Callable
 import zmq
 
 from luzia import config, protocol
+from luzia.broker.fleet import Fleet
+from luzia.broker.model import BrokerModel
+from luzia.broker.scheduler import Scheduler
 from luzia.broker.server import Broker
+from luzia.broker.store import Store
 from luzia.ids import new_job_id
 
 
@@ -18,6 +23,14 @@ def make_broker(home, extra: str = "") -> Broker:
         f'spool_sweep = 0.05\n{extra}\n')
     cfg = config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
     return Broker(cfg)
+
+
+def make_model(cfg: config.Config | None = None) -> BrokerModel:
+    """The broker's model with no sockets and no files: SQLite in memory, the real
+    scheduler and fleet. Close its store when done."""
+    cfg = cfg or config.Config()
+    sched = Scheduler(cfg.scheduler)
+    return BrokerModel(cfg, Store(":memory:"), sched, Fleet(sched))
 
 
 def pump(b: Broker, until: Callable[[], Any], timeout: float = 5.0) -> Any:
