@@ -70,23 +70,15 @@ class AgentHandler:
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
                       last_seen=now)
         old = m.fleet.join(agent)
-        adopt: list[protocol.HeldJob] = []
-        drop: list[str] = []
-        for held in msg.held:
-            if self._still_its(agent, held):
-                adopt.append(held)
-            else:
-                drop.append(held.job_id)
+        adopt, drop = self._reconcile(agent, msg.held)
         adopted = {h.job_id for h in adopt}
-        for job_id in sorted(agent.jobs - adopted):
-            job = m.jobs.get(job_id)
-            if job is not None and job.state in HOLDING:
-                lifecycle.requeue(m, job, f"agent {agent.name} came back without it")
         m.out.send(identity, protocol.Welcome(
             heartbeat_interval=m.cfg.broker.heartbeat_interval,
             liveness=m.cfg.broker.liveness, adopt=sorted(adopted), drop=drop))
         for held in adopt:
-            job = m.jobs[held.job_id]
+            job = m.jobs.get(held.job_id)
+            if job is None or job.state not in HOLDING:
+                continue        # held twice in one Hello, and ended by the first
             if job.state is JobState.LOST:
                 lifecycle.resume(m, job, f"re-adopted by {agent.name}")
             if held.exit_code is not None:
@@ -100,6 +92,24 @@ class AgentHandler:
             agent.slots, ",".join(agent.capabilities), len(msg.held), len(adopt), len(drop))
         m.out.publish_agent("live", agent.to_dict(now, m.sched.agent_score(agent.name)))
         m.dirty = True
+
+    def _reconcile(self, agent: Agent, held_jobs: list[protocol.HeldJob],
+                   ) -> tuple[list[protocol.HeldJob], list[str]]:
+        """The held jobs to adopt (still this agent's attempt) and the ids to drop; the jobs
+        the broker placed on it that it does not hold go back to the queue."""
+        adopt: list[protocol.HeldJob] = []
+        drop: list[str] = []
+        for held in held_jobs:
+            if self._still_its(agent, held):
+                adopt.append(held)
+            else:
+                drop.append(held.job_id)
+        adopted = {h.job_id for h in adopt}
+        for job_id in sorted(agent.jobs - adopted):
+            job = self.m.jobs.get(job_id)
+            if job is not None and job.state in HOLDING:
+                lifecycle.requeue(self.m, job, f"agent {agent.name} came back without it")
+        return adopt, drop
 
     def _still_its(self, agent: Agent, held: protocol.HeldJob) -> bool:
         job = self.m.jobs.get(held.job_id)

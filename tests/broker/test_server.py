@@ -151,6 +151,21 @@ def test_agent_that_comes_back_in_time_keeps_its_job(broker, ctx):
     assert broker.model.store.get(s.id).attempt == 1     # no second run
 
 
+def test_a_hello_that_holds_an_ended_job_twice_ends_it_once(broker, ctx):
+    agent = FakeAgent(ctx, broker, name="twice", slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec(max_retries=1)
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    agent.close()
+    held = protocol.HeldJob(job_id=s.id, attempt=1, exit_code=3)
+    back = FakeAgent(ctx, broker, name="twice", slots=1, held=[held, held])
+    assert back.welcome.adopt == [s.id]
+    job = broker.model.jobs[s.id]
+    assert job.state is JobState.PENDING and job.retries == 1     # one failure, not two
+    assert Client(ctx, broker).call(broker, "ping").ok
+
+
 def test_failed_job_is_retried_then_fails(broker, ctx):
     agent = FakeAgent(ctx, broker, slots=1)
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
