@@ -11,7 +11,6 @@ import zmq
 from luzia import protocol
 from luzia.states import JobState
 from tests.broker.harness import FakeAgent, Peer, make_broker, pump, spec
-from tests.broker.test_server import ctx, home  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

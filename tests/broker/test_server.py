@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import msgpack
@@ -10,29 +9,8 @@ import pytest
 import zmq
 
 from luzia import protocol
-from luzia.broker.store import Store
 from luzia.states import JobState
 from tests.broker.harness import Client, FakeAgent, Peer, make_broker, pump, spec
-
-
-@pytest.fixture
-def home(short_tmp):
-    return short_tmp / "h"
-
-
-@pytest.fixture
-def broker(home):
-    home.mkdir()
-    b = make_broker(home)
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.destroy(linger=0)
 
 
 def job_state(b, job_id):
