@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from luzia import protocol
 from luzia.broker import gpu, lifecycle

@@ -67,10 +67,10 @@ def accept(m: Model, spec: protocol.JobSpec) -> Job | None:
     log.info("job %s pending: project=%s user=%s priority=%d type=%s", job.id, job.project,
              job.user, job.priority, job.type)
     deps = _dependency_states(m, job)
-    failed = [d for d, s in deps.items()
+    failed = [(d, s) for d, s in deps.items()
               if s is not None and s.terminal and s is not JobState.COMPLETED]
     if failed:
-        finish(m, job, JobState.FAILED, f"dependency {failed[0]} {deps[failed[0]].value}")
+        finish(m, job, JobState.FAILED, f"dependency {failed[0][0]} {failed[0][1].value}")
     else:
         enqueue(m, job, pending_deps=[d for d, s in deps.items() if s is not JobState.COMPLETED])
     return job

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from luzia.broker.model import Model
 from luzia.config import BrokerConfig

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import itertools
 
-from luzia.broker.rules import (BEHIND, SchedAgent, SchedJob, explain, load_score,
-                                lock_expired, others_offer, user_limit)
+from luzia.broker.rules import (
+    BEHIND,
+    SchedAgent,
+    SchedJob,
+    explain,
+    load_score,
+    lock_expired,
+    others_offer,
+    user_limit,
+)
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 

@@ -27,8 +27,16 @@ import itertools
 import logging
 from collections.abc import Iterable
 
-from luzia.broker.rules import (BEHIND, SchedAgent, SchedJob, explain, load_score,
-                                lock_expired, others_offer, user_limit)
+from luzia.broker.rules import (
+    BEHIND,
+    SchedAgent,
+    SchedJob,
+    explain,
+    load_score,
+    lock_expired,
+    others_offer,
+    user_limit,
+)
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -354,7 +362,7 @@ class Scheduler:
                 entry = self._top(heap)
                 if entry is not None and (best is None or entry < best):
                     best, best_agent = entry, takers[cls]
-            if best is not None:
+            if best is not None and best_agent is not None:
                 return self._start(best, best_agent)
         return None
 

@@ -14,8 +14,8 @@ import heapq
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import zmq
 
@@ -125,7 +125,7 @@ class Broker:
             retry_at = self.model.retry_at
             timeout = max(0.0, min(self._next["beat"], self._next["sweep"],
                                    retry_at[0][0] if retry_at else now + 1) - now)
-        ready = dict(self.poller.poll(timeout * 1000))
+        ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.pull in ready:
             self._drain(self.pull, "submit", self._on_submit_frames)
         if self.router in ready:

@@ -12,8 +12,9 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from luzia.errors import StateDirError
 from luzia.states import JobState, Priority
@@ -265,9 +266,11 @@ class Store:
                                ids).fetchall()
         return {r[0]: JobState(r[1]) for r in rows}
 
-    def list(self, limit: int = 50, states: list[str] | None = None, project: str | None = None,
-             user: str | None = None, since: float | None = None) -> list[Job]:
-        where, args = [], []
+    def recent(self, limit: int = 50, states: list[str] | None = None, project: str | None = None,
+               user: str | None = None, since: float | None = None) -> list[Job]:
+        """The newest jobs (by arrival) that match every filter given."""
+        where: list[str] = []
+        args: list[Any] = []
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args += states
@@ -291,7 +294,7 @@ class Store:
             "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason"
             " FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
         keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def counts(self) -> dict[str, int]:
         return {s: n for s, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
@@ -324,7 +327,7 @@ class Store:
 
     @staticmethod
     def _job(row: tuple) -> Job:
-        values = dict(zip(_COLUMNS, row))
+        values = dict(zip(_COLUMNS, row, strict=True))
         values["state"] = JobState(values["state"])
         values["after"] = json.loads(values["after"])
         values["metadata"] = json.loads(values["metadata"])

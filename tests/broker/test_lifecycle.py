@@ -10,10 +10,12 @@ import pytest
 from luzia import protocol
 from luzia.broker import lifecycle
 from luzia.broker.fleet import Agent
+from luzia.broker.model import BrokerModel
+from luzia.broker.store import Job
 from luzia.config import Config
 from luzia.errors import IllegalTransition
 from luzia.states import JobState
-from tests.broker.harness import make_model, spec
+from tests.broker.harness import M, make_model, spec
 
 
 @pytest.fixture
@@ -22,6 +24,18 @@ def m():
     model = make_model(dataclasses.replace(cfg, broker=dataclasses.replace(cfg.broker, max_pending=2)))
     yield model
     model.store.close()
+
+
+def submit(m: BrokerModel, **kw) -> Job:
+    job = lifecycle.accept(m, spec(**kw))
+    assert job is not None
+    return job
+
+
+def stored(m: BrokerModel, job_id: str) -> Job:
+    job = m.store.get(job_id)
+    assert job is not None
+    return job
 
 
 def join(m, name="gpu1", slots=1) -> Agent:
@@ -40,7 +54,7 @@ def dispatch(m) -> list[str]:
     return picked
 
 
-def sent(m, kind: type) -> list[protocol.Message]:
+def sent(m, kind: type[M]) -> list[M]:
     msgs = [protocol.decode(frames[1:]) for frames in m.out.to_agents]
     return [msg for msg in msgs if isinstance(msg, kind)]
 
@@ -51,18 +65,18 @@ def topics(m) -> list[str]:
 
 def running(m, **kw):
     """A job assigned to gpu1 and started there."""
-    job = lifecycle.accept(m, spec(**kw))
+    job = submit(m, **kw)
     assert dispatch(m) == [job.id]
     lifecycle.start(m, job, "started on gpu1")
     return job
 
 
 def test_a_rejection_goes_through_the_state_machine_and_is_kept(m):
-    first, second = lifecycle.accept(m, spec(user="a")), lifecycle.accept(m, spec(user="b"))
-    refused = lifecycle.accept(m, spec(user="c"))
+    first, second = submit(m, user="a"), submit(m, user="b")
+    refused = submit(m, user="c")
     assert refused.state is JobState.REJECTED and refused.reason.startswith("queue full")
     assert refused.finished_at is not None and refused.id not in m.jobs
-    assert m.store.get(refused.id).state is JobState.REJECTED
+    assert stored(m, refused.id).state is JobState.REJECTED
     assert topics(m) == ["job.pending", "job.pending", "job.rejected"]
     assert m.counters == {"submissions": 3, "duplicates": 0, "rejections": 1}
     assert lifecycle.accept(m, spec(id=first.id)) is None      # a repeat is a no-op
@@ -70,24 +84,24 @@ def test_a_rejection_goes_through_the_state_machine_and_is_kept(m):
 
 
 def test_an_illegal_edge_is_a_bug_that_raises(m):
-    job = lifecycle.accept(m, spec())
+    job = submit(m)
     with pytest.raises(IllegalTransition):
         lifecycle.start(m, job, "started without an Assign")
 
 
 def test_each_edge_saves_publishes_and_sends_once(m):
     join(m)
-    job = lifecycle.accept(m, spec())
+    job = submit(m)
     m.out.events.clear()
     assert dispatch(m) == [job.id]
     assert topics(m) == ["job.assigned"]
     assert [a.job.id for a in sent(m, protocol.Assign)] == [job.id]
-    assert m.store.get(job.id).state is JobState.ASSIGNED
+    assert stored(m, job.id).state is JobState.ASSIGNED
     assert m.store.attempts(job.id)[0]["host"] == "gpu1"
     lifecycle.start(m, job, "started on gpu1")
     lifecycle.end(m, job, 0, "")
     assert topics(m) == ["job.assigned", "job.running", "job.completed"]
-    assert job.id not in m.jobs and m.store.get(job.id).exit_code == 0
+    assert job.id not in m.jobs and stored(m, job.id).exit_code == 0
     assert m.fleet.get("gpu1").jobs == set() and m.sched.running_on("gpu1") == set()
 
 
@@ -108,7 +122,7 @@ def test_a_requeued_job_waits_with_no_trace_of_its_last_attempt_but_the_record(m
 def test_a_failure_with_retries_left_frees_its_credit_at_once(m):
     join(m)
     job = running(m, max_retries=1)
-    other = lifecycle.accept(m, spec(user="bob"))
+    other = submit(m, user="bob")
     m.dirty = False
     lifecycle.end(m, job, 3, "")
     assert m.dirty and dispatch(m) == [other.id]        # the freed slot, this turn
@@ -125,7 +139,7 @@ def test_finishing_a_pending_job_keeps_the_record_of_its_last_attempt(m):
     assert lifecycle.cancel(m, job) == "killed"
     record = m.store.attempts(job.id)[0]
     assert (record["host"], record["exit_code"], record["reason"]) == ("gpu1", 3, "exit 3")
-    assert m.store.get(job.id).state is JobState.KILLED
+    assert stored(m, job.id).state is JobState.KILLED
 
 
 def test_a_preempted_job_goes_back_to_pending_without_using_a_retry(m):
@@ -134,7 +148,7 @@ def test_a_preempted_job_goes_back_to_pending_without_using_a_retry(m):
     m.sched.cfg = m.cfg.scheduler
     join(m)
     low = running(m, priority=3)
-    crit = lifecycle.accept(m, spec(priority=0))
+    crit = submit(m, priority=0)
     lifecycle.preempt(m, now=1e9)
     assert [c.job_id for c in sent(m, protocol.Cancel)] == [low.id]
     assert low.reason == f"preempted by {crit.id}" and m.stopping == {low.id: crit.id}
@@ -156,9 +170,9 @@ def test_cancel_of_a_job_on_a_dead_agent_kills_it_here(m):
 def test_a_failed_dependency_fails_its_dependents_in_one_edge_each(m):
     join(m)
     first = running(m, user="a")
-    second = lifecycle.accept(m, spec(user="b", after=[first.id]))
-    third = lifecycle.accept(m, spec(user="c", after=[second.id]))
+    second = submit(m, user="b", after=[first.id])
+    third = submit(m, user="c", after=[second.id])
     lifecycle.end(m, first, 1, "")
-    assert [m.store.get(j.id).state for j in (first, second, third)] == [JobState.FAILED] * 3
-    assert m.store.get(third.id).reason == f"dependency {second.id} failed"
+    assert [stored(m, j.id).state for j in (first, second, third)] == [JobState.FAILED] * 3
+    assert stored(m, third.id).reason == f"dependency {second.id} failed"
     assert not m.jobs

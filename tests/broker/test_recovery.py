@@ -10,22 +10,13 @@ import zmq
 
 from luzia import protocol
 from luzia.states import JobState
-from tests.broker.harness import FakeAgent, Peer, make_broker, pump, spec
+from tests.broker.harness import FakeAgent, Peer, beating, job_state, make_broker, pump, spec
 
 
 @pytest.fixture
 def made(home):
     home.mkdir()
     return home
-
-
-def beating(agents, until):
-    """A condition for pump() that also lets every fake agent beat between broker turns."""
-    def check():
-        for agent in agents:
-            agent.on_turn()
-        return until()
-    return check
 
 
 def _running_job(b, ctx, name: str, user: str = "alice", others=()) -> tuple[FakeAgent, str]:
@@ -76,7 +67,7 @@ def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
         live = FakeAgent(ctx, b, name="live", slots=1)
         live.recv(b, protocol.Assign, timeout=10)
         live.finish(job_id, attempt=2)
-        pump(b, lambda: b.model.store.get(job_id).state is JobState.COMPLETED)
+        pump(b, lambda: job_state(b, job_id) is JobState.COMPLETED)
         first, second = b.model.store.attempts(job_id)
         assert (first["attempt"], first["host"]) == (1, "dead")
         assert first["started_at"] and first["finished_at"] and "lost" in first["reason"]

@@ -248,7 +248,7 @@ def test_few_buckets_with_cancels_and_preemption_agree(cfg, ops):
 def test_many_users_and_projects_agree(ops):
     """Longer queues across more users, so buckets park and wake many times."""
     broker = Broker(SchedulerConfig())
-    for name, caps in zip(AGENTS, (["reasoning"], ["text"], ["code"], TYPES)):
+    for name, caps in zip(AGENTS, (["reasoning"], ["text"], ["code"], TYPES), strict=True):
         broker.step(("agent_up", name, 2, set(caps)))
     for prio, user, project, type_, done in ops:
         broker.step(("add", prio, user, project, type_, 0.0, -1, 0.0))

@@ -10,12 +10,16 @@ import zmq
 
 from luzia import protocol
 from luzia.states import JobState
-from tests.broker.harness import Client, FakeAgent, Peer, make_broker, pump, spec
-
-
-def job_state(b, job_id):
-    job = b.model.jobs.get(job_id) or b.model.store.get(job_id)
-    return job.state if job else None
+from tests.broker.harness import (
+    Client,
+    FakeAgent,
+    Peer,
+    beating,
+    job_state,
+    make_broker,
+    pump,
+    spec,
+)
 
 
 def test_submission_is_committed_and_its_spool_file_removed(broker, ctx):
@@ -274,7 +278,8 @@ def test_backpressure_rejects_with_a_reason(home, ctx):
             push.send(protocol.Submit(job=s))
         pump(b, lambda: b.model.counters["rejections"] == 1)
         rejected = b.model.store.get(specs[2].id)
-        assert rejected.state is JobState.REJECTED and "queue full" in rejected.reason
+        assert rejected is not None and rejected.state is JobState.REJECTED
+        assert "queue full" in rejected.reason
     finally:
         b.close()
 
@@ -295,12 +300,12 @@ def test_preemption_sends_one_cancel_and_a_users_cancel_wins(home, ctx):
         stop = agent.recv(b, protocol.Cancel)
         assert stop.job_id == low.id and stop.reason == f"preempted by {crit.id}"
         until = time.monotonic() + 0.4       # several broker beats, each checking preemption
-        pump(b, lambda: agent.on_turn() or time.monotonic() > until)
+        pump(b, beating([agent], lambda: time.monotonic() > until))
         assert not [m for m in agent.drain() if isinstance(m, protocol.Cancel)]
         assert Client(ctx, b).call(b, "jobs.cancel", ids=[low.id]).ok
         agent.holding.discard(low.id)
         agent.send(protocol.Done(job_id=low.id, attempt=1, exit_code=-15, reason="cancelled"))
-        pump(b, lambda: agent.on_turn() or job_state(b, low.id) is JobState.KILLED)
+        pump(b, beating([agent], lambda: job_state(b, low.id) is JobState.KILLED))
         assert agent.recv(b, protocol.Assign).job.id == crit.id
     finally:
         b.close()

@@ -9,7 +9,8 @@ and its wire code (errors.py); an op that answers later returns DEFERRED (logs.r
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from luzia import protocol, rpc
 from luzia.broker.model import Model

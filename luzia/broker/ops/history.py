@@ -17,7 +17,7 @@ def history(m: Model, args: Args) -> list[dict[str, Any]]:
     """history {user, project, since, limit=50} → [job] finished jobs newest first, each
     with `wait` and `run` seconds (what sacct lists)."""
     limit = args.limit(50, SHOWN_MAX)
-    jobs = m.store.list(limit=limit, states=sorted(TERMINAL_NAMES),
+    jobs = m.store.recent(limit=limit, states=sorted(TERMINAL_NAMES),
                         project=args.get("project", str), user=args.get("user", str),
                         since=args.get("since", (int, float)))
     out = []

@@ -23,7 +23,7 @@ def list_jobs(m: Model, args: Args) -> list[dict[str, Any]]:
     for s in states:
         if s not in JOB_STATE_NAMES:
             raise BadRequest(f"unknown state {s!r}")
-    jobs = m.store.list(limit=limit, states=states, project=args.get("project", str),
+    jobs = m.store.recent(limit=limit, states=states, project=args.get("project", str),
                         user=args.get("user", str), since=args.get("since", (int, float)))
     return [job_view(m, m.jobs.get(j.id, j)) for j in jobs]
 
