@@ -27,16 +27,8 @@ import itertools
 import logging
 from collections.abc import Iterable
 
-from luzia.broker.rules import (
-    BEHIND,
-    SchedAgent,
-    SchedJob,
-    explain,
-    load_score,
-    lock_expired,
-    others_offer,
-    user_limit,
-)
+from luzia.broker import rules
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, user_limit
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -187,7 +179,7 @@ class Scheduler:
         self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
         stale_after = self.cfg.user_lock_stale
         if stale_after > 0:
-            if lock_expired(since, stale_after, self.now):
+            if rules.lock_expired(since, stale_after, self.now):
                 self.stale.add(job.id)
             else:
                 heapq.heappush(self.lock_deadlines, (since + stale_after, order, job.id))
@@ -325,7 +317,7 @@ class Scheduler:
 
     def _best(self, agents: list[SchedAgent], kind: str, gpu: float,
               avoid: frozenset[str] = frozenset()) -> SchedAgent | None:
-        if avoid and others_offer(self.agents.values(), kind, avoid):
+        if avoid and rules.others_offer(self.agents.values(), kind, avoid):
             agents = [a for a in agents if a.name not in avoid]
         best, best_key = None, None
         for a in agents:
@@ -423,10 +415,10 @@ class Scheduler:
         job = self.pending.get(job_id) or self.waiting.get(job_id)
         if job is None:
             return ""
-        reason = explain(self.cfg, job, self.agents.values(),
-                         lambda name: len(self.on_agent.get(name, ())),
-                         self.by_user.get(job.user, ()), self.by_project.get(job.project, 0),
-                         len(self.placed))
+        reason = rules.explain(self.cfg, job, self.agents.values(),
+                               lambda name: len(self.on_agent.get(name, ())),
+                               self.by_user.get(job.user, ()),
+                               self.by_project.get(job.project, 0), len(self.placed))
         return reason or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
