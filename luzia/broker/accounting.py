@@ -24,9 +24,10 @@ SELECT {group} AS name, COUNT(*),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
        AVG(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END),
        AVG(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END)
-FROM {source} WHERE state IN (%s) {where}
+FROM {source} WHERE state IN ({terminal}) {where}
 {group_by}
-""" % ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
+"""
+_TERMINAL = ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
 
 
 def count_state(db: sqlite3.Connection, state: str) -> int:
@@ -43,7 +44,8 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
     """Rows per `group` ("user", "project" or DAY), or one overall row when `group` is None."""
     if group not in (None, "user", "project", DAY):
         raise ValueError(f"cannot group by {group!r}")
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if since:
         clauses.append("finished_at >= ?")
         params.append(since)
@@ -54,7 +56,8 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
     # a window longer than a day is most of a long history: one plain scan beats looking
     # up each row through the state or finished_at index
     recent = since is not None and since > time.time() - RECENT
-    sql = _SELECT.format(group=group or "'all'", source="jobs" if recent else "jobs NOT INDEXED",
+    sql = _SELECT.format(group=group or "'all'", terminal=_TERMINAL,
+                         source="jobs" if recent else "jobs NOT INDEXED",
                          where="".join(f" AND {c}" for c in clauses),
                          group_by=f"GROUP BY {group} ORDER BY {group}" if group else "")
     rows = db.execute(sql, params).fetchall()
@@ -63,7 +66,7 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
 
 def _row(r: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r[0]}
-    for key, value in zip(COLUMNS, r[1:]):
+    for key, value in zip(COLUMNS, r[1:], strict=True):
         out[key] = round(value, 3) if isinstance(value, float) else (value or 0)
     return out
 

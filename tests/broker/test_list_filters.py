@@ -8,32 +8,31 @@ import datetime
 
 import pytest
 
-from luzia.broker import control
-from luzia.broker.control import BadRequest, _Args
-from tests.broker.harness import make_broker, spec
+from luzia.broker import lifecycle, ops
+from luzia.broker.ops.request import Args
+from luzia.errors import BadRequest
+from tests.broker.harness import make_model, spec
 
 
 @pytest.fixture
-def broker(short_tmp):
-    home = short_tmp / "h"
-    home.mkdir()
-    b = make_broker(home)
-    yield b
-    b.close()
+def broker():
+    model = make_model()
+    yield model
+    model.store.close()
 
 
-def op(b, name: str, **args):
-    return control.OPS[name](b, _Args(args))
+def op(m, name: str, **args):
+    return ops.OPS[name](m, Args(args))
 
 
-def fill(b, n: int = 30) -> list[str]:
+def fill(m, n: int = 30) -> list[str]:
     ids = []
     for i in range(n):
         s = spec(user="alice" if i % 2 else "bob", project="web" if i % 3 == 0 else "demo",
                  task=f"task number {i} {'fix_the 100% bug' if i == 7 else ''}")
-        b.submit(s)
+        lifecycle.accept(m, s)
         ids.append(s.id)
-    b.store.commit()
+    m.store.commit()
     return ids
 
 
