@@ -3,6 +3,8 @@
 //   server-sent events) and fetches its live part again (header X-Luzia-Fragment) when an
 //   event concerns it, at most once a second.
 // - A job page streams its output from /jobs/ID/log into <pre id="log">.
+// - A hidden tab closes its streams (a browser allows only six connections per host over
+//   HTTP/1.1) and opens them again, catching up, when it is shown.
 // - A form with data-confirm asks first.
 "use strict";
 
@@ -12,6 +14,7 @@
   const conn = document.getElementById("conn");
   const MIN_GAP = 1000;       // ms between two fetches of the live part
   let lastFetch = 0, timer = null, busy = false;
+  let events = null, logStream = null, ticker = null;
 
   function setConn(ok) { if (conn) conn.className = "conn " + (ok ? "on" : "off"); }
 
@@ -40,25 +43,29 @@
     return true;
   }
 
-  if (live && window.EventSource) {
-    const es = new EventSource("/events");
+  function openEvents() {
+    if (!live || !window.EventSource || events) return;
+    events = new EventSource("/events");
     // what happened between rendering the page and the stream's (re)opening is fetched once
-    es.onopen = () => { setConn(true); schedule(); };
-    es.onerror = () => setConn(false);
-    es.onmessage = (m) => {
+    events.onopen = () => { setConn(true); schedule(); };
+    events.onerror = () => setConn(false);
+    events.onmessage = (m) => {
       let ev = {};
       try { ev = JSON.parse(m.data); } catch (e) { return; }
       if (concerns(ev)) schedule();
     };
-    es.addEventListener("reload", schedule);
+    events.addEventListener("reload", schedule);
     // agents' load changes with each heartbeat, which publishes no event
-    if (live === "fleet") setInterval(schedule, 5000);
+    if (live === "fleet") ticker = setInterval(schedule, 5000);
   }
 
   // a job's output, streamed
   const log = document.getElementById("log");
-  if (log && log.dataset.src && window.EventSource) {
-    const state = document.getElementById("log-state");
+  const logState = document.getElementById("log-state");
+  function say(text) { if (logState) logState.textContent = text; }
+
+  function openLog() {
+    if (!log || !log.dataset.src || log.dataset.ended || !window.EventSource || logStream) return;
     let first = true;
     const atBottom = () => log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     const put = (text, replace) => {
@@ -67,13 +74,25 @@
       if (log.textContent.length > 400000) log.textContent = log.textContent.slice(-300000);
       if (follow) log.scrollTop = log.scrollHeight;
     };
-    const es = new EventSource(log.dataset.src);
-    es.addEventListener("log", (m) => { put(JSON.parse(m.data), first); first = false; if (state) state.textContent = "live"; });
-    es.addEventListener("tail", (m) => { put(JSON.parse(m.data), true); if (state) state.textContent = "last lines (agent away)"; });
-    es.addEventListener("problem", (m) => { if (state) state.textContent = JSON.parse(m.data); });
-    es.addEventListener("end", (m) => { es.close(); if (state) state.textContent = "ended: " + JSON.parse(m.data); log.dataset.ended = "1"; });
+    logStream = new EventSource(log.dataset.src);
+    logStream.addEventListener("log", (m) => { put(JSON.parse(m.data), first); first = false; say("live"); });
+    logStream.addEventListener("tail", (m) => { put(JSON.parse(m.data), true); say("last lines (agent away)"); });
+    logStream.addEventListener("problem", (m) => say(JSON.parse(m.data)));
+    logStream.addEventListener("end", (m) => {
+      logStream.close(); logStream = null; log.dataset.ended = "1"; say("ended: " + JSON.parse(m.data));
+    });
     log.scrollTop = log.scrollHeight;
   }
+
+  function closeAll() {
+    if (events) { events.close(); events = null; }
+    if (ticker) { clearInterval(ticker); ticker = null; }
+    if (logStream) { logStream.close(); logStream = null; }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) closeAll(); else { openEvents(); openLog(); }
+  });
 
   function bindForms(root) {
     root.querySelectorAll("form[data-confirm]").forEach((f) => {
@@ -81,4 +100,6 @@
     });
   }
   bindForms(document);
+  openEvents();
+  openLog();
 })();
