@@ -94,3 +94,35 @@ def test_stats_by_day_has_every_day(broker):
     assert rows[-1]["killed"] == 2 and rows[-1]["jobs"] == 2
     assert all(r["jobs"] == 0 for r in rows[:-1])
     assert [r["day"] for r in rows] == sorted(r["day"] for r in rows)
+
+
+def test_stats_from_one_pass_agree_with_a_query_per_grouping(broker):
+    import random
+    import time
+
+    from luzia.broker import accounting
+    from luzia.broker.store import Job
+    from luzia.states import JobState
+    rng = random.Random(5)
+    now = time.time()
+    for i in range(300):
+        started = None if i % 7 == 0 else now - rng.uniform(100, 5000)
+        broker.store.insert(Job(
+            id=f"101010-{i:012x}", seq=i + 1, project=f"p{i % 4}", user=f"u{i % 5}", task="t",
+            priority=2, type="code", timeout=0.0, max_retries=0, workdir="",
+            submitted_at=(started or now) - rng.uniform(0, 60),
+            state=rng.choice([JobState.COMPLETED, JobState.FAILED, JobState.KILLED]),
+            started_at=started, finished_at=(started or now - 50) + rng.uniform(1, 40)))
+    broker.store.commit()
+    for since, where in ((None, {}), (now - 2000, {}), (None, {"user": "u1"}), (now + 9, {})):
+        one = accounting.breakdown(broker.store.db, since, where)
+        per = {"by_user": accounting.totals(broker.store.db, "user", since, where),
+               "by_project": accounting.totals(broker.store.db, "project", since, where),
+               "total": accounting.totals(broker.store.db, None, since, where)[0]}
+        assert one.keys() == per.keys()
+        for key in per:
+            rows_one = one[key] if isinstance(one[key], list) else [one[key]]
+            rows_per = per[key] if isinstance(per[key], list) else [per[key]]
+            assert [r["name"] for r in rows_one] == [r["name"] for r in rows_per]
+            for a, b in zip(rows_one, rows_per, strict=True):
+                assert a == pytest.approx(b, abs=0.002)
