@@ -114,7 +114,9 @@ def test_stats_from_one_pass_agree_with_a_query_per_grouping(broker):
             state=rng.choice([JobState.COMPLETED, JobState.FAILED, JobState.KILLED]),
             started_at=started, finished_at=(started or now - 50) + rng.uniform(1, 40)))
     broker.store.commit()
-    for since, where in ((None, {}), (now - 2000, {}), (None, {"user": "u1"}), (now + 9, {})):
+    cases: list[tuple[float | None, dict[str, str | None]]] = [
+        (None, {}), (now - 2000, {}), (None, {"user": "u1"}), (now + 9, {})]
+    for since, where in cases:
         one = accounting.breakdown(broker.store.db, since, where)
         per = {"by_user": accounting.totals(broker.store.db, "user", since, where),
                "by_project": accounting.totals(broker.store.db, "project", since, where),
