@@ -5,6 +5,7 @@ ask and get what they always did."""
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -118,9 +119,9 @@ def test_stats_from_one_pass_agree_with_a_query_per_grouping(broker):
         (None, {}), (now - 2000, {}), (None, {"user": "u1"}), (now + 9, {})]
     for since, where in cases:
         one = accounting.breakdown(broker.store.db, since, where)
-        per = {"by_user": accounting.totals(broker.store.db, "user", since, where),
-               "by_project": accounting.totals(broker.store.db, "project", since, where),
-               "total": accounting.totals(broker.store.db, None, since, where)[0]}
+        per: dict[str, Any] = {"by_user": accounting.totals(broker.store.db, "user", since, where),
+                               "by_project": accounting.totals(broker.store.db, "project", since, where),
+                               "total": accounting.totals(broker.store.db, None, since, where)[0]}
         assert one.keys() == per.keys()
         for key in per:
             rows_one = one[key] if isinstance(one[key], list) else [one[key]]
