@@ -9,10 +9,10 @@ retries, pruning) is `tick(now)`, which tests may call directly.
 
 from __future__ import annotations
 
-import fcntl
 import heapq
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,14 @@ from typing import Any
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import control, curve, gpu, metrics, spool
+from luzia.broker import control, curve, gpu, lock, metrics, rebuild, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.routing import detect_type
 from luzia.broker.scheduler import SchedJob, Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import LuziaError, ProtocolError, StateDirError
+from luzia.errors import ProtocolError, StateDirError
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,13 @@ class Broker:
         self.home = ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
         self.spool = spool.Spool(ensure_private_dir(cfg.spool_dir))
-        self._lock = _take_lock(self.home / "broker.lock")
-        self.store = Store(cfg.broker.db)
+        self._lock = lock.hold(self.home)
+        try:
+            self.store = Store(cfg.broker.db)       # refuses a damaged or newer one; migrates
+            rebuild.if_needed(self.store, cfg)      # a lost database: jobs from their job dirs
+        except BaseException:
+            os.close(self._lock)
+            raise
         self.sched = Scheduler(cfg.scheduler)
         self.fleet = Fleet()
         self.drained = self.store.drained()     # an operator's drains outlive a restart
@@ -124,9 +129,14 @@ class Broker:
     # loop ---------------------------------------------------------------------
     def run(self) -> None:
         self.running = True
-        self.sweep_spool()
-        while self.running:
-            self.turn()
+        try:
+            self.sweep_spool()
+            while self.running:
+                self.turn()
+        except sqlite3.DatabaseError as exc:    # a write that cannot be saved: stop before acting
+            failure = self.store.abandon(exc)
+            self.close()
+            raise failure from None
         self.close()
 
     def stop(self) -> None:
@@ -458,25 +468,12 @@ class Broker:
 
     # control ------------------------------------------------------------------------
     def _on_control_frames(self, frames: list[bytes]) -> None:
-        control.handle(self, frames[0], rpc.parse(frames))
+        req = rpc.parse(frames)
+        try:
+            control.handle(self, frames[0], req)
+        except sqlite3.DatabaseError as exc:    # a damaged page fails this request, not the broker
+            self.reply(frames[0], rpc.failure(req.req, self.store.query_failed(exc)))
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
-
-def _take_lock(path: Path) -> int:
-    """One broker per state dir: hold an exclusive lock for the process's life."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise LuziaError(f"another broker (pid {other}) is running on {path.parent}") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-    except OSError as exc:     # disk full, file size limit: say where, not a traceback
-        os.close(fd)
-        raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return fd

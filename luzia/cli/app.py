@@ -49,7 +49,7 @@ Exit codes:
   2   usage: bad option, unknown project, job not found
   3   broker not reachable
   4   protocol error (a malformed answer)
-  73  state dir not writable
+  73  state dir not writable, or the job database unusable (luzia db check)
   75  submission rejected by the broker (queue full, unknown dependency)
 """
 
@@ -446,6 +446,9 @@ cli.add_command(keys)
 from luzia.cli.retry_cmds import retry  # noqa: E402
 
 cli.add_command(retry)
+from luzia.cli.db import db  # noqa: E402
+
+cli.add_command(db)
 
 
 from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
