@@ -117,9 +117,11 @@ def version_of(db: sqlite3.Connection) -> int:
     raise NotLuzia(f"tables {', '.join(sorted(tables))} but no Luzia schema version")
 
 
-def upgrade(db: sqlite3.Connection, current: int, target: int = LATEST) -> None:
-    """Apply the migrations after `current` up to `target`, inside the caller's transaction,
-    and record the new version (user_version, and the meta row people and old releases read)."""
+def upgrade(db: sqlite3.Connection, current: int, target: int | None = None) -> None:
+    """Apply the migrations after `current` up to `target` (LATEST), inside the caller's
+    transaction, and record the new version (user_version, and the meta row people and old
+    releases read)."""
+    target = LATEST if target is None else target
     for version in range(current + 1, target + 1):
         for step in MIGRATIONS[version]:
             if callable(step):

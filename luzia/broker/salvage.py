@@ -55,8 +55,8 @@ def recover(path: str) -> dict[str, Any]:
     new = f"{path}.recovering"
     try:
         version = found.version or _version_from_meta(aside) or migrations.LATEST
-        method, tried = _salvage(aside, new, version)
-        repaired = _repair(new, os.path.basename(aside))
+        method, tried, repaired = _salvage(aside, new, version)
+        repaired += _repair(new, os.path.basename(aside))
         before, after = _counts(aside), _counts(new)
         dbfile._fsync(new)
         os.replace(new, path)
@@ -73,17 +73,18 @@ def recover(path: str) -> dict[str, Any]:
 
 
 # the three ways ----------------------------------------------------------------------------
-def _salvage(src: str, new: str, version: int) -> tuple[str, list[str]]:
+def _salvage(src: str, new: str, version: int) -> tuple[str, list[str], int]:
+    """(the way that worked, why the ones before did not, values it had to repair)."""
     tried: list[str] = []
-    ways: tuple[tuple[str, Callable[[str, str, int], None]], ...] = (
+    ways: tuple[tuple[str, Callable[[str, str, int], int]], ...] = (
         ("sqlite3 .recover", _with_sqlite3_tool), ("backup API", _with_backup_api),
         ("row by row", _row_by_row))
     for name, way in ways:
         dbfile._remove(*(new + s for s in SIDE_FILES))
         try:
-            way(src, new, version)
+            repaired = way(src, new, version)
             _whole(new, strict=name == "backup API")
-            return name, tried
+            return name, tried, repaired
         except CannotSalvage as exc:
             tried.append(f"{name}: {exc}")
         except sqlite3.DatabaseError as exc:
@@ -91,7 +92,7 @@ def _salvage(src: str, new: str, version: int) -> tuple[str, list[str]]:
     raise StoreError(f"nothing could be salvaged from {src}: {'; '.join(tried)}")
 
 
-def _with_sqlite3_tool(src: str, new: str, version: int) -> None:
+def _with_sqlite3_tool(src: str, new: str, version: int) -> int:
     tool = shutil.which("sqlite3")
     if tool is None:
         raise CannotSalvage("no sqlite3 command-line tool on PATH")
@@ -103,9 +104,10 @@ def _with_sqlite3_tool(src: str, new: str, version: int) -> None:
     load = subprocess.run([tool, new], input=dump.stdout, capture_output=True, timeout=CLI_TIMEOUT)
     if load.returncode:
         raise CannotSalvage(dbfile.one_line(load.stderr.decode(errors="replace"), 160))
+    return 0
 
 
-def _with_backup_api(src: str, new: str, version: int) -> None:
+def _with_backup_api(src: str, new: str, version: int) -> int:
     source = dbfile.connect_ro(src)
     try:
         copy = sqlite3.connect(new, isolation_level=None)
@@ -116,15 +118,25 @@ def _with_backup_api(src: str, new: str, version: int) -> None:
             copy.close()
     finally:
         source.close()
+    return 0
 
 
-def _row_by_row(src: str, new: str, version: int) -> None:
+def _row_by_row(src: str, new: str, version: int) -> int:
     dest = sqlite3.connect(new, isolation_level=None)
+    repaired = 0
+
+    def text(value: bytes) -> str:       # a damaged text is kept, made UTF-8
+        nonlocal repaired
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            repaired += 1
+            return value.decode(errors="replace")
     try:
         dest.execute("BEGIN")
         migrations.upgrade(dest, 0, version)
         source = dbfile.connect_ro(src)
-        source.text_factory = lambda b: b.decode(errors="replace")   # keep a damaged text
+        source.text_factory = text
         try:
             for table in migrations.TABLES:
                 cols = [c for c in _columns(dest, table) if c in _columns(source, table)]
@@ -139,6 +151,7 @@ def _row_by_row(src: str, new: str, version: int) -> None:
         dest.execute("COMMIT")
     finally:
         dest.close()
+    return repaired
 
 
 def _readable_rows(db: sqlite3.Connection, table: str, cols: list[str]) -> Iterator[tuple]:
@@ -198,7 +211,7 @@ def _whole(new: str, strict: bool) -> None:
 
 def _repair(new: str, source_name: str) -> int:
     """Make every job row read back; ask the broker to rebuild what is missing. How many
-    rows were repaired."""
+    values were repaired."""
     db = sqlite3.connect(new, isolation_level=None)
     try:
         text = [r[1] for r in db.execute("PRAGMA table_info(jobs)") if r[2].upper() == "TEXT"]

@@ -165,7 +165,7 @@ def _recover_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
                     for t, n in r["recovered"].items())
     rows = [("set aside", ", ".join(r["set_aside"])), ("method", r["method"])]
     rows += [("", f"(tried first: {t})") for t in r["tried"]]
-    rows.append(("recovered", f"{got}; {r['repaired']} job rows repaired"))
+    rows.append(("recovered", f"{got}; {r['repaired']} damaged values repaired"))
     rows.append(("new", f"{r['path']}: schema {r['schema']}, integrity {r['integrity']} "
                         f"({r['seconds']:.2f}s)"))
     rows.append(("next", "start the broker: it rebuilds the unfinished jobs the salvage lost "
