@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class Probe:
     exists: bool = False
     version: int = 0         # the schema version; 0: no tables (a new database)
     damage: str = ""         # what the integrity check found, one line; "" when whole
+    checked: bool = True     # False: the check ran out of its time budget (not damage)
     unreadable: str = ""     # why it cannot be read at all: not SQLite, not Luzia's
 
     @property
@@ -48,9 +50,10 @@ class Probe:
         return self.size == 0 or (self.version == 0 and not (self.damage or self.unreadable))
 
 
-def probe(path: str, full: bool = False) -> Probe:
-    """Open `path` read-only: its version and `quick_check` (full: `integrity_check`). A
-    database newer than this release knows is not checked (it is refused anyway)."""
+def probe(path: str, full: bool = False, budget: float | None = None) -> Probe:
+    """Open `path` read-only: its version and `quick_check` (full: `integrity_check`),
+    given up after `budget` seconds if one is set. A database newer than this release
+    knows is not checked (it is refused anyway)."""
     found = Probe(path)
     try:
         found.size = os.path.getsize(path)
@@ -67,7 +70,8 @@ def probe(path: str, full: bool = False) -> Probe:
         try:
             found.version = migrations.version_of(db)
             if found.version <= migrations.LATEST:
-                found.damage = integrity(db, full)
+                damage = integrity(db, full, budget)
+                found.damage, found.checked = damage or "", damage is not None
         finally:
             db.close()
     except migrations.NotLuzia as exc:
@@ -80,13 +84,31 @@ def probe(path: str, full: bool = False) -> Probe:
     return found
 
 
-def integrity(db: sqlite3.Connection, full: bool = False) -> str:
-    """"" if the database is whole, else what SQLite's check found, on one line."""
+def integrity(db: sqlite3.Connection, full: bool = False,
+              budget: float | None = None) -> str | None:
+    """"" if the database is whole, else what SQLite's check found, on one line; None if
+    it did not finish within `budget` seconds."""
     pragma = "integrity_check" if full else "quick_check"
+    timer = None
+    if budget is not None:
+        # the rows pass stops at the progress handler; the b-tree walk is one long step
+        # that only interrupt() (from a timer) reaches
+        deadline = time.monotonic() + budget
+        db.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        timer = threading.Timer(budget, db.interrupt)
+        timer.start()
     try:
         rows = [str(r[0]) for r in db.execute(f"PRAGMA {pragma}(20)")]
+    except sqlite3.OperationalError as exc:
+        if timer is not None and "interrupted" in str(exc):
+            return None
+        return one_line(str(exc))
     except sqlite3.DatabaseError as exc:      # a page so bad the check itself stops
         return one_line(str(exc))
+    finally:
+        if timer is not None:
+            timer.cancel()
+            db.set_progress_handler(None, 0)
     if rows == ["ok"]:
         return ""
     lines = [ln for r in rows for ln in r.splitlines() if ln.strip() and not ln.startswith("***")]

@@ -27,7 +27,9 @@ def hold(home: Path, holder: str = "") -> int:
     except OSError:
         other = os.read(fd, 64).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise InUse(f"another broker (pid {other}) is running on {home}") from None
+        busy = InUse(f"another broker (pid {other}) is running on {home}")
+        busy.holder = other
+        raise busy from None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}{' ' + holder if holder else ''}".encode())

@@ -40,11 +40,16 @@ class CannotSalvage(Exception):
     """One way of salvaging did not give a whole database; the next is tried."""
 
 
-def recover(path: str) -> dict[str, Any]:
-    """Salvage `path` into a new file at the same path; the damaged one is kept aside. The
-    caller holds the broker lock (luzia.broker.lock)."""
+def recover(path: str, force: bool = False) -> dict[str, Any]:
+    """Salvage `path` into a new file at the same path; the damaged one is kept aside. A
+    whole database is left alone unless `force` (method None). The caller holds the broker
+    lock (luzia.broker.lock)."""
     started = time.monotonic()
     found = dbfile.probe(path)
+    if not force and not found.empty and dbfile.check(path)["ok"]:
+        return {"path": path, "set_aside": [], "method": None, "tried": [],
+                "schema": found.version, "integrity": "ok",
+                "seconds": round(time.monotonic() - started, 3)}
     if found.empty and not found.unreadable:
         raise StoreError(f"no job database at {path} (or an empty one): nothing to recover; "
                          "the broker makes a new one at its next start")
@@ -100,7 +105,7 @@ def _with_sqlite3_tool(src: str, new: str, version: int) -> int:
                           timeout=CLI_TIMEOUT)
     said = dump.stderr.decode(errors="replace").strip()
     if dump.returncode or "error" in said.lower():
-        raise CannotSalvage(dbfile.one_line(said or f"exit {dump.returncode}", 160))
+        raise CannotSalvage("failed: " + dbfile.one_line(said or f"exit {dump.returncode}", 160))
     load = subprocess.run([tool, new], input=dump.stdout, capture_output=True, timeout=CLI_TIMEOUT)
     if load.returncode:
         raise CannotSalvage(dbfile.one_line(load.stderr.decode(errors="replace"), 160))

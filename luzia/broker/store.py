@@ -311,6 +311,10 @@ class Store:
 
 
 # opening ---------------------------------------------------------------------------------
+# The start's integrity check gives up after this long (a very large database, a cold
+# cache): the supervisor counts a broker silent for start_grace + ping_timeout as hung.
+START_CHECK_BUDGET = 8.0
+
 @dataclass
 class Opened:
     """What opening the database found and did."""
@@ -326,8 +330,12 @@ def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
     is refused before anything writes it (StoreError: one line, exit 73); an older one is
     copied beside itself, then migrated in one transaction; a missing one is created."""
     failed = dbfile.failed_mark(path)       # the broker stopped on a database error last time
-    found = dbfile.probe(path, full=bool(failed))
+    found = dbfile.probe(path, full=bool(failed), budget=START_CHECK_BUDGET)
     _refuse(path, found)
+    if not found.checked:
+        log.warning("job database %s (%.0f MB): the %s check did not finish in %.0fs; the "
+                    "broker starts without it. `luzia db check` checks it in full", path,
+                    found.size / 1e6, "full" if failed else "quick", START_CHECK_BUDGET)
     opened = Opened(created=found.empty, existed=found.exists, from_version=found.version)
     try:
         if 0 < found.version < migrations.LATEST:
@@ -341,7 +349,7 @@ def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
             _migrate(db, path, opened)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open job database {path}: {dbfile.one_line(str(exc))}") from None
-    if failed:
+    if failed and found.checked:
         log.warning("job database %s: full integrity check after the last failure (%s): ok",
                     path, failed)
         dbfile.clear_failed(path)

@@ -132,32 +132,38 @@ def backup(file: str, force: bool, as_json: bool) -> None:
 
 
 @db.command()
+@click.option("--force", is_flag=True, help="Salvage even a database that checks whole.")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON: {path, set_aside, method, tried, schema, before, recovered, "
-                   "repaired, integrity, seconds}.")
-def recover(as_json: bool) -> None:
+                   "repaired, integrity, seconds}; method null: nothing to recover.")
+def recover(force: bool, as_json: bool) -> None:
     """Salvage what can be read of a damaged job database into a new one (broker stopped).
 
     The damaged file (and its -wal) is kept aside as luzia.db.damaged-<time>, unchanged.
     The salvage uses SQLite's .recover (the sqlite3 tool) where it works, else the backup
     API, else copies row by row; it says which, and what it got back. At its next start
     the broker rebuilds the unfinished jobs the salvage lost from their job directories.
-    Refused (exit 75) while the broker runs."""
+    A database that checks whole is left alone (--force salvages it anyway). Refused
+    (exit 75) while the broker runs."""
     from luzia.broker import lock, salvage
     cfg = _cfg()
     try:
         held = lock.hold(Path(cfg.home), holder="(luzia db recover)")
     except InUse as exc:
-        raise InUse(f"{exc}: stop it first (`luzia supervisor stop broker`, or stop the "
-                    "service), then run `luzia db recover` again") from None
+        raise InUse(f"the broker (pid {getattr(exc, 'holder', '?')}) is running on {cfg.home}: "
+                    "stop it first (`luzia supervisor stop broker`, or stop the service), then "
+                    "run `luzia db recover` again") from None
     try:
-        report = salvage.recover(cfg.broker.db)
+        report = salvage.recover(cfg.broker.db, force=force)
     finally:
         os.close(held)
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        return
-    _show(_recover_rows(report))
+    elif report["method"] is None:
+        click.echo(f"nothing to recover: {report['path']} passes integrity_check and every job "
+                   "row reads back (--force salvages it anyway)")
+    else:
+        _show(_recover_rows(report))
 
 
 def _recover_rows(r: dict[str, Any]) -> list[tuple[str, str]]:

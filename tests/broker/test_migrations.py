@@ -16,7 +16,7 @@ import zmq
 
 from luzia import protocol
 from luzia.broker import dbfile, migrations, salvage
-from luzia.broker.store import Store
+from luzia.broker.store import Job, Store
 from luzia.errors import StoreError
 from luzia.states import JobState
 from tests.broker.harness import Peer, make_broker, pump
@@ -141,6 +141,20 @@ def test_a_bad_database_at_start_is_one_line_naming_the_file_and_the_fix(tmp_pat
     assert str(path) in message and words in message and "luzia db" in message
 
 
+def test_a_start_check_that_runs_out_of_time_is_said_and_the_start_goes_on(tmp_path, caplog, monkeypatch):
+    store = Store(str(tmp_path / "luzia.db"))
+    for n in range(500):                  # enough rows for the check to be interrupted
+        store.insert(Job(id=f"101500-{n:012x}", seq=n + 1, project="p", user="u", task="t" * 200,
+                         priority=2, type="code", timeout=0.0, max_retries=0, workdir="",
+                         submitted_at=1.0, state=JobState.COMPLETED))
+    store.close()
+    assert dbfile.probe(str(tmp_path / "luzia.db"), budget=-1.0).checked is False
+    monkeypatch.setattr("luzia.broker.store.START_CHECK_BUDGET", -1.0)
+    caplog.set_level(logging.WARNING)
+    Store(str(tmp_path / "luzia.db")).close()
+    assert "did not finish" in caplog.text and "luzia db check" in caplog.text
+
+
 def test_a_zero_length_database_is_a_new_one(tmp_path):
     (tmp_path / "luzia.db").write_bytes(b"")
     store = Store(str(tmp_path / "luzia.db"))
@@ -243,6 +257,15 @@ def test_recover_without_the_sqlite3_tool_says_so_and_goes_on(tmp_path, monkeypa
     report, _ = recovered(tmp_path, damage_id_index)
     assert report["tried"][0] == "sqlite3 .recover: no sqlite3 command-line tool on PATH"
     assert report["method"] == "row by row" and report["recovered"]["jobs"] == 5
+
+
+def test_recover_leaves_a_whole_database_alone_unless_forced(tmp_path):
+    path = copy_fixture(SCHEMA1, tmp_path / "luzia.db")
+    before = digest(path)
+    assert salvage.recover(str(path))["method"] is None
+    assert digest(path) == before and not list(tmp_path.glob("*.damaged-*"))
+    forced = salvage.recover(str(path), force=True)
+    assert forced["method"] and forced["recovered"]["jobs"] == 5
 
 
 def test_recover_refuses_a_missing_database(tmp_path):
