@@ -27,7 +27,7 @@ from luzia.broker.routing import detect_type
 from luzia.broker.scheduler import SchedJob, Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import ProtocolError, StateDirError
+from luzia.errors import ProtocolError, StateDirError, StoreError
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Broker:
             self.sweep_spool()
             while self.running:
                 self.turn()
-        except sqlite3.DatabaseError as exc:    # a write that cannot be saved: stop before acting
+        except (sqlite3.DatabaseError, StoreError) as exc:   # cannot be saved: stop before acting
             failure = self.store.abandon(exc)
             self.close()
             raise failure from None

@@ -134,7 +134,7 @@ class Store:
             self.commit()
         self.db.close()
 
-    def abandon(self, exc: sqlite3.Error) -> StoreError:
+    def abandon(self, exc: Exception) -> StoreError:
         """The database failed under a write: roll back what this turn wrote (none of it was
         acted on), leave the mark that makes the next start check it in full, and close.
         The error to stop the broker with."""
@@ -390,8 +390,8 @@ def _migrate(db: sqlite3.Connection, path: str, opened: Opened) -> None:
                          f"{migrations.LATEST} failed, nothing changed: {type(exc).__name__}: "
                          f"{dbfile.one_line(str(exc))}{kept}") from None
     name = os.path.basename(path)
-    if current == 0:
-        log.info("created %s (schema %d) at %s", name, migrations.LATEST, path)
+    if current == 0:        # a first start: not news (a lost database is: rebuild.py)
+        log.debug("created %s (schema %d) at %s", name, migrations.LATEST, path)
         return
     log.info("migrated %s from schema %d to %d in %.2fs; the copy from before: %s", name,
              current, migrations.LATEST, time.monotonic() - started, opened.backup)

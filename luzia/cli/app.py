@@ -50,7 +50,8 @@ Exit codes:
   3   broker not reachable
   4   protocol error (a malformed answer)
   73  state dir not writable, or the job database unusable (luzia db check)
-  75  submission rejected by the broker (queue full, unknown dependency)
+  75  submission rejected by the broker (queue full, unknown dependency),
+      or luzia db recover while the broker runs
 """
 
 SPOOL_PATIENCE = 2.0   # seconds `jobs ID` waits for a job the broker has not taken from the spool

@@ -115,7 +115,7 @@ def backup(file: str, force: bool, as_json: bool) -> None:
     luzia.db-shm away too), start the broker."""
     from luzia.broker import dbfile
     source = _cfg().broker.db
-    if os.path.exists(file) and os.path.samefile(file, source):
+    if os.path.exists(file) and os.path.exists(source) and os.path.samefile(file, source):
         raise UsageError(f"{file} is the job database itself; name another file")
     if os.path.exists(file) and not force:
         raise UsageError(f"{file} exists; give --force to replace it")
