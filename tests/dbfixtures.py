@@ -63,15 +63,22 @@ def _rewrite_page(path: Path, name: str, change) -> None:
         f.write(data)
 
 
-def damage_id_index(path: Path) -> None:
-    """One bad cell in the index of job ids: the middle key claims 20 more characters than
-    it holds. quick_check (structure only) passes it; integrity_check and every lookup by id
-    fail with "database disk image is malformed" — one bad page found only when read."""
+def damage_index_key(path: Path, index: str = "sqlite_autoindex_jobs_1", last: bool = False) -> None:
+    """One bad cell in an index: a key (the middle one, or the last) claims 20 more bytes
+    than it holds. quick_check (structure only) passes it; integrity_check and every lookup
+    that compares with it fail with "database disk image is malformed" — one bad page found
+    only when read. The middle key of the job-id index is met by every lookup by id; the
+    last key of `jobs_seq` by the broker's start (MAX(seq))."""
     def change(data: bytearray) -> None:
         cells = int.from_bytes(data[3:5], "big")
-        offset = int.from_bytes(data[8 + 2 * (cells // 2): 10 + 2 * (cells // 2)], "big")
-        data[offset + 2] += 40          # [payload size][header size][serial type of the id]
-    _rewrite_page(path, "sqlite_autoindex_jobs_1", change)
+        cell = cells - 1 if last else cells // 2
+        offset = int.from_bytes(data[8 + 2 * cell: 10 + 2 * cell], "big")
+        data[offset + 2] += 40          # [payload size][header size][serial type of the key]
+    _rewrite_page(path, index, change)
+
+
+def damage_id_index(path: Path) -> None:
+    damage_index_key(path)
 
 
 def zero_page(path: Path, name: str) -> None:

@@ -15,8 +15,9 @@ import threading
 
 import pytest
 
+from luzia.broker.store import Store
 from tests.dbfixtures import (COMPLETED, CRITICAL, SCHEMA1, STATES, copy_fixture,
-                              damage_id_index, zero_page)
+                              damage_id_index, damage_index_key, zero_page)
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
 from tests.fleet import PY, LocalFleet, jobs_json
 from tests.helpers import wait_for
@@ -127,6 +128,21 @@ def test_a_bad_page_at_start_is_one_line_naming_the_file_and_the_fix(short_tmp, 
     finally:
         fleet.close()
     assert str(home / "luzia.db") in err and "luzia db check" in err and "luzia db recover" in err
+
+
+def test_a_bad_page_the_quick_check_misses_at_start_is_one_line_and_the_next_start_checks_in_full(short_tmp):
+    home = short_tmp / "f"
+    path = copy_fixture(SCHEMA1, home / "luzia.db")
+    Store(str(path)).close()                         # migrated: the start says nothing else
+    damage_index_key(path, "jobs_seq", last=True)    # the start's MAX(seq) reads it
+    fleet = LocalFleet(home)
+    try:
+        err = one_line(start_broker_once(fleet), 73)
+        assert "failed at start" in err and "malformed" in err and "luzia db recover" in err
+        err = one_line(start_broker_once(fleet), 73)
+        assert "damaged" in err and "luzia db recover" in err
+    finally:
+        fleet.close()
 
 
 @pytest.mark.timeout(180)
