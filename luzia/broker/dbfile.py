@@ -129,7 +129,8 @@ def check(path: str, full: bool = True) -> dict[str, Any]:
     verdict = _verdict(found)
     out: dict[str, Any] = {
         "path": path, "bytes": found.size, "wal_bytes": _size(path + "-wal"),
-        "schema": found.version if found.size else None, "latest": migrations.LATEST,
+        "schema": found.version if verdict in ("current", "migrate", "newer") else None,
+        "latest": migrations.LATEST,
         "verdict": verdict, "check": "integrity_check" if full else "quick_check",
         "integrity": found.damage or ("ok" if verdict in ("current", "migrate") else "not checked")}
     if verdict in ("current", "migrate"):
@@ -141,7 +142,8 @@ def check(path: str, full: bool = True) -> dict[str, Any]:
     out["failed"] = failed_mark(path) or None
     out["copies"] = copies_beside(path)
     out["seconds"] = round(time.monotonic() - started, 3)
-    unreadable = [k for k in ("jobs", "attempts", "events", "bad_rows") if isinstance(out.get(k), str)]
+    unreadable = [k for k in ("jobs", "attempts", "events", "bad_rows", "drained")
+                  if isinstance(out.get(k), str)]
     out["ok"] = (verdict in ("current", "migrate") and not found.damage and not unreadable
                  and not out.get("bad_rows"))
     out["advice"] = _advice(found, verdict, out["ok"])
@@ -280,8 +282,11 @@ def contents(db: sqlite3.Connection) -> dict[str, Any]:
             out[name] = f"unreadable: {one_line(str(exc))}"
     meta = out.pop("meta")
     if isinstance(meta, dict):
-        out["drained"] = json.loads(meta.get("drained", "[]"))
-        out["notes"] = {k: json.loads(v) for k, v in meta.items() if k in ("rebuild", "rebuilt")}
+        try:
+            out["drained"] = json.loads(meta.get("drained", "[]"))
+            out["notes"] = {k: json.loads(v) for k, v in meta.items() if k in ("rebuild", "rebuilt")}
+        except ValueError as exc:
+            out["drained"] = f"unreadable: {exc}"
     return out
 
 

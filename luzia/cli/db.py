@@ -81,7 +81,8 @@ def _check_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(bad, list) and bad:
         rows += [("bad rows" if i == 0 else "", f"job {b['id']}: {b['why']}") for i, b in enumerate(bad)]
     if r.get("drained"):
-        rows.append(("drained", ", ".join(r["drained"])))
+        drained = r["drained"]
+        rows.append(("drained", drained if isinstance(drained, str) else ", ".join(drained)))
     notes = r.get("notes") or {}
     if "rebuild" in notes:
         rows.append(("rebuild", f"asked for: the database {notes['rebuild'].get('why')}; the "
