@@ -81,6 +81,7 @@ class InUse(LuziaError):
     """Another process holds what this one needs (`luzia db recover` while the broker runs)."""
 
     exit_code = 75
+    holder = "?"              # who holds it, as it wrote itself into the lock (its pid)
 
 
 class Rejected(LuziaError):

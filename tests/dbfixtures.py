@@ -7,7 +7,6 @@ WAL database writes -shm/-wal files beside it.
 
 from __future__ import annotations
 
-import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -25,7 +24,7 @@ STATES = {COMPLETED: "completed", FAILED: "failed", WITH_METADATA: "completed",
 def recorded() -> list[Path]:
     """Every recorded fixture, oldest schema first."""
     return sorted(FIXTURES.glob("luzia-schema*.db"),
-                  key=lambda p: int(re.search(r"schema(\d+)", p.name).group(1)))
+                  key=lambda p: int(p.stem.removeprefix("luzia-schema")))
 
 
 def copy_fixture(src: Path, dest: Path) -> Path:

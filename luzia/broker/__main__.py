@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def make():
         import sqlite3
+
         from luzia.broker.server import Broker
         cfg = config.load(overrides=overrides)
         try:

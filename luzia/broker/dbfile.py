@@ -298,7 +298,7 @@ def bad_job_rows(db: sqlite3.Connection, limit: int = 20) -> list[dict[str, str]
     db.text_factory = bytes
     try:
         for row in db.execute(f"SELECT {', '.join(text)} FROM jobs NOT INDEXED"):
-            why = row_problem(dict(zip(text, row)))
+            why = row_problem(dict(zip(text, row, strict=True)))
             if why:
                 bad.append({"id": row[0].decode(errors="replace"), "why": why})
                 if len(bad) >= limit:

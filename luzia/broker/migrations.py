@@ -24,9 +24,9 @@ Adding a migration, the whole recipe:
 from __future__ import annotations
 
 import sqlite3
-from typing import Callable, Union
+from collections.abc import Callable
 
-Step = Union[str, Callable[[sqlite3.Connection], None]]
+Step = str | Callable[[sqlite3.Connection], object]
 
 # The first release's tables (commit f8da7fe), exactly as it made them. Frozen: a change to
 # the schema is a new migration below, never an edit here.

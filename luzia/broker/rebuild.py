@@ -97,6 +97,7 @@ def _unfinished(path: Path) -> tuple[protocol.JobSpec, dict[str, Any], dict[str,
             return None
         meta = json.loads((path / layout.META).read_text())
         spec = protocol.from_plain(protocol.JobSpec, meta["job"])
+        assert isinstance(spec, protocol.JobSpec)       # from_plain builds the class asked for
     except (OSError, ValueError, KeyError, TypeError, ProtocolError) as exc:
         log.warning("job directory %s cannot be rebuilt: %s", path, exc)
         return None

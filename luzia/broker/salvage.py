@@ -25,7 +25,8 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from luzia.broker import dbfile, migrations
 from luzia.errors import StoreError
@@ -221,9 +222,9 @@ def _repair(new: str, source_name: str) -> int:
     try:
         text = [r[1] for r in db.execute("PRAGMA table_info(jobs)") if r[2].upper() == "TEXT"]
         db.text_factory = bytes
-        bad = [(rowid, dict(zip(text, values))) for rowid, *values in
-               db.execute(f"SELECT rowid, {', '.join(text)} FROM jobs")
-               if dbfile.row_problem(dict(zip(text, values)))]
+        rows = ((rowid, dict(zip(text, values, strict=True))) for rowid, *values in
+                db.execute(f"SELECT rowid, {', '.join(text)} FROM jobs"))
+        bad = [(rowid, row) for rowid, row in rows if dbfile.row_problem(row)]
         db.text_factory = str
         db.execute("BEGIN")
         for rowid, row in bad:

@@ -15,12 +15,8 @@ from typing import Any
 
 import click
 
+from luzia.cli.control import load_config
 from luzia.errors import InUse, StoreError, UsageError
-
-
-def _cfg():
-    from luzia.config import load
-    return load()
 
 
 def _show(rows: list[tuple[str, str]]) -> None:
@@ -50,7 +46,7 @@ def check(quick: bool, as_json: bool) -> None:
     Read-only: safe while the broker runs. Exit 73 when the database is damaged, from a
     newer release, unreadable or missing (the advice line says what to do)."""
     from luzia.broker import dbfile
-    report = dbfile.check(_cfg().broker.db, full=not quick)
+    report = dbfile.check(load_config().broker.db, full=not quick)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -115,7 +111,7 @@ def backup(file: str, force: bool, as_json: bool) -> None:
     To restore it: stop the broker, put it in place of luzia.db (moving luzia.db-wal and
     luzia.db-shm away too), start the broker."""
     from luzia.broker import dbfile
-    source = _cfg().broker.db
+    source = load_config().broker.db
     if os.path.exists(file) and os.path.exists(source) and os.path.samefile(file, source):
         raise UsageError(f"{file} is the job database itself; name another file")
     if os.path.exists(file) and not force:
@@ -147,11 +143,11 @@ def recover(force: bool, as_json: bool) -> None:
     A database that checks whole is left alone (--force salvages it anyway). Refused
     (exit 75) while the broker runs."""
     from luzia.broker import lock, salvage
-    cfg = _cfg()
+    cfg = load_config()
     try:
         held = lock.hold(Path(cfg.home), holder="(luzia db recover)")
     except InUse as exc:
-        raise InUse(f"the broker (pid {getattr(exc, 'holder', '?')}) is running on {cfg.home}: "
+        raise InUse(f"the broker (pid {exc.holder}) is running on {cfg.home}: "
                     "stop it first (`luzia supervisor stop broker`, or stop the service), then "
                     "run `luzia db recover` again") from None
     try:
@@ -178,3 +174,6 @@ def _recover_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("next", "start the broker: it rebuilds the unfinished jobs the salvage lost "
                          "from their job directories"))
     return rows
+
+
+COMMANDS = (db,)

@@ -20,8 +20,16 @@ from luzia.broker.store import Job, Store
 from luzia.errors import StoreError
 from luzia.states import JobState
 from tests.broker.harness import Peer, make_broker, pump
-from tests.dbfixtures import (SCHEMA1, STATES, WITH_METADATA, copy_fixture, damage_id_index,
-                              garble_text, recorded, zero_page)
+from tests.dbfixtures import (
+    SCHEMA1,
+    STATES,
+    WITH_METADATA,
+    copy_fixture,
+    damage_id_index,
+    garble_text,
+    recorded,
+    zero_page,
+)
 
 JOB_COLUMNS = ("id", "task", "state", "user", "metadata")
 
@@ -48,7 +56,8 @@ def test_a_new_database_is_made_by_the_migrations_and_is_at_the_latest_schema(tm
     assert store.opened.created and not store.opened.existed and store.opened.backup is None
     store.close()
     assert raw(tmp_path / "luzia.db", "PRAGMA user_version") == [(migrations.LATEST,)]
-    assert raw(tmp_path / "luzia.db", "SELECT value FROM meta WHERE key='schema'") == [(str(migrations.LATEST),)]
+    schema = raw(tmp_path / "luzia.db", "SELECT value FROM meta WHERE key='schema'")
+    assert schema == [(str(migrations.LATEST),)]
     assert "submitter" in {r[1] for r in raw(tmp_path / "luzia.db", "PRAGMA table_info(jobs)")}
     assert not list(tmp_path.glob("*.bak"))
 
@@ -56,7 +65,6 @@ def test_a_new_database_is_made_by_the_migrations_and_is_at_the_latest_schema(tm
 @pytest.mark.parametrize("fixture", recorded(), ids=lambda p: p.name)
 def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_path, caplog, fixture):
     path = copy_fixture(fixture, tmp_path / "luzia.db")
-    before = digest(path)
     caplog.set_level(logging.INFO, logger="luzia.broker.store")
     store = Store(str(path))
     version = store.opened.from_version
@@ -70,7 +78,7 @@ def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_pat
         return
     assert f"migrated luzia.db from schema {version} to {migrations.LATEST}" in caplog.text
     [copy] = tmp_path.glob(f"luzia.db.schema{version}-*.bak")
-    assert copy == tmp_path / os.path.basename(store.opened.backup)
+    assert store.opened.backup is not None and copy == tmp_path / os.path.basename(store.opened.backup)
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     assert raw(copy, "PRAGMA journal_mode") == [("delete",)]       # one self-contained file
     assert {r[0]: r[1] for r in raw(copy, "SELECT task, state FROM jobs")} == STATES
@@ -288,6 +296,7 @@ def test_a_query_that_hits_a_bad_page_is_answered_with_the_error_and_the_broker_
         def answered():
             while peer.sock.poll(0):
                 reply = protocol.decode(peer.sock.recv_multipart())
+                assert isinstance(reply, protocol.Reply)
                 replies[reply.req] = reply
             return len(replies) == 2
         pump(b, answered)

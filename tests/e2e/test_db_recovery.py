@@ -16,8 +16,16 @@ import threading
 import pytest
 
 from luzia.broker.store import Store
-from tests.dbfixtures import (COMPLETED, CRITICAL, SCHEMA1, STATES, copy_fixture,
-                              damage_id_index, damage_index_key, zero_page)
+from tests.dbfixtures import (
+    COMPLETED,
+    CRITICAL,
+    SCHEMA1,
+    STATES,
+    copy_fixture,
+    damage_id_index,
+    damage_index_key,
+    zero_page,
+)
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
 from tests.fleet import PY, LocalFleet, jobs_json
 from tests.helpers import wait_for
@@ -174,7 +182,7 @@ def test_a_lost_database_beside_job_dirs_says_so_and_rebuilds_the_unfinished_job
         assert "history" in said and "rebuilt 1 unfinished jobs" in said and running in said
         wait_for(lambda: fleet.state(running) == "completed" and fleet.state(spooled) == "completed", 60)
         job = fleet.job(running)
-        assert job["host"] == "a1" and [a["attempt"] for a in job["attempts"]] == [1]
+        assert job and job["host"] == "a1" and [a["attempt"] for a in job["attempts"]] == [1]
         log = (home / "jobs" / running / "output.log").read_text()
         assert "attempt 2" not in log                         # re-adopted, not run again
         assert fleet.cli("jobs", done, "--json").returncode == 2      # history: gone, as said

@@ -6,22 +6,20 @@ refused without being touched."""
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 import subprocess
 
 import pytest
 
 from luzia.broker import migrations
-from tests.dbfixtures import (CRITICAL, DEPENDS, SCHEMA1, STATES, WITH_METADATA, copy_fixture,
-                              recorded)
+from tests.dbfixtures import CRITICAL, DEPENDS, SCHEMA1, STATES, WITH_METADATA, copy_fixture, recorded
 from tests.e2e.test_fleet_of_one import fleet_config
 from tests.fleet import PY, LocalFleet, jobs_json
 from tests.helpers import wait_for
 
 
 def version_of(fixture) -> int:
-    return int(re.search(r"schema(\d+)", fixture.name).group(1))
+    return int(fixture.stem.removeprefix("luzia-schema"))
 
 
 @pytest.mark.timeout(180)
@@ -54,12 +52,13 @@ def test_the_new_broker_takes_over_a_recorded_database_and_its_work(short_tmp, f
         wait_for(lambda: fleet.live_agents() == {"vm"}, 30, message="agent vm live")
         vm = next(a for a in jobs_json(fleet.cli("agents", "status", "--json")) if a["name"] == "vm")
         assert vm["health"] == "draining"
-        assert fleet.state(critical) == "pending" and "draining" in fleet.job(critical)["why"]
+        waiting = fleet.job(critical)
+        assert waiting and waiting["state"] == "pending" and "draining" in waiting["why"]
 
         assert fleet.cli("agents", "undrain", "vm").returncode == 0
         wait_for(lambda: fleet.state(depends) == "completed", 60, message="the pair ran")
         first, second = fleet.job(critical), fleet.job(depends)
-        assert first["state"] == "completed" and first["host"] == second["host"] == "vm"
+        assert first and second and first["state"] == "completed" and first["host"] == second["host"] == "vm"
         assert second["started_at"] >= first["finished_at"]            # in order: --after
 
         fresh = fleet.submit("demo", "after the upgrade")
