@@ -12,14 +12,13 @@ import sqlite3
 import stat
 
 import pytest
-import zmq
 
 from luzia import protocol
 from luzia.broker import dbfile, migrations, salvage
 from luzia.broker.store import Job, Store
 from luzia.errors import StoreError
 from luzia.states import JobState
-from tests.broker.harness import Peer, make_broker, pump
+from tests.broker.harness import Client, make_broker
 from tests.dbfixtures import (
     SCHEMA1,
     STATES,
@@ -47,7 +46,7 @@ def digest(path) -> str:
 
 
 def by_task(store: Store) -> dict:
-    return {j.task: j for j in store.list(limit=100)}
+    return {j.task: j for j in store.recent(limit=100)}
 
 
 # migrations ---------------------------------------------------------------------------
@@ -256,7 +255,7 @@ def test_recover_repairs_a_row_that_does_not_read_back(tmp_path):
     assert report["repaired"] == 1 and report["recovered"]["jobs"] == 5
     store = Store(path)
     assert any("\ufffd" in j.task or any("\ufffd" in line for line in j.tail)
-               for j in store.list(limit=10))
+               for j in store.recent(limit=10))
     store.close()
 
 
@@ -286,26 +285,16 @@ def test_a_query_that_hits_a_bad_page_is_answered_with_the_error_and_the_broker_
     home = short_tmp / "h"
     damage_id_index(copy_fixture(SCHEMA1, home / "luzia.db"))
     b = make_broker(home)
+    client = Client(b.ctx, b)
     try:
-        peer = Peer(b.ctx, zmq.DEALER, b.cfg.endpoints.control)
         completed = raw(home / "luzia.db", "SELECT id FROM jobs NOT INDEXED WHERE state='completed'")[0][0]
-        peer.send(protocol.Request(req=1, op="jobs.get", args={"id": completed}))
-        peer.send(protocol.Request(req=2, op="ping", args={}))
-        replies = {}
-
-        def answered():
-            while peer.sock.poll(0):
-                reply = protocol.decode(peer.sock.recv_multipart())
-                assert isinstance(reply, protocol.Reply)
-                replies[reply.req] = reply
-            return len(replies) == 2
-        pump(b, answered)
-        assert not replies[1].ok and replies[1].code == "database" and "malformed" in replies[1].error
-        assert replies[2].ok
-        pending = [j for j in b.jobs.values() if j.state is JobState.PENDING]
+        failed = client.call(b, "jobs.get", id=completed)
+        assert not failed.ok and failed.code == "database" and "malformed" in failed.error
+        assert client.call(b, "ping").ok
+        pending = [j for j in b.model.jobs.values() if j.state is JobState.PENDING]
         assert len(pending) == 2              # the queue came back from the pages that read
-        peer.sock.close(0)
     finally:
+        client.close()
         b.close()
 
 
@@ -322,11 +311,12 @@ def test_a_lost_database_beside_job_dirs_is_said_and_the_unfinished_jobs_rebuilt
     caplog.set_level(logging.WARNING)
     b = make_broker(home, '[agent]\nname = "gpu1"\n')
     try:
-        job = b.jobs[spec.id]
+        job = b.model.jobs[spec.id]
         assert (job.state, job.host, job.attempt, job.task) == (JobState.RUNNING, "gpu1", 2, "still running")
-        assert "101400-0123456789ab" not in b.jobs and b.store.get("101400-0123456789ab") is None
+        assert "101400-0123456789ab" not in b.model.jobs
+        assert b.model.store.get("101400-0123456789ab") is None
         assert "was missing" in caplog.text and "history" in caplog.text
         assert "rebuilt 1 unfinished jobs" in caplog.text
-        assert b.store.meta("rebuilt")["ids"] == [spec.id]
+        assert b.model.store.meta("rebuilt")["ids"] == [spec.id]
     finally:
         b.close()
