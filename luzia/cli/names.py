@@ -15,6 +15,7 @@ COMMANDS_BY_NOUN = {
     "config": ("config",),
     "keys": ("keys",),
     "supervisor": ("supervisor",),
+    "db": ("db",),
     "web": ("web",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)
