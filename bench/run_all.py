@@ -12,7 +12,7 @@ sys.path.insert(0, str(HERE))
 from _common import machine  # noqa: E402
 
 print(f"machine: {machine()}")
-for script in ("dispatch_latency", "submit_throughput", "e2e_jobs", "scheduler"):
+for script in ("dispatch_latency", "submit_throughput", "e2e_jobs", "scheduler", "web_pages"):
     path = HERE / f"{script}.py"
     if path.exists():
         print(f"--- {script}")
