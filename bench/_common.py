@@ -1,12 +1,14 @@
-"""Shared bits for the benchmark scripts: a temp fleet and the machine description."""
+"""Shared bits for the benchmark scripts: a temp fleet, the machine description, percentiles."""
 
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,9 +31,34 @@ def machine() -> str:
             f"{platform.release()}, Python {platform.python_version()}")
 
 
-def temp_fleet(config: str = "", **env: str) -> LocalFleet:
+def load() -> str:
+    """The 1/5/15-minute load averages: other work on the box skews every figure."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def temp_fleet(config: str = "", tmux_socket: str = "", **env: str) -> LocalFleet:
     home = Path(tempfile.mkdtemp(prefix="lzb", dir="/tmp"))
-    return LocalFleet(home / "h", config, env=env)
+    return LocalFleet(home / "h", config, tmux_socket=tmux_socket, env=env)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of one fresh process, start to exit."""
+    t = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def startup_times(argvs: dict[str, list[str]], runs: int, env: dict[str, str] | None = None
+                ) -> dict[str, list[float]]:
+    """Wall seconds of each command over `runs` fresh processes, interleaved so every
+    command sees the same machine load; one warm-up run each fills the page cache."""
+    for argv in argvs.values():
+        timed(argv, env)
+    out: dict[str, list[float]] = {name: [] for name in argvs}
+    for _ in range(runs):
+        for name, argv in argvs.items():
+            out[name].append(timed(argv, env))
+    return out
 
 
 def pct(values: list[float], p: float) -> float:

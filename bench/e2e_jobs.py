@@ -1,5 +1,10 @@
-"""(c) End-to-end no-op jobs per second: submit N jobs through the CLI's client path, a real
-broker and one agent with the subprocess runner running `true`, until all are completed."""
+"""No-op jobs end to end per second, a process per job: submit N jobs through the client
+(`luzia.client.submit`, spool with fsync + PUSH), a real broker and one agent with the
+subprocess runner running `true` on `slots` slots, timed until all are completed.
+Goal (issue 15): >= 2x the best Python task queue in the same run (bench/peers.py).
+
+Run: .venv/bin/python bench/e2e_jobs.py [jobs] [slots]
+"""
 
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ def main(n: int = 300, slots: int = 8) -> dict[str, float]:
         elapsed = time.perf_counter() - t0
     finally:
         fleet.close()
-    res = {"jobs_per_s": n / elapsed, "submit_per_s": n / submitted}
+    res = {"jobs_per_s": n / elapsed, "submit_per_s": n / submitted, "slots": slots}
     print(f"end to end: {n} no-op jobs on {slots} slots (subprocess runner) in {elapsed:.2f}s = "
           f"{res['jobs_per_s']:.1f} jobs/s (submitting alone: {res['submit_per_s']:.0f}/s)")
     return res
