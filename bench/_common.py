@@ -41,6 +41,16 @@ def temp_fleet(config: str = "", tmux_socket: str = "", **env: str) -> LocalFlee
     return LocalFleet(home / "h", config, tmux_socket=tmux_socket, env=env)
 
 
+def start_one_agent(fleet: LocalFleet) -> None:
+    """Broker and one agent ("local") up and the agent live; this process's environment
+    points at the fleet, so `luzia.client` submits to it."""
+    fleet.start_broker()
+    fleet.start_agent("local")
+    while "local" not in fleet.live_agents():
+        time.sleep(0.05)  # polling step
+    os.environ.update(fleet.env)
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     """Wall seconds of one fresh process, start to exit."""
     t = time.perf_counter()

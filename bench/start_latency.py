@@ -12,7 +12,6 @@ Run: .venv/bin/python bench/start_latency.py [jobs] [auto|tmux|subprocess]
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _common import median, pct, temp_fleet  # type: ignore[attr-defined]
+from _common import median, pct, start_one_agent, temp_fleet  # type: ignore[attr-defined]
 
 # a TOML literal string: bash receives the printf format with its \n
 STAMP = 'printf "%s %s\\n" "$1" "$EPOCHREALTIME" >> "$2"'
@@ -53,15 +52,12 @@ def main(n: int = 200, runner: str = "auto") -> dict[str, float]:
         runner = "tmux" if shutil.which("tmux") else "subprocess"
     socket = f"lzb{uuid.uuid4().hex[:8]}" if runner == "tmux" else ""
     stamps = Path(tempfile.mkdtemp(prefix="lzs", dir="/tmp")) / "starts"
-    fleet = temp_fleet(f"[agent]\nrunner = \"{runner}\"\ntmux_socket = \"{socket or 'luzia'}\"\n"
+    # cpu_ceiling 1.0: other work on a shared box would keep the agent over the default 80 %
+    fleet = temp_fleet(f"[scheduler]\ncpu_ceiling = 1.0\n[agent]\nrunner = \"{runner}\"\ntmux_socket = \"{socket or 'luzia'}\"\n"
                        f"command = [\"bash\", \"-c\", '{STAMP}', \"stamp\", \"{{job_id}}\", "
                        f"\"{stamps}\"]\n")
     try:
-        fleet.start_broker()
-        fleet.start_agent("local")
-        while "local" not in fleet.live_agents():
-            time.sleep(0.05)  # polling step
-        os.environ.update(fleet.env)
+        start_one_agent(fleet)
         from luzia import client
         latencies, calls = [], []
         for i in range(WARMUP + n):
