@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.fleet import PY, LocalFleet  # noqa: E402  (the same fleet the end-to-end tests use)
+# the same fleet the end-to-end tests use; PY is re-exported for the scripts
+from tests.fleet import PY, LocalFleet  # noqa: E402, F401
 
 
 def machine() -> str:

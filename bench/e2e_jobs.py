@@ -18,7 +18,8 @@ def main(n: int = 300, slots: int = 8) -> dict[str, float]:
     # cpu_ceiling 1.0: on this shared 2-core box the default 80 % would stop placement
     # whenever the jobs themselves (or another's work) keep the cores busy
     fleet = temp_fleet(f'[broker]\nheartbeat_interval = 0.2\n[scheduler]\nper_user = false\n'
-                       f'max_per_project = 0\ncpu_ceiling = 1.0\n[agent]\nslots = {slots}\nrunner = "subprocess"\n'
+                       f'max_per_project = 0\ncpu_ceiling = 1.0\n[agent]\nslots = {slots}\n'
+                       f'runner = "subprocess"\n'
                        f'command = ["true"]\n', LUZIA_MAX_JOBS="100000")
     try:
         start_one_agent(fleet)

@@ -36,6 +36,7 @@ PEERS = {"rq": "RQ", "celery": "Celery", "dramatiq": "Dramatiq"}
 sys.path.insert(0, str(HERE))
 from _common import PY, load, machine, median, startup_times, temp_fleet  # noqa: E402
 from floors import IMPORTS, PASS  # noqa: E402
+
 from tests.helpers import free_ports  # noqa: E402
 
 

@@ -125,10 +125,10 @@ def build(**fields: Any) -> Submit:
 # the measurements (imported only when run, so importing this module costs what a
 # msgspec protocol module would)
 
-FIELDS = dict(id="113754-a2f5c10e9b3d", project="demo", task="fix the login button", user="u1",
-              priority=1, type="code", timeout=3600.0, max_retries=2,
-              after=["113700-0123456789ab"], metadata={"ticket": "LZ-15", "n": 3},
-              workdir="/srv/demo", submitted_at=1796032788.15568)
+FIELDS: dict[str, Any] = dict(
+    id="113754-a2f5c10e9b3d", project="demo", task="fix the login button", user="u1",
+    priority=1, type="code", timeout=3600.0, max_retries=2, after=["113700-0123456789ab"],
+    metadata={"ticket": "LZ-15", "n": 3}, workdir="/srv/demo", submitted_at=1796032788.15568)
 
 
 def check_same_limits() -> None:

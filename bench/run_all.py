@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -21,7 +22,7 @@ import submit_throughput  # noqa: E402
 from _common import load, machine  # noqa: E402
 
 
-def summary(one: dict, ingest: dict, e2e: dict, starts: list[dict]) -> None:
+def summary(one: dict, ingest: dict, e2e: dict, starts: list[dict[str, Any]]) -> None:
     rows = [
         ("one-shot submit, fresh process, p50",
          f"{one['luzia_ms_p50']:.0f} ms ({one['ratio']:.2f}x its floor)",

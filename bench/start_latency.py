@@ -19,6 +19,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from _common import median, pct, start_one_agent, temp_fleet  # type: ignore[attr-defined]
 
@@ -47,13 +48,14 @@ def stamped(path: Path, job_id: str, timeout: float = 30) -> float:
     raise TimeoutError(f"job {job_id}'s command did not start within {timeout}s")
 
 
-def main(n: int = 200, runner: str = "auto") -> dict[str, float]:
+def main(n: int = 200, runner: str = "auto") -> dict[str, Any]:
     if runner == "auto":
         runner = "tmux" if shutil.which("tmux") else "subprocess"
     socket = f"lzb{uuid.uuid4().hex[:8]}" if runner == "tmux" else ""
     stamps = Path(tempfile.mkdtemp(prefix="lzs", dir="/tmp")) / "starts"
     # cpu_ceiling 1.0: other work on a shared box would keep the agent over the default 80 %
-    fleet = temp_fleet(f"[scheduler]\ncpu_ceiling = 1.0\n[agent]\nrunner = \"{runner}\"\ntmux_socket = \"{socket or 'luzia'}\"\n"
+    fleet = temp_fleet(f"[scheduler]\ncpu_ceiling = 1.0\n[agent]\nrunner = \"{runner}\"\n"
+                       f"tmux_socket = \"{socket or 'luzia'}\"\n"
                        f"command = [\"bash\", \"-c\", '{STAMP}', \"stamp\", \"{{job_id}}\", "
                        f"\"{stamps}\"]\n")
     try:

@@ -2,9 +2,8 @@
 
 import os
 
-from celery import Celery
-
 import done
+from celery import Celery
 
 app = Celery("celery_app", broker=os.environ["BENCH_REDIS_URL"])
 app.conf.update(task_ignore_result=True, broker_connection_retry_on_startup=True)

@@ -3,10 +3,9 @@ Runs in the peers' venv."""
 
 import os
 
+import done
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-
-import done
 
 dramatiq.set_broker(RedisBroker(url=os.environ["BENCH_REDIS_URL"]))
 

@@ -2,10 +2,9 @@
 
 import os
 
+from done import noop
 from redis import Redis
 from rq import Queue
-
-from done import noop
 
 queue = Queue("bench", connection=Redis.from_url(os.environ["BENCH_REDIS_URL"]))
 
