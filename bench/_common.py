@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,9 +39,15 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def temp_dir(prefix: str) -> Path:
+    """A short /tmp dir (ipc paths must stay under ~100 bytes), removed when the script ends."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def temp_fleet(config: str = "", tmux_socket: str = "", **env: str) -> LocalFleet:
-    home = Path(tempfile.mkdtemp(prefix="lzb", dir="/tmp"))
-    return LocalFleet(home / "h", config, tmux_socket=tmux_socket, env=env)
+    return LocalFleet(temp_dir("lzb") / "h", config, tmux_socket=tmux_socket, env=env)
 
 
 def start_one_agent(fleet: LocalFleet) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import textwrap
 
-from _common import PY, median, startup_times  # type: ignore[attr-defined]
+from _common import PY, median, startup_times, temp_dir
 
 PASS = [PY, "-c", "pass"]
 IMPORTS = [PY, "-c", "import zmq, msgpack"]
@@ -49,7 +48,7 @@ RECEIVER = textwrap.dedent("""
 def raw_bus_rate(n: int = 200_000) -> float:
     """Messages per second from a PUSH process to a PULL process that unpacks each one
     (timed at the receiver from its first message to its last)."""
-    endpoint = f"ipc://{tempfile.mkdtemp(prefix='lzr', dir='/tmp')}/raw"
+    endpoint = f"ipc://{temp_dir('lzr')}/raw"
     receiver = subprocess.Popen([PY, "-c", RECEIVER, str(n), endpoint], stdout=subprocess.PIPE,
                                 text=True)
     try:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import median, pct, start_one_agent, temp_fleet  # type: ignore[attr-defined]
+from _common import median, pct, start_one_agent, temp_dir, temp_fleet
 
 # a TOML literal string: bash receives the printf format with its \n
 STAMP = 'printf "%s %s\\n" "$1" "$EPOCHREALTIME" >> "$2"'
@@ -52,7 +51,7 @@ def main(n: int = 200, runner: str = "auto") -> dict[str, Any]:
     if runner == "auto":
         runner = "tmux" if shutil.which("tmux") else "subprocess"
     socket = f"lzb{uuid.uuid4().hex[:8]}" if runner == "tmux" else ""
-    stamps = Path(tempfile.mkdtemp(prefix="lzs", dir="/tmp")) / "starts"
+    stamps = temp_dir("lzs") / "starts"
     # cpu_ceiling 1.0: other work on a shared box would keep the agent over the default 80 %
     fleet = temp_fleet(f"[scheduler]\ncpu_ceiling = 1.0\n[agent]\nrunner = \"{runner}\"\n"
                        f"tmux_socket = \"{socket or 'luzia'}\"\n"
