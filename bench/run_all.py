@@ -62,7 +62,8 @@ def main() -> None:
     print("--- scheduler")
     scheduler.main()
     print("--- web pages")
-    argv, sys.argv = sys.argv, [str(HERE / "web_pages.py")] + (["--jobs", "10000", "-n", "30"] if quick else [])
+    small = ["--jobs", "10000", "-n", "30"] if quick else []
+    argv, sys.argv = sys.argv, [str(HERE / "web_pages.py"), *small]
     try:
         runpy.run_path(str(HERE / "web_pages.py"), run_name="__main__")
     finally:
