@@ -42,7 +42,7 @@ def test_unstarted_job_is_left_to_the_broker_and_an_unrecorded_wrapper_is_found(
     try:
         hello = broker.recv(worker, protocol.Hello)
         assert [(h.job_id, h.exit_code) for h in hello.held] == [(running.id, None)]
-        assert never.status()["acked"] and running.status()["wrapper_pid"] == wrapper.pid
+        assert never.status().acked and running.status().wrapper_pid == wrapper.pid
         broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=[running.id]))
         broker.send(protocol.Cancel(job_id=running.id))
         done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == running.id)
