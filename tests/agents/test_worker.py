@@ -183,6 +183,14 @@ def test_silent_broker_means_reconnect_and_a_new_hello(rig):
     broker.recv(worker, protocol.Hello, timeout=15)
 
 
+def test_time_spent_away_from_the_poll_is_not_broker_silence(rig):
+    _, broker, worker, _ = rig()
+    connection = worker.session.sock
+    worker.tick(time.monotonic() + 60)    # as after a minute of work between two polls
+    assert worker.session.sock is connection
+    broker.recv(worker, protocol.Heartbeat)   # and the beats go on on that connection
+
+
 def test_broker_heartbeat_acknowledges_done_and_orphans_are_stopped(rig):
     cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
     broker.beating = False
