@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class Service(Protocol):
