@@ -50,7 +50,7 @@ class JobStatus:
         """The record in a parsed status.json; wrong types read as the defaults."""
         if not isinstance(data, dict):
             return cls()
-        values = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             value = data.get(f.name)
             if value is None:

@@ -22,7 +22,7 @@ import re
 import shlex
 import subprocess
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 SHELL_PROMPT = r"[$#%>]\s*$"   # bash, zsh, sh, root: the line ends with the prompt character
 POLL = 0.1                     # seconds between looks at the pane

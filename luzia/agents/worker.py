@@ -89,7 +89,7 @@ class Worker:
         if timeout is None:
             timeout = min(0.1, self.session.interval)
         polled = time.monotonic()
-        ready = dict(self.poller.poll(timeout * 1000))
+        ready = dict(self.poller.poll(int(timeout * 1000)))
         from_broker = self.session.sock in ready
         self.session.listened(time.monotonic() - polled, from_broker)
         if from_broker:

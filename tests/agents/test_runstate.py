@@ -21,7 +21,7 @@ S = RunState
 def test_a_run_goes_from_running_through_the_stop_sequence_to_forgotten():
     path = [S.RUNNING, S.STOPPING, S.TERM_SENT, S.KILL_SENT, S.RUNNER_KILLED, S.ENDED,
             S.DONE_SENT, S.DONE_SENT, S.FORGOTTEN]
-    for old, new in zip(path, path[1:]):
+    for old, new in zip(path, path[1:], strict=False):
         assert old.check(new) is new
     assert [s for s in S if s.stopping] == [S.STOPPING, S.TERM_SENT, S.KILL_SENT, S.RUNNER_KILLED]
     assert [s for s in S if s.ended] == [S.ENDED, S.DONE_SENT, S.FORGOTTEN]
