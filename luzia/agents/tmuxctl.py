@@ -29,6 +29,7 @@ POLL = 0.1                     # seconds between looks at the pane
 NO_SESSION, UNKNOWN = -1, -2  # pane_dead(): no such session; dead with no recorded status
 HISTORY_LIMIT = 50000          # scrollback lines kept per slot pane (the job's output is diffed from it)
 START_TRIES = 3                # a session start that met a server on its way out is tried again
+START_TIMEOUT = 60.0           # seconds a session start may take (other calls: the controller's timeout)
 # what a client prints when its server went away under it (it was exiting: it had no sessions)
 SERVER_GONE = ("server exited", "lost server")
 # what a client prints when no server runs on the socket (none, or a dead one's socket file)
@@ -46,11 +47,11 @@ class TmuxController:
         self.base = [*prefix, "tmux", "-L", socket]
         self.timeout = timeout
 
-    def run(self, *args: str, check: bool = True, input: str | None = None
-            ) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, input: str | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess:
         try:
             out = subprocess.run([*self.base, *args], capture_output=True, text=True,
-                                 timeout=self.timeout, input=input,
+                                 timeout=timeout or self.timeout, input=input,
                                  stdin=None if input is not None else subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TmuxError(f"{shlex.join(self.base)} {args[0]}: {exc}") from None
@@ -63,7 +64,7 @@ class TmuxController:
                       height: int = 50) -> None:
         """A detached session running `argv` (shell-quoted: tmux hands it to sh -c); it ends
         when the command ends."""
-        self._start("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+        self._start(name, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                     shlex.join(argv))
 
     def new_session(self, name: str, argv: Sequence[str], cwd: str, width: int = 200,
@@ -79,14 +80,21 @@ class TmuxController:
                 "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on"]
         for option, value in (options or {}).items():
             args += [";", "set-option", "-t", f"={name}:", option, value]
-        self._start(*args)
+        self._start(name, *args)
 
-    def _start(self, *args: str) -> None:
-        """Run a command that starts a session; again when the server exited under it (a
-        server whose last session just ended exits, and a client that reached it first
-        fails). The session did not exist then, so a second try cannot make two."""
+    def _start(self, name: str, *args: str) -> None:
+        """Run a command that starts session `name`; again when the server exited under it
+        (a server whose last session just ended exits, and a client that reached it first
+        fails): the session did not exist then, so a second try cannot make two. A start
+        that timed out is looked for before it is called failed: a job whose session runs
+        must not be reported as never started."""
         for attempt in range(1, START_TRIES + 1):
-            out = self.run(*args, check=False)
+            try:
+                out = self.run(*args, check=False, timeout=START_TIMEOUT)
+            except TmuxError:
+                if name in (self.sessions() or ()):
+                    return
+                raise
             if not out.returncode:
                 return
             if attempt == START_TRIES or not any(s in out.stderr for s in SERVER_GONE):
