@@ -310,3 +310,20 @@ def test_an_assign_repeated_after_the_run_ended_reports_that_run_instead_of_reru
     done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id and m.attempt == 2)
     assert done.exit_code == 0
     assert (Path(cfg.jobs_dir) / job.id / "runs").read_text() == "ran\n"
+
+
+def test_an_assign_repeated_while_the_run_goes_on_continues_it_under_the_new_attempt(rig):
+    cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
+    job = assign(broker, "30")
+    first = broker.recv(worker, protocol.Started, where=lambda m: m.job_id == job.id)
+    jobdir = Path(cfg.jobs_dir) / job.id
+    pid_file = jobdir / "pid"
+    pid = wait_for(lambda: (worker.turn(0.01), pid_file.exists() and pid_file.read_text())[1], 15)
+    # the broker took the run for lost and assigns the job again: the same run carries on
+    broker.send(protocol.Assign(job=job, attempt=2))
+    again = broker.recv(worker, protocol.Started, where=lambda m: m.attempt == 2)
+    assert (again.job_id, again.session) == (job.id, first.session)
+    assert pid_file.read_text() == pid and worker.jobs[job.id].attempt == 2
+    broker.send(protocol.Cancel(job_id=job.id))
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id)
+    assert (done.attempt, done.reason) == (2, "cancelled")
