@@ -46,6 +46,7 @@ class FakeBroker:
         self.identity = b""
         self.got: list[protocol.Message] = []
         self.listed: set[str] = set()
+        self.lists_worker_jobs = True    # False: our beats list `listed` even with a worker
 
     def recv(self, worker, kind: type[M], timeout: float = 10.0, where=None) -> M:
         """Wait for a message of `kind`, turning `worker` (None: an agent in another process)
@@ -64,7 +65,7 @@ class FakeBroker:
             worker.turn(0.01)
         if self.beating and self.identity and time.monotonic() - self.last_beat > 0.04:
             self.last_beat = time.monotonic()
-            listed = self.listed if worker is None else set(worker.jobs)
+            listed = set(worker.jobs) if worker is not None and self.lists_worker_jobs else self.listed
             self.send(protocol.Heartbeat(running=sorted(listed)))
         out = []
         while self.sock.poll(0):
