@@ -41,6 +41,11 @@ BROKER_LOCK = "broker.lock"  # held by the running broker (and by `luzia db reco
 
 
 # The run directory, `<home>/run/` -------------------------------------------------------
+def agent_lock(name: str) -> str:
+    """Held by the running agent `name` of this state directory: one process per name."""
+    return f"agent-{name}.lock"
+
+
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
 WEB_URL = "web.url"         # the dashboard's address, written by luzia-web once it listens
 WEB_HEALTH = "web"          # the dashboard's health socket (the supervisor's ping)

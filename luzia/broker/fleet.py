@@ -32,6 +32,7 @@ class Agent:
     capabilities: list[str]
     tags: list[str] = field(default_factory=list)
     pid: int = 0
+    instance: str = ""               # its host and state directory, hashed ("" : not told)
     state: AgentState = AgentState.LIVE
     last_seen: float = 0.0           # time.monotonic() of its last message
     dead_since: float | None = None
@@ -69,6 +70,23 @@ class Agent:
                 "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining}
 
 
+@dataclass(slots=True)
+class Clash:
+    """A second agent under a live agent's name, refused (issue 17): who, and when last."""
+
+    pid: int
+    instance: str
+    at: float                        # time.monotonic() of the last refusal
+    count: int = 1
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        return {"pid": self.pid, "instance": self.instance, "count": self.count,
+                "ago": round(max(0.0, now - self.at), 3)}
+
+
+CLASH_MEMORY = 120.0   # seconds a refusal is shown (a refused agent retries every 32 s at most)
+
+
 class Fleet:
     """Agents by name and by ZeroMQ identity, in step with the scheduler's `SchedAgent`s."""
 
@@ -77,6 +95,7 @@ class Fleet:
         self.by_name: dict[str, Agent] = {}
         self.by_identity: dict[bytes, Agent] = {}
         self.drained = set(drained)     # an operator's drains: kept over reconnects and restarts
+        self.clashes: dict[str, Clash] = {}   # by name: the last second agent refused under it
 
     def get(self, name: str) -> Agent | None:
         return self.by_name.get(name)
@@ -100,6 +119,31 @@ class Fleet:
         agent.draining = agent.name in self.drained
         self.sched.agent_up(self._sched_agent(agent))
         return old
+
+    def holder(self, name: str, identity: bytes, instance: str) -> Agent | None:
+        """The live agent that holds `name` for another host or state directory than the
+        one saying Hello (`instance`), if any: that Hello must be refused. An agent that
+        never told its instance (an older release) is not judged."""
+        agent = self.by_name.get(name)
+        if (agent is None or not agent.live or not agent.identity or agent.identity == identity
+                or not agent.instance or not instance or agent.instance == instance):
+            return None
+        return agent
+
+    def refused(self, name: str, pid: int, instance: str, now: float) -> Clash:
+        """Remember a refused second agent under `name` (shown by `agents status`)."""
+        clash = self.clashes.get(name)
+        if clash is None or clash.pid != pid or clash.instance != instance:
+            clash = self.clashes[name] = Clash(pid=pid, instance=instance, at=now, count=0)
+        clash.at, clash.count = now, clash.count + 1
+        return clash
+
+    def clash(self, name: str, now: float) -> dict[str, Any] | None:
+        """The refusal under `name` seen within CLASH_MEMORY seconds, as the control protocol shows it."""
+        clash = self.clashes.get(name)
+        if clash is None or now - clash.at > CLASH_MEMORY:
+            return None
+        return clash.to_dict(now)
 
     def bury(self, agent: Agent, now: float) -> None:
         """It missed its heartbeats: no new work for it; its jobs keep their credits."""

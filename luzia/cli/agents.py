@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from luzia.cli.control import JSON_HELP, ask, dump
-from luzia.cli.render import HEALTH_STYLE, clean, num, pct, seconds, table
+from luzia.cli.render import HEALTH_STYLE, agent_troubles, clean, num, pct, seconds, table
 
-WORST_FIRST = ("dead", "over-ceiling", "draining", "full", "ok")
+WORST_FIRST = ("dead", "degraded", "over-ceiling", "draining", "full", "ok")
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
              "load": lambda a: -(num(a.get("load")) or 0),
              "jobs": lambda a: -(num(a.get("running")) or 0),
@@ -83,6 +83,9 @@ def show_status(found: list[dict[str, Any]]) -> None:
         return
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LOAD PARTS", "CPU", "MEM", "GPU", "CAPABILITIES",
            "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
+    for a in found:
+        for line in agent_troubles(a):
+            print(line)
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:

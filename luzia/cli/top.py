@@ -19,7 +19,18 @@ from typing import Any
 import click
 
 from luzia.cli.control import connect, dump
-from luzia.cli.render import HEALTH_STYLE, LEVEL_STYLE, age, bar, clean, fancy, num, pct, seconds
+from luzia.cli.render import (
+    HEALTH_STYLE,
+    LEVEL_STYLE,
+    age,
+    agent_troubles,
+    bar,
+    clean,
+    fancy,
+    num,
+    pct,
+    seconds,
+)
 
 LEVELS = ("critical", "high", "normal", "low")
 ALERT_STYLE = {"CRITICAL": "bold white on red", "RED": "bold red", "YELLOW": "yellow", "GREEN": "green"}
@@ -69,6 +80,7 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
             out.append(("RED", f"agent {clean(a.get('name'))} is not beating"))
         elif health == "over-ceiling":
             out.append(("YELLOW", f"agent {clean(a.get('name'))} is over its utilisation ceiling"))
+        out += [("RED", line) for line in agent_troubles(a)]
     wait = num(snap.queue.get("oldest_wait")) or 0
     if pending and wait > WAIT_RED:
         out.append(("RED", f"the oldest pending job has waited {age(wait)}"))

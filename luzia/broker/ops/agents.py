@@ -38,6 +38,7 @@ def _view(m: Model, agent: Agent, now: float) -> dict[str, Any]:
     out["draining"] = agent.draining
     out["health"] = health(cfg, agent)
     out["heartbeat_age"] = out["last_seen"]
+    out["refused"] = m.fleet.clash(agent.name, now)   # a second agent under its name, refused
     return out
 
 
