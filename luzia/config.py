@@ -103,7 +103,7 @@ class AgentConfig(Frozen):
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
     runner: str = "auto"              # auto | tmux | subprocess | interactive
-    tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_socket: str = ""             # tmux -L name; default: luzia-<hash of the state dir>
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
@@ -418,6 +418,7 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
@@ -453,6 +454,13 @@ def _finish(cfg: Config) -> Config:
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
         keys=_keys(cfg.keys, home),
     )
+
+
+def default_tmux_socket(home: str) -> str:
+    """The agents' tmux server of one state directory (issue 17): two fleets on one host
+    never share a server, so never its environment or its sessions."""
+    import hashlib
+    return "luzia-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:8]
 
 
 def _check_interactive(ia: InteractiveConfig) -> None:

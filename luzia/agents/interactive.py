@@ -58,7 +58,8 @@ class InteractiveRunner:
         finally:
             os.close(fd)   # the watcher's copy keeps the slot locked until it exits
         self.wrappers.add(job, proc)
-        job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot)
+        job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot,
+                       socket=self.cfg.agent.tmux_socket)
         return session
 
     def alive(self, job: JobDir) -> bool:

@@ -81,13 +81,14 @@ class TmuxRunner:
     name = "tmux"
 
     def __init__(self, cfg: Config) -> None:
-        self.tmux = TmuxController(cfg.agent.tmux_socket)
+        self.socket = cfg.agent.tmux_socket
+        self.tmux = TmuxController(self.socket)
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
 
     def start(self, job: JobDir) -> str:
         session = layout.job_session(job.id)
-        job.set_status(runner=self.name, session=session)
+        job.set_status(runner=self.name, session=session, socket=self.socket)
         # the session's command holds only our interpreter and the job dir (shell-quoted)
         self.tmux.start_session(session, wrapper_argv(job, pty=True))
         self._listed_at = -1e9

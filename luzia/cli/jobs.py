@@ -131,8 +131,8 @@ def attach(job_id, as_json) -> None:
     if not JOB_ID_RE.match(job_id):       # it becomes an argument of tmux below
         raise ProtocolError("the broker sent a malformed job id")
     state, host = clean(job.get("state")), clean(job.get("host"), 255)
-    session = _session_of(cfg, job_id)
-    argv = ["tmux", "-L", cfg.agent.tmux_socket, "attach", "-t", session]
+    session, socket = _session_of(cfg, job_id)
+    argv = ["tmux", "-L", socket, "attach", "-t", session]
     here = host == cfg.agent.name
     if as_json:
         dump({"id": job_id, "state": state, "host": host, "here": here, "command": argv})
@@ -145,16 +145,16 @@ def attach(job_id, as_json) -> None:
     elif not here:
         click.echo(f"job {job_id} runs on {host}; attach there with: ssh -t {host} {command}")
     else:
-        _exec_tmux(cfg, job_id, session, argv)
+        _exec_tmux(job_id, session, argv)
 
 
-def _exec_tmux(cfg: Any, job_id: str, session: str, argv: list[str]) -> None:
+def _exec_tmux(job_id: str, session: str, argv: list[str]) -> None:
     """Become `tmux attach` on the job's session, if this host's tmux has it."""
     tmux = shutil.which("tmux")
     if not tmux:
         raise LuziaError(f"tmux is not installed here; follow the output with: luzia logs -f {job_id}")
     import subprocess
-    found = subprocess.run([tmux, "-L", cfg.agent.tmux_socket, "has-session", "-t", session],
+    found = subprocess.run([tmux, "-L", argv[2], "has-session", "-t", session],
                            capture_output=True)
     if found.returncode != 0:
         raise LuziaError(f"job {job_id} has no tmux session here (its agent runs it without "
@@ -162,16 +162,19 @@ def _exec_tmux(cfg: Any, job_id: str, session: str, argv: list[str]) -> None:
     os.execv(tmux, [tmux, *argv[1:]])
 
 
-def _session_of(cfg: Any, job_id: str) -> str:
-    """The session this host's agent recorded for the job (the interactive runner's slot
-    session), else the tmux runner's `luzia-<id>`."""
+def _session_of(cfg: Any, job_id: str) -> tuple[str, str]:
+    """The session and tmux server this host's agent recorded for the job (the interactive
+    runner's slot session), else the tmux runner's `luzia-<id>` on the configured server."""
     try:
-        session = json.loads((Path(cfg.jobs_dir) / job_id / layout.STATUS).read_text())["session"]
-    except (OSError, ValueError, KeyError, TypeError):
-        session = None
-    if isinstance(session, str) and layout.SESSION_RE.fullmatch(session):
-        return session
-    return layout.job_session(job_id)
+        status = json.loads((Path(cfg.jobs_dir) / job_id / layout.STATUS).read_text())
+        session, socket = status.get("session"), status.get("socket")
+    except (OSError, ValueError, AttributeError):
+        session = socket = None
+    if not (isinstance(session, str) and layout.SESSION_RE.fullmatch(session)):
+        session = layout.job_session(job_id)
+    if not (isinstance(socket, str) and layout.TMUX_SOCKET_RE.fullmatch(socket)):
+        socket = cfg.agent.tmux_socket
+    return session, socket
 
 
 # ---------------------------------------------------------------------------
