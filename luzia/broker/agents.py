@@ -187,9 +187,12 @@ class AgentHandler:
             return
         if msg.tail:
             job.tail = list(msg.tail)
+        agent.ended.add(job.id)
+        if not msg.started:          # its command never ran: tried again, not failed
+            lifecycle.unstarted(self.m, job, msg.reason)
+            return
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
-        agent.ended.add(job.id)
         lifecycle.end(self.m, job, msg.exit_code, msg.reason)
 
     def _own(self, agent: Agent, job_id: str, attempt: int) -> Job | None:
