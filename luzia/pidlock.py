@@ -14,10 +14,11 @@ from pathlib import Path
 from luzia.errors import InUse, StateDirError
 
 
-def hold(path: Path, busy: str, holder: str = "") -> int:
+def hold(path: Path, busy: str, holder: str = "", must_write: bool = True) -> int:
     """Take the lock (non-blocking) and write our pid (and `holder`) into it; the open fd,
     which keeps the lock until it is closed. When another process has it: InUse with
-    `busy` formatted with its pid (`{pid}`)."""
+    `busy` formatted with its pid (`{pid}`). Without `must_write`, a pid that cannot be
+    written (a full disk) leaves the lock held and says nothing: the lock is what counts."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
@@ -34,6 +35,8 @@ def hold(path: Path, busy: str, holder: str = "") -> int:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}{' ' + holder if holder else ''}".encode())
     except OSError as exc:     # disk full, file size limit: say where, not a traceback
+        if not must_write:
+            return fd
         os.close(fd)
         raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None
     return fd

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from luzia import protocol
 from luzia.agents import processes, stall
+from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
 from luzia.agents.runners import Runner
@@ -72,6 +73,7 @@ class HeldJobs:
         self.send = send
         self.root = Path(cfg.jobs_dir)
         self.jobs: dict[str, Run] = {}
+        self.disk = Disk(self.root)     # a full disk degrades the agent (no new work)
 
     # what the broker session reports ------------------------------------------------
     def for_hello(self) -> list[protocol.HeldJob]:
@@ -82,6 +84,10 @@ class HeldJobs:
     def for_beat(self) -> list[str]:
         """For a heartbeat: the ids of the runs we hold for the broker."""
         return sorted(r.id for r in self.jobs.values() if not r.dropped)[:protocol.MAX_LIST]
+
+    def degraded(self) -> str:
+        """Why this agent takes no new work now ("" : it does)."""
+        return self.disk.full
 
     def busy(self) -> int:
         return sum(1 for r in self.jobs.values() if not r.state.ended)
@@ -135,6 +141,7 @@ class HeldJobs:
             session = self.runner.start(jd)
         except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
             log.error("job %s never started: %s", job.id, exc)
+            self.disk.failed(exc, time.monotonic())
             run.never_started = True
             self._ended(run, -1, f"runner: {exc}"[:protocol.MAX_LINE])
             return
@@ -327,6 +334,7 @@ class HeldJobs:
             run.dir.set_status(acked=True)
         except OSError as exc:
             log.warning("job %s: cannot mark it acknowledged: %s", run.id, exc)
+            self.disk.failed(exc, time.monotonic())
 
     def _record(self, run: Run, sync: bool = True, **fields) -> None:
         """Note `fields` in the run's status.json when the disk lets us: the exit_code file
@@ -335,6 +343,7 @@ class HeldJobs:
             run.dir.set_status(sync=sync, **fields)
         except OSError as exc:
             log.warning("job %s: cannot update its status.json: %s", run.id, exc.strerror or exc)
+            self.disk.failed(exc, time.monotonic())
 
     def _alive(self, run: Run) -> bool:
         return processes.wrapper_alive(run.dir) if run.by_pid else self.runner.alive(run.dir)

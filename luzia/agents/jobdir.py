@@ -68,6 +68,10 @@ class JobDir:
         write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
         # the agent's environment now, not the tmux server's (issue 17); it may hold secrets
         write_atomic(self.path / layout.ENV, json.dumps(agent_environment()), mode=0o600)
+        # room for the wrapper's pid and exit code, taken now: on a disk that fills while the
+        # job runs they are written in place and renamed (a job that ran is never "vanished")
+        for name in (layout.PID, layout.EXIT_CODE):
+            _reserve(self.path / layout.atomic_tmp_name(name))
         self.set_status(state=AttemptState.RUNNING, attempt=attempt, acked=False,
                         started_at=time.time())
 
@@ -144,6 +148,14 @@ class JobDir:
             return out.st_size, out.st_mtime, prog.st_mtime
         except OSError:
             return 0, 0.0, 0.0
+
+
+def _reserve(path: Path) -> None:
+    """A file of RESERVE bytes whose blocks are allocated (written and synced)."""
+    with open(path, "wb") as f:
+        f.write(b" " * layout.RESERVE)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def agent_environment() -> dict[str, str]:

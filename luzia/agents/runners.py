@@ -56,8 +56,12 @@ class SubprocessRunner:
             wrapper_argv(job, pty=False), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         self.wrappers.add(job, proc)
-        # a restarted agent finds the wrapper again by this pid (it is no longer our child)
-        job.set_status(wrapper_pid=proc.pid, runner=self.name)
+        # a restarted agent finds the wrapper again by this pid (it is no longer our child);
+        # it runs now, so a full disk here must not make it "never started" (a second run)
+        try:
+            job.set_status(wrapper_pid=proc.pid, runner=self.name)
+        except OSError as exc:
+            log.warning("job %s: started, but its status.json: %s", job.id, exc.strerror or exc)
         return ""
 
     def alive(self, job: JobDir) -> bool:

@@ -60,6 +60,7 @@ class Holder(Protocol):
 
     def for_hello(self) -> list[protocol.HeldJob]: ...
     def for_beat(self) -> list[str]: ...
+    def degraded(self) -> str: ...
 
 
 class BrokerSession:
@@ -197,4 +198,5 @@ class BrokerSession:
         self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
                                      gpu_util=gpu.util, gpu_free_gb=gpu.free_gb,
                                      running=self.holder.for_beat(),
-                                     slots=self.credits.update(gpu)))
+                                     slots=self.credits.update(gpu),
+                                     degraded=self.holder.degraded()[:protocol.MAX_LINE]))

@@ -45,7 +45,7 @@ class Worker:
         self.lock = pidlock.hold(
             cfg.run_dir / layout.agent_lock(self.name),
             f"another agent named {self.name} (pid {{pid}}) is running on {cfg.home}; "
-            "give this one another agent.name, or stop that one first")
+            "give this one another agent.name, or stop that one first", must_write=False)
         ping_endpoint = f"ipc://{cfg.run_dir}/agent-{self.name}"
         check_endpoint(ping_endpoint, "agent health socket")
         self.runner = runners.make_runner(cfg)
@@ -107,6 +107,7 @@ class Worker:
     def tick(self, now: float) -> None:
         """Reconnect a silent broker, watch every job, beat, prune now and then."""
         self.session.reconnect_if_silent(now)
+        self.held.disk.probe(now)
         self.held.watch(now)
         self.session.beat_if_due(now)
         if now >= self.next_prune:
@@ -164,4 +165,4 @@ class Worker:
         if op != "ping":
             raise BadRequest(f"unknown operation {op!r}; this socket answers ping")
         return {"pid": os.getpid(), "name": self.name, "running": self.held.busy(),
-                "refused": self.session.refused}
+                "refused": self.session.refused, "degraded": self.held.degraded()}

@@ -25,13 +25,41 @@ from luzia import layout, snapshots
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Kept here rather than imported: the wrapper starts once per job and must start fast."""
+    """Write, fsync, rename. The temporary file is written in place, not truncated first:
+    the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
+    disk that filled meanwhile the pid and the exit code still fit (issue 17). Kept here
+    rather than imported: the wrapper starts once per job and must start fast."""
     tmp = path.with_name(layout.atomic_tmp_name(path.name))
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    data = text.encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
+
+
+class Output:
+    """output.log, written as long as the disk lets us: a full disk loses output (the pane
+    still shows it), never the job or its exit code."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "ab", buffering=0)
+        self.lost = 0
+
+    def write(self, data: bytes) -> None:
+        if self.lost:
+            self.lost += len(data)
+            return
+        try:
+            self.file.write(data)
+        except OSError:
+            self.lost += len(data)
+
+    def fileno(self) -> int:
+        return self.file.fileno()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     job_dir = Path(args[0])
     use_pty = "--pty" in args[1:]
-    log = open(job_dir / layout.OUTPUT, "ab", buffering=0)
+    log = Output(job_dir / layout.OUTPUT)
     try:
         meta = json.loads((job_dir / layout.META).read_text())
         argv, cwd = list(meta["argv"]), str(meta["cwd"])

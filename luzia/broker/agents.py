@@ -141,6 +141,10 @@ class AgentHandler:
         agent.gpu_free_gb = msg.gpu_free_gb
         agent.gpu_total_gb = gpu.total_gb(msg.gpu_memory, msg.gpu_free_gb)
         m.fleet.load(agent)
+        if msg.degraded != agent.degraded:
+            m.fleet.degrade(agent, msg.degraded)
+            m.out.publish_agent("degraded" if msg.degraded else "live",
+                                {"name": agent.name, "degraded": msg.degraded})
         if msg.slots and msg.slots != agent.slots:
             m.fleet.set_slots(agent, msg.slots)
         agent.reported = set(msg.running)

@@ -47,6 +47,7 @@ class Agent:
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
     ended: set[str] = field(default_factory=set)     # Dones taken since our last heartbeat to it
     draining: bool = False           # an operator's `luzia agents drain`: no new jobs
+    degraded: str = ""               # why it takes no new jobs by itself (its disk is full)
 
     @property
     def live(self) -> bool:
@@ -67,7 +68,8 @@ class Agent:
                 "last_seen": round(max(0.0, now - self.last_seen), 3), "pid": self.pid,
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
-                "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining}
+                "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
+                "degraded": self.degraded}
 
 
 @dataclass(slots=True)
@@ -160,8 +162,20 @@ class Fleet:
     def drain(self, agent: Agent, draining: bool) -> None:
         """An operator's drain (or undrain); the caller saves `drained` with the turn."""
         agent.draining = draining
-        self.sched.set_draining(agent.name, draining)
+        self.sched.set_draining(agent.name, draining or bool(agent.degraded))
         self.drained = self.drained | {agent.name} if draining else self.drained - {agent.name}
+
+    def degrade(self, agent: Agent, reason: str) -> None:
+        """The agent says it takes no new work (reason), or again takes it (""): placed as
+        if drained meanwhile; an operator's drain is kept apart and outlives it."""
+        if reason == agent.degraded:
+            return
+        if reason:
+            log.warning("agent %s takes no new work: %s", agent.name, reason)
+        else:
+            log.info("agent %s takes work again (was: %s)", agent.name, agent.degraded)
+        agent.degraded = reason
+        self.sched.set_draining(agent.name, agent.draining or bool(reason))
 
     # credits and load -----------------------------------------------------------------
     def hold(self, agent: Agent, job_id: str) -> None:
@@ -212,4 +226,4 @@ class Fleet:
         return SchedAgent(name=agent.name, slots=agent.slots,
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
                           memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
-                          live=agent.live, draining=agent.draining)
+                          live=agent.live, draining=agent.draining or bool(agent.degraded))

@@ -43,9 +43,12 @@ def _view(m: Model, agent: Agent, now: float) -> dict[str, Any]:
 
 
 def health(cfg: SchedulerConfig, agent: Agent) -> str:
-    """ok | draining | over-ceiling | full | dead: the first thing that keeps work off it."""
+    """ok | degraded | draining | over-ceiling | full | dead: the first thing that keeps work
+    off it (degraded: it said why, e.g. its disk is full)."""
     if not agent.live:
         return "dead"
+    if agent.degraded:
+        return "degraded"
     if agent.draining:
         return "draining"
     if agent.cpu > cfg.cpu_ceiling or agent.memory > cfg.memory_ceiling:
