@@ -65,6 +65,8 @@ class BrokerConfig(Frozen):
     heartbeat_interval: float = 1.0   # seconds between beats, both ways
     liveness: int = 3                 # missed beats before an agent counts as dead
     lost_grace: float = 30.0          # seconds a dead agent's jobs wait for it before requeue
+    gone_after: float = 3600.0        # seconds dead (holding no job) before an agent is "gone":
+                                      # listed, out of the alerts, until `luzia agents forget`
     max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself
     max_pending: int = 100_000        # backpressure: submissions past this are rejected
     batch: int = 512                  # messages handled per loop turn (group commit size)

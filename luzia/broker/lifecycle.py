@@ -31,7 +31,7 @@ from luzia.broker import gpu
 from luzia.broker.fleet import Agent
 from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
-from luzia.broker.rules import SchedJob
+from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
 from luzia.states import JobState
 
@@ -153,11 +153,13 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
     job.host = agent.name
     job.attempt += 1
     job.assigned_at = time.time()
+    busy = over_ceiling(m.cfg.scheduler, agent.cpu, agent.memory)
+    busy = f"; its host is over its {busy}, it runs this one job only" if busy else ""
     m.fleet.hold(agent, job.id)
-    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})")
+    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt}){busy}")
     m.store.save_attempt(job)
     m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt))
-    log.info("job %s assigned to %s (attempt %d)", job.id, agent.name, job.attempt)
+    log.info("job %s assigned to %s (attempt %d)%s", job.id, agent.name, job.attempt, busy)
 
 
 def start(m: Model, job: Job, detail: str) -> None:

@@ -1,15 +1,19 @@
-"""Operator ops on the broker's model (no sockets): the advice of agents.allocate,
-argument checks, the accounting of an empty store, and every op's documentation."""
+"""Operator ops on the broker's model (no sockets): the advice of agents.allocate, the
+agents' health and load level, forgetting an agent, argument checks, the accounting of an
+empty store, and every op's documentation."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from luzia.broker import accounting, lifecycle, ops
+from luzia.broker.fleet import Agent
 from luzia.broker.ops.request import Args
-from luzia.errors import BadRequest
+from luzia.errors import BadRequest, NotFound, Refused
+from luzia.states import JobState
 from tests.broker.harness import make_model, spec
 
 
@@ -20,8 +24,8 @@ def m():
     model.store.close()
 
 
-def op(m, name: str, **args):
-    return ops.OPS[name](m, Args(args))
+def op(m, op_name: str, **args):
+    return ops.OPS[op_name](m, Args(args))
 
 
 def test_sustained_growth_and_waiting_types_are_recommended(m):
@@ -60,3 +64,113 @@ def test_every_op_is_documented_by_its_docstring_and_in_the_protocol_doc():
         assert (fn.__doc__ or "").startswith(name + " "), name
         assert f"`{name}`" in doc, name
     assert sum(len(noun.OPS) for noun in ops.NOUNS) == len(ops.OPS)     # no name twice
+
+
+def join(m, name: str, slots: int = 2, caps=("code",), cpu: float = 0.1) -> Agent:
+    agent = Agent(name=name, identity=name.encode(), slots=slots, capabilities=list(caps),
+                  last_seen=time.monotonic(), cpu=cpu)
+    m.fleet.join(agent)
+    m.fleet.load(agent)
+    return agent
+
+
+def place(m) -> str:
+    """The scheduler's next pick, assigned as the broker would."""
+    picked = m.sched.pick()
+    assert picked is not None
+    lifecycle.assign(m, m.jobs[picked[0]], m.fleet.get(picked[1]))
+    return picked[0]
+
+
+def test_a_type_no_agent_offers_is_listed_and_an_agent_recommended_for_it(m):
+    join(m, "gpu1")
+    join(m, "gpu2", cpu=0.5)
+    lifecycle.accept(m, spec(type="gpux"))
+    advice = op(m, "agents.allocate")
+    assert {"type": "gpux", "agent": None, "load": None, "why": "no agent offers it"} \
+        in advice["placements"]
+    assert ("add capacity for 'gpux': 1 jobs wait and no agent offers it; add 'gpux' to the "
+            "capabilities of gpu1 (the least loaded live agent: agent.capabilities on its "
+            "host), or start an agent that offers it") in advice["recommendations"]
+
+
+def test_no_scale_up_when_the_jobs_wait_only_on_their_own_users_lock(m):
+    join(m, "gpu1", slots=4)
+    for _ in range(12):
+        lifecycle.accept(m, spec(user="alice"))
+    place(m)
+    m.store.commit()
+    recs = op(m, "agents.allocate")["recommendations"]
+    assert not any(r.startswith(("scale up", "add capacity")) for r in recs), recs
+    assert any(r.startswith("no scale-up: the queue grew by 12") and "own user's lock" in r
+               for r in recs), recs
+    lifecycle.accept(m, spec(user="bob"))         # bob's job would start on more capacity...
+    m.fleet.get("gpu1").slots = 1                 # ...once gpu1 is full
+    m.fleet.set_slots(m.fleet.get("gpu1"), 1)
+    m.store.commit()
+    recs = op(m, "agents.allocate")["recommendations"]
+    assert any(r.startswith("scale up: the queue grew by 13") and r.endswith(
+        "1 of them would start on more capacity") for r in recs), recs
+
+
+def test_health_and_load_level_of_a_busy_a_dead_and_a_gone_agent(m):
+    busy = join(m, "busy", cpu=0.95)
+    calm = join(m, "calm", slots=1)
+    by_name = {a["name"]: a for a in op(m, "agents.status")}
+    assert by_name["busy"]["health"] == "busy" and by_name["busy"]["load_level"] == "moderate"
+    assert by_name["calm"]["health"] == "ok" and by_name["calm"]["load_level"] == "low"
+    lifecycle.accept(m, spec(user="a"))
+    lifecycle.accept(m, spec(user="b"))
+    place(m)
+    place(m)
+    by_name = {a["name"]: a for a in op(m, "agents.status")}
+    assert by_name["busy"]["health"] == "over-ceiling" and by_name["calm"]["health"] == "full"
+    assert by_name["calm"]["load_level"] == "low"     # 0.25 for its slot, 0.04 for cpu
+    recs = op(m, "agents.allocate")["recommendations"]
+    assert any(r.startswith("busy is over its cpu ceiling (95 % > 80 %): it runs 1") for r in recs)
+    now = time.monotonic()
+    for agent in (busy, calm):
+        for job_id in sorted(agent.jobs):
+            lifecycle.finish(m, m.jobs[job_id], JobState.KILLED, "cancelled")
+        m.fleet.bury(agent, now - (m.cfg.broker.gone_after + 1 if agent is busy else 5))
+    by_name = {a["name"]: a for a in op(m, "agents.status")}
+    assert by_name["busy"]["health"] == "gone" and by_name["calm"]["health"] == "dead"
+    assert by_name["busy"]["dead_for"] > m.cfg.broker.gone_after
+    assert [lifecycle_level(s) for s in (0.0, 0.3, 0.59, 0.6, 0.8, 1.0)] == \
+        ["low", "moderate", "moderate", "high", "critical", "critical"]
+
+
+def lifecycle_level(score: float) -> str:
+    from luzia.broker.ops.agents import load_level
+    return load_level(score)
+
+
+def test_forget_only_a_dead_agent_holding_no_job(m):
+    gpu1 = join(m, "gpu1")
+    with pytest.raises(Refused, match="agent gpu1 is live"):
+        op(m, "agents.forget", name="gpu1")
+    op(m, "agents.drain", name="gpu1")
+    lifecycle.accept(m, spec())
+    m.fleet.drain(gpu1, False)
+    job_id = place(m)
+    m.fleet.drain(gpu1, True)
+    m.fleet.bury(gpu1, time.monotonic())
+    with pytest.raises(Refused, match=f"agent gpu1 holds 1 jobs \\({job_id}\\)"):
+        op(m, "agents.forget", name="gpu1")
+    lifecycle.requeue(m, m.jobs[job_id], "agent gpu1 lost for 30s")
+    assert op(m, "agents.forget", name="gpu1", dry_run=True)["name"] == "gpu1"
+    assert m.fleet.get("gpu1") is not None            # a dry run changes nothing
+    assert op(m, "agents.forget", name="gpu1")["health"] == "dead"
+    assert m.fleet.get("gpu1") is None and "gpu1" not in m.fleet.drained
+    assert m.store.drained() == set() and op(m, "agents.status") == []
+    assert ("agent.forgotten", {"name": "gpu1"}) in m.out.events
+    assert m.jobs[job_id].state is JobState.PENDING   # the scheduler forgot it too:
+    assert m.sched.why(job_id) == "no live agent offers 'code'"
+    with pytest.raises(NotFound, match="no agent 'gpu1'"):
+        op(m, "agents.forget", name="gpu1")
+
+
+def test_drain_and_undrain_dry_run_change_nothing(m):
+    join(m, "gpu1")
+    assert op(m, "agents.drain", name="gpu1", dry_run=True)["draining"] is False
+    assert not m.fleet.get("gpu1").draining and m.store.drained() == set()
