@@ -52,7 +52,7 @@ def test_bad_arguments_are_bad_requests(m):
 
 
 def test_stats_of_an_empty_store(m):
-    assert op(m, "stats") == {"by_user": [], "by_project": [], "total": {
+    assert op(m, "stats") == {"by_user": [], "by_project": [], "by_agent": [], "total": {
         "name": "all", "jobs": 0, "completed": 0, "failed": 0, "killed": 0, "rejected": 0,
         "run_seconds": 0, "mean_wait": 0, "mean_run": 0}}
     assert accounting.span(None, 3.0) is None and accounting.span(1.0, 3.5) == 2.5
@@ -174,3 +174,102 @@ def test_drain_and_undrain_dry_run_change_nothing(m):
     join(m, "gpu1")
     assert op(m, "agents.drain", name="gpu1", dry_run=True)["draining"] is False
     assert not m.fleet.get("gpu1").draining and m.store.drained() == set()
+
+
+def test_jobs_get_says_where_each_attempt_came_from(m):
+    """An automatic retry, an operator's retry and a requeue each count as what they are;
+    an end reads `exit 1` whether retries are left or not."""
+    gpu1 = join(m, "gpu1")
+    job = lifecycle.accept(m, spec(max_retries=1))
+    place(m)
+    lifecycle.start(m, job, "started on gpu1 session=luzia-x pid=1")
+    lifecycle.end(m, job, 1, "")
+    assert job.reason == "retry 1/1 after exit 1"
+    assert op(m, "jobs.get", id=job.id)["causes"] == {
+        "automatic": 0, "manual": 0, "requeued": 0, "requeued_why": "", "next": "automatic"}
+    lifecycle.enqueue(m, job)                       # its backoff is over
+    place(m)
+    lifecycle.end(m, job, 1, "")
+    assert (job.state, job.reason) == (JobState.FAILED, "exit 1")
+    assert op(m, "jobs.retry", ids=[job.id], dry_run=True) == [
+        {"id": job.id, "state": "failed", "result": "would retry as attempt 3"}]
+    assert job.state is JobState.FAILED              # the dry run left it
+    op(m, "jobs.retry", ids=[job.id])
+    job = m.jobs[job.id]                            # read back from the store
+    place(m)
+    m.fleet.bury(gpu1, time.monotonic())
+    lifecycle.requeue(m, job, "agent gpu1 lost for 30s")
+    got = op(m, "jobs.get", id=job.id)
+    assert got["causes"] == {"automatic": 1, "manual": 1, "requeued": 0,
+                             "requeued_why": "agent gpu1 lost for 30s", "next": "requeued"}
+    assert got["attempt"] == 3 and [a["reason"] for a in got["attempts"]] == [
+        "exit 1", "exit 1", "agent gpu1 lost for 30s"]
+
+
+def test_cancel_dry_run_says_what_it_would_do(m):
+    join(m, "gpu1")
+    running, pending = lifecycle.accept(m, spec(user="a")), lifecycle.accept(m, spec(user="a"))
+    place(m)
+    assert op(m, "jobs.cancel", ids=[running.id, pending.id], dry_run=True) == [
+        {"id": running.id, "state": "assigned", "result": "would cancel: its agent gpu1 stops it"},
+        {"id": pending.id, "state": "pending", "result": "would kill"}]
+    assert not m.out.to_agents[1:] and pending.state is JobState.PENDING
+
+
+def test_the_session_its_agent_named_survives_a_broker_restart(m):
+    join(m, "gpu1")
+    job = lifecycle.accept(m, spec())
+    place(m)
+    job.session = "luzia-gpu1-slot-0"
+    lifecycle.start(m, job, "started on gpu1 session=luzia-gpu1-slot-0 pid=42")
+    assert op(m, "jobs.get", id=job.id)["session"] == "luzia-gpu1-slot-0"
+    m.store.commit()
+    again = make_model(m.cfg)
+    again.store = m.store                       # a new broker on the same database
+    restored = m.store.get(job.id)
+    lifecycle.restore(again, restored)
+    assert restored.session == "luzia-gpu1-slot-0"
+
+
+def test_queue_locks_show_each_lock_its_job_host_since_and_when_it_goes_stale(m):
+    join(m, "gpu1", slots=3)
+    join(m, "gpu2", slots=3)
+    first = lifecycle.accept(m, spec(user="alice", project="p1"))
+    lifecycle.accept(m, spec(user="alice", project="p1"))
+    bob = lifecycle.accept(m, spec(user="bob", project="p2"))
+    place(m)
+    place(m)
+    locks = op(m, "queue.locks")
+    assert (locks["per_user"], locks["stale_after"]) == (True, 3600.0)
+    rows = {r["user"]: r for r in locks["locks"]}
+    assert set(rows) == {"alice", "bob"}
+    alice = rows["alice"]
+    assert (alice["job"], alice["state"], alice["limit"], alice["waiting"]) == (first.id, "held", 1, 1)
+    assert alice["host"] in ("gpu1", "gpu2") and alice["project"] == "p1"
+    assert alice["stale_at"] == pytest.approx(first.assigned_at + 3600.0)
+    assert rows["bob"]["job"] == bob.id and rows["bob"]["waiting"] == 0
+    m.sched.expire(time.monotonic() + 3601)          # an hour on: alice's lock is stale
+    rows = {r["user"]: r for r in op(m, "queue.locks")["locks"]}
+    assert rows["alice"]["state"] == "stale"
+    m.fleet.bury(m.fleet.get(rows["bob"]["host"]), time.monotonic())
+    assert {r["user"]: r for r in op(m, "queue.locks")["locks"]}["bob"]["state"] == "released"
+
+
+def test_stats_by_agent_count_each_attempt_where_it_ran(m):
+    join(m, "gpu1")
+    done = lifecycle.accept(m, spec(user="a"))
+    failed = lifecycle.accept(m, spec(user="b", max_retries=1))
+    place(m)
+    place(m)
+    for job in (done, failed):
+        lifecycle.start(m, job, "started")
+    lifecycle.end(m, done, 0, "")
+    lifecycle.end(m, failed, 1, "")                 # retried: a second attempt
+    lifecycle.enqueue(m, failed)
+    place(m)
+    lifecycle.end(m, failed, 1, "")
+    m.store.commit()
+    (row,) = op(m, "stats")["by_agent"]
+    assert {k: v for k, v in row.items() if k not in ("run_seconds", "mean_run")} == {
+        "name": "gpu1", "jobs": 2, "attempts": 3, "completed": 1, "failed": 2}
+    assert op(m, "stats", user="a")["by_agent"][0]["attempts"] == 1

@@ -30,13 +30,16 @@ def history(m: Model, args: Args) -> list[dict[str, Any]]:
 
 
 def stats(m: Model, args: Args) -> dict[str, Any]:
-    """stats {since, user, project} → {by_user: [row], by_project: [row], total: row}; a row
-    is {name, jobs, completed, failed, killed, rejected, run_seconds, mean_wait, mean_run}
-    over finished jobs (one GROUP BY each in SQLite)."""
+    """stats {since, user, project} → {by_user: [row], by_project: [row], by_agent:
+    [agent row], total: row}; a row is {name, jobs, completed, failed, killed, rejected,
+    run_seconds, mean_wait, mean_run} over finished jobs, an agent row {name, jobs,
+    attempts, completed, failed, run_seconds, mean_run} over the attempts that ended on
+    that agent (one GROUP BY each in SQLite)."""
     since = args.get("since", (int, float))
     where = {"user": args.get("user", str), "project": args.get("project", str)}
     return {"by_user": accounting.totals(m.store.db, "user", since, where),
             "by_project": accounting.totals(m.store.db, "project", since, where),
+            "by_agent": accounting.by_host(m.store.db, since, where),
             "total": accounting.totals(m.store.db, None, since, where)[0]}
 
 
