@@ -92,7 +92,8 @@ def by_host(db: sqlite3.Connection, since: float | None,
     """Per agent, over the attempts that ended there (a job retried elsewhere counts on each
     host it ran on): jobs, attempts, completed (exit 0), failed (any other exit but a
     cancel or a preemption), run seconds and mean run. One GROUP BY."""
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if since:
         clauses.append("a.finished_at >= ?")
         params.append(since)
