@@ -106,6 +106,9 @@ class AgentConfig(Frozen):
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
     runner: str = "auto"              # auto | tmux | subprocess | interactive
     tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
+                                      # and `luzia attach`: e.g. ["docker", "exec", "-i", "box"]
+                                      # (empty: interactive.tmux_prefix, the older spelling)
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo

@@ -39,6 +39,10 @@ def atomic_tmp_name(name: str) -> str:
 # The run directory, `<home>/run/` -------------------------------------------------------
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
 
+# The CLI's answer cache, `<home>/cache/` (luzia/cache.py) -------------------------------
+CACHE_DIR = "cache"
+CACHE_CHANGED = "changed"   # touched by every change made from this host: older answers are void
+
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
 SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
