@@ -157,6 +157,9 @@ class SupervisorConfig(Frozen):
     start_grace: float = 10.0        # pings do not count this long after a start
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3
+    # more programs to keep running, name -> argv (e.g. `luzia import beads PATH --follow`);
+    # no health ping: running once up for start_grace
+    programs: dict[str, list[str]] = field(default_factory=dict)
 
 
 @frozen
@@ -434,6 +437,7 @@ def _finish(cfg: Config) -> Config:
             user=project.user or login,
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
         )
+    _check_programs(cfg.supervisor.programs)
     broker = cfg.broker
     broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
     if broker.heartbeat_interval <= 0:
@@ -443,6 +447,15 @@ def _finish(cfg: Config) -> Config:
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
         keys=_keys(cfg.keys, home),
     )
+
+
+def _check_programs(programs: dict[str, list[str]]) -> None:
+    for name, argv in programs.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or name in ("broker", "agent"):
+            raise ConfigError(f"supervisor.programs.{name}: a program's name is a lower-case "
+                              "word other than broker and agent")
+        if not argv:
+            raise ConfigError(f"supervisor.programs.{name}: the command is empty")
 
 
 def _check_interactive(ia: InteractiveConfig) -> None:

@@ -49,13 +49,15 @@ NOT_FOR_CHILDREN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 
 
 def default_programs(cfg: Config) -> list[Program]:
-    """The broker and/or the agent, per cfg.supervisor, started by module (never imported)."""
+    """The broker and/or the agent, per cfg.supervisor, started by module (never imported);
+    then the operator's own [supervisor.programs], by name."""
     out = []
     if cfg.supervisor.broker:
         out.append(Program("broker", [sys.executable, "-m", "luzia.broker"], cfg.endpoints.control))
     if cfg.supervisor.agent:
         out.append(Program("agent", [sys.executable, "-m", "luzia.agents"],
                            f"ipc://{cfg.run_dir}/agent-{cfg.agent.name}"))
+    out += [Program(name, list(argv)) for name, argv in sorted(cfg.supervisor.programs.items())]
     return out
 
 
