@@ -150,7 +150,7 @@ def _run(argv: list[str]) -> int:
         print(f"luzia: queued in the spool {done.spool_dir}, not sent: {done.why}", file=sys.stderr)
     elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
-              "it runs when the broker is back)", file=sys.stderr)
+              f"it runs when the broker is back; {client.start_hint(cfg)})", file=sys.stderr)
     elif done.spooled and (after or (cfg.run_dir / layout.QUEUE_FULL).exists()):
         _check_not_rejected(cfg, done.id)
     return 0

@@ -86,7 +86,8 @@ def test_broker_down_the_job_is_spooled_and_the_id_printed(home):
     assert out.returncode == 0
     job_id = out.stdout.decode().strip().split(":")[2]
     assert out.stderr.decode() == (f"luzia: queued; broker not reachable (spooled in "
-                                   f"{home.path / 'spool'}, it runs when the broker is back)\n")
+                                   f"{home.path / 'spool'}, it runs when the broker is back; "
+                                   "start it with `make run` or `luzia-supervisor`)\n")
     spooled = protocol.spool_load((home.path / "spool" / f"{job_id}.job").read_bytes())
     assert spooled.job.task == "later" and spooled.job.id == job_id
     assert (home.path / "spool").stat().st_mode & 0o777 == 0o700

@@ -66,7 +66,7 @@ def fleet(short_tmp):
 
 
 def test_follow_takes_issues_writes_their_state_back_and_loses_no_line(fleet, beads):
-    watcher = fleet.start("watcher", [PY, "-m", "luzia.cli", "import", "beads", str(beads.parent.parent),
+    fleet.start("watcher", [PY, "-m", "luzia.cli", "import", "beads", str(beads.parent.parent),
                                       "--follow", "--interval", "0.2"])
     appender = subprocess.Popen([sys.executable, "-c", APPENDER, str(beads), "20"])
     assert appender.wait(60) == 0
