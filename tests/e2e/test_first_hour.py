@@ -68,12 +68,12 @@ def test_an_attempt_count_says_what_happened_and_a_waiting_job_has_no_bar(fleet)
     assert f.cli("retry", job_id).returncode == 0
     text = f.cli("jobs", job_id).stdout.decode()
     assert text.startswith("PENDING [····················]\n"), text    # no stale 100 %
-    assert f"(attempt 3 (2 allowed + 1 manual retry), waiting)" in text
+    assert "(attempt 3 (2 allowed + 1 manual retry), waiting)" in text
     assert "why        a1 draining" in text and "reason     retry requested" in text
     f.control("agents.undrain", name="a1")
     wait_for(lambda: f.state(job_id) == "failed" and f.job(job_id)["attempt"] == 4, 60)
     text = f.cli("jobs", job_id).stdout.decode()
-    assert f"(attempt 4 (3 by automatic retries, 2 allowed each time + 1 manual retry))" in text
+    assert "(attempt 4 (3 by automatic retries, 2 allowed each time + 1 manual retry))" in text
 
 
 def test_queue_locks_and_stats_by_agent(fleet):
