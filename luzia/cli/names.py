@@ -15,5 +15,6 @@ COMMANDS_BY_NOUN = {
     "config": ("config",),
     "keys": ("keys",),
     "supervisor": ("supervisor",),
+    "db": ("db",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

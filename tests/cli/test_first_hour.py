@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import click
 import pytest
@@ -21,12 +22,13 @@ from tests.cli.test_live import run_in_a_terminal
 
 A = "140000-aaaaaaaaaaaa"
 
+# a query may write a file of its own (db backup), never Luzia's state
 QUERIES = {"jobs", "logs", "queue status", "queue locks", "agents status", "agents allocate",
            "history", "stats", "top", "diff", "config show", "keys show", "supervisor status",
-           "supervisor tail", "attach"}
+           "supervisor tail", "attach", "db check", "db backup"}
 CHANGES = {"cancel", "retry", "queue add", "queue flush", "agents drain", "agents undrain",
            "agents forget", "import pending-requests", "import beads", "revert", "keys generate",
-           "supervisor start", "supervisor stop", "supervisor restart"}
+           "supervisor start", "supervisor stop", "supervisor restart", "db recover"}
 
 
 def leaves(group: click.Group, path: tuple[str, ...] = ()):
@@ -215,3 +217,18 @@ def test_load_levels_gone_agents_locks_and_agent_stats_in_the_views(capsys):
     assert out[0].split() == ["AGENT", "JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN", "TIME",
                               "MEAN", "RUN"]
     assert out[1].split() == ["gpu1", "2", "3", "1", "2", "2m", "30s"]
+
+
+def test_db_recover_dry_run_says_what_it_would_do_and_touches_nothing(home):
+    out = home.cli("db", "recover", "--dry-run")
+    assert out.returncode == 0 and out.stdout.startswith(b"nothing to recover: no job database")
+    from luzia.broker.store import Store
+    Path(home.cfg.broker.db).parent.mkdir(parents=True, exist_ok=True)
+    Store(home.cfg.broker.db).close()
+    before = Path(home.cfg.broker.db).read_bytes()
+    out = home.cli("db", "recover", "--dry-run")
+    assert out.stdout.endswith(b"checks whole (dry run; --force would salvage it)\n")
+    out = home.cli("db", "recover", "--dry-run", "--force")
+    assert out.stdout.startswith(b"would set ") and b"dry run: nothing was changed" in out.stdout
+    assert Path(home.cfg.broker.db).read_bytes() == before
+    assert not list(home.path.glob("*damaged*"))
