@@ -24,7 +24,7 @@ SORT_KEYS = {"name": lambda a: str(a.get("name")),
 
 @click.group()
 def agents() -> None:
-    """The agents: load, health, where work goes, draining."""
+    """The agents: load, health, where work goes, draining, forgetting."""
 
 
 @agents.command("status")

@@ -89,8 +89,8 @@ def diff(job_id: str, stat: bool, as_json: bool) -> None:
     if as_json:
         after = job.after()
         files = []
-        for line in snapshots.diff(job.repo, job.before, after, "--numstat").decode(
-                errors="replace").splitlines():
+        numstat = snapshots.git(job.repo, "diff", "--numstat", job.before, after).stdout
+        for line in numstat.decode(errors="replace").splitlines():
             added, removed, path = (line.split("\t", 2) + ["", ""])[:3]
             files.append({"path": path, "added": int(added) if added.isdigit() else None,
                           "removed": int(removed) if removed.isdigit() else None})

@@ -20,7 +20,7 @@ PRIORITIES = click.Choice(["critical", "high", "normal", "low"])
 
 @click.group()
 def queue() -> None:
-    """The queue: what waits, in which order, and clearing it."""
+    """The queue: what waits, in which order, clearing it, the user locks."""
 
 
 @queue.command("status")

@@ -282,3 +282,13 @@ def test_stats_by_agent_count_each_attempt_where_it_ran(m):
     assert {k: v for k, v in row.items() if k not in ("run_seconds", "mean_run")} == {
         "name": "gpu1", "jobs": 2, "attempts": 3, "completed": 1, "failed": 2}
     assert op(m, "stats", user="a")["by_agent"][0]["attempts"] == 1
+
+
+def test_a_type_nobody_offers_is_advised_even_while_its_user_is_busy(m):
+    join(m, "gpu1", slots=4)
+    accept(m, user="bob")
+    place(m)                                          # bob's lock is held...
+    accept(m, user="bob", type="gpux")                # ...and his gpux job could never run
+    recs = op(m, "agents.allocate")["recommendations"]
+    assert any(r.startswith("add capacity for 'gpux': 1 jobs wait and no agent offers it; add "
+                            "'gpux' to the capabilities of gpu1") for r in recs), recs

@@ -116,10 +116,15 @@ def _advice(m: Model, placements: list[dict[str, Any]],
     out = _growth(m, sum(bound.values()))
     live = sorted((a for a, h in healths.values() if a.live),
                   key=lambda a: (m.sched.agent_score(a.name), a.name))
+    waiting = Counter(j.type for j in m.jobs.values() if j.state is JobState.PENDING)
     for p in placements:
-        if p["agent"] is None and bound[p["type"]]:
-            out.append(f"add capacity for {p['type']!r}: {bound[p['type']]} jobs wait and "
-                       f"{p['why']}" + _who_could(p, live))
+        kind = p["type"]
+        # a type nobody offers never runs, whatever else holds its jobs; one that is offered
+        # but full asks for capacity only for the jobs capacity would start
+        count = waiting[kind] if p["why"] == "no agent offers it" else bound[kind]
+        if p["agent"] is None and count:
+            out.append(f"add capacity for {kind!r}: {count} jobs wait and {p['why']}"
+                       + _who_could(p, live))
     pending = m.sched.pending_count()
     for agent, state in healths.values():
         over = over_ceiling(m.cfg.scheduler, agent.cpu, agent.memory)
