@@ -111,8 +111,8 @@ def spooled_job(cfg: Config, ident: str, why: str) -> dict[str, Any] | None:
         return None
     return {"id": spec.id, "state": "spooled", "project": spec.project, "user": spec.user,
             "priority": Priority(spec.priority).label, "type": spec.type, "task": spec.task,
-            "max_retries": spec.max_retries, "attempt": 0, "progress": -1.0,
-            "message": "not yet delivered", "why": why, "reason": "", "host": "",
+            "max_retries": spec.max_retries, "attempt": 0, "progress": -1.0, "message": "",
+            "why": f"spooled, not yet delivered: {why}", "reason": "", "host": "",
             "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
             "submitted_at": spec.submitted_at, "spool_file": str(found[0])}
 

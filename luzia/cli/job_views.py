@@ -132,7 +132,7 @@ def attempts_text(job: dict[str, Any]) -> str:
     ran = int(num(job.get("attempt")) or 0)
     allowed = 1 + int(num(job.get("max_retries")) or 0)
     if state == "spooled":
-        return f"not delivered yet ({allowed} allowed)"
+        return f"not started yet ({allowed} allowed)"
     if not ran:
         return f"not started yet ({allowed} allowed)" if state == "pending" else \
             f"never started ({allowed} allowed)"

@@ -39,7 +39,7 @@ def _call(op: str, **args: Any) -> Any:
 
 @click.group()
 def supervisor() -> None:
-    """This host's supervisor and its programs (broker, agent)."""
+    """This host's supervisor and its programs (broker, agent, [supervisor.programs])."""
 
 
 def _uptime(seconds: float) -> str:

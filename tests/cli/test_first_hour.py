@@ -97,9 +97,10 @@ def test_a_spooled_job_is_shown_from_the_spool_while_the_broker_is_down(home):
     out = home.cli("jobs", job_id[:10])
     assert out.returncode == 0, out.stderr
     text = out.stdout.decode()
-    assert text.startswith("SPOOLED [····················] not yet delivered\n")
-    assert f"job        {job_id}  (not delivered yet (2 allowed))" in text
-    assert "why        broker not reachable at ipc://" in text and "task       while the broker" in text
+    assert text.startswith("SPOOLED [····················]\n")
+    assert f"job        {job_id}  (not started yet (2 allowed))" in text
+    assert "why        spooled, not yet delivered: broker not reachable at ipc://" in text
+    assert "task       while the broker" in text
     data = json.loads(home.cli("jobs", job_id, "--json").stdout)
     assert data["state"] == "spooled" and data["spool_file"].endswith(f"{job_id}.job")
     out = home.cli("jobs", "150000-cccccccccccc")            # not spooled: the broker is needed
