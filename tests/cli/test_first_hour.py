@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -233,3 +234,33 @@ def test_db_recover_dry_run_says_what_it_would_do_and_touches_nothing(home):
     assert out.stdout.startswith(b"would set ") and b"dry run: nothing was changed" in out.stdout
     assert Path(home.cfg.broker.db).read_bytes() == before
     assert not list(home.path.glob("*damaged*"))
+
+
+def test_the_fast_path_stays_lean_on_a_terminal_too(home, fake):
+    """The next-commands line costs no click, rich or other command module."""
+    lean = ("luzia.cli", "luzia.cli.main", "luzia.cli.names", "luzia.cli.submit")
+    code = ("import sys; sys.argv = ['luzia', 'demo', 'x']; "
+            "from luzia.cli.main import main; code = main(); "
+            "print('MODULES', code, sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich') "
+            "or m.startswith(('luzia.broker', 'luzia.agents', 'luzia.supervisor')) "
+            f"or (m.startswith('luzia.cli.') and m not in {lean!r})))")
+    import pty
+    import select
+    import subprocess
+    import time
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], env=home.env, stdin=slave, stdout=slave,
+                            stderr=slave, close_fds=True)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + 30
+    while time.monotonic() < deadline and not out.rstrip().endswith(b"]"):
+        if select.select([master], [], [], 0.1)[0]:
+            try:
+                out += os.read(master, 65536)
+            except OSError:           # EIO: the child closed the terminal
+                break
+    proc.wait(10)
+    os.close(master)
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("agent:demo:") and lines[1].startswith("\x1b[2m  luzia jobs ")
+    assert lines[-1].strip() == "MODULES 0 []", lines
