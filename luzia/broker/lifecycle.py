@@ -138,7 +138,7 @@ def restore(m: Model, job: Job) -> None:
         enqueue(m, job)
         return
     # assigned / running / lost: the credit stays taken until its agent says otherwise
-    job.session = _started_session(m, job)
+    job.session = started_session(m, job)
     held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
     m.fleet.restore(_sched_job(m, job), job.host, since=time.monotonic() - held_for)
     if job.reason.startswith(PREEMPTED_BY):     # it was being stopped: still is
@@ -325,7 +325,7 @@ def _stop(m: Model, job: Job, reason: str) -> None:
     log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
 
 
-def _started_session(m: Model, job: Job) -> str:
+def started_session(m: Model, job: Job) -> str:
     """The tmux session its agent named in the `started` event row of this attempt (the
     session is no column of its own: a schema change waits for the migrations, issue 19)."""
     row = m.store.db.execute("SELECT detail FROM events WHERE job_id=? AND detail LIKE "

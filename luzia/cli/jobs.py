@@ -177,7 +177,7 @@ def attach(job_id, as_json) -> None:
         raise ProtocolError("the broker sent a malformed job id")
     state, host = clean(job.get("state")), clean(job.get("host"), 255)
     here = host == cfg.agent.name
-    session = _session_of(cfg, job, here)
+    session = _session_of(cfg, job)
     argv = tmux_argv(cfg, "attach", "-t", session, tty=True)
     there = ["ssh", "-t", host, "luzia", "attach", job_id]
     if as_json:
@@ -234,16 +234,15 @@ def _exec_tmux(cfg: Any, job_id: str, session: str, argv: list[str]) -> None:
     os.execv(program, [program, *argv[1:]])
 
 
-def _session_of(cfg: Any, job: dict[str, Any], here: bool) -> str:
+def _session_of(cfg: Any, job: dict[str, Any]) -> str:
     """The session its agent named to the broker; else (an older broker) the one this
     host's agent recorded in the job's status; else the tmux runner's `luzia-<id>`."""
     candidates = [job.get("session")]
-    if here:
-        try:
-            status = json.loads((Path(cfg.jobs_dir) / job["id"] / layout.STATUS).read_text())
-            candidates.append(status.get("session") if isinstance(status, dict) else None)
-        except (OSError, ValueError):
-            pass
+    try:            # present only where its agent ran it (or shares this job directory)
+        status = json.loads((Path(cfg.jobs_dir) / job["id"] / layout.STATUS).read_text())
+        candidates.append(status.get("session") if isinstance(status, dict) else None)
+    except (OSError, ValueError):
+        pass
     for session in candidates:
         if isinstance(session, str) and layout.SESSION_RE.fullmatch(session):
             return session

@@ -233,6 +233,11 @@ def test_the_session_its_agent_named_survives_a_broker_restart(m):
     lifecycle.start(m, job, "started on gpu1 session=luzia-gpu1-slot-0 pid=42")
     assert op(m, "jobs.get", id=job.id)["session"] == "luzia-gpu1-slot-0"
     m.store.commit()
+    finished = m.store.get(job.id)
+    assert finished is not None and finished.session == ""    # not a column...
+    m.jobs.pop(job.id)
+    assert op(m, "jobs.get", id=job.id)["session"] == "luzia-gpu1-slot-0"   # ...but its event
+    m.jobs[job.id] = job
     again = make_model(m.cfg)
     again.store = m.store                       # a new broker on the same database
     restored = m.store.get(job.id)

@@ -38,6 +38,7 @@ def get(m: Model, args: Args) -> dict[str, Any]:
     out = job_view(m, job, with_tail=True)
     out["attempts"] = m.store.attempts(job.id)
     out["causes"] = causes(m, job)
+    out["session"] = job.session or lifecycle.started_session(m, job)   # a finished job's too
     return out
 
 
