@@ -26,10 +26,11 @@ A = "140000-aaaaaaaaaaaa"
 # a query may write a file of its own (db backup), never Luzia's state
 QUERIES = {"jobs", "logs", "queue status", "queue locks", "agents status", "agents allocate",
            "history", "stats", "top", "diff", "config show", "keys show", "supervisor status",
-           "supervisor tail", "attach", "db check", "db backup"}
+           "supervisor tail", "attach", "db check", "db backup", "web url", "web token show"}
 CHANGES = {"cancel", "retry", "queue add", "queue flush", "agents drain", "agents undrain",
            "agents forget", "import pending-requests", "import beads", "revert", "keys generate",
-           "supervisor start", "supervisor stop", "supervisor restart", "db recover"}
+           "supervisor start", "supervisor stop", "supervisor restart", "db recover",
+           "web token rotate", "web token revoke"}
 
 
 def leaves(group: click.Group, path: tuple[str, ...] = ()):
@@ -264,3 +265,14 @@ def test_the_fast_path_stays_lean_on_a_terminal_too(home, fake):
     lines = out.decode().splitlines()
     assert lines[0].startswith("agent:demo:") and lines[1].startswith("\x1b[2m  luzia jobs ")
     assert lines[-1].strip() == "MODULES 0 []", lines
+
+
+def test_web_token_dry_runs_change_nothing(home):
+    data = json.loads(home.cli("web", "token", "show", "--json").stdout)
+    assert data["token"] and data["user"]
+    out = home.cli("web", "token", "rotate", "--dry-run")
+    assert out.stdout.decode().endswith("would replace its token (the old one would stop "
+                                        "working); dry run: nothing was changed\n")
+    out = home.cli("web", "token", "revoke", "--user", data["user"], "--dry-run")
+    assert out.returncode == 0 and b"would revoke" in out.stdout
+    assert json.loads(home.cli("web", "token", "show", "--json").stdout) == data
