@@ -126,7 +126,7 @@ class InteractiveConfig(Frozen):
     idle: float = 2.0                 # seconds of an unchanged pane that end a job (done = idle)
     send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001: 1 s)
     start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
-    tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
+    tmux_prefix: list[str] = field(default_factory=list)  # the older spelling of agent.tmux_prefix
 
 
 @frozen
@@ -220,6 +220,12 @@ class Config(Frozen):
     @property
     def run_dir(self) -> Path:
         return Path(self.home) / "run"
+
+    @property
+    def tmux_prefix(self) -> list[str]:
+        """What every tmux call runs through (both tmux runners, `luzia attach`):
+        agent.tmux_prefix, else its older spelling interactive.tmux_prefix."""
+        return list(self.agent.tmux_prefix or self.interactive.tmux_prefix)
 
     @property
     def spool_dir(self) -> Path:

@@ -198,7 +198,7 @@ def attach(job_id, as_json) -> None:
 def tmux_argv(cfg: Any, *args: str, tty: bool = False) -> list[str]:
     """A tmux command on the agents' tmux server, through this host's prefix (a container's
     `docker exec -i box`: with `tty`, a terminal is asked for, as attaching needs one)."""
-    prefix = list(cfg.agent.tmux_prefix or cfg.interactive.tmux_prefix)
+    prefix = cfg.tmux_prefix
     if tty:
         prefix = with_tty(prefix)
     return [*prefix, "tmux", "-L", cfg.agent.tmux_socket, *args]
