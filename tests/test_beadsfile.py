@@ -88,7 +88,7 @@ def test_bytes_appended_without_the_lock_while_we_write_are_kept(tmp_path, monke
     path = tmp_path / "issues.jsonl"
     write(path, '{"id": "bd-1", "status": "open"}')
     real_write = os.write
-    done = []
+    done: list[bool] = []
 
     def write_then_append(fd, data):
         written = real_write(fd, data)
@@ -108,7 +108,7 @@ def test_a_file_replaced_meanwhile_is_merged_again(tmp_path, monkeypatch):
     path = tmp_path / "issues.jsonl"
     write(path, '{"id": "bd-1", "status": "open"}')
     real_fsync = os.fsync
-    replaced = []
+    replaced: list[bool] = []
 
     def theirs_lands(fd):           # while our temporary file is being synced
         if not replaced:

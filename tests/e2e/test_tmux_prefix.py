@@ -5,7 +5,6 @@ would run it inside a container."""
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import select
