@@ -59,15 +59,18 @@ def _source(since: float | None) -> str:
     return "jobs" if recent else "jobs NOT INDEXED"
 
 
-def _clauses(since: float | None, where: dict[str, str | None]) -> tuple[list[str], list[Any]]:
+def _clauses(since: float | None, where: dict[str, str | None], finished: str = "finished_at",
+             table: str = "") -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of `since` (on the `finished` column) and the
+    `where` filters (columns of `table`, an alias with its dot, e.g. "j.")."""
     clauses: list[str] = []
     params: list[Any] = []
     if since:
-        clauses.append("finished_at >= ?")
+        clauses.append(f"{finished} >= ?")
         params.append(since)
     for column, value in where.items():
         if value:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{table}{column} = ?")
             params.append(value)
     return clauses, params
 
@@ -166,15 +169,7 @@ def by_host(db: sqlite3.Connection, since: float | None,
     """Per agent, over the attempts that ended there (a job retried elsewhere counts on each
     host it ran on): jobs, attempts, completed (exit 0), failed (any other exit but a
     cancel or a preemption), run seconds and mean run. One GROUP BY."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if since:
-        clauses.append("a.finished_at >= ?")
-        params.append(since)
-    for column, value in where.items():
-        if value:
-            clauses.append(f"j.{column} = ?")
-            params.append(value)
+    clauses, params = _clauses(since, where, "a.finished_at", "j.")
     rows = db.execute(_BY_HOST.format(where="".join(f" AND {c}" for c in clauses)), params)
     return [{"name": r[0], **{k: round(v, 3) if isinstance(v, float) else (v or 0)
                               for k, v in zip(AGENT_COLUMNS, r[1:], strict=True)}}

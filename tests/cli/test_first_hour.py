@@ -239,12 +239,8 @@ def test_db_recover_dry_run_says_what_it_would_do_and_touches_nothing(home):
 
 def test_the_fast_path_stays_lean_on_a_terminal_too(home, fake):
     """The next-commands line costs no click, rich or other command module."""
-    lean = ("luzia.cli", "luzia.cli.main", "luzia.cli.names", "luzia.cli.submit")
-    code = ("import sys; sys.argv = ['luzia', 'demo', 'x']; "
-            "from luzia.cli.main import main; code = main(); "
-            "print('MODULES', code, sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich') "
-            "or m.startswith(('luzia.broker', 'luzia.agents', 'luzia.supervisor')) "
-            f"or (m.startswith('luzia.cli.') and m not in {lean!r})))")
+    from tests.cli.test_submit import fast_path_probe
+    code = fast_path_probe("demo", "x")
     import pty
     import select
     import subprocess

@@ -174,16 +174,24 @@ def test_submit_help(home):
     assert not (home.path / "spool").exists()
 
 
+LEAN = ("luzia.cli", "luzia.cli.main", "luzia.cli.names", "luzia.cli.submit")
+
+
+def fast_path_probe(*argv: str) -> str:
+    """Python that runs `luzia ARGV` and prints its exit code and the modules it should
+    not have imported (click, rich, the broker, agents, supervisor, other CLI modules)."""
+    return (f"import sys; sys.argv = ['luzia', *{list(argv)!r}]; "
+            "from luzia.cli.main import main; code = main(); "
+            "print('MODULES', code, sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('click', 'rich') or m.startswith(('luzia.broker', 'luzia.agents', "
+            f"'luzia.supervisor')) or (m.startswith('luzia.cli.') and m not in {LEAN!r})))")
+
+
 def test_the_fast_path_imports_no_click_rich_or_broker(home, fake):
     """Of the CLI, only main, names and submit: no command module, no root group."""
-    lean = ("luzia.cli", "luzia.cli.main", "luzia.cli.names", "luzia.cli.submit")
-    code = ("import sys; sys.argv = ['luzia', 'demo', 'x', '--json']; "
-            "from luzia.cli.main import main; code = main(); "
-            "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich') "
-            "or m.startswith(('luzia.broker', 'luzia.agents', 'luzia.supervisor')) "
-            f"or (m.startswith('luzia.cli.') and m not in {lean!r})))")
+    code = fast_path_probe("demo", "x", "--json")
     out = subprocess.run([PY, "-c", code], env=home.env, capture_output=True)
-    assert out.stdout.decode().strip().splitlines()[-1] == "0 []", out.stderr
+    assert out.stdout.decode().strip().splitlines()[-1] == "MODULES 0 []", out.stderr
     assert json.loads(out.stdout.decode().splitlines()[0])["broker"] == "reachable"
 
 
