@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `long` first: under xdist (`--dist worksteal`) the first worker starts
+    the longest test at once and the others share the rest meanwhile, instead of it
+    starting last and running alone. The rest keep their order (module fixtures stay shared)."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture
 def short_tmp():
     """A temp dir with a short path, for ipc:// sockets (tmp_path is too long)."""

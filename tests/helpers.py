@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
+from pathlib import Path
 from typing import Any, Callable
+
+# the first port the kernel hands out for bind(0) and outgoing connections; ports below it
+# are only ever taken by someone who names them
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORTS_FROM = 20000
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
@@ -23,17 +30,27 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 def free_ports(n: int) -> list[int]:
     """n tcp ports free right now on 127.0.0.1, for configs that must name them before the
-    broker binds (a test may lose a race here; the kernel rarely reuses them this soon)."""
-    socks = []
+    broker binds (the broker cannot bind port 0 and report it).
+
+    Drawn at random from below the kernel's ephemeral range, so no bind(0) and no outgoing
+    connection (of this suite's parallel workers or anyone else) takes one before the broker
+    binds it; only another caller drawing the same port in the same moment could."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low = int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.SystemRandom().sample(range(PORTS_FROM, max(low, PORTS_FROM + 1000)), 64)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports below {low}")
 
 
 def printed_id(out: subprocess.CompletedProcess) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,12 @@ import pytest
 from tests.fleet import PY, LocalFleet, jobs_json
 from tests.helpers import wait_for
 
+# a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
+# silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
 FAST = """
 [broker]
 heartbeat_interval = 0.1
-lost_grace = 1.0
+liveness = 20
 spool_sweep = 0.2
 """
 
@@ -152,11 +155,14 @@ SUBMITTER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_twice(make_fleet):
     runs = "{job_dir}/../runs.log"
+    # no git snapshots: the job dirs are no repositories, and 2000 `git rev-parse` calls
+    # only slow the 1000 jobs down
     fleet = make_fleet(fleet_config(
-        f'slots = 8\nrunner = "subprocess"\n'
+        f'slots = 8\nrunner = "subprocess"\ngit_snapshots = false\n'
         f'command = ["/bin/sh", "-c", "echo $LUZIA_JOB_ID >> {runs}"]',
         "per_user = false\nmax_per_project = 0"), LUZIA_MAX_JOBS="5000")
     fleet.start_broker()
@@ -195,4 +201,7 @@ def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_t
     jobs = {j["id"]: j for j in fleet.control("jobs.list", limit=2000)}
     assert set(jobs) == set(printed)
     ran = (fleet.home / "jobs" / "runs.log").read_text().split()
-    assert sorted(ran) == sorted(printed), "every job ran exactly once"
+    twice = sorted(i for i, n in Counter(ran).items() if n > 1)
+    assert sorted(ran) == sorted(printed), f"ran twice: {twice[:5]}\n" + \
+        "\n".join(line for name in ("broker", "agent-local") for line in fleet.output(name).splitlines()
+                  if any(i in line for i in twice[:3]) or "heartbeat" in line or "lost" in line)[-4000:]
