@@ -28,9 +28,10 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/luzia-supervisor
 
-## test: install what the tests need (tmux too, when possible) and run the whole suite
+## test: install what the tests need (tmux too, when possible) and run the whole suite,
+## in parallel workers (pytest-xdist; pyproject's addopts): `make test PYTEST_ARGS="-n 0"` runs it in one
 test: install-test tmux
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # tmux is optional at runtime; tests that need it skip without it. Install it when we can.
 tmux:

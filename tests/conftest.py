@@ -13,6 +13,13 @@ from pathlib import Path
 import pytest
 
 
+def pytest_xdist_auto_num_workers(config):
+    """What `-n auto` (pyproject's addopts) means: two workers a core, as most tests wait on
+    real processes rather than compute. PYTEST_XDIST_AUTO_NUM_WORKERS=N or `-n N` overrides;
+    `-n 0` runs in one process (for -s, --pdb)."""
+    return min(8, 2 * len(os.sched_getaffinity(0)))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `long` first: under xdist (`--dist worksteal`) the first worker starts
     the longest test at once and the others share the rest meanwhile, instead of it

@@ -28,6 +28,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)  # polling step, not a wait for an event
 
 
+def wait_for_count(count: Callable[[], int], target: int, stall: float = 60.0,
+                   interval: float = 0.05, message: str = "") -> None:
+    """Poll `count()` until it reaches `target`; fail when it has not grown for `stall` s.
+
+    For a test that runs many real jobs: the box's load sets their pace (speed is measured
+    in bench/, not asserted here), so the deadline is on progress, not on the total."""
+    best, moved = -1, time.monotonic()
+    while True:
+        value = count()
+        if value >= target:
+            return
+        if value > best:
+            best, moved = value, time.monotonic()
+        elif time.monotonic() - moved > stall:
+            raise AssertionError(f"stuck at {best} of {target} for {stall}s: {message or count}")
+        time.sleep(interval)  # polling step, not a wait for an event
+
+
 def free_ports(n: int) -> list[int]:
     """n tcp ports free right now on 127.0.0.1, for configs that must name them before the
     broker binds (the broker cannot bind port 0 and report it).
