@@ -3,7 +3,7 @@ PY    ?= python3
 VENV  := .venv
 BIN   := $(VENV)/bin
 
-.PHONY: run test install install-test tmux bench clean
+.PHONY: run test lint install install-test tmux bench clean
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Luzia needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PY=python3.11")'
@@ -33,6 +33,13 @@ run: install
 test: install-test tmux
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+## lint: ruff (style, import order, likely bugs) and mypy (types) over luzia/ and tests/
+lint: install-test
+	@rc=0; \
+	echo "ruff check luzia tests"; $(BIN)/ruff check luzia tests || rc=1; \
+	echo "mypy (files and settings: pyproject.toml)"; $(BIN)/mypy || rc=1; \
+	exit $$rc
+
 # tmux is optional at runtime; tests that need it skip without it. Install it when we can.
 tmux:
 	@command -v tmux >/dev/null 2>&1 || { \
@@ -47,4 +54,4 @@ bench: install
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -150,7 +150,7 @@ def _push(endpoint: str, frames: list[bytes], curve: keys.ClientKeys | None = No
             curve.apply(sock)
         sock.connect(endpoint)
         wait = CONNECT_WAIT if curve is None else CURVE_CONNECT_WAIT
-        if not sock.poll(wait * 1000, zmq.POLLOUT):
+        if not sock.poll(int(wait * 1000), zmq.POLLOUT):
             sock.setsockopt(zmq.LINGER, 0)
             return False
         sock.send_multipart(frames, zmq.NOBLOCK)
@@ -175,12 +175,12 @@ class Control:
         self.endpoint = endpoint or self.cfg.endpoints.control
         self.timeout = timeout
         self.what = what
-        self.ctx = zmq.Context.instance()
+        self.ctx: zmq.Context = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
         self.handshake: zmq.Socket | None = None    # CURVE handshake failures of `sock`
         self.ids = itertools.count(1)
 
-    def _socket(self) -> "zmq.Socket":
+    def _socket(self) -> zmq.Socket:
         if self.sock is None:
             zmq = self.zmq
             if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
@@ -217,14 +217,14 @@ class Control:
         self.close()
         raise self._down()
 
-    def _wait(self, sock: "zmq.Socket", seconds: float) -> bool:
+    def _wait(self, sock: zmq.Socket, seconds: float) -> bool:
         """Wait for a reply; a CURVE handshake that failed is said at once, not at the timeout."""
         if self.handshake is None:
-            return bool(sock.poll(seconds * 1000))
+            return bool(sock.poll(int(seconds * 1000)))
         poller = self.zmq.Poller()
         poller.register(sock, self.zmq.POLLIN)
         poller.register(self.handshake, self.zmq.POLLIN)
-        ready = dict(poller.poll(seconds * 1000))
+        ready = dict(poller.poll(int(seconds * 1000)))
         if self.handshake in ready:
             failed = keys.handshake_failure(self.handshake, self.cfg, self.endpoint)
             if failed:
@@ -233,15 +233,15 @@ class Control:
         return sock in ready
 
     def close(self) -> None:
-        if self.handshake is not None:
-            self.sock.disable_monitor()
-            self.handshake.close(0)
-            self.handshake = None
         if self.sock is not None:
+            if self.handshake is not None:     # only ever made with the socket
+                self.sock.disable_monitor()
+                self.handshake.close(0)
+                self.handshake = None
             self.sock.close(0)
             self.sock = None
 
-    def __enter__(self) -> "Control":
+    def __enter__(self) -> Control:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,9 +2,10 @@
 
 The file is the first of: $LUZIA_CONFIG, $XDG_CONFIG_HOME/luzia/luzia.toml (or
 ~/.config/luzia/luzia.toml), /etc/luzia/luzia.toml. Every scalar key can be set from the
-environment as LUZIA_<SECTION>_<KEY> (e.g. LUZIA_AGENT_SLOTS=4); the seeds' variables keep
-their meaning: LUZIA_HOME, LUZIA_JOBS_DIR, LUZIA_MAX_JOBS, LUZIA_CACHE_TTL,
-LUZIA_MONITOR_INTERVAL. Callers apply flags with `load(overrides=...)`.
+environment as LUZIA_<SECTION>_<KEY> (e.g. LUZIA_AGENT_SLOTS=4); LUZIA_HOME and the
+variables of the older dispatcher Luzia replaces (seed 001, docs/GLOSSARY.md) keep their
+meaning: LUZIA_JOBS_DIR, LUZIA_MAX_JOBS, LUZIA_CACHE_TTL, LUZIA_MONITOR_INTERVAL. Callers
+apply flags with `load(overrides=...)`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,25 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import re
 import socket
 import sys
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from luzia.errors import ConfigError
+from luzia.errors import ConfigError, StateDirError, UsageError
 from luzia.frozen import Frozen, frozen
 
 IPC_PATH_MAX = 100  # a Unix socket path must fit in sun_path (108 bytes with the NUL)
 
 TYPE_RULES_DEFAULT = {
-    # seed 003's routing: first rule whose keyword occurs in the task text (lower-cased) wins
+    # the async dispatcher's routing (seed 003): the first rule whose keyword occurs in the task
+    # text (lower-cased) wins
     "code": ["code", "fix", "bug", "implement", "refactor", "test", "function", "class",
              "compile", "build", "deploy", "script", "button", "api"],
     "reasoning": ["reason", "analy", "plan", "design", "prove", "why", "compare", "evaluate"],
@@ -115,7 +119,7 @@ class InteractiveConfig(Frozen):
     done: str = "prompt"              # prompt | idle | shell: how a job's end is seen
     prompt: str = r"^\s*(>>>|[>❯$#%])\s*$"  # regex on the pane's last non-blank line
     idle: float = 2.0                 # seconds of an unchanged pane that end a job (done = idle)
-    send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001)
+    send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001: 1 s)
     start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
     tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
 
@@ -191,10 +195,6 @@ class Config(Frozen):
 
     # derived paths ---------------------------------------------------------
     @property
-    def home_path(self) -> Path:
-        return Path(self.home)
-
-    @property
     def run_dir(self) -> Path:
         return Path(self.home) / "run"
 
@@ -210,7 +210,6 @@ class Config(Frozen):
         try:
             return self.projects[name]
         except KeyError:
-            from luzia.errors import UsageError
             known = ", ".join(sorted(self.projects)) or "(none)"
             raise UsageError(f"unknown project {name!r}; known projects: {known} "
                              f"(declare it under [projects.{name}] in {self.source or 'luzia.toml'})"
@@ -223,7 +222,7 @@ class Config(Frozen):
 # ---------------------------------------------------------------------------
 # loading
 
-ENV_ALIASES = {  # the seeds' names
+ENV_ALIASES = {  # short names: LUZIA_HOME, seed 001's variables, LUZIA_MAX_PENDING
     "LUZIA_HOME": ("home",),
     "LUZIA_JOBS_DIR": ("jobs_dir",),
     "LUZIA_MAX_JOBS": ("max_jobs",),
@@ -240,7 +239,7 @@ def default_home() -> str:
     return platformdirs.user_state_dir("luzia")
 
 
-def config_candidates(env: typing.Mapping[str, str] | None = None) -> list[Path]:
+def config_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
     """Where the config file is looked for, first match wins."""
     env = os.environ if env is None else env
     if env.get("LUZIA_CONFIG"):
@@ -249,7 +248,7 @@ def config_candidates(env: typing.Mapping[str, str] | None = None) -> list[Path]
     return [Path(xdg) / "luzia" / "luzia.toml", Path("/etc/luzia/luzia.toml")]
 
 
-def load(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
+def load(overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build the effective config. `overrides` is a nested dict applied last (flags)."""
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
@@ -280,7 +279,7 @@ def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
             into[key] = value
 
 
-def _from_env(env: dict[str, str]) -> dict[str, Any]:
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     sections = {f.name for f in dataclasses.fields(Config)
                 if dataclasses.is_dataclass(_hint(Config, f.name))}
@@ -338,7 +337,7 @@ def _join(where: str, name: str) -> str:
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, where)
     if origin is dict:
         key_t, val_t = typing.get_args(hint)
@@ -442,7 +441,6 @@ def _finish(cfg: Config) -> Config:
 
 
 def _check_interactive(ia: InteractiveConfig) -> None:
-    import re
     if not ia.command:
         raise ConfigError("interactive.command is required with agent.runner = \"interactive\" "
                           "(the REPL to start per slot, e.g. [\"claude\"])")
@@ -484,7 +482,6 @@ def is_local(endpoint: str) -> bool:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable."""
-    from luzia.errors import StateDirError
     try:
         path.mkdir(parents=True, exist_ok=True)
         os.chmod(path, 0o700)

@@ -9,15 +9,14 @@ The CLI's submit path builds the protocol's and the config's classes on every ru
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, TypeVar
-
-T = TypeVar("T", bound=type)
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 
 class Frozen:
     """Base of the `@frozen` classes: compares, hashes and prints by field values."""
 
     _names: ClassVar[tuple[str, ...]] = ()
+    __dataclass_fields__: ClassVar[dict[str, Any]]   # set by @frozen; declared for type checkers
 
     def _values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self._names)
@@ -25,7 +24,7 @@ class Frozen:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._values() == other._values()  # type: ignore[attr-defined]
+        return self._values() == other._values()
 
     def __hash__(self) -> int:
         return hash((self.__class__, self._values()))
@@ -35,7 +34,12 @@ class Frozen:
         return f"{self.__class__.__qualname__}({args})"
 
 
-def frozen(cls: T) -> T:
+F = TypeVar("F", bound=Frozen)
+
+
+# dataclass_transform: type checkers read an @frozen class's fields as a dataclass's
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
+def frozen(cls: type[F]) -> type[F]:
     """A frozen dataclass of `cls` (a Frozen subclass) with Frozen's equality, hash and repr."""
     cls = dataclasses.dataclass(frozen=True, eq=False, repr=False)(cls)
     cls._names = tuple(f.name for f in dataclasses.fields(cls))

@@ -18,7 +18,3 @@ JOB_PREFIX_RE = re.compile(r"^[0-9]{6}(-[0-9a-f]{0,12})?$")
 def new_job_id(now: float | None = None) -> str:
     stamp = time.strftime("%H%M%S", time.localtime(now))
     return f"{stamp}-{os.urandom(6).hex()}"
-
-
-def is_job_id(value: str) -> bool:
-    return bool(JOB_ID_RE.match(value))

@@ -15,9 +15,10 @@ rule from their own config, so a fleet agrees as long as its configs do.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BrokerUnreachable, ConfigError
@@ -125,7 +126,7 @@ class ClientKeys:
     pair: Pair
     server: bytes
 
-    def apply(self, sock: "zmq.Socket") -> None:
+    def apply(self, sock: zmq.Socket) -> None:
         sock.curve_secretkey = self.pair.secret
         sock.curve_publickey = self.pair.public
         sock.curve_serverkey = self.server
@@ -139,7 +140,7 @@ def client_keys(cfg: Config, endpoint: str) -> ClientKeys | None:
     return ClientKeys(host_pair(cfg, why), broker_public(cfg, why))
 
 
-def secure_client(sock: "zmq.Socket", cfg: Config, endpoint: str) -> None:
+def secure_client(sock: zmq.Socket, cfg: Config, endpoint: str) -> None:
     """Set CURVE client keys on `sock` (before its connect) when `endpoint` needs them."""
     keys = client_keys(cfg, endpoint)
     if keys is not None:
@@ -154,7 +155,7 @@ def silence_hint(cfg: Config, endpoint: str) -> str:
             f"{Path(cfg.keys.dir) / PUBLIC}, or {cfg.keys.broker} is not the broker's public key)")
 
 
-def watch_handshake(sock: "zmq.Socket") -> "zmq.Socket":
+def watch_handshake(sock: zmq.Socket) -> zmq.Socket:
     """A monitor of `sock`'s failed CURVE handshakes (call before connect): a refused key is
     silence on the socket itself, but the monitor hears it at once."""
     import zmq
@@ -163,7 +164,7 @@ def watch_handshake(sock: "zmq.Socket") -> "zmq.Socket":
                                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 
 
-def handshake_failure(monitor: "zmq.Socket", cfg: Config, endpoint: str) -> str:
+def handshake_failure(monitor: zmq.Socket, cfg: Config, endpoint: str) -> str:
     """One line on why the handshake the monitor saw failed; "" if it saw none."""
     import zmq
     from zmq.utils.monitor import recv_monitor_message

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-# A job's directory, `<jobs_dir>/<job id>/`, in the seeds' layout ------------------------
+# A job's directory, `<jobs_dir>/<job id>/`, laid out as seed 000's dispatcher did -------
 META = "meta.json"          # the job and how to run it (written by the agent, read by the wrapper)
 STATUS = "status.json"      # the agent's view of the attempt: state, attempt, acked, pids
 OUTPUT = "output.log"       # everything the job printed, every attempt
@@ -36,12 +36,16 @@ def atomic_tmp_name(name: str) -> str:
     return f".{name}.tmp"
 
 
+# The state directory, `<home>/` ------------------------------------------------------
+BROKER_LOCK = "broker.lock"  # held by the running broker (and by `luzia db recover`): one at a time
+
+
 # The run directory, `<home>/run/` -------------------------------------------------------
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
 
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
-SESSION_RE = re.compile(r"luzia-[A-Za-z0-9_-]{1,120}")
+SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
 
 
 def job_session(job_id: str) -> str:

@@ -9,14 +9,13 @@ message and its wire `code` (errors.error_for_code turns it back on the client's
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import zmq
 
 from luzia import protocol
 from luzia.errors import LuziaError, ProtocolError
-
-MAX_ERROR = 2000      # characters of an error message that go on the wire
 
 
 def answer(req: protocol.Request, call: Callable[[str, dict[str, Any]], Any]) -> protocol.Reply:
@@ -29,11 +28,12 @@ def answer(req: protocol.Request, call: Callable[[str, dict[str, Any]], Any]) ->
 
 
 def failure(req: int, exc: LuziaError) -> protocol.Reply:
-    return protocol.Reply(req=req, ok=False, error=str(exc)[:MAX_ERROR], code=exc.code)
+    """The Reply that says `exc` (its message cut to what Reply.error carries)."""
+    return protocol.Reply(req=req, ok=False, error=str(exc)[:protocol.MAX_LINE], code=exc.code)
 
 
 def requests(sock: zmq.Socket, batch: int,
-             bad: "BadFrames") -> Iterator[tuple[bytes, protocol.Request]]:
+             bad: BadFrames) -> Iterator[tuple[bytes, protocol.Request]]:
     """(identity, Request) for each request waiting on a ROUTER, at most `batch`; a frame
     that is not a request is counted and dropped."""
     for _ in range(batch):

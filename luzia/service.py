@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 
 class Service(Protocol):
@@ -22,5 +23,9 @@ def serve(prog: str, make: Callable[[], Service]) -> int:
         return exc.exit_code
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
-    service.run()
+    try:
+        service.run()
+    except LuziaError as exc:      # it had to stop (its database failed): one line, its code
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0

@@ -1,4 +1,5 @@
-"""Git snapshots of a job's work directory (seed 001's pre-task snapshot, made safe).
+"""Git snapshots of a job's work directory (the pre-task snapshot of seed 001, the older
+responsive dispatcher — see docs/GLOSSARY.md — made safe).
 
 Before a job runs and after it ends, the whole repository's working tree (tracked files and
 untracked ones that are not ignored) is recorded as a commit object under

@@ -21,7 +21,7 @@ class JobState(str, enum.Enum):
     def terminal(self) -> bool:
         return self in TERMINAL
 
-    def check(self, new: "JobState") -> "JobState":
+    def check(self, new: JobState) -> JobState:
         """Return `new` if self -> new is legal, else raise IllegalTransition."""
         if new not in _JOB_TRANSITIONS[self]:
             raise IllegalTransition(f"job state {self.value} -> {new.value} is not allowed")
@@ -59,7 +59,7 @@ class Priority(enum.IntEnum):
     LOW = 3
 
     @classmethod
-    def parse(cls, value: str | int) -> "Priority":
+    def parse(cls, value: str | int) -> Priority:
         text = str(value).strip()
         try:
             if isinstance(value, int) and not isinstance(value, bool) or text.isdigit():
@@ -75,6 +75,8 @@ class Priority(enum.IntEnum):
 
 
 class AgentState(str, enum.Enum):
+    """An agent's liveness. A drain is not a state: a drained agent can still die and come
+    back (`Agent.draining`, DECISIONS 28)."""
+
     LIVE = "live"
-    DRAINING = "draining"
     DEAD = "dead"

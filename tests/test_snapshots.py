@@ -30,6 +30,7 @@ def test_snapshots_leave_index_and_branch_alone_and_keep_the_first_before(tmp_pa
     (repo / "noise.log").write_text("ignored\n")
     assert snapshots.record(str(repo), "010203-aaaaaaaaaaaa", "before") == first   # a retry
     after = snapshots.record(str(repo), "010203-aaaaaaaaaaaa", "after")
+    assert first and after
     changed = snapshots.diff(str(repo), first, after, "--name-only").decode().split()
     assert changed == ["b.txt"]
     assert (repo / ".git" / "index").read_bytes() == index

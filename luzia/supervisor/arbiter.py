@@ -29,9 +29,10 @@ from typing import TextIO
 import zmq
 
 from luzia import keys, protocol, rpc
+from luzia.client import Control
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import BadRequest, LuziaError, ProtocolError, StateDirError
-from luzia.supervisor.control import Controller, summary
+from luzia.supervisor.control import Controller
 from luzia.supervisor.logs import ChildOutput, RotatingLog
 from luzia.supervisor.notify import Notifier
 from luzia.supervisor.process import Child, Program, describe_exit
@@ -128,21 +129,13 @@ class Arbiter:
     def _ask_other(self, endpoint: str) -> int | None:
         """The pid of a supervisor already answering at `endpoint` (binding an ipc path would
         silently steal it, and two supervisors would run two brokers)."""
-        sock = self.ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
         try:
-            sock.connect(endpoint)
-            sock.send_multipart(protocol.encode(protocol.Request(req=0, op="ping")))
-            if sock.poll(500):
-                reply = protocol.decode(sock.recv_multipart())
-                if isinstance(reply, protocol.Reply) and reply.ok and isinstance(reply.result, dict):
-                    pid = reply.result.get("pid")
-                    return pid if isinstance(pid, int) else 0
-        except (zmq.ZMQError, ProtocolError):
-            pass
-        finally:
-            sock.close(0)
-        return None
+            with Control(self.cfg, timeout=0.5, endpoint=endpoint, what="supervisor") as other:
+                answer = other.call("ping")
+        except (LuziaError, zmq.ZMQError):
+            return None          # nothing there, or not a supervisor: the path is ours
+        pid = answer.get("pid") if isinstance(answer, dict) else None
+        return pid if isinstance(pid, int) else 0
 
     def handle_signals(self) -> None:
         """SIGTERM/SIGINT ask for a graceful stop; a second one kills. The handler only
@@ -176,7 +169,7 @@ class Arbiter:
 
     def turn(self, timeout: float = 0.2) -> None:
         """One loop turn: wait for input (at most `timeout` s), handle it, then tick."""
-        ready = dict(self.poller.poll(timeout * 1000))
+        ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.control in ready:
             self._on_control()
         for name, sock in list(self.pings.items()):
@@ -339,7 +332,8 @@ class Arbiter:
 
     # systemd ---------------------------------------------------------------------------
     def summary(self) -> str:
-        return summary(list(self.children.values()))
+        """One line for systemd's STATUS= and the log: 'broker running, agent backoff'."""
+        return ", ".join(f"{c.name} {c.state.value}" for c in self.children.values()) or "no programs"
 
     def _notify(self, now: float) -> None:
         if not self.notifier.enabled:

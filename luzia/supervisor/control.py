@@ -3,22 +3,31 @@
 Requests are `protocol.Request(req, op, args)`, answers `protocol.Reply(req, ok, result,
 error, code)`; errors carry code `not_found` (no such program) or `bad_request`. Each
 operation is one method below whose docstring is its protocol documentation (circus
-style). `luzia supervisor …` (luzia/cli/supervisor_cmds.py) is the usual client.
+style). `luzia supervisor …` (luzia/cli/supervisor.py) is the usual client.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from luzia.errors import BadRequest, NotFound
 from luzia.supervisor.process import Child
 
-if TYPE_CHECKING:
-    from luzia.supervisor.arbiter import Arbiter
-
 MAX_TAIL = 2000
+
+
+class Supervising(Protocol):
+    """What the operations use of the arbiter (luzia/supervisor/arbiter.py): its children by
+    name, and an operator's start or restart (`want`) and stop (`unwant`) of one of them."""
+
+    children: dict[str, Child]
+
+    def want(self, child: Child, restart: bool) -> None: ...
+
+    def unwant(self, child: Child) -> None: ...
 
 
 class UnknownProgram(NotFound):
@@ -28,7 +37,7 @@ class UnknownProgram(NotFound):
 class Controller:
     """Runs control operations against the arbiter; one method per op."""
 
-    def __init__(self, arbiter: Arbiter) -> None:
+    def __init__(self, arbiter: Supervising) -> None:
         self.arbiter = arbiter
         self.started = time.monotonic()
         self.ops: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -106,9 +115,4 @@ class Controller:
             raise UnknownProgram(f"no program {name[:64]!r} here; programs: "
                                  f"{', '.join(self.arbiter.children) or '(none)'}")
         return child
-
-
-def summary(children: list[Child]) -> str:
-    """One line for systemd's STATUS= and the log: 'broker running, agent backoff'."""
-    return ", ".join(f"{c.name} {c.state.value}" for c in children) or "no programs"
 

@@ -10,8 +10,9 @@ import signal
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from luzia.config import SupervisorConfig
 from luzia.supervisor.logs import ChildOutput

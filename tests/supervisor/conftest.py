@@ -31,7 +31,10 @@ def make_cfg(home: Path, **supervisor) -> config.Config:
 
 def until(arbiter: Arbiter, predicate, timeout: float = 10):
     """Turn the arbiter's loop until `predicate()` holds."""
-    return wait_for(lambda: (arbiter.turn(0.01), predicate())[1], timeout)
+    def turned() -> bool:
+        arbiter.turn(0.01)
+        return predicate()
+    return wait_for(turned, timeout)
 
 
 @pytest.fixture

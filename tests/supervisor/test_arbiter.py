@@ -75,7 +75,7 @@ def test_operator_stop_is_not_undone_and_start_brings_it_back(arbiter):
     until(a, lambda: child.state is ProcState.STOPPED)
     deadline = time.monotonic() + 0.5                 # well past every restart delay
     until(a, lambda: time.monotonic() > deadline)
-    assert child.state is ProcState.STOPPED and child.pid == 0
+    assert (child.state, child.pid) == (ProcState.STOPPED, 0)
     assert "operator" in child.message
     a.command("start", {"name": "forever"})
     until(a, lambda: child.state is ProcState.RUNNING)
@@ -111,7 +111,8 @@ def test_child_output_goes_to_a_rotated_log_and_tail_follows(arbiter, short_tmp)
     assert all(p.stat().st_size <= 2000 for p in logs.glob("chatty.log*"))
     got = a.command("tail", {"name": "chatty", "lines": 5})
     assert got["lines"][-1] == "line 999" and len(got["lines"]) == 5 and got["seq"] == 1000
-    assert a.command("tail", {"name": "chatty", "after": 997})["lines"] == ["line 997", "line 998", "line 999"]
+    got = a.command("tail", {"name": "chatty", "after": 997})
+    assert got["lines"] == ["line 997", "line 998", "line 999"]
     assert a.command("tail", {"name": "chatty", "after": 1000})["lines"] == []
     assert " chatty | line 999\n" in echo.getvalue()
     with pytest.raises(BadRequest):

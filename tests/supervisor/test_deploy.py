@@ -132,7 +132,8 @@ def distribute_keys(fleets: dict[str, LocalFleet]) -> None:
 @pytest.mark.timeout(90)
 def test_the_fleet_over_curve_with_keys_set_up_as_deploy_md_says(short_tmp):
     ports = free_ports(4)
-    tcp = {k: f"tcp://127.0.0.1:{p}" for k, p in zip(("submit", "agents", "control", "events"), ports)}
+    names = ("submit", "agents", "control", "events")
+    tcp = {k: f"tcp://127.0.0.1:{p}" for k, p in zip(names, ports, strict=True)}
     # loopback stands in for the LAN: CURVE forced on; broker.key in each host's keys/
     fleets: dict[str, LocalFleet] = {}
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from luzia.cli.supervisor_cmds import supervisor
+from luzia.cli.supervisor import supervisor
 from luzia.errors import BrokerUnreachable
 from tests.helpers import wait_for
 from tests.supervisor.conftest import make_cfg
@@ -59,7 +59,7 @@ class Harness:
 
 @pytest.fixture
 def harness(short_tmp):
-    made = []
+    made: list[Harness] = []
 
     def build(programs, **kw):
         h = Harness(short_tmp / f"s{len(made)}", programs, **kw)
@@ -128,8 +128,9 @@ def test_cli_start_stop_restart_tail_against_a_running_supervisor(harness, monke
     wait_for(lambda: h.status()["flappy"]["state"] == "fatal", 10)
     out = runner.invoke(supervisor, ["status"])
     assert out.exit_code == 0 and "fatal" in out.output and "flapping" in out.output
-    wait_for(lambda: len(runner.invoke(supervisor, ["tail", "chatty", "-n", "5"]).output.splitlines()) == 5, 10)
-    assert runner.invoke(supervisor, ["tail", "chatty", "-n", "5"]).output.splitlines()[-1] == "line 29"
+    tail = ["tail", "chatty", "-n", "5"]
+    wait_for(lambda: len(runner.invoke(supervisor, tail).output.splitlines()) == 5, 10)
+    assert runner.invoke(supervisor, tail).output.splitlines()[-1] == "line 29"
     out = runner.invoke(supervisor, ["stop", "chatty"])
     assert out.exit_code == 0 and out.output.startswith("chatty: stopping")
     wait_for(lambda: h.status()["chatty"]["state"] == "stopped", 10)
@@ -167,8 +168,12 @@ def test_banner_says_where_things_are_and_a_second_supervisor_is_refused(short_t
     make_cfg(home)
     first = run_main(home, "--no-broker", "--no-agent", wait=False)
     try:
-        lines = []
-        wait_for(lambda: lines.append(first.stdout.readline().decode()) or "stop:" in lines[-1], 10)
+        lines: list[str] = []
+
+        def banner_read() -> bool:
+            lines.append(first.stdout.readline().decode())
+            return "stop:" in lines[-1]
+        wait_for(banner_read, 10)
         text = "".join(lines)
         assert f"state      {home}" in text and f"config     {home / 'luzia.toml'}" in text
         assert "candidates:" in text and f"supervisor ipc://{home}/run/supervisor" in text

@@ -60,8 +60,7 @@ def test_deaths_within_the_window_make_it_fatal_with_a_cooldown(short_tmp):
     assert child.state is ProcState.BACKOFF
     child.move(ProcState.STARTING)
     die(child, 122.0)
-    assert child.state is ProcState.FATAL
-    assert child.restart_at == 422.0 and "flapping" in child.message
+    assert (child.state, child.restart_at) == (ProcState.FATAL, 422.0) and "flapping" in child.message
     assert "exited with status 1" in child.message
 
 
