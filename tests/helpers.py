@@ -6,8 +6,9 @@ import random
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # the first port the kernel hands out for bind(0) and outgoing connections; ports below it
 # are only ever taken by someone who names them
