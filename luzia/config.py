@@ -155,6 +155,20 @@ class SupervisorConfig(Frozen):
 
 
 @frozen
+class WebConfig(Frozen):
+    """The dashboard, luzia-web (docs/WEB.md), run by the supervisor when enabled."""
+
+    enabled: bool = False             # `make run` turns it on (luzia-supervisor --web)
+    host: str = "127.0.0.1"           # any address but loopback needs tls_cert and tls_key
+    port: int = 8470                  # 0: any free port (the URL is written to run/web.url)
+    tls_cert: str = ""                # PEM files; with both set the dashboard speaks https
+    tls_key: str = ""
+    admins: list[str] = field(default_factory=list)  # may act on every job (and the operator)
+    url: str = ""                     # the address people open, when a proxy is in front
+    page_size: int = 50               # jobs per list page
+
+
+@frozen
 class KeysConfig(Frozen):
     curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
     dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
@@ -190,6 +204,7 @@ class Config(Frozen):
     interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 

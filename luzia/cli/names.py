@@ -16,5 +16,6 @@ COMMANDS_BY_NOUN = {
     "keys": ("keys",),
     "supervisor": ("supervisor",),
     "db": ("db",),
+    "web": ("web",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

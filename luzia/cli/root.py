@@ -10,7 +10,8 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import agents, config, db, git, history, imports, jobs, keys, logs, queue, supervisor, top
+from luzia.cli import (agents, config, db, git, history, imports, jobs, keys, logs, queue,
+                       supervisor, top, web)
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
 
@@ -46,7 +47,7 @@ Exit codes:
       or luzia db recover while the broker runs
 """
 
-NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db)
+NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web)
 
 
 @click.group(help=HELP, invoke_without_command=True,
