@@ -80,13 +80,14 @@ class SubprocessRunner:
 
 
 class TmuxRunner:
-    """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`)."""
+    """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`),
+    reached through agent.tmux_prefix (e.g. into a container whose paths match ours)."""
 
     name = "tmux"
 
     def __init__(self, cfg: Config) -> None:
         self.socket = cfg.agent.tmux_socket
-        self.tmux = TmuxController(self.socket)
+        self.tmux = TmuxController(self.socket, cfg.tmux_prefix)
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
 
