@@ -73,7 +73,7 @@ def test_a_second_live_agent_under_a_taken_name_is_refused_and_takes_it_only_onc
 def test_a_restarted_agent_takes_its_name_back_at_once_with_its_jobs(make_fleet):
     # a long liveness: the broker still takes the killed agent for live when the new one says Hello
     fleet = make_fleet(fleet_config(f'runner = "subprocess"\n{SLEEPER}')
-                       .replace("heartbeat_interval = 0.1", "heartbeat_interval = 0.1\nliveness = 300"))
+                       .replace("liveness = 20", "liveness = 300"))
     fleet.start_broker()
     first = fleet.start_agent("gpu")
     wait_for(lambda: agent_pid(fleet, "gpu") == first.pid, 20)
