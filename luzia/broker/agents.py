@@ -74,7 +74,11 @@ class AgentHandler:
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
                       instance=msg.instance, last_seen=now)
         old = m.fleet.join(agent)
-        adopt, drop = self._reconcile(agent, msg.held)
+        # an agent may say Hello twice in a row (one queued while we were down, one asked
+        # for): the same process again is not news
+        again = old is not None and old.pid == agent.pid and old.instance == agent.instance \
+            and old.live
+        adopt, drop = self._reconcile(agent, msg.held, again)
         adopted = {h.job_id for h in adopt}
         m.out.send(identity, protocol.Welcome(
             heartbeat_interval=m.cfg.broker.heartbeat_interval,
@@ -87,9 +91,6 @@ class AgentHandler:
                 lifecycle.resume(m, job, f"re-adopted by {agent.name}")
             if held.exit_code is not None:
                 lifecycle.end(m, job, held.exit_code, "")
-        # an agent may say Hello twice in a row (one queued while we were down, one asked
-        # for): the same process again is not news
-        again = old is not None and old.pid == agent.pid and old.live
         (log.debug if again else log.info)(
             "agent %s %s: slots=%d capabilities=%s held=%d adopted=%d dropped=%d",
             agent.name, "said Hello again" if again else "rejoined" if old else "joined",
@@ -110,10 +111,14 @@ class AgentHandler:
         self.m.out.send(identity, protocol.Disconnect(reason=reason, refused=True))
         self.m.out.publish_agent("refused", {"name": msg.name, **clash.to_dict(now)})
 
-    def _reconcile(self, agent: Agent, held_jobs: list[protocol.HeldJob],
+    def _reconcile(self, agent: Agent, held_jobs: list[protocol.HeldJob], again: bool,
                    ) -> tuple[list[protocol.HeldJob], list[str]]:
         """The held jobs to adopt (still this agent's attempt) and the ids to drop; the jobs
-        the broker placed on it that it does not hold go back to the queue."""
+        the broker placed on it that it does not hold go back to the queue — except, when
+        the same process says Hello again, an Assign it has not confirmed yet: that Hello
+        may have left before the Assign arrived on the same connection, and the agent may
+        be running it now. The unconfirmed-Assign check (DECISIONS 14) requeues it if the
+        agent's heartbeats never mention it."""
         adopt: list[protocol.HeldJob] = []
         drop: list[str] = []
         for held in held_jobs:
@@ -124,8 +129,13 @@ class AgentHandler:
         adopted = {h.job_id for h in adopt}
         for job_id in sorted(agent.jobs - adopted):
             job = self.m.jobs.get(job_id)
-            if job is not None and job.state in HOLDING:
-                lifecycle.requeue(self.m, job, f"agent {agent.name} came back without it")
+            if job is None or job.state not in HOLDING:
+                continue
+            if again and job.state is JobState.ASSIGNED:
+                log.info("job %s: agent %s said Hello again without it; its Assign may "
+                         "still be on the way", job.id, agent.name)
+                continue
+            lifecycle.requeue(self.m, job, f"agent {agent.name} came back without it")
         return adopt, drop
 
     def _still_its(self, agent: Agent, held: protocol.HeldJob) -> bool:
