@@ -236,6 +236,7 @@ def tail_result(job: "Job") -> dict[str, Any]:
 
 
 # ops in their own modules use the helpers above, so they join last
-from luzia.broker import control_jobs, control_ops  # noqa: E402
+from luzia.broker import control_events, control_jobs, control_ops  # noqa: E402
 OPS.update(control_ops.OPS)
 OPS.update(control_jobs.OPS)
+OPS.update(control_events.OPS)

@@ -448,9 +448,9 @@ from luzia.cli.retry_cmds import retry  # noqa: E402
 cli.add_command(retry)
 
 
-from luzia.cli import import_cmds, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
+from luzia.cli import import_cmds, notify, ops_cmds, top  # noqa: E402  (operator commands; they use the helpers above)
 
-for _command in (*ops_cmds.COMMANDS, top.top, import_cmds.import_group):
+for _command in (*ops_cmds.COMMANDS, top.top, import_cmds.import_group, *notify.COMMANDS):
     cli.add_command(_command)
 
 

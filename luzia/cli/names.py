@@ -2,4 +2,4 @@
 
 COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor",
                       "diff", "revert", "keys", "queue", "agents", "history", "stats", "top",
-                      "import", "retry"})
+                      "import", "retry", "notify"})

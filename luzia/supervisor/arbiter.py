@@ -49,13 +49,16 @@ NOT_FOR_CHILDREN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 
 
 def default_programs(cfg: Config) -> list[Program]:
-    """The broker and/or the agent, per cfg.supervisor, started by module (never imported)."""
+    """The broker and/or the agent, per cfg.supervisor, and the notifier beside a broker
+    when [notify] has rules; started by module (never imported)."""
     out = []
     if cfg.supervisor.broker:
         out.append(Program("broker", [sys.executable, "-m", "luzia.broker"], cfg.endpoints.control))
     if cfg.supervisor.agent:
         out.append(Program("agent", [sys.executable, "-m", "luzia.agents"],
                            f"ipc://{cfg.run_dir}/agent-{cfg.agent.name}"))
+    if cfg.supervisor.broker and cfg.notify.rules:     # beside the broker (docs/NOTIFY.md)
+        out.append(Program("notify", [sys.executable, "-m", "luzia.notify"], cfg.endpoints.notify))
     return out
 
 
