@@ -120,3 +120,30 @@ def test_kill_9_of_the_notifier_neither_repeats_nor_loses(make_fleet, webhook):
         assert len(about(webhook, job_id)) == 1, job_id
     assert len(webhook.messages()) == 4
     assert ask(fleet, "ping")["name"] == "notify"
+
+
+@pytest.mark.timeout(150)
+def test_a_stalled_job_and_a_dead_agent_are_told_once(make_fleet, webhook):
+    from tests.e2e.test_fleet_of_one import SLEEPER
+    rules = [(["stalled", "agent_dead"], ["hook"])]
+    fleet = make_fleet(fleet_config(f'runner = "subprocess"\nstall_after = 0.5\n{SLEEPER}')
+                       + notify_config({"hook": webhook.url()}, rules))
+    fleet.start_broker()
+    fleet.start_agent("gpu1")
+    wait_for(lambda: "gpu1" in fleet.live_agents(), 20)
+    start_notifier(fleet)
+    quiet = fleet.submit("demo", "60")          # sleeps: no output, stalled after 0.5 s
+    wait_for(lambda: about(webhook, quiet), 60, message="the stalled job told")
+    stalled, = about(webhook, quiet)
+    assert stalled["title"] == f"luzia: demo job {quiet} stalled"
+    assert "stalled: no output" in stalled["message"] and "on gpu1" in stalled["message"]
+
+    fleet.kill("agent-gpu1", signal.SIGKILL)
+    dead = wait_for(lambda: [m for m in webhook.messages() if "agent gpu1" in m["title"]], 60)
+    assert dead[0]["title"] == "luzia: agent gpu1 is dead" and dead[0]["type"] == "failure"
+    # a restart of the notifier reads the fleet again: the same episode is not told twice
+    fleet.kill("notify", signal.SIGTERM)
+    start_notifier(fleet)
+    status = wait_for(lambda: (s := ask(fleet, "status") or {}).get("broker") == "reachable" and s, 30)
+    assert status["queued_since_start"] == 0 and status["targets"][0]["pending"] == 0
+    assert len(webhook.messages()) == 2

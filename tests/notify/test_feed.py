@@ -1,0 +1,111 @@
+"""From the broker's events to the outbox, on a real Broker stepped in the test's thread
+(its control ops called in-process): the cursor, rules, pages, a new job database; and the
+events.since op itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from luzia.broker import control
+from luzia.config import NotifyConfig, NotifyRule
+from luzia.errors import BadRequest
+from luzia.notify import feed as feed_module
+from luzia.notify.events import Rules
+from luzia.notify.feed import Feed
+from luzia.notify.outbox import Outbox
+from tests.broker.harness import make_broker, spec
+
+
+class InProcess:
+    """The broker's control ops, called as the socket would call them."""
+
+    def __init__(self, b) -> None:
+        self.b = b
+
+    def call(self, op: str, timeout: float | None = None, **args):
+        result = control.OPS[op](self.b, control._Args(args))
+        self.b.store.commit()
+        return result
+
+
+@pytest.fixture
+def broker(short_tmp):
+    home = short_tmp / "h"
+    home.mkdir()
+    b = make_broker(home)
+    yield b
+    b.close()
+
+
+def make_feed(b, tmp_path, rules: list[NotifyRule]) -> Feed:
+    cfg = NotifyConfig(targets={"ops": "json://x/", "me": "json://y/"}, rules=rules)
+    return Feed(Outbox(tmp_path / "notify.db"), Rules(cfg), InProcess(b))
+
+
+def killed(b, **kw) -> str:
+    job = b.submit(spec(**kw))
+    b.cancel(b.jobs[job.id])
+    b.store.commit()
+    return job.id
+
+
+def test_ends_since_the_first_start_are_told_once_by_the_rules(broker, tmp_path):
+    history = killed(broker)
+    feed = make_feed(broker, tmp_path, [NotifyRule(events=["killed"], targets=["ops"]),
+                                        NotifyRule(events=["killed"], targets=["me"],
+                                                   projects=["overbits"])])
+    feed.catch_up()                                # the first start: what was, was
+    assert feed.outbox.keys() == [] and feed.outbox.cursor() > 0
+    mine, theirs = killed(broker, project="overbits"), killed(broker, user="bob")
+    feed.catch_up()
+    keys = feed.outbox.keys()
+    assert sorted((k.split("/")[1], t) for k, t, _ in keys) == sorted(
+        [(mine, "ops"), (mine, "me"), (theirs, "ops")])
+    assert history not in str(keys)
+    feed.catch_up()                                # nothing new: nothing added
+    assert feed.outbox.keys() == keys
+    notice = feed.outbox.next_for("me", 1e12)
+    assert notice.title == f"luzia: overbits job {mine} killed"
+    assert "killed: cancelled" in notice.body
+
+
+def test_pages_and_a_new_job_database(broker, tmp_path, monkeypatch, short_tmp):
+    monkeypatch.setattr(feed_module, "BATCH", 2)
+    feed = make_feed(broker, tmp_path, [NotifyRule(events=["killed"], targets=["ops"])])
+    feed.catch_up()
+    ids = [killed(broker) for _ in range(5)]
+    assert feed.catch_up() == 5
+    assert [k.split("/")[1] for k, _, _ in feed.outbox.keys()] == ids
+    # the broker now has another database, whose events end before our cursor: read it all
+    other_home = short_tmp / "other"
+    other_home.mkdir()
+    other = make_broker(other_home)
+    try:
+        fresh = killed(other)
+        feed.broker = InProcess(other)
+        feed.catch_up()
+        assert fresh in feed.outbox.keys()[-1][0]
+    finally:
+        other.close()
+
+
+def test_events_since_pages_filters_and_keeps_its_high_water_mark(broker):
+    ops = InProcess(broker)
+    start = ops.call("events.since")["last"]
+    ids = [killed(broker) for _ in range(3)]
+    page = ops.call("events.since", after=start, states=["killed"], limit=2)
+    assert [e["job_id"] for e in page["events"]] == ids[:2] and page["more"]
+    assert page["events"][0].keys() == {"seq", "at", "job_id", "state", "detail", "project", "user"}
+    rest = ops.call("events.since", after=page["last"], states=["killed"])
+    assert [e["job_id"] for e in rest["events"]] == ids[2:] and not rest["more"]
+    everything = ops.call("events.since", after=start)       # all states: pending rows too
+    assert {e["state"] for e in everything["events"]} == {"pending", "killed"}
+    assert rest["last"] == everything["last"]
+    # a state this broker does not know (yet) has no rows, and is no error
+    assert ops.call("events.since", after=start, states=["paused"]) == {
+        "events": [], "last": rest["last"], "more": False}
+    broker.store.prune(0)                          # every finished job, and its rows, gone
+    assert ops.call("events.since", after=0) == {"events": [], "last": rest["last"], "more": False}
+    for bad in ({"limit": 0}, {"limit": 1001}, {"after": -1}, {"after": "x"}):
+        with pytest.raises(BadRequest):
+            ops.call("events.since", **bad)
