@@ -465,7 +465,7 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("broker.heartbeat_interval must be positive")
     notify = dataclasses.replace(cfg.notify, db=cfg.notify.db or os.path.join(home, "notify.db"))
     if notify.rules or notify.targets:
-        from luzia.notify.events import check_config   # only with [notify]: the CLI stays lean
+        from luzia.notify.events import check_config  # only with [notify]: the CLI stays lean
         check_config(notify)
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),

@@ -21,7 +21,7 @@ class JobState(str, enum.Enum):
     def terminal(self) -> bool:
         return self in TERMINAL
 
-    def check(self, new: "JobState") -> "JobState":
+    def check(self, new: JobState) -> JobState:
         """Return `new` if self -> new is legal, else raise IllegalTransition."""
         if new not in _JOB_TRANSITIONS[self]:
             raise IllegalTransition(f"job state {self.value} -> {new.value} is not allowed")
@@ -59,7 +59,7 @@ class Priority(enum.IntEnum):
     LOW = 3
 
     @classmethod
-    def parse(cls, value: str | int) -> "Priority":
+    def parse(cls, value: str | int) -> Priority:
         text = str(value).strip()
         try:
             if isinstance(value, int) and not isinstance(value, bool) or text.isdigit():
@@ -87,7 +87,7 @@ class NoticeState(str, enum.Enum):
     SENT = "sent"           # its target took it
     FAILED = "failed"       # not delivered within notify.give_up_after: logged and counted
 
-    def check(self, new: "NoticeState") -> "NoticeState":
+    def check(self, new: NoticeState) -> NoticeState:
         if new not in _NOTICE_TRANSITIONS[self]:
             raise IllegalTransition(f"notification state {self.value} -> {new.value} is not allowed")
         return new

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 PAGE_MAX = 1000
 
 
-def op_events_since(b: "Broker", args: "_Args", **_: Any) -> dict[str, Any]:
+def op_events_since(b: Broker, args: _Args, **_: Any) -> dict[str, Any]:
     """events.since {after=0, states=[..], limit=100 (≤ 1000)} → {events: [{seq, at, job_id,
     state, detail, project, user}], last, more}: the job events after row `after`, oldest
     first, of the given states (all if none). `last` is where to go on from: the last row
@@ -39,11 +39,11 @@ def op_events_since(b: "Broker", args: "_Args", **_: Any) -> dict[str, Any]:
     more = len(rows) > limit
     rows = rows[:limit]
     keys = ("seq", "at", "job_id", "state", "detail", "project", "user")
-    events = [dict(zip(keys, r)) for r in rows]
+    events = [dict(zip(keys, r, strict=True)) for r in rows]
     return {"events": events, "last": events[-1]["seq"] if more else _high_water(b), "more": more}
 
 
-def _high_water(b: "Broker") -> int:
+def _high_water(b: Broker) -> int:
     """The highest events row ever written (AUTOINCREMENT's mark: never goes back, even when
     the newest rows were pruned)."""
     row = b.store.db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()

@@ -48,7 +48,8 @@ def status(as_json: bool) -> None:
     rows = [COLUMNS] + [_row(t) for t in got.get("targets") or [] if isinstance(t, dict)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
     for r in rows:
-        cells = [c.rjust(w) if 0 < i < 4 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [c.rjust(w) if 0 < i < 4 else c.ljust(w)       # the counts right-aligned
+                 for i, (c, w) in enumerate(zip(r, widths, strict=False))]
         click.echo("  ".join(cells + [r[-1]]).rstrip())
 
 

@@ -18,7 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s notify %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("apprise").setLevel(logging.DEBUG if args.verbose else logging.ERROR)
+    # Apprise's warnings reach our log inside our own line for the failed try (courier.py
+    # reads them from its result), so they are kept but not printed twice
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    apprise_log.propagate = args.verbose
     if args.config:
         import os
         os.environ["LUZIA_CONFIG"] = args.config

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def deliver(url: str, title: str, body: str, level: str = "info") -> str:
     """Send one message to one Apprise URL: "" when the target took it, else why not."""
-    import apprise      # 0.3 s of plugin loading: only where a message is really sent
+    import apprise  # 0.3 s of plugin loading: only where a message is really sent
     app = apprise.Apprise()
     if not app.add(url):
         return "not a valid Apprise URL (see https://github.com/caronc/apprise/wiki)"
@@ -44,12 +44,13 @@ def _why(result: object) -> str:
 
 
 def redacted(url: str) -> str:
-    """The URL with its secrets hidden (Apprise's privacy form), for logs and `status`."""
+    """The URL with its secrets hidden (Apprise's privacy form, without the query, which
+    holds Apprise's defaults and may hold a token), for logs and `status`."""
     try:
         import apprise
         plugin = apprise.Apprise.instantiate(url)
         if plugin:
-            return str(plugin.url(privacy=True))
+            return str(plugin.url(privacy=True)).split("?", 1)[0]
     except Exception:  # noqa: BLE001 - an unparseable URL is shown by its scheme only
         pass
     return url.split("://", 1)[0] + "://…"

@@ -90,11 +90,12 @@ def ended_attempt(job: dict[str, Any], at: float) -> dict[str, Any] | None:
 
 def cost_of(job: dict[str, Any]) -> float | None:
     """The job's cost in USD when the broker records one (issue 13's `cost_usd`), else None."""
-    for value in (job.get("cost_usd"), job.get("cost"),
-                  (job.get("metadata") or {}).get("cost_usd") if isinstance(job.get("metadata"), dict)
-                  else None):
-        if _num(value) is not None:
-            return float(value)
+    meta = job.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    for value in (job.get("cost_usd"), job.get("cost"), meta.get("cost_usd")):
+        cost = _num(value)
+        if cost is not None:
+            return cost
     return None
 
 

@@ -55,7 +55,7 @@ class NotifyMetrics:
         elif state == "failed":
             self.failed.labels(target).inc()
 
-    def tick(self, n: "Notifier", now: float) -> None:
+    def tick(self, n: Notifier, now: float) -> None:
         if now < self._next:
             return
         self._next = now + REFRESH

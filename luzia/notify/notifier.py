@@ -127,7 +127,7 @@ class Notifier:
         now = time.monotonic()
         if timeout is None:
             timeout = max(0.0, min(self.catch_up_at, now + 1.0) - now)
-        ready = dict(self.poller.poll(timeout * 1000))
+        ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.sub in ready:
             self._on_events()
         if self.control in ready:

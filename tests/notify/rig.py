@@ -40,7 +40,7 @@ def ask(fleet: LocalFleet, op: str, timeout: float = 3.0) -> Any:
         sock.connect(f"ipc://{fleet.home}/run/notify")
         req = next(_req)
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op)))
-        if not sock.poll(timeout * 1000):
+        if not sock.poll(int(timeout * 1000)):
             return None
         reply = protocol.decode(sock.recv_multipart())
         assert isinstance(reply, protocol.Reply) and reply.ok, reply

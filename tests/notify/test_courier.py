@@ -10,14 +10,6 @@ from luzia.notify.courier import Backoff, Courier, RateLimit, deliver, redacted
 from luzia.notify.outbox import Notice
 from luzia.states import NoticeState
 from tests.helpers import free_ports
-from tests.notify.webhook import Webhook
-
-
-@pytest.fixture
-def webhook():
-    hook = Webhook()
-    yield hook
-    hook.close()
 
 
 def test_deliver_posts_apprise_json_and_says_why_when_it_cannot(webhook):

@@ -8,19 +8,12 @@ import statistics
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
+from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
 from tests.helpers import free_ports, wait_for
 from tests.notify.rig import ask, notify_config, ping_times, start_notifier, target
 from tests.notify.webhook import Webhook
 
 AGENT = 'runner = "subprocess"'
-
-
-@pytest.fixture
-def webhook():
-    hook = Webhook()
-    yield hook
-    hook.close()
 
 
 def about(hook: Webhook, job_id: str, path: str = "hook") -> list[dict]:
@@ -124,7 +117,6 @@ def test_kill_9_of_the_notifier_neither_repeats_nor_loses(make_fleet, webhook):
 
 @pytest.mark.timeout(150)
 def test_a_stalled_job_and_a_dead_agent_are_told_once(make_fleet, webhook):
-    from tests.e2e.test_fleet_of_one import SLEEPER
     rules = [(["stalled", "agent_dead"], ["hook"])]
     fleet = make_fleet(fleet_config(f'runner = "subprocess"\nstall_after = 0.5\n{SLEEPER}')
                        + notify_config({"hook": webhook.url()}, rules))
