@@ -24,6 +24,7 @@ from luzia.notify.outbox import Outbox
 log = logging.getLogger(__name__)
 
 BATCH = 100              # events rows per events.since request
+PAGES = 5                # events.since requests per catch-up before the loop's next turn
 RUNNING_MAX = 10_000     # running jobs read by one reconcile (jobs.list's own limit)
 
 
@@ -59,12 +60,12 @@ class Feed:
                 self._add(ev, targets, time.time())
 
     # jobs' ends: the broker's events table ------------------------------------------------
-    def catch_up(self) -> int:
-        """Take every job event since the cursor into the outbox; the rows read. Raises
+    def catch_up(self, pages: int = PAGES) -> bool:
+        """Take the job events since the cursor into the outbox, at most `pages` pages of
+        them (the loop answers its socket in between); True if there is more. Raises
         BrokerUnreachable (the cursor stays, so nothing is skipped)."""
         kinds = sorted(self.rules.kinds & set(JOB_ENDS))
-        read = 0
-        while True:
+        for _ in range(pages):
             cursor = self.outbox.cursor()
             page = self.broker.call("events.since", after=cursor or 0, states=kinds, limit=BATCH)
             last, rows, more = _page(page)
@@ -72,7 +73,7 @@ class Feed:
                 with self.outbox.transaction():
                     self.outbox.set_cursor(last)
                 log.info("first start: notifying of broker events after #%d", last)
-                return read
+                return False
             if last < cursor:             # a new (or restored) job database: read it all
                 log.warning("the broker's events end at #%d, before our cursor #%d: its database "
                             "is not the one we read; reading it from the start", last, cursor)
@@ -85,9 +86,9 @@ class Feed:
                 for ev, targets in events:
                     self._add(ev, targets, now)
                 self.outbox.set_cursor(last)
-            read += len(rows)
             if not more:
-                return read
+                return False
+        return True
 
     def _job_end(self, row: dict[str, Any]) -> tuple[NotifyEvent, list[str]]:
         job = {"id": row["job_id"], "project": row.get("project", ""), "user": row.get("user", "")}

@@ -21,8 +21,8 @@ import zmq
 
 from luzia import __version__, keys, protocol, rpc
 from luzia.client import Control
-from luzia.config import Config, ensure_private_dir
-from luzia.errors import BadRequest, BrokerUnreachable, LuziaError, ProtocolError
+from luzia.config import Config, ensure_private_dir, is_local
+from luzia.errors import BadRequest, BrokerUnreachable, ConfigError, LuziaError, ProtocolError
 from luzia.notify import metrics
 from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, deliver, redacted
 from luzia.notify.events import Rules
@@ -95,6 +95,8 @@ class Notifier:
         return sock
 
     def _bind_control(self, endpoint: str) -> zmq.Socket:
+        if not is_local(endpoint):       # it answers anyone who reaches it: this host only
+            raise ConfigError(f"endpoints.notify must be ipc:// or tcp on loopback, not {endpoint}")
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 65536)
@@ -174,7 +176,7 @@ class Notifier:
             if self.reconcile_due:
                 self.feed.reconcile()
                 self.reconcile_due = False
-            self.feed.catch_up()
+            more = self.feed.catch_up()
         except BrokerUnreachable as exc:
             self._broker_down(exc)
             return
@@ -186,7 +188,7 @@ class Notifier:
             log.info("the broker answers again")
         self.broker_failures = 0
         self.broker_state = "reachable"
-        self.catch_up_at = now + self.ncfg.poll
+        self.catch_up_at = now if more else now + self.ncfg.poll
 
     def _broker_down(self, exc: LuziaError) -> None:
         self.broker_failures += 1

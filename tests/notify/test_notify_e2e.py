@@ -3,12 +3,14 @@ taking Apprise's JSON webhook."""
 
 from __future__ import annotations
 
+import json
 import signal
 import statistics
 
 import pytest
 
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
+from tests.fleet import PY
 from tests.helpers import free_ports, wait_for
 from tests.notify.rig import ask, notify_config, ping_times, start_notifier, target
 from tests.notify.webhook import Webhook
@@ -139,3 +141,21 @@ def test_a_stalled_job_and_a_dead_agent_are_told_once(make_fleet, webhook):
     status = wait_for(lambda: (s := ask(fleet, "status") or {}).get("broker") == "reachable" and s, 30)
     assert status["queued_since_start"] == 0 and status["targets"][0]["pending"] == 0
     assert len(webhook.messages()) == 2
+
+
+@pytest.mark.timeout(120)
+def test_the_supervisor_runs_the_notifier_beside_the_broker(make_fleet, webhook):
+    fleet = make_fleet(fleet_config(AGENT) + notify_config(
+        {"hook": webhook.url()}, [(["completed"], ["hook"])]))
+    sup = fleet.start("supervisor", [PY, "-m", "luzia.supervisor", "--quiet"])
+    wait_for(lambda: (ask(fleet, "status", 1.0) or {}).get("cursor") is not None, 60,
+             message="the supervisor's notifier up")
+    def states() -> dict[str, str]:
+        out = fleet.cli("supervisor", "status", "--json")
+        return {r["name"]: r["state"] for r in json.loads(out.stdout)} if out.returncode == 0 else {}
+    wait_for(lambda: states() == {"broker": "running", "agent": "running", "notify": "running"}, 30)
+    job_id = fleet.submit("demo", "hello")
+    wait_for(lambda: about(webhook, job_id), 60)
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(30) == 0
+    assert "notifier stopped" in (fleet.home / "log" / "notify.log").read_text()
