@@ -28,15 +28,6 @@ class InProcess:
         return result
 
 
-@pytest.fixture
-def broker(short_tmp):
-    home = short_tmp / "h"
-    home.mkdir()
-    b = make_broker(home)
-    yield b
-    b.close()
-
-
 def make_feed(b, tmp_path, rules: list[NotifyRule]) -> Feed:
     cfg = NotifyConfig(targets={"ops": "json://x/", "me": "json://y/"}, rules=rules)
     return Feed(Outbox(tmp_path / "notify.db"), Rules(cfg), InProcess(b))

@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
-from tests.fleet import PY
+from tests.fleet import PY, LocalFleet
 from tests.helpers import free_ports, wait_for
 from tests.notify.rig import ask, notify_config, ping_times, start_notifier, target
 from tests.notify.webhook import Webhook
@@ -22,13 +22,20 @@ def about(hook: Webhook, job_id: str, path: str = "hook") -> list[dict]:
     return [m for m in hook.messages(path) if job_id in m.get("title", "")]
 
 
+def notifying_fleet(make_fleet, targets: dict[str, str], rules: list, agent: str = AGENT,
+                    agent_name: str = "local") -> LocalFleet:
+    """A broker, an agent and luzia-notify with these targets and rules, all up."""
+    fleet = make_fleet(fleet_config(agent) + notify_config(targets, rules))
+    fleet.start_broker()
+    fleet.start_agent(agent_name)
+    wait_for(lambda: agent_name in fleet.live_agents(), 20)
+    start_notifier(fleet)
+    return fleet
+
+
 @pytest.mark.timeout(120)
 def test_completed_and_failed_jobs_reach_the_webhook(make_fleet, webhook):
-    rules = [(["completed", "failed"], ["hook"])]
-    fleet = make_fleet(fleet_config(AGENT) + notify_config({"hook": webhook.url()}, rules))
-    fleet.start_broker()
-    fleet.start_agent("local")
-    start_notifier(fleet)
+    fleet = notifying_fleet(make_fleet, {"hook": webhook.url()}, [(["completed", "failed"], ["hook"])])
     ok = fleet.submit("demo", "fix the login button\nand say so")
     bad = fleet.submit("demo", "break it FAIL_DEMO")
     wait_for(lambda: about(webhook, ok) and about(webhook, bad), 60, message="both notifications")
@@ -57,12 +64,9 @@ def test_completed_and_failed_jobs_reach_the_webhook(make_fleet, webhook):
 @pytest.mark.timeout(150)
 def test_a_dead_endpoint_is_retried_until_it_answers_and_the_broker_never_waits(make_fleet, webhook):
     late_port, = free_ports(1)                 # nothing listens there yet: connection refused
-    rules = [(["completed"], ["hook", "late"])]
-    fleet = make_fleet(fleet_config(AGENT) + notify_config(
-        {"hook": webhook.url(), "late": f"json://127.0.0.1:{late_port}/late"}, rules))
-    fleet.start_broker()
-    fleet.start_agent("local")
-    start_notifier(fleet)
+    fleet = notifying_fleet(make_fleet, {"hook": webhook.url(),
+                                         "late": f"json://127.0.0.1:{late_port}/late"},
+                            [(["completed"], ["hook", "late"])])
     before = ping_times(fleet, 20, deadline=10)
 
     first = fleet.submit("demo", "one")
@@ -92,11 +96,7 @@ def test_a_dead_endpoint_is_retried_until_it_answers_and_the_broker_never_waits(
 
 @pytest.mark.timeout(150)
 def test_kill_9_of_the_notifier_neither_repeats_nor_loses(make_fleet, webhook):
-    rules = [(["completed", "failed"], ["hook"])]
-    fleet = make_fleet(fleet_config(AGENT) + notify_config({"hook": webhook.url()}, rules))
-    fleet.start_broker()
-    fleet.start_agent("local")
-    start_notifier(fleet)
+    fleet = notifying_fleet(make_fleet, {"hook": webhook.url()}, [(["completed", "failed"], ["hook"])])
     before = fleet.submit("demo", "before the kill")
     # between events: the first is delivered and recorded as sent (docs/NOTIFY.md names the
     # one window: killed after the endpoint took it and before the notifier wrote so)
@@ -119,13 +119,8 @@ def test_kill_9_of_the_notifier_neither_repeats_nor_loses(make_fleet, webhook):
 
 @pytest.mark.timeout(150)
 def test_a_stalled_job_and_a_dead_agent_are_told_once(make_fleet, webhook):
-    rules = [(["stalled", "agent_dead"], ["hook"])]
-    fleet = make_fleet(fleet_config(f'runner = "subprocess"\nstall_after = 0.5\n{SLEEPER}')
-                       + notify_config({"hook": webhook.url()}, rules))
-    fleet.start_broker()
-    fleet.start_agent("gpu1")
-    wait_for(lambda: "gpu1" in fleet.live_agents(), 20)
-    start_notifier(fleet)
+    fleet = notifying_fleet(make_fleet, {"hook": webhook.url()}, [(["stalled", "agent_dead"], ["hook"])],
+                            f'{AGENT}\nstall_after = 0.5\n{SLEEPER}', agent_name="gpu1")
     quiet = fleet.submit("demo", "60")          # sleeps: no output, stalled after 0.5 s
     wait_for(lambda: about(webhook, quiet), 60, message="the stalled job told")
     stalled, = about(webhook, quiet)
