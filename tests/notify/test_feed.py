@@ -101,3 +101,22 @@ def test_events_since_pages_filters_and_keeps_its_high_water_mark(broker):
     for bad in ({"limit": 0}, {"limit": 1001}, {"after": -1}, {"after": "x"}):
         with pytest.raises(BadRequest):
             ops.call("events.since", **bad)
+
+
+def test_a_flag_on_a_jobs_event_is_told_once_per_attempt(broker, tmp_path):
+    """needs_input is not emitted yet (the attention state will set it): the rule works as
+    soon as a job's event carries the flag, as stalled does today."""
+    feed = make_feed(broker, tmp_path, [NotifyRule(events=["needs-input"], targets=["me"],
+                                                   users=["alice"])])
+    job = broker.submit(spec(user="alice", task="deploy it\nnow"))
+    broker.store.commit()
+    summary = {**job.summary(), "state": "running", "attempt": 1, "needs_input": True}
+    assert feed.on_event("job.running", summary) is False       # no catch-up: not an end
+    assert feed.on_event("job.running", summary) is False       # seen again: nothing new
+    assert feed.on_event("job.running", {**summary, "user": "bob", "id": "x"}) is False
+    assert [k for k, _, _ in feed.outbox.keys()] == [f"needs_input/{job.id}/1"]
+    notice = feed.outbox.next_for("me", 1e12)
+    assert notice is not None and notice.title.endswith(" needs input")
+    assert "task: deploy it" in notice.body      # the details came from jobs.get
+    assert feed.on_event("job.running", {**summary, "attempt": 2}) is False
+    assert len(feed.outbox.keys()) == 2           # a new attempt may ask again
