@@ -104,6 +104,9 @@ def test_kill_9_of_the_notifier_neither_repeats_nor_loses(make_fleet, webhook):
     assert about(webhook, before)
 
     fleet.kill("notify", signal.SIGKILL)
+    down = fleet.cli("notify", "status")              # the counts, from notify.db
+    assert down.returncode == 0 and down.stdout.decode().startswith("luzia-notify is not running")
+    assert "hook       1       0        0" in down.stdout.decode()
     while_down = [fleet.submit("demo", "while down"), fleet.submit("demo", "down FAIL_DEMO")]
     wait_for(lambda: all(fleet.state(j) in ("completed", "failed") for j in while_down), 60)
     start_notifier(fleet)
