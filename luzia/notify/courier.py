@@ -33,6 +33,12 @@ def deliver(url: str, title: str, body: str, level: str = "info") -> str:
     return _why(result) or "the target did not accept it (nothing more from Apprise)"
 
 
+def valid_url(url: str) -> bool:
+    """Does Apprise know this URL's service, and is it well formed?"""
+    import apprise
+    return bool(apprise.Apprise().add(url))
+
+
 def _why(result: object) -> str:
     """The last warning Apprise logged for this call (its result carries them since 1.x's
     successor; older releases say only True/False)."""

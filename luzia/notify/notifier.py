@@ -24,7 +24,8 @@ from luzia.client import Control
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BadRequest, BrokerUnreachable, ConfigError, LuziaError, ProtocolError
 from luzia.notify import metrics
-from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, deliver, redacted
+from luzia.notify.courier import (Backoff, Courier, Delivery, RateLimit, deliver, redacted,
+                                  valid_url)
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.outbox import Outbox
@@ -78,6 +79,10 @@ class Notifier:
         self.next_housekeeping = 0.0
         self.running = False
         self.metrics = metrics.serve(cfg)
+        for name, url in self.ncfg.targets.items():
+            if not valid_url(url):
+                log.error("target %s: %s is not an Apprise URL it knows; its notifications will "
+                          "fail (luzia notify test %s)", name, redacted(url), name)
         log.info("luzia-notify %s: %d targets, %d rules, kinds %s; outbox %s", __version__,
                  len(self.couriers), len(self.rules.rules), ",".join(sorted(self.rules.kinds)),
                  self.ncfg.db)

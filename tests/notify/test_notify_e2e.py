@@ -10,6 +10,7 @@ import statistics
 import pytest
 
 from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
+from tests.e2e.test_metrics import scrape
 from tests.fleet import PY, LocalFleet
 from tests.helpers import free_ports, wait_for
 from tests.notify.rig import ask, notify_config, ping_times, start_notifier, target
@@ -23,9 +24,9 @@ def about(hook: Webhook, job_id: str, path: str = "hook") -> list[dict]:
 
 
 def notifying_fleet(make_fleet, targets: dict[str, str], rules: list, agent: str = AGENT,
-                    agent_name: str = "local") -> LocalFleet:
+                    agent_name: str = "local", notify: str = "") -> LocalFleet:
     """A broker, an agent and luzia-notify with these targets and rules, all up."""
-    fleet = make_fleet(fleet_config(agent) + notify_config(targets, rules))
+    fleet = make_fleet(fleet_config(agent) + notify_config(targets, rules, notify))
     fleet.start_broker()
     fleet.start_agent(agent_name)
     wait_for(lambda: agent_name in fleet.live_agents(), 20)
@@ -63,10 +64,10 @@ def test_completed_and_failed_jobs_reach_the_webhook(make_fleet, webhook):
 
 @pytest.mark.timeout(150)
 def test_a_dead_endpoint_is_retried_until_it_answers_and_the_broker_never_waits(make_fleet, webhook):
-    late_port, = free_ports(1)                 # nothing listens there yet: connection refused
+    late_port, metrics = free_ports(2)         # nothing listens on late_port yet: refused
     fleet = notifying_fleet(make_fleet, {"hook": webhook.url(),
                                          "late": f"json://127.0.0.1:{late_port}/late"},
-                            [(["completed"], ["hook", "late"])])
+                            [(["completed"], ["hook", "late"])], notify=f"metrics_port = {metrics}")
     before = ping_times(fleet, 20, deadline=10)
 
     first = fleet.submit("demo", "one")
@@ -92,6 +93,10 @@ def test_a_dead_endpoint_is_retried_until_it_answers_and_the_broker_never_waits(
     finally:
         late.close()
     assert "failed (try 1)" in fleet.output("notify")
+    counts = scrape(metrics)
+    assert counts[("luzia_notifications_sent_total", (("target", "late"),))] == 4
+    assert counts[("luzia_notification_tries_failed_total", (("target", "late"),))] >= 3
+    assert counts[("luzia_notifications_sent_total", (("target", "hook"),))] == 4
 
 
 @pytest.mark.timeout(150)
