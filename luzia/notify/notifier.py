@@ -24,8 +24,7 @@ from luzia.client import Control
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BadRequest, BrokerUnreachable, ConfigError, LuziaError, ProtocolError
 from luzia.notify import metrics
-from luzia.notify.courier import (Backoff, Courier, Delivery, RateLimit, deliver, redacted,
-                                  valid_url)
+from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, deliver, redacted, valid_url
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.outbox import Outbox
