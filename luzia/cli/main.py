@@ -1,5 +1,6 @@
 """Entry point of `luzia`: `luzia PROJECT TASK...` takes the lean submit path (no click,
-no rich); a command name, an option or nothing goes to the click application."""
+no rich); a command name, an option or nothing goes to the click application
+(root.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] not in COMMANDS and not args[0].startswith("-"):
             from luzia.cli.submit import run
             return run(args)
-        from luzia.cli.app import run_app
+        from luzia.cli.root import run_app
         return run_app(args)
     except BrokenPipeError:
         # the reader went away (luzia jobs | head): not an error worth a traceback

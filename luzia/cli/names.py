@@ -1,5 +1,20 @@
-"""The command names, known without importing click (the submit fast path checks them)."""
+"""The commands by noun, known without importing click: the submit fast path (main.py)
+tells a command from a project by these names, and each noun is a module of its own,
+luzia/cli/<noun>.py, named like the broker's ops for it (jobs.*, queue.*, agents.*, …).
+root.py registers every noun module's COMMANDS; a test holds the two lists together."""
 
-COMMANDS = frozenset({"jobs", "logs", "cancel", "attach", "config", "supervisor",
-                      "diff", "revert", "keys", "queue", "agents", "history", "stats", "top",
-                      "import", "retry", "notify"})
+COMMANDS_BY_NOUN = {
+    "jobs": ("jobs", "cancel", "retry", "attach"),
+    "logs": ("logs",),
+    "queue": ("queue",),
+    "agents": ("agents",),
+    "history": ("history", "stats"),
+    "top": ("top",),
+    "imports": ("import",),
+    "git": ("diff", "revert"),
+    "config": ("config",),
+    "keys": ("keys",),
+    "supervisor": ("supervisor",),
+    "notify": ("notify",),
+}
+COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

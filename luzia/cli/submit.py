@@ -15,7 +15,8 @@ from typing import Any
 from luzia import layout
 from luzia.errors import LuziaError, UsageError
 
-PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")   # seed 003's 0-3 too
+# 0-3 too: the Beads priorities of the older async dispatcher (seed 003, docs/GLOSSARY.md)
+PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")
 
 DESCRIPTION = """Queue TASK for PROJECT and print agent:PROJECT:JOB_ID at once; the broker runs
 it later. Task words are joined with spaces; put `--` before task words that start with `-`.

@@ -1,9 +1,10 @@
-"""`luzia top`: seed 002's live monitor. A full-screen rich view of the queue by priority,
-the agents with load bars coloured by health, the running jobs with progress bars, and
-alerts coloured by level; refreshed every `monitor_interval` (LUZIA_MONITOR_INTERVAL) and
-at once on a broker event; `q` quits.
+"""`luzia top`: the live monitor (the older file-based queue dispatcher had one like it).
+A full-screen rich view of the queue by priority, the agents with load bars coloured by
+health, the running jobs with progress bars, and alerts coloured by level; refreshed every
+`monitor_interval` (LUZIA_MONITOR_INTERVAL) and at once on a broker event; `q` quits.
 
 Without a terminal, or with NO_COLOR, or with --once, it prints one plain snapshot.
+Broker ops: queue.status, agents.status, jobs.list (docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from typing import Any
 
 import click
 
-from luzia.cli import ops_render
-from luzia.cli.app import _control, _dump
-from luzia.cli.render import age, bar, clean, fancy, num
+from luzia.cli.control import connect, dump
+from luzia.cli.render import HEALTH_STYLE, LEVEL_STYLE, age, bar, clean, fancy, num, pct, seconds
 
 LEVELS = ("critical", "high", "normal", "low")
 ALERT_STYLE = {"CRITICAL": "bold white on red", "RED": "bold red", "YELLOW": "yellow", "GREEN": "green"}
@@ -54,7 +54,8 @@ def fetch(ctl) -> Snapshot:
 
 
 def alerts(snap: Snapshot) -> list[tuple[str, str]]:
-    """(level, text), worst first: seed 002's GREEN/YELLOW/RED/CRITICAL."""
+    """(level, text), worst first: GREEN/YELLOW/RED/CRITICAL, the older queue dispatcher's
+    monitor levels."""
     out = []
     live = [a for a in snap.agents if a.get("health") != "dead"]
     pending = int(num(snap.queue.get("pending")) or 0)
@@ -93,7 +94,7 @@ def plain(snap: Snapshot) -> str:
     lines = [f"luzia top  {time.strftime('%H:%M:%S', time.localtime(snap.taken))}",
              f"QUEUE  pending {int(num(snap.queue.get('pending')) or 0)}  "
              + "  ".join(f"{p} {n}" for p, n in counts.items())
-             + f"  oldest wait {ops_render.seconds(snap.queue.get('oldest_wait'))}", "AGENTS"]
+             + f"  oldest wait {seconds(snap.queue.get('oldest_wait'))}", "AGENTS"]
     for a in snap.agents:
         lines.append(f"  {clean(a.get('name'), 20):20} {clean(a.get('health')):12} "
                      f"{bar((num(a.get('load')) or 0) * 100, 10)}  "
@@ -111,41 +112,59 @@ def view(snap: Snapshot, interval: float) -> Any:
     """The snapshot as one rich renderable for the full screen."""
     from rich.console import Group
     from rich.panel import Panel
-    from rich.table import Table
     from rich.text import Text
     head = Text(f"luzia top  {time.strftime('%H:%M:%S', time.localtime(snap.taken))}"
                 f"  every {interval:g}s  (q quits)", style="bold")
-    counts = by_priority(snap)
-    most = max(1, *counts.values())
-    queue = Table.grid(padding=(0, 2))
-    for p, n in counts.items():
-        queue.add_row(Text(p, style=ops_render.LEVEL_STYLE[p]),
-                      Text("█" * round(30 * n / most) or "·", style=ops_render.LEVEL_STYLE[p]), str(n))
-    queue.add_row("oldest wait", ops_render.seconds(snap.queue.get("oldest_wait")), "")
-    agents = Table(box=None, header_style="bold", expand=True)
-    for h in ("AGENT", "HEALTH", "LOAD", "SLOTS", "CPU", "MEM", "CAPABILITIES"):
-        agents.add_column(h)
-    for a in snap.agents:
-        style = ops_render.HEALTH_STYLE.get(str(a.get("health")), "")
-        agents.add_row(Text(clean(a.get("name"), 24)), Text(clean(a.get("health")), style=style),
-                       Text(bar((num(a.get("load")) or 0) * 100, 20), style=style),
-                       f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
-                       ops_render.pct(a.get("cpu")), ops_render.pct(a.get("memory")),
-                       Text(",".join(clean(c) for c in a.get("capabilities") or [])))
-    running = Table(box=None, header_style="bold", expand=True)
-    for h in ("JOB", "PROJECT", "USER", "HOST", "PROGRESS", "MESSAGE"):
-        running.add_column(h)
-    for j in snap.running:
-        running.add_row(*(Text(clean(j.get(k), 30)) for k in ("id", "project", "user", "host")),
-                        Text(bar(j.get("progress"), 20), style="cyan"), Text(clean(j.get("message"), 40)))
     notes = Text()
     for level, text in alerts(snap):
         notes.append(f"{level:8} {text}\n", style=ALERT_STYLE[level])
     return Group(head,
-                 Panel(queue, title=f"QUEUE  {int(num(snap.queue.get('pending')) or 0)} pending"),
-                 Panel(agents, title=f"AGENTS  {len(snap.agents)}"),
-                 Panel(running, title=f"RUNNING  {len(snap.running)}"),
+                 Panel(_queue_grid(snap), title=f"QUEUE  {int(num(snap.queue.get('pending')) or 0)} pending"),
+                 Panel(_agents_table(snap), title=f"AGENTS  {len(snap.agents)}"),
+                 Panel(_running_table(snap), title=f"RUNNING  {len(snap.running)}"),
                  Panel(notes, title="ALERTS"))
+
+
+def _queue_grid(snap: Snapshot) -> Any:
+    """A bar per priority, as long as its share of the pending jobs, and the oldest wait."""
+    from rich.table import Table
+    from rich.text import Text
+    counts = by_priority(snap)
+    most = max(1, *counts.values())
+    grid = Table.grid(padding=(0, 2))
+    for p, n in counts.items():
+        grid.add_row(Text(p, style=LEVEL_STYLE[p]),
+                     Text("█" * round(30 * n / most) or "·", style=LEVEL_STYLE[p]), str(n))
+    grid.add_row("oldest wait", seconds(snap.queue.get("oldest_wait")), "")
+    return grid
+
+
+def _agents_table(snap: Snapshot) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+    table = Table(box=None, header_style="bold", expand=True)
+    for h in ("AGENT", "HEALTH", "LOAD", "SLOTS", "CPU", "MEM", "CAPABILITIES"):
+        table.add_column(h)
+    for a in snap.agents:
+        style = HEALTH_STYLE.get(str(a.get("health")), "")
+        table.add_row(Text(clean(a.get("name"), 24)), Text(clean(a.get("health")), style=style),
+                      Text(bar((num(a.get("load")) or 0) * 100, 20), style=style),
+                      f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
+                      pct(a.get("cpu")), pct(a.get("memory")),
+                      Text(",".join(clean(c) for c in a.get("capabilities") or [])))
+    return table
+
+
+def _running_table(snap: Snapshot) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+    table = Table(box=None, header_style="bold", expand=True)
+    for h in ("JOB", "PROJECT", "USER", "HOST", "PROGRESS", "MESSAGE"):
+        table.add_column(h)
+    for j in snap.running:
+        table.add_row(*(Text(clean(j.get(k), 30)) for k in ("id", "project", "user", "host")),
+                      Text(bar(j.get("progress"), 20), style="cyan"), Text(clean(j.get("message"), 40)))
+    return table
 
 
 class Keys:
@@ -184,7 +203,7 @@ def live(ctl, interval: float) -> None:
     try:
         with Live(view(fetch(ctl), interval), screen=True, auto_refresh=False) as screen:
             while True:
-                ready = dict(poller.poll(interval * 1000))
+                ready = dict(poller.poll(int(interval * 1000)))
                 if sys.stdin.fileno() in ready and keys.quit_pressed():
                     return
                 while sub in ready and sub.poll(0):
@@ -202,11 +221,14 @@ def live(ctl, interval: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One snapshot as JSON, with its alerts.")
 def top(interval, once, as_json) -> None:
     """Live view of the queue, the agents, the running jobs and alerts (q quits)."""
-    with _control() as ctl:
+    with connect() as ctl:
         interval = interval or max(0.1, ctl.cfg.monitor_interval)
         if as_json:
-            _dump(fetch(ctl).to_dict())
+            dump(fetch(ctl).to_dict())
         elif once or not fancy() or not sys.stdin.isatty():
             click.echo(plain(fetch(ctl)))
         else:
             live(ctl, interval)
+
+
+COMMANDS = (top,)

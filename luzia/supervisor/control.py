@@ -3,7 +3,7 @@
 Requests are `protocol.Request(req, op, args)`, answers `protocol.Reply(req, ok, result,
 error, code)`; errors carry code `not_found` (no such program) or `bad_request`. Each
 operation is one method below whose docstring is its protocol documentation (circus
-style). `luzia supervisor …` (luzia/cli/supervisor_cmds.py) is the usual client.
+style). `luzia supervisor …` (luzia/cli/supervisor.py) is the usual client.
 """
 
 from __future__ import annotations

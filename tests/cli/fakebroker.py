@@ -2,7 +2,8 @@
 PUB sockets on the config's ipc:// endpoints, served by one thread with canned answers.
 
 It keeps every Submit and Request it received, turns each Submit into a pending job, and
-answers the control ops of docs/PROTOCOL.md from its `jobs` table. `script()` makes a job
+answers the control ops in OPS (keyed by their wire names, docs/PROTOCOL.md) from its `jobs`
+table, with the real broker's errors and replies (luzia/rpc.py). `script()` makes a job
 change state step by step (publishing a job.<state> event for each step), so live views
 can be tested without a real broker or agent.
 """
@@ -12,16 +13,17 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from luzia import protocol
+from luzia import protocol, rpc
 from luzia.config import Config
-from luzia.states import Priority
-
-TERMINAL = ("completed", "failed", "killed", "rejected")
+from luzia.errors import Ambiguous, BadRequest, NotFound
+from luzia.ids import JOB_PREFIX_RE
+from luzia.states import TERMINAL_NAMES, Priority
 
 
 def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
@@ -119,6 +121,7 @@ class FakeBroker:
                 except protocol.ProtocolError as exc:
                     self.bad.append(str(exc))
                     continue
+                assert isinstance(msg, protocol.Submit)     # decode's expect= guarantees it
                 with self.lock:
                     self.submits.append(msg)
                     self.jobs.setdefault(msg.job.id, job_object(msg.job))
@@ -130,6 +133,7 @@ class FakeBroker:
                 except protocol.ProtocolError as exc:
                     self.bad.append(str(exc))
                     continue
+                assert isinstance(req, protocol.Request)
                 with self.lock:
                     self.requests.append(req)
                     reply = None if self.silent else self._answer(req)
@@ -160,64 +164,90 @@ class FakeBroker:
         self._due += [(start + every * (i + 1), job_id, step) for i, step in enumerate(steps)]
 
     def _answer(self, req: protocol.Request) -> protocol.Reply:
-        handler = getattr(self, "op_" + req.op.replace(".", "_"), None)
-        if handler is None:
-            return protocol.Reply(req=req.req, ok=False, error=f"unknown operation {req.op!r}",
-                                  code="bad_request")
-        try:
-            return protocol.Reply(req=req.req, result=handler(**req.args))
-        except LookupError as exc:
-            code = "ambiguous" if "matches" in str(exc) else "not_found"
-            return protocol.Reply(req=req.req, ok=False, error=exc.args[0], code=code)
+        """The reply the real broker's control loop would send (luzia/rpc.py's answer)."""
+        return rpc.answer(req, self._call)
 
-    def _resolve(self, ident: str) -> dict[str, Any]:
-        found = [j for i, j in self.jobs.items() if i.startswith(ident)] if len(ident) >= 6 else []
+    def _call(self, op: str, args: dict[str, Any]) -> Any:
+        handler = OPS.get(op)
+        if handler is None:
+            raise BadRequest(f"unknown operation {op!r}; known: {', '.join(sorted(OPS))}")
+        return handler(self, **args)
+
+    def asked_about(self, job_id: str) -> None:
+        """A request named the job: its script starts now, if one waits (under the lock)."""
+        if job_id in self._scripts:
+            self._start_script(job_id)
+
+    def resolve(self, ident: str | None) -> dict[str, Any]:
+        """The job a full id or a unique prefix names, with the real broker's errors."""
+        if not ident:
+            raise BadRequest("no job id given")
+        if not JOB_PREFIX_RE.match(ident):
+            raise NotFound(f"no job {ident!r} (ids look like 113754-a2f5c10e9b3d)")
         if ident in self.jobs:
-            found = [self.jobs[ident]]
+            return self.jobs[ident]
+        found = [j for i, j in self.jobs.items() if i.startswith(ident)]
         if not found:
-            raise LookupError(f"no job {ident!r}")
+            raise NotFound(f"no job {ident!r}")
         if len(found) > 1:
-            raise LookupError(f"{ident!r} matches {len(found)} jobs; give more of the id")
+            raise Ambiguous(f"{ident!r} names more than one job; give more of the id")
         return found[0]
 
-    # the control ops ------------------------------------------------------------
-    def op_ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "version": "fake", "uptime": 1.0, "name": "broker"}
 
-    def op_jobs_list(self, limit: int = 50, state: list[str] | None = None,
-                     project: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
-        jobs = sorted(self.jobs.values(), key=lambda j: j["submitted_at"], reverse=True)
-        jobs = [j for j in jobs if (not state or j["state"] in state)
-                and project in (None, j["project"]) and user in (None, j["user"])]
-        return jobs[:limit]
+# ---------------------------------------------------------------------------
+# the control ops it answers: each a function of the fake and the request's args, found by
+# its wire name in OPS (docs/PROTOCOL.md). The real ops are the broker's, one module per
+# noun; a contract test can send the same requests to both through these names.
 
-    def op_jobs_get(self, id: str) -> dict[str, Any]:
-        job = self._resolve(id)
-        if job["id"] in self._scripts:
-            self._start_script(job["id"])
-        return dict(job, tail=self.tails.get(job["id"], []), attempts=[])
 
-    def op_logs_read(self, id: str, offset: int = 0, limit: int = 65536) -> dict[str, Any]:
-        job = self._resolve(id)
-        if job["id"] in self._scripts:
-            self._start_script(job["id"])
-        log = self.logs[job["id"]]
-        return {"data": log[offset:offset + limit], "offset": offset, "size": len(log),
-                "state": job["state"], "source": "agent"}
+def ping(fake: FakeBroker) -> dict[str, Any]:
+    return {"pid": os.getpid(), "version": "fake", "uptime": 1.0, "name": "broker"}
 
-    def op_jobs_cancel(self, ids: list[str]) -> list[dict[str, Any]]:
-        jobs = [self._resolve(i) for i in ids]      # all or nothing
-        out = []
-        for job in jobs:
-            if job["state"] in TERMINAL:
-                result = f"already {job['state']}"
-            elif job["state"] == "pending":
-                job.update(state="killed", reason="cancelled", finished_at=time.time())
-                result = "killed"
-            else:
-                result = "cancelling"
-            out.append({"id": job["id"], "state": job["state"], "result": result})
-        return out
+
+def jobs_list(fake: FakeBroker, limit: int = 50, state: list[str] | None = None,
+              project: str | None = None, user: str | None = None) -> list[dict[str, Any]]:
+    jobs = sorted(fake.jobs.values(), key=lambda j: j["submitted_at"], reverse=True)
+    jobs = [j for j in jobs if (not state or j["state"] in state)
+            and project in (None, j["project"]) and user in (None, j["user"])]
+    return jobs[:limit]
+
+
+def jobs_get(fake: FakeBroker, id: str) -> dict[str, Any]:
+    job = fake.resolve(id)
+    fake.asked_about(job["id"])
+    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[])
+
+
+def logs_read(fake: FakeBroker, id: str, offset: int = 0, limit: int = 65536) -> dict[str, Any]:
+    job = fake.resolve(id)
+    fake.asked_about(job["id"])
+    log = fake.logs[job["id"]]
+    return {"data": log[offset:offset + limit], "offset": offset, "size": len(log),
+            "state": job["state"], "source": "agent"}
+
+
+def jobs_cancel(fake: FakeBroker, ids: list[str]) -> list[dict[str, Any]]:
+    jobs = [fake.resolve(i) for i in ids]      # all or nothing
+    out = []
+    for job in jobs:
+        if job["state"] in TERMINAL_NAMES:
+            result = f"already {job['state']}"
+        elif job["state"] == "pending":
+            job.update(state="killed", reason="cancelled", finished_at=time.time())
+            result = "killed"
+        else:
+            result = "cancelling"
+        out.append({"id": job["id"], "state": job["state"], "result": result})
+    return out
+
+
+OPS: dict[str, Callable[..., Any]] = {
+    "ping": ping,
+    "jobs.list": jobs_list,
+    "jobs.get": jobs_get,
+    "jobs.cancel": jobs_cancel,
+    "logs.read": logs_read,
+}
 
 
 def spool_files(cfg: Config) -> list[Path]:

@@ -9,6 +9,7 @@ import pty
 import select
 import subprocess
 import time
+from typing import Any
 
 from tests.cli.conftest import PY, make_home
 from tests.cli.fakebroker import FakeBroker, make_job
@@ -16,7 +17,7 @@ from tests.cli.fakebroker import FakeBroker, make_job
 A = "130000-aaaaaaaaaaaa"
 B = "130001-bbbbbbbbbbbb"
 
-STEPS = [
+STEPS: list[dict[str, Any]] = [
     {"state": "assigned", "host": "gpu1", "why": ""},
     {"state": "running", "progress": 30.0, "message": "step 3", "log": b"step 3\n"},
     {"state": "running", "progress": 60.0, "message": "step 6", "log": b"step \x1b[1m6\x1b[0m\n"},

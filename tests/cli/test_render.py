@@ -1,4 +1,5 @@
-"""Unit tests of the CLI's pieces that need no broker: the submit parser and the renderers."""
+"""Unit tests of the CLI's pieces that need no broker: the submit parser, the shared
+rendering helpers, the job views (luzia/cli/jobs.py) and the log sink (logs.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from luzia.cli import render
+from luzia.cli import jobs, logs, render
 from luzia.cli.submit import parse
 from luzia.errors import UsageError
 
@@ -55,16 +56,16 @@ def job(**over):
     return base
 
 
-def test_the_seeds_bar_and_status_line():
+def test_the_progress_bar_and_status_line():
     assert render.bar(30) == "[██████░░░░░░░░░░░░░░] 30%"
     assert render.bar(-1) == "[" + "·" * 20 + "]"
-    assert render.status_line(job()) == "RUNNING [██████░░░░░░░░░░░░░░] 30% working"
+    assert jobs.status_line(job()) == "RUNNING [██████░░░░░░░░░░░░░░] 30% working"
 
 
 def test_plain_views_neutralise_escapes_and_controls():
     hostile = job(message="\x1b[31mred\x1b[0m\r\nnext\x07", task="\x1b]0;title\x07x",
                   tail=["\x1b[2Jclear"], host="h\x1bost", user="[bold]bob[/]")
-    text = render.plain_table([hostile]) + "\n".join(render.job_lines(hostile))
+    text = jobs.plain_table([hostile]) + "\n".join(jobs.job_lines(hostile))
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
     assert "red next" in text and "[bold]bob[/]" in text
 
@@ -74,8 +75,8 @@ def test_rich_views_on_a_terminal_use_no_escape_from_the_job():
     hostile = job(state="pending", why="\x1b[31mred\x1b[0m why", user="[red]bob[/red]")
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, color_system="standard", width=200)
-    console.print(render.rich_table([hostile]))
-    console.print(render.rich_job(hostile))
+    console.print(jobs.rich_table([hostile]))
+    console.print(jobs.rich_job(hostile))
     text = out.getvalue()
     assert "\x1b[31m" not in text          # red would come only from the job's text
     assert "[red]bob[/red]" in text        # markup in a job's text stays text
@@ -104,7 +105,7 @@ class Pipe:
 
 def test_log_sink_strips_escapes_split_across_reads():
     pipe = Pipe()
-    sink = render.LogSink(pipe)
+    sink = logs.LogSink(pipe)
     data = "a\x1b[31mred\x1b[0m é\r\nb\x1b]0;t\x07c\n".encode()
     for i in range(len(data)):            # one byte per read: every split point
         sink.write(data[i:i + 1])
@@ -115,7 +116,7 @@ def test_log_sink_strips_escapes_split_across_reads():
 def test_log_sink_is_raw_on_a_terminal():
     pipe = Pipe()
     pipe.isatty = lambda: True  # type: ignore[method-assign]
-    sink = render.LogSink(pipe)
+    sink = logs.LogSink(pipe)
     sink.write(b"\x1b[31mred\x1b[0m")
     assert pipe.buffer.getvalue() == b"\x1b[31mred\x1b[0m"
 
@@ -124,7 +125,7 @@ def test_malformed_fields_from_the_network_do_not_break_the_views():
     odd = job(progress="half", submitted_at="yesterday", started_at=True, finished_at=float("nan"),
               attempt=None, max_retries="3", retries=[], tail="not a list", state=["running"],
               exit_code={"x": 1}, attempts=[{"attempt": "1", "host": 7}, "junk", {}, {"exit_code": 2}])
-    text = render.plain_table([odd]) + "\n".join(render.job_lines(odd))
+    text = jobs.plain_table([odd]) + "\n".join(jobs.job_lines(odd))
     assert "[··········]" in text and "attempt 0 of 1" in text
-    render.rich_table([odd])
-    render.rich_job(odd)
+    jobs.rich_table([odd])
+    jobs.rich_job(odd)

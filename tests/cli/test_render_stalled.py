@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from luzia.cli import render
+from luzia.cli import jobs
 
 NOW = 1_000_000.0
 
@@ -17,10 +17,10 @@ def job(**kw):
 
 def test_a_stalled_running_job_says_for_how_long():
     stalled = job(stalled=True, stalled_since=NOW - 300)
-    assert render.state_cell(stalled, NOW) == "running (stalled 5m)"
-    assert "stalled    no output for 5m" in "\n".join(render.job_lines(stalled, NOW))
-    assert render.state_cell(job(), NOW) == "running"
-    assert render.state_cell(job(stalled=True, state="failed"), NOW) == "failed"
+    assert jobs.state_cell(stalled, NOW) == "running (stalled 5m)"
+    assert "stalled    no output for 5m" in "\n".join(jobs.job_lines(stalled, NOW))
+    assert jobs.state_cell(job(), NOW) == "running"
+    assert jobs.state_cell(job(stalled=True, state="failed"), NOW) == "failed"
     # a broker that has the flag but not yet the time (it just restarted)
-    assert render.state_cell(job(stalled=True), NOW) == "running (stalled ?)"
-    assert render.state_cell(job(stalled=True, stalled_since="x\x1b[31m"), NOW) == "running (stalled ?)"
+    assert jobs.state_cell(job(stalled=True), NOW) == "running (stalled ?)"
+    assert jobs.state_cell(job(stalled=True, stalled_since="x\x1b[31m"), NOW) == "running (stalled ?)"

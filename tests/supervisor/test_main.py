@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from luzia.cli.supervisor_cmds import supervisor
+from luzia.cli.supervisor import supervisor
 from luzia.errors import BrokerUnreachable
 from tests.helpers import wait_for
 from tests.supervisor.conftest import make_cfg

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import Any
 
 import click
 
 from luzia import snapshots
-from luzia.cli import render
+from luzia.cli.control import connect, fetch_job
+from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
 
 
@@ -24,25 +26,26 @@ class GitJob:
     """A job and its repository on this host, with the refs the wrapper left in it."""
 
     def __init__(self, job_id: str) -> None:
-        from luzia.cli.app import _control, _get
-        with _control() as ctl:
-            self.job: dict[str, Any] = _get(ctl, job_id)
-        self.id = render.clean(self.job["id"], 64)
-        self.state = render.clean(self.job.get("state"), 32)
+        with connect() as ctl:
+            self.job: dict[str, Any] = fetch_job(ctl, job_id)
+        self.id = clean(self.job["id"], 64)
+        self.state = clean(self.job.get("state"), 32)
         workdir = self.job.get("workdir")
         self.workdir = workdir if isinstance(workdir, str) else ""
         if not self.workdir:
             raise LuziaError(f"job {self.id} ran in its own job directory, not in a git "
                              "repository: it has no snapshots")
-        self.repo = snapshots.toplevel(self.workdir)
-        self.before = self.repo and snapshots.resolve(self.repo, self.id, "before")
-        if not self.before:
-            raise LuziaError(self._no_snapshot())
+        repo = snapshots.toplevel(self.workdir)
+        before = repo and snapshots.resolve(repo, self.id, "before")
+        if not repo or not before:
+            raise LuziaError(self._no_snapshot(repo))
+        self.repo: str = repo
+        self.before: str = before
 
-    def _no_snapshot(self) -> str:
-        host = render.clean(self.job.get("host"), 255) or "an agent"
-        where = render.clean(self.workdir, 300)
-        if self.repo is None and not os.path.isdir(self.workdir):
+    def _no_snapshot(self, repo: str | None) -> str:
+        host = clean(self.job.get("host"), 255) or "an agent"
+        where = clean(self.workdir, 300)
+        if repo is None and not os.path.isdir(self.workdir):
             return (f"job {self.id}'s work directory {where} is not on this host; it ran on "
                     f"{host}: run `luzia {click.get_current_context().info_name} {self.id}` there")
         if self.state in ("pending", "assigned"):
@@ -53,9 +56,9 @@ class GitJob:
     def after(self) -> str:
         """The `after` snapshot; while the job runs, the working tree as it is now."""
         after = snapshots.resolve(self.repo, self.id, "after")
-        if after and self.state in render.TERMINAL:
+        if after and self.state in TERMINAL:
             return after
-        if self.state in render.TERMINAL:
+        if self.state in TERMINAL:
             raise LuziaError(f"job {self.id} ended without an `after` snapshot "
                              "(its wrapper was killed?); compare by hand with "
                              f"git diff {snapshots.ref(self.id, 'before')}")
@@ -82,7 +85,8 @@ def diff(job_id: str, stat: bool) -> None:
     runs). Untracked files count, ignored ones do not."""
     job = GitJob(job_id)
     out = snapshots.diff(job.repo, job.before, job.after(), *(["--stat"] if stat else []))
-    click.get_binary_stream("stdout").write(out)
+    sys.stdout.buffer.write(out)     # bytes as git wrote them (click's get_binary_stream is deprecated)
+    sys.stdout.buffer.flush()
 
 
 @click.command()
@@ -93,7 +97,7 @@ def revert(job_id: str, check: bool) -> None:
     """Undo what job JOB_ID changed in its work directory, keeping later changes to other
     lines; refused (nothing changed) when later changes conflict with it."""
     job = GitJob(job_id)
-    if job.state not in render.TERMINAL:
+    if job.state not in TERMINAL:
         raise LuziaError(f"job {job.id} is still {job.state}; cancel it first "
                          f"(luzia cancel {job.id})")
     after = job.after()
@@ -118,5 +122,8 @@ def _refusal(job: GitJob, patch: bytes, stderr: bytes) -> str:
         return f"job {job.id} looks reverted already (its changes are not in the working tree)"
     lines = [ln for ln in stderr.decode(errors="replace").splitlines() if ln.startswith("error:")]
     why = lines[0].removeprefix("error:").strip() if lines else "the patch does not apply"
-    return (f"cannot revert job {job.id}: later changes conflict ({render.clean(why, 200)}); "
+    return (f"cannot revert job {job.id}: later changes conflict ({clean(why, 200)}); "
             "nothing was changed")
+
+
+COMMANDS = (diff, revert)

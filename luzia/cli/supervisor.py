@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from luzia.cli.control import load_config
+
 FOLLOW_INTERVAL = 0.5  # seconds between polls of `tail -f`
 
 
@@ -18,8 +20,7 @@ class Supervisor:
 
     def __init__(self) -> None:
         from luzia.client import Control
-        from luzia.config import load
-        self.cfg = load()
+        self.cfg = load_config()
         self.endpoint = self.cfg.endpoints.supervisor
         self.control = Control(self.cfg, endpoint=self.endpoint, what="supervisor")
 
@@ -66,8 +67,9 @@ def status(as_json: bool) -> None:
 
 
 def _row(r: dict[str, Any]) -> None:
-    click.echo(f"{r['name']}: {r['state']}{' (pid %d)' % r['pid'] if r['pid'] else ''}"
-               f"{'  ' + r['message'] if r.get('message') else ''}")
+    pid = f" (pid {int(r['pid'])})" if r["pid"] else ""
+    message = f"  {r['message']}" if r.get("message") else ""
+    click.echo(f"{r['name']}: {r['state']}{pid}{message}")
 
 
 @supervisor.command()
@@ -112,3 +114,6 @@ def tail(name: str, lines: int, follow: bool) -> None:
             seq = got["seq"]
     except KeyboardInterrupt:
         pass
+
+
+COMMANDS = (supervisor,)

@@ -1,11 +1,12 @@
-"""`luzia import pending-requests FILE` and `luzia import beads PATH`: move the old
-dispatchers' queues (seed 002's pending-requests.json, seed 003's .beads/issues.jsonl)
-into the broker.
+"""`luzia import pending-requests FILE` and `luzia import beads PATH`: move the older
+file-based dispatchers' queues into the broker — the queue dispatcher's (`luzia-queue`)
+pending-requests.json and the async dispatcher's Beads issues, .beads/issues.jsonl.
 
 Idempotent: each item's job id is derived from its source and its own id
 (`HHMMSS-<12 hex of sha256>`), and the broker treats a second submission of an id as a
 no-op, so a re-import takes nothing twice; `jobs.exist` lets the report say which items an
 earlier run took. Every item is reported as taken or skipped, with the reason.
+Broker op: jobs.exist (docs/PROTOCOL.md); the jobs go in through the submit path.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
-from luzia.cli.app import _cfg, _control, _dump
+from luzia.cli.control import ask, dump, load_config
 from luzia.cli.render import clean
-from luzia.errors import LuziaError, ProtocolError, UsageError
+from luzia.errors import LuziaError, UsageError
 from luzia.states import Priority
 
 REQUEST_TAKEN = {"approved", "ready", "pending", "queued", "new", "open"}
 REQUEST_REVIEW = {"pending_review", "review", "awaiting_approval", "needs_review", "pending review"}
 URGENT_WORDS = ("urgent", "emergency", "asap", "critical", "outage")
-BEADS_TAKEN = {"open", "blocked"}      # seed 003: a task blocked on error can be rerun
+BEADS_TAKEN = {"open", "blocked"}      # the async dispatcher blocked a task on error: rerun it
 BEADS_TYPES = {"code": "code", "code-generation": "code", "bug": "code", "feature": "code",
                "text": "text", "text-processing": "text", "summarize": "text", "docs": "text",
                "reasoning": "reasoning"}
@@ -76,7 +78,7 @@ def first(entry: dict[str, Any], *names: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# seed 002: pending-requests.json
+# the queue dispatcher's pending-requests.json
 
 
 def read_requests(path: Path, include_review: bool) -> Iterator[Item]:
@@ -123,7 +125,7 @@ def _request(entry: dict[str, Any], n: int, include_review: bool) -> Item:
 
 
 # ---------------------------------------------------------------------------
-# seed 003: .beads/issues.jsonl
+# the async dispatcher's Beads issues, .beads/issues.jsonl
 
 
 def beads_file(path: Path) -> Path:
@@ -170,7 +172,8 @@ def _bead(entry: dict[str, Any]) -> Item:
     if not item.task:
         item.skip = "no title or description"
     elif status not in BEADS_TAKEN:
-        item.skip = f"status {status}" + (" (running in the old dispatcher)" if status == "in_progress" else "")
+        running = " (running in the old dispatcher)" if status == "in_progress" else ""
+        item.skip = f"status {status}{running}"
     return item
 
 
@@ -187,20 +190,22 @@ def _load_json(path: Path) -> Any:
         raise UsageError(f"{path} is not valid JSON ({exc}); nothing was imported") from None
 
 
+def _place(items: list[Item], projects: Any, default_project: str | None) -> None:
+    """Each item's project: its own if declared, else the default; skipped when neither is."""
+    for item in items:
+        if not item.skip:
+            item.project = item.project if item.project in projects else (default_project or item.project)
+            if item.project not in projects:
+                item.skip = (f"unknown project {item.project or '(none)'!r}; pass --project or "
+                             "declare it in luzia.toml")
+
+
 def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[str, list]:
     """Queue what is to be taken; {taken: [...], skipped: [...]} for the report."""
     from luzia import client
-    cfg = _cfg()
-    for item in items:
-        if not item.skip:
-            item.project = item.project if item.project in cfg.projects else (default_project or item.project)
-            if item.project not in cfg.projects:
-                item.skip = (f"unknown project {item.project or '(none)'!r}; pass --project or "
-                             "declare it in luzia.toml")
-    with _control() as ctl:
-        existing = ctl.call("jobs.exist", ids=[i.job_id for i in items if not i.skip])
-    if not isinstance(existing, dict):
-        raise ProtocolError("the broker answered jobs.exist with a malformed result")
+    cfg = load_config()
+    _place(items, cfg.projects, default_project)
+    existing = ask("jobs.exist", dict, ids=[i.job_id for i in items if not i.skip])
     report: dict[str, list] = {"taken": [], "skipped": []}
     for item in items:
         if not item.skip and item.job_id in existing:
@@ -224,7 +229,7 @@ def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[
 
 def show(report: dict[str, list], dry_run: bool, as_json: bool) -> None:
     if as_json:
-        _dump({"dry_run": dry_run, **report})
+        dump({"dry_run": dry_run, **report})
         return
     verb = "would take" if dry_run else "took"
     for t in report["taken"]:
@@ -248,8 +253,9 @@ def import_group() -> None:
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be taken.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: {dry_run, taken, skipped}.")
 def import_requests(file, project, include_review, dry_run, as_json) -> None:
-    """Seed 002's pending-requests.json: approved/ready/pending requests become jobs
-    (URGENT words → critical, approved → high); completed ones are skipped."""
+    """The older queue dispatcher's pending-requests.json: approved/ready/pending
+    requests become jobs (URGENT words → critical, approved → high); completed ones are
+    skipped."""
     show(take(list(read_requests(file, include_review)), project, dry_run), dry_run, as_json)
 
 
@@ -260,8 +266,12 @@ def import_requests(file, project, include_review, dry_run, as_json) -> None:
 @click.option("--dry-run", "-n", is_flag=True, help="Only report what would be taken.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: {dry_run, taken, skipped}.")
 def import_beads(path, project, dry_run, as_json) -> None:
-    """Seed 003's .beads/issues.jsonl: open and blocked issues become jobs (Beads priority
-    0-3 → critical..low, labels → task type); closed and in-progress ones are skipped."""
+    """The older async dispatcher's Beads issues (.beads/issues.jsonl): open and blocked
+    issues become jobs (Beads priority 0-3 → critical..low, labels → task type); closed and
+    in-progress ones are skipped."""
     source = beads_file(path)
     repo = source.parent.parent if source.parent.name == ".beads" else source.parent
     show(take(list(read_beads(source)), project or repo.resolve().name, dry_run), dry_run, as_json)
+
+
+COMMANDS = (import_group,)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from luzia.cli.control import load_config
+
 
 @click.group()
 def keys() -> None:
@@ -23,9 +25,8 @@ def keys() -> None:
                    "was authorized).")
 def generate(directory: str | None, force: bool) -> None:
     """Write this host's key pair: host.key (public: copy it) and host.key_secret (0600)."""
-    from luzia.config import load
     from luzia.keys import generate as make
-    cfg = load()
+    cfg = load_config()
     public, secret = make(Path(directory or cfg.keys.dir), force=force)
     click.echo(f"public key: {public}\nsecret key: {secret} (mode 0600; never copy it)")
     click.echo(f"next: copy {public.name} into the broker host's keys/authorized/ as "
@@ -36,9 +37,8 @@ def generate(directory: str | None, force: bool) -> None:
 @keys.command()
 def show() -> None:
     """Where this host's keys are, and which are there."""
-    from luzia.config import load
     from luzia.keys import PUBLIC, SECRET, public_key
-    cfg = load()
+    cfg = load_config()
     directory = Path(cfg.keys.dir)
     for label, path in (("public key", directory / PUBLIC), ("broker's key", Path(cfg.keys.broker))):
         click.echo(f"{label:13} {path}  {public_key(path) or 'missing'}")
@@ -51,3 +51,6 @@ def show() -> None:
     authorized = Path(cfg.keys.authorized)
     names = sorted(p.stem for p in authorized.glob("*.key")) if authorized.is_dir() else []
     click.echo(f"{'authorized':13} {authorized}  {', '.join(names) or '(none)'}")
+
+
+COMMANDS = (keys,)

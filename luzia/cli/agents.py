@@ -1,0 +1,125 @@
+"""`luzia agents status|allocate|drain|undrain`: the agents' load and health, where the next
+job of each type would go, and taking an agent out of the rotation (what sinfo/scontrol
+give). Broker ops: agents.status, agents.allocate, agents.drain, agents.undrain
+(docs/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from luzia.cli.control import JSON_HELP, ask, dump
+from luzia.cli.render import HEALTH_STYLE, clean, num, pct, seconds, table
+
+WORST_FIRST = ("dead", "over-ceiling", "draining", "full", "ok")
+SORT_KEYS = {"name": lambda a: str(a.get("name")),
+             "load": lambda a: -(num(a.get("load")) or 0),
+             "jobs": lambda a: -(num(a.get("running")) or 0),
+             "health": lambda a: (WORST_FIRST.index(a["health"]) if a.get("health") in WORST_FIRST
+                                  else len(WORST_FIRST))}
+
+
+@click.group()
+def agents() -> None:
+    """The agents: load, health, where work goes, draining."""
+
+
+@agents.command("status")
+@click.option("--sort-by", type=click.Choice(sorted(SORT_KEYS)), default="name", show_default=True,
+              help="Order (load and jobs: highest first; health: worst first).")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def agents_status(sort_by, as_json) -> None:
+    """Each agent's slots in use, load score and its parts, capabilities, GPU, last
+    heartbeat and health (ok, full, draining, over-ceiling, dead)."""
+    found = [a for a in ask("agents.status", list) if isinstance(a, dict)]
+    found.sort(key=SORT_KEYS[sort_by])
+    dump(found) if as_json else show_status(found)
+
+
+@agents.command("allocate")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def agents_allocate(as_json) -> None:
+    """Where the next job of each type would go and why, and auto-scaling advice."""
+    result = ask("agents.allocate", dict)
+    dump(result) if as_json else show_allocation(result)
+
+
+@agents.command("drain")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON: the agent.")
+def agents_drain(name, as_json) -> None:
+    """Let NAME finish its running jobs and give it no new ones."""
+    _drain(name, as_json, True)
+
+
+@agents.command("undrain")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON: the agent.")
+def agents_undrain(name, as_json) -> None:
+    """Let NAME take new jobs again."""
+    _drain(name, as_json, False)
+
+
+def _drain(name: str, as_json: bool, draining: bool) -> None:
+    """agents.drain or agents.undrain; the broker keeps either in its store, so it outlives
+    the agent reconnecting and the broker restarting."""
+    result = ask("agents.drain" if draining else "agents.undrain", dict, name=name)
+    if as_json:
+        dump(result)
+        return
+    who = clean(result.get("name"))
+    if draining:
+        click.echo(f"{who}: draining, {int(num(result.get('running')) or 0)} jobs still running "
+                   f"(undo with: luzia agents undrain {who})")
+    else:
+        click.echo(f"{who}: taking jobs again (health {clean(result.get('health'))})")
+
+
+def show_status(found: list[dict[str, Any]]) -> None:
+    if not found:
+        print("no agents have connected; start one with: luzia-agent (or luzia-supervisor)")
+        return
+    table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LOAD PARTS", "CPU", "MEM", "GPU", "CAPABILITIES",
+           "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
+
+
+def _row(a: dict[str, Any]) -> tuple[Any, ...]:
+    parts = a.get("load_parts")
+    parts = parts if isinstance(parts, dict) else {}
+    return (a.get("name"), a.get("health"),
+            f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
+            f"{num(a.get('load')) or 0:.2f}",
+            f"cpu {num(parts.get('cpu')) or 0:.2f} mem {num(parts.get('memory')) or 0:.2f} "
+            f"queue {num(parts.get('queue')) or 0:.2f}",
+            pct(a.get("cpu")), pct(a.get("memory")), gpu_cell(a),
+            ",".join(clean(c) for c in a.get("capabilities") or []),
+            f"{seconds(a.get('heartbeat_age'))} ago")
+
+
+def gpu_cell(agent: dict[str, Any]) -> str:
+    """`35% util, 10 GB free of 24, 8 reserved`; `-` for an agent without NVML readings."""
+    free, total = num(agent.get("gpu_free_gb")), num(agent.get("gpu_total_gb")) or 0
+    reserved = num(agent.get("gpu_reserved_gb")) or 0
+    if free is None or free < 0:
+        return "-"
+    return (f"{pct(agent.get('gpu_util'))} util, {free:g} GB free"
+            + (f" of {total:g}" if total > 0 else "") + (f", {reserved:g} reserved" if reserved > 0 else ""))
+
+
+def show_allocation(result: dict[str, Any]) -> None:
+    placements = result.get("placements")
+    placements = placements if isinstance(placements, list) else []
+    table(("TYPE", "NEXT GOES TO", "WHY"),
+          [(p.get("type"), p.get("agent") or "(waits)", clean(p.get("why"), 120))
+           for p in placements if isinstance(p, dict)])
+    recs = result.get("recommendations")
+    recs = recs if isinstance(recs, list) else []
+    print("")
+    print("recommendations:" if recs else "recommendations: none, the fleet fits the load")
+    for rec in recs:
+        print(f"  - {clean(rec, 200)}")
+
+
+COMMANDS = (agents,)

@@ -1,0 +1,92 @@
+"""`luzia history` and `luzia stats`: the accounting of finished jobs (what sacct and
+sreport give). Broker ops: history, stats (docs/PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import click
+
+from luzia.cli.control import JSON_HELP, ask, dump
+from luzia.cli.render import STATE_STYLE, clean, num, seconds, stamp, table
+from luzia.errors import UsageError
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN")
+
+
+def since_time(value: str | None) -> float | None:
+    """`--since`: a duration back from now (90m, 2h, 7d) or a date (2026-01-09[THH:MM])."""
+    if not value:
+        return None
+    found = DURATION.match(value.strip())
+    if found:
+        return time.time() - float(found[1]) * UNITS[found[2]]
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return time.mktime(time.strptime(value.strip(), fmt))
+        except ValueError:
+            continue
+    raise UsageError(f"--since wants a duration like 90m, 2h, 7d or a date like 2026-01-09, "
+                     f"not {value!r}")
+
+
+@click.command()
+@click.option("--user", "-u", help="Only this user's jobs.")
+@click.option("--project", "-p", help="Only this project's jobs.")
+@click.option("--since", metavar="WHEN", help="Submitted since: 90m, 2h, 7d or 2026-01-09.")
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 500),
+              help="How many jobs.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def history(user, project, since, limit, as_json) -> None:
+    """Finished jobs, newest first, with their wait and run times (like sacct)."""
+    found = ask("history", list, user=user, project=project, since=since_time(since), limit=limit)
+    dump(found) if as_json else show_history(found)
+
+
+@click.command()
+@click.option("--user", "-u", help="Only this user's jobs.")
+@click.option("--project", "-p", help="Only this project's jobs.")
+@click.option("--since", metavar="WHEN", help="Finished since: 90m, 2h, 7d or 2026-01-09.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def stats(user, project, since, as_json) -> None:
+    """Per user and per project: jobs, completed, failed, run time, mean wait and run."""
+    result = ask("stats", dict, user=user, project=project, since=since_time(since))
+    dump(result) if as_json else show_stats(result)
+
+
+def show_history(jobs: list[dict[str, Any]]) -> None:
+    if not jobs:
+        print("no finished jobs match")
+        return
+    table(("ID", "STATE", "PROJECT", "USER", "PRIO", "HOST", "FINISHED", "WAIT", "RUN", "REASON"),
+          [(j.get("id"), j.get("state"), j.get("project"), j.get("user"), j.get("priority"),
+            j.get("host") or "-", stamp(j.get("finished_at")), seconds(j.get("wait")),
+            seconds(j.get("run")), clean(j.get("reason"), 40))
+           for j in jobs if isinstance(j, dict)],
+          {1: STATE_STYLE})
+
+
+def show_stats(result: dict[str, Any]) -> None:
+    for title, key in (("USER", "by_user"), ("PROJECT", "by_project")):
+        rows = [r for r in result.get(key) or [] if isinstance(r, dict)]
+        table((title, *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
+        print("")
+    total = result.get("total")
+    total = total if isinstance(total, dict) else {}
+    table(("ALL", *STATS_HEAD), [("all", *_cells(total))])
+
+
+def _cells(row: dict[str, Any]) -> tuple[Any, ...]:
+    """One user's, project's or the total's figures."""
+    return (int(num(row.get("jobs")) or 0), int(num(row.get("completed")) or 0),
+            int(num(row.get("failed")) or 0), int(num(row.get("killed")) or 0),
+            int(num(row.get("rejected")) or 0), seconds(row.get("run_seconds")),
+            seconds(row.get("mean_wait")), seconds(row.get("mean_run")))
+
+
+COMMANDS = (history, stats)
