@@ -10,8 +10,7 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import (agents, config, git, history, imports, jobs, keys, logs, notify, queue,
-                       supervisor, top)
+from luzia.cli import agents, config, git, history, imports, jobs, keys, logs, notify, queue, supervisor, top
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
 
