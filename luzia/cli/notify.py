@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from luzia.cli.control import load_config
 from luzia.cli.render import age, clean, stamp
 from luzia.errors import BrokerUnreachable, LuziaError, ProtocolError, UsageError
 
@@ -31,8 +32,7 @@ def notify() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON: the notifier's status object.")
 def status(as_json: bool) -> None:
     """Sent, failed and pending notifications per target, and the notifier's state."""
-    from luzia.config import load
-    cfg = load()
+    cfg = load_config()
     if not cfg.notify.rules:
         if as_json:
             click.echo(json.dumps({"running": False, "rules": 0, "targets": []}, indent=2))
@@ -107,9 +107,8 @@ def test(target: str, as_json: bool) -> None:
     """Send a test message to TARGET now: a name in [notify.targets], or an Apprise URL.
 
     Exits 1 with the target's answer when it does not take the message."""
-    from luzia.config import load
     from luzia.notify.courier import deliver, redacted
-    cfg = load()
+    cfg = load_config()
     if "://" in target:
         name, url = target, target
     elif target in cfg.notify.targets:
