@@ -236,7 +236,7 @@ class Disconnect(Message):
 
 @frozen
 class Request(Message):
-    """A control command (see luzia/broker/control.py for the operations and their args)."""
+    """A control command (see luzia/broker/ops/ for the operations and their args)."""
 
     kind: ClassVar[bytes] = b"REQUEST"
     req: int = field(min=0)

@@ -75,8 +75,10 @@ class Priority(enum.IntEnum):
 
 
 class AgentState(str, enum.Enum):
+    """An agent's liveness. A drain is not a state: a drained agent can still die and come
+    back (`Agent.draining`, DECISIONS 28)."""
+
     LIVE = "live"
-    DRAINING = "draining"
     DEAD = "dead"
 
 

@@ -22,9 +22,10 @@ SELECT {group} AS name, COUNT(*),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
        AVG(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END),
        AVG(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END)
-FROM jobs WHERE state IN (%s) {where}
+FROM jobs WHERE state IN ({terminal}) {where}
 {group_by}
-""" % ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
+"""
+_TERMINAL = ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
 
 
 def count_state(db: sqlite3.Connection, state: str) -> int:
@@ -37,7 +38,8 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
     """Rows per `group` ("user" or "project"), or one overall row when `group` is None."""
     if group not in (None, "user", "project"):
         raise ValueError(f"cannot group by {group!r}")
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if since:
         clauses.append("finished_at >= ?")
         params.append(since)
@@ -45,7 +47,7 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
         if value:
             clauses.append(f"{column} = ?")
             params.append(value)
-    sql = _SELECT.format(group=group or "'all'",
+    sql = _SELECT.format(group=group or "'all'", terminal=_TERMINAL,
                          where="".join(f" AND {c}" for c in clauses),
                          group_by=f"GROUP BY {group} ORDER BY {group}" if group else "")
     rows = db.execute(sql, params).fetchall()
@@ -54,7 +56,7 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
 
 def _row(r: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r[0]}
-    for key, value in zip(COLUMNS, r[1:]):
+    for key, value in zip(COLUMNS, r[1:], strict=True):
         out[key] = round(value, 3) if isinstance(value, float) else (value or 0)
     return out
 

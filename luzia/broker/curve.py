@@ -94,9 +94,9 @@ class ServerKeys:
     """The broker's CURVE set-up: its pair for its sockets, and the running authenticator."""
 
     pair: Pair
-    auth: "ThreadAuthenticator"
+    auth: ThreadAuthenticator
 
-    def apply(self, sock: "zmq.Socket") -> None:
+    def apply(self, sock: zmq.Socket) -> None:
         sock.curve_secretkey = self.pair.secret
         sock.curve_publickey = self.pair.public
         sock.curve_server = True
@@ -105,7 +105,7 @@ class ServerKeys:
         self.auth.stop()
 
 
-def broker_keys(cfg: Config, ctx: "zmq.Context", endpoints: dict[str, str]) -> ServerKeys | None:
+def broker_keys(cfg: Config, ctx: zmq.Context, endpoints: dict[str, str]) -> ServerKeys | None:
     """CURVE for the broker's listeners, or None when none needs it. Refuses (one line) a
     non-local listener without keys; logs a loud warning at every start when insecure."""
     wide = [f"{ep} ({name})" for name, ep in endpoints.items() if not is_local(ep)]

@@ -1,11 +1,22 @@
-"""The broker's view of its agents: identity, credits, load, liveness."""
+"""The broker's view of its agents: identity, credits, load, liveness, drains.
+
+`Fleet` keeps each agent's record and the scheduler's picture of it in step: every
+change of an agent's credits, load, liveness or drain goes through one method here.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from luzia import protocol
+from luzia.broker import gpu
+from luzia.broker.rules import SchedAgent, SchedJob
+from luzia.broker.scheduler import Scheduler
 from luzia.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,12 @@ class Agent:
     def live(self) -> bool:
         return self.state is not AgentState.DEAD
 
+    def beat(self) -> protocol.Heartbeat:
+        """Our heartbeat to it: the jobs we hold there, which acknowledges every Done since
+        the last one (docs/PROTOCOL.md)."""
+        self.ended.clear()
+        return protocol.Heartbeat(running=sorted(self.jobs))
+
     def to_dict(self, now: float, load: float) -> dict[str, Any]:
         """The agent object of the control protocol (docs/PROTOCOL.md)."""
         return {"name": self.name, "state": self.state.value, "slots": self.slots,
@@ -53,27 +70,102 @@ class Agent:
 
 
 class Fleet:
-    """Agents by name and by ZeroMQ identity."""
+    """Agents by name and by ZeroMQ identity, in step with the scheduler's `SchedAgent`s."""
 
-    def __init__(self) -> None:
+    def __init__(self, sched: Scheduler, drained: Iterable[str] = ()) -> None:
+        self.sched = sched
         self.by_name: dict[str, Agent] = {}
         self.by_identity: dict[bytes, Agent] = {}
+        self.drained = set(drained)     # an operator's drains: kept over reconnects and restarts
 
+    def get(self, name: str) -> Agent | None:
+        return self.by_name.get(name)
+
+    def __iter__(self) -> Iterator[Agent]:
+        return iter(list(self.by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    # liveness -------------------------------------------------------------------
     def join(self, agent: Agent) -> Agent | None:
-        """Register `agent`; returns the record it replaces (same name), if any."""
+        """A Hello: register `agent` (its drain as the operator left it) and offer it to the
+        scheduler; returns the record it replaces (same name), if any."""
         old = self.by_name.get(agent.name)
         if old is not None:
             self.by_identity.pop(old.identity, None)
             agent.jobs = old.jobs
         self.by_name[agent.name] = agent
         self.by_identity[agent.identity] = agent
+        agent.draining = agent.name in self.drained
+        self.sched.agent_up(self._sched_agent(agent))
         return old
 
-    def get(self, name: str) -> Agent | None:
-        return self.by_name.get(name)
+    def bury(self, agent: Agent, now: float) -> None:
+        """It missed its heartbeats: no new work for it; its jobs keep their credits."""
+        agent.state = AgentState.DEAD
+        agent.dead_since = now
+        self.sched.agent_down(agent.name)
 
-    def __iter__(self):
-        return iter(list(self.by_name.values()))
+    def revive(self, agent: Agent) -> None:
+        """A dead agent is beating again."""
+        agent.state = AgentState.LIVE
+        agent.dead_since = None
+        self.sched.agent_up(self._sched_agent(agent))
 
-    def __len__(self) -> int:
-        return len(self.by_name)
+    def drain(self, agent: Agent, draining: bool) -> None:
+        """An operator's drain (or undrain); the caller saves `drained` with the turn."""
+        agent.draining = draining
+        self.sched.set_draining(agent.name, draining)
+        self.drained = self.drained | {agent.name} if draining else self.drained - {agent.name}
+
+    # credits and load -----------------------------------------------------------------
+    def hold(self, agent: Agent, job_id: str) -> None:
+        """The scheduler placed `job_id` on `agent`: it takes one of its credits."""
+        agent.jobs.add(job_id)
+        self.load(agent)
+
+    def release(self, job_id: str, host: str) -> None:
+        """`job_id` no longer holds a credit on `host` (ended, requeued)."""
+        self.sched.release(job_id)
+        agent = self.by_name.get(host)
+        if agent is not None:
+            agent.jobs.discard(job_id)
+            self.load(agent)
+
+    def set_slots(self, agent: Agent, slots: int) -> None:
+        """The agent changed its credits (adaptive credits): schedule with the new count."""
+        log.info("agent %s: credits %d -> %d", agent.name, agent.slots, slots)
+        agent.slots = slots
+        self.sched.agent_up(self._sched_agent(agent))
+
+    def load(self, agent: Agent) -> None:
+        """The scheduler learns the agent's load as its record has it now."""
+        self.sched.agent_load(agent.name, agent.cpu, agent.memory, self._gpu_offer(agent))
+
+    def restore(self, job: SchedJob, host: str, since: float) -> None:
+        """After a broker restart: `job` holds a credit on `host`, which has not said Hello.
+        Not lost yet, only not heard from: its jobs keep their users' locks until it says
+        Hello or `lost_grace` requeues them; it takes no new work meanwhile."""
+        agent = self.by_name.get(host)
+        if agent is None:
+            now = time.monotonic()
+            agent = Agent(name=host, identity=b"", slots=1, capabilities=[],
+                          state=AgentState.DEAD, dead_since=now, last_seen=now)
+            self.by_name[host] = agent
+        agent.jobs.add(job.id)
+        agent.slots = max(agent.slots, len(agent.jobs))
+        self.sched.place(job, host, since=since)
+        self.sched.agent_up(replace(self._sched_agent(agent), live=True, draining=True))
+
+    def _gpu_offer(self, agent: Agent) -> float:
+        """The GPU memory `agent` offers new work: measured free, less what its jobs reserve."""
+        needs = self.sched.gpu_needs(agent.name)
+        agent.gpu_reserved_gb = math.fsum(needs)
+        return gpu.offer(agent.gpu_free_gb, agent.gpu_total_gb, needs)
+
+    def _sched_agent(self, agent: Agent) -> SchedAgent:
+        return SchedAgent(name=agent.name, slots=agent.slots,
+                          capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
+                          memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
+                          live=agent.live, draining=agent.draining)

@@ -3,7 +3,8 @@ is set; served on `broker.metrics_host` (127.0.0.1 by default) at /metrics.
 
 The HTTP server runs in prometheus-client's own thread, so it never reads the broker's
 model: the broker's loop copies what is shown into the metrics once a second (`tick`) and
-times each scheduling decision as it makes it. The metric objects carry their own locks.
+times each scheduling decision as it makes it (`timed`, the pick the broker calls). The
+metric objects carry their own locks.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from luzia.broker.model import Model
+from luzia.config import BrokerConfig
 from luzia.errors import ConfigError
 from luzia.states import JobState, Priority
-
-if TYPE_CHECKING:
-    from luzia.broker.server import Broker
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +74,23 @@ class BrokerMetrics:
                 self.decisions.observe(time.perf_counter() - start)
         return timed_decide
 
-    def tick(self, b: "Broker", now: float) -> None:
+    def tick(self, m: Model, now: float) -> None:
         """Copy the broker's state into the metrics, at most once per REFRESH."""
         if now < self._next:
             return
         self._next = now + REFRESH
-        counts = b.store.counts()
+        counts = m.store.counts()
         for state in JobState:
             self.jobs.labels(state.value).set(counts.get(state.value, 0))
-        depth = b.sched.pending_by_priority()
+        depth = m.sched.pending_by_priority()
         for p in Priority:
             self.queue.labels(p.label).set(depth.get(int(p), 0))
-        self._count(self.submissions, "submissions", b.counters["submissions"])
-        self._count(self.rejections, "rejections", b.counters["rejections"])
-        self._count(self.duplicates, "duplicates", b.counters["duplicates"])
-        for socket_name, n in b.bad_frames.items():
-            self._count(self.bad_frames.labels(socket_name), f"bad:{socket_name}", n)
-        self._agents_now(b)
+        self._count(self.submissions, "submissions", m.counters["submissions"])
+        self._count(self.rejections, "rejections", m.counters["rejections"])
+        self._count(self.duplicates, "duplicates", m.counters["duplicates"])
+        for socket_name, bad in m.bad.items():
+            self._count(self.bad_frames.labels(socket_name), f"bad:{socket_name}", bad.count)
+        self._agents_now(m)
 
     def _count(self, counter: Any, key: str, total: int) -> None:
         """Advance a counter to the broker's running total."""
@@ -98,11 +99,11 @@ class BrokerMetrics:
             counter.inc(grown)
         self._seen[key] = total
 
-    def _agents_now(self, b: "Broker") -> None:
+    def _agents_now(self, m: Model) -> None:
         names = set()
-        for agent in b.fleet:
+        for agent in m.fleet:
             names.add(agent.name)
-            self.load.labels(agent.name).set(b.sched.agent_score(agent.name))
+            self.load.labels(agent.name).set(m.sched.agent_score(agent.name))
             self.slots.labels(agent.name).set(agent.slots)
             self.running.labels(agent.name).set(len(agent.jobs))
             self.up.labels(agent.name).set(1 if agent.live else 0)
@@ -116,11 +117,8 @@ class BrokerMetrics:
         self.server.server_close()
 
 
-def serve(b: "Broker") -> BrokerMetrics | None:
-    """Start the metrics of `b` when configured (broker.metrics_port), else None."""
-    cfg = b.cfg.broker
+def serve(cfg: BrokerConfig) -> BrokerMetrics | None:
+    """The broker's metrics, served, when configured (broker.metrics_port); else None."""
     if not cfg.metrics_port:
         return None
-    metrics = BrokerMetrics(cfg.metrics_host, cfg.metrics_port)
-    b.sched.pick = metrics.timed(b.sched.pick)   # type: ignore[method-assign]
-    return metrics
+    return BrokerMetrics(cfg.metrics_host, cfg.metrics_port)

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import itertools
 
-from luzia.broker.scheduler import (BEHIND, SchedAgent, SchedJob, explain, lock_expired,
-                                     others_offer, user_limit)
+from luzia.broker.rules import (
+    BEHIND,
+    SchedAgent,
+    SchedJob,
+    explain,
+    load_score,
+    lock_expired,
+    others_offer,
+    user_limit,
+)
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -184,10 +192,9 @@ class ReferenceScheduler:
     def running_on(self, agent: str) -> set[str]:
         return {job_id for job_id, (_, a, _) in self.placed.items() if a == agent}
 
+    def gpu_needs(self, agent: str) -> list[float]:
+        return [job.gpu_mem_gb for job, a, _ in self.placed.values() if a == agent]
+
     def agent_score(self, name: str) -> float:
         agent = self.agents.get(name)
-        if agent is None:
-            return 0.0
-        c = self.cfg
-        return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
-                + c.weight_queue * self._running(name) / max(1, agent.slots))
+        return load_score(self.cfg, agent, self._running(name)) if agent else 0.0

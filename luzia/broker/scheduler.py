@@ -2,12 +2,12 @@
 
 Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
 priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
-default; a running job holds its user's lock until it ends, its agent is lost, or it has
-run `user_lock_stale` seconds), its project fewer than `max_per_project`, the global cap is not reached, its
-dependencies are done, and a live, non-draining agent under both ceilings, with a free
-slot and enough free GPU memory, offers its type. It goes to the eligible agent with the
-lowest load score (ties by name). An ineligible job never blocks the ones behind it. A
-retried job avoids the agents it failed on while another healthy one offers its type.
+default; a placed job holds its user's lock until it ends, its agent is lost, or it has
+run `user_lock_stale` seconds), its project fewer than `max_per_project`, the global cap
+is not reached, its dependencies are done, and a live, non-draining agent under both
+ceilings, with a free slot and enough free GPU memory, offers its type — to the one with
+the lowest load score (ties by name). An ineligible job never blocks the ones behind it.
+A retry avoids the agents it failed on while another offers its type (rules.py).
 
 Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
 agents): every job of a bucket is eligible or not for the same reasons, so only a bucket's
@@ -25,127 +25,16 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
+from luzia.broker import rules
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, user_limit
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
 log = logging.getLogger(__name__)
 
 LEVELS = len(Priority)
-SHOWN = 3   # ids named in one "why" message
-
-
-@dataclass(slots=True)
-class SchedJob:
-    """A job as the scheduler sees it: what it needs, not what it does."""
-
-    id: str
-    seq: int            # broker's arrival sequence; FIFO order within a priority
-    priority: int       # 0 critical .. 3 low (luzia.states.Priority)
-    user: str
-    project: str
-    type: str           # already detected; never ""
-    after: frozenset[str] = frozenset()   # dependency ids not yet completed
-    submitted: float = 0.0                # time.monotonic() when it became pending
-    gpu_mem_gb: float = 0.0               # needed free GPU memory (0: none)
-    avoid: frozenset[str] = frozenset()   # agents it failed on: used only if no other can take it
-
-    def __lt__(self, other: SchedJob) -> bool:   # a bucket's heap orders its jobs by arrival
-        return self.seq < other.seq
-
-
-@dataclass(slots=True)
-class SchedAgent:
-    """An agent as the scheduler sees it: credits, capabilities, load."""
-
-    name: str
-    slots: int
-    capabilities: frozenset[str]
-    cpu: float = 0.0          # 0..1
-    memory: float = 0.0       # 0..1
-    gpu_free_gb: float = -1.0  # -1: no GPU information
-    live: bool = True
-    draining: bool = False
-
-
-def user_limit(cfg: SchedulerConfig, user: str) -> int:
-    """Running jobs allowed to `user`; 0 means no limit."""
-    if user in cfg.per_user_limits:
-        return cfg.per_user_limits[user]
-    return 1 if cfg.per_user else 0
-
-
-def lock_expired(since: float, stale_after: float, now: float) -> bool:
-    """A user lock taken at `since` is stale at `now` (both schedulers use this one test)."""
-    return stale_after > 0 and since + stale_after < now
-
-
-def _ids(ids: Iterable[str]) -> str:
-    ids = sorted(ids)
-    more = f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else ""
-    return ", ".join(ids[:SHOWN]) + more
-
-
-def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
-            running_of: Callable[[str], int], user_jobs: Iterable[str],
-            project_running: int, total_running: int) -> str:
-    """Why `job` cannot start now, first obstacle first; "" if nothing stops it.
-
-    Both schedulers call this with counts they keep (or compute) their own way, so the
-    property test comparing their why() checks their bookkeeping, not this wording.
-    """
-    if job.after:
-        return f"waiting for {_ids(job.after)}"
-    user_jobs = list(user_jobs)
-    limit = user_limit(cfg, job.user)
-    if limit and len(user_jobs) >= limit:
-        return f"user {job.user} is running {_ids(user_jobs)}"
-    cap = cfg.max_per_project
-    if cap and project_running >= cap:
-        return f"project {job.project} at its cap ({project_running}/{cap})"
-    if cfg.max_concurrent and total_running >= cfg.max_concurrent:
-        return f"global cap reached ({total_running}/{cfg.max_concurrent})"
-    offering = sorted((a for a in agents if job.type in a.capabilities), key=lambda a: a.name)
-    live = [a for a in offering if a.live]
-    if not live:
-        down = [a.name for a in offering]
-        return f"no live agent offers {job.type!r}" + (f" ({', '.join(down)} down)" if down else "")
-    avoiding = ""
-    if job.avoid and others_offer(live, job.type, job.avoid):
-        live = [a for a in live if a.name not in job.avoid]
-        avoiding = f"avoiding {_ids(job.avoid)} (failed there); "
-    reasons, full = [], []
-    for a in live:
-        running = running_of(a.name)
-        if a.draining:
-            reasons.append(f"{a.name} draining")
-        elif a.cpu > cfg.cpu_ceiling:
-            reasons.append(f"{a.name} over cpu ceiling ({a.cpu * 100:.0f} %)")
-        elif a.memory > cfg.memory_ceiling:
-            reasons.append(f"{a.name} over memory ceiling ({a.memory * 100:.0f} %)")
-        elif running >= a.slots:
-            full.append(f"{a.name} {running}/{a.slots}")
-            reasons.append(f"{a.name} full ({running}/{a.slots})")
-        elif job.gpu_mem_gb > 0 and a.gpu_free_gb < job.gpu_mem_gb:
-            free = "no GPU memory reported" if a.gpu_free_gb < 0 else f"{a.gpu_free_gb:g} GB GPU free"
-            reasons.append(f"{a.name} has {free}, needs {job.gpu_mem_gb:g} GB")
-        else:
-            return ""
-    if len(full) == len(reasons):
-        return f"{avoiding}all {job.type!r} agents full ({', '.join(full)})"
-    return avoiding + "; ".join(reasons)
-
-
-def others_offer(agents: Iterable[SchedAgent], kind: str, avoid: frozenset[str]) -> bool:
-    """Does a healthy (live, not draining) agent outside `avoid` offer `kind`? While one
-    does, a retried job waits for it rather than go back where it failed."""
-    return any(a.live and not a.draining and kind in a.capabilities and a.name not in avoid
-               for a in agents)
-
-
-BEHIND = "behind higher-priority or older jobs"
 
 
 class _Bucket:
@@ -290,7 +179,7 @@ class Scheduler:
         self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
         stale_after = self.cfg.user_lock_stale
         if stale_after > 0:
-            if lock_expired(since, stale_after, self.now):
+            if rules.lock_expired(since, stale_after, self.now):
                 self.stale.add(job.id)
             else:
                 heapq.heappush(self.lock_deadlines, (since + stale_after, order, job.id))
@@ -428,7 +317,7 @@ class Scheduler:
 
     def _best(self, agents: list[SchedAgent], kind: str, gpu: float,
               avoid: frozenset[str] = frozenset()) -> SchedAgent | None:
-        if avoid and others_offer(self.agents.values(), kind, avoid):
+        if avoid and rules.others_offer(self.agents.values(), kind, avoid):
             agents = [a for a in agents if a.name not in avoid]
         best, best_key = None, None
         for a in agents:
@@ -465,7 +354,7 @@ class Scheduler:
                 entry = self._top(heap)
                 if entry is not None and (best is None or entry < best):
                     best, best_agent = entry, takers[cls]
-            if best is not None:
+            if best is not None and best_agent is not None:
                 return self._start(best, best_agent)
         return None
 
@@ -526,10 +415,10 @@ class Scheduler:
         job = self.pending.get(job_id) or self.waiting.get(job_id)
         if job is None:
             return ""
-        reason = explain(self.cfg, job, self.agents.values(),
-                         lambda name: len(self.on_agent.get(name, ())),
-                         self.by_user.get(job.user, ()), self.by_project.get(job.project, 0),
-                         len(self.placed))
+        reason = rules.explain(self.cfg, job, self.agents.values(),
+                               lambda name: len(self.on_agent.get(name, ())),
+                               self.by_user.get(job.user, ()),
+                               self.by_project.get(job.project, 0), len(self.placed))
         return reason or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
@@ -583,14 +472,14 @@ class Scheduler:
     def running_on(self, agent: str) -> set[str]:
         return set(self.on_agent.get(agent, ()))
 
+    def gpu_needs(self, agent: str) -> list[float]:
+        """The GPU memory (GB) each job placed on `agent` needs."""
+        return [self.placed[j][0].gpu_mem_gb for j in self.on_agent.get(agent, ())]
+
     def agent_score(self, name: str) -> float:
-        """cfg.weight_cpu·cpu + weight_memory·memory + weight_queue·running/slots; 0 if unknown."""
+        """The agent's load score (rules.load_score); 0 if unknown."""
         agent = self.agents.get(name)
-        if agent is None:
-            return 0.0
-        c = self.cfg
-        return (c.weight_cpu * agent.cpu + c.weight_memory * agent.memory
-                + c.weight_queue * len(self.on_agent.get(name, ())) / max(1, agent.slots))
+        return load_score(self.cfg, agent, len(self.on_agent.get(name, ()))) if agent else 0.0
 
 
 def _cls(key: tuple) -> tuple[str, float, frozenset[str]]:

@@ -12,8 +12,9 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from luzia.errors import StateDirError
 from luzia.states import JobState, Priority
@@ -124,6 +125,14 @@ class Job:
         if reason is not None:
             self.reason = reason
 
+    def reset_attempt(self) -> None:
+        """Clear what belongs to one attempt (its host, times, exit, progress): the job is
+        pending again, or its next attempt begins. The attempts table keeps the old one."""
+        self.host = ""
+        self.assigned_at = self.started_at = self.finished_at = self.exit_code = None
+        self.progress, self.message = -1.0, ""
+        self.stalled, self.stalled_since = False, None
+
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
         return {"id": self.id, "state": self.state.value, "project": self.project,
@@ -205,9 +214,6 @@ class Store:
             self._event(job, "")
         return bool(cur.rowcount)
 
-    def insert_many(self, jobs: list[Job]) -> list[bool]:
-        return [self.insert(job) for job in jobs]
-
     def save(self, job: Job, event: str | None = None) -> None:
         """Write the job's mutable fields; `event` (a detail string) also logs a transition."""
         self._begin()
@@ -260,9 +266,11 @@ class Store:
                                ids).fetchall()
         return {r[0]: JobState(r[1]) for r in rows}
 
-    def list(self, limit: int = 50, states: list[str] | None = None, project: str | None = None,
-             user: str | None = None, since: float | None = None) -> list[Job]:
-        where, args = [], []
+    def recent(self, limit: int = 50, states: list[str] | None = None, project: str | None = None,
+               user: str | None = None, since: float | None = None) -> list[Job]:
+        """The newest jobs (by arrival) that match every filter given."""
+        where: list[str] = []
+        args: list[Any] = []
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args += states
@@ -286,7 +294,7 @@ class Store:
             "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason"
             " FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
         keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def counts(self) -> dict[str, int]:
         return {s: n for s, n in self.db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
@@ -319,7 +327,7 @@ class Store:
 
     @staticmethod
     def _job(row: tuple) -> Job:
-        values = dict(zip(_COLUMNS, row))
+        values = dict(zip(_COLUMNS, row, strict=True))
         values["state"] = JobState(values["state"])
         values["after"] = json.loads(values["after"])
         values["metadata"] = json.loads(values["metadata"])

@@ -73,7 +73,7 @@ def test_broker_schedules_with_the_credits_the_agent_reports(short_tmp):
         return wait_for(step, timeout)
 
     def agent():
-        agents = broker.fleet.by_name
+        agents = broker.model.fleet.by_name
         return agents.get(worker.name)
     try:
         turn_until(lambda: agent() is not None and agent().slots == 1)

@@ -1,15 +1,24 @@
-"""Drive a real Broker in the test's own thread: real sockets, turns run by hand."""
+"""Drive a real Broker in the test's own thread: real sockets, turns run by hand; or only
+its model (`make_model`), for the job edges and the control ops without sockets."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import zmq
 
 from luzia import config, protocol
+from luzia.broker.fleet import Fleet
+from luzia.broker.model import BrokerModel
+from luzia.broker.scheduler import Scheduler
 from luzia.broker.server import Broker
+from luzia.broker.store import Store
 from luzia.ids import new_job_id
+from luzia.states import JobState
+
+M = TypeVar("M", bound=protocol.Message)
 
 
 def make_broker(home, extra: str = "") -> Broker:
@@ -18,6 +27,14 @@ def make_broker(home, extra: str = "") -> Broker:
         f'spool_sweep = 0.05\n{extra}\n')
     cfg = config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
     return Broker(cfg)
+
+
+def make_model(cfg: config.Config | None = None) -> BrokerModel:
+    """The broker's model with no sockets and no files: SQLite in memory, the real
+    scheduler and fleet. Close its store when done."""
+    cfg = cfg or config.Config()
+    sched = Scheduler(cfg.scheduler)
+    return BrokerModel(cfg, Store(":memory:"), sched, Fleet(sched))
 
 
 def pump(b: Broker, until: Callable[[], Any], timeout: float = 5.0) -> Any:
@@ -32,9 +49,24 @@ def pump(b: Broker, until: Callable[[], Any], timeout: float = 5.0) -> Any:
             raise AssertionError(f"timed out waiting for {until}")
 
 
+def beating(agents: list[FakeAgent], until: Callable[[], Any]) -> Callable[[], Any]:
+    """A condition for pump() that also lets every fake agent beat between broker turns."""
+    def check() -> Any:
+        for agent in agents:
+            agent.on_turn()
+        return until()
+    return check
+
+
+def job_state(b: Broker, job_id: str) -> JobState | None:
+    """The job's state, unfinished or stored; None if the broker has no such job."""
+    job = b.model.jobs.get(job_id) or b.model.store.get(job_id)
+    return job.state if job else None
+
+
 def spec(**kw: Any) -> protocol.JobSpec:
-    base = dict(id=new_job_id(), project="demo", task="hello", user="alice", type="code",
-                submitted_at=time.time())
+    base: dict[str, Any] = dict(id=new_job_id(), project="demo", task="hello", user="alice",
+                                type="code", submitted_at=time.time())
     base.update(kw)
     return protocol.JobSpec(**base)
 
@@ -61,16 +93,17 @@ class Peer:
     def seen(self, msg: protocol.Message) -> None:
         """Called for every message received."""
 
-    def recv(self, b: Broker, kind: type | None = None, timeout: float = 5.0) -> protocol.Message:
-        """Pump the broker until a message (of `kind`) arrives here."""
-        got: list[protocol.Message] = []
+    def recv(self, b: Broker, kind: type[M] = protocol.Message,  # type: ignore[assignment]
+             timeout: float = 5.0) -> M:
+        """Pump the broker until a message (of `kind`: any by default) arrives here."""
+        got: list[M] = []
 
         def arrived() -> bool:
             self.on_turn()
             while self.sock.poll(0):
                 msg = protocol.decode(self.sock.recv_multipart())
                 self.seen(msg)
-                if kind is None or isinstance(msg, kind):
+                if isinstance(msg, kind):
                     got.append(msg)
                     return True
             return False

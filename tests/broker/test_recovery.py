@@ -10,23 +10,13 @@ import zmq
 
 from luzia import protocol
 from luzia.states import JobState
-from tests.broker.harness import FakeAgent, Peer, make_broker, pump, spec
-from tests.broker.test_server import ctx, home  # noqa: F401  (fixtures)
+from tests.broker.harness import FakeAgent, Peer, beating, job_state, make_broker, pump, spec
 
 
 @pytest.fixture
 def made(home):
     home.mkdir()
     return home
-
-
-def beating(agents, until):
-    """A condition for pump() that also lets every fake agent beat between broker turns."""
-    def check():
-        for agent in agents:
-            agent.on_turn()
-        return until()
-    return check
 
 
 def _running_job(b, ctx, name: str, user: str = "alice", others=()) -> tuple[FakeAgent, str]:
@@ -37,7 +27,7 @@ def _running_job(b, ctx, name: str, user: str = "alice", others=()) -> tuple[Fak
     agent.recv(b, protocol.Assign)
     push.close()
     agent.send(protocol.Started(job_id=s.id, attempt=1))
-    pump(b, beating([agent, *others], lambda: b.jobs[s.id].state is JobState.RUNNING))
+    pump(b, beating([agent, *others], lambda: b.model.jobs[s.id].state is JobState.RUNNING))
     return agent, s.id
 
 
@@ -53,16 +43,16 @@ def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(made, c
     b = make_broker(made, patient)
     try:
         # the restored jobs still hold their credits until their agents say Hello
-        assert {b.jobs[i].state for i in (kept, lost, silent)} == {JobState.RUNNING}
+        assert {b.model.jobs[i].state for i in (kept, lost, silent)} == {JobState.RUNNING}
         back = FakeAgent(ctx, b, name="keeper", slots=1,
                          held=[protocol.HeldJob(job_id=kept, attempt=1)])
         assert back.welcome.adopt == [kept]
         forgetter = FakeAgent(ctx, b, name="forgetter", slots=1)   # back, holding nothing
-        pump(b, beating([back, forgetter], lambda: b.jobs[lost].attempt == 2))
-        assert b.jobs[kept].state is JobState.RUNNING and b.jobs[kept].attempt == 1
+        pump(b, beating([back, forgetter], lambda: b.model.jobs[lost].attempt == 2))
+        assert b.model.jobs[kept].state is JobState.RUNNING and b.model.jobs[kept].attempt == 1
         # the agent that never says Hello: its job is requeued after lost_grace, not left running
-        pump(b, beating([back, forgetter], lambda: b.jobs[silent].host != "silent"), timeout=10)
-        attempts = b.store.attempts(silent)
+        pump(b, beating([back, forgetter], lambda: b.model.jobs[silent].host != "silent"), timeout=10)
+        attempts = b.model.store.attempts(silent)
         assert attempts[0]["host"] == "silent" and attempts[0]["finished_at"]
         assert "lost" in attempts[0]["reason"]
     finally:
@@ -77,8 +67,8 @@ def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
         live = FakeAgent(ctx, b, name="live", slots=1)
         live.recv(b, protocol.Assign, timeout=10)
         live.finish(job_id, attempt=2)
-        pump(b, lambda: b.store.get(job_id).state is JobState.COMPLETED)
-        first, second = b.store.attempts(job_id)
+        pump(b, lambda: job_state(b, job_id) is JobState.COMPLETED)
+        first, second = b.model.store.attempts(job_id)
         assert (first["attempt"], first["host"]) == (1, "dead")
         assert first["started_at"] and first["finished_at"] and "lost" in first["reason"]
         assert (second["attempt"], second["host"], second["exit_code"]) == (2, "live", 0)
@@ -89,18 +79,17 @@ def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
 def test_retry_of_a_lost_job_requeues_it_at_once_without_waiting_for_the_grace(made, ctx):
     from tests.broker.harness import Client
     b = make_broker(made)       # the harness's grace is 0.5 s: make it long enough to beat
-    b.cfg = dataclasses.replace(b.cfg, broker=dataclasses.replace(b.cfg.broker, lost_grace=60.0))
-    b.agents.cfg = b.cfg
+    b.model.cfg = dataclasses.replace(b.cfg, broker=dataclasses.replace(b.cfg.broker, lost_grace=60.0))
     try:
         dead, job_id = _running_job(b, ctx, "dead")
         dead.beating = False
-        pump(b, lambda: b.jobs[job_id].state is JobState.LOST)
+        pump(b, lambda: b.model.jobs[job_id].state is JobState.LOST)
         reply = Client(ctx, b).call(b, "jobs.retry", ids=[job_id])
         assert reply.ok and reply.result == [{"id": job_id, "state": "pending", "result": "retrying"}]
         live = FakeAgent(ctx, b, name="live", slots=1)
         assign = live.recv(b, protocol.Assign)
         assert (assign.job.id, assign.attempt) == (job_id, 2)
-        assert "retry requested" in b.store.attempts(job_id)[0]["reason"]
+        assert "retry requested" in b.model.store.attempts(job_id)[0]["reason"]
     finally:
         b.close()
 
@@ -117,6 +106,6 @@ def test_a_killed_clis_half_written_spool_file_is_ignored_then_removed_when_stal
         os.utime(stale, (old, old))
         pump(b, lambda: not stale.exists())
         assert fresh.exists() and not (b.spool.bad.exists() and any(b.spool.bad.iterdir()))
-        assert b.store.counts() == {}
+        assert b.model.store.counts() == {}
     finally:
         b.close()

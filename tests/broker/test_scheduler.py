@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 
 from luzia.broker.reference import ReferenceScheduler
-from luzia.broker.scheduler import BEHIND, SchedAgent, SchedJob, Scheduler
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob
+from luzia.broker.scheduler import Scheduler
 from luzia.config import SchedulerConfig
 
 

@@ -16,7 +16,8 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 
 from luzia.broker.reference import ReferenceScheduler
-from luzia.broker.scheduler import BEHIND, SchedAgent, SchedJob, Scheduler, user_limit
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, user_limit
+from luzia.broker.scheduler import Scheduler
 from luzia.config import SchedulerConfig
 
 TYPES = ["code", "text", "reasoning"]
@@ -175,6 +176,7 @@ class Broker:
         for name in AGENTS:
             assert fast.running_on(name) == ref.running_on(name)
             assert fast.agent_score(name) == ref.agent_score(name)
+            assert sorted(fast.gpu_needs(name)) == sorted(ref.gpu_needs(name))
         for job_id in ref.jobs:
             assert fast.why(job_id) == ref.why(job_id)
         for user in {j.user for j in self.jobs.values()}:   # who holds each user's lock
@@ -246,7 +248,7 @@ def test_few_buckets_with_cancels_and_preemption_agree(cfg, ops):
 def test_many_users_and_projects_agree(ops):
     """Longer queues across more users, so buckets park and wake many times."""
     broker = Broker(SchedulerConfig())
-    for name, caps in zip(AGENTS, (["reasoning"], ["text"], ["code"], TYPES)):
+    for name, caps in zip(AGENTS, (["reasoning"], ["text"], ["code"], TYPES), strict=True):
         broker.step(("agent_up", name, 2, set(caps)))
     for prio, user, project, type_, done in ops:
         broker.step(("add", prio, user, project, type_, 0.0, -1, 0.0))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import msgpack
@@ -10,34 +9,17 @@ import pytest
 import zmq
 
 from luzia import protocol
-from luzia.broker.store import Store
 from luzia.states import JobState
-from tests.broker.harness import Client, FakeAgent, Peer, make_broker, pump, spec
-
-
-@pytest.fixture
-def home(short_tmp):
-    return short_tmp / "h"
-
-
-@pytest.fixture
-def broker(home):
-    home.mkdir()
-    b = make_broker(home)
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def ctx():
-    c = zmq.Context()
-    yield c
-    c.destroy(linger=0)
-
-
-def job_state(b, job_id):
-    job = b.jobs.get(job_id) or b.store.get(job_id)
-    return job.state if job else None
+from tests.broker.harness import (
+    Client,
+    FakeAgent,
+    Peer,
+    beating,
+    job_state,
+    make_broker,
+    pump,
+    spec,
+)
 
 
 def test_submission_is_committed_and_its_spool_file_removed(broker, ctx):
@@ -47,7 +29,7 @@ def test_submission_is_committed_and_its_spool_file_removed(broker, ctx):
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
     push.send(protocol.Submit(job=s))
     pump(broker, lambda: job_state(broker, s.id) is JobState.PENDING and not path.exists())
-    assert broker.counters["submissions"] == 1
+    assert broker.model.counters["submissions"] == 1
 
 
 def test_spool_sweep_takes_jobs_whose_push_was_lost(broker):
@@ -70,8 +52,8 @@ def test_duplicate_submission_is_a_no_op(broker, ctx):
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
     for _ in range(3):
         push.send(protocol.Submit(job=s))
-    pump(broker, lambda: broker.counters["duplicates"] == 2)
-    assert broker.store.counts() == {"pending": 1}
+    pump(broker, lambda: broker.model.counters["duplicates"] == 2)
+    assert broker.model.store.counts() == {"pending": 1}
 
 
 def test_job_runs_on_an_agent_through_its_states(broker, ctx):
@@ -85,11 +67,11 @@ def test_job_runs_on_an_agent_through_its_states(broker, ctx):
     agent.send(protocol.Started(job_id=s.id, attempt=1, session=f"luzia-{s.id}"))
     agent.send(protocol.Progress(job_id=s.id, attempt=1, percent=40, message="thinking",
                                  tail=["line 1"]))
-    pump(broker, lambda: broker.jobs[s.id].progress == 40)
+    pump(broker, lambda: broker.model.jobs[s.id].progress == 40)
     assert job_state(broker, s.id) is JobState.RUNNING
     agent.send(protocol.Done(job_id=s.id, attempt=1, exit_code=0, tail=["done"]))
     pump(broker, lambda: job_state(broker, s.id) is JobState.COMPLETED)
-    job = broker.store.get(s.id)
+    job = broker.model.store.get(s.id)
     assert job.exit_code == 0 and job.host == "gpu1" and job.tail == ["done"]
 
 
@@ -103,9 +85,9 @@ def test_credits_are_never_exceeded_and_priority_decides_who_gets_the_free_slot(
     crit = spec(user="c", priority=0)
     for s in low:
         push.send(protocol.Submit(job=s))
-    pump(broker, lambda: broker.sched.pending_count() == 3)
+    pump(broker, lambda: broker.model.sched.pending_count() == 3)
     push.send(protocol.Submit(job=crit))
-    pump(broker, lambda: broker.sched.pending_count() == 4)
+    pump(broker, lambda: broker.model.sched.pending_count() == 4)
     assert not [m for m in agent.drain() if isinstance(m, protocol.Assign)]
     agent.finish(first.id)
     nxt = agent.recv(broker, protocol.Assign)
@@ -129,7 +111,7 @@ def test_dead_agent_gets_no_work_and_its_jobs_are_requeued_after_the_grace(broke
     live = FakeAgent(ctx, broker, name="live", slots=2)
     got = {live.recv(broker, protocol.Assign).job.id, live.recv(broker, protocol.Assign).job.id}
     assert got == {s.id, other.id}      # the lost job came to the live agent after the grace
-    assert broker.jobs[s.id].attempt == 2
+    assert broker.model.jobs[s.id].attempt == 2
 
 
 def test_agent_that_comes_back_in_time_keeps_its_job(broker, ctx):
@@ -148,7 +130,22 @@ def test_agent_that_comes_back_in_time_keeps_its_job(broker, ctx):
     assert job_state(broker, s.id) is JobState.RUNNING
     back.send(protocol.Done(job_id=s.id, attempt=1, exit_code=0))
     pump(broker, lambda: job_state(broker, s.id) is JobState.COMPLETED)
-    assert broker.store.get(s.id).attempt == 1     # no second run
+    assert broker.model.store.get(s.id).attempt == 1     # no second run
+
+
+def test_a_hello_that_holds_an_ended_job_twice_ends_it_once(broker, ctx):
+    agent = FakeAgent(ctx, broker, name="twice", slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec(max_retries=1)
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    agent.close()
+    held = protocol.HeldJob(job_id=s.id, attempt=1, exit_code=3)
+    back = FakeAgent(ctx, broker, name="twice", slots=1, held=[held, held])
+    assert back.welcome.adopt == [s.id]
+    job = broker.model.jobs[s.id]
+    assert job.state is JobState.PENDING and job.retries == 1     # one failure, not two
+    assert Client(ctx, broker).call(broker, "ping").ok
 
 
 def test_failed_job_is_retried_then_fails(broker, ctx):
@@ -162,7 +159,7 @@ def test_failed_job_is_retried_then_fails(broker, ctx):
     assert again.attempt == 2
     agent.finish(s.id, attempt=2, exit_code=3)
     pump(broker, lambda: job_state(broker, s.id) is JobState.FAILED)
-    assert len(broker.store.attempts(s.id)) == 2
+    assert len(broker.model.store.attempts(s.id)) == 2
 
 
 def test_dependency_waits_and_failed_dependency_fails_the_job(broker, ctx):
@@ -173,18 +170,18 @@ def test_dependency_waits_and_failed_dependency_fails_the_job(broker, ctx):
     agent.recv(broker, protocol.Assign)
     second = spec(user="b", after=[first.id])
     push.send(protocol.Submit(job=second))
-    pump(broker, lambda: second.id in broker.jobs)
-    assert "waiting" in broker.sched.why(second.id)
+    pump(broker, lambda: second.id in broker.model.jobs)
+    assert "waiting" in broker.model.sched.why(second.id)
     agent.finish(first.id, exit_code=1)
     pump(broker, lambda: job_state(broker, second.id) is JobState.FAILED)
-    assert first.id in broker.store.get(second.id).reason
+    assert first.id in broker.model.store.get(second.id).reason
 
 
 def test_control_queries(broker, ctx):
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
     s = spec(task="list me")
     push.send(protocol.Submit(job=s))
-    pump(broker, lambda: s.id in broker.jobs)
+    pump(broker, lambda: s.id in broker.model.jobs)
     client = Client(ctx, broker)
     assert client.call(broker, "ping").result["name"] == "broker"
     listed = client.call(broker, "jobs.list").result
@@ -239,12 +236,12 @@ def test_bad_frames_are_counted_and_dropped_and_the_broker_carries_on(broker, ct
     # oversized: zmq drops the connection; the broker must not notice beyond that
     big = Peer(ctx, kind, getattr(broker.cfg.endpoints, endpoint))
     big.send_raw([b"LZ1", b"SUBMIT", b"x" * (broker.cfg.broker.max_msg_size + 10)])
-    pump(broker, lambda: sum(broker.bad_frames.values()) >= len(BAD_FRAMES) - 1)
+    pump(broker, lambda: sum(bad.count for bad in broker.model.bad.values()) >= len(BAD_FRAMES) - 1)
     # still serving: a normal submission and a normal query work
     good = spec()
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
     push.send(protocol.Submit(job=good))
-    pump(broker, lambda: good.id in broker.jobs)
+    pump(broker, lambda: good.id in broker.model.jobs)
     assert Client(ctx, broker).call(broker, "ping").ok
 
 
@@ -254,11 +251,11 @@ def test_jobs_survive_a_broker_restart(home, ctx):
     s = spec()
     push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)
     push.send(protocol.Submit(job=s))
-    pump(b, lambda: s.id in b.jobs)
+    pump(b, lambda: s.id in b.model.jobs)
     b.close()
     b2 = make_broker(home)
     try:
-        assert b2.jobs[s.id].state is JobState.PENDING
+        assert b2.model.jobs[s.id].state is JobState.PENDING
         agent = FakeAgent(ctx, b2)
         assert agent.recv(b2, protocol.Assign).job.id == s.id
     finally:
@@ -279,9 +276,10 @@ def test_backpressure_rejects_with_a_reason(home, ctx):
         specs = [spec(user=f"u{i}") for i in range(3)]
         for s in specs:
             push.send(protocol.Submit(job=s))
-        pump(b, lambda: b.counters["rejections"] == 1)
-        rejected = b.store.get(specs[2].id)
-        assert rejected.state is JobState.REJECTED and "queue full" in rejected.reason
+        pump(b, lambda: b.model.counters["rejections"] == 1)
+        rejected = b.model.store.get(specs[2].id)
+        assert rejected is not None and rejected.state is JobState.REJECTED
+        assert "queue full" in rejected.reason
     finally:
         b.close()
 
@@ -302,12 +300,12 @@ def test_preemption_sends_one_cancel_and_a_users_cancel_wins(home, ctx):
         stop = agent.recv(b, protocol.Cancel)
         assert stop.job_id == low.id and stop.reason == f"preempted by {crit.id}"
         until = time.monotonic() + 0.4       # several broker beats, each checking preemption
-        pump(b, lambda: agent.on_turn() or time.monotonic() > until)
+        pump(b, beating([agent], lambda: time.monotonic() > until))
         assert not [m for m in agent.drain() if isinstance(m, protocol.Cancel)]
         assert Client(ctx, b).call(b, "jobs.cancel", ids=[low.id]).ok
         agent.holding.discard(low.id)
         agent.send(protocol.Done(job_id=low.id, attempt=1, exit_code=-15, reason="cancelled"))
-        pump(b, lambda: agent.on_turn() or job_state(b, low.id) is JobState.KILLED)
+        pump(b, beating([agent], lambda: job_state(b, low.id) is JobState.KILLED))
         assert agent.recv(b, protocol.Assign).job.id == crit.id
     finally:
         b.close()
@@ -323,8 +321,8 @@ def test_a_stale_user_lock_lets_the_users_next_job_start(home, ctx):
         push.send(protocol.Submit(job=first))
         assert agent.recv(b, protocol.Assign).job.id == first.id
         push.send(protocol.Submit(job=second))
-        pump(b, lambda: second.id in b.jobs)
-        assert b.sched.why(second.id) == f"user alice is running {first.id}"
+        pump(b, lambda: second.id in b.model.jobs)
+        assert b.model.sched.why(second.id) == f"user alice is running {first.id}"
         assert agent.recv(b, protocol.Assign).job.id == second.id    # after 0.3 s
         assert job_state(b, first.id) in (JobState.ASSIGNED, JobState.RUNNING)
     finally:
@@ -344,7 +342,7 @@ def test_a_preemption_under_way_survives_a_broker_restart(home, ctx):
         agent.send(protocol.Started(job_id=low.id, attempt=1))
         push.send(protocol.Submit(job=crit))
         agent.recv(b, protocol.Cancel)
-        assert b.jobs[low.id].reason == f"preempted by {crit.id}"     # shown while it stops
+        assert b.model.jobs[low.id].reason == f"preempted by {crit.id}"     # shown while it stops
     finally:
         agent.close()
         b.close()
@@ -354,7 +352,7 @@ def test_a_preemption_under_way_survives_a_broker_restart(home, ctx):
         assert back.welcome.adopt == [low.id]
         back.send(protocol.Done(job_id=low.id, attempt=1, exit_code=-15, reason="cancelled"))
         assert back.recv(b2, protocol.Assign).job.id == crit.id
-        job = b2.jobs[low.id]
+        job = b2.model.jobs[low.id]
         assert job.state is JobState.PENDING and job.reason == f"preempted by {crit.id}"
         assert job.retries == 0
     finally:
@@ -369,6 +367,6 @@ def test_a_job_without_a_timeout_gets_its_types_default_else_the_global_one(home
                 spec(type="", task="analyze why the plan fails")]   # detected as reasoning
         for s in jobs:
             b.submit(s)
-        assert [b.jobs[s.id].timeout for s in jobs] == [3600, 0, 5.0, 3600]
+        assert [b.model.jobs[s.id].timeout for s in jobs] == [3600, 0, 5.0, 3600]
     finally:
         b.close()

@@ -1,4 +1,4 @@
-"""Operator control ops (luzia/broker/control_ops.py) against a real broker with two real
+"""Operator control ops (luzia/broker/ops/) against a real broker with two real
 agents: queue status/flush, agents status/allocate/drain/undrain, history and stats."""
 
 from __future__ import annotations

@@ -1,31 +1,39 @@
-"""From the broker's events to the outbox, on a real Broker stepped in the test's thread
-(its control ops called in-process): the cursor, rules, pages, a new job database; and the
-events.since op itself."""
+"""From the broker's events to the outbox, on the broker's real model and control ops
+(called in-process, no sockets): the cursor, rules, pages, a new job database, flags; and
+the events.since op itself."""
 
 from __future__ import annotations
 
 import pytest
 
-from luzia.broker import control
+from luzia.broker import lifecycle, ops
+from luzia.broker.ops.request import Args
 from luzia.config import NotifyConfig, NotifyRule
 from luzia.errors import BadRequest
 from luzia.notify import feed as feed_module
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.outbox import Outbox
-from tests.broker.harness import make_broker, spec
+from tests.broker.harness import make_model, spec
 
 
 class InProcess:
-    """The broker's control ops, called as the socket would call them."""
+    """The broker's control ops, called as its socket would call them."""
 
-    def __init__(self, b) -> None:
-        self.b = b
+    def __init__(self, m) -> None:
+        self.m = m
 
     def call(self, op: str, timeout: float | None = None, **args):
-        result = control.OPS[op](self.b, control._Args(args))
-        self.b.store.commit()
+        result = ops.OPS[op](self.m, Args(args))
+        self.m.store.commit()
         return result
+
+
+@pytest.fixture
+def broker():
+    m = make_model()
+    yield m
+    m.store.close()
 
 
 def make_feed(b, tmp_path, rules: list[NotifyRule]) -> Feed:
@@ -33,10 +41,11 @@ def make_feed(b, tmp_path, rules: list[NotifyRule]) -> Feed:
     return Feed(Outbox(tmp_path / "notify.db"), Rules(cfg), InProcess(b))
 
 
-def killed(b, **kw) -> str:
-    job = b.submit(spec(**kw))
-    b.cancel(b.jobs[job.id])
-    b.store.commit()
+def killed(m, **kw) -> str:
+    job = lifecycle.accept(m, spec(**kw))
+    assert job is not None
+    lifecycle.cancel(m, job)
+    m.store.commit()
     return job.id
 
 
@@ -60,7 +69,7 @@ def test_ends_since_the_first_start_are_told_once_by_the_rules(broker, tmp_path)
     assert "killed: cancelled" in notice.body
 
 
-def test_pages_and_a_new_job_database(broker, tmp_path, monkeypatch, short_tmp):
+def test_pages_and_a_new_job_database(broker, tmp_path, monkeypatch):
     monkeypatch.setattr(feed_module, "BATCH", 2)
     feed = make_feed(broker, tmp_path, [NotifyRule(events=["killed"], targets=["ops"])])
     feed.catch_up()
@@ -69,16 +78,14 @@ def test_pages_and_a_new_job_database(broker, tmp_path, monkeypatch, short_tmp):
     assert feed.catch_up() is False
     assert [k.split("/")[1] for k, _, _ in feed.outbox.keys()] == ids
     # the broker now has another database, whose events end before our cursor: read it all
-    other_home = short_tmp / "other"
-    other_home.mkdir()
-    other = make_broker(other_home)
+    other = make_model()
     try:
         fresh = killed(other)
         feed.broker = InProcess(other)
         feed.catch_up()
         assert fresh in feed.outbox.keys()[-1][0]
     finally:
-        other.close()
+        other.store.close()
 
 
 def test_events_since_pages_filters_and_keeps_its_high_water_mark(broker):
@@ -108,7 +115,8 @@ def test_a_flag_on_a_jobs_event_is_told_once_per_attempt(broker, tmp_path):
     soon as a job's event carries the flag, as stalled does today."""
     feed = make_feed(broker, tmp_path, [NotifyRule(events=["needs-input"], targets=["me"],
                                                    users=["alice"])])
-    job = broker.submit(spec(user="alice", task="deploy it\nnow"))
+    job = lifecycle.accept(broker, spec(user="alice", task="deploy it\nnow"))
+    assert job is not None
     broker.store.commit()
     summary = {**job.summary(), "state": "running", "attempt": 1, "needs_input": True}
     assert feed.on_event("job.running", summary) is False       # no catch-up: not an end

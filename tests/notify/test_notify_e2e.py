@@ -162,3 +162,32 @@ def test_the_supervisor_runs_the_notifier_beside_the_broker(make_fleet, webhook)
     sup.send_signal(signal.SIGTERM)
     assert sup.wait(30) == 0
     assert "notifier stopped" in (fleet.home / "log" / "notify.log").read_text()
+
+
+@pytest.mark.timeout(150)
+def test_a_full_queue_is_told_once_per_episode_and_each_rejection_by_its_rule(make_fleet, webhook):
+    config = fleet_config().replace("[broker]\n", "[broker]\nmax_pending = 2\n", 1)
+    fleet = make_fleet(config + notify_config({"hook": webhook.url(), "jobs": webhook.url("jobs")},
+                                              [(["queue_rejecting"], ["hook"]),
+                                               (["rejected"], ["jobs"])]))
+    fleet.start_broker()                        # no agent: what is submitted stays pending
+    start_notifier(fleet)
+    waiting = [fleet.submit("demo", f"wait {i}") for i in range(2)]
+    full = wait_for(lambda: webhook.messages("hook"), 30, message="the queue full told")
+    assert full[0]["title"] == "luzia: the queue is full; submissions are rejected"
+    assert "2 jobs pending, broker.max_pending = 2" in full[0]["message"]
+    refused = fleet.cli("demo", "one too many")
+    assert refused.returncode == 75
+    refused_id = refused.stdout.decode().strip().rsplit(":", 1)[1]
+    told = wait_for(lambda: about(webhook, refused_id, "jobs"), 30)
+    assert told[0]["title"].endswith(" rejected") and "queue full" in told[0]["message"]
+
+    fleet.kill("notify", signal.SIGTERM)        # a restart reads the queue again: the same
+    start_notifier(fleet)                       # episode, so nothing new
+    status = wait_for(lambda: (s := ask(fleet, "status") or {}).get("broker") == "reachable" and s, 30)
+    assert status["queued_since_start"] == 0
+
+    assert fleet.cli("cancel", waiting[0]).returncode == 0      # room again ...
+    wait_for(lambda: fleet.state(waiting[0]) == "killed", 20)
+    fleet.submit("demo", "fills it again")                       # ... and full again: told again
+    wait_for(lambda: len(webhook.messages("hook")) == 2, 30, message="the second episode told")

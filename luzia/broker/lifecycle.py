@@ -1,0 +1,340 @@
+"""Every change of a job's state, one function per edge (supervisord's `change_state()`).
+
+An edge moves the job through the state machine (`JobState.check` raises on a bug), saves
+it with an event row, writes the attempt that begins or ends, publishes the job's event,
+and tells the scheduler: a credit freed (`Fleet.release`), a job pending again
+(`enqueue`), `dirty` for a new decision. The handlers (agents.py for the agents'
+messages, ops/ for the operators' requests, server.py for submissions and the clock)
+decide *which* edge; only this module says what an edge does.
+
+    accept       a submission → pending, or rejected (queue full, unknown dependency)
+    assign       pending → assigned (attempt n+1, on the agent the scheduler picked)
+    start        assigned | lost → running          (Started)
+    lose         assigned | running → lost          (its agent stopped beating)
+    resume       lost → running                     (its agent is back with it)
+    end          an agent's Done → finish, requeue (preempted) or retry_later
+    finish       → completed | failed | killed      (also a pending job: cancel, flush)
+    retry_later  → pending after a backoff          (a failure with retries left)
+    requeue      assigned | running | lost → pending now (agent gone, preempted)
+    retry        failed | killed | lost → pending   (an operator's `luzia retry`)
+    cancel, preempt: ask the job's agent to stop it; its Done ends it (`end`)
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+
+from luzia import protocol
+from luzia.broker import gpu
+from luzia.broker.fleet import Agent
+from luzia.broker.model import Model
+from luzia.broker.routing import detect_type
+from luzia.broker.rules import SchedJob
+from luzia.broker.store import Job
+from luzia.states import JobState
+
+log = logging.getLogger(__name__)
+
+PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
+RETRY_BACKOFF_MAX = 300.0
+HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
+
+
+# submission and the queue ---------------------------------------------------------------
+def accept(m: Model, spec: protocol.JobSpec) -> Job | None:
+    """A submission becomes a pending job, or a rejected one (queue full, unknown
+    dependency) that stays visible; None for an id the broker has (idempotent)."""
+    if spec.id in m.jobs:
+        m.counters["duplicates"] += 1
+        return None
+    job = _new_job(m, spec)
+    refusal = _refusal(m, job)
+    if refusal:
+        job.move(JobState.REJECTED, refusal)
+        job.finished_at = job.updated_at
+    if not m.store.insert(job):
+        m.counters["duplicates"] += 1
+        return None
+    m.counters["submissions"] += 1
+    m.out.publish(job)
+    if refusal:
+        m.counters["rejections"] += 1
+        log.warning("job %s rejected: %s", job.id, refusal)
+        return job
+    m.jobs[job.id] = job
+    log.info("job %s pending: project=%s user=%s priority=%d type=%s", job.id, job.project,
+             job.user, job.priority, job.type)
+    deps = _dependency_states(m, job)
+    failed = [(d, s) for d, s in deps.items()
+              if s is not None and s.terminal and s is not JobState.COMPLETED]
+    if failed:
+        finish(m, job, JobState.FAILED, f"dependency {failed[0][0]} {failed[0][1].value}")
+    else:
+        enqueue(m, job, pending_deps=[d for d, s in deps.items() if s is not JobState.COMPLETED])
+    return job
+
+
+def _new_job(m: Model, spec: protocol.JobSpec) -> Job:
+    now = time.time()
+    sched = m.cfg.scheduler
+    kind = spec.type or detect_type(spec.task, sched.type_rules, sched.default_type)
+    return Job(id=spec.id, seq=m.store.next_seq, project=spec.project, user=spec.user,
+               task=spec.task, priority=spec.priority, type=kind,
+               # no --timeout and none from the project: the task type's default, else the global
+               timeout=spec.timeout or sched.timeouts.get(kind) or m.cfg.timeout,
+               max_retries=spec.max_retries, workdir=spec.workdir,
+               submitted_at=spec.submitted_at or now, after=list(spec.after),
+               metadata=dict(spec.metadata), updated_at=now)
+
+
+def queue_full(m: Model) -> bool:
+    """The queue holds broker.max_pending jobs: a submission now is rejected."""
+    limit = m.cfg.broker.max_pending
+    return bool(limit) and m.sched.pending_count() >= limit
+
+
+def _refusal(m: Model, job: Job) -> str:
+    if queue_full(m):
+        return (f"queue full ({m.sched.pending_count()} pending, "
+                f"max_pending={m.cfg.broker.max_pending})")
+    unknown = [d for d in job.after if d not in m.jobs and m.store.get(d) is None]
+    if unknown:
+        return f"unknown dependency {unknown[0]}"
+    return ""
+
+
+def _dependency_states(m: Model, job: Job) -> dict[str, JobState | None]:
+    """Each dependency's state; None for one still unfinished."""
+    states: dict[str, JobState | None] = {d: None for d in job.after if d in m.jobs}
+    states.update(m.store.states_of(d for d in job.after if d not in m.jobs))
+    return states
+
+
+def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None) -> None:
+    """Hand a pending job to the scheduler (new, requeued, retried, restored)."""
+    after = job.after if pending_deps is None else pending_deps
+    m.sched.add(_sched_job(m, job, after=frozenset(d for d in after if d in m.jobs),
+                           avoid=_failed_on(m, job)))
+    m.dirty = True
+
+
+def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
+               avoid: frozenset[str] = frozenset()) -> SchedJob:
+    return SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
+                    project=job.project, type=job.type, after=after, submitted=time.monotonic(),
+                    gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid)
+
+
+def _failed_on(m: Model, job: Job) -> frozenset[str]:
+    """The agents an earlier attempt of `job` failed on: its retry prefers the others."""
+    if not job.attempt:
+        return frozenset()
+    return frozenset(a["host"] for a in m.store.attempts(job.id)
+                     if a["host"] and a["exit_code"] not in (None, 0))
+
+
+def restore(m: Model, job: Job) -> None:
+    """After a broker restart: an unfinished job from the store takes its place again."""
+    if job.state is JobState.PENDING:
+        enqueue(m, job)
+        return
+    # assigned / running / lost: the credit stays taken until its agent says otherwise
+    held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
+    m.fleet.restore(_sched_job(m, job), job.host, since=time.monotonic() - held_for)
+    if job.reason.startswith(PREEMPTED_BY):     # it was being stopped: still is
+        m.stopping[job.id] = job.reason[len(PREEMPTED_BY):]
+
+
+# an attempt on an agent -------------------------------------------------------------------
+def assign(m: Model, job: Job, agent: Agent) -> None:
+    """pending → assigned: attempt n+1 goes to `agent`, which the scheduler picked."""
+    if job.id in agent.ended:
+        # its last attempt ended there and the agent still waits for our ack: ack first, or
+        # it would take this Assign for a repeat and report the old end (DECISIONS 14)
+        m.out.send(agent.identity, agent.beat())
+    job.move(JobState.ASSIGNED, "")
+    job.reset_attempt()
+    job.host = agent.name
+    job.attempt += 1
+    job.assigned_at = time.time()
+    m.fleet.hold(agent, job.id)
+    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})")
+    m.store.save_attempt(job)
+    m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt))
+    log.info("job %s assigned to %s (attempt %d)", job.id, agent.name, job.attempt)
+
+
+def start(m: Model, job: Job, detail: str) -> None:
+    """assigned | lost → running: its agent says it started (`detail`: where and how)."""
+    job.move(JobState.RUNNING, "")
+    job.started_at = time.time()
+    _saved(m, job, detail)
+    m.store.save_attempt(job)
+    log.info("job %s running on %s (attempt %d)", job.id, job.host, job.attempt)
+
+
+def lose(m: Model, job: Job, reason: str) -> None:
+    """assigned | running → lost: its agent stopped beating; it keeps its credit until the
+    agent comes back (`resume`) or `lost_grace` passes (`requeue`)."""
+    job.move(JobState.LOST, reason)
+    _saved(m, job, reason)
+
+
+def resume(m: Model, job: Job, detail: str) -> None:
+    """lost → running: its agent is back and still holds it."""
+    job.move(JobState.RUNNING, "")
+    _saved(m, job, detail)
+
+
+def note(m: Model, job: Job, event: str | None = None) -> None:
+    """Save and publish a change that is no edge (progress, a reason); `event` logs it."""
+    _saved(m, job, event)
+
+
+def end(m: Model, job: Job, exit_code: int, reason: str) -> None:
+    """An attempt ended on its agent (Done): completed, preempted, killed, retried or failed."""
+    preempted_by = m.stopping.pop(job.id, "")
+    if exit_code == 0 and not reason:
+        finish(m, job, JobState.COMPLETED, "", exit_code)
+    elif preempted_by:                    # stopped for a critical job, whatever it says
+        requeue(m, job, PREEMPTED_BY + preempted_by, exit_code)
+    elif reason == "cancelled":
+        finish(m, job, JobState.KILLED, "cancelled", exit_code)
+    elif job.retries < job.max_retries:
+        retry_later(m, job, exit_code, reason or f"exit {exit_code}")
+    else:
+        finish(m, job, JobState.FAILED, reason or f"exit code {exit_code}", exit_code)
+
+
+def finish(m: Model, job: Job, state: JobState, reason: str = "",
+           exit_code: int | None = None) -> None:
+    """→ completed | failed | killed: persist, free its credit, settle its dependents."""
+    was_pending = job.state is JobState.PENDING
+    job.move(state, reason)
+    if was_pending:
+        m.sched.remove(job.id)
+        job.finished_at = time.time()
+    else:
+        _close_attempt(m, job, reason, exit_code)
+    del m.jobs[job.id]
+    _saved(m, job, reason)
+    log.info("job %s %s%s", job.id, state.value, f": {reason}" if reason else "")
+    m.dirty = True
+    for dependent in m.sched.resolve(job.id, state is JobState.COMPLETED):
+        dep_job = m.jobs.get(dependent)
+        if dep_job is not None:
+            finish(m, dep_job, JobState.FAILED, f"dependency {job.id} {state.value}")
+
+
+def retry_later(m: Model, job: Job, exit_code: int, why: str) -> None:
+    """running → pending after a backoff (1 s doubling, at most 5 min): a failure with
+    retries left. The scheduler gets it when the backoff is over (`Broker.tick`)."""
+    _close_attempt(m, job, why, exit_code)
+    job.retries += 1
+    job.move(JobState.PENDING, f"retry {job.retries}/{job.max_retries} after {why}")
+    job.reset_attempt()
+    delay = min(RETRY_BACKOFF_MAX, 2.0 ** (job.retries - 1))
+    heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
+    _saved(m, job, job.reason)
+    log.info("job %s will retry in %.1fs (%s)", job.id, delay, job.reason)
+
+
+def requeue(m: Model, job: Job, reason: str, exit_code: int | None = None) -> None:
+    """assigned | running | lost → pending at once, as a new attempt: its agent is gone or
+    came back without it, or it was preempted (not a failure: no retry is used)."""
+    _close_attempt(m, job, reason, exit_code)
+    job.move(JobState.PENDING, reason)
+    job.reset_attempt()
+    _saved(m, job, reason)
+    enqueue(m, job)
+    log.info("job %s requeued: %s", job.id, reason)
+
+
+def retry(m: Model, job: Job) -> None:
+    """failed | killed | lost → pending, by an operator (`luzia retry`): the next Assign
+    makes attempt n+1, with a fresh retry budget; a lost job does not wait out the grace."""
+    reason = "retry requested"
+    if job.state is JobState.LOST:
+        requeue(m, job, f"{reason} (its agent {job.host} is lost)")
+        return
+    job.move(JobState.PENDING, reason)
+    job.retries = 0
+    job.reset_attempt()
+    m.jobs[job.id] = job
+    _saved(m, job, reason)
+    enqueue(m, job)
+    log.info("job %s pending again: %s (it had %d attempts)", job.id, reason, job.attempt)
+
+
+def _close_attempt(m: Model, job: Job, reason: str, exit_code: int | None) -> None:
+    """The attempt on `job.host` is over: its credit is freed and its record written."""
+    m.stopping.pop(job.id, None)
+    if job.host:
+        m.fleet.release(job.id, job.host)
+    job.finished_at = time.time()
+    if exit_code is not None:
+        job.exit_code = exit_code
+    m.store.save_attempt(job, reason)
+    m.dirty = True
+
+
+# stopping a job ------------------------------------------------------------------------
+def cancel(m: Model, job: Job) -> str:
+    """An operator's cancel: a pending job is killed at once ("killed"); a held one is
+    stopped by its agent, whose Done ends it ("cancelling")."""
+    if job.state is JobState.PENDING:
+        finish(m, job, JobState.KILLED, "cancelled")
+        return "killed"
+    m.stopping[job.id] = ""       # a user's cancel wins over a preemption
+    if job.reason.startswith(PREEMPTED_BY):
+        job.reason = ""
+        m.store.save(job)
+    _stop(m, job, "cancelled")
+    return "cancelling"
+
+
+def preempt(m: Model, now: float) -> None:
+    """Stop the low jobs the scheduler names for critical jobs that waited too long on a
+    full host (Scheduler.preemptions); each goes back to pending when its agent says it
+    ended (`end`)."""
+    if not m.cfg.scheduler.preempt:
+        return
+    making_room = set(m.stopping.values())
+    for critical, victim in m.sched.preemptions(now):
+        job = m.jobs.get(victim)
+        if (victim in m.stopping or critical in making_room or job is None
+                or job.state not in (JobState.ASSIGNED, JobState.RUNNING)):
+            continue        # already being stopped, or its agent is not there to stop it
+        m.stopping[victim] = critical
+        making_room.add(critical)
+        job.reason = PREEMPTED_BY + critical        # shown while it stops; kept over a restart
+        _saved(m, job, f"preempting: {critical} (critical) waits for {job.host}")
+        _stop(m, job, job.reason)
+        log.info("job %s preempted by %s on %s: stopping it", victim, critical, job.host)
+
+
+def _stop(m: Model, job: Job, reason: str) -> None:
+    """Ask the job's agent to stop it; with its agent unreachable it is killed here."""
+    agent = m.fleet.get(job.host)
+    if agent is None or not agent.live:
+        finish(m, job, JobState.KILLED, "cancelled (agent unreachable)")
+        return
+    m.out.send(agent.identity, protocol.Cancel(job_id=job.id, reason=reason))
+    log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
+
+
+# helpers ---------------------------------------------------------------------------------
+def _saved(m: Model, job: Job, event: str | None) -> None:
+    """Write the job (with an event row unless `event` is None) and publish its event."""
+    m.store.save(job, event)
+    m.out.publish(job)
+
+
+def _spec(job: Job) -> protocol.JobSpec:
+    return protocol.JobSpec(id=job.id, project=job.project, task=job.task, user=job.user,
+                            priority=job.priority, type=job.type, timeout=job.timeout,
+                            max_retries=job.max_retries, after=list(job.after),
+                            metadata=dict(job.metadata), workdir=job.workdir,
+                            submitted_at=job.submitted_at)

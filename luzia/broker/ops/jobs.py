@@ -1,0 +1,100 @@
+"""Jobs: what `luzia jobs`, `luzia cancel`, `luzia retry` and the importers ask the broker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from luzia.broker import lifecycle
+from luzia.broker.model import Model
+from luzia.broker.ops.request import Args, job_view, resolve, resolve_all
+from luzia.broker.store import Job
+from luzia.errors import BadRequest
+from luzia.states import JOB_STATE_NAMES, JobState
+
+LIST_MAX = 10_000
+IDS_MAX = 10_000
+RETRYABLE = (JobState.FAILED, JobState.KILLED, JobState.LOST)
+
+
+def list_jobs(m: Model, args: Args) -> list[dict[str, Any]]:
+    """jobs.list {limit=50, state=[..], project, user, since} → [job] newest first."""
+    limit = args.limit(50, LIST_MAX)
+    states = args.strings("state")
+    for s in states:
+        if s not in JOB_STATE_NAMES:
+            raise BadRequest(f"unknown state {s!r}")
+    jobs = m.store.recent(limit=limit, states=states, project=args.get("project", str),
+                        user=args.get("user", str), since=args.get("since", (int, float)))
+    return [job_view(m, m.jobs.get(j.id, j)) for j in jobs]
+
+
+def get(m: Model, args: Args) -> dict[str, Any]:
+    """jobs.get {id} → job with tail and attempts; id may be a unique prefix."""
+    job = resolve(m, args.get("id", str))
+    out = job_view(m, job, with_tail=True)
+    out["attempts"] = m.store.attempts(job.id)
+    return out
+
+
+def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
+    """jobs.cancel {ids} → [{id, state, result}]: pending → killed at once; running → the
+    agent stops it (result "cancelling"); finished → result "already <state>". An unknown
+    id fails the whole request (not_found)."""
+    out = []
+    for job in resolve_all(m, args):
+        live = m.jobs.get(job.id)
+        if live is None:
+            result = f"already {job.state.value}"
+        else:
+            result = lifecycle.cancel(m, live)
+            job = live
+        out.append({"id": job.id, "state": job.state.value, "result": result})
+    return out
+
+
+def retry(m: Model, args: Args) -> list[dict[str, Any]]:
+    """jobs.retry {ids} → [{id, state, result}]: a failed, killed or lost job goes back to
+    pending as a new attempt (same id; its retry budget starts again), result "retrying";
+    any other job is left alone, result "not retried: <why>". An unknown id fails the
+    whole request (not_found), as for jobs.cancel."""
+    out = []
+    for job in resolve_all(m, args):
+        refusal = _no_retry(m, job)
+        if refusal:
+            result = f"not retried: {refusal}"
+        else:
+            job = m.jobs.get(job.id) or job
+            lifecycle.retry(m, job)
+            result = "retrying"
+        out.append({"id": job.id, "state": job.state.value, "result": result})
+    return out
+
+
+def _no_retry(m: Model, job: Job) -> str:
+    """Why this job cannot be retried now, or "" if it can."""
+    if job.state is JobState.COMPLETED:
+        return "it completed; submit the task again to run it anew"
+    if job.state is JobState.REJECTED:
+        return f"it was rejected ({job.reason}); submit it again"
+    if job.state not in RETRYABLE:
+        return f"it is {job.state.value}; cancel it first to run it again"
+    deps = m.store.states_of(d for d in job.after if d not in m.jobs)
+    failed = sorted(d for d, s in deps.items() if s is not JobState.COMPLETED)
+    if failed:
+        return f"its dependency {failed[0]} is {deps[failed[0]].value}; retry that first"
+    return ""
+
+
+def exist(m: Model, args: Args) -> dict[str, str]:
+    """jobs.exist {ids} → {id: state}: those of `ids` the broker has, with their state;
+    importers use it to report what an earlier run took (and what became of it)."""
+    ids = args.strings("ids")
+    if len(ids) > IDS_MAX:
+        raise BadRequest(f"at most {IDS_MAX} ids per request")
+    live = {i: m.jobs[i].state.value for i in ids if i in m.jobs}
+    stored = m.store.states_of([i for i in ids if i not in live])
+    return {**live, **{i: state.value for i, state in stored.items()}}
+
+
+OPS = {"jobs.list": list_jobs, "jobs.get": get, "jobs.cancel": cancel, "jobs.retry": retry,
+       "jobs.exist": exist}
