@@ -3,8 +3,9 @@
 One module per noun, named as the CLI's `luzia/cli/<noun>.py`: broker (ping, status),
 jobs, logs, queue, agents, history; and events (luzia-notify's). An op is a function
 `(model, args) -> result` listed under its wire name in its module's `OPS`; its
-docstring is its protocol documentation (docs/PROTOCOL.md). A LuziaError it raises is answered with its message
-and its wire code (errors.py); an op that answers later returns DEFERRED (logs.read).
+docstring is its protocol documentation (docs/PROTOCOL.md). A LuziaError it raises is
+answered with its message and its wire code (errors.py); an op that answers later
+returns DEFERRED (logs.read).
 """
 
 from __future__ import annotations
