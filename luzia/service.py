@@ -1,12 +1,21 @@
-"""Running a long-lived component (broker, agent) in the foreground: build it, stop it
-cleanly on SIGTERM/SIGINT, and turn a LuziaError at start into one line and an exit code."""
+"""Running a long-lived component (broker, agent, notifier) in the foreground: build it,
+stop it cleanly on SIGTERM/SIGINT, and turn a LuziaError at start into one line and an exit
+code; and what such a component holds while it runs: its lock, its listening sockets."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from luzia.errors import LuziaError, StateDirError
+
+if TYPE_CHECKING:
+    import zmq
 
 
 class Service(Protocol):
@@ -15,7 +24,6 @@ class Service(Protocol):
 
 
 def serve(prog: str, make: Callable[[], Service]) -> int:
-    from luzia.errors import LuziaError
     try:
         service = make()
     except LuziaError as exc:
@@ -25,3 +33,36 @@ def serve(prog: str, make: Callable[[], Service]) -> int:
     signal.signal(signal.SIGINT, lambda *_: service.stop())
     service.run()
     return 0
+
+
+def hold_lock(path: Path, what: str) -> int:
+    """One `what` per state dir: an exclusive lock on `path`, held for the process's life
+    (the open fd it returns), with our pid in it for the next one's refusal."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise LuziaError(f"another {what} (pid {other}) is running on {path.parent}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError as exc:     # disk full, file size limit: say where, not a traceback
+        os.close(fd)
+        raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return fd
+
+
+def listen(sock: zmq.Socket, endpoint: str, what: str) -> zmq.Socket:
+    """Bind `sock` to `endpoint` (closed again if it cannot); an ipc socket file is made
+    0600, so only our user reaches it."""
+    import zmq
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close()
+        raise StateDirError(f"cannot listen on {endpoint} ({what}): {exc}") from None
+    if endpoint.startswith("ipc://"):
+        os.chmod(endpoint[len("ipc://"):], 0o600)
+    return sock

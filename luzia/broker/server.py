@@ -9,7 +9,6 @@ retries, pruning) is `tick(now)`, which tests may call directly.
 
 from __future__ import annotations
 
-import fcntl
 import heapq
 import logging
 import os
@@ -28,7 +27,8 @@ from luzia.broker.ops import logs
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import LuziaError, ProtocolError, StateDirError
+from luzia.errors import LuziaError, ProtocolError
+from luzia.service import hold_lock, listen
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Broker:
         self.home = ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
         self.spool = spool.Spool(ensure_private_dir(cfg.spool_dir))
-        self._lock = _take_lock(self.home / "broker.lock")
+        self._lock = hold_lock(self.home / "broker.lock", "broker")
         store = Store(cfg.broker.db)
         sched = Scheduler(cfg.scheduler)
         bad = {name: rpc.BadFrames(log, f"{name} socket") for name in SOCKETS}
@@ -76,14 +76,7 @@ class Broker:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if kind in (zmq.PULL, zmq.ROUTER):
             sock.setsockopt(zmq.RCVHWM, 100_000)
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
-            sock.close()
-            raise StateDirError(f"cannot listen on {endpoint} ({name}): {exc}") from None
-        if endpoint.startswith("ipc://"):
-            os.chmod(endpoint[len("ipc://"):], 0o600)
-        return sock
+        return listen(sock, endpoint, name)
 
     def _bind(self) -> None:
         ep = self.cfg.endpoints
@@ -262,20 +255,3 @@ def _send(sock: zmq.Socket, frames: list[bytes]) -> None:
     except zmq.ZMQError as exc:
         log.warning("send failed: %s", exc)
 
-
-def _take_lock(path: Path) -> int:
-    """One broker per state dir: hold an exclusive lock for the process's life."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise LuziaError(f"another broker (pid {other}) is running on {path.parent}") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-    except OSError as exc:     # disk full, file size limit: say where, not a traceback
-        os.close(fd)
-        raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return fd

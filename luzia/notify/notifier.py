@@ -9,7 +9,6 @@ The broker never waits for us: we subscribe like `luzia top` and ask like the CL
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import queue
@@ -28,6 +27,7 @@ from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, deliver,
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.outbox import Outbox
+from luzia.service import hold_lock, listen
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Notifier:
         self.started = time.monotonic()
         ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
-        self._lock = _take_lock(Path(cfg.home) / "notify.lock")
+        self._lock = hold_lock(Path(cfg.home) / "notify.lock", "luzia-notify")
         self.outbox = Outbox(self.ncfg.db)
         self.rules = Rules(self.ncfg)
         self.backoff = Backoff(self.ncfg.retry_initial, self.ncfg.retry_max)
@@ -104,14 +104,7 @@ class Notifier:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 65536)
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
-            sock.close()
-            raise LuziaError(f"cannot listen on {endpoint}: {exc}") from None
-        if endpoint.startswith("ipc://"):
-            os.chmod(endpoint[len("ipc://"):], 0o600)
-        return sock
+        return listen(sock, endpoint, "notify")
 
     def _wake(self) -> None:
         try:
@@ -314,16 +307,3 @@ class Notifier:
         for fd in (self._wake_r, self._wake_w, self._lock):
             os.close(fd)
 
-
-def _take_lock(path: Path) -> int:
-    """One notifier per state dir (two would send everything twice)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise LuziaError(f"another luzia-notify (pid {other}) is running on {path.parent}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
