@@ -23,7 +23,7 @@ from luzia.client import Control
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BadRequest, BrokerUnreachable, ConfigError, LuziaError, ProtocolError
 from luzia.notify import metrics
-from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, deliver, redacted, valid_url
+from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, redacted, valid_url
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.outbox import Outbox
@@ -41,7 +41,7 @@ STOP_GRACE = 5.0          # at a stop, seconds to wait for deliveries in flight 
 class Notifier:
     """Construct with a config, then `run()`; `stop()` (SIGTERM) ends the loop."""
 
-    def __init__(self, cfg: Config, ctx: zmq.Context | None = None, send=deliver) -> None:
+    def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
         self.cfg = cfg
         self.ncfg = cfg.notify
         self.started = time.monotonic()
@@ -55,7 +55,7 @@ class Notifier:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self.couriers = {name: Courier(name, url, self.results, self._wake, send)
+        self.couriers = {name: Courier(name, url, self.results, self._wake)
                          for name, url in self.ncfg.targets.items()}
         self.limits = {name: RateLimit(self.ncfg.rate) for name in self.couriers}
         self.failures = {name: 0 for name in self.couriers}       # in a row, per target
