@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 100              # events rows per events.since request
 PAGES = 5                # events.since requests per catch-up before the loop's next turn
-RUNNING_MAX = 10_000     # running jobs read by one reconcile (jobs.list's own limit)
+RUNNING_MAX = 500        # running jobs read by one reconcile (more than a fleet's slots;
+                         # each carries its task, and a reply must stay under 1 MiB)
 
 
 class Broker(Protocol):

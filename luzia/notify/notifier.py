@@ -170,17 +170,20 @@ class Notifier:
 
     def _read_broker(self, now: float) -> None:
         try:
-            if self.reconcile_due:
-                self.feed.reconcile()
-                self.reconcile_due = False
             more = self.feed.catch_up()
         except BrokerUnreachable as exc:
             self._broker_down(exc)
             return
-        except (ProtocolError, LuziaError) as exc:
+        except LuziaError as exc:         # a malformed or refused answer: ask again later
             log.warning("reading the broker's events failed: %s", exc)
             self.catch_up_at = now + self.ncfg.poll
             return
+        if self.reconcile_due:
+            try:
+                self.feed.reconcile()
+                self.reconcile_due = False
+            except LuziaError as exc:     # the jobs' ends still flow; this is tried next turn
+                log.warning("reading the flags and the fleet's state failed: %s", exc)
         if self.broker_failures:
             log.info("the broker answers again")
         self.broker_failures = 0

@@ -100,9 +100,10 @@ def test_events_since_pages_filters_and_keeps_its_high_water_mark(broker):
     everything = ops.call("events.since", after=start)       # all states: pending rows too
     assert {e["state"] for e in everything["events"]} == {"pending", "killed"}
     assert rest["last"] == everything["last"]
-    # a state this broker does not know (yet) has no rows, and is no error
-    assert ops.call("events.since", after=start, states=["paused"]) == {
-        "events": [], "last": rest["last"], "more": False}
+    # a state this broker does not know (yet) has no rows, and is no error; none asked: none
+    for states in (["paused"], []):
+        assert ops.call("events.since", after=start, states=states) == {
+            "events": [], "last": rest["last"], "more": False}
     broker.store.prune(0)                          # every finished job, and its rows, gone
     assert ops.call("events.since", after=0) == {"events": [], "last": rest["last"], "more": False}
     for bad in ({"limit": 0}, {"limit": 1001}, {"after": -1}, {"after": "x"}):
@@ -128,3 +129,13 @@ def test_a_flag_on_a_jobs_event_is_told_once_per_attempt(broker, tmp_path):
     assert "task: deploy it" in notice.body      # the details came from jobs.get
     assert feed.on_event("job.running", {**summary, "attempt": 2}) is False
     assert len(feed.outbox.keys()) == 2           # a new attempt may ask again
+
+
+def test_without_rules_for_ends_the_cursor_still_moves(broker, tmp_path):
+    """A rule for ends added later tells what happens from then on, not the backlog."""
+    feed = make_feed(broker, tmp_path, [NotifyRule(events=["stalled"], targets=["ops"])])
+    feed.catch_up()
+    killed(broker)
+    feed.catch_up()
+    assert feed.outbox.keys() == []
+    assert feed.outbox.cursor() == InProcess(broker).call("events.since")["last"]

@@ -18,19 +18,17 @@ _KEYS = ("seq", "at", "job_id", "state", "detail", "project", "user")
 def since(m: Model, args: Args) -> dict[str, Any]:
     """events.since {after=0, states=[..], limit=100 (≤ 1000)} → {events: [{seq, at, job_id,
     state, detail, project, user}], last, more}: the job events after row `after`, oldest
-    first, of the given states (all if none; a state this broker does not have matches
-    nothing). `last` is where to go on from: the last row read when `more`, else the table's
+    first, of the given states (all without `states`; `states=[]`, or only states this
+    broker does not have, give none and just `last`). `last` is where to go on from: the last row read when `more`, else the table's
     high-water mark (rows of other states included, so a cursor moves past them). A job's
     rows go when the job is pruned (max_jobs)."""
     after = args.get("after", int, 0)
     limit = args.limit(100, PAGE_MAX)
     if after < 0:
         raise BadRequest("after must be >= 0")
-    states = args.strings("states")
-    if states:
-        states = [s for s in states if s in JOB_STATE_NAMES]
-        if not states:
-            return {"events": [], "last": _high_water(m), "more": False}
+    states = [s for s in args.strings("states") if s in JOB_STATE_NAMES]
+    if "states" in args.args and not states:    # none asked for (or none this broker has)
+        return {"events": [], "last": _high_water(m), "more": False}
     where = f" AND e.state IN ({', '.join('?' * len(states))})" if states else ""
     rows = m.store.db.execute(
         "SELECT e.seq, e.at, e.job_id, e.state, e.detail, j.project, j.user FROM events e"
