@@ -24,8 +24,12 @@ _req = itertools.count(1)
 
 def notify_config(targets: dict[str, str], rules: list[tuple[list[str], list[str]]],
                   extra: str = "") -> str:
-    """A [notify] section: targets by name, rules as (events, targets)."""
-    text = "[notify]\n" + FAST_NOTIFY + extra + "\n[notify.targets]\n"
+    """A [notify] section: targets by name, rules as (events, targets); `extra` lines
+    override FAST_NOTIFY's."""
+    given = {line.split("=")[0].strip() for line in extra.splitlines() if "=" in line}
+    fast = "".join(f"{line}\n" for line in FAST_NOTIFY.splitlines()
+                   if "=" in line and line.split("=")[0].strip() not in given)
+    text = "[notify]\n" + fast + extra + "\n[notify.targets]\n"
     text += "".join(f'{name} = "{url}"\n' for name, url in targets.items())
     for events, to in rules:
         text += f"\n[[notify.rules]]\nevents = {events!r}\ntargets = {to!r}\n".replace("'", '"')
