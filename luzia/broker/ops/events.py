@@ -19,9 +19,10 @@ def since(m: Model, args: Args) -> dict[str, Any]:
     """events.since {after=0, states=[..], limit=100 (≤ 1000)} → {events: [{seq, at, job_id,
     state, detail, project, user}], last, more}: the job events after row `after`, oldest
     first, of the given states (all without `states`; `states=[]`, or only states this
-    broker does not have, give none and just `last`). `last` is where to go on from: the last row read when `more`, else the table's
-    high-water mark (rows of other states included, so a cursor moves past them). A job's
-    rows go when the job is pruned (max_jobs)."""
+    broker does not have, give none and just `last`). `last` is where to go on from: the
+    last row read when `more`, else the table's high-water mark (rows of other states
+    included, so a cursor moves past them). A job's rows go when the job is pruned
+    (max_jobs)."""
     after = args.get("after", int, 0)
     limit = args.limit(100, PAGE_MAX)
     if after < 0:
