@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS conditions (
 );
 """
 CURSOR = "events_seq"        # meta key: the last broker events row taken into the outbox
+SCHEMA_VERSION = 1           # meta 'schema': what a later release migrates from
 
 
 @dataclass
@@ -87,6 +88,8 @@ class Outbox:
             self.db.execute("PRAGMA busy_timeout=5000")
             if create:
                 self.db.executescript(SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                                (str(SCHEMA_VERSION),))
         except sqlite3.Error as exc:
             raise StateDirError(f"cannot open the notifier database {self.path}: {exc}") from None
 
