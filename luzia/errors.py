@@ -71,6 +71,19 @@ class StateDirError(LuziaError):
     exit_code = 73
 
 
+class StoreError(StateDirError):
+    """The job database cannot be used: damaged, from a newer release, or a query failed."""
+
+    code = "database"
+
+
+class InUse(LuziaError):
+    """Another process holds what this one needs (`luzia db recover` while the broker runs)."""
+
+    exit_code = 75
+    holder = "?"              # who holds it, as it wrote itself into the lock (its pid)
+
+
 class Rejected(LuziaError):
     """The broker rejected a submission (queue full, unknown dependency); the job is kept."""
 
@@ -78,7 +91,8 @@ class Rejected(LuziaError):
 
 
 _BY_CODE: dict[str, type[LuziaError]] = {
-    cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable)}
+    cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
+                               StoreError)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

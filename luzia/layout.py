@@ -36,6 +36,10 @@ def atomic_tmp_name(name: str) -> str:
     return f".{name}.tmp"
 
 
+# The state directory, `<home>/` ------------------------------------------------------
+BROKER_LOCK = "broker.lock"  # held by the running broker (and by `luzia db recover`): one at a time
+
+
 # The run directory, `<home>/run/` -------------------------------------------------------
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
 

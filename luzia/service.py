@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from luzia.errors import LuziaError, StateDirError
+from luzia.errors import InUse, LuziaError, StateDirError
 
 if TYPE_CHECKING:
     import zmq
@@ -31,23 +31,33 @@ def serve(prog: str, make: Callable[[], Service]) -> int:
         return exc.exit_code
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     signal.signal(signal.SIGINT, lambda *_: service.stop())
-    service.run()
+    try:
+        service.run()
+    except LuziaError as exc:      # it had to stop (its database failed): one line, its code
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 
-def hold_lock(path: Path, what: str) -> int:
-    """One `what` per state dir: an exclusive lock on `path`, held for the process's life
-    (the open fd it returns), with our pid in it for the next one's refusal."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def hold_lock(path: Path, what: str, holder: str = "") -> int:
+    """One `what` per state dir: take the lock on `path` (non-blocking) and write our pid
+    (and `holder`) into it; the open fd, which keeps the lock until it is closed. InUse
+    names the process that has it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateDirError(f"cannot open {path}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        other = os.read(fd, 64).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise LuziaError(f"another {what} (pid {other}) is running on {path.parent}") from None
+        busy = InUse(f"another {what} (pid {other}) is running on {path.parent}")
+        busy.holder = other
+        raise busy from None
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{os.getpid()}{' ' + holder if holder else ''}".encode())
     except OSError as exc:     # disk full, file size limit: say where, not a traceback
         os.close(fd)
         raise StateDirError(f"cannot write {path}: {exc.strerror or exc}") from None

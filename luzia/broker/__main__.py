@@ -7,6 +7,7 @@ import logging
 import sys
 
 from luzia import config
+from luzia.errors import StoreError
 from luzia.service import serve
 
 
@@ -33,8 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         overrides["endpoints"] = _endpoints_from(args.bind)
 
     def make():
+        import sqlite3
+
         from luzia.broker.server import Broker
-        return Broker(config.load(overrides=overrides))
+        cfg = config.load(overrides=overrides)
+        try:
+            return Broker(cfg)
+        except sqlite3.DatabaseError as exc:    # a bad page the start's quick_check passed
+            from luzia.broker.dbfile import mark_failed, one_line
+            mark_failed(cfg.broker.db, one_line(str(exc)))    # the next start checks in full
+            raise StoreError(f"job database {cfg.broker.db} failed at start: {one_line(str(exc))}"
+                             ": see `luzia db check`, then `luzia db recover` with the broker "
+                             "stopped") from None
     code = serve("luzia-broker", make)
     if code == 0:
         logging.getLogger("luzia.broker").info("broker stopped")

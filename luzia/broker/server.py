@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, lifecycle, metrics, ops, spool
+from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
@@ -27,8 +28,8 @@ from luzia.broker.ops import logs
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import LuziaError, ProtocolError
-from luzia.service import hold_lock, listen
+from luzia.errors import LuziaError, ProtocolError, StoreError
+from luzia.service import listen
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,13 @@ class Broker:
         self.home = ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
         self.spool = spool.Spool(ensure_private_dir(cfg.spool_dir))
-        self._lock = hold_lock(self.home / "broker.lock", "broker")
-        store = Store(cfg.broker.db)
+        self._lock = lock.hold(self.home)
+        try:
+            store = Store(cfg.broker.db)        # refuses a damaged or newer one; migrates
+            rebuild.if_needed(store, cfg)       # a lost database: jobs from their job dirs
+        except BaseException:
+            os.close(self._lock)
+            raise
         sched = Scheduler(cfg.scheduler)
         bad = {name: rpc.BadFrames(log, f"{name} socket") for name in SOCKETS}
         self.model = BrokerModel(cfg, store, sched, Fleet(sched, store.drained()), bad=bad)
@@ -103,9 +109,14 @@ class Broker:
     # loop ---------------------------------------------------------------------
     def run(self) -> None:
         self.running = True
-        self.sweep_spool()
-        while self.running:
-            self.turn()
+        try:
+            self.sweep_spool()
+            while self.running:
+                self.turn()
+        except (sqlite3.DatabaseError, StoreError) as exc:   # cannot be saved: stop before acting
+            failure = self.model.store.abandon(exc)
+            self.close()
+            raise failure from None
         self.close()
 
     def stop(self) -> None:
@@ -244,7 +255,11 @@ class Broker:
 
     # control ------------------------------------------------------------------------
     def _on_control_frames(self, frames: list[bytes]) -> None:
-        ops.handle(self.model, frames[0], rpc.parse(frames))
+        req = rpc.parse(frames)
+        try:
+            ops.handle(self.model, frames[0], req)
+        except sqlite3.DatabaseError as exc:    # a damaged page fails this request, not the broker
+            self.model.out.reply(frames[0], rpc.failure(req.req, self.model.store.query_failed(exc)))
 
 
 def _send(sock: zmq.Socket, frames: list[bytes]) -> None:
@@ -254,4 +269,3 @@ def _send(sock: zmq.Socket, frames: list[bytes]) -> None:
         log.warning("peer queue full, message dropped (it will be retried by reconciliation)")
     except zmq.ZMQError as exc:
         log.warning("send failed: %s", exc)
-

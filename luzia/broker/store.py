@@ -4,85 +4,34 @@ Writes join the open transaction; the broker calls `commit()` once per loop turn
 commit), and only then acts on what it wrote (sends Assign, unlinks spool files, replies).
 The interface is small on purpose, so a fleet that outgrows one host can put the job table
 elsewhere without touching the scheduler.
+
+Opening (`open_db`) refuses a damaged database or one from a newer release before anything
+writes it, copies an older one beside itself and migrates it (luzia/broker/migrations.py
+says how versions work and how to add a migration).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from luzia.errors import StateDirError
+from luzia import __version__
+from luzia.broker import dbfile, migrations
+from luzia.errors import StoreError
 from luzia.states import JobState, Priority
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    project TEXT NOT NULL,
-    user TEXT NOT NULL,
-    task TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    type TEXT NOT NULL,
-    timeout REAL NOT NULL,
-    max_retries INTEGER NOT NULL,
-    retries INTEGER NOT NULL DEFAULT 0,
-    after TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    workdir TEXT NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL DEFAULT '',
-    host TEXT NOT NULL DEFAULT '',
-    attempt INTEGER NOT NULL DEFAULT 0,
-    progress REAL NOT NULL DEFAULT -1,
-    message TEXT NOT NULL DEFAULT '',
-    tail TEXT NOT NULL DEFAULT '[]',
-    exit_code INTEGER,
-    stalled INTEGER NOT NULL DEFAULT 0,
-    submitted_at REAL NOT NULL,
-    assigned_at REAL,
-    started_at REAL,
-    finished_at REAL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
-CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
-CREATE INDEX IF NOT EXISTS jobs_submitted ON jobs (submitted_at);
-CREATE TABLE IF NOT EXISTS attempts (
-    job_id TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    host TEXT NOT NULL,
-    assigned_at REAL,
-    started_at REAL,
-    finished_at REAL,
-    exit_code INTEGER,
-    reason TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (job_id, attempt)
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    at REAL NOT NULL,
-    state TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS events_job ON events (job_id);
-"""
-
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
-            "finished_at", "updated_at")
+            "finished_at", "updated_at", "submitter")
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
 
 
@@ -118,6 +67,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     updated_at: float = 0.0
+    submitter: str | None = None          # schema 2; filled in by issue 17 item 7
 
     def move(self, new: JobState, reason: str | None = None) -> None:
         """Change state through the state machine (raises IllegalTransition on a bug)."""
@@ -160,16 +110,7 @@ class Store:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk before the broker acts on it (acknowledged = durable)
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        except sqlite3.Error as exc:
-            raise StateDirError(f"cannot open job database {path}: {exc}") from None
+        self.db, self.opened = open_db(path)
         self._in_tx = False
         self.next_seq = (self.db.execute("SELECT MAX(seq) FROM jobs").fetchone()[0] or 0) + 1
 
@@ -201,6 +142,42 @@ class Store:
         if self._in_tx:
             self.commit()
         self.db.close()
+
+    def abandon(self, exc: Exception) -> StoreError:
+        """The database failed under a write: roll back what this turn wrote (none of it was
+        acted on), leave the mark that makes the next start check it in full, and close.
+        The error to stop the broker with."""
+        try:
+            if self._in_tx:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass        # SQLite may have rolled it back itself
+        self._in_tx = False
+        self.db.close()
+        why = dbfile.one_line(str(exc))
+        dbfile.mark_failed(self.path, why)
+        return StoreError(f"job database {self.path} failed: {why}; the broker stops without "
+                          f"acting on what it had not saved. Next: `luzia db check`")
+
+    def query_failed(self, exc: sqlite3.Error) -> StoreError:
+        """A read failed (a damaged page): the error that answers the request instead."""
+        why = dbfile.one_line(str(exc))
+        log.error("job database %s failed a query: %s (see `luzia db check`)", self.path, why)
+        return StoreError(f"the broker's job database failed this query: {why}. On the "
+                          f"broker's host: `luzia db check`")
+
+    # meta ---------------------------------------------------------------------------
+    def meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Keep `value` (JSON) under `key`; None deletes it."""
+        self._begin()
+        if value is None:
+            self.db.execute("DELETE FROM meta WHERE key=?", (key,))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # jobs ---------------------------------------------------------------------
     def insert(self, job: Job) -> bool:
@@ -328,9 +305,101 @@ class Store:
     @staticmethod
     def _job(row: tuple) -> Job:
         values = dict(zip(_COLUMNS, row, strict=True))
-        values["state"] = JobState(values["state"])
-        values["after"] = json.loads(values["after"])
-        values["metadata"] = json.loads(values["metadata"])
-        values["tail"] = json.loads(values["tail"])
+        try:
+            values["state"] = JobState(values["state"])
+            values["after"] = json.loads(values["after"])
+            values["metadata"] = json.loads(values["metadata"])
+            values["tail"] = json.loads(values["tail"])
+        except (TypeError, ValueError) as exc:    # a damaged value SQLite's checks cannot see
+            log.error("job %s does not read back from the job database: %s", values["id"], exc)
+            raise StoreError(f"job {values['id']} does not read back from the job database "
+                             f"({dbfile.one_line(str(exc), 120)}): see `luzia db check`") from None
         values["stalled"] = bool(values["stalled"])
         return Job(**values)
+
+
+# opening ---------------------------------------------------------------------------------
+# The start's integrity check gives up after this long (a very large database, a cold
+# cache): the supervisor counts a broker silent for start_grace + ping_timeout as hung.
+START_CHECK_BUDGET = 8.0
+
+@dataclass
+class Opened:
+    """What opening the database found and did."""
+
+    created: bool = False          # there was no database (missing or empty file): a new one
+    existed: bool = False          # a file was there (zero-length, when created)
+    from_version: int = 0
+    backup: str | None = None      # the copy kept before migrating
+
+
+def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
+    """Open the job database for the broker. A damaged database, or one from a newer release,
+    is refused before anything writes it (StoreError: one line, exit 73); an older one is
+    copied beside itself, then migrated in one transaction; a missing one is created."""
+    failed = dbfile.failed_mark(path)       # the broker stopped on a database error last time
+    found = dbfile.probe(path, full=bool(failed), budget=START_CHECK_BUDGET)
+    _refuse(path, found)
+    if not found.checked:
+        log.warning("job database %s (%.0f MB): the %s check did not finish in %.0fs; the "
+                    "broker starts without it. `luzia db check` checks it in full", path,
+                    found.size / 1e6, "full" if failed else "quick", START_CHECK_BUDGET)
+    opened = Opened(created=found.empty, existed=found.exists, from_version=found.version)
+    try:
+        if 0 < found.version < migrations.LATEST:
+            opened.backup = dbfile.backup_beside(path, found.version)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the broker acts on it (acknowledged = durable)
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=5000")
+        if found.version < migrations.LATEST:
+            _migrate(db, path, opened)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open job database {path}: {dbfile.one_line(str(exc))}") from None
+    if failed and found.checked:
+        log.warning("job database %s: full integrity check after the last failure (%s): ok",
+                    path, failed)
+        dbfile.clear_failed(path)
+    return db, opened
+
+
+def _refuse(path: str, found: dbfile.Probe) -> None:
+    name = os.path.basename(path)
+    if found.unreadable:
+        raise StoreError(f"job database {path} is {found.unreadable}: see `luzia db check`; "
+                         f"`luzia db recover` salvages what it can and keeps the file aside")
+    if found.version > migrations.LATEST:
+        raise StoreError(
+            f"job database {path} is schema {found.version}, from a newer Luzia release (this "
+            f"one, {__version__}, knows schema {migrations.LATEST} at most): run the newer "
+            f"release, or put back the copy it kept before migrating ({name}.schema"
+            f"{migrations.LATEST}-*.bak)")
+    if found.damage:
+        raise StoreError(f"job database {path} is damaged ({found.damage}): see `luzia db "
+                         f"check`, then `luzia db recover` with the broker stopped")
+
+
+def _migrate(db: sqlite3.Connection, path: str, opened: Opened) -> None:
+    """All the migrations due, in one transaction (taken before the version is read again)."""
+    started = time.monotonic()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        current = migrations.version_of(db)
+        migrations.upgrade(db, current)
+        db.execute("COMMIT")
+    except Exception as exc:      # a migration step of any kind: one line, nothing changed
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass                 # SQLite rolled it back itself (disk full, I/O error)
+        kept = f"; the copy from before: {opened.backup}" if opened.backup else ""
+        raise StoreError(f"migrating job database {path} from schema {opened.from_version} to "
+                         f"{migrations.LATEST} failed, nothing changed: {type(exc).__name__}: "
+                         f"{dbfile.one_line(str(exc))}{kept}") from None
+    name = os.path.basename(path)
+    if current == 0:        # a first start: not news (a lost database is: rebuild.py)
+        log.debug("created %s (schema %d) at %s", name, migrations.LATEST, path)
+        return
+    log.info("migrated %s from schema %d to %d in %.2fs; the copy from before: %s", name,
+             current, migrations.LATEST, time.monotonic() - started, opened.backup)

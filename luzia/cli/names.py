@@ -15,6 +15,7 @@ COMMANDS_BY_NOUN = {
     "config": ("config",),
     "keys": ("keys",),
     "supervisor": ("supervisor",),
+    "db": ("db",),
     "notify": ("notify",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

@@ -10,7 +10,21 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import agents, config, git, history, imports, jobs, keys, logs, notify, queue, supervisor, top
+from luzia.cli import (
+    agents,
+    config,
+    db,
+    git,
+    history,
+    imports,
+    jobs,
+    keys,
+    logs,
+    notify,
+    queue,
+    supervisor,
+    top,
+)
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
 
@@ -42,11 +56,12 @@ Exit codes:
   2   usage: bad option, unknown project, job not found
   3   broker not reachable
   4   protocol error (a malformed answer)
-  73  state dir not writable
-  75  submission rejected by the broker (queue full, unknown dependency)
+  73  state dir not writable, or the job database unusable (luzia db check)
+  75  submission rejected by the broker (queue full, unknown dependency),
+      or luzia db recover while the broker runs
 """
 
-NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, notify)
+NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, notify)
 
 
 @click.group(help=HELP, invoke_without_command=True,

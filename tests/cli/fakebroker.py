@@ -34,7 +34,7 @@ def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
         "state": "pending", "reason": "", "host": "", "attempt": 0, "retries": 0,
         "max_retries": spec.max_retries, "timeout": spec.timeout, "progress": -1.0,
         "message": "", "exit_code": None, "why": "no agent is connected", "stalled": False,
-        "stalled_since": None,
+        "stalled_since": None, "submitter": None,
         "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
         "submitted_at": spec.submitted_at or time.time(), "assigned_at": None,
         "started_at": None, "finished_at": None, "updated_at": time.time(),
