@@ -156,6 +156,20 @@ class SupervisorConfig(Frozen):
 
 
 @frozen
+class WebConfig(Frozen):
+    """The dashboard, luzia-web (docs/WEB.md), run by the supervisor when enabled."""
+
+    enabled: bool = False             # `make run` turns it on (luzia-supervisor --web)
+    host: str = "127.0.0.1"           # any address but loopback needs tls_cert and tls_key
+    port: int = 8470                  # 0: any free port (the URL is written to run/web.url)
+    tls_cert: str = ""                # PEM files; with both set the dashboard speaks https
+    tls_key: str = ""
+    admins: list[str] = field(default_factory=list)  # may act on every job (and the operator)
+    url: str = ""                     # the address people open, when a proxy is in front
+    page_size: int = 50               # jobs per list page
+
+
+@frozen
 class KeysConfig(Frozen):
     curve: bool = False               # CURVE on every endpoint, loopback too (else: non-local only)
     dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
@@ -184,7 +198,7 @@ class NotifyConfig(Frozen):
     retry_max: float = 300.0          # ... up to this
     give_up_after: float = 86400.0    # seconds after which an undelivered notification fails
     poll: float = 5.0                 # seconds between catch-ups when no event says there is news
-    link: str = ""                    # a job's page, e.g. "https://luzia.example/jobs/{id}"
+    link: str = ""                    # a job's page, "https://lz.example/jobs/{id}"; "": the dashboard's
     db: str = ""                      # default: $LUZIA_HOME/notify.db
     keep_days: float = 30.0           # delivered and failed notifications kept this long
     metrics_port: int = 0             # 0: broker.metrics_port + 1 when the broker's are on
@@ -218,6 +232,7 @@ class Config(Frozen):
     interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none

@@ -42,6 +42,11 @@ BROKER_LOCK = "broker.lock"  # held by the running broker (and by `luzia db reco
 
 # The run directory, `<home>/run/` -------------------------------------------------------
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
+WEB_URL = "web.url"         # the dashboard's address, written by luzia-web once it listens
+WEB_HEALTH = "web"          # the dashboard's health socket (the supervisor's ping)
+
+# The state directory, `<home>/` ----------------------------------------------------------
+WEB_TOKENS = "web-tokens.json"   # the dashboard's token per user (mode 0600)
 
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"

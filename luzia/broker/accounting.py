@@ -7,7 +7,9 @@ the indexes on finished_at and submitted_at (made here if missing) keep `since` 
 
 from __future__ import annotations
 
+import datetime
 import sqlite3
+import time
 from typing import Any
 
 from luzia.states import TERMINAL_NAMES
@@ -22,7 +24,7 @@ SELECT {group} AS name, COUNT(*),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
        AVG(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END),
        AVG(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END)
-FROM jobs WHERE state IN ({terminal}) {where}
+FROM {source} WHERE state IN ({terminal}) {where}
 {group_by}
 """
 _TERMINAL = ", ".join(f"'{name}'" for name in sorted(TERMINAL_NAMES))
@@ -33,11 +35,31 @@ def count_state(db: sqlite3.Connection, state: str) -> int:
     return db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()[0]
 
 
+RECENT = 86400.0            # seconds: a `since` this recent is answered through the index
+DAY = "date(finished_at, 'unixepoch', 'localtime')"
+
+
 def totals(db: sqlite3.Connection, group: str | None, since: float | None,
            where: dict[str, str | None]) -> list[dict[str, Any]]:
-    """Rows per `group` ("user" or "project"), or one overall row when `group` is None."""
-    if group not in (None, "user", "project"):
+    """Rows per `group` ("user", "project" or DAY), or one overall row when `group` is None."""
+    if group not in (None, "user", "project", DAY):
         raise ValueError(f"cannot group by {group!r}")
+    clauses, params = _clauses(since, where)
+    sql = _SELECT.format(group=group or "'all'", terminal=_TERMINAL, source=_source(since),
+                         where="".join(f" AND {c}" for c in clauses),
+                         group_by=f"GROUP BY {group} ORDER BY {group}" if group else "")
+    rows = db.execute(sql, params).fetchall()
+    return [_row(r) for r in rows if r[1]] or ([] if group else [_row(("all", 0, 0, 0, 0, 0, 0, None, None))])
+
+
+def _source(since: float | None) -> str:
+    """A window longer than a day is most of a long history: one plain scan of the table
+    beats looking each row up through the state or finished_at index."""
+    recent = since is not None and since > time.time() - RECENT
+    return "jobs" if recent else "jobs NOT INDEXED"
+
+
+def _clauses(since: float | None, where: dict[str, str | None]) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
     if since:
@@ -47,17 +69,69 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
         if value:
             clauses.append(f"{column} = ?")
             params.append(value)
-    sql = _SELECT.format(group=group or "'all'", terminal=_TERMINAL,
-                         where="".join(f" AND {c}" for c in clauses),
-                         group_by=f"GROUP BY {group} ORDER BY {group}" if group else "")
-    rows = db.execute(sql, params).fetchall()
-    return [_row(r) for r in rows if r[1]] or ([] if group else [_row(("all", 0, 0, 0, 0, 0, 0, None, None))])
+    return clauses, params
 
 
 def _row(r: tuple) -> dict[str, Any]:
     out: dict[str, Any] = {"name": r[0]}
     for key, value in zip(COLUMNS, r[1:], strict=True):
         out[key] = round(value, 3) if isinstance(value, float) else (value or 0)
+    return out
+
+
+_PARTS = """
+SELECT user, project, COUNT(*),
+       SUM(state = 'completed'), SUM(state = 'failed'), SUM(state = 'killed'),
+       SUM(state = 'rejected'),
+       COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
+       COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END), 0),
+       COUNT(started_at)
+FROM {source} WHERE state IN ({terminal}) {where}
+GROUP BY user, project
+"""
+
+
+def breakdown(db: sqlite3.Connection, since: float | None,
+              where: dict[str, str | None]) -> dict[str, Any]:
+    """{by_user: [row], by_project: [row], total: row}, as `totals` gives them, from one
+    scan: sums per (user, project) pair, added up here (a long history is one pass, not
+    three)."""
+    clauses, params = _clauses(since, where)
+    sql = _PARTS.format(source=_source(since), terminal=_TERMINAL,
+                        where="".join(f" AND {c}" for c in clauses))
+    sums: dict[str, dict[str, list[float]]] = {"user": {}, "project": {}, "total": {}}
+    for user, project, *values in db.execute(sql, params):
+        for kind, name in (("user", user), ("project", project), ("total", "all")):
+            acc = sums[kind].setdefault(name, [0] * len(values))
+            for i, value in enumerate(values):
+                acc[i] += value or 0
+
+    def rows(kind: str) -> list[dict[str, Any]]:
+        return [_summed(name, acc) for name, acc in sorted(sums[kind].items())]
+    return {"by_user": rows("user"), "by_project": rows("project"),
+            "total": rows("total")[0] if sums["total"] else _row(("all", 0, 0, 0, 0, 0, 0, None, None))}
+
+
+def _summed(name: str, acc: list[float]) -> dict[str, Any]:
+    """A totals row from sums: jobs, completed, failed, killed, rejected, run, wait, started."""
+    *counts, run, wait, started = acc
+    return _row((name, *counts, run, wait / started if started else None,
+                 run / started if started else None))
+
+
+def by_day(db: sqlite3.Connection, days: int, where: dict[str, str | None]) -> list[dict[str, Any]]:
+    """One row per day (`day`: YYYY-MM-DD, local time) of the last `days` days, oldest first;
+    a day without a finished job has a row of zeros."""
+    today = datetime.date.today()
+    first = today - datetime.timedelta(days=days - 1)
+    since = time.mktime(first.timetuple())
+    found = {r["name"]: r for r in totals(db, DAY, since, where)}
+    out = []
+    for n in range(days):
+        day = (first + datetime.timedelta(days=n)).isoformat()
+        row = found.get(day) or _row((day, 0, 0, 0, 0, 0, 0, None, None))
+        row["day"] = row.pop("name")
+        out.append(row)
     return out
 
 

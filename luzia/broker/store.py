@@ -24,7 +24,7 @@ from typing import Any
 from luzia import __version__
 from luzia.broker import dbfile, migrations
 from luzia.errors import StoreError
-from luzia.states import JobState, Priority
+from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,29 @@ class Job:
         if with_tail:
             out["tail"] = list(self.tail)
         return out
+
+
+def _filters(states: list[str] | None, project: str | None, user: str | None,
+             since: float | None, host: str | None, text: str | None) -> tuple[str, list[Any]]:
+    """A WHERE clause (with its leading space, or "") and its parameters. `text` matches the
+    start of an id or any part of the task, case-insensitively for ASCII (SQLite's LIKE)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if states:
+        where.append(f"state IN ({', '.join('?' * len(states))})")
+        args += states
+    for column, value in (("project", project), ("user", user), ("host", host)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if since:
+        where.append("submitted_at >= ?")
+        args.append(since)
+    if text:
+        pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append("(id LIKE ? ESCAPE '\\' OR task LIKE ? ESCAPE '\\')")
+        args += [pattern + "%", "%" + pattern + "%"]
+    return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 class Store:
@@ -244,27 +267,29 @@ class Store:
         return {r[0]: JobState(r[1]) for r in rows}
 
     def recent(self, limit: int = 50, states: list[str] | None = None, project: str | None = None,
-               user: str | None = None, since: float | None = None) -> list[Job]:
-        """The newest jobs (by arrival) that match every filter given."""
-        where: list[str] = []
-        args: list[Any] = []
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            args += states
-        if project:
-            where.append("project = ?")
-            args.append(project)
-        if user:
-            where.append("user = ?")
-            args.append(user)
-        if since:
-            where.append("submitted_at >= ?")
-            args.append(since)
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        return [self._job(r) for r in self.db.execute(sql, (*args, limit)).fetchall()]
+               user: str | None = None, since: float | None = None, offset: int = 0,
+               host: str | None = None, text: str | None = None) -> list[Job]:
+        """The newest jobs (by arrival) that match every filter given, from `offset` on."""
+        where, args = _filters(states, project, user, since, host, text)
+        if states and TERMINAL_NAMES.issuperset(states):
+            # finished jobs are most of a long history: walking the seq index newest first
+            # finds a page at once, where the state index would sort them all first
+            where = where.replace("state IN", "+state IN", 1)
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM jobs{where} ORDER BY seq DESC LIMIT ? OFFSET ?"
+        return [self._job(r) for r in self.db.execute(sql, (*args, limit, offset)).fetchall()]
+
+    def count(self, states: list[str] | None = None, project: str | None = None,
+              user: str | None = None, since: float | None = None, host: str | None = None,
+              text: str | None = None) -> tuple[int, dict[str, int]]:
+        """(jobs matching every filter, {state: n} matching every filter but the states)."""
+        where, args = _filters(None, project, user, since, host, text)
+        # no filter: the state index alone answers; with one, a plain scan beats looking up
+        # every row through the state index
+        source = "jobs NOT INDEXED" if where else "jobs"
+        rows = self.db.execute(f"SELECT state, COUNT(*) FROM {source}{where} GROUP BY state", args)
+        by_state = {state: n for state, n in rows}
+        total = sum(n for state, n in by_state.items() if not states or state in states)
+        return total, by_state
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(

@@ -16,6 +16,7 @@ COMMANDS_BY_NOUN = {
     "keys": ("keys",),
     "supervisor": ("supervisor",),
     "db": ("db",),
+    "web": ("web",),
     "notify": ("notify",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

@@ -24,6 +24,7 @@ from luzia.cli import (
     queue,
     supervisor,
     top,
+    web,
 )
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
@@ -61,7 +62,8 @@ Exit codes:
       or luzia db recover while the broker runs
 """
 
-NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, notify)
+NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
+         notify)
 
 
 @click.group(help=HELP, invoke_without_command=True,

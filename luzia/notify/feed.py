@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from luzia.errors import NotFound
@@ -38,17 +39,18 @@ class Broker(Protocol):
 class Feed:
     """Records events in the outbox; the notifier's loop calls it from its one thread."""
 
-    def __init__(self, outbox: Outbox, rules: Rules, broker: Broker, link: str = "") -> None:
+    def __init__(self, outbox: Outbox, rules: Rules, broker: Broker,
+                 link: Callable[[], str] = str) -> None:
         self.outbox = outbox
         self.rules = rules
         self.broker = broker
-        self.link = link
+        self.link = link         # a job page's URL template, asked per message (message.py)
         self.recorded = 0        # notifications added since start (for status)
 
     # recording ------------------------------------------------------------------------
     def _add(self, ev: NotifyEvent, targets: list[str], now: float) -> None:
         """Inside a transaction: the event's notification for each target (none twice)."""
-        msg = compose(ev, self.link)
+        msg = compose(ev, self.link())
         for target in targets:
             if self.outbox.add(ev.key, target, ev.kind, msg.title, msg.body, msg.level, now):
                 self.recorded += 1

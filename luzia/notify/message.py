@@ -1,9 +1,9 @@
 """The text of a notification: what a person needs to decide whether to look, and how.
 
 Job id, project, the task's first line, how it ended (with the broker's reason), run time,
-cost when the job has one, and where to look: the dashboard link when `notify.link` is set,
-else the command `luzia jobs ID`. Every string from the broker passes through text.one_line
-(it may hold anything a task or a program printed).
+cost when the job has one, and where to look: the job's page (`notify.link`, else the
+dashboard's when luzia-web is on), else the command `luzia jobs ID`. Every string from the
+broker passes through text.one_line (it may hold anything a task or a program printed).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from luzia.config import Config
 from luzia.notify.events import NotifyEvent
 from luzia.text import one_line
 
@@ -60,6 +61,18 @@ def compose(ev: NotifyEvent, link: str = "") -> Message:
         lines.append(f"cost: ${cost:.2f}")
     lines.append(look(job_id, link))
     return Message(title, "\n".join(line for line in lines if line), LEVEL.get(ev.kind, INFO))
+
+
+def job_link(cfg: Config) -> str:
+    """Where a job's page is, as a template with {id}: notify.link, else the dashboard's job
+    page when luzia-web is on (its sign-in stays the dashboard's: no token in a message),
+    else "" (the message gives the command)."""
+    if cfg.notify.link:
+        return cfg.notify.link
+    if cfg.web.enabled:     # web.tokens.base_url: the one answer to "where is the dashboard"
+        from luzia.web.tokens import base_url
+        return base_url(cfg) + "/jobs/{id}"
+    return ""
 
 
 def look(job_id: str, link: str = "") -> str:

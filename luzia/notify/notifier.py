@@ -26,6 +26,7 @@ from luzia.notify import metrics
 from luzia.notify.courier import Backoff, Courier, Delivery, RateLimit, redacted, valid_url
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
+from luzia.notify.message import job_link
 from luzia.notify.outbox import Outbox
 from luzia.service import hold_lock, listen
 
@@ -63,7 +64,7 @@ class Notifier:
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.broker = Control(cfg, timeout=BROKER_TIMEOUT)
-        self.feed = Feed(self.outbox, self.rules, self.broker, self.ncfg.link)
+        self.feed = Feed(self.outbox, self.rules, self.broker, lambda: job_link(cfg))
         self.sub = self._subscribe()
         self.control = self._bind_control(cfg.endpoints.notify)
         self.bad_control = rpc.BadFrames(log, "the notify socket")

@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="config file (sets LUZIA_CONFIG for the children too)")
     p.add_argument("--no-broker", action="store_true", help="do not run a broker here")
     p.add_argument("--no-agent", action="store_true", help="do not run an agent here")
+    p.add_argument("--web", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the dashboard, luzia-web (default: web.enabled)")
     echo = p.add_mutually_exclusive_group()
     echo.add_argument("--quiet", action="store_true",
                       help="do not echo the children's output (it still goes to their logs)")
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, supervisor=dataclasses.replace(
             cfg.supervisor, broker=cfg.supervisor.broker and not args.no_broker,
             agent=cfg.supervisor.agent and not args.no_agent))
+        if args.web is not None:
+            cfg = dataclasses.replace(cfg, web=dataclasses.replace(cfg.web, enabled=args.web))
         from luzia.supervisor.arbiter import Arbiter
         echo = args.echo or (not args.quiet and sys.stdout.isatty())
         arbiter = Arbiter(cfg, echo=echo)
@@ -95,10 +99,24 @@ def banner(cfg: config.Config, children: list[str]) -> list[str]:
         f"             supervisor {ep.supervisor}",
         f"  logs       {cfg.log_dir}",
     ]
+    if "web" in children:
+        lines.append(f"  dashboard  {dashboard_url(cfg)}")
     if "demo" in cfg.projects:
         lines.append('  submit a job: luzia demo "hello"')
     lines.append("  stop: Ctrl-C or SIGTERM (a second Ctrl-C kills)")
     return lines
+
+
+def dashboard_url(cfg: config.Config) -> str:
+    """The dashboard's sign-in URL with the operator's token (made now if there is none)."""
+    from luzia.web import tokens
+    try:
+        token = tokens.Tokens(cfg).ensure(tokens.operator())
+    except LuziaError as exc:
+        return f"(no token: {exc})"
+    if not cfg.web.port and not cfg.web.url:
+        return "any free port: `luzia web url` prints its address once it listens"
+    return tokens.login_url(cfg, token)
 
 
 if __name__ == "__main__":

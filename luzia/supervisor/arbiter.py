@@ -28,7 +28,7 @@ from typing import TextIO
 
 import zmq
 
-from luzia import keys, protocol, rpc
+from luzia import keys, layout, protocol, rpc
 from luzia.client import Control
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import BadRequest, LuziaError, ProtocolError, StateDirError
@@ -49,14 +49,17 @@ NOT_FOR_CHILDREN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 
 
 def default_programs(cfg: Config) -> list[Program]:
-    """The broker and/or the agent, per cfg.supervisor, and the notifier beside a broker
-    when [notify] has rules; started by module (never imported)."""
+    """The broker and/or the agent (cfg.supervisor), the dashboard (cfg.web.enabled) and the
+    notifier beside a broker when [notify] has rules; started by module (never imported)."""
     out = []
     if cfg.supervisor.broker:
         out.append(Program("broker", [sys.executable, "-m", "luzia.broker"], cfg.endpoints.control))
     if cfg.supervisor.agent:
         out.append(Program("agent", [sys.executable, "-m", "luzia.agents"],
                            f"ipc://{cfg.run_dir}/agent-{cfg.agent.name}"))
+    if cfg.web.enabled:     # the dashboard (docs/WEB.md), a client of the broker like the CLI
+        out.append(Program("web", [sys.executable, "-m", "luzia.web"],
+                           f"ipc://{cfg.run_dir}/{layout.WEB_HEALTH}"))
     if cfg.supervisor.broker and cfg.notify.rules:     # beside the broker (docs/NOTIFY.md)
         out.append(Program("notify", [sys.executable, "-m", "luzia.notify"], cfg.endpoints.notify))
     return out

@@ -66,3 +66,16 @@ def test_a_job_the_broker_no_longer_has_still_gets_a_message():
 
 def test_spans_read_at_a_glance():
     assert [span_text(s) for s in (42, 252, 3720, 97200)] == ["42s", "4m12s", "1h02m", "1d03h"]
+
+
+def test_the_link_is_notify_link_else_the_dashboards_job_page_else_none(short_tmp):
+    from luzia import config
+    from luzia.notify.message import job_link
+
+    def link(text: str) -> str:
+        (short_tmp / "luzia.toml").write_text(f'home = "{short_tmp}/h"\n{text}')
+        return job_link(config.load(env={"LUZIA_CONFIG": str(short_tmp / "luzia.toml")}))
+    assert link("") == ""
+    assert link("[web]\nenabled = true\nport = 8470\n") == "http://127.0.0.1:8470/jobs/{id}"
+    assert link('[web]\nenabled = true\nurl = "https://lz.example/"\n') == "https://lz.example/jobs/{id}"
+    assert link('[web]\nenabled = true\n[notify]\nlink = "https://x/{id}"\n') == "https://x/{id}"

@@ -8,6 +8,7 @@ from typing import Any
 from luzia.broker import accounting
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args
+from luzia.errors import BadRequest
 from luzia.states import TERMINAL_NAMES
 
 SHOWN_MAX = 500
@@ -30,14 +31,20 @@ def history(m: Model, args: Args) -> list[dict[str, Any]]:
 
 
 def stats(m: Model, args: Args) -> dict[str, Any]:
-    """stats {since, user, project} → {by_user: [row], by_project: [row], total: row}; a row
-    is {name, jobs, completed, failed, killed, rejected, run_seconds, mean_wait, mean_run}
-    over finished jobs (one GROUP BY each in SQLite)."""
+    """stats {since, user, project, days} → {by_user: [row], by_project: [row], total: row,
+    by_day?: [row + {day}]}; a row is {name, jobs, completed, failed, killed, rejected,
+    run_seconds, mean_wait, mean_run} over finished jobs (one GROUP BY in SQLite);
+    with `days` (1–366), `by_day` has one row per day (YYYY-MM-DD, the broker's local time)
+    of the last `days` days, oldest first, days without a finished job included."""
     since = args.get("since", (int, float))
     where = {"user": args.get("user", str), "project": args.get("project", str)}
-    return {"by_user": accounting.totals(m.store.db, "user", since, where),
-            "by_project": accounting.totals(m.store.db, "project", since, where),
-            "total": accounting.totals(m.store.db, None, since, where)[0]}
+    out = accounting.breakdown(m.store.db, since, where)
+    days = args.get("days", int)
+    if days is not None:
+        if not 0 < days <= 366:
+            raise BadRequest("days must be between 1 and 366")
+        out["by_day"] = accounting.by_day(m.store.db, days, where)
+    return out
 
 
 OPS = {"history": history, "stats": stats}

@@ -12,20 +12,43 @@ from luzia.errors import BadRequest
 from luzia.states import JOB_STATE_NAMES, JobState
 
 LIST_MAX = 10_000
+TEXT_MAX = 200              # characters of a jobs.list text search
 IDS_MAX = 10_000
 RETRYABLE = (JobState.FAILED, JobState.KILLED, JobState.LOST)
 
 
 def list_jobs(m: Model, args: Args) -> list[dict[str, Any]]:
-    """jobs.list {limit=50, state=[..], project, user, since} → [job] newest first."""
+    """jobs.list {limit=50, offset=0, state=[..], project, user, host, text, since} → [job]
+    newest first: those matching every given filter, `limit` of them from `offset` on;
+    `text` matches the start of an id or any part of the task (the dashboard's search)."""
     limit = args.limit(50, LIST_MAX)
+    offset = args.get("offset", int, 0)
+    if offset < 0:
+        raise BadRequest("offset must be 0 or more")
+    jobs = m.store.recent(limit=limit, offset=offset, **_filters(args))
+    return [job_view(m, m.jobs.get(j.id, j)) for j in jobs]
+
+
+def count(m: Model, args: Args) -> dict[str, Any]:
+    """jobs.count {state=[..], project, user, host, text, since} → {total, by_state: {state:
+    n}}: how many jobs jobs.list pages through; by_state ignores the state filter (the
+    counts a list's state tabs show). One GROUP BY in SQLite."""
+    total, by_state = m.store.count(**_filters(args))
+    return {"total": total, "by_state": by_state}
+
+
+def _filters(args: Args) -> dict[str, Any]:
+    """The filters jobs.list and jobs.count share, checked."""
     states = args.strings("state")
     for s in states:
         if s not in JOB_STATE_NAMES:
             raise BadRequest(f"unknown state {s!r}")
-    jobs = m.store.recent(limit=limit, states=states, project=args.get("project", str),
-                        user=args.get("user", str), since=args.get("since", (int, float)))
-    return [job_view(m, m.jobs.get(j.id, j)) for j in jobs]
+    text = args.get("text", str)
+    if text is not None and len(text) > TEXT_MAX:
+        raise BadRequest(f"text must be at most {TEXT_MAX} characters")
+    return {"states": states, "project": args.get("project", str), "user": args.get("user", str),
+            "host": args.get("host", str), "text": text,
+            "since": args.get("since", (int, float))}
 
 
 def get(m: Model, args: Args) -> dict[str, Any]:
@@ -96,5 +119,5 @@ def exist(m: Model, args: Args) -> dict[str, str]:
     return {**live, **{i: state.value for i, state in stored.items()}}
 
 
-OPS = {"jobs.list": list_jobs, "jobs.get": get, "jobs.cancel": cancel, "jobs.retry": retry,
-       "jobs.exist": exist}
+OPS = {"jobs.list": list_jobs, "jobs.count": count, "jobs.get": get, "jobs.cancel": cancel,
+       "jobs.retry": retry, "jobs.exist": exist}
