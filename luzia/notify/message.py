@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from luzia.cli.render import num
 from luzia.config import Config
 from luzia.notify.events import NotifyEvent
 from luzia.text import one_line
+from luzia.web.fmt import seconds
 
 LINE = 200          # characters of one line of the message (the task's first line, a reason)
 
@@ -96,7 +98,7 @@ def ended_attempt(job: dict[str, Any], at: float) -> dict[str, Any] | None:
     attempts = job.get("attempts")
     if not isinstance(attempts, list):
         return None
-    done = [a for a in attempts if isinstance(a, dict) and _num(a.get("finished_at")) is not None
+    done = [a for a in attempts if isinstance(a, dict) and num(a.get("finished_at")) is not None
             and (not at or a["finished_at"] <= at + 1.0)]
     return max(done, key=lambda a: a["finished_at"]) if done else None
 
@@ -106,7 +108,7 @@ def cost_of(job: dict[str, Any]) -> float | None:
     meta = job.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
     for value in (job.get("cost_usd"), job.get("cost"), meta.get("cost_usd")):
-        cost = _num(value)
+        cost = num(value)
         if cost is not None:
             return cost
     return None
@@ -117,11 +119,11 @@ def _what(ev: NotifyEvent) -> str:
     reason = _clip(ev.detail or job.get("reason"))
     host = _clip(job.get("host"), 64)
     where = f"attempt {job.get('attempt') or '?'}"
-    if _num(job.get("max_retries")):
+    if num(job.get("max_retries")):
         where += f" of {int(job['max_retries']) + 1}"
     where += f", on {host}" if host else ""
     if ev.kind == "stalled":
-        since = _num(job.get("stalled_since"))
+        since = num(job.get("stalled_since"))
         quiet = _span(since, ev.at or time.time()) if since else ""
         return f"stalled: no output{' for ' + quiet if quiet else ''} ({where})"
     if ev.kind == "needs_input":
@@ -153,22 +155,8 @@ def _clip(value: Any, width: int = LINE) -> str:
     return one_line(str(value), width) if value not in (None, "") else ""
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _span(start: Any, end: Any) -> str:
-    a, b = _num(start), _num(end)
-    return span_text(b - a) if a is not None and b is not None and b >= a else ""
+    """The time from `start` to `end` as the dashboard writes it (4m12s), "" if unknown."""
+    a, b = num(start), num(end)
+    return seconds(b - a) if a is not None and b is not None and b >= a else ""
 
-
-def span_text(seconds: float) -> str:
-    """4m12s, 1h02m, 3d04h: a duration a person reads at a glance."""
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from luzia.notify.events import NotifyEvent
-from luzia.notify.message import compose, span_text
+from luzia.notify.message import compose
 
 JOB = {"id": "113754-a2f5c10e9b3d", "project": "overbits", "user": "alice",
        "priority": "high", "host": "gpu1", "attempt": 2, "max_retries": 2, "exit_code": 1,
@@ -62,10 +62,6 @@ def test_a_job_the_broker_no_longer_has_still_gets_a_message():
                               detail="queue full (5 pending, max_pending=5)"))
     assert msg.body.splitlines() == ["rejected: queue full (5 pending, max_pending=5)",
                                      "project p", "look: luzia jobs 113754-a2f5c10e9b3d"]
-
-
-def test_spans_read_at_a_glance():
-    assert [span_text(s) for s in (42, 252, 3720, 97200)] == ["42s", "4m12s", "1h02m", "1d03h"]
 
 
 def test_the_link_is_notify_link_else_the_dashboards_job_page_else_none(short_tmp):
