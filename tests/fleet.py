@@ -31,7 +31,8 @@ class LocalFleet:
         self.config.write_text(f'home = "{home}"\n{config_text}\n{agent}')
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
         self.env.update({"LUZIA_CONFIG": str(self.config), "LUZIA_HOME": str(home),
-                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1"})
+                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1",
+                         "LUZIA_CACHE_TTL": "0"})   # tests ask after changes made elsewhere
         self.env.update(env or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self.ctx = zmq.Context()
