@@ -102,12 +102,14 @@ def _row(t: dict[str, Any]) -> tuple[str, ...]:
 
 @notify.command()
 @click.argument("target")
+@click.option("--dry-run", is_flag=True,
+              help="Check the URL with Apprise and say where it would go; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: {target, url, sent, error}.")
-def test(target: str, as_json: bool) -> None:
+def test(target: str, dry_run: bool, as_json: bool) -> None:
     """Send a test message to TARGET now: a name in [notify.targets], or an Apprise URL.
 
     Exits 1 with the target's answer when it does not take the message."""
-    from luzia.notify.courier import deliver, redacted
+    from luzia.notify.courier import deliver, redacted, valid_url
     cfg = load_config()
     if "://" in target:
         name, url = target, target
@@ -118,19 +120,23 @@ def test(target: str, as_json: bool) -> None:
         raise UsageError(f"no target {target!r} in [notify.targets] (known: {known}); "
                          "or give an Apprise URL")
     shown = redacted(url)
-    host = socket.gethostname().split(".")[0]
-    error = deliver(url, "luzia: test notification",
-                    f"A test from `luzia notify test` on {host} at "
-                    f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}: target {name} works.", "info")
+    if dry_run:
+        error = "" if valid_url(url) else "not a valid Apprise URL"
+    else:
+        host = socket.gethostname().split(".")[0]
+        error = deliver(url, "luzia: test notification",
+                        f"A test from `luzia notify test` on {host} at "
+                        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}: target {name} works.", "info")
     if as_json:
         click.echo(json.dumps({"target": name if name != url else shown, "url": shown,
-                               "sent": not error, "error": error}, indent=2))
+                               "sent": not error and not dry_run, "dry_run": dry_run,
+                               "error": error}, indent=2))
         if error:
             click.get_current_context().exit(1)
         return
     if error:
         raise LuziaError(f"{shown} did not take the test message: {error}")
-    click.echo(f"sent a test message to {shown}")
+    click.echo(f"{'would send' if dry_run else 'sent'} a test message to {shown}")
 
 
 COMMANDS = (notify,)

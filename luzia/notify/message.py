@@ -15,6 +15,7 @@ from typing import Any
 from luzia.cli.render import num
 from luzia.config import Config
 from luzia.notify.events import NotifyEvent
+from luzia.states import exit_text
 from luzia.text import one_line
 from luzia.web.fmt import seconds
 
@@ -131,7 +132,7 @@ def _what(ev: NotifyEvent) -> str:
     if ev.kind == "rejected":
         return f"rejected: {reason or 'refused by the broker'}"
     exit_code = job.get("exit_code")
-    detail = reason or (f"exit code {exit_code}" if ev.kind == "failed" and exit_code is not None
+    detail = reason or (exit_text(exit_code) if ev.kind == "failed" and isinstance(exit_code, int)
                         else "")
     return f"{ev.kind}{': ' + detail if detail else ''} ({where})"
 

@@ -29,6 +29,12 @@ def test_notify_test_sends_or_says_why_and_status_without_a_notifier(short_tmp, 
         assert out.returncode == 1 and json.loads(out.stdout)["sent"] is False
         out = fleet.cli("notify", "test", webhook.url("direct"))        # a URL, not a name
         assert out.returncode == 0 and len(webhook.messages("direct")) == 1
+        before = len(webhook.messages())
+        out = fleet.cli("notify", "test", "team", "--dry-run")
+        assert out.returncode == 0 and out.stdout.decode().startswith("would send a test message to ")
+        out = fleet.cli("notify", "test", "nosuchscheme://x", "--dry-run")
+        assert out.returncode == 1 and b"not a valid Apprise URL" in out.stderr
+        assert len(webhook.messages()) == before                      # a dry run sends nothing
         out = fleet.cli("notify", "test", "nobody")
         assert out.returncode == 2
         assert out.stderr == b"luzia: no target 'nobody' in [notify.targets] (known: pager, team); " \

@@ -7,7 +7,7 @@ from luzia.notify.message import compose
 
 JOB = {"id": "113754-a2f5c10e9b3d", "project": "overbits", "user": "alice",
        "priority": "high", "host": "gpu1", "attempt": 2, "max_retries": 2, "exit_code": 1,
-       "task": "fix the login button\nthen run the tests", "reason": "exit code 1",
+       "task": "fix the login button\nthen run the tests", "reason": "",
        "metadata": {}, "attempts": [
            {"attempt": 1, "host": "gpu2", "started_at": 1000.0, "finished_at": 1010.0},
            {"attempt": 2, "host": "gpu1", "started_at": 1020.0, "finished_at": 1272.0},
@@ -15,12 +15,12 @@ JOB = {"id": "113754-a2f5c10e9b3d", "project": "overbits", "user": "alice",
 
 
 def test_a_failed_job_says_what_ended_how_for_how_long_and_where_to_look():
-    msg = compose(NotifyEvent("failed", "k", job=JOB, detail="exit code 1", at=1272.5))
+    msg = compose(NotifyEvent("failed", "k", job=JOB, detail="", at=1272.5))
     assert msg.level == "failure"
     assert msg.title == "luzia: overbits job 113754-a2f5c10e9b3d failed"
     assert msg.body.splitlines() == [
         "task: fix the login button",
-        "failed: exit code 1 (attempt 2 of 3, on gpu1)",
+        "failed: exit 1 (attempt 2 of 3, on gpu1)",          # the broker's words for an end
         "project overbits · user alice · priority high",
         "run time: 4m12s",                       # the attempt that ended then, not a later one
         "look: luzia jobs 113754-a2f5c10e9b3d"]

@@ -51,7 +51,7 @@ def test_completed_and_failed_jobs_reach_the_webhook(make_fleet, webhook):
     failed, = about(webhook, bad)
     assert failed["type"] == "failure"
     assert failed["title"] == f"luzia: demo job {bad} failed"
-    assert "failed: exit code 1" in failed["message"]
+    assert "failed: exit 1 (attempt 1, on local)" in failed["message"]
     assert "task: break it FAIL_DEMO" in failed["message"]
 
     hook = wait_for(lambda: target(fleet, "hook").get("sent") == 2 and target(fleet, "hook"), 20)
