@@ -106,7 +106,7 @@ class AgentConfig(Frozen):
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
     runner: str = "auto"              # auto | tmux | subprocess | interactive
-    tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_socket: str = ""             # tmux -L name; default: luzia-<hash of the state dir>
     tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
                                       # and `luzia attach`: e.g. ["docker", "exec", "-i", "box"]
                                       # (empty: interactive.tmux_prefix, the older spelling)
@@ -462,6 +462,7 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
@@ -502,6 +503,13 @@ def _finish(cfg: Config) -> Config:
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
         keys=_keys(cfg.keys, home), notify=notify,
     )
+
+
+def default_tmux_socket(home: str) -> str:
+    """The agents' tmux server of one state directory (issue 17): two fleets on one host
+    never share a server, so never its environment or its sessions."""
+    import hashlib
+    return "luzia-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:8]
 
 
 def _check_programs(programs: dict[str, list[str]]) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from luzia import layout
-from luzia.service import hold_lock
+from luzia import layout, pidlock
 
 
 def hold(home: Path, holder: str = "") -> int:
-    """Take the broker's lock (non-blocking) and write our pid (and `holder`) into it; the
-    open fd, which keeps the lock until it is closed. InUse names the process that has it."""
-    return hold_lock(home / layout.BROKER_LOCK, "broker", holder)
+    """Take the lock (non-blocking) and write our pid (and `holder`) into it; the open fd,
+    which keeps the lock until it is closed. InUse names the process that has it."""
+    return pidlock.hold(home / layout.BROKER_LOCK,
+                        f"another broker (pid {{pid}}) is running on {home}", holder)

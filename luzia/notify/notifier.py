@@ -18,7 +18,7 @@ from typing import Any
 
 import zmq
 
-from luzia import __version__, keys, protocol, rpc
+from luzia import __version__, keys, pidlock, protocol, rpc
 from luzia.client import Control
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BadRequest, BrokerUnreachable, ConfigError, LuziaError, ProtocolError
@@ -28,7 +28,7 @@ from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.message import job_link
 from luzia.notify.outbox import Outbox
-from luzia.service import hold_lock, listen
+from luzia.service import listen
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ class Notifier:
         self.started = time.monotonic()
         ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
-        self._lock = hold_lock(Path(cfg.home) / "notify.lock", "luzia-notify")
+        self._lock = pidlock.hold(Path(cfg.home) / "notify.lock",
+                                  f"another luzia-notify (pid {{pid}}) is running on {cfg.home}")
         self.outbox = Outbox(self.ncfg.db)
         self.rules = Rules(self.ncfg)
         self.backoff = Backoff(self.ncfg.retry_initial, self.ncfg.retry_max)
