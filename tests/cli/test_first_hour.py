@@ -160,7 +160,7 @@ def test_attach_goes_through_the_prefix_to_the_session_the_broker_names(short_tm
         out = home.cli("attach", A, PATH=f"{bin_dir}:{os.environ['PATH']}")
         assert out.returncode == 0, out.stderr
         assert out.stdout.decode().splitlines()[-1] == \
-            "docker exec -t -i box tmux -L luzia attach -t luzia-here-slot-1"
+            f"docker exec -t -i box tmux -L {home.cfg.agent.tmux_socket} attach -t luzia-here-slot-1"
     finally:
         fake.close()
 
