@@ -95,10 +95,16 @@ def _new_job(m: Model, spec: protocol.JobSpec) -> Job:
                metadata=dict(spec.metadata), updated_at=now)
 
 
-def _refusal(m: Model, job: Job) -> str:
+def queue_full(m: Model) -> bool:
+    """The queue holds broker.max_pending jobs: a submission now is rejected."""
     limit = m.cfg.broker.max_pending
-    if limit and m.sched.pending_count() >= limit:
-        return f"queue full ({m.sched.pending_count()} pending, max_pending={limit})"
+    return bool(limit) and m.sched.pending_count() >= limit
+
+
+def _refusal(m: Model, job: Job) -> str:
+    if queue_full(m):
+        return (f"queue full ({m.sched.pending_count()} pending, "
+                f"max_pending={m.cfg.broker.max_pending})")
     unknown = [d for d in job.after if d not in m.jobs and m.store.get(d) is None]
     if unknown:
         return f"unknown dependency {unknown[0]}"
