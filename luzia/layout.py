@@ -49,6 +49,11 @@ def agent_lock(name: str) -> str:
     return f"agent-{name}.lock"
 
 
+def spawner_mark(token: str) -> str:
+    """Present while a spawner may still read jobs its agent sent (luzia/agents/spawner.py)."""
+    return f"spawner-{token}.open"
+
+
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
 WEB_URL = "web.url"         # the dashboard's address, written by luzia-web once it listens
 WEB_HEALTH = "web"          # the dashboard's health socket (the supervisor's ping)

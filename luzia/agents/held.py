@@ -203,6 +203,13 @@ class HeldJobs:
                     self.stop(run, "orphan")
 
     # watching ---------------------------------------------------------------------------
+    def check(self, job_ids: list[str], now: float) -> None:
+        """The runner saw these jobs end: watch them now, not at the next tick."""
+        for job_id in job_ids:
+            run = self.jobs.get(job_id)
+            if run is not None and not run.state.ended:
+                self._watch(run, now)
+
     def watch(self, now: float) -> None:
         """Progress, the end, the timeout and the stop sequence of every run."""
         for run in list(self.jobs.values()):
@@ -311,9 +318,11 @@ class HeldJobs:
         if reason == "orphan":   # the broker forgot it: for the broker it is a kill
             reason = "cancelled"
         run.reason = reason
-        self._record(run, state=AttemptState.NEVER_STARTED if run.never_started
-                     else AttemptState.EXITED, exit_code=code, reason=reason,
-                     finished_at=time.time())
+        if reason or run.never_started or run.dir.fresh:
+            # what the exit_code file does not say (a plain end it does: re-adoption reads it)
+            self._record(run, state=AttemptState.NEVER_STARTED if run.never_started
+                         else AttemptState.EXITED, exit_code=code, reason=reason,
+                         finished_at=time.time())
         self.send_done(run)
         log.info("job %s ended: exit %d%s", run.id, code, f" ({reason})" if reason else "")
 
@@ -336,7 +345,7 @@ class HeldJobs:
             log.warning("job %s: cannot mark it acknowledged: %s", run.id, exc)
             self.disk.failed(exc, time.monotonic())
 
-    def _record(self, run: Run, sync: bool = True, **fields) -> None:
+    def _record(self, run: Run, sync: bool = False, **fields) -> None:
         """Note `fields` in the run's status.json when the disk lets us: the exit_code file
         and our memory are what matter, and a full disk must not end the agent."""
         try:

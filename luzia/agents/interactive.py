@@ -50,6 +50,8 @@ class InteractiveRunner:
         slot, fd = self._take_slot()
         session = f"{self.prefix}{slot}"
         try:
+            job.for_wrapper()
+            job.set_status(runner=self.name, session=session, slot=slot)   # before it may run
             write_atomic(job.path / "interactive.json", json.dumps(self._settings(session, slot)))
             proc = subprocess.Popen(
                 [sys.executable, "-m", "luzia.agents.repl", str(job.path), str(fd)],
@@ -67,6 +69,15 @@ class InteractiveRunner:
 
     def alive(self, job: JobDir) -> bool:
         return self.wrappers.alive(job)
+
+    def fileno(self) -> int | None:
+        return None
+
+    def ended(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
 
     def kill(self, job: JobDir) -> None:
         """The watcher did not end on SIGKILL of its group: remove the slot's REPL too (it is

@@ -45,19 +45,27 @@ class JobDir:
         self.progress_file = self.path / layout.PROGRESS
         self.exit_file = self.path / layout.EXIT_CODE
         self.pid_file = self.path / layout.PID
+        self.written: JobStatus | None = None   # status.json as this object last wrote it
+        self.fresh: dict[str, Any] = {}         # a new attempt's fields, not yet written
 
     # creation ------------------------------------------------------------------
     def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
-        """Lay out the directory for this attempt; the wrapper reads meta.json to run it."""
-        if self.path.exists():                     # a new attempt starts clean
+        """Lay out the directory for this attempt; its tracker reads meta.json to run it.
+        Few files, none synced, nothing renamed but status.json: until its exit code the
+        directory only mirrors the broker's record (a power cut that loses it also ended the
+        command, and what the agent no longer holds the broker requeues), and every file
+        operation here is paid for each job (DECISIONS: the spawner). The command writes
+        progress.md and its tracker output.log
+        (for_wrapper: what a wrapper needs more)."""
+        try:
+            self.path.mkdir(parents=True)
+        except FileExistsError:                    # a new attempt starts clean
             for name in layout.ATTEMPT_FILES:
                 (self.path / name).unlink(missing_ok=True)
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path / layout.TASK, job.task)
-        with open(self.output, "ab") as f:
-            if f.tell():                           # earlier attempts' output stays, marked off
-                f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
-        self.progress_file.touch()
+            if _size(self.output):                 # earlier attempts' output stays, marked off
+                with open(self.output, "ab") as f:
+                    f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
+        _put(self.path / layout.TASK, job.task.encode())
         workdir = job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir)
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
@@ -65,15 +73,25 @@ class JobDir:
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
                 "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
-        write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
-        # the agent's environment now, not the tmux server's (issue 17); it may hold secrets
-        write_atomic(self.path / layout.ENV, json.dumps(agent_environment()), mode=0o600)
-        # room for the wrapper's pid and exit code, taken now: on a disk that fills while the
+        _put(self.path / layout.META, json.dumps(meta, indent=1).encode())
+        # room for the tracker's pid and exit code, taken now: on a disk that fills while the
         # job runs they are written in place and renamed (a job that ran is never "vanished")
         for name in (layout.PID, layout.EXIT_CODE):
-            _reserve(self.path / layout.atomic_tmp_name(name))
-        self.set_status(state=AttemptState.RUNNING, attempt=attempt, acked=False,
-                        started_at=time.time())
+            _put(self.path / layout.atomic_tmp_name(name), b" " * layout.RESERVE)
+        # the attempt's record goes out with the runner's first note (set_status), which
+        # every runner makes before its tracker may run the command: one write, not two
+        self.written = None
+        self.fresh = {"state": AttemptState.RUNNING, "attempt": attempt, "acked": False,
+                      "started_at": time.time()}
+
+    def for_wrapper(self) -> None:
+        """What a wrapper (wrap.py, repl.py) expects laid out besides meta.json: progress.md,
+        and env.json, the agent's environment now, since a wrapper started in a tmux pane has
+        the server's (issue 17); 0600, it may hold secrets, the wrapper removes it once read.
+        The spawner needs neither: it makes progress.md, and it is the agent's child."""
+        self.progress_file.touch()
+        write_atomic(self.path / layout.ENV, json.dumps(agent_environment()), sync=False,
+                     mode=0o600)
 
     # reading ------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -86,11 +104,15 @@ class JobDir:
         except (OSError, ValueError):
             return JobStatus()
 
-    def set_status(self, sync: bool = True, **fields: Any) -> None:
-        """Change `fields` of status.json, each a JobStatus field (sync=False for frequent,
-        unimportant updates)."""
-        status = self.status().with_fields(**fields, updated_at=time.time())
+    def set_status(self, sync: bool = False, **fields: Any) -> None:
+        """Change `fields` of status.json, each a JobStatus field. Not synced by default: a
+        process that dies leaves it in the page cache for the next agent, and after a power
+        cut the broker, not this file, has the job (what the agent no longer holds is requeued);
+        the exit code, the one thing only this host knows, is synced by its tracker."""
+        base = JobStatus() if self.fresh else self.written or self.status()
+        status = base.with_fields(**{**self.fresh, **fields}, updated_at=time.time())
         write_atomic(self.path / layout.STATUS, json.dumps(status.to_json()), sync=sync)
+        self.written, self.fresh = status, {}
 
     def exit_code(self) -> int | None:
         try:
@@ -142,20 +164,31 @@ class JobDir:
             return f.read(limit), size
 
     def signature(self) -> tuple[int, float, float]:
-        """Changes when output or progress change (cheap: sizes and mtimes)."""
+        """Changes when output or progress change (cheap: sizes and mtimes; either file may
+        not be there yet)."""
         try:
-            out, prog = self.output.stat(), self.progress_file.stat()
-            return out.st_size, out.st_mtime, prog.st_mtime
+            out = self.output.stat()
+            size, mtime = out.st_size, out.st_mtime
         except OSError:
-            return 0, 0.0, 0.0
+            size, mtime = 0, 0.0
+        try:
+            return size, mtime, self.progress_file.stat().st_mtime
+        except OSError:
+            return size, mtime, 0.0
 
 
-def _reserve(path: Path) -> None:
-    """A file of RESERVE bytes whose blocks are allocated (written and synced)."""
+def _put(path: Path, data: bytes) -> None:
+    """Write a file in one go. Not synced: a reserved file (`.pid.tmp`) has its room all the
+    same, the filesystem takes it when it accepts the write (a full disk fails it here)."""
     with open(path, "wb") as f:
-        f.write(b" " * layout.RESERVE)
-        f.flush()
-        os.fsync(f.fileno())
+        f.write(data)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def agent_environment() -> dict[str, str]:

@@ -1,20 +1,30 @@
-"""A job's processes as the agent sees them: the wrapper (its pid recorded in status.json,
-or found again by its command line) and the command's process group (the pid file the
-wrapper writes). Every runner and the worker use these; they import no runner.
+"""A job's processes as the agent sees them: its tracker — the wrapper, or the spawner that
+started it (its pid recorded in status.json, or found again by its command line) — and the
+command's process group (the pid file the tracker writes). Every runner and the worker use
+these; they import no runner.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import psutil
 
+from luzia import layout
 from luzia.agents.jobdir import JobDir
+
+log = logging.getLogger(__name__)
 
 TERM, KILL = signal.SIGTERM, signal.SIGKILL
 WRAPPER_MODULE = "luzia.agents.wrap"     # how a wrapper shows in its command line
+SPAWNER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
 
 
 def signal_job(job: JobDir, sig: int) -> bool:
@@ -35,16 +45,30 @@ def killpg(pid: int, sig: int) -> bool:
 
 
 def wrapper_alive(job: JobDir) -> bool:
-    """Is the wrapper recorded in status.json still running this job? (pids get reused)"""
+    """Is the tracker recorded in status.json still tracking this job? (pids get reused) A
+    wrapper names the job's directory in its command line, a spawner the jobs directory."""
     pid = job.status().wrapper_pid
     if not pid:
         return False
     try:
         proc = psutil.Process(pid)
-        return (proc.status() != psutil.STATUS_ZOMBIE
-                and str(job.path) in proc.cmdline())
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
+    return str(job.path) in cmdline or (SPAWNER_SCRIPT in cmdline
+                                        and str(job.path.parent) in cmdline)
+
+
+def spawner_of(job: JobDir) -> int:
+    """The pid of the live spawner tracking this job, or 0 (none, or a wrapper tracks it)."""
+    pid = job.status().wrapper_pid
+    try:
+        return pid if pid and SPAWNER_SCRIPT in psutil.Process(pid).cmdline() \
+            and wrapper_alive(job) else 0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return 0
 
 
 def rediscover_wrapper(job: JobDir) -> bool:
@@ -89,3 +113,94 @@ class Wrappers:
         proc = self.procs.pop(job.id, None)
         if proc is not None:
             proc.poll()
+
+
+class SpawnerLink:
+    """The agent's end of its spawner (spawner.py): started with the first job that needs it,
+    again after it died. Jobs are sent as their directory's path, one a line; the spawner
+    answers `exited JOB_ID CODE` when one ends (after writing its exit_code file)."""
+
+    def __init__(self, jobs_dir: Path, run_dir: Path) -> None:
+        self.jobs_dir = jobs_dir
+        self.run_dir = run_dir
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.sent: set[str] = set()     # jobs it runs for us whose end we have not heard
+        self.buffer = b""
+
+    def ensure(self) -> int:
+        """A live spawner; its pid."""
+        if self.proc is not None and self.proc.poll() is None and self.sock is not None:
+            return self.proc.pid
+        self.close()
+        mark = self.run_dir / layout.spawner_mark(f"{os.getpid()}-{time.time_ns()}")
+        mark.touch()      # before any job is sent: removed once the spawner has read them all
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-S", "-I", SPAWNER_SCRIPT, str(self.jobs_dir), str(mark)],
+                stdin=theirs, stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+        except OSError:
+            ours.close()
+            mark.unlink(missing_ok=True)
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        log.info("spawner started (pid %d)", self.proc.pid)
+        return self.proc.pid
+
+    def send(self, job: JobDir) -> None:
+        """Hand the job to the spawner (OSError: it is gone, the job did not start)."""
+        path = os.fsencode(str(job.path))
+        if b"\n" in path:
+            raise ValueError(f"a job directory with a newline in its path: {job.path!r}")
+        assert self.sock is not None      # ensure() came first
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(path + b"\n")
+        finally:
+            self.sock.setblocking(False)
+        self.sent.add(job.id)
+
+    def alive(self, job: JobDir) -> bool:
+        return job.id in self.sent and self.proc is not None and self.proc.poll() is None
+
+    def fileno(self) -> int | None:
+        return self.sock.fileno() if self.sock is not None else None
+
+    def ended(self) -> list[str]:
+        """The jobs the spawner said ended since the last call (their exit codes are written)."""
+        if self.sock is None:
+            return []
+        done: list[str] = []
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:      # it died: what it still ran has no tracker now (alive: False)
+                log.warning("the spawner (pid %d) is gone", self.proc.pid if self.proc else 0)
+                self.close()
+                break
+            self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            words = line.split()
+            if len(words) == 3 and words[0] == b"exited":
+                job_id = words[1].decode(errors="replace")
+                self.sent.discard(job_id)
+                done.append(job_id)
+        return done
+
+    def close(self) -> None:
+        """Let go of the spawner: it finishes the commands it runs and then exits."""
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            self.proc.poll()   # reaped if it already ended; else it outlives us by design
+            self.proc = None

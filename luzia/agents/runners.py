@@ -1,10 +1,13 @@
-"""Runners start a job's wrapper: in a tmux session a person can attach to, or as a plain
-process group. Both end the same way: the wrapper writes the job's exit_code file.
+"""Runners start a job: in a tmux session a person can attach to, or as a plain process
+group. Every job ends the same way: its tracker writes the job's exit_code file. The tracker
+is the wrapper (wrap.py, a Python process per job, in a pane or not) or, for a plain command
+without a terminal, the agent's spawner (spawner.py: one process that starts and reaps them
+all, a few hundred microseconds a job instead of an interpreter's start).
 
 The worker owns the timing (SIGTERM, then SIGKILL after the grace) so its loop never
 blocks; a runner only starts, answers "is it still there?", shows what a person attached
-would see (`pane`), and removes what is left (`kill`) when even SIGKILL to the command did
-not end the wrapper.
+would see (`pane`), removes what is left (`kill`) when even SIGKILL to the command did
+not end the wrapper, and tells the worker which jobs it saw end (`ended`, woken by `fileno`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from luzia import layout
 from luzia.agents import processes
@@ -33,6 +37,25 @@ def wrapper_argv(job: JobDir, pty: bool) -> list[str]:
         (["--pty"] if pty else [])
 
 
+def wrapper_needed(meta: dict[str, Any]) -> str:
+    """Why a job needs the full wrapper rather than the spawner ("": it does not): the steps
+    around its command that only wrap.py takes. The seam for more such steps: a job's own
+    git workspace (meta `workspace`) or an output adapter reading its stream (meta `format`)."""
+    if meta.get("workspace"):
+        return "workspace"
+    if (meta.get("format") or "none") != "none":
+        return "output adapter"
+    if meta.get("git_snapshots", True) and in_git_tree(str(meta.get("cwd", ""))):
+        return "git snapshots"
+    return ""
+
+
+def in_git_tree(path: str) -> bool:
+    """Is `path` inside a git work tree? (a look for .git upwards: no git process per job)"""
+    here = Path(path)
+    return any((d / ".git").exists() for d in (here, *here.parents)) if path else False
+
+
 class Runner(Protocol):
     name: str
 
@@ -41,17 +64,31 @@ class Runner(Protocol):
     def kill(self, job: JobDir) -> None: ...
     def reap(self, job: JobDir) -> None: ...
     def pane(self, job: JobDir) -> str | None: ...
+    def fileno(self) -> int | None: ...
+    def ended(self) -> list[str]: ...
+    def close(self) -> None: ...
 
 
 class SubprocessRunner:
-    """The wrapper as a child in its own session (so it outlives the agent); no terminal."""
+    """No terminal. A plain command goes to the agent's spawner, one that needs more to the
+    wrapper as a child in its own session; either outlives the agent."""
 
     name = "subprocess"
 
     def __init__(self, cfg: Config) -> None:
         self.wrappers = processes.Wrappers()
+        self.spawner = processes.SpawnerLink(Path(cfg.jobs_dir), cfg.run_dir)
 
     def start(self, job: JobDir) -> str:
+        why = wrapper_needed(job.meta())
+        if not why:
+            # recorded before the job is sent, so a restarted agent knows who runs it
+            job.set_status(wrapper_pid=self.spawner.ensure(), runner=self.name)
+            self.spawner.send(job)
+            return ""
+        log.debug("job %s: the wrapper runs it (%s)", job.id, why)
+        job.for_wrapper()
+        job.set_status(runner=self.name)     # the attempt, before its wrapper may run it
         proc = subprocess.Popen(
             wrapper_argv(job, pty=False), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
@@ -65,18 +102,34 @@ class SubprocessRunner:
         return ""
 
     def alive(self, job: JobDir) -> bool:
+        if job.id in self.spawner.sent:
+            return self.spawner.alive(job)
         return self.wrappers.alive(job)
 
     def kill(self, job: JobDir) -> None:
+        """What is left of the job: the wrapper's group, or the command's (never the spawner)."""
+        if job.id in self.spawner.sent or processes.spawner_of(job):
+            processes.signal_job(job, processes.KILL)
+            return
         pid = self.wrappers.pid(job)
         if pid:
             processes.killpg(pid, processes.KILL)
 
     def reap(self, job: JobDir) -> None:
         self.wrappers.reap(job)
+        self.spawner.sent.discard(job.id)
 
     def pane(self, job: JobDir) -> str | None:
         return None
+
+    def fileno(self) -> int | None:
+        return self.spawner.fileno()
+
+    def ended(self) -> list[str]:
+        return self.spawner.ended()
+
+    def close(self) -> None:
+        self.spawner.close()
 
 
 class TmuxRunner:
@@ -94,6 +147,7 @@ class TmuxRunner:
     def start(self, job: JobDir) -> str:
         session = layout.job_session(job.id)
         job.set_status(runner=self.name, session=session, socket=self.socket)
+        job.for_wrapper()
         # the session's command holds only our interpreter and the job dir (shell-quoted)
         self.tmux.start_session(session, wrapper_argv(job, pty=True))
         self._listed_at = -1e9
@@ -113,6 +167,15 @@ class TmuxRunner:
             log.warning("job %s: tmux kill-session: %s", job.id, exc)
 
     def reap(self, job: JobDir) -> None:
+        pass
+
+    def fileno(self) -> int | None:
+        return None
+
+    def ended(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
         pass
 
     def pane(self, job: JobDir) -> str | None:

@@ -59,6 +59,7 @@ class Worker:
         self.bad_pings = rpc.BadFrames(log, "the health socket")
         self.poller = zmq.Poller()
         self.poller.register(self.ping, zmq.POLLIN)
+        self.runner_fd: int | None = None     # the runner's news of ended jobs wakes the loop
         self.held = HeldJobs(cfg, self.runner, self.send)
         for run in readopt(cfg, self.runner):
             self.held.jobs[run.id] = run
@@ -94,15 +95,29 @@ class Worker:
         if timeout is None:
             timeout = min(0.1, self.session.interval)
         polled = time.monotonic()
+        self._watch_runner()
         ready = dict(self.poller.poll(int(timeout * 1000)))
         from_broker = self.session.sock in ready
         self.session.listened(time.monotonic() - polled, from_broker)
+        if self.runner_fd is not None and self.runner_fd in ready:
+            self.held.check(self.runner.ended(), time.monotonic())
         if from_broker:
             for msg in self.session.receive(BATCH):
                 self.on_message(msg)
         if self.ping in ready:
             self.on_ping()
         self.tick(time.monotonic())
+
+    def _watch_runner(self) -> None:
+        """Poll the runner's socket too (the spawner's, once it runs: a new one after a restart)."""
+        fd = self.runner.fileno()
+        if fd == self.runner_fd:
+            return
+        if self.runner_fd is not None:
+            self.poller.unregister(self.runner_fd)
+        if fd is not None:
+            self.poller.register(fd, zmq.POLLIN)
+        self.runner_fd = fd
 
     def tick(self, now: float) -> None:
         """Reconnect a silent broker, watch every job, beat, prune now and then."""
@@ -120,6 +135,10 @@ class Worker:
     def close(self) -> None:
         """Leave: the jobs keep running (tmux sessions, process groups) for the next agent."""
         self.session.close()
+        if self.runner_fd is not None:
+            self.poller.unregister(self.runner_fd)
+            self.runner_fd = None
+        self.runner.close()
         if not self.ping.closed:
             self.poller.unregister(self.ping)
             self.ping.close(0)

@@ -20,10 +20,12 @@ from tests.helpers import wait_for
 
 
 def laid_out(cfg, task: str) -> JobDir:
-    """A job directory as the agent leaves it right before it starts the wrapper."""
+    """A job directory as the agent leaves it right before it starts the wrapper: laid out,
+    and the attempt noted by the runner."""
     spec = protocol.JobSpec(id=new_job_id(), project="demo", task=task, user="u")
     jd = JobDir(Path(cfg.jobs_dir), spec.id)
     jd.create(cfg, spec, attempt=1)
+    jd.set_status(runner="subprocess")
     return jd
 
 
