@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TERM, KILL = signal.SIGTERM, signal.SIGKILL
 WRAPPER_MODULE = "luzia.agents.wrap"     # how a wrapper shows in its command line
+DRAIN_WAIT = 10.0      # seconds a new agent waits for an orphaned spawner to read its last jobs
 SPAWNER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
 
 
@@ -59,6 +60,22 @@ def wrapper_alive(job: JobDir) -> bool:
         return False
     return str(job.path) in cmdline or (SPAWNER_SCRIPT in cmdline
                                         and str(job.path.parent) in cmdline)
+
+
+def spawner_drained(job: JobDir, timeout: float = DRAIN_WAIT) -> bool:
+    """Is a spawner this job's tracker? Then wait until it has read every job its agent sent
+    (its mark is gone) or it died: a job it has not started by then it never will."""
+    pid = spawner_of(job)
+    if not pid:
+        return False
+    try:
+        mark = Path(psutil.Process(pid).cmdline()[-1])
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, IndexError):
+        return True
+    deadline = time.monotonic() + timeout
+    while mark.exists() and wrapper_alive(job) and time.monotonic() < deadline:
+        time.sleep(0.01)   # the spawner reads as soon as its agent is gone: milliseconds
+    return True
 
 
 def spawner_of(job: JobDir) -> int:
@@ -139,7 +156,8 @@ class SpawnerLink:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-S", "-I", SPAWNER_SCRIPT, str(self.jobs_dir), str(mark)],
-                stdin=theirs, stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+                stdin=theirs.fileno(), stdout=subprocess.DEVNULL, start_new_session=True,
+                close_fds=True)
         except OSError:
             ours.close()
             mark.unlink(missing_ok=True)

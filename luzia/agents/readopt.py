@@ -54,6 +54,12 @@ def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | 
     """The run of one unacknowledged job directory, or None when it is left to the broker."""
     run = Run(dir=jd, attempt=max(1, status.attempt), grace=ADOPT_GRACE)
     run.exit_code = jd.exit_code()
+    if run.exit_code is None and not jd.pid() and processes.spawner_drained(jd):
+        # a spawner runs it, or never got it: it has read all it was sent now
+        run.exit_code = jd.exit_code()
+        if run.exit_code is None and not jd.pid():
+            _never_started(jd)
+            return None
     if run.exit_code is not None:
         run.reason = status.reason
     elif not runner.alive(jd):
@@ -61,10 +67,7 @@ def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | 
         run.by_pid = processes.wrapper_alive(jd) or processes.rediscover_wrapper(jd)
         run.exit_code = None if run.by_pid else jd.exit_code()
         if run.exit_code is None and not run.by_pid and not jd.pid():
-            # the agent died before the command started: not held, so the broker requeues it
-            log.info("job %s never started before the last agent stopped; leaving it to the "
-                     "broker", run.id)
-            _note(jd, state=AttemptState.NEVER_STARTED, acked=True)
+            _never_started(jd)
             return None
         if run.exit_code is None and not run.by_pid:
             run.exit_code, run.reason = -1, "runner: process vanished"
@@ -74,6 +77,13 @@ def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | 
     # the timeout counts from the job's start, not from this agent's
     run.started = time.monotonic() - max(0.0, time.time() - started_at)
     return run
+
+
+def _never_started(jd: JobDir) -> None:
+    """The agent died before the command started: not held, so the broker requeues it."""
+    log.info("job %s never started before the last agent stopped; leaving it to the broker",
+             jd.id)
+    _note(jd, state=AttemptState.NEVER_STARTED, acked=True)
 
 
 def _note(jd: JobDir, **fields) -> None:
