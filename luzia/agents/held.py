@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ADOPT_GRACE = 2           # broker beats that may omit a job just (re)adopted
 ORPHAN_BEATS = 2          # consecutive broker beats without a job make it an orphan
+LOOK_EVERY = 0.05         # seconds between looks at a run's files (output, progress, exit code)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Run:
     grace: int = 0                # broker beats to ignore (after a Welcome adopted it)
     stop_at: float = 0.0          # when stopping began
     stop_deadline: float = 0.0    # when the stop sequence takes its next step
+    next_look: float = 0.0        # when `watch` looks at its files again
 
     @property
     def id(self) -> str:
@@ -211,9 +213,12 @@ class HeldJobs:
                 self._watch(run, now)
 
     def watch(self, now: float) -> None:
-        """Progress, the end, the timeout and the stop sequence of every run."""
+        """Progress, the end, the timeout and the stop sequence of every run, each looked at
+        every LOOK_EVERY seconds (not every turn of a busy loop: an end the runner tells of
+        is looked at at once, through `check`)."""
         for run in list(self.jobs.values()):
-            if not run.state.ended:
+            if not run.state.ended and now >= run.next_look:
+                run.next_look = now + LOOK_EVERY
                 self._watch(run, now)
 
     def _watch(self, run: Run, now: float) -> None:
@@ -247,6 +252,8 @@ class HeldJobs:
         if (pct, message) != run.progress:
             run.progress = (pct, message)
             self._record(run, sync=False, progress=pct, message=message)
+        elif not sig[0]:
+            return      # an empty output.log was made: nothing to tell yet
         if run.stall is not None and run.stall.stalled:    # the flag clears in this same report
             self._check_stall(run, time.monotonic(), report=False)
         self._send_progress(run)

@@ -55,8 +55,8 @@ class JobDir:
         directory only mirrors the broker's record (a power cut that loses it also ended the
         command, and what the agent no longer holds the broker requeues), and every file
         operation here is paid for each job (DECISIONS: the spawner). The command writes
-        progress.md and its tracker output.log
-        (for_wrapper: what a wrapper needs more)."""
+        progress.md when it has progress to tell, its tracker output.log (for_wrapper: what
+        a wrapper needs more)."""
         try:
             self.path.mkdir(parents=True)
         except FileExistsError:                    # a new attempt starts clean
@@ -85,11 +85,10 @@ class JobDir:
                       "started_at": time.time()}
 
     def for_wrapper(self) -> None:
-        """What a wrapper (wrap.py, repl.py) expects laid out besides meta.json: progress.md,
-        and env.json, the agent's environment now, since a wrapper started in a tmux pane has
-        the server's (issue 17); 0600, it may hold secrets, the wrapper removes it once read.
-        The spawner needs neither: it makes progress.md, and it is the agent's child."""
-        self.progress_file.touch()
+        """What a wrapper (wrap.py, repl.py) expects laid out besides meta.json: env.json, the
+        agent's environment now, since a wrapper started in a tmux pane has the server's
+        (issue 17); 0600, it may hold secrets, the wrapper removes it once read. The spawner
+        needs none: it is the agent's child."""
         write_atomic(self.path / layout.ENV, json.dumps(agent_environment()), sync=False,
                      mode=0o600)
 

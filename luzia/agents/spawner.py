@@ -28,8 +28,7 @@ import subprocess
 import sys
 import threading
 
-META, OUTPUT, PROGRESS = "meta.json", "output.log", "progress.md"
-PID, EXIT_CODE = "pid", "exit_code"
+META, OUTPUT, PID, EXIT_CODE = "meta.json", "output.log", "pid", "exit_code"
 PANE_ENV = ("TERM", "TMUX", "TMUX_PANE")
 CANNOT_START = 127
 
@@ -138,7 +137,6 @@ class Spawner:
             return
         try:
             argv, cwd, env = self.command(job_dir)
-            os.close(os.open(os.path.join(job_dir, PROGRESS), os.O_WRONLY | os.O_CREAT, 0o644))
             proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=out, start_new_session=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:

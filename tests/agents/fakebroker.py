@@ -45,6 +45,7 @@ class FakeBroker:
         self.sock.bind(cfg.endpoints.agents)
         self.identity = b""
         self.got: list[protocol.Message] = []
+        self.later: list[protocol.Message] = []   # arrived after the message a recv returned
         self.listed: set[str] = set()
         self.lists_worker_jobs = True    # False: our beats list `listed` even with a worker
 
@@ -52,8 +53,10 @@ class FakeBroker:
         """Wait for a message of `kind`, turning `worker` (None: an agent in another process)
         and beating for it."""
         def arrived():
-            for msg in self.pump(worker):
+            batch, self.later = self.later + self.pump(worker), []
+            for i, msg in enumerate(batch):
                 if isinstance(msg, kind) and (where is None or where(msg)):
+                    self.later = batch[i + 1:]   # what arrived with it is the next recv's
                     return msg
             return None
         return wait_for(arrived, timeout, message=f"a {kind.__name__}")
