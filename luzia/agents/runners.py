@@ -13,6 +13,7 @@ not end the wrapper, and tells the worker which jobs it saw end (`ended`, woken 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from luzia.config import Config
 
 log = logging.getLogger(__name__)
 
+GIT_TREE_TTL = 10.0  # seconds a directory's "in a git work tree" is reused
 SESSIONS_TTL = 0.2   # seconds a tmux session listing is reused (one tmux call per tick, not per job)
 
 
@@ -37,23 +39,39 @@ def wrapper_argv(job: JobDir, pty: bool) -> list[str]:
         (["--pty"] if pty else [])
 
 
-def wrapper_needed(meta: dict[str, Any]) -> str:
+class WrapperNeeded:
     """Why a job needs the full wrapper rather than the spawner ("": it does not): the steps
     around its command that only wrap.py takes. The seam for more such steps: a job's own
     git workspace (meta `workspace`) or an output adapter reading its stream (meta `format`)."""
-    if meta.get("workspace"):
-        return "workspace"
-    if (meta.get("format") or "none") != "none":
-        return "output adapter"
-    if meta.get("git_snapshots", True) and in_git_tree(str(meta.get("cwd", ""))):
-        return "git snapshots"
-    return ""
 
+    def __init__(self) -> None:
+        self.trees: dict[str, tuple[bool, float]] = {}   # directory: (in a git tree, when seen)
 
-def in_git_tree(path: str) -> bool:
-    """Is `path` inside a git work tree? (a look for .git upwards: no git process per job)"""
-    here = Path(path)
-    return any((d / ".git").exists() for d in (here, *here.parents)) if path else False
+    def __call__(self, meta: dict[str, Any]) -> str:
+        if meta.get("workspace"):
+            return "workspace"
+        if (meta.get("format") or "none") != "none":
+            return "output adapter"
+        if meta.get("git_snapshots", True) and self.in_git_tree(str(meta.get("cwd", ""))):
+            return "git snapshots"
+        return ""
+
+    def in_git_tree(self, path: str) -> bool:
+        """Is `path` inside a git work tree? A look for .git upwards (no git process per
+        job); what its parent holds is remembered for a while (most jobs share one)."""
+        if not path:
+            return False
+        if os.path.exists(os.path.join(path, ".git")):
+            return True
+        parent, now = os.path.dirname(path), time.monotonic()
+        known, seen = self.trees.get(parent, (False, -1e9))
+        if now - seen > GIT_TREE_TTL:
+            here = Path(parent)
+            known = any((d / ".git").exists() for d in (here, *here.parents))
+            if len(self.trees) > 1000:
+                self.trees.clear()
+            self.trees[parent] = (known, now)
+        return known
 
 
 class Runner(Protocol):
@@ -78,9 +96,10 @@ class SubprocessRunner:
     def __init__(self, cfg: Config) -> None:
         self.wrappers = processes.Wrappers()
         self.spawner = processes.SpawnerLink(Path(cfg.jobs_dir), cfg.run_dir)
+        self.wrapper_needed = WrapperNeeded()
 
     def start(self, job: JobDir) -> str:
-        why = wrapper_needed(job.meta())
+        why = self.wrapper_needed(job.meta())
         if not why:
             # recorded before the job is sent, so a restarted agent knows who runs it
             job.set_status(wrapper_pid=self.spawner.ensure(), runner=self.name)
