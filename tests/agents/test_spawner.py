@@ -1,0 +1,72 @@
+"""The agent's spawner (luzia/agents/spawner.py) on its own: the names it shares with
+layout.py, an end recorded after its agent let go of it, and a job its agent laid out but
+never sent, which a re-adopting agent leaves to the broker instead of waiting for it."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import psutil
+
+from luzia import layout, protocol
+from luzia.agents import processes, readopt, runners
+from luzia.agents.jobdir import JobDir
+from luzia.ids import new_job_id
+from tests.agents.fakebroker import PY, agent_config
+from tests.helpers import wait_for
+
+GATED = [PY, "-c", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+         "print('through the gate'); sys.exit(7)", "{job_dir}/gate"]
+
+
+def laid_out(cfg, link: processes.SpawnerLink) -> JobDir:
+    spec = protocol.JobSpec(id=new_job_id(), project="demo", task="t", user="u")
+    jd = JobDir(Path(cfg.jobs_dir), spec.id)
+    jd.create(cfg, spec, attempt=1)
+    jd.set_status(wrapper_pid=link.ensure(), runner="subprocess")
+    return jd
+
+
+def test_the_spawner_names_the_files_as_layout_does():
+    names = runpy.run_path(processes.SPAWNER_SCRIPT)       # its main does not run
+    assert (names["META"], names["OUTPUT"], names["PID"], names["EXIT_CODE"]) == \
+        (layout.META, layout.OUTPUT, layout.PID, layout.EXIT_CODE)
+    assert names["PANE_ENV"] == layout.PANE_ENV
+    assert names["tmp_name"]("pid") == layout.atomic_tmp_name("pid")
+
+
+def test_an_end_after_the_agent_let_go_is_recorded_and_then_the_spawner_exits(short_tmp):
+    cfg = agent_config(short_tmp, f'runner = "subprocess"\ncommand = {json.dumps(GATED)}')
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    link = processes.SpawnerLink(Path(cfg.jobs_dir), cfg.run_dir)
+    jd = laid_out(cfg, link)
+    assert not runners.WrapperNeeded()(jd.meta())
+    link.send(jd)
+    spawner = psutil.Process(link.ensure())
+    wait_for(jd.pid, 15, message="the command started")
+    marks = list(cfg.run_dir.glob("spawner-*.open"))
+    assert len(marks) == 1
+    link.close()                                  # the agent goes (as with kill -9)
+    wait_for(lambda: not marks[0].exists(), 15, message="the spawner read all it was sent")
+    assert spawner.is_running() and processes.wrapper_alive(jd)
+    (jd.path / "gate").touch()
+    wait_for(lambda: jd.exit_code() is not None, 15, message="the end is recorded")
+    assert jd.exit_code() == 7 and "through the gate" in jd.output.read_text()
+    assert spawner.wait(15) == 0                  # nothing left to reap: it is gone
+
+
+def test_a_job_laid_out_but_never_sent_is_left_to_the_broker(short_tmp):
+    cfg = agent_config(short_tmp, f'runner = "subprocess"\ncommand = {json.dumps(GATED)}')
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    link = processes.SpawnerLink(Path(cfg.jobs_dir), cfg.run_dir)
+    sent, unsent = laid_out(cfg, link), laid_out(cfg, link)
+    link.send(sent)
+    wait_for(sent.pid, 15, message="the command started")
+    link.close()                                  # the agent died before sending `unsent`
+    runs = {run.id: run for run in readopt.readopt(cfg, runners.SubprocessRunner(cfg))}
+    assert set(runs) == {sent.id} and runs[sent.id].exit_code is None
+    assert JobDir(Path(cfg.jobs_dir), unsent.id).status().acked
+    (sent.path / "gate").touch()
+    wait_for(lambda: sent.exit_code() == 7, 15)
