@@ -44,8 +44,22 @@ def toplevel(path: str) -> str | None:
     """The repository holding `path`, or None when it is not in a git work tree."""
     if not path or not os.path.isdir(path) or not shutil.which("git"):
         return None
+    if "GIT_DIR" not in os.environ and not dot_git_above(path):
+        return None          # spares a git process per job outside any repository
     out = git(path, "rev-parse", "--show-toplevel", check=False)
     return out.stdout.decode().strip() or None if out.returncode == 0 else None
+
+
+def dot_git_above(path: str) -> bool:
+    """Is there a `.git` in `path` or a directory above it? (a look, not a git process)"""
+    here = os.path.abspath(path)
+    while True:
+        if os.path.exists(os.path.join(here, ".git")):
+            return True
+        up = os.path.dirname(here)
+        if up == here:
+            return False
+        here = up
 
 
 def ref(job_id: str, which: str) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from luzia import layout
 from luzia.agents import processes
 from luzia.agents.jobdir import JobDir, write_atomic
+from luzia.agents.runners import Untold
 from luzia.agents.tmuxctl import TmuxController, TmuxError
 from luzia.config import Config, ensure_private_dir
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 slot_prefix = layout.slot_session_prefix   # tmux turns "." and ":" into "_"; so do we
 
 
-class InteractiveRunner:
+class InteractiveRunner(Untold):
     """Starts a watcher per job on a free slot; the watcher does the talking to tmux."""
 
     name = "interactive"
@@ -69,15 +70,6 @@ class InteractiveRunner:
 
     def alive(self, job: JobDir) -> bool:
         return self.wrappers.alive(job)
-
-    def fileno(self) -> int | None:
-        return None
-
-    def ended(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        pass
 
     def kill(self, job: JobDir) -> None:
         """The watcher did not end on SIGKILL of its group: remove the slot's REPL too (it is

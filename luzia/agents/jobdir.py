@@ -47,6 +47,7 @@ class JobDir:
         self.pid_file = self.path / layout.PID
         self.written: JobStatus | None = None   # status.json as this object last wrote it
         self.fresh: dict[str, Any] = {}         # a new attempt's fields, not yet written
+        self.laid_out: dict[str, Any] = {}      # meta.json as this object wrote it
 
     # creation ------------------------------------------------------------------
     def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
@@ -74,6 +75,7 @@ class JobDir:
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
                 "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
         _put(self.path / layout.META, json.dumps(meta, indent=1).encode())
+        self.laid_out = meta
         # room for the tracker's pid and exit code, taken now: on a disk that fills while the
         # job runs they are written in place and renamed (a job that ran is never "vanished")
         for name in (layout.PID, layout.EXIT_CODE):
@@ -94,7 +96,8 @@ class JobDir:
 
     # reading ------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / layout.META).read_text())
+        """meta.json (as this object wrote it, when it did: not read back)."""
+        return self.laid_out or json.loads((self.path / layout.META).read_text())
 
     def status(self) -> JobStatus:
         """status.json as its record (the empty record when there is none)."""

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TERM, KILL = signal.SIGTERM, signal.SIGKILL
 WRAPPER_MODULE = "luzia.agents.wrap"     # how a wrapper shows in its command line
+WRAPPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrap.py")  # ... or so
 DRAIN_WAIT = 10.0      # seconds a new agent waits for an orphaned spawner to read its last jobs
 SPAWNER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
 
@@ -94,7 +95,7 @@ def rediscover_wrapper(job: JobDir) -> bool:
     needle = str(job.path)
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if WRAPPER_MODULE in cmdline and needle in cmdline:
+        if (WRAPPER_MODULE in cmdline or WRAPPER_SCRIPT in cmdline) and needle in cmdline:
             try:
                 job.set_status(wrapper_pid=proc.info["pid"])
             except OSError:          # a full disk: alive all the same, found again next time

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from luzia import layout
+from luzia import layout, snapshots
 from luzia.agents import processes
 from luzia.agents.jobdir import JobDir
 from luzia.agents.tmuxctl import TmuxController, TmuxError
@@ -33,10 +33,11 @@ GIT_TREE_TTL = 10.0  # seconds a directory's "in a git work tree" is reused
 SESSIONS_TTL = 0.2   # seconds a tmux session listing is reused (one tmux call per tick, not per job)
 
 
-def wrapper_argv(job: JobDir, pty: bool) -> list[str]:
-    """Our own interpreter and the job directory: never the task text."""
-    return [sys.executable, "-m", processes.WRAPPER_MODULE, str(job.path)] + \
-        (["--pty"] if pty else [])
+def wrapper_argv(job: JobDir, pty: bool, lean: bool = False) -> list[str]:
+    """Our own interpreter and the job directory: never the task text. `lean`: the wrapper
+    as a file without site-packages (a plain job: it needs nothing from them)."""
+    run = ["-S", "-I", processes.WRAPPER_SCRIPT] if lean else ["-m", processes.WRAPPER_MODULE]
+    return [sys.executable, *run, str(job.path)] + (["--pty"] if pty else [])
 
 
 class WrapperNeeded:
@@ -61,13 +62,12 @@ class WrapperNeeded:
         job); what its parent holds is remembered for a while (most jobs share one)."""
         if not path:
             return False
-        if os.path.exists(os.path.join(path, ".git")):
+        if "GIT_DIR" in os.environ or os.path.exists(os.path.join(path, ".git")):
             return True
         parent, now = os.path.dirname(path), time.monotonic()
         known, seen = self.trees.get(parent, (False, -1e9))
         if now - seen > GIT_TREE_TTL:
-            here = Path(parent)
-            known = any((d / ".git").exists() for d in (here, *here.parents))
+            known = snapshots.dot_git_above(parent)
             if len(self.trees) > 1000:
                 self.trees.clear()
             self.trees[parent] = (known, now)
@@ -85,6 +85,20 @@ class Runner(Protocol):
     def fileno(self) -> int | None: ...
     def ended(self) -> list[str]: ...
     def close(self) -> None: ...
+
+
+class Untold:
+    """A runner whose trackers tell the agent nothing: it finds each end in the job's
+    directory when it looks (the wrappers write exit_code)."""
+
+    def fileno(self) -> int | None:
+        return None
+
+    def ended(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 class SubprocessRunner:
@@ -151,7 +165,7 @@ class SubprocessRunner:
         self.spawner.close()
 
 
-class TmuxRunner:
+class TmuxRunner(Untold):
     """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`),
     reached through agent.tmux_prefix (e.g. into a container whose paths match ours)."""
 
@@ -160,6 +174,7 @@ class TmuxRunner:
     def __init__(self, cfg: Config) -> None:
         self.socket = cfg.agent.tmux_socket
         self.tmux = TmuxController(self.socket, cfg.tmux_prefix)
+        self.wrapper_needed = WrapperNeeded()
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
 
@@ -167,8 +182,9 @@ class TmuxRunner:
         session = layout.job_session(job.id)
         job.set_status(runner=self.name, session=session, socket=self.socket)
         job.for_wrapper()
+        lean = not self.wrapper_needed(job.meta())
         # the session's command holds only our interpreter and the job dir (shell-quoted)
-        self.tmux.start_session(session, wrapper_argv(job, pty=True))
+        self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean))
         self._listed_at = -1e9
         return session
 
@@ -186,15 +202,6 @@ class TmuxRunner:
             log.warning("job %s: tmux kill-session: %s", job.id, exc)
 
     def reap(self, job: JobDir) -> None:
-        pass
-
-    def fileno(self) -> int | None:
-        return None
-
-    def ended(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
         pass
 
     def pane(self, job: JobDir) -> str | None:

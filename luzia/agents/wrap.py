@@ -1,4 +1,6 @@
 """`python -m luzia.agents.wrap JOB_DIR [--pty]`: run a job's command and record its end.
+Also runs as a file, `python -S -I .../wrap.py JOB_DIR [--pty]`: no site-packages to load,
+for a plain job (runners.WrapperNeeded), whose steps here need none.
 
 Reads argv, cwd and env from meta.json (so the task text never passes through a shell),
 writes `pid`, copies all output into output.log (with --pty: through a pseudo-terminal,
@@ -15,13 +17,15 @@ import os
 import pty
 import select
 import signal
-import subprocess
 import sys
 import termios
 import tty
 from pathlib import Path
 
-from luzia import layout, snapshots
+if __package__ in (None, ""):   # run as a file: our package is three levels up
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from luzia import layout  # noqa: E402  (after the path a file run needs)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -85,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not os.path.isdir(cwd):
             raise FileNotFoundError(f"work directory {cwd} does not exist")
+        from luzia import snapshots  # here: a plain job's wrapper starts without it
         snapshots.record_for_job(meta, job_dir.name, "before", log)
         code = run_pty(argv, cwd, env, log, job_dir) if use_pty else \
             run_plain(argv, cwd, env, log, job_dir)
@@ -132,6 +137,7 @@ def _status(returncode: int) -> int:
 
 def run_plain(argv, cwd, env, log, job_dir: Path) -> int:
     """No terminal: the command's stdout and stderr go straight into output.log."""
+    import subprocess  # here: a pane's wrapper has no use for it
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     write_atomic(job_dir / layout.PID, f"{proc.pid}\n")
