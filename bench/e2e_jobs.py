@@ -54,6 +54,40 @@ def completed(fleet) -> int:
     return fleet.control("status", timeout=10)["jobs"].get("completed", 0)
 
 
+class CpuMeter:
+    """CPU seconds (user + system) of the broker, the agent and the agent's spawner with the
+    commands it reaped: where a job's cost goes."""
+
+    def __init__(self, fleet) -> None:
+        import psutil
+        self.procs = {name: psutil.Process(fleet.procs[name].pid)
+                      for name in ("broker", "agent-local")}
+        self.psutil = psutil
+        self.start = self.read()
+
+    def spawner(self):
+        for proc in self.psutil.Process(self.procs["agent-local"].pid).children():
+            if any(a.endswith("spawner.py") for a in proc.cmdline()):
+                return proc
+        return None
+
+    def read(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            t = proc.cpu_times()
+            out[name] = t.user + t.system
+        spawner = self.spawner()
+        t = spawner.cpu_times() if spawner else None
+        out["spawner"] = t.user + t.system if t else 0.0
+        out["commands"] = t.children_user + t.children_system if t else 0.0
+        return out
+
+    def per_job(self, n: int) -> dict[str, float]:
+        """ms of CPU per job since the start, by process."""
+        end = self.read()
+        return {k: (end[k] - self.start[k]) / n * 1000 for k in end}
+
+
 def run(fleet, submit: Callable[[str], None], n: int, done_before: int) -> tuple[float, float]:
     """Submit n jobs; seconds until all completed, seconds the submitting took."""
     t0 = time.perf_counter()
@@ -75,13 +109,16 @@ def main(n: int = 300, slots: int = 8, how: str = "both") -> dict[str, float]:
             submit = push_submitter() if way == "push" else client_submitter()
             run(fleet, submit, WARMUP, done)
             done += WARMUP
+            meter = CpuMeter(fleet)
             elapsed, submitted = run(fleet, submit, n, done)
             done += n
+            cpu = meter.per_job(n)
             res[f"{way}_jobs_per_s"] = n / elapsed
             res[f"{way}_submit_per_s"] = n / submitted
             print(f"end to end ({way}): {n} no-op jobs on {slots} slots (subprocess runner) in "
                   f"{elapsed:.2f}s = {n / elapsed:.1f} jobs/s (submitting alone: "
-                  f"{n / submitted:.0f}/s)")
+                  f"{n / submitted:.0f}/s); CPU per job: " +
+                  ", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items()))
     finally:
         fleet.close()
     res["jobs_per_s"] = res.get("push_jobs_per_s", res.get("client_jobs_per_s", 0.0))

@@ -33,7 +33,8 @@ def summary(one: dict, ingest: dict, e2e: dict, starts: list[dict[str, Any]]) ->
          f"{ingest['broker_per_s']:,.0f}/s ({ingest['ratio']:.2f}x the raw bus)",
          f"raw PUSH/PULL+msgpack, two processes {ingest['raw_per_s']:,.0f}/s", ">= 50,000/s"),
         ("no-op jobs end to end per second",
-         f"{e2e['jobs_per_s']:.0f}/s ({e2e['slots']} slots, a process per job)",
+         f"{e2e['push_jobs_per_s']:.0f}/s pushed on one socket, {e2e['client_jobs_per_s']:.0f}/s "
+         f"through client.submit() ({e2e['slots']} slots, a process per job)",
          "peers: make bench-peers", ">= 2x the best peer"),
     ]
     for s in starts:
