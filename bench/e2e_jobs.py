@@ -55,8 +55,8 @@ def completed(fleet) -> int:
 
 
 class CpuMeter:
-    """CPU seconds (user + system) of the broker, the agent and the agent's spawner with the
-    commands it reaped: where a job's cost goes."""
+    """CPU seconds (user + system) of the broker, the agent, what the agent reaped, and the
+    agent's spawner with the commands it reaped: where a job's cost goes."""
 
     def __init__(self, fleet) -> None:
         import psutil
@@ -66,9 +66,12 @@ class CpuMeter:
         self.start = self.read()
 
     def spawner(self):
-        for proc in self.psutil.Process(self.procs["agent-local"].pid).children():
-            if any(a.endswith("spawner.py") for a in proc.cmdline()):
-                return proc
+        for proc in self.procs["agent-local"].children():
+            try:
+                if any(a.endswith("spawner.py") for a in proc.cmdline()):
+                    return proc
+            except self.psutil.Error:     # a wrapper that just ended (before the spawner)
+                continue
         return None
 
     def read(self) -> dict[str, float]:
@@ -76,6 +79,8 @@ class CpuMeter:
         for name, proc in self.procs.items():
             t = proc.cpu_times()
             out[name] = t.user + t.system
+        # what the agent reaped: the per-job wrappers and their commands before the spawner
+        out["agent's children"] = t.children_user + t.children_system
         spawner = self.spawner()
         t = spawner.cpu_times() if spawner else None
         out["spawner"] = t.user + t.system if t else 0.0
