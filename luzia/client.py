@@ -70,12 +70,12 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
         if not JOB_ID_RE.match(dep):
             raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {dep!r}")
     try:
-        return protocol.JobSpec(
+        return protocol.check(protocol.JobSpec(
             id=new_job_id(), project=project, task=task, user=user or proj.user,
             priority=int(prio), type=type or proj.type or "",
             timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's default
             max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
-            workdir=proj.workdir, submitted_at=time.time())
+            workdir=proj.workdir, submitted_at=time.time()))
     except LuziaError as exc:
         raise UsageError(f"invalid job: {exc}") from None
 
