@@ -3,7 +3,7 @@ PY    ?= python3
 VENV  := .venv
 BIN   := $(VENV)/bin
 
-.PHONY: run test lint install install-test tmux chromium bench clean
+.PHONY: run test lint install install-test tmux chromium bench bench-peers bench-msgspec redis-server clean
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Luzia needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PY=python3.11")'
@@ -63,5 +63,35 @@ chromium:
 bench: install
 	$(BIN)/python bench/run_all.py
 
+# the peers live in their own venv, never in Luzia's
+PEERS := bench/.venv-peers
+
+$(PEERS)/.installed: bench/peers-requirements.txt
+	$(PY) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q -r bench/peers-requirements.txt
+	@touch $@
+
+## bench-peers: RQ, Celery and Dramatiq on the same no-op workload as Luzia, in one run
+bench-peers: install $(PEERS)/.installed redis-server
+	$(BIN)/python bench/peers.py --python $(PEERS)/bin/python
+
+# redis-server for bench-peers only (it starts its own on a loopback port); peers.py says
+# so in one line when it is missing
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing redis-server (apt-get)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null 2>&1 \
+	      || echo "could not install redis-server"; \
+	  else echo "redis-server not found"; fi; }
+
+bench/.spike-site/.installed: bench/spike-requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q --no-deps --upgrade --target bench/.spike-site -r bench/spike-requirements.txt
+	@touch $@
+
+## bench-msgspec: the protocol spike, msgspec against luzia/protocol.py (issue 15)
+bench-msgspec: install bench/.spike-site/.installed
+	$(BIN)/python bench/protocol_msgspec.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info bench/.venv-peers bench/.spike-site
