@@ -68,7 +68,7 @@ def body(msg: Message, peer: int = 0) -> bytes:
     """The msgpack body of `msg`, checked against every limit (ProtocolError if one is
     broken). `peer` 1: only the fields protocol 1 knows (V1_FIELDS)."""
     try:
-        data = _ENCODER.encode(_v1(msg) if peer == 1 else msg)
+        data = _ENCODER.encode(_v1(msg) if peer == 1 and _newer_than_v1(type(msg)) else msg)
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise ProtocolError(f"{type(msg).__name__}: cannot be encoded: {exc}") from None
     if len(data) > MAX_MESSAGE:
@@ -149,6 +149,27 @@ V1_FIELDS: dict[str, frozenset[str]] = {name: frozenset(fields.split()) for name
     "Reply": "req ok result error code",
     "Event": "topic data",
 }.items()}
+
+
+_NEWER_THAN_V1: dict[type, bool] = {}
+
+
+def _newer_than_v1(cls: type[Message]) -> bool:
+    """Has `cls`, or a message inside it, a field protocol 1 did not know?"""
+    if cls not in _NEWER_THAN_V1:
+        from msgspec import inspect  # only when a message first goes to a protocol-1 peer
+
+        def newer(t: Any) -> bool:
+            if isinstance(t, inspect.StructType):
+                return (not V1_FIELDS[t.cls.__name__].issuperset(t.cls.__struct_fields__)
+                        or any(newer(f.type) for f in t.fields))
+            if isinstance(t, inspect.ListType):
+                return newer(t.item_type)
+            if isinstance(t, inspect.UnionType):
+                return any(newer(m) for m in t.types)
+            return False
+        _NEWER_THAN_V1[cls] = newer(inspect.type_info(cls))
+    return _NEWER_THAN_V1[cls]
 
 
 def _v1(msg: Message) -> dict[str, Any]:

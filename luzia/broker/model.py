@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from luzia import protocol, rpc
@@ -29,7 +28,7 @@ class Outbox:
         self.to_agents: list[list[bytes]] = []
         self.replies: list[list[bytes]] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self.unlink: list[Path] = []
+        self.unspool: list[str] = []      # job ids whose spool files go once committed
 
     def send(self, identity: bytes, msg: protocol.Message) -> None:
         """A message to the agent whose ROUTER identity is `identity`."""

@@ -33,6 +33,9 @@ _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
             "finished_at", "updated_at", "submitter")
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
+_INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_STATE = _SCALARS.index("state")
+_INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
@@ -103,6 +106,10 @@ class Job:
         if with_tail:
             out["tail"] = list(self.tail)
         return out
+
+
+def _json(value: Any, empty: str) -> str:
+    return json.dumps(value) if value else empty     # most jobs: nothing to encode
 
 
 def _filters(states: list[str] | None, project: str | None, user: str | None,
@@ -206,13 +213,32 @@ class Store:
     def insert(self, job: Job) -> bool:
         """Insert a new job; False if its id exists already (a repeated submission)."""
         self._begin()
-        cur = self.db.execute(
-            f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})", self._row(job))
+        cur = self.db.execute(_INSERT_JOB.replace("INSERT", "INSERT OR IGNORE", 1), self._row(job))
         if cur.rowcount:
             self.next_seq = max(self.next_seq, job.seq + 1)
             self._event(job, "")
         return bool(cur.rowcount)
+
+    def insert_all(self, jobs: list[Job]) -> None:
+        """Insert new jobs (ids the store does not have: `existing`) and their first event
+        rows, each table in one statement."""
+        if not jobs:
+            return
+        self._begin()
+        self.db.executemany(_INSERT_JOB, [self._row(job) for job in jobs])
+        now = time.time()
+        self.db.executemany(_INSERT_EVENT, [(job.id, now, job.state.value, "") for job in jobs])
+        self.next_seq = max(self.next_seq, max(job.seq for job in jobs) + 1)
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Those of `ids` the store has."""
+        found: set[str] = set()
+        for at in range(0, len(ids), 500):      # within SQLite's limit on parameters
+            chunk = ids[at:at + 500]
+            rows = self.db.execute(f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+                                   chunk)
+            found.update(r[0] for r in rows)
+        return found
 
     def save(self, job: Job, event: str | None = None) -> None:
         """Write the job's mutable fields; `event` (a detail string) also logs a transition."""
@@ -236,8 +262,7 @@ class Store:
              job.exit_code, reason))
 
     def _event(self, job: Job, detail: str) -> None:
-        self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                        (job.id, time.time(), job.state.value, detail))
+        self.db.execute(_INSERT_EVENT, (job.id, time.time(), job.state.value, detail))
 
     def get(self, job_id: str) -> Job | None:
         row = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id=?",
@@ -323,8 +348,8 @@ class Store:
     @staticmethod
     def _row(job: Job) -> tuple:
         values = [getattr(job, name) for name in _SCALARS]
-        values[_SCALARS.index("state")] = job.state.value
-        return (*values, json.dumps(job.after), json.dumps(job.metadata), json.dumps(job.tail),
+        values[_STATE] = job.state.value
+        return (*values, _json(job.after, "[]"), _json(job.metadata, "{}"), _json(job.tail, "[]"),
                 int(job.stalled))
 
     @staticmethod
