@@ -18,10 +18,19 @@ that protocol 1 had (`V1_FIELDS`).
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any, ClassVar, TypeVar
 
-import msgspec
-from msgspec import Meta
+# msgspec reads annotations with typing_extensions when it is installed (the dashboard's
+# packages bring it): 7 ms of a one-shot submit's import for what Python 3.11's typing does
+if "typing_extensions" not in sys.modules:
+    sys.modules["typing_extensions"] = None      # type: ignore[assignment]  # import fails
+    try:
+        import msgspec
+    finally:
+        del sys.modules["typing_extensions"]
+import msgspec  # noqa: E402
+from msgspec import Meta  # noqa: E402
 
 from luzia.errors import ProtocolError
 

@@ -49,8 +49,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar
 
-from msgspec import Meta
-
 from luzia.errors import ProtocolError
 from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modules that use ours
     BIG,
@@ -63,6 +61,7 @@ from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modul
     Line,
     Map,
     Message,
+    Meta,
     Seconds,
     Unknown,
     body,
