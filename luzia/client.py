@@ -204,7 +204,8 @@ class Control:
         (errors.error_for_code), or BrokerUnreachable when nothing answers within the timeout."""
         sock = self._socket()
         req = next(self.ids)
-        sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
+        request = protocol.Request(req=req, op=op, args=args, protocol=protocol.PROTOCOL)
+        sock.send_multipart(protocol.encode(request))
         deadline = time.monotonic() + (timeout or self.timeout)
         while (left := deadline - time.monotonic()) > 0:
             if not self._wait(sock, left):

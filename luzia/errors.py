@@ -53,6 +53,13 @@ class ProtocolError(LuziaError):
     exit_code = 4
 
 
+class Outdated(LuziaError):
+    """The broker does not serve this peer's protocol version: upgrade the peer."""
+
+    exit_code = 4
+    code = "outdated"
+
+
 class BrokerUnreachable(LuziaError):
     """The broker did not answer in time."""
 
@@ -92,7 +99,7 @@ class Rejected(LuziaError):
 
 _BY_CODE: dict[str, type[LuziaError]] = {
     cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
-                               StoreError)}
+                               StoreError, Outdated)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

@@ -20,7 +20,7 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool
+from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool, versions
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
@@ -46,6 +46,7 @@ class Broker:
 
     def __init__(self, cfg: Config, ctx: zmq.Context | None = None) -> None:
         self.cfg = cfg
+        versions.check(cfg)
         self.home = ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
         self.spool = spool.Spool(ensure_private_dir(cfg.spool_dir))

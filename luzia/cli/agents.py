@@ -13,7 +13,7 @@ import click
 from luzia.cli.control import JSON_HELP, ask, dump
 from luzia.cli.render import HEALTH_STYLE, clean, num, pct, seconds, table
 
-WORST_FIRST = ("dead", "over-ceiling", "draining", "full", "ok")
+WORST_FIRST = ("refused", "dead", "over-ceiling", "draining", "full", "ok")
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
              "load": lambda a: -(num(a.get("load")) or 0),
              "jobs": lambda a: -(num(a.get("running")) or 0),
@@ -31,8 +31,9 @@ def agents() -> None:
               help="Order (load and jobs: highest first; health: worst first).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def agents_status(sort_by, as_json) -> None:
-    """Each agent's slots in use, load score and its parts, capabilities, GPU, last
-    heartbeat and health (ok, full, draining, over-ceiling, dead)."""
+    """Each agent's slots in use, load score and its parts, capabilities, GPU, release,
+    last heartbeat and health (ok, full, draining, over-ceiling, dead, refused: a protocol
+    older than the broker serves)."""
     found = [a for a in ask("agents.status", list) if isinstance(a, dict)]
     found.sort(key=SORT_KEYS[sort_by])
     dump(found) if as_json else show_status(found)
@@ -82,7 +83,10 @@ def show_status(found: list[dict[str, Any]]) -> None:
         print("no agents have connected; start one with: luzia-agent (or luzia-supervisor)")
         return
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LOAD PARTS", "CPU", "MEM", "GPU", "CAPABILITIES",
-           "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
+           "RELEASE", "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
+    for a in found:
+        if a.get("refused"):
+            print(f"{clean(a.get('name'))}: refused: {clean(a.get('refused'))}")
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:
@@ -94,8 +98,14 @@ def _row(a: dict[str, Any]) -> tuple[Any, ...]:
             f"cpu {num(parts.get('cpu')) or 0:.2f} mem {num(parts.get('memory')) or 0:.2f} "
             f"queue {num(parts.get('queue')) or 0:.2f}",
             pct(a.get("cpu")), pct(a.get("memory")), gpu_cell(a),
-            ",".join(clean(c) for c in a.get("capabilities") or []),
+            ",".join(clean(c) for c in a.get("capabilities") or []), release(a),
             f"{seconds(a.get('heartbeat_age'))} ago")
+
+
+def release(agent: dict[str, Any]) -> str:
+    """`0.2.0 (p2)`: its Luzia release and protocol; `? (p1)` for the first release, which
+    did not say (docs/PROTOCOL.md, "Versions")."""
+    return f"{clean(agent.get('version')) or '?'} (p{int(num(agent.get('protocol')) or 1)})"
 
 
 def gpu_cell(agent: dict[str, Any]) -> str:

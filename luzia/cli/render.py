@@ -21,7 +21,7 @@ TERMINAL = TERMINAL_NAMES
 STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "completed": "green",
                "failed": "red", "killed": "magenta", "rejected": "red"}
 HEALTH_STYLE = {"ok": "green", "full": "yellow", "draining": "cyan", "over-ceiling": "red",
-                "dead": "bold red"}
+                "dead": "bold red", "refused": "bold red"}
 LEVEL_STYLE = {"critical": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 
 

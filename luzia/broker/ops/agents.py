@@ -23,9 +23,13 @@ IDLE_LOAD = 0.20           # a live agent with no job and a load score below thi
 
 def status(m: Model, args: Args) -> list[dict[str, Any]]:
     """agents.status → [agent + {health, draining, load_parts: {cpu, memory, queue},
-    heartbeat_age}]: one entry per agent the broker knows, by name."""
+    heartbeat_age}]: one entry per agent the broker knows, by name; an agent whose protocol
+    it does not serve has health `refused` and `refused` says why (versions.py)."""
     now = time.monotonic()
-    return [_view(m, a, now) for a in sorted(m.fleet, key=lambda a: a.name)]
+    views = {a.name: _view(m, a, now) for a in m.fleet}
+    for refused in m.fleet.refused.values():
+        views[refused.name] = {**views.get(refused.name, {}), **refused.to_dict(now)}
+    return [views[name] for name in sorted(views)]
 
 
 def _view(m: Model, agent: Agent, now: float) -> dict[str, Any]:
