@@ -17,7 +17,7 @@ from typing import Protocol
 
 import zmq
 
-from luzia import keys, protocol
+from luzia import __version__, keys, protocol
 from luzia.agents import credits, metrics
 from luzia.config import Config
 from luzia.errors import ProtocolError
@@ -84,7 +84,8 @@ class BrokerSession:
             held = held[:protocol.MAX_LIST]
         self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
                                  capabilities=list(self.cfg.agent.capabilities),
-                                 tags=list(self.cfg.agent.tags), held=held, pid=os.getpid()))
+                                 tags=list(self.cfg.agent.tags), held=held, pid=os.getpid(),
+                                 protocol=protocol.PROTOCOL, version=__version__))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
                  self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 
@@ -121,8 +122,19 @@ class BrokerSession:
     def welcome(self, msg: protocol.Welcome) -> None:
         self.interval, self.liveness = msg.heartbeat_interval, msg.liveness
         self.next_beat = 0.0
-        log.info("welcomed: heartbeat %.2fs, adopted %d, dropped %d", self.interval,
-                 len(msg.adopt), len(msg.drop))
+        log.info("welcomed by the broker (Luzia %s, protocol %d): heartbeat %.2fs, adopted %d, "
+                 "dropped %d", msg.version or "?", msg.protocol, self.interval, len(msg.adopt),
+                 len(msg.drop))
+
+    def refused(self, msg: protocol.Disconnect, now: float) -> None:
+        """The broker does not serve this agent's protocol: say why, keep the jobs running,
+        and say Hello again only after the longest backoff (it may be rolled back, or its
+        broker.min_protocol lowered)."""
+        log.error("refused by the broker at %s: %s; the jobs here keep running; trying again "
+                  "every %.0fs", self.cfg.endpoints.agents, msg.reason.removeprefix("refused: "),
+                  BACKOFF_MAX)
+        self.backoff = BACKOFF_MAX
+        self.reconnect_at = now + BACKOFF_MAX
 
     # periodic ---------------------------------------------------------------------------
     def reconnect_if_silent(self, now: float) -> None:

@@ -132,6 +132,8 @@ class Worker:
             self.held.cancel(msg.job_id)
         elif isinstance(msg, protocol.LogRequest):
             self.send(self.log_chunk(msg))
+        elif isinstance(msg, protocol.Disconnect) and msg.refused:
+            self.session.refused(msg, time.monotonic())
         elif isinstance(msg, protocol.Disconnect):
             log.info("broker asked for a new hello: %s", msg.reason)
             self.session.hello()

@@ -201,6 +201,23 @@ def test_disconnect_gets_a_new_hello(rig):
     broker.recv(worker, protocol.Hello)
 
 
+def test_hello_says_the_protocol_and_a_refusal_is_logged_and_not_answered_at_once(rig, caplog):
+    from luzia import __version__
+    _, broker, worker, hello = rig()
+    assert (hello.protocol, hello.version) == (protocol.PROTOCOL, __version__)
+    job = assign(broker)
+    broker.recv(worker, protocol.Started)
+    broker.beating = False
+    why = "this agent is protocol version 2, the broker 3 (Luzia 9.0, serving protocol 3 and newer)"
+    broker.send(protocol.Disconnect(reason=f"refused: {why}: upgrade the agent", refused=True))
+    wait_for(lambda: worker.turn(0.01) or any(why in r.getMessage() for r in caplog.records
+                                              if r.levelname == "ERROR"), 10)
+    for _ in range(20):
+        worker.turn(0.01)
+    assert not any(isinstance(m, protocol.Hello) for m in broker.pump(worker))
+    assert job.id in worker.jobs                # its jobs keep running
+
+
 def test_done_is_sent_again_while_the_broker_still_lists_the_job(rig):
     _, broker, worker, _ = rig()
     job = assign(broker, "quick")
