@@ -71,7 +71,7 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
     monitor levels."""
     out = []
     present = [a for a in snap.agents if a.get("health") != "gone"]   # retired: no alert
-    live = [a for a in present if a.get("health") != "dead"]
+    live = [a for a in present if a.get("health") not in ("dead", "refused")]
     pending = int(num(snap.queue.get("pending")) or 0)
     if present and not live:
         out.append(("CRITICAL", "every agent is dead: nothing can run"))
@@ -83,6 +83,8 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
         health, name = a.get("health"), clean(a.get("name"))
         if health == "dead":
             out.append(("RED", f"agent {name} is not beating"))
+        elif health == "refused":
+            out.append(("RED", f"agent {name} is refused: {clean(a.get('refused'))}"))
         elif health == "over-ceiling":
             out.append(("YELLOW", f"agent {name} is over its utilisation ceiling with "
                         f"{int(num(a.get('running')) or 0)} running: it takes no more"))
