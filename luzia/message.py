@@ -77,7 +77,8 @@ def body(msg: Message, peer: int = 0) -> bytes:
     """The msgpack body of `msg`, checked against every limit (ProtocolError if one is
     broken). `peer` 1: only the fields protocol 1 knows (V1_FIELDS)."""
     try:
-        data = _ENCODER.encode(_v1(msg) if peer == 1 and _newer_than_v1(type(msg)) else msg)
+        data = _ENCODER.encode(to_plain(msg, v1=True) if peer == 1 and _newer_than_v1(type(msg))
+                               else msg)
     except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
         raise ProtocolError(f"{type(msg).__name__}: cannot be encoded: {exc}") from None
     if len(data) > MAX_MESSAGE:
@@ -111,15 +112,19 @@ def from_plain(cls: type[M], obj: Any) -> M:
         raise ProtocolError(_where(cls, str(exc))) from None
 
 
-def to_plain(msg: Message) -> dict[str, Any]:
-    """Every field of the message (defaults too) as plain values, nested messages as maps."""
+def to_plain(msg: Message, v1: bool = False) -> dict[str, Any]:
+    """Every field of the message (defaults too) as plain values, nested messages as maps;
+    with `v1`, only the fields protocol 1 had (V1_FIELDS)."""
+    keep = V1_FIELDS[type(msg).__name__] if v1 else msg.__struct_fields__
     out = {}
     for name in msg.__struct_fields__:
+        if name not in keep:
+            continue
         value = getattr(msg, name)
         if isinstance(value, Message):
-            value = to_plain(value)
+            value = to_plain(value, v1)
         elif isinstance(value, list) and value and isinstance(value[0], Message):
-            value = [to_plain(v) for v in value]
+            value = [to_plain(v, v1) for v in value]
         out[name] = value
     return out
 
@@ -179,19 +184,3 @@ def _newer_than_v1(cls: type[Message]) -> bool:
             return False
         _NEWER_THAN_V1[cls] = newer(inspect.type_info(cls))
     return _NEWER_THAN_V1[cls]
-
-
-def _v1(msg: Message) -> dict[str, Any]:
-    """`msg` as protocol 1 knew it: its fields of then, nested messages likewise."""
-    keep = V1_FIELDS[type(msg).__name__]
-    out = {}
-    for name in msg.__struct_fields__:
-        if name not in keep:
-            continue
-        value = getattr(msg, name)
-        if isinstance(value, Message):
-            value = _v1(value)
-        elif isinstance(value, list) and value and isinstance(value[0], Message):
-            value = [_v1(v) for v in value]
-        out[name] = value
-    return out
