@@ -129,6 +129,11 @@ def to_plain(msg: Message, v1: bool = False) -> dict[str, Any]:
     return out
 
 
+def replace(msg: M, **changes: Any) -> M:
+    """A copy of `msg` with some fields changed (checked when it is sent, as any message)."""
+    return msgspec.structs.replace(msg, **changes)
+
+
 def pack(obj: Any) -> bytes:
     """Plain values as msgpack (what a field's size limit is measured in)."""
     return _ENCODER.encode(obj)

@@ -69,6 +69,7 @@ from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modul
     from_plain as from_plain,
     pack,
     parse,
+    replace as replace,
     to_plain as to_plain,
 )
 
