@@ -130,6 +130,7 @@ def start_hint(cfg: Config) -> str:
 
 def _spool(directory: Path, job_id: str, data: bytes) -> None:
     tmp = directory / layout.spool_tmp_name(job_id)
+    renamed = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -138,12 +139,18 @@ def _spool(directory: Path, job_id: str, data: bytes) -> None:
         finally:
             os.close(fd)
         os.rename(tmp, directory / layout.spool_name(job_id))
+        renamed = True
         dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
     except OSError as exc:
+        if not renamed:       # a full disk must not leave an empty .ID.tmp behind (issue 17)
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
         raise StateDirError(f"cannot write the job to the spool {directory}: "
                             f"{exc.strerror or exc}") from None
 

@@ -57,6 +57,7 @@ class Endpoints(Frozen):
     control: str = ""   # broker ROUTER: queries and commands
     events: str = ""    # broker PUB: job.* and agent.* events
     supervisor: str = ""  # the supervisor's own control socket
+    notify: str = ""    # the notifier's health/status socket (luzia-notify)
 
 
 @frozen
@@ -106,7 +107,7 @@ class AgentConfig(Frozen):
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
     runner: str = "auto"              # auto | tmux | subprocess | interactive
-    tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_socket: str = ""             # tmux -L name; default: luzia-<hash of the state dir>
     tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
                                       # and `luzia attach`: e.g. ["docker", "exec", "-i", "box"]
                                       # (empty: interactive.tmux_prefix, the older spelling)
@@ -186,6 +187,33 @@ class KeysConfig(Frozen):
 
 
 @frozen
+class NotifyRule(Frozen):
+    """[[notify.rules]]: these events of these users'/projects' jobs go to these targets."""
+
+    events: list[str] = field(default_factory=list)    # luzia/notify/events.py: KINDS
+    targets: list[str] = field(default_factory=list)   # names in notify.targets
+    users: list[str] = field(default_factory=list)     # empty: every user
+    projects: list[str] = field(default_factory=list)  # empty: every project
+
+
+@frozen
+class NotifyConfig(Frozen):
+    """[notify]: luzia-notify, run by the supervisor beside the broker when there are rules."""
+
+    targets: dict[str, str] = field(default_factory=dict)   # name -> Apprise URL
+    rules: list[NotifyRule] = field(default_factory=list)
+    rate: float = 20.0                # notifications per target per minute (and the burst)
+    retry_initial: float = 2.0        # seconds before the first retry, doubling ...
+    retry_max: float = 300.0          # ... up to this
+    give_up_after: float = 86400.0    # seconds after which an undelivered notification fails
+    poll: float = 5.0                 # seconds between catch-ups when no event says there is news
+    link: str = ""                    # a job's page, "https://lz.example/jobs/{id}"; "": the dashboard's
+    db: str = ""                      # default: $LUZIA_HOME/notify.db
+    keep_days: float = 30.0           # delivered and failed notifications kept this long
+    metrics_port: int = 0             # 0: broker.metrics_port + 1 when the broker's are on
+
+
+@frozen
 class Project(Frozen):
     workdir: str = ""                 # "" : the job runs in its own job directory
     user: str = ""                    # owner; default: the login name
@@ -214,6 +242,7 @@ class Config(Frozen):
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -425,6 +454,7 @@ def _finish(cfg: Config) -> Config:
         control=ep.control or f"ipc://{run}/control",
         events=ep.events or f"ipc://{run}/events",
         supervisor=ep.supervisor or f"ipc://{run}/supervisor",
+        notify=ep.notify or f"ipc://{run}/notify",
     )
     for name, value in dataclasses.asdict(endpoints).items():
         check_endpoint(value, f"endpoints.{name}")
@@ -433,6 +463,7 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
@@ -464,11 +495,22 @@ def _finish(cfg: Config) -> Config:
     broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
     if broker.heartbeat_interval <= 0:
         raise ConfigError("broker.heartbeat_interval must be positive")
+    notify = dataclasses.replace(cfg.notify, db=cfg.notify.db or os.path.join(home, "notify.db"))
+    if notify.rules or notify.targets:
+        from luzia.notify.events import check_config  # only with [notify]: the CLI stays lean
+        check_config(notify)
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
-        keys=_keys(cfg.keys, home),
+        keys=_keys(cfg.keys, home), notify=notify,
     )
+
+
+def default_tmux_socket(home: str) -> str:
+    """The agents' tmux server of one state directory (issue 17): two fleets on one host
+    never share a server, so never its environment or its sessions."""
+    import hashlib
+    return "luzia-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:8]
 
 
 def _check_programs(programs: dict[str, list[str]]) -> None:

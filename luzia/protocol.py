@@ -10,7 +10,7 @@ Nothing outside this module touches frame positions, and nothing outside it and
 luzia/message.py (the Struct base, the checks and the encoder under every message) touches
 msgpack.
 
-Versions (docs/PROTOCOL.md, "Versions"; DECISIONS 43). ``LZ1`` names the frame layout and
+Versions (docs/PROTOCOL.md, "Versions"; DECISIONS 62). ``LZ1`` names the frame layout and
 never changes while it holds. `PROTOCOL` is the number of this release's messages; a peer
 says its own in Hello and Request (absent: 1, the first release). A broker serves peers from
 `OLDEST` (or its `broker.min_protocol`) up, and refuses an older agent at Hello and an older
@@ -155,6 +155,9 @@ class Hello(Message, frozen=True):
     pid: Count = 0
     protocol: Protocol = 1                  # protocol 2: the agent's PROTOCOL
     version: Version = ""                   # protocol 2: its Luzia release, for people
+    # protocol 2 (issue 17): its host and state directory (a hash); the same name and instance
+    # is the same agent restarted, another instance under a live agent's name is refused
+    instance: Annotated[str, Meta(max_length=64)] = ""      # "": not told (protocol 1)
 
 
 class Heartbeat(Message, frozen=True):
@@ -168,6 +171,7 @@ class Heartbeat(Message, frozen=True):
     gpu_free_gb: Annotated[float, Meta(ge=-1, le=2**63)] = -1.0
     running: JobIds = []
     slots: Annotated[int, Meta(ge=0, le=1024)] = 0      # its credits now (adaptive); 0: as in Hello
+    degraded: Line = ""                     # protocol 2 (issue 17): why it takes no new work; "": ok
 
 
 class Started(Message, frozen=True):
@@ -202,6 +206,7 @@ class Done(Message, frozen=True):
     exit_code: ExitCode
     reason: Line = ""                       # "", "timeout", "cancelled", "runner: ..."
     tail: Tail = []
+    started: bool = True                    # protocol 2 (issue 17): False: its command never started
 
 
 class LogChunk(Message, frozen=True):
@@ -260,8 +265,9 @@ class LogRequest(Message, frozen=True):
 
 class Disconnect(Message, frozen=True):
     """The broker does not know this agent (e.g. the broker restarted): say Hello again. With
-    `refused`, the broker cannot serve the agent's protocol (`reason` says both): the agent
-    says so in its log and tries again only after its longest backoff."""
+    `refused`, the broker will not take it (`reason` says why): it cannot serve the agent's
+    protocol (the line names both), or another live agent holds its name. The agent says so
+    in its log and tries again later, with its reconnect backoff, not at once."""
 
     kind: ClassVar[bytes] = b"DISCONNECT"
     reason: Line = ""

@@ -99,6 +99,33 @@ def test_fields_a_peer_does_not_know_are_ignored_and_missing_ones_take_their_def
     assert isinstance(hello, p.Hello) and hello.protocol == 1 and hello.version == ""
 
 
+JOB = "113754-a2f5c10e9b3d"
+
+
+@pytest.mark.parametrize("kind, body, defaults", [
+    # what the first release (protocol 1) sends: the fields added since take their defaults
+    (b"HELLO", {"name": "old", "slots": 1, "capabilities": [], "tags": [], "held": [], "pid": 7},
+     {"protocol": 1, "version": "", "instance": ""}),
+    (b"HEARTBEAT", {"cpu": 0.5, "running": [JOB], "slots": 2}, {"degraded": ""}),
+    (b"DONE", {"job_id": JOB, "attempt": 1, "exit_code": 0, "reason": "", "tail": []},
+     {"started": True}),
+])
+def test_a_protocol_1_body_decodes_with_the_later_fields_at_their_defaults(kind, body, defaults):
+    msg = p.decode([b"LZ1", kind, msgpack.packb(body)])
+    assert {name: getattr(msg, name) for name in defaults} == defaults
+    assert set(msgpack.unpackb(p.encode(msg, peer=1)[2])) <= message.V1_FIELDS[type(msg).__name__]
+
+
+def test_a_protocol_1_peer_is_not_sent_the_later_fields():
+    later = [p.Hello(name="a", slots=1, capabilities=[], protocol=2, version="x", instance="f00"),
+             p.Heartbeat(degraded="disk full"), p.Disconnect(reason="no", refused=True),
+             p.Done(job_id=JOB, attempt=1, exit_code=-1, started=False)]
+    for msg in later:
+        fields = set(msgpack.unpackb(p.encode(msg, peer=1)[2]))
+        assert fields <= message.V1_FIELDS[type(msg).__name__], msg
+        assert p.decode(p.encode(msg)) == msg            # a protocol-2 peer gets them all
+
+
 def test_a_body_leaves_out_defaults_and_a_protocol_1_body_has_only_protocol_1_fields():
     assert msgpack.unpackb(p.encode(p.Heartbeat(cpu=0.5))[2]) == {"cpu": 0.5}
     welcome = p.Welcome(adopt=["113754-a2f5c10e9b3d"], protocol=p.PROTOCOL, version="9.9")

@@ -13,6 +13,7 @@ decide *which* edge; only this module says what an edge does.
     lose         assigned | running → lost          (its agent stopped beating)
     resume       lost → running                     (its agent is back with it)
     end          an agent's Done → finish, requeue (preempted) or retry_later
+    unstarted    an agent's Done for a command that never started → pending after a backoff
     finish       → completed | failed | killed      (also a pending job: cancel, flush)
     retry_later  → pending after a backoff          (a failure with retries left)
     requeue      assigned | running | lost → pending now (agent gone, preempted)
@@ -39,6 +40,8 @@ from luzia.states import JobState, exit_text
 log = logging.getLogger(__name__)
 
 PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
+NEVER_STARTED = "never started"  # an attempt whose command never ran (a runner or disk error)
+NEVER_STARTED_MAX = 5            # such attempts of one job before it fails: a host that can start nothing
 AUTOMATIC = "retry"              # "retry 1/2 after exit 1": pending for an automatic retry
 RETRY_REQUESTED = "retry requested"   # pending again by an operator's `luzia retry`
 RETRY_BACKOFF_MAX = 300.0
@@ -129,12 +132,18 @@ def _new_job(m: Model, spec: protocol.JobSpec, seq: int) -> Job:
                metadata=dict(spec.metadata), updated_at=now)
 
 
+def queue_full(m: Model, pending: int | None = None) -> bool:
+    """The queue holds broker.max_pending jobs (or would, with `pending` jobs in it): a
+    submission now is rejected."""
+    limit = m.cfg.broker.max_pending
+    return bool(limit) and (m.sched.pending_count() if pending is None else pending) >= limit
+
+
 def _refusal(m: Model, job: Job, pending: int, new: dict[str, Job]) -> str:
     """Why `job` is rejected ("" if it is not), with `pending` jobs queued before it and
     `new` the jobs of its turn (a dependency may be among them)."""
-    limit = m.cfg.broker.max_pending
-    if limit and pending >= limit:
-        return f"queue full ({pending} pending, max_pending={limit})"
+    if queue_full(m, pending):
+        return f"queue full ({pending} pending, max_pending={m.cfg.broker.max_pending})"
     if job.after:
         unknown = [d for d in job.after
                    if d not in m.jobs and (d not in new or d == job.id) and m.store.get(d) is None]
@@ -259,6 +268,30 @@ def end(m: Model, job: Job, exit_code: int, reason: str) -> None:
         retry_later(m, job, exit_code, reason or exit_text(exit_code))
     else:
         finish(m, job, JobState.FAILED, reason or exit_text(exit_code), exit_code)
+
+
+def unstarted(m: Model, job: Job, reason: str) -> None:
+    """An attempt whose command never started (Done `started` false: the runner failed, the
+    disk was full): not the job's failure, so pending again after a backoff (1 s doubling)
+    with its retries unused; its host is avoided as after a failure (exit -1 in the attempt).
+    The NEVER_STARTED_MAX-th such attempt fails the job, so a host that can start nothing
+    does not bounce it for ever. A cancel or preemption sent meanwhile wins."""
+    if job.id in m.stopping:
+        end(m, job, -1, reason if m.stopping[job.id] else "cancelled")
+        return
+    why = f"{NEVER_STARTED} on {job.host}: {reason}"
+    before = sum(1 for a in m.store.attempts(job.id)
+                 if a["attempt"] != job.attempt and (a["reason"] or "").startswith(NEVER_STARTED))
+    if before + 1 >= NEVER_STARTED_MAX:
+        finish(m, job, JobState.FAILED, f"{why} ({before + 1} attempts never started)", -1)
+        return
+    _close_attempt(m, job, why, -1)
+    job.move(JobState.PENDING, why)
+    job.reset_attempt()
+    delay = min(RETRY_BACKOFF_MAX, 2.0 ** before)
+    heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
+    _saved(m, job, job.reason)
+    log.info("job %s will be tried again in %.1fs: %s", job.id, delay, why)
 
 
 def finish(m: Model, job: Job, state: JobState, reason: str = "",

@@ -45,7 +45,7 @@ class Refused:
                 "running": 0, "jobs": [], "capabilities": [], "tags": [], "pid": self.pid,
                 "last_seen": round(now - self.last_seen, 3),
                 "heartbeat_age": round(now - self.last_seen, 3),
-                "protocol": self.protocol, "version": self.version, "refused": self.why}
+                "protocol": self.protocol, "version": self.version, "outdated": self.why}
 
 
 def check(cfg: Config) -> None:

@@ -11,9 +11,19 @@ from typing import Any
 import click
 
 from luzia.cli.control import JSON_HELP, ask, dump
-from luzia.cli.render import HEALTH_STYLE, LOAD_LEVEL_STYLE, clean, num, pct, seconds, table
+from luzia.cli.render import (
+    HEALTH_STYLE,
+    LOAD_LEVEL_STYLE,
+    agent_troubles,
+    clean,
+    num,
+    pct,
+    seconds,
+    table,
+)
 
-WORST_FIRST = ("refused", "dead", "over-ceiling", "busy", "draining", "full", "ok", "gone")
+WORST_FIRST = ("refused", "dead", "degraded", "over-ceiling", "busy", "draining", "full", "ok",
+               "gone")
 DRY_RUN_HELP = "Only say what would happen; change nothing."
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
              "load": lambda a: -(num(a.get("load")) or 0),
@@ -116,13 +126,13 @@ def show_status(found: list[dict[str, Any]]) -> None:
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LEVEL", "LOAD PARTS", "CPU", "MEM", "GPU",
            "CAPABILITIES", "RELEASE", "HEARTBEAT"), [_row(a) for a in found],
           {1: HEALTH_STYLE, 4: LOAD_LEVEL_STYLE})
-    for a in found:
-        if a.get("refused"):
-            print(f"{clean(a.get('name'))}: refused: {clean(a.get('refused'))}")
     gone = [clean(a.get("name")) for a in found if a.get("health") == "gone"]
     if gone:
         print(f"\ngone (dead longer than broker.gone_after): {', '.join(gone)}; "
               f"remove with: luzia agents forget {gone[0]}")
+    for a in found:
+        for line in agent_troubles(a):
+            print(line)
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:

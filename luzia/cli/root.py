@@ -10,8 +10,22 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import (agents, config, db, git, history, imports, jobs, keys, logs, queue,
-                       supervisor, top, web)
+from luzia.cli import (
+    agents,
+    config,
+    db,
+    git,
+    history,
+    imports,
+    jobs,
+    keys,
+    logs,
+    notify,
+    queue,
+    supervisor,
+    top,
+    web,
+)
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
 
@@ -27,7 +41,8 @@ Submit (returns at once, prints agent:PROJECT:JOB_ID):
 \b
 Operators: luzia queue status|add|flush|locks,
   luzia agents status|allocate|drain|undrain|forget, luzia top, luzia history,
-  luzia stats [--by agent], luzia import pending-requests|beads [--follow]
+  luzia stats [--by agent], luzia import pending-requests|beads [--follow],
+  luzia notify status|test
   (every query takes --json, every command that changes something --dry-run;
   no colour without a terminal or with NO_COLOR)
 
@@ -49,7 +64,8 @@ Exit codes:
       or luzia db recover while the broker runs
 """
 
-NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web)
+NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
+         notify)
 
 
 @click.group(help=HELP, invoke_without_command=True,

@@ -24,6 +24,7 @@ from luzia.cli.render import (
     LEVEL_STYLE,
     LOAD_LEVEL_STYLE,
     age,
+    agent_troubles,
     bar,
     clean,
     fancy,
@@ -83,14 +84,13 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
         health, name = a.get("health"), clean(a.get("name"))
         if health == "dead":
             out.append(("RED", f"agent {name} is not beating"))
-        elif health == "refused":
-            out.append(("RED", f"agent {name} is refused: {clean(a.get('refused'))}"))
         elif health == "over-ceiling":
             out.append(("YELLOW", f"agent {name} is over its utilisation ceiling with "
                         f"{int(num(a.get('running')) or 0)} running: it takes no more"))
         elif health == "busy":
             out.append(("YELLOW", f"agent {name}'s host is busy (cpu {pct(a.get('cpu'))}): "
                         "over its ceiling, it runs one job at a time"))
+        out += [("RED", line) for line in agent_troubles(a)]
     wait = num(snap.queue.get("oldest_wait")) or 0
     if pending and wait > WAIT_RED:
         out.append(("RED", f"the oldest pending job has waited {age(wait)}"))

@@ -85,7 +85,7 @@ def test_an_agent_below_min_protocol_is_refused_once_per_quiet_period(strict, ct
     assert strict.model.fleet.get("old1") is None
     status = Client(ctx, strict).call(strict, "agents.status").result
     assert [(a["name"], a["health"], a["protocol"]) for a in status] == [("old1", "refused", 1)]
-    assert status[0]["refused"].startswith("this agent is protocol version 1")
+    assert status[0]["outdated"].startswith("this agent is protocol version 1")
     old.close()
 
 
@@ -103,8 +103,23 @@ def test_a_refused_agent_s_earlier_self_is_lost_and_an_upgraded_one_joins(strict
                               held=[protocol.HeldJob(job_id=job.id)]))
     welcome = agent.recv(strict, protocol.Welcome)
     assert welcome.adopt == [job.id]
-    assert not strict.model.fleet.refused
+    assert not strict.model.fleet.outdated
     agent.close()
+
+
+def test_an_upgraded_agent_under_its_new_identity_ends_the_refusal(strict, ctx):
+    old = Peer(ctx, zmq.DEALER, strict.cfg.endpoints.agents, b"old1")
+    old.send_raw(v1_hello())
+    frames_of(old.sock, strict, b"DISCONNECT")
+    old.close()
+    # this release's identity is NAME/INSTANCE (issue 17), not the first release's NAME
+    new = Peer(ctx, zmq.DEALER, strict.cfg.endpoints.agents, b"old1/0123456789abcdef")
+    new.send(protocol.Hello(name="old1", slots=1, capabilities=["code"], protocol=2,
+                            instance="0123456789abcdef"))
+    new.recv(strict, protocol.Welcome)
+    status = Client(ctx, strict).call(strict, "agents.status").result
+    assert [(a["name"], a["health"], a.get("outdated")) for a in status] == [("old1", "ok", None)]
+    new.close()
 
 
 def test_a_cli_below_min_protocol_is_told_to_upgrade(strict, ctx):

@@ -33,11 +33,12 @@ def status(m: Model, args: Args) -> list[dict[str, Any]]:
     queue}, heartbeat_age, dead_for}]: one entry per agent the broker knows, by name.
     `load_level` is the load score as low (< 0.30), moderate (< 0.60), high (< 0.80) or
     critical; `dead_for` the seconds since a dead agent's last beat (null while live). An
-    agent whose protocol the broker does not serve has health `refused`, and `refused` says
-    why (versions.py)."""
+    agent whose protocol the broker does not serve has health `refused`, and `outdated` says
+    why (versions.py); `refused` is a second agent refused under a live agent's name
+    ({pid, instance, count, ago}, or null)."""
     now = time.monotonic()
     views = {a.name: _view(m, a, now) for a in m.fleet}
-    for refused in m.fleet.refused.values():
+    for refused in m.fleet.outdated.values():
         views[refused.name] = {**views.get(refused.name, {}), **refused.to_dict(now)}
     return [views[name] for name in sorted(views)]
 
@@ -55,6 +56,7 @@ def _view(m: Model, agent: Agent, now: float) -> dict[str, Any]:
     out["health"] = health(m.cfg, agent, now)
     out["heartbeat_age"] = out["last_seen"]
     out["dead_for"] = None if agent.dead_since is None else round(now - agent.dead_since, 3)
+    out["refused"] = m.fleet.clash(agent.name, now)   # a second agent under its name, refused
     return out
 
 
@@ -65,12 +67,14 @@ def load_level(score: float) -> str:
 
 def health(cfg: Config, agent: Agent, now: float) -> str:
     """The first thing that keeps work off it, or what it takes: gone (dead for
-    broker.gone_after with no job: out of the alerts), dead, draining, over-ceiling (a
-    busy host running a job of ours: no more), busy (over a ceiling but running none of
-    ours: it takes one), full, ok."""
+    broker.gone_after with no job: out of the alerts), dead, degraded (it said why: its disk
+    is full), draining, over-ceiling (a busy host running a job of ours: no more), busy
+    (over a ceiling but running none of ours: it takes one), full, ok."""
     if not agent.live:
         gone = agent.dead_since is not None and now - agent.dead_since > cfg.broker.gone_after
         return "gone" if gone and not agent.jobs else "dead"
+    if agent.degraded:
+        return "degraded"
     if agent.draining:
         return "draining"
     if over_ceiling(cfg.scheduler, agent.cpu, agent.memory):
