@@ -81,7 +81,7 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
     retries = max_retries if max_retries is not None else (
         proj.max_retries if proj.max_retries >= 0 else cfg.max_retries)
     for dep in after:
-        if not JOB_ID_RE.match(dep):
+        if not JOB_ID_RE.fullmatch(dep):
             raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {dep!r}")
     try:
         return protocol.check(protocol.JobSpec(
@@ -310,7 +310,7 @@ def _final(ctl: Control, job_id: str) -> dict[str, Any] | None:
     except BrokerUnreachable:
         return None
     except NotFound:
-        if JOB_ID_RE.match(job_id) and (ctl.cfg.spool_dir / layout.spool_name(job_id)).exists():
+        if JOB_ID_RE.fullmatch(job_id) and (ctl.cfg.spool_dir / layout.spool_name(job_id)).exists():
             return None         # the broker has not taken it from the spool yet
         raise
     if not isinstance(job, dict) or not isinstance(job.get("state"), str):

@@ -50,6 +50,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar
 
 from luzia.errors import ProtocolError
+from luzia.ids import JOB_ID_RE
 from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modules that use ours
     BIG,
     MAX_LINE as MAX_LINE,
@@ -79,9 +80,10 @@ OLDEST = 1                     # the oldest peer protocol this release still ser
 MAX_TASK = 64 * 1024           # bytes of task text
 MAX_METADATA = 16 * 1024       # bytes of a job's metadata, msgpack-encoded
 MAX_TAIL_LINES = 50
+# msgspec searches a pattern: anchored at both ends, and \Z, since $ matches before a final \n
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
 TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\Z"
-JOB_ID_PATTERN = r"^[0-9]{6}-[0-9a-f]{12}\Z"        # luzia/ids.py makes them
+JOB_ID_PATTERN = JOB_ID_RE.pattern                 # luzia/ids.py makes them
 
 JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN)]
 JobIds = Annotated[list[JobId], Meta(max_length=MAX_LIST)]

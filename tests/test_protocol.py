@@ -164,6 +164,36 @@ def _bounded(where, t):
         assert isinstance(t, (i.BoolType, i.NoneType, i.AnyType, i.StructType)), where
 
 
+def test_no_pattern_takes_a_trailing_newline():
+    """`$` matches before a final newline: every pattern ends in \\Z, and "name\\n" is refused."""
+    from luzia.ids import JOB_ID_RE, JOB_PREFIX_RE
+    jid = new_job_id()
+    assert JOB_ID_RE.fullmatch(jid) and not JOB_ID_RE.match(jid + "\n")
+    assert not JOB_PREFIX_RE.match(jid[:8] + "\n")
+    for bad in (job(user="alice\n"), job(project="demo\n"), job(id=jid + "\n"),
+                job(after=[jid + "\n"]), p.Request(req=1, op="ping\n"),
+                p.Hello(name="gpu1\n", slots=1, capabilities=[]),
+                p.Hello(name="gpu1", slots=1, capabilities=["code\n"]),
+                p.Heartbeat(running=[jid + "\n"])):
+        with pytest.raises(ProtocolError, match="matching regex"):
+            p.check(bad)
+    for cls in CLASSES:
+        for field in msgspec.inspect.type_info(cls).fields:
+            for t in _strings(field.type):
+                assert t.pattern is None or t.pattern.endswith("\\Z"), (cls, field.name)
+
+
+def _strings(t):
+    i = msgspec.inspect
+    if isinstance(t, i.StrType):
+        yield t
+    elif isinstance(t, i.ListType):
+        yield from _strings(t.item_type)
+    elif isinstance(t, i.UnionType):
+        for member in t.types:
+            yield from _strings(member)
+
+
 def test_decode_accepts_only_the_socket_s_messages():
     frames = p.encode(p.Disconnect())
     with pytest.raises(ProtocolError, match="not accepted"):
