@@ -15,6 +15,7 @@ import getpass
 import os
 import re
 import socket
+import stat
 import sys
 import tomllib
 import types
@@ -496,12 +497,33 @@ def is_local(endpoint: str) -> bool:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable."""
+    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable.
+    An existing directory keeps its mode (only a directory made here is chmod'ed: LUZIA_HOME
+    pointed at /tmp must not take its sticky bit), and one other users may write is refused:
+    they could put their own files where Luzia expects its own (decision 43)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True)
         os.chmod(path, 0o700)
+    except FileExistsError:
+        _refuse_shared(path)
     except OSError as exc:
         raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateDirError(f"state directory {path} is not writable")
     return path
+
+
+def _refuse_shared(path: Path) -> None:
+    """StateDirError for an existing `path` that is not a directory, or that users other
+    than its owner may write: world-writable, or group-writable and not ours."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateDirError(f"cannot use state directory {path}: not a directory")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_uid != os.geteuid()):
+        raise StateDirError(f"refusing state directory {path}: other users may write it (mode "
+                            f"{mode:04o}); point LUZIA_HOME at a directory of Luzia's own, e.g. "
+                            f"{path / 'luzia'} (made 0700; an existing one keeps its mode)")
