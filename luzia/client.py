@@ -21,6 +21,7 @@ from luzia.config import Config, ensure_private_dir, is_local, load
 from luzia.errors import BrokerUnreachable, LuziaError, StateDirError, UsageError, error_for_code
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
+from luzia.text import clip, not_utf8
 
 if TYPE_CHECKING:
     import zmq
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 HINT = "start it with `make run` or `luzia-supervisor`"
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's key check) in it
+MAX_METADATA_DEPTH = 32    # levels of --metadata: a job's notes, not a data structure
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
         proj.max_retries if proj.max_retries >= 0 else cfg.max_retries)
     for dep in after:
         if not JOB_ID_RE.match(dep):
-            raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {dep!r}")
+            raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {clip(dep)}")
+    _check_text(project=project, task=task, user=user, type=type)
+    _check_metadata(metadata or {})
     try:
         return protocol.JobSpec(
             id=new_job_id(), project=project, task=task, user=user or proj.user,
@@ -78,6 +82,32 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
             workdir=proj.workdir, submitted_at=time.time())
     except LuziaError as exc:
         raise UsageError(f"invalid job: {exc}") from None
+
+
+def _check_text(**fields: str | None) -> None:
+    """UsageError for a field that cannot travel as UTF-8 (a byte from a latin-1 terminal)."""
+    for name, value in fields.items():
+        why = not_utf8(value or "")
+        if why:
+            what = {"task": "the task", "project": "the project name"}.get(name, f"--{name}")
+            raise UsageError(f"{what} {why}; Luzia takes UTF-8 text (check the terminal's locale)")
+
+
+def _check_metadata(metadata: dict[str, Any]) -> None:
+    """UsageError for metadata nested deeper than MAX_METADATA_DEPTH or holding a string that
+    is not UTF-8; walked with a stack, so no depth can end in a RecursionError."""
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
+            raise UsageError(f"--metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+            stack += [(k, depth) for k in value]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+        elif isinstance(value, str) and not_utf8(value):
+            raise UsageError(f"--metadata {not_utf8(value)}")
 
 
 def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:

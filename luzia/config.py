@@ -226,10 +226,11 @@ class Config(Frozen):
         try:
             return self.projects[name]
         except KeyError:
+            from luzia.text import clip
             known = ", ".join(sorted(self.projects)) or "(none)"
-            raise UsageError(f"unknown project {name!r}; known projects: {known} "
-                             f"(declare it under [projects.{name}] in {self.source or 'luzia.toml'})"
-                             ) from None
+            where = f"[projects.{name}]" if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) else "[projects.NAME]"
+            raise UsageError(f"unknown project {clip(name)}; known projects: {known} "
+                             f"(declare it under {where} in {self.source or 'luzia.toml'})") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -14,6 +14,7 @@ from typing import Any
 
 from luzia import layout
 from luzia.errors import LuziaError, UsageError
+from luzia.text import clip, one_line
 
 # 0-3 too: the Beads priorities of the older async dispatcher (seed 003, docs/GLOSSARY.md)
 PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")
@@ -28,12 +29,15 @@ spool), 2 bad option or unknown project, 3 broker unreachable and nothing spoole
 is kept as `rejected`, see luzia jobs ID)."""
 
 REJECTION_PATIENCE = 2.0   # seconds to wait for the broker to take the job before asking
+LINE_MAX = 500             # characters of an error line, whatever was typed
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        import re
+        message = re.sub(r"\S{60,}", lambda m: m[0][:40] + "…", message)  # argparse echoes input
         if message.startswith("unrecognized arguments"):
             message += " (put -- before task words that start with -)"
         raise UsageError(message)
@@ -43,7 +47,7 @@ def _seconds(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"wants seconds, not {value!r}") from None
+        raise argparse.ArgumentTypeError(f"wants seconds, not {clip(value)}") from None
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
     return seconds
@@ -53,7 +57,7 @@ def _retries(value: str) -> int:
     try:
         count = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"wants a whole number, not {value!r}") from None
+        raise argparse.ArgumentTypeError(f"wants a whole number, not {clip(value)}") from None
     if count < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return count
@@ -65,6 +69,8 @@ def _metadata(value: str) -> dict[str, Any]:
         meta = json.loads(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("is nested too deeply") from None
     if not isinstance(meta, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"ticket\": 42}'")
     return meta
@@ -111,8 +117,7 @@ def run(argv: list[str]) -> int:
     try:
         return _run(argv)
     except LuziaError as exc:
-        from luzia.text import one_line  # the message may hold the broker's words
-        print(f"luzia: {one_line(str(exc))}", file=sys.stderr)
+        print(f"luzia: {one_line(str(exc), LINE_MAX)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -178,12 +183,12 @@ def _full_id(cfg: Any, ident: str) -> str:
         return ident
     if not JOB_PREFIX_RE.match(ident):
         raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d (or a unique prefix "
-                         f"of 6+ characters), not {ident!r}")
+                         f"of 6+ characters), not {clip(ident)}")
     from luzia.client import Control
     with Control(cfg) as ctl:
         job = ctl.call("jobs.get", id=ident)
     found = job.get("id") if isinstance(job, dict) else None
     if not isinstance(found, str) or not JOB_ID_RE.match(found):
         from luzia.errors import ProtocolError
-        raise ProtocolError(f"the broker answered jobs.get {ident!r} with no valid job id")
+        raise ProtocolError(f"the broker answered jobs.get {clip(ident)} with no valid job id")
     return found
