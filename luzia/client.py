@@ -110,6 +110,15 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
             raise UsageError(f"--metadata {not_utf8(value)}")
 
 
+def _check_args(args: dict[str, Any]) -> None:
+    """UsageError for a request argument that cannot travel as UTF-8 (typed on a terminal
+    whose locale is not UTF-8), instead of a UnicodeEncodeError from the encoder."""
+    for name, value in args.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str) and not_utf8(item):
+                raise UsageError(f"{name} {not_utf8(item)}")
+
+
 def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
     """Spool (when the broker is local) and push. Raises BrokerUnreachable only when the job
     could not be made durable anywhere."""
@@ -232,6 +241,7 @@ class Control:
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and wait for its reply; the result, or the error its code names
         (errors.error_for_code), or BrokerUnreachable when nothing answers within the timeout."""
+        _check_args(args)
         sock = self._socket()
         req = next(self.ids)
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))

@@ -157,3 +157,25 @@ def monkeypatch_env(fuzz_home):
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.mark.parametrize("argv", [
+    [b"jobs", b"\xff"], [b"cancel", b"12\xff"], [b"logs", b"\xff"], [b"history", b"--user", b"\xff"],
+    [b"stats", b"--project", b"\xff"], [b"jobs", b"--user", b"\xff"], [b"agents", b"drain", b"\xff"],
+])
+def test_commands_given_text_that_is_not_utf8_are_one_line_and_exit_2(home, fake, argv):
+    refused_in_one_line(cli_bytes(home, *argv), b"UTF-8")
+
+
+def test_a_huge_job_id_is_named_cut_in_the_brokers_answer():
+    from luzia.broker.ops.request import resolve
+    from luzia.errors import NotFound
+    from tests.broker.harness import make_model
+    m = make_model()
+    try:
+        for ident in ("1" * 100_000, "x" * 100_000):
+            with pytest.raises(NotFound) as err:
+                resolve(m, ident)
+            assert len(str(err.value)) < 100
+    finally:
+        m.store.close()

@@ -10,6 +10,7 @@ from luzia.broker.store import Job
 from luzia.errors import Ambiguous, BadRequest, NotFound
 from luzia.ids import JOB_PREFIX_RE
 from luzia.states import JobState
+from luzia.text import clip
 
 DEFERRED = object()          # an op's result when its reply is sent later (logs.read)
 
@@ -55,18 +56,18 @@ def resolve(m: Model, ident: str | None) -> Job:
         raise BadRequest("no job id given")
     ident = ident.strip()
     if not JOB_PREFIX_RE.match(ident):
-        raise NotFound(f"no job {ident!r} (ids look like 113754-a2f5c10e9b3d)")
+        raise NotFound(f"no job {clip(ident)} (ids look like 113754-a2f5c10e9b3d)")
     job = m.jobs.get(ident)
     if job is not None:
         return job
     found = m.store.find(ident, limit=2)
     if not found:
-        raise NotFound(f"no job {ident!r}")
+        raise NotFound(f"no job {clip(ident)}")
     if len(found) > 1:
-        raise Ambiguous(f"{ident!r} names more than one job; give more of the id")
+        raise Ambiguous(f"{clip(ident)} names more than one job; give more of the id")
     job = m.jobs.get(found[0]) or m.store.get(found[0])
     if job is None:      # pruned between the two reads
-        raise NotFound(f"no job {ident!r}")
+        raise NotFound(f"no job {clip(ident)}")
     return job
 
 
