@@ -23,6 +23,7 @@ from luzia.agents import credits, metrics, runners, stall
 from luzia.agents.jobdir import JobDir, prune
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import BadRequest, ProtocolError
+from luzia.service import SocketFiles
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class Worker:
         self.ping = self.ctx.socket(zmq.ROUTER)
         self.ping.setsockopt(zmq.LINGER, 0)
         self.ping.setsockopt(zmq.MAXMSGSIZE, 65536)
-        self.ping.bind(ping_endpoint)
+        self.files = SocketFiles(log)      # the health socket, bound again if deleted
+        self.files.bind(self.ping, ping_endpoint)
         self.bad_pings = rpc.BadFrames(log, "the health socket")
         self.poller = zmq.Poller()
         self.poller.register(self.ping, zmq.POLLIN)
@@ -342,6 +344,7 @@ class Worker:
             self.connect()
         for run in list(self.jobs.values()):
             self.watch(run, now)
+        self.files.check(now)
         if now >= self.next_beat:
             self.next_beat = now + self.interval
             self.beat()

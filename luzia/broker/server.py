@@ -29,6 +29,7 @@ from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import LuziaError, ProtocolError, StateDirError, StoreError
+from luzia.service import SocketFiles
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Broker:
         self._next = {"beat": 0.0, "sweep": 0.0, "prune": time.monotonic() + PRUNE_EVERY}
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
+        self.files = SocketFiles(log)      # bound again if a tmp cleaner deletes them
         self._bind()
         self._restore()
         self.metrics = metrics.serve(cfg.broker)      # None unless broker.metrics_port is set
@@ -82,12 +84,10 @@ class Broker:
         if kind in (zmq.PULL, zmq.ROUTER):
             sock.setsockopt(zmq.RCVHWM, 100_000)
         try:
-            sock.bind(endpoint)
+            self.files.bind(sock, endpoint, 0o600)
         except zmq.ZMQError as exc:
             sock.close()
             raise StateDirError(f"cannot listen on {endpoint} ({name}): {exc}") from None
-        if endpoint.startswith("ipc://"):
-            os.chmod(endpoint[len("ipc://"):], 0o600)
         return sock
 
     def _bind(self) -> None:
@@ -196,6 +196,7 @@ class Broker:
         if now >= self._next["sweep"]:
             self._next["sweep"] = now + self.cfg.broker.spool_sweep
             self.sweep_spool()
+        self.files.check(now)
         while m.retry_at and m.retry_at[0][0] <= now:
             _, job_id = heapq.heappop(m.retry_at)
             job = m.jobs.get(job_id)
