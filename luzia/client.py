@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luzia import keys, layout, protocol
-from luzia.config import Config, ensure_private_dir, is_local, load
+from luzia.config import Config, ensure_private_dir, load
 from luzia.errors import BrokerUnreachable, LuziaError, StateDirError, UsageError, error_for_code
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
@@ -120,12 +120,13 @@ def _check_args(args: dict[str, Any]) -> None:
 
 
 def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
-    """Spool (when the broker is local) and push. Raises BrokerUnreachable only when the job
-    could not be made durable anywhere."""
+    """Spool (where the broker sweeps this home's spool) and push. Raises BrokerUnreachable
+    when the job could not be made durable anywhere: nothing answered, or the broker refused
+    this host's CURVE key (the message says which and what to do)."""
     cfg = cfg or load()
     msg = protocol.Submit(job=spec)
     spooled = False
-    if is_local(cfg.endpoints.submit):
+    if sweeps_here(cfg):
         ensure_private_dir(Path(cfg.home))
         _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
         spooled = True
@@ -135,12 +136,26 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
         if not spooled:
             raise
         return Submitted(spec.id, spec, spooled, False, str(cfg.spool_dir), str(exc))
-    reachable = _push(cfg.endpoints.submit, protocol.encode(msg), curve)
-    if not reachable and not spooled:
-        raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
-                                f"not queued ({HINT} on the broker's host)"
-                                f"{keys.silence_hint(cfg, cfg.endpoints.submit)}")
-    return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
+    sent, refusal = _push(cfg, protocol.encode(msg), curve)
+    if not sent and not spooled:
+        endpoint = cfg.endpoints.submit
+        raise BrokerUnreachable(f"{refusal}; the job was not queued" if refusal else
+                                f"broker not reachable at {endpoint}; the job was not queued "
+                                f"({HINT} on the broker's host){keys.silence_hint(cfg, endpoint)}")
+    return Submitted(spec.id, spec, spooled, sent, str(cfg.spool_dir), refusal)
+
+
+def sweeps_here(cfg: Config) -> bool:
+    """Does the broker we submit to sweep this home's spool? For the default ipc endpoint it
+    does (its home is ours); otherwise only if a broker serving our submit endpoint said so
+    in the spool at its start (`.broker`). A CLI on a client host never spools: no broker
+    would ever read it there (decision 2)."""
+    if cfg.endpoints.submit == f"ipc://{cfg.run_dir}/submit":
+        return True
+    try:
+        return (cfg.spool_dir / layout.SPOOL_OWNER).read_text() == cfg.endpoints.submit
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _spool(directory: Path, job_id: str, data: bytes) -> None:
@@ -174,32 +189,63 @@ def _listening(path: str) -> bool:
             return False
 
 
-def _push(endpoint: str, frames: list[bytes], curve: keys.ClientKeys | None = None) -> bool:
-    """Hand the frames to the broker's PULL socket; False if it is not there to take them
-    (with CURVE, a broker that refuses our key looks the same: IMMEDIATE waits for the handshake)."""
+def _push(cfg: Config, frames: list[bytes], curve: keys.ClientKeys | None = None
+          ) -> tuple[bool, str]:
+    """Hand the frames to the broker's PULL socket: (sent, refusal). Not sent when nothing
+    listens in time, or, with CURVE, when the broker refused our key or is not the broker we
+    hold a key of: `refusal` says which, as a socket monitor hears it at once (the socket
+    itself only stays silent)."""
+    endpoint = cfg.endpoints.submit
     if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
-        return False        # checked before importing zmq: the broker-down path stays fast
+        return False, ""    # checked before importing zmq: the broker-down path stays fast
     import zmq
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
+    monitor = None
     try:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.LINGER, 1000)
         if curve is not None:
             curve.apply(sock)
+            monitor = keys.watch_handshake(sock)
         sock.connect(endpoint)
         wait = CONNECT_WAIT if curve is None else CURVE_CONNECT_WAIT
-        if not sock.poll(int(wait * 1000), zmq.POLLOUT):
-            sock.setsockopt(zmq.LINGER, 0)
-            return False
-        sock.send_multipart(frames, zmq.NOBLOCK)
-        return True
+        refusal = _wait_writable(sock, monitor, wait, cfg)
+        if refusal is None:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+            return True, ""
+        sock.setsockopt(zmq.LINGER, 0)
+        return False, refusal
     except zmq.ZMQError:
         sock.setsockopt(zmq.LINGER, 0)
-        return False
+        return False, ""
     finally:
+        if monitor is not None:
+            sock.disable_monitor()
+            monitor.close(0)
         sock.close()
         ctx.term()
+
+
+def _wait_writable(sock: zmq.Socket, monitor: zmq.Socket | None, seconds: float,
+                   cfg: Config) -> str | None:
+    """None once `sock` can send; else "" (nothing answered in time) or why its CURVE
+    handshake failed. With IMMEDIATE a PUSH is writable only once the handshake is done."""
+    import zmq
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLOUT)
+    if monitor is not None:
+        poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(int(left * 1000) + 1))
+        if monitor in ready:
+            failed = keys.handshake_failure(monitor, cfg, cfg.endpoints.submit)
+            if failed:
+                return failed
+        if sock in ready:
+            return None
+    return ""
 
 
 class Control:

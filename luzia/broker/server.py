@@ -68,6 +68,7 @@ class Broker:
         self.ctx = ctx or zmq.Context()
         self.files = SocketFiles(log)      # bound again if a tmp cleaner deletes them
         self._bind()
+        self.spool.claim(cfg.endpoints.submit)     # CLIs with this home spool here
         self._restore()
         self.metrics = metrics.serve(cfg.broker)      # None unless broker.metrics_port is set
         self._pick = self.metrics.timed(sched.pick) if self.metrics else sched.pick

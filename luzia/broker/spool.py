@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from luzia import layout, protocol
-from luzia.errors import ProtocolError
+from luzia.errors import ProtocolError, StateDirError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,22 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.bad = path / "bad"
+
+    def claim(self, endpoint: str) -> None:
+        """Say in the spool (`.broker`) which submit endpoint this broker serves: a CLI spools
+        a job only where the broker it submits to sweeps (client.sweeps_here)."""
+        owner = self.path / layout.SPOOL_OWNER
+        try:
+            if owner.read_text() == endpoint:
+                return
+        except OSError:
+            pass
+        tmp = self.path / layout.atomic_tmp_name(layout.SPOOL_OWNER)
+        try:
+            tmp.write_text(endpoint)
+            os.replace(tmp, owner)
+        except OSError as exc:
+            raise StateDirError(f"cannot write {owner}: {exc.strerror or exc}") from None
 
     def path_for(self, job_id: str) -> Path:
         return self.path / layout.spool_name(job_id)
