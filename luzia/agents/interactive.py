@@ -22,9 +22,9 @@ from itertools import count
 from pathlib import Path
 
 from luzia import layout
-from luzia.agents import runners
+from luzia.agents import processes
 from luzia.agents.jobdir import JobDir, write_atomic
-from luzia.agents.tmuxctl import TmuxController
+from luzia.agents.tmuxctl import TmuxController, TmuxError
 from luzia.config import Config, ensure_private_dir
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,10 @@ class InteractiveRunner:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.ia = cfg.interactive
-        self.ctl = TmuxController(cfg.agent.tmux_socket, cfg.interactive.tmux_prefix)
+        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.interactive.tmux_prefix)
         self.prefix = slot_prefix(cfg.agent.name)
         self.locks = ensure_private_dir(cfg.run_dir / "slots")
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.wrappers = processes.Wrappers()
 
     def start(self, job: JobDir) -> str:
         slot, fd = self._take_slot()
@@ -57,33 +57,31 @@ class InteractiveRunner:
                 stderr=subprocess.DEVNULL, start_new_session=True)
         finally:
             os.close(fd)   # the watcher's copy keeps the slot locked until it exits
-        self.procs[job.id] = proc
+        self.wrappers.add(job, proc)
         job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot)
         return session
 
     def alive(self, job: JobDir) -> bool:
-        proc = self.procs.get(job.id)
-        if proc is not None:
-            return proc.poll() is None
-        return runners.wrapper_alive(job)
+        return self.wrappers.alive(job)
 
     def kill(self, job: JobDir) -> None:
         """The watcher did not end on SIGKILL of its group: remove the slot's REPL too (it is
         in an unknown state; the next job on that slot starts a fresh one)."""
-        if runners.wrapper_alive(job):
-            runners.signal_job(job, runners.KILL)     # the watcher wrote its own pid
-        session = str(job.status().get("session") or "")
+        if processes.wrapper_alive(job):
+            processes.signal_job(job, processes.KILL)     # the watcher wrote its own pid
+        session = job.status().session
         if session.startswith(self.prefix):
-            self.ctl.kill_session(session)
+            try:
+                self.tmux.kill_session(session)
+            except TmuxError as exc:
+                log.warning("job %s: tmux kill-session %s: %s", job.id, session, exc)
 
     def reap(self, job: JobDir) -> None:
-        proc = self.procs.pop(job.id, None)
-        if proc is not None:
-            proc.poll()
+        self.wrappers.reap(job)
 
-    def sessions(self) -> set[str]:
-        out = self.ctl.run("list-sessions", "-F", "#{session_name}", check=False)
-        return {s for s in out.stdout.split() if s.startswith(self.prefix)}
+    def pane(self, job: JobDir) -> str | None:
+        """None: a slot's pane shows its REPL, not one job; stall detection reads output.log."""
+        return None
 
     def _take_slot(self) -> tuple[int, int]:
         """The lowest slot whose lock is free, locked; an fd the watcher inherits. A busy

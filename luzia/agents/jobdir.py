@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
+from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.config import Config
 from luzia.text import strip_terminal
 
@@ -65,24 +66,25 @@ class JobDir:
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
                 "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
         write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
-        self.set_status(state="running", attempt=attempt, acked=False, started_at=time.time())
+        self.set_status(state=AttemptState.RUNNING, attempt=attempt, acked=False,
+                        started_at=time.time())
 
     # reading ------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         return json.loads((self.path / layout.META).read_text())
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JobStatus:
+        """status.json as its record (the empty record when there is none)."""
         try:
-            return json.loads((self.path / layout.STATUS).read_text())
+            return JobStatus.from_json(json.loads((self.path / layout.STATUS).read_text()))
         except (OSError, ValueError):
-            return {}
+            return JobStatus()
 
     def set_status(self, sync: bool = True, **fields: Any) -> None:
-        """Merge `fields` into status.json (sync=False for frequent, unimportant updates)."""
-        status = self.status()
-        status.update(fields)
-        status["updated_at"] = time.time()
-        write_atomic(self.path / layout.STATUS, json.dumps(status), sync=sync)
+        """Change `fields` of status.json, each a JobStatus field (sync=False for frequent,
+        unimportant updates)."""
+        status = self.status().with_fields(**fields, updated_at=time.time())
+        write_atomic(self.path / layout.STATUS, json.dumps(status.to_json()), sync=sync)
 
     def exit_code(self) -> int | None:
         try:

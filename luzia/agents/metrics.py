@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Callable
 
 import psutil
 
@@ -60,7 +60,7 @@ def _load_nvml():
         log.warning("GPU figures come from %s ($LUZIA_FAKE_NVML), not from NVML", fake)
         return FakeNvml(fake)
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
         pynvml.nvmlInit()
         return pynvml
     except Exception:  # no library or no driver: this host has no usable GPU

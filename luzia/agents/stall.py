@@ -14,13 +14,17 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from luzia import layout
 from luzia.agents.jobdir import JobDir, write_atomic
 from luzia.config import Config
 
+if TYPE_CHECKING:
+    from luzia.agents.runners import Runner
+
 log = logging.getLogger(__name__)
 
-SNAPSHOT = "stall-snapshot.txt"
 CHECK_MAX = 5.0          # seconds between looks at a job's output, at most
 SNAPSHOT_BYTES = 64 * 1024
 
@@ -63,18 +67,9 @@ def watch_for(cfg: Config, project: str) -> StallWatch | None:
     return StallWatch(after=after, kill=cfg.agent.kill_on_stall) if after > 0 else None
 
 
-def pane_text(runner, job: JobDir) -> str | None:
-    """The job's tmux pane as text, or None when it has no pane (another runner, or gone)."""
-    server = getattr(runner, "server", None)
-    if runner.name != "tmux" or server is None:
-        return None
-    out = server.cmd("capture-pane", "-p", "-t", f"=luzia-{job.id}:")
-    return None if out.returncode else "\n".join(out.stdout)
-
-
-def fingerprint(runner, job: JobDir) -> bytes:
+def fingerprint(runner: Runner, job: JobDir) -> bytes:
     """What a person would see changes ⇔ this changes: the pane's hash, else the log's size."""
-    pane = pane_text(runner, job)
+    pane = runner.pane(job)
     if pane is not None:
         return hashlib.blake2b(pane.encode(errors="replace"), digest_size=16).digest()
     try:
@@ -84,9 +79,9 @@ def fingerprint(runner, job: JobDir) -> bytes:
     return f"{st.st_size}:{st.st_mtime_ns}".encode()
 
 
-def snapshot(runner, job: JobDir, idle: float) -> None:
+def snapshot(runner: Runner, job: JobDir, idle: float) -> None:
     """Save what the stalled job shows now, for the person who looks at it later."""
-    text = pane_text(runner, job)
+    text = runner.pane(job)
     source = "tmux pane"
     if text is None:
         source = "end of output.log"
@@ -100,6 +95,6 @@ def snapshot(runner, job: JobDir, idle: float) -> None:
     head = f"# luzia: job {job.id} stalled: no output change for {idle:.0f}s ({source}, " \
            f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n"
     try:
-        write_atomic(job.path / SNAPSHOT, head + text.rstrip("\n") + "\n", sync=False)
+        write_atomic(job.path / layout.STALL_SNAPSHOT, head + text.rstrip("\n") + "\n", sync=False)
     except OSError as exc:
         log.warning("job %s: cannot save the stall snapshot: %s", job.id, exc)

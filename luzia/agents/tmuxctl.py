@@ -1,11 +1,17 @@
-"""A tmux controller for long-lived REPLs (seed 001's DockerTmuxController).
+"""The agent's one tmux client: every runner and the REPL watcher reach tmux through it.
 
-Every call is `[*prefix, "tmux", "-L", socket, ...]`, so with a prefix such as
-`["docker", "exec", "-i", "NAME"]` the sessions live inside a container. Text is sent with
-`send-keys -l` (literal: a task saying "C-c" types those three characters; several lines
-are pasted), a delay, then Enter, because TUIs drop an Enter that arrives with the text. The waits poll the pane:
-`wait_for_prompt` (a regex on the last non-blank line), `wait_for_idle` (the content's
-hash unchanged for N seconds) and `wait_for_shell_prompt`.
+Every call is `[*prefix, "tmux", "-L", socket, ...]` run as a subprocess with a timeout, so
+with a prefix such as `["docker", "exec", "-i", "NAME"]` the sessions live inside a container
+(seed 001's DockerTmuxController), and a hung tmux cannot stop the agent's loop. Two races of
+a tmux server are handled here, once: a session started just as the server exits (its last
+session ended) is started again, and a listing that failed for another reason than "no
+server" is reported as unknown, never as "no sessions" (which would read as every job gone).
+
+For the REPLs: text is sent with `send-keys -l` (literal: a task saying "C-c" types those
+three characters; several lines are pasted), a delay, then Enter, because TUIs drop an
+Enter that arrives with the text. The waits poll the pane: `wait_for_prompt` (a regex on the
+last non-blank line), `wait_for_idle` (the content's hash unchanged for N seconds) and
+`wait_for_shell_prompt`. Imports nothing of ours: the REPL watcher starts once per job.
 """
 
 from __future__ import annotations
@@ -16,12 +22,18 @@ import re
 import shlex
 import subprocess
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 SHELL_PROMPT = r"[$#%>]\s*$"   # bash, zsh, sh, root: the line ends with the prompt character
 POLL = 0.1                     # seconds between looks at the pane
 NO_SESSION, UNKNOWN = -1, -2  # pane_dead(): no such session; dead with no recorded status
 HISTORY_LIMIT = 50000          # scrollback lines kept per slot pane (the job's output is diffed from it)
+START_TRIES = 3                # a session start that met a server on its way out is tried again
+START_TIMEOUT = 60.0           # seconds a session start may take (other calls: the controller's timeout)
+# what a client prints when its server went away under it (it was exiting: it had no sessions)
+SERVER_GONE = ("server exited", "lost server")
+# what a client prints when no server runs on the socket (none, or a dead one's socket file)
+NO_SERVER = ("no server running", "No such file or directory", "Connection refused")
 
 
 class TmuxError(RuntimeError):
@@ -35,11 +47,11 @@ class TmuxController:
         self.base = [*prefix, "tmux", "-L", socket]
         self.timeout = timeout
 
-    def run(self, *args: str, check: bool = True, input: str | None = None
-            ) -> subprocess.CompletedProcess:
+    def run(self, *args: str, check: bool = True, input: str | None = None,
+            timeout: float | None = None) -> subprocess.CompletedProcess:
         try:
             out = subprocess.run([*self.base, *args], capture_output=True, text=True,
-                                 timeout=self.timeout, input=input,
+                                 timeout=timeout or self.timeout, input=input,
                                  stdin=None if input is not None else subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise TmuxError(f"{shlex.join(self.base)} {args[0]}: {exc}") from None
@@ -48,14 +60,18 @@ class TmuxController:
         return out
 
     # sessions -----------------------------------------------------------------------
-    def has_session(self, name: str) -> bool:
-        return self.run("has-session", "-t", f"={name}", check=False).returncode == 0
+    def start_session(self, name: str, argv: Sequence[str], width: int = 200,
+                      height: int = 50) -> None:
+        """A detached session running `argv` (shell-quoted: tmux hands it to sh -c); it ends
+        when the command ends."""
+        self._start(name, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                    shlex.join(argv))
 
     def new_session(self, name: str, argv: Sequence[str], cwd: str, width: int = 200,
                     height: int = 50, options: dict[str, str] | None = None) -> None:
-        """A detached session running `argv` (shell-quoted: tmux hands it to sh -c). One
-        command sequence, so the options are set before a command that dies at once is
-        reaped: the pane stays after the command exits, to read its output and status."""
+        """A REPL's detached session running `argv` in `cwd`. One command sequence, so the
+        options are set before a command that dies at once is reaped: the pane stays after
+        the command exits, to read its output and status."""
         args = ["start-server", ";", "set-option", "-g", "history-limit", str(HISTORY_LIMIT),
                 ";", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                 "-c", cwd, shlex.join(argv), ";",
@@ -64,7 +80,38 @@ class TmuxController:
                 "set-option", "-w", "-t", f"={name}:", "remain-on-exit", "on"]
         for option, value in (options or {}).items():
             args += [";", "set-option", "-t", f"={name}:", option, value]
-        self.run(*args)
+        self._start(name, *args)
+
+    def _start(self, name: str, *args: str) -> None:
+        """Run a command that starts session `name`; again when the server exited under it
+        (a server whose last session just ended exits, and a client that reached it first
+        fails): the session did not exist then, so a second try cannot make two. A start
+        that timed out is looked for before it is called failed: a job whose session runs
+        must not be reported as never started."""
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                out = self.run(*args, check=False, timeout=START_TIMEOUT)
+            except TmuxError:
+                if name in (self.sessions() or ()):
+                    return
+                raise
+            if not out.returncode:
+                return
+            if attempt == START_TRIES or not any(s in out.stderr for s in SERVER_GONE):
+                raise TmuxError(f"tmux new-session failed: {out.stderr.strip() or out.returncode}")
+            time.sleep(0.05 * attempt)   # the old server is still closing its socket
+
+    def sessions(self, prefix: str = "") -> set[str] | None:
+        """The names of the server's sessions that start with `prefix`: empty when no server
+        runs, None when tmux failed otherwise (unknown, not "none")."""
+        try:
+            out = self.run("list-sessions", "-F", "#{session_name}", check=False)
+        except TmuxError:
+            return None
+        if out.returncode:
+            gone = any(s in out.stderr for s in NO_SERVER + SERVER_GONE)
+            return set() if gone else None
+        return {s for s in out.stdout.split("\n") if s.startswith(prefix) and s}
 
     def kill_session(self, name: str) -> None:
         self.run("kill-session", "-t", f"={name}", check=False)

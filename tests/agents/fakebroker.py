@@ -1,13 +1,36 @@
-"""A fake broker for agent tests: a real ROUTER socket that the test drives."""
+"""A fake broker for agent tests: a real ROUTER socket that the test drives; and what the
+agent tests share (a config, a sleeping command, an Assign)."""
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
+from typing import Any, TypeVar
 
 import zmq
 
 from luzia import config, protocol
+from luzia.ids import new_job_id
 from tests.helpers import wait_for
+
+M = TypeVar("M", bound=protocol.Message)
+PY = sys.executable
+SLEEP = [PY, "-c", "import sys, time; print('working', flush=True); time.sleep(float(sys.argv[1]))",
+         "{task}"]
+
+
+def agent_config(home: Path, agent: str) -> config.Config:
+    """A config under `home` with fast beats and a short kill grace, plus `agent` lines."""
+    (home / "luzia.toml").write_text(f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\n'
+                                     f'[agent]\nkill_grace = 0.5\n{agent}\n')
+    return config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
+
+
+def assign(broker: FakeBroker, task: str = "hello", **kw: Any) -> protocol.JobSpec:
+    job = protocol.JobSpec(id=new_job_id(), project="demo", task=task, user="u", type="code", **kw)
+    broker.send(protocol.Assign(job=job, attempt=1))
+    return job
 
 
 class FakeBroker:
@@ -23,8 +46,9 @@ class FakeBroker:
         self.identity = b""
         self.got: list[protocol.Message] = []
         self.listed: set[str] = set()
+        self.lists_worker_jobs = True    # False: our beats list `listed` even with a worker
 
-    def recv(self, worker, kind: type, timeout: float = 10.0, where=None) -> protocol.Message:
+    def recv(self, worker, kind: type[M], timeout: float = 10.0, where=None) -> M:
         """Wait for a message of `kind`, turning `worker` (None: an agent in another process)
         and beating for it."""
         def arrived():
@@ -41,7 +65,7 @@ class FakeBroker:
             worker.turn(0.01)
         if self.beating and self.identity and time.monotonic() - self.last_beat > 0.04:
             self.last_beat = time.monotonic()
-            listed = self.listed if worker is None else set(worker.jobs)
+            listed = set(worker.jobs) if worker is not None and self.lists_worker_jobs else self.listed
             self.send(protocol.Heartbeat(running=sorted(listed)))
         out = []
         while self.sock.poll(0):

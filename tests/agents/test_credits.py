@@ -6,7 +6,7 @@ from __future__ import annotations
 import zmq
 
 from luzia import config, protocol
-from luzia.agents import runners
+from luzia.agents import processes
 from luzia.agents.credits import AdaptiveSlots
 from luzia.agents.metrics import GpuReading, Gpus
 from luzia.agents.worker import Worker
@@ -87,7 +87,7 @@ def test_broker_schedules_with_the_credits_the_agent_reports(short_tmp):
     finally:
         for run in list(worker.jobs.values()):          # the sleepers this test started
             wait_for(run.dir.pid, 10)
-            runners.signal_job(run.dir, runners.KILL)
+            processes.signal_job(run.dir, processes.KILL)
         worker.close()
         worker.ctx.term()
         broker.close()

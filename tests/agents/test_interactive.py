@@ -14,7 +14,7 @@ from luzia import protocol
 from luzia.agents.repl import new_lines
 from luzia.agents.tmuxctl import UNKNOWN, TmuxController
 from luzia.agents.worker import Worker
-from tests.agents.test_worker import assign, rig  # noqa: F401  (rig is a fixture)
+from tests.agents.fakebroker import assign
 from tests.helpers import wait_for
 
 FAKE_REPL = [sys.executable, str(Path(__file__).with_name("fake_repl.py"))]

@@ -6,20 +6,16 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from luzia import config, protocol
+from luzia.agents.jobdir import JobDir
 from luzia.ids import new_job_id
-from tests.agents.fakebroker import FakeBroker
+from tests.agents.fakebroker import PY, SLEEP, FakeBroker
 from tests.conftest import write_config
 from tests.helpers import wait_for
-
-PY = sys.executable
-SLEEP = [PY, "-c", "import sys, time; print('working', flush=True); time.sleep(float(sys.argv[1]))",
-         "{task}"]
 
 
 @pytest.fixture
@@ -98,9 +94,9 @@ def test_agent_stops_on_signal_and_leaves_its_job_running_then_readopts_it(agent
     done = broker.recv(None, protocol.Done, where=lambda m: m.job_id == long_job.id)
     assert done.reason == "cancelled" and done.exit_code == 128 + 15
     wait_for(lambda: not alive(pid), 15)
-    status = lambda: json.loads((Path(cfg.jobs_dir) / short_job.id / "status.json").read_text())
-    wait_for(lambda: (broker.pump(), status().get("acked"))[1], 15)
-    assert status()["exit_code"] == 0 and status()["attempt"] == 1
+    short_dir = JobDir(Path(cfg.jobs_dir), short_job.id)
+    wait_for(lambda: (broker.pump(), short_dir.status().acked)[1], 15)
+    assert short_dir.status().exit_code == 0 and short_dir.status().attempt == 1
 
 
 def test_a_start_error_is_one_line_and_its_exit_code(luzia_env, monkeypatch):

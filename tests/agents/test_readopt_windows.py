@@ -15,8 +15,7 @@ from luzia.agents import runners
 from luzia.agents.jobdir import JobDir
 from luzia.agents.worker import Worker
 from luzia.ids import new_job_id
-from tests.agents.fakebroker import FakeBroker
-from tests.agents.test_worker import SLEEP, make
+from tests.agents.fakebroker import SLEEP, FakeBroker, agent_config
 from tests.helpers import wait_for
 
 
@@ -31,7 +30,7 @@ def laid_out(cfg, task: str) -> JobDir:
 def test_unstarted_job_is_left_to_the_broker_and_an_unrecorded_wrapper_is_found(short_tmp):
     home = short_tmp / "h"
     home.mkdir()
-    cfg = make(home, f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
+    cfg = agent_config(home, f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
     never = laid_out(cfg, "0")
     running = laid_out(cfg, "30")
     wrapper = subprocess.Popen(runners.wrapper_argv(running, pty=False), start_new_session=True,
@@ -42,7 +41,7 @@ def test_unstarted_job_is_left_to_the_broker_and_an_unrecorded_wrapper_is_found(
     try:
         hello = broker.recv(worker, protocol.Hello)
         assert [(h.job_id, h.exit_code) for h in hello.held] == [(running.id, None)]
-        assert never.status()["acked"] and running.status()["wrapper_pid"] == wrapper.pid
+        assert never.status().acked and running.status().wrapper_pid == wrapper.pid
         broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=[running.id]))
         broker.send(protocol.Cancel(job_id=running.id))
         done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == running.id)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,54 +11,17 @@ from pathlib import Path
 import pytest
 import zmq
 
-from luzia import config, protocol
+from luzia import protocol
 from luzia.agents.worker import Worker
-from luzia.ids import new_job_id
-from tests.agents.fakebroker import FakeBroker
+from tests.agents.fakebroker import PY, SLEEP, FakeBroker, agent_config, assign
 from tests.helpers import wait_for
 
-PY = sys.executable
-SLEEP = [PY, "-c", "import sys, time; print('working', flush=True); time.sleep(float(sys.argv[1]))", "{task}"]
+
+def tmux_agent(tmux_socket: str, command: list[str]) -> str:
+    return f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\ncommand = {json.dumps(command)}'
+
+
 RECORD = [PY, "-c", "import sys; open(sys.argv[2], 'w').write(sys.argv[1])", "{task}", "{job_dir}/seen"]
-
-
-def make(home: Path, agent: str) -> config.Config:
-    (home / "luzia.toml").write_text(f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\n'
-                                     f'[agent]\nkill_grace = 0.5\n{agent}\n')
-    return config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
-
-
-@pytest.fixture
-def rig(short_tmp, monkeypatch):
-    monkeypatch.setenv("LUZIA_DEMO_SECONDS", "0.2")
-    made = []
-
-    def build(agent: str = 'runner = "subprocess"'):
-        home = short_tmp / "h"
-        home.mkdir(exist_ok=True)
-        cfg = make(home, agent)
-        broker = FakeBroker(cfg)
-        worker = Worker(cfg, ctx=zmq.Context())
-        made.append((broker, worker))
-        hello = broker.recv(worker, protocol.Hello)
-        broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=[h.job_id for h in hello.held]))
-        return cfg, broker, worker, hello
-    yield build
-    for broker, worker in made:
-        worker.close()
-        worker.ctx.term()
-        broker.close()
-        for pid_file in Path(worker.cfg.jobs_dir).glob("*/pid"):   # jobs a failed test left
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-
-
-def assign(broker, task="hello", **kw) -> protocol.JobSpec:
-    job = protocol.JobSpec(id=new_job_id(), project="demo", task=task, user="u", type="code", **kw)
-    broker.send(protocol.Assign(job=job, attempt=1))
-    return job
 
 
 def test_hello_then_heartbeats_with_load(rig):
@@ -111,11 +71,14 @@ def test_hostile_task_text_reaches_the_command_byte_for_byte(rig, runner, reques
 
 
 def test_tmux_session_exists_while_the_job_runs(rig, tmux_socket):
-    _, broker, worker, _ = rig(f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\ncommand = {json.dumps(SLEEP)}')
+    _, broker, worker, _ = rig(tmux_agent(tmux_socket, SLEEP))
     job = assign(broker, "5")
     started = broker.recv(worker, protocol.Started)
     assert started.session == f"luzia-{job.id}"
-    has = lambda: subprocess.run(["tmux", "-L", tmux_socket, "has-session", "-t", started.session]).returncode == 0
+
+    def has() -> bool:
+        argv = ["tmux", "-L", tmux_socket, "has-session", "-t", started.session]
+        return subprocess.run(argv).returncode == 0
     assert has()
     broker.send(protocol.Cancel(job_id=job.id))
     done = broker.recv(worker, protocol.Done)
@@ -148,7 +111,7 @@ def test_log_request_gets_the_output(rig):
 
 
 def test_restarted_agent_readopts_running_and_ended_jobs(rig, tmux_socket):
-    cfg, broker, worker, _ = rig(f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\ncommand = {json.dumps(SLEEP)}')
+    cfg, broker, worker, _ = rig(tmux_agent(tmux_socket, SLEEP))
     long_job = assign(broker, "30")
     broker.recv(worker, protocol.Started, where=lambda m: m.job_id == long_job.id)
     short_job = assign(broker, "0.3")
@@ -162,7 +125,8 @@ def test_restarted_agent_readopts_running_and_ended_jobs(rig, tmux_socket):
         assert held == {long_job.id: None, short_job.id: 0}
         broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=list(held)))
         broker.send(protocol.Cancel(job_id=long_job.id))
-        assert broker.recv(again, protocol.Done, where=lambda m: m.job_id == long_job.id).reason == "cancelled"
+        done = broker.recv(again, protocol.Done, where=lambda m: m.job_id == long_job.id)
+        assert done.reason == "cancelled"
     finally:
         again.close()
 
@@ -183,17 +147,24 @@ def test_silent_broker_means_reconnect_and_a_new_hello(rig):
     broker.recv(worker, protocol.Hello, timeout=15)
 
 
+def test_time_spent_away_from_the_poll_is_not_broker_silence(rig):
+    _, broker, worker, _ = rig()
+    connection = worker.session.sock
+    worker.tick(time.monotonic() + 60)    # as after a minute of work between two polls
+    assert worker.session.sock is connection
+    broker.recv(worker, protocol.Heartbeat)   # and the beats go on on that connection
+
+
 def test_broker_heartbeat_acknowledges_done_and_orphans_are_stopped(rig):
     cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
-    broker.beating = False
     quick = assign(broker, "0")
     broker.recv(worker, protocol.Done, where=lambda m: m.job_id == quick.id)
-    broker.send(protocol.Heartbeat(running=[]))            # not listed: acknowledged
-    wait_for(lambda: (worker.turn(0.01), quick.id not in worker.jobs)[1], 15)
+    # from now on the broker's beats list no job (a silent broker would be reconnected to,
+    # and a beat in flight lost with the old connection)
+    broker.lists_worker_jobs = False
+    wait_for(lambda: (broker.pump(worker), quick.id not in worker.jobs)[1], 15)   # acknowledged
     orphan = assign(broker, "30")
     broker.recv(worker, protocol.Started, where=lambda m: m.job_id == orphan.id)
-    for _ in range(5):
-        broker.send(protocol.Heartbeat(running=[]))
     done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == orphan.id)
     assert done.reason == "cancelled"
 
@@ -258,7 +229,7 @@ def test_gpu_readings_go_into_heartbeats(short_tmp, monkeypatch):
     from luzia.agents.metrics import GpuReading, Gpus
     home = short_tmp / "h"
     home.mkdir()
-    cfg = make(home, 'runner = "subprocess"')
+    cfg = agent_config(home, 'runner = "subprocess"')
     broker = FakeBroker(cfg)
     worker = Worker(cfg, ctx=zmq.Context(),
                     gpus=Gpus(reader=lambda: GpuReading(memory=0.5, util=0.25, free_gb=12.0)))
@@ -313,7 +284,7 @@ def test_a_job_started_by_the_subprocess_runner_is_readopted_by_a_tmux_agent(rig
     job = assign(broker, "30")
     broker.recv(worker, protocol.Started)
     worker.close()
-    cfg = make(Path(cfg.home), f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\n'
+    cfg = agent_config(Path(cfg.home), f'runner = "tmux"\ntmux_socket = "{tmux_socket}"\n'
                                f'command = {json.dumps(SLEEP)}')
     again = Worker(cfg, ctx=worker.ctx)
     try:
@@ -328,8 +299,8 @@ def test_a_job_started_by_the_subprocess_runner_is_readopted_by_a_tmux_agent(rig
 
 
 def test_an_assign_repeated_after_the_run_ended_reports_that_run_instead_of_rerunning(rig):
-    cfg, broker, worker, _ = rig('runner = "subprocess"\ncommand = ["' + PY + '", "-c", '
-                                 '"import sys; open(sys.argv[1], \'a\').write(\'ran\\\\n\')", "{job_dir}/runs"]')
+    once = [PY, "-c", "import sys; open(sys.argv[1], 'a').write('ran\\n')", "{job_dir}/runs"]
+    cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(once)}')
     job = assign(broker, "once")
     broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id and m.attempt == 1)
     # a slow agent: the broker gave up on attempt 1 and assigns the job again as attempt 2
@@ -338,3 +309,20 @@ def test_an_assign_repeated_after_the_run_ended_reports_that_run_instead_of_reru
     done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id and m.attempt == 2)
     assert done.exit_code == 0
     assert (Path(cfg.jobs_dir) / job.id / "runs").read_text() == "ran\n"
+
+
+def test_an_assign_repeated_while_the_run_goes_on_continues_it_under_the_new_attempt(rig):
+    cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(SLEEP)}')
+    job = assign(broker, "30")
+    first = broker.recv(worker, protocol.Started, where=lambda m: m.job_id == job.id)
+    jobdir = Path(cfg.jobs_dir) / job.id
+    pid_file = jobdir / "pid"
+    pid = wait_for(lambda: (worker.turn(0.01), pid_file.exists() and pid_file.read_text())[1], 15)
+    # the broker took the run for lost and assigns the job again: the same run carries on
+    broker.send(protocol.Assign(job=job, attempt=2))
+    again = broker.recv(worker, protocol.Started, where=lambda m: m.attempt == 2)
+    assert (again.job_id, again.session) == (job.id, first.session)
+    assert pid_file.read_text() == pid and worker.jobs[job.id].attempt == 2
+    broker.send(protocol.Cancel(job_id=job.id))
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id)
+    assert (done.attempt, done.reason) == (2, "cancelled")

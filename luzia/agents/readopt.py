@@ -1,0 +1,87 @@
+"""After an agent restart: the job directories not yet acknowledged are ours again.
+
+A job whose wrapper still runs is re-adopted RUNNING (by its session, or by its wrapper's
+pid when another runner started it); one that ended while no agent watched is re-adopted
+ENDED with its exit code, which goes to the broker in the Hello; one whose command never
+started is left to the broker, which requeues it (failing it would fail a job that never
+ran). A wrapper that vanished without an exit code ends its job with -1, never success.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from luzia.agents import processes, stall
+from luzia.agents.held import ADOPT_GRACE, Run
+from luzia.agents.jobdir import JobDir
+from luzia.agents.jobstatus import AttemptState, JobStatus
+from luzia.agents.runners import Runner
+from luzia.agents.runstate import RunState
+from luzia.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def readopt(cfg: Config, runner: Runner) -> list[Run]:
+    """The runs found in the job directories, in id order."""
+    root = Path(cfg.jobs_dir)
+    try:
+        dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    except OSError as exc:
+        log.warning("cannot scan %s for jobs to re-adopt: %s", root, exc)
+        return []
+    runs = []
+    for d in dirs:
+        jd = JobDir(root, d.name)
+        status = jd.status()
+        if not status.found or status.acked:
+            continue
+        run = _found(cfg, runner, jd, status)
+        if run is None:
+            continue
+        if run.exit_code is not None and status.state != AttemptState.EXITED:
+            jd.set_status(state=AttemptState.EXITED, exit_code=run.exit_code, reason=run.reason,
+                          finished_at=time.time())
+        runs.append(run)
+        log.info("job %s re-adopted (attempt %d, %s)", run.id, run.attempt,
+                 "running" if run.exit_code is None else f"ended with {run.exit_code}")
+    return runs
+
+
+def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | None:
+    """The run of one unacknowledged job directory, or None when it is left to the broker."""
+    run = Run(dir=jd, attempt=max(1, status.attempt), grace=ADOPT_GRACE)
+    run.exit_code = jd.exit_code()
+    if run.exit_code is not None:
+        run.reason = status.reason
+    elif not runner.alive(jd):
+        # its session is gone; its wrapper may still run (started by the other runner)
+        run.by_pid = processes.wrapper_alive(jd) or processes.rediscover_wrapper(jd)
+        run.exit_code = None if run.by_pid else jd.exit_code()
+        if run.exit_code is None and not run.by_pid and not jd.pid():
+            # the agent died before the command started: not held, so the broker requeues it
+            log.info("job %s never started before the last agent stopped; leaving it to the "
+                     "broker", run.id)
+            jd.set_status(state=AttemptState.NEVER_STARTED, acked=True)
+            return None
+        if run.exit_code is None and not run.by_pid:
+            run.exit_code, run.reason = -1, "runner: process vanished"
+    if run.exit_code is not None:
+        run.state = RunState.ENDED      # born ended: it ended while no agent watched
+    started_at = _timing(cfg, jd, run, status)
+    # the timeout counts from the job's start, not from this agent's
+    run.started = time.monotonic() - max(0.0, time.time() - started_at)
+    return run
+
+
+def _timing(cfg: Config, jd: JobDir, run: Run, status: JobStatus) -> float:
+    """Set the run's timeout and stall watch from meta.json; the attempt's start time."""
+    try:
+        job = jd.meta()["job"]
+        run.timeout = float(job.get("timeout", 0))
+        run.stall = stall.watch_for(cfg, str(job.get("project", "")))
+        return float(status.started_at or time.time())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return time.time()

@@ -1,0 +1,150 @@
+"""The agent's session with the broker: one DEALER, Hello (with the jobs it still holds) →
+Welcome, heartbeats both ways (ours carry load, GPU readings, credits and the jobs we hold),
+and a reconnect with backoff (1 s doubling to 32 s) when the broker has been silent for
+`liveness` beats.
+
+Silence is counted in time spent listening, as the Paranoid Pirate worker counts missed
+beats per poll: the time this agent spent starting a job or watching its jobs is not the
+broker's silence (its beats wait in the socket meanwhile). Counting wall time instead made
+a busy agent drop its connection, and the Started it had just sent with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Protocol
+
+import zmq
+
+from luzia import keys, protocol
+from luzia.agents import credits, metrics
+from luzia.config import Config
+from luzia.errors import ProtocolError
+
+log = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 32.0
+
+
+class Holder(Protocol):
+    """What the session tells the broker about the jobs: held.HeldJobs."""
+
+    def for_hello(self) -> list[protocol.HeldJob]: ...
+    def for_beat(self) -> list[str]: ...
+
+
+class BrokerSession:
+    """One connection to the broker at a time; the worker's tick beats and reconnects."""
+
+    def __init__(self, cfg: Config, ctx: zmq.Context, poller: zmq.Poller, holder: Holder,
+                 gpus: metrics.Gpus) -> None:
+        self.cfg = cfg
+        self.name = cfg.agent.name
+        self.ctx = ctx
+        self.poller = poller
+        self.holder = holder
+        self.gpus = gpus
+        self.credits = credits.AdaptiveSlots(cfg)
+        self.curve = keys.client_keys(cfg, cfg.endpoints.agents)
+        self.interval = cfg.broker.heartbeat_interval
+        self.liveness = cfg.broker.liveness
+        self.sock: zmq.Socket | None = None
+        self.cpu: float | None = None
+        self.backoff = BACKOFF_FIRST
+        self.reconnect_at = 0.0
+        self.silence = 0.0           # seconds spent listening since the broker last spoke
+        self.next_beat = 0.0
+
+    def connect(self) -> None:
+        """A fresh DEALER (queued messages to a dead broker are dropped) and a Hello."""
+        self.close()
+        sock = self.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
+        if self.curve is not None:
+            self.curve.apply(sock)
+        sock.connect(self.cfg.endpoints.agents)
+        self.sock = sock
+        self.poller.register(sock, zmq.POLLIN)
+        self.silence = 0.0
+        self.hello()
+
+    def close(self) -> None:
+        if self.sock is not None and not self.sock.closed:
+            self.poller.unregister(self.sock)
+            self.sock.close(0)
+
+    def hello(self) -> None:
+        held = self.holder.for_hello()
+        if len(held) > protocol.MAX_LIST:
+            log.warning("holding %d jobs; only %d fit in a Hello", len(held), protocol.MAX_LIST)
+            held = held[:protocol.MAX_LIST]
+        self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
+                                 capabilities=list(self.cfg.agent.capabilities),
+                                 tags=list(self.cfg.agent.tags), held=held, pid=os.getpid()))
+        log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
+                 self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
+
+    def send(self, msg: protocol.Message) -> None:
+        assert self.sock is not None    # connected from the Worker's start to its close
+        try:
+            self.sock.send_multipart(protocol.encode(msg), zmq.NOBLOCK)
+        except zmq.Again:  # the broker is gone and the queue is full; heartbeats will retry
+            log.debug("broker queue full; %s not sent", type(msg).__name__)
+
+    # receiving --------------------------------------------------------------------------
+    def listened(self, seconds: float, ready: bool) -> None:
+        """A poll of `seconds`; `ready`: the broker's socket had something to read."""
+        if not ready:
+            self.silence += seconds
+
+    def receive(self, batch: int) -> list[protocol.Message]:
+        """The broker's messages waiting now (at most `batch`); bad frames are dropped."""
+        out: list[protocol.Message] = []
+        assert self.sock is not None
+        for _ in range(batch):
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.silence = 0.0
+            self.backoff = BACKOFF_FIRST
+            try:
+                out.append(protocol.decode(frames, expect=protocol.TO_AGENT))
+            except ProtocolError as exc:
+                log.warning("dropped bad frame from broker: %s", exc)
+        return out
+
+    def welcome(self, msg: protocol.Welcome) -> None:
+        self.interval, self.liveness = msg.heartbeat_interval, msg.liveness
+        self.next_beat = 0.0
+        log.info("welcomed: heartbeat %.2fs, adopted %d, dropped %d", self.interval,
+                 len(msg.adopt), len(msg.drop))
+
+    # periodic ---------------------------------------------------------------------------
+    def reconnect_if_silent(self, now: float) -> None:
+        if self.silence > self.liveness * self.interval and now >= self.reconnect_at:
+            log.warning("broker silent for %.1fs; reconnecting (next try in %.0fs at the "
+                        "earliest)%s", self.silence, self.backoff,
+                        keys.silence_hint(self.cfg, self.cfg.endpoints.agents))
+            self.reconnect_at = now + self.backoff
+            self.backoff = min(BACKOFF_MAX, self.backoff * 2)
+            self.connect()
+
+    def beat_if_due(self, now: float) -> None:
+        if now >= self.next_beat:
+            self.next_beat = now + self.interval
+            self.beat()
+
+    def beat(self) -> None:
+        cpu, mem = metrics.load()
+        # smoothed: one busy beat must not push the host over its ceiling
+        self.cpu = cpu = cpu if self.cpu is None else 0.7 * self.cpu + 0.3 * cpu
+        gpu = self.gpus.read()
+        self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
+                                     gpu_util=gpu.util, gpu_free_gb=gpu.free_gb,
+                                     running=self.holder.for_beat(),
+                                     slots=self.credits.update(gpu)))

@@ -1,0 +1,42 @@
+"""The agent tests' rig: an in-process agent (Worker) against a fake broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import zmq
+
+from luzia import protocol
+from luzia.agents.worker import Worker
+from tests.agents.fakebroker import FakeBroker, agent_config
+
+
+@pytest.fixture
+def rig(short_tmp, monkeypatch):
+    """build(agent lines) -> (cfg, broker, worker, hello): welcomed, adopting what it holds."""
+    monkeypatch.setenv("LUZIA_DEMO_SECONDS", "0.2")
+    made = []
+
+    def build(agent: str = 'runner = "subprocess"'):
+        home = short_tmp / "h"
+        home.mkdir(exist_ok=True)
+        cfg = agent_config(home, agent)
+        broker = FakeBroker(cfg)
+        worker = Worker(cfg, ctx=zmq.Context())
+        made.append((broker, worker))
+        hello = broker.recv(worker, protocol.Hello)
+        broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=[h.job_id for h in hello.held]))
+        return cfg, broker, worker, hello
+    yield build
+    for broker, worker in made:
+        worker.close()
+        worker.ctx.term()
+        broker.close()
+        for pid_file in Path(worker.cfg.jobs_dir).glob("*/pid"):   # jobs a failed test left
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
