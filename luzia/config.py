@@ -195,6 +195,7 @@ class Config(Frozen):
     max_jobs: int = 1000              # finished jobs kept in history
     cache_ttl: float = 1.0            # status cache (CLI views)
     monitor_interval: float = 1.0     # refresh of live views
+    admins: list[str] = field(default_factory=list)  # may submit as anyone (--user); see identity.py
     timeout: float = 0.0              # default job timeout in seconds; 0: none
     max_retries: int = 0              # default retries after a failure
     endpoints: Endpoints = field(default_factory=Endpoints)

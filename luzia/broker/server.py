@@ -24,11 +24,13 @@ from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
+from luzia.broker.peers import Peers
 from luzia.broker.ops import logs
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import LuziaError, ProtocolError, StateDirError, StoreError
+from luzia.identity import Submitter
 from luzia.service import SocketFiles
 from luzia.states import JobState
 
@@ -67,6 +69,8 @@ class Broker:
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.files = SocketFiles(log)      # bound again if a tmp cleaner deletes them
+        self.peers = Peers(cfg)             # who sent a submission or a request
+        self.ipc = {name: getattr(cfg.endpoints, name).startswith("ipc://") for name in SOCKETS}
         self._bind()
         self.spool.claim(cfg.endpoints.submit)     # CLIs with this home spool here
         self._restore()
@@ -137,20 +141,21 @@ class Broker:
             timeout = max(0.0, min(self._next["beat"], self._next["sweep"],
                                    retry_at[0][0] if retry_at else now + 1) - now)
         ready = dict(self.poller.poll(int(timeout * 1000)))
-        if self.pull in ready:
-            self._drain(self.pull, "submit", self._on_submit_frames)
+        if self.pull in ready:      # frames, not bytes: they carry who sent them (peers.py)
+            self._drain(self.pull, "submit", self._on_submit_frames, copy=False)
         if self.router in ready:
             self._drain(self.router, "agents", self.agents.on_frames)
         if self.control in ready:
-            self._drain(self.control, "control", self._on_control_frames)
+            self._drain(self.control, "control", self._on_control_frames, copy=False)
         self.tick(time.monotonic())
         self.dispatch()
         self.flush()
 
-    def _drain(self, sock: zmq.Socket, name: str, handle: Callable[[list[bytes]], None]) -> None:
+    def _drain(self, sock: zmq.Socket, name: str, handle: Callable[[list], None],
+               copy: bool = True) -> None:
         for _ in range(self.cfg.broker.batch):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
             except zmq.Again:
                 return
             try:
@@ -241,29 +246,34 @@ class Broker:
         os.close(self._lock)
 
     # submissions ----------------------------------------------------------------
-    def _on_submit_frames(self, frames: list[bytes]) -> None:
-        msg = protocol.decode(frames, expect=(protocol.Submit,))
-        self.submit(msg.job)  # type: ignore[attr-defined]
+    def _on_submit_frames(self, frames: list[zmq.Frame]) -> None:
+        by = self.peers.of_frame(frames[-1], self.ipc["submit"])
+        msg = protocol.decode([f.bytes for f in frames], expect=(protocol.Submit,))
+        self.submit(msg.job, by=by)  # type: ignore[attr-defined]
 
     def sweep_spool(self) -> None:
-        for path, msg in self.spool.scan():
+        for path, msg, owner in self.spool.scan():
             if msg.job.id in self.model.jobs:
                 self.model.out.unlink.append(path)
                 continue
-            self.submit(msg.job, path)
+            self.submit(msg.job, path, by=self.peers.of_uid(owner))   # who wrote the file
 
-    def submit(self, spec: protocol.JobSpec, spool_path: Path | None = None) -> Job | None:
-        """Take a submission (lifecycle.accept); its spool file goes once committed."""
+    def submit(self, spec: protocol.JobSpec, spool_path: Path | None = None,
+               by: Submitter | None = None) -> Job | None:
+        """Take a submission (lifecycle.accept) from `by` (None: not checked, as in tests);
+        its spool file goes once committed."""
         self.model.out.unlink.append(spool_path or self.spool.path_for(spec.id))
-        return lifecycle.accept(self.model, spec)
+        return lifecycle.accept(self.model, spec, by)
 
     # control ------------------------------------------------------------------------
-    def _on_control_frames(self, frames: list[bytes]) -> None:
-        req = rpc.parse(frames)
+    def _on_control_frames(self, frames: list[zmq.Frame]) -> None:
+        peer = self.peers.of_frame(frames[-1], self.ipc["control"])
+        data = [f.bytes for f in frames]
+        req = rpc.parse(data)
         try:
-            ops.handle(self.model, frames[0], req)
+            ops.handle(self.model, data[0], req, peer)
         except sqlite3.DatabaseError as exc:    # a damaged page fails this request, not the broker
-            self.model.out.reply(frames[0], rpc.failure(req.req, self.model.store.query_failed(exc)))
+            self.model.out.reply(data[0], rpc.failure(req.req, self.model.store.query_failed(exc)))
 
 
 def _send(sock: zmq.Socket, frames: list[bytes]) -> None:

@@ -46,8 +46,9 @@ class Spool:
     def path_for(self, job_id: str) -> Path:
         return self.path / layout.spool_name(job_id)
 
-    def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit]]:
-        """Yield (path, Submit) for each spooled job, oldest first; set bad files aside."""
+    def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit, int]]:
+        """Yield (path, Submit, the file owner's uid: who wrote it) for each spooled job,
+        oldest first; set bad files aside."""
         try:
             found = [e for e in os.scandir(self.path) if e.is_file()]
         except OSError as exc:
@@ -59,7 +60,9 @@ class Spool:
         for entry in entries[:limit]:
             path = Path(entry.path)
             try:
-                data = path.read_bytes()
+                with open(path, "rb") as file:
+                    owner = os.fstat(file.fileno()).st_uid
+                    data = file.read()
                 msg = protocol.spool_load(data)
             except FileNotFoundError:
                 continue  # taken meanwhile (its PUSH arrived and was committed)
@@ -69,7 +72,7 @@ class Spool:
             if path.name != layout.spool_name(msg.job.id):
                 self.set_aside(path, f"file name does not match job id {msg.job.id}")
                 continue
-            yield path, msg
+            yield path, msg, owner
 
     def _remove_stale_tmp(self, entries: list[os.DirEntry]) -> None:
         """A CLI killed before its rename leaves `.<id>.tmp`; it never printed that id."""

@@ -54,7 +54,7 @@ def history(user, project, since, limit, as_json) -> None:
 @click.option("--since", metavar="WHEN", help="Finished since: 90m, 2h, 7d or 2026-01-09.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def stats(user, project, since, as_json) -> None:
-    """Per user and per project: jobs, completed, failed, run time, mean wait and run."""
+    """Per user, submitter and project: jobs, completed, failed, run time, mean wait and run."""
     result = ask("stats", dict, user=user, project=project, since=since_time(since))
     dump(result) if as_json else show_stats(result)
 
@@ -63,8 +63,10 @@ def show_history(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         print("no finished jobs match")
         return
-    table(("ID", "STATE", "PROJECT", "USER", "PRIO", "HOST", "FINISHED", "WAIT", "RUN", "REASON"),
-          [(j.get("id"), j.get("state"), j.get("project"), j.get("user"), j.get("priority"),
+    table(("ID", "STATE", "PROJECT", "USER", "BY", "PRIO", "HOST", "FINISHED", "WAIT", "RUN",
+           "REASON"),
+          [(j.get("id"), j.get("state"), j.get("project"), j.get("user"),
+            j.get("submitter") or "-", j.get("priority"),
             j.get("host") or "-", stamp(j.get("finished_at")), seconds(j.get("wait")),
             seconds(j.get("run")), clean(j.get("reason"), 40))
            for j in jobs if isinstance(j, dict)],
@@ -72,7 +74,7 @@ def show_history(jobs: list[dict[str, Any]]) -> None:
 
 
 def show_stats(result: dict[str, Any]) -> None:
-    for title, key in (("USER", "by_user"), ("PROJECT", "by_project")):
+    for title, key in (("USER", "by_user"), ("SUBMITTER", "by_submitter"), ("PROJECT", "by_project")):
         rows = [r for r in result.get(key) or [] if isinstance(r, dict)]
         table((title, *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
         print("")

@@ -24,7 +24,8 @@ it later. Task words are joined with spaces; put `--` before task words that sta
 Other commands: luzia --help."""
 
 EPILOG = """exit codes: 0 queued (also when the broker is down and the job waits in the
-spool), 2 bad option or unknown project, 3 broker unreachable and nothing spooled,
+spool), 2 bad option, unknown project, or --user naming someone else without being an admin,
+3 broker unreachable (or it refused this host's CURVE key) and nothing spooled,
 73 spool not writable, 75 rejected by the broker (queue full, unknown dependency: the job
 is kept as `rejected`, see luzia jobs ID)."""
 
@@ -84,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", choices=PRIORITIES, help="default: the project's")
     p.add_argument("--type", help="code, text, reasoning, ... (default: the project's, else "
                                   "detected from the text)")
-    p.add_argument("--user", help="whose job it is (default: the project's owner)")
+    p.add_argument("--user", help="whose job it is (default: the project's owner); naming someone "
+                                  "other than yourself or the owner needs an admin")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="stop the job after this long (default: the project's, else the task "
                         "type's [scheduler.timeouts], else the global timeout)")
@@ -128,11 +130,14 @@ def _run(argv: list[str]) -> int:
     from luzia import client
     from luzia.config import load
     cfg = load()
-    cfg.project(args.project)      # an unknown project fails before any broker round trip
+    owner = cfg.project(args.project).user   # an unknown project fails before any round trip
     after = [_full_id(cfg, a) for a in args.after]
     spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
                         type=args.type, user=args.user, timeout=args.timeout,
                         max_retries=args.max_retries, after=after, metadata=args.metadata)
+    other_user = spec.user != owner
+    if other_user:
+        _check_may_submit_as(cfg, spec.user, owner)
     done = client.send(spec, cfg)
     if args.json:
         import json
@@ -149,9 +154,36 @@ def _run(argv: list[str]) -> int:
     elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
               "it runs when the broker is back)", file=sys.stderr)
-    elif done.spooled and (after or (cfg.run_dir / layout.QUEUE_FULL).exists()):
+    elif done.spooled and (after or other_user or (cfg.run_dir / layout.QUEUE_FULL).exists()):
         _check_not_rejected(cfg, done.id)
     return 0
+
+
+def _check_may_submit_as(cfg: Any, user: str, owner: str) -> None:
+    """Forbidden (exit 2, nothing sent) when --user names someone other than the project's
+    owner and we are neither that user nor an admin. The broker says who we are (the CURVE
+    key's user is known only there); with the broker down and the spool here, we are our
+    Unix user. The broker judges every submission again, whatever we conclude."""
+    import os
+
+    from luzia import identity
+    from luzia.client import Control, sweeps_here
+    from luzia.errors import BrokerUnreachable, Forbidden
+    try:
+        with Control(cfg) as ctl:
+            me = ctl.call("whoami")
+        name, admin = me.get("user"), bool(me.get("admin"))
+    except BrokerUnreachable:
+        if not sweeps_here(cfg):
+            raise
+        name = identity.operator()      # the spool's owner is the broker's user: its operator
+        admin = name in identity.admins(cfg.admins, identity.unix_user(os.stat(cfg.home).st_uid)
+                                        if os.path.isdir(cfg.home) else name)
+    except LuziaError:
+        return          # a broker without whoami: it judges on its own
+    why = identity.refusal(name if isinstance(name, str) else None, user, owner, admin)
+    if why:
+        raise Forbidden(why[len(identity.NOT_ALLOWED):])
 
 
 def _check_not_rejected(cfg: Any, job_id: str) -> None:
@@ -173,7 +205,12 @@ def _check_not_rejected(cfg: Any, job_id: str) -> None:
         except LuziaError:
             return   # the job is queued either way; `luzia jobs ID` tells the rest
     if isinstance(job, dict) and job.get("state") == "rejected":
-        raise Rejected(f"job {job_id} rejected: {job.get('reason') or 'no reason given'}")
+        reason = str(job.get("reason") or "no reason given")
+        from luzia.identity import NOT_ALLOWED
+        if reason.startswith(NOT_ALLOWED):        # its --user: a usage error (exit 2)
+            from luzia.errors import Forbidden
+            raise Forbidden(f"job {job_id} rejected: {reason[len(NOT_ALLOWED):]}")
+        raise Rejected(f"job {job_id} rejected: {reason}")
 
 
 def _full_id(cfg: Any, ident: str) -> str:

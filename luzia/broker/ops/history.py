@@ -31,9 +31,10 @@ def history(m: Model, args: Args) -> list[dict[str, Any]]:
 
 
 def stats(m: Model, args: Args) -> dict[str, Any]:
-    """stats {since, user, project, days} → {by_user: [row], by_project: [row], total: row,
-    by_day?: [row + {day}]}; a row is {name, jobs, completed, failed, killed, rejected,
-    run_seconds, mean_wait, mean_run} over finished jobs (one GROUP BY in SQLite);
+    """stats {since, user, project, days} → {by_user: [row], by_submitter: [row],
+    by_project: [row], total: row, by_day?: [row + {day}]}; a row is {name, jobs,
+    completed, failed, killed, rejected, run_seconds, mean_wait, mean_run} over finished
+    jobs (one GROUP BY in SQLite; submitter "-": none recorded);
     with `days` (1–366), `by_day` has one row per day (YYYY-MM-DD, the broker's local time)
     of the last `days` days, oldest first, days without a finished job included."""
     since = args.get("since", (int, float))

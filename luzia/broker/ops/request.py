@@ -8,6 +8,7 @@ from typing import Any
 from luzia.broker.model import Model
 from luzia.broker.store import Job
 from luzia.errors import Ambiguous, BadRequest, NotFound
+from luzia.identity import Submitter
 from luzia.ids import JOB_PREFIX_RE
 from luzia.states import JobState
 from luzia.text import clip
@@ -19,10 +20,12 @@ class Args:
     """A request's args with typed access (a wrong type is a bad_request, not a crash), and
     where the request came from, for an op that answers later."""
 
-    def __init__(self, args: dict[str, Any], identity: bytes = b"", req: int = 0) -> None:
+    def __init__(self, args: dict[str, Any], identity: bytes = b"", req: int = 0,
+                 peer: Submitter | None = None) -> None:
         self.args = args
         self.identity = identity
         self.req = req
+        self.peer = peer          # who sent it (the Unix user or CURVE key's user), if known
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         value = self.args.get(name, default)

@@ -1,0 +1,68 @@
+"""Who is at the other end of a message the broker received (luzia/identity.py says why).
+
+ZeroMQ does not hand a socket's peer credentials to the application, but libzmq reads them
+when it accepts an ipc connection (SO_PEERCRED) and attaches them to every message of that
+connection as its `Peer-Address` property, `…:<uid>:<gid>:<pid>`; over CURVE, the `User-Id`
+property is what our ZAP handler answered for the client's key (curve.py: the key's user).
+Both are set by libzmq from the kernel or the handshake, never from the message's content,
+so a client cannot put another name in them. The properties need the frames received with
+`copy=False`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from luzia.config import Config
+from luzia.identity import Submitter, admins, operator, unix_user
+
+if TYPE_CHECKING:
+    import zmq
+
+log = logging.getLogger(__name__)
+
+
+class Peers:
+    """Names the sender of a message or a spool file, and says whether it is an admin."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.operator = operator()
+        self.admins = admins(cfg.admins, self.operator)
+        self._names: dict[int, str] = {}
+
+    def submitter(self, name: str | None) -> Submitter:
+        return Submitter(name, name is not None and name in self.admins)
+
+    def of_uid(self, uid: int) -> Submitter:
+        """The owner of a spool file, or the Unix user of an ipc connection."""
+        name = self._names.get(uid)
+        if name is None:
+            name = self._names[uid] = unix_user(uid)
+        return self.submitter(name)
+
+    def of_frame(self, frame: zmq.Frame, ipc: bool) -> Submitter:
+        """The sender of the message `frame` came in (received with copy=False): the Unix user
+        on an ipc socket, else the user of its CURVE key; no name when neither is there."""
+        if ipc:
+            uid = _peer_uid(_property(frame, "Peer-Address"))
+            if uid is not None:
+                return self.of_uid(uid)
+            return self.submitter(None)
+        return self.submitter(_property(frame, "User-Id") or None)
+
+
+def _property(frame: zmq.Frame, name: str) -> str:
+    import zmq
+    try:
+        return frame.get(name)
+    except (zmq.ZMQError, AttributeError):   # not set on this connection (no ZAP, not ipc)
+        return ""
+
+
+def _peer_uid(address: str) -> int | None:
+    """The uid in an ipc `Peer-Address` (`localhost:0:0:9887`; on BSD `…:uid:gid:`)."""
+    parts = address.rsplit(":", 3)
+    if len(parts) != 4 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
