@@ -16,8 +16,8 @@ judges first when it can tell): the standard library only.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 NOT_ALLOWED = "not allowed: "     # how a rejection for the job's user begins (the CLI's exit 2)
 

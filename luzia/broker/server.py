@@ -24,8 +24,8 @@ from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
-from luzia.broker.peers import Peers
 from luzia.broker.ops import logs
+from luzia.broker.peers import Peers
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
