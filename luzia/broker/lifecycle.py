@@ -34,8 +34,7 @@ from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
 from luzia.broker.rules import SchedJob
 from luzia.broker.store import Job
-from luzia.identity import Submitter
-from luzia.identity import refusal as refusal_for_user
+from luzia.identity import Submitter, refusal as refusal_for_user
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
