@@ -502,7 +502,7 @@ def ensure_private_dir(path: Path) -> Path:
     """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable.
     An existing directory keeps its mode (only a directory made here is chmod'ed: LUZIA_HOME
     pointed at /tmp must not take its sticky bit), and one other users may write is refused:
-    they could put their own files where Luzia expects its own (decision 43)."""
+    they could put their own files where Luzia expects its own (decision 47)."""
     try:
         path.mkdir(parents=True)
         os.chmod(path, 0o700)
