@@ -14,18 +14,13 @@ import pytest
 import zmq
 
 from luzia import protocol
+from tests.e2e.test_curve import FAST
 from tests.fleet import PY, LocalFleet
 from tests.helpers import wait_for
 
-FLEET = """
+FLEET = FAST + """
 [supervisor]
 ping_interval = 0.5
-[broker]
-heartbeat_interval = 0.2
-spool_sweep = 0.2
-[scheduler]
-cpu_ceiling = 1.0
-memory_ceiling = 1.0
 [agent]
 name = "a1"
 runner = "subprocess"
