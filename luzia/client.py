@@ -149,7 +149,7 @@ def sweeps_here(cfg: Config) -> bool:
     """Does the broker we submit to sweep this home's spool? For the default ipc endpoint it
     does (its home is ours); otherwise only if a broker serving our submit endpoint said so
     in the spool at its start (`.broker`). A CLI on a client host never spools: no broker
-    would ever read it there (decision 2)."""
+    would ever read it there (DECISIONS 2, 48)."""
     if cfg.endpoints.submit == f"ipc://{cfg.run_dir}/submit":
         return True
     try:

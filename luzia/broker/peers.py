@@ -5,8 +5,8 @@ when it accepts an ipc connection (SO_PEERCRED) and attaches them to every messa
 connection as its `Peer-Address` property, `…:<uid>:<gid>:<pid>`; over CURVE, the `User-Id`
 property is what our ZAP handler answered for the client's key (curve.py: the key's user).
 Both are set by libzmq from the kernel or the handshake, never from the message's content,
-so a client cannot put another name in them. The properties need the frames received with
-`copy=False`.
+so a client cannot put another name in them. The properties need a frame received with
+`copy=False` (`receive`).
 """
 
 from __future__ import annotations
@@ -50,6 +50,18 @@ class Peers:
                 return self.of_uid(uid)
             return self.submitter(None)
         return self.submitter(_property(frame, "User-Id") or None)
+
+
+def receive(sock: zmq.Socket) -> tuple[list[bytes], zmq.Frame]:
+    """One message (zmq.Again when none is waiting): its frames as bytes, and its first frame
+    as a zmq.Frame, which carries the connection's properties (every part does). Cheaper
+    than recv_multipart(copy=False), which makes a Frame of every part."""
+    import zmq
+    first = sock.recv(zmq.NOBLOCK, copy=False)
+    frames = [first.bytes]
+    while sock.rcvmore:
+        frames.append(sock.recv())
+    return frames, first
 
 
 def _property(frame: zmq.Frame, name: str) -> str:

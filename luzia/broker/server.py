@@ -20,12 +20,11 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool
+from luzia.broker import curve, lifecycle, lock, metrics, ops, peers, rebuild, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
 from luzia.broker.ops import logs
-from luzia.broker.peers import Peers
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
@@ -69,7 +68,7 @@ class Broker:
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.files = SocketFiles(log)      # bound again if a tmp cleaner deletes them
-        self.peers = Peers(cfg)             # who sent a submission or a request
+        self.peers = peers.Peers(cfg)       # who sent a submission or a request
         self.ipc = {name: getattr(cfg.endpoints, name).startswith("ipc://") for name in SOCKETS}
         self._bind()
         self.spool.claim(cfg.endpoints.submit)     # CLIs with this home spool here
@@ -141,25 +140,30 @@ class Broker:
             timeout = max(0.0, min(self._next["beat"], self._next["sweep"],
                                    retry_at[0][0] if retry_at else now + 1) - now)
         ready = dict(self.poller.poll(int(timeout * 1000)))
-        if self.pull in ready:      # frames, not bytes: they carry who sent them (peers.py)
-            self._drain(self.pull, "submit", self._on_submit_frames, copy=False)
+        if self.pull in ready:
+            self._drain(self.pull, "submit", self._on_submit_frames, identify=True)
         if self.router in ready:
             self._drain(self.router, "agents", self.agents.on_frames)
         if self.control in ready:
-            self._drain(self.control, "control", self._on_control_frames, copy=False)
+            self._drain(self.control, "control", self._on_control_frames, identify=True)
         self.tick(time.monotonic())
         self.dispatch()
         self.flush()
 
-    def _drain(self, sock: zmq.Socket, name: str, handle: Callable[[list], None],
-               copy: bool = True) -> None:
+    def _drain(self, sock: zmq.Socket, name: str, handle: Callable[..., None],
+               identify: bool = False) -> None:
+        """Handle what `sock` has (at most a batch); with `identify`, with who sent each."""
         for _ in range(self.cfg.broker.batch):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+                if identify:
+                    frames, first = peers.receive(sock)
+                    sender = (self.peers.of_frame(first, self.ipc[name]),)
+                else:
+                    frames, sender = sock.recv_multipart(zmq.NOBLOCK), ()
             except zmq.Again:
                 return
             try:
-                handle(frames)
+                handle(frames, *sender)
             except ProtocolError as exc:
                 self.model.bad[name].drop(str(exc))     # counted, logged rate-limited
 
@@ -246,9 +250,8 @@ class Broker:
         os.close(self._lock)
 
     # submissions ----------------------------------------------------------------
-    def _on_submit_frames(self, frames: list[zmq.Frame]) -> None:
-        by = self.peers.of_frame(frames[-1], self.ipc["submit"])
-        msg = protocol.decode([f.bytes for f in frames], expect=(protocol.Submit,))
+    def _on_submit_frames(self, frames: list[bytes], by: Submitter) -> None:
+        msg = protocol.decode(frames, expect=(protocol.Submit,))
         self.submit(msg.job, by=by)  # type: ignore[attr-defined]
 
     def sweep_spool(self) -> None:
@@ -266,14 +269,12 @@ class Broker:
         return lifecycle.accept(self.model, spec, by)
 
     # control ------------------------------------------------------------------------
-    def _on_control_frames(self, frames: list[zmq.Frame]) -> None:
-        peer = self.peers.of_frame(frames[-1], self.ipc["control"])
-        data = [f.bytes for f in frames]
-        req = rpc.parse(data)
+    def _on_control_frames(self, frames: list[bytes], peer: Submitter) -> None:
+        req = rpc.parse(frames)
         try:
-            ops.handle(self.model, data[0], req, peer)
+            ops.handle(self.model, frames[0], req, peer)
         except sqlite3.DatabaseError as exc:    # a damaged page fails this request, not the broker
-            self.model.out.reply(data[0], rpc.failure(req.req, self.model.store.query_failed(exc)))
+            self.model.out.reply(frames[0], rpc.failure(req.req, self.model.store.query_failed(exc)))
 
 
 def _send(sock: zmq.Socket, frames: list[bytes]) -> None:

@@ -161,35 +161,32 @@ def _run(argv: list[str]) -> int:
 
 def _check_may_submit_as(cfg: Any, user: str, owner: str) -> None:
     """Forbidden (exit 2, nothing sent) when --user names someone other than the project's
-    owner and we are neither that user nor an admin. The broker says who we are (the CURVE
-    key's user is known only there); with the broker down and the spool here, we are our
-    Unix user. The broker judges every submission again, whatever we conclude."""
-    import os
-
+    owner and we are neither that user nor an admin. The broker says who we are (a CURVE
+    key's user is known only there); the broker judges every submission again anyway."""
     from luzia import identity
     from luzia.client import Control, sweeps_here
     from luzia.errors import BrokerUnreachable, Forbidden
     try:
         with Control(cfg) as ctl:
             me = ctl.call("whoami")
-        name, admin = me.get("user"), bool(me.get("admin"))
     except BrokerUnreachable:
-        if not sweeps_here(cfg):
-            raise
-        name = identity.operator()      # the spool's owner is the broker's user: its operator
-        admin = name in identity.admins(cfg.admins, identity.unix_user(os.stat(cfg.home).st_uid)
-                                        if os.path.isdir(cfg.home) else name)
+        if sweeps_here(cfg):
+            return   # we may write the broker's spool: we are its user or root, both admins
+        raise
     except LuziaError:
-        return          # a broker without whoami: it judges on its own
+        return       # a broker without whoami: it judges on its own
+    name = me.get("user") if isinstance(me, dict) else None
+    admin = bool(me.get("admin")) if isinstance(me, dict) else False
     why = identity.refusal(name if isinstance(name, str) else None, user, owner, admin)
     if why:
         raise Forbidden(why[len(identity.NOT_ALLOWED):])
 
 
 def _check_not_rejected(cfg: Any, job_id: str) -> None:
-    """Raise Rejected if the broker rejected the job. Asked only when a rejection is likely
-    (the broker marks a full queue in run/queue-full; a dependency may be unknown), once the
-    broker has taken the job from the spool; silent if it has not within a moment."""
+    """Raise Rejected (Forbidden for its --user) if the broker rejected the job. Asked only
+    when a rejection is likely (the broker marks a full queue in run/queue-full; a dependency
+    may be unknown; --user names someone else), once the broker has taken the job from the
+    spool; silent if it has not within a moment."""
     import time
     spooled = cfg.spool_dir / f"{job_id}.job"
     deadline = time.monotonic() + REJECTION_PATIENCE
