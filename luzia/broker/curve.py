@@ -136,6 +136,7 @@ def broker_keys(cfg: Config, ctx: zmq.Context, endpoints: dict[str, str]) -> Ser
             f"public key in {cfg.keys.authorized}/, or pass --insecure") from None
     from zmq.auth.thread import ThreadAuthenticator
     from zmq.utils import z85
+    authorized = Authorized(ensure_private_dir(Path(cfg.keys.authorized)), pair.public)
 
     class KeyUsers(ThreadAuthenticator):
         """pyzmq's authenticator, answering the key's user as its connection's User-Id."""
@@ -143,7 +144,6 @@ def broker_keys(cfg: Config, ctx: zmq.Context, endpoints: dict[str, str]) -> Ser
         def curve_user_id(self, client_public_key: bytes) -> str:
             return authorized.user_of(z85.encode(client_public_key))
 
-    authorized = Authorized(ensure_private_dir(Path(cfg.keys.authorized)), pair.public)
     auth = KeyUsers(ctx, log=logging.getLogger("luzia.broker.zap"))
     auth.start()
     auth.configure_curve_callback("*", credentials_provider=authorized)
