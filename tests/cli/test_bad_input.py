@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -122,13 +123,16 @@ def fuzz_home():
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(parts=argvs)
-def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, parts, monkeypatch_env):
+def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, parts):
     project, words, options = parts
     argv = [project, *words, *(item for opt in options for item in opt)]
     before = set(spool_entries(fuzz_home))
     out, err = io.StringIO(), io.StringIO()
     from luzia.cli.main import main
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
+    env.update({k: v for k, v in fuzz_home.env.items() if k.startswith("LUZIA_")})
+    with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
         code = main(argv)
     after = set(spool_entries(fuzz_home))
     new = sorted(after - before)
@@ -144,18 +148,6 @@ def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, par
     else:
         assert len(lines) == 1 and lines[0].startswith("luzia: "), (argv, err.getvalue()[:500])
         assert not out.getvalue() and not new
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_env(fuzz_home):
-    """The fuzzed CLI runs in this process: point it at the fuzz home for the module."""
-    saved = dict(os.environ)
-    for name in [n for n in os.environ if n.startswith("LUZIA_")]:
-        del os.environ[name]
-    os.environ.update({k: v for k, v in fuzz_home.env.items() if k.startswith("LUZIA_")})
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.mark.parametrize("argv", [
