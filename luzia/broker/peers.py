@@ -11,16 +11,12 @@ so a client cannot put another name in them. The properties need a frame receive
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
+import zmq
 
 from luzia.config import Config
 from luzia.identity import Submitter, admins, operator, unix_user
 
-if TYPE_CHECKING:
-    import zmq
-
-log = logging.getLogger(__name__)
+CACHED = 10_000         # users remembered by uid or name; past that, looked up each time
 
 
 class Peers:
@@ -29,46 +25,52 @@ class Peers:
     def __init__(self, cfg: Config) -> None:
         self.operator = operator()
         self.admins = admins(cfg.admins, self.operator)
-        self._names: dict[int, str] = {}
+        self._by_uid: dict[int, Submitter] = {}      # a handful of users: cached, not grown
+        self._by_name: dict[str | None, Submitter] = {}
 
     def submitter(self, name: str | None) -> Submitter:
-        return Submitter(name, name is not None and name in self.admins)
+        found = self._by_name.get(name)
+        if found is None:
+            found = Submitter(name, name is not None and name in self.admins)
+            if len(self._by_name) < CACHED:
+                self._by_name[name] = found
+        return found
 
     def of_uid(self, uid: int) -> Submitter:
         """The owner of a spool file, or the Unix user of an ipc connection."""
-        name = self._names.get(uid)
-        if name is None:
-            name = self._names[uid] = unix_user(uid)
-        return self.submitter(name)
+        found = self._by_uid.get(uid)
+        if found is None:
+            found = self.submitter(unix_user(uid))
+            if len(self._by_uid) < CACHED:
+                self._by_uid[uid] = found
+        return found
 
     def of_frame(self, frame: zmq.Frame, ipc: bool) -> Submitter:
         """The sender of the message `frame` came in (received with copy=False): the Unix user
         on an ipc socket, else the user of its CURVE key; no name when neither is there."""
         if ipc:
             uid = _peer_uid(_property(frame, "Peer-Address"))
-            if uid is not None:
-                return self.of_uid(uid)
-            return self.submitter(None)
+            return self.submitter(None) if uid is None else self.of_uid(uid)
         return self.submitter(_property(frame, "User-Id") or None)
 
 
 def receive(sock: zmq.Socket) -> tuple[list[bytes], zmq.Frame]:
     """One message (zmq.Again when none is waiting): its frames as bytes, and its first frame
-    as a zmq.Frame, which carries the connection's properties (every part does). Cheaper
-    than recv_multipart(copy=False), which makes a Frame of every part."""
-    import zmq
-    first = sock.recv(zmq.NOBLOCK, copy=False)
-    frames = [first.bytes]
-    while sock.rcvmore:
-        frames.append(sock.recv())
+    as a zmq.Frame, which carries the connection's properties (every part does). Each part
+    says whether more follow (`Frame.more`): no RCVMORE option read per part, as
+    recv_multipart does (that and a Frame of every part cost more than the rest of this)."""
+    part = sock.recv(zmq.NOBLOCK, copy=False)
+    first, frames = part, [part.bytes]
+    while part.more:
+        part = sock.recv(copy=False)
+        frames.append(part.bytes)
     return frames, first
 
 
 def _property(frame: zmq.Frame, name: str) -> str:
-    import zmq
     try:
         return frame.get(name)
-    except (zmq.ZMQError, AttributeError):   # not set on this connection (no ZAP, not ipc)
+    except zmq.ZMQError:          # not set on this connection (no ZAP, not ipc)
         return ""
 
 
