@@ -50,6 +50,12 @@ _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
+def exit_text(code: int | None) -> str:
+    """How an ended process reads everywhere (a job's reason, its attempts, the views):
+    `exit 1`; `exit -` when the code is unknown."""
+    return f"exit {'-' if code is None else code}"
+
+
 class Priority(enum.IntEnum):
     """Lower value runs first. Seed 003's Beads priorities 0-3 map onto these directly."""
 

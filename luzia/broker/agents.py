@@ -66,9 +66,13 @@ class AgentHandler:
         """An agent (re)joins: adopt the jobs it holds that are still its, requeue the ones
         it came back without, and tell it which held jobs to drop."""
         m, now = self.m, time.monotonic()
+        holder = m.fleet.holder(msg.name, identity, msg.instance)
+        if holder is not None:
+            self._refuse(holder, identity, msg, now)
+            return
         agent = Agent(name=msg.name, identity=identity, slots=msg.slots,
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
-                      last_seen=now)
+                      instance=msg.instance, last_seen=now)
         old = m.fleet.join(agent)
         adopt, drop = self._reconcile(agent, msg.held)
         adopted = {h.job_id for h in adopt}
@@ -92,6 +96,19 @@ class AgentHandler:
             agent.slots, ",".join(agent.capabilities), len(msg.held), len(adopt), len(drop))
         m.out.publish_agent("live", agent.to_dict(now, m.sched.agent_score(agent.name)))
         m.dirty = True
+
+    def _refuse(self, holder: Agent, identity: bytes, msg: protocol.Hello, now: float) -> None:
+        """One live agent per name: a second one (another host or state directory) is told
+        no, and tries again later; the first keeps its name and its jobs."""
+        clash = self.m.fleet.refused(msg.name, msg.pid, msg.instance, now)
+        reason = (f"the name {msg.name} is held by a live agent (pid {holder.pid}, instance "
+                  f"{holder.instance}); this one is pid {msg.pid}, instance {msg.instance}: "
+                  "two hosts with one name? give each its own agent.name")
+        (log.error if clash.count == 1 else log.warning)(
+            "agent %s refused (%d time%s): %s", msg.name, clash.count,
+            "" if clash.count == 1 else "s", reason)
+        self.m.out.send(identity, protocol.Disconnect(reason=reason, refused=True))
+        self.m.out.publish_agent("refused", {"name": msg.name, **clash.to_dict(now)})
 
     def _reconcile(self, agent: Agent, held_jobs: list[protocol.HeldJob],
                    ) -> tuple[list[protocol.HeldJob], list[str]]:
@@ -124,6 +141,10 @@ class AgentHandler:
         agent.gpu_free_gb = msg.gpu_free_gb
         agent.gpu_total_gb = gpu.total_gb(msg.gpu_memory, msg.gpu_free_gb)
         m.fleet.load(agent)
+        if msg.degraded != agent.degraded:
+            m.fleet.degrade(agent, msg.degraded)
+            m.out.publish_agent("degraded" if msg.degraded else "live",
+                                {"name": agent.name, "degraded": msg.degraded})
         if msg.slots and msg.slots != agent.slots:
             m.fleet.set_slots(agent, msg.slots)
         agent.reported = set(msg.running)
@@ -144,6 +165,8 @@ class AgentHandler:
 
     def started(self, agent: Agent, msg: protocol.Started) -> None:
         job = self._own(agent, msg.job_id, msg.attempt)
+        if job is not None and msg.session:
+            job.session = msg.session          # `luzia attach` asks for it (jobs.get)
         if job is not None and job.state in (JobState.ASSIGNED, JobState.LOST):
             lifecycle.start(self.m, job,
                             f"started on {agent.name} session={msg.session} pid={msg.pid}")
@@ -170,9 +193,12 @@ class AgentHandler:
             return
         if msg.tail:
             job.tail = list(msg.tail)
+        agent.ended.add(job.id)
+        if not msg.started:          # its command never ran: tried again, not failed
+            lifecycle.unstarted(self.m, job, msg.reason)
+            return
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
-        agent.ended.add(job.id)
         lifecycle.end(self.m, job, msg.exit_code, msg.reason)
 
     def _own(self, agent: Agent, job_id: str, attempt: int) -> Job | None:
