@@ -7,7 +7,8 @@ and tells the scheduler: a credit freed (`Fleet.release`), a job pending again
 messages, ops/ for the operators' requests, server.py for submissions and the clock)
 decide *which* edge; only this module says what an edge does.
 
-    accept       a submission → pending, or rejected (queue full, unknown dependency)
+    accept       a submission → pending, or rejected (its user not the submitter's to
+                 name, queue full, unknown dependency)
     assign       pending → assigned (attempt n+1, on the agent the scheduler picked)
     start        assigned | lost → running          (Started)
     lose         assigned | running → lost          (its agent stopped beating)
@@ -35,6 +36,7 @@ from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
 from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
+from luzia.identity import Submitter, refusal as refusal_for_user
 from luzia.states import JobState, exit_text
 
 log = logging.getLogger(__name__)
@@ -50,27 +52,30 @@ HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds
 
 
 # submission and the queue ---------------------------------------------------------------
-def accept(m: Model, spec: protocol.JobSpec) -> Job | None:
-    """A submission becomes a pending job, or a rejected one (queue full, unknown
-    dependency) that stays visible; None for an id the broker has (idempotent)."""
-    return accept_all(m, [spec])[0]
+def accept(m: Model, spec: protocol.JobSpec, by: Submitter | None = None) -> Job | None:
+    """A submission from `by` becomes a pending job, or a rejected one (its user is not
+    `by`'s to name, queue full, unknown dependency) that stays visible; None for an id the
+    broker has (idempotent). `by` None: a submission from inside (not judged, no submitter)."""
+    return accept_all(m, [spec], [by])[0]
 
 
-def accept_all(m: Model, specs: list[protocol.JobSpec]) -> list[Job | None]:
-    """`accept` for the submissions of one turn, in order: one query finds the ids the
-    store has, one statement writes the new jobs and their event rows."""
+def accept_all(m: Model, specs: list[protocol.JobSpec],
+               by: list[Submitter | None] | None = None) -> list[Job | None]:
+    """`accept` for the submissions of one turn, in order, each from its `by` (None: all
+    from inside): one query finds the ids the store has, one statement writes the new jobs
+    and their event rows."""
     stored = m.store.existing([s.id for s in specs if s.id not in m.jobs])
     new: dict[str, Job] = {}
     ends: set[str] = set()              # this turn's jobs that end at once: rejected, or failed
     pending = m.sched.pending_count()   # once this turn's jobs before a job are in
     taken: list[Job | None] = []
-    for spec in specs:
+    for spec, sender in zip(specs, by or [None] * len(specs), strict=True):
         if spec.id in m.jobs or spec.id in stored or spec.id in new:
             m.counters["duplicates"] += 1
             taken.append(None)
             continue
         job = new[spec.id] = _new_job(m, spec, m.store.next_seq + len(new))
-        refusal = _refusal(m, job, pending, new)
+        refusal = _user_refusal(m, job, sender) or _refusal(m, job, pending, new)
         if refusal:
             job.move(JobState.REJECTED, refusal)
             job.finished_at = job.updated_at
@@ -87,6 +92,15 @@ def accept_all(m: Model, specs: list[protocol.JobSpec]) -> list[Job | None]:
     if not each:
         _log_many(list(new.values()))
     return taken
+
+
+def _user_refusal(m: Model, job: Job, by: Submitter | None) -> str:
+    """Records who submitted `job`; why its user is not theirs to name ("" if it is)."""
+    if by is None:
+        return ""
+    job.submitter = by.name
+    project = m.cfg.projects.get(job.project)
+    return refusal_for_user(by.name, job.user, project.user if project else None, by.admin)
 
 
 def _accepted(m: Model, job: Job, log_it: bool) -> None:

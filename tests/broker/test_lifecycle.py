@@ -210,6 +210,24 @@ def test_a_turn_of_submissions_is_taken_as_each_would_be_alone(m):
     assert events.fetchone()[0] == 1
 
 
+def test_a_turn_judges_each_submission_by_its_own_sender():
+    """accept_all with a sender per submission: each job records its submitter, one naming
+    a user not its sender's is rejected, an admin's is not, one from inside is not judged."""
+    from luzia.identity import Submitter
+    m = make_model()
+    try:
+        mine, theirs, admins, inside = (spec(user=u) for u in ("bob", "carol", "carol", "carol"))
+        lifecycle.accept_all(m, [mine, theirs, admins, inside], [
+            Submitter("bob"), Submitter("bob"), Submitter("root", admin=True), None])
+        assert [stored(m, s.id).submitter for s in (mine, theirs, admins, inside)] == [
+            "bob", "bob", "root", None]
+        assert stored(m, theirs.id).state is JobState.REJECTED
+        assert "bob may not submit as 'carol'" in stored(m, theirs.id).reason
+        assert [stored(m, s.id).state for s in (mine, admins, inside)] == [JobState.PENDING] * 3
+    finally:
+        m.store.close()
+
+
 def test_a_job_waiting_for_a_rejected_job_of_its_own_turn_fails():
     m = make_model()
     try:
