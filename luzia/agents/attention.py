@@ -99,7 +99,10 @@ class Watch:
             self.mark, self.hushed = screen.answered, digest
         if self.hushed and self.hushed != digest:
             self.hushed = ""
-        return self._set(self._waiting(shown, now) and not self.hushed, shown)
+        if self.hushed:                   # what was answered counts as no match at all
+            self.matched = False
+            return self._set(False, shown)
+        return self._set(self._waiting(shown, now), shown)
 
     def _waiting(self, shown: list[str], now: float) -> bool:
         text = "\n".join(shown)

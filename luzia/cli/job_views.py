@@ -208,8 +208,8 @@ def waiting_lines(job: dict[str, Any], now: float) -> list[str]:
     """Since when the job waits for a person, how to answer, and what its pane shows."""
     since = num(job.get("needs_input_since"))
     job_id = clean(job.get("id"))
-    out = [f"needs input{' for ' + age(now - since) if since is not None else ''}: answer with "
-           f"luzia reply {job_id} \"...\" (or luzia attach {job_id})"]
+    out = [f"attention  needs input{' for ' + age(now - since) if since is not None else ''}: "
+           f"answer with luzia reply {job_id} \"...\" (or luzia attach {job_id})"]
     shown = job.get("needs_input_lines")
     if isinstance(shown, list) and shown:
         out.append("its screen:")
