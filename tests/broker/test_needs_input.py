@@ -16,7 +16,7 @@ from tests.broker.test_lifecycle import join, m, running, topics  # noqa: F401  
 SCREEN = ["Deleting 3 files.", "Proceed? (y/n)"]
 
 
-def report(m, job, waiting: bool, lines: list[str] | None = None) -> None:
+def report(m, job, waiting: bool, lines: list[str] | None = None) -> None:  # noqa: F811
     """The job's agent sends a Progress, as its attention watch does."""
     handler = AgentHandler(m, lambda model, chunk: None)
     handler.progress(m.fleet.get(job.host), protocol.Progress(
@@ -24,7 +24,7 @@ def report(m, job, waiting: bool, lines: list[str] | None = None) -> None:
         needs_input_lines=lines if lines is not None else (SCREEN if waiting else [])))
 
 
-def rows(m, job_id: str) -> list[tuple[str, str]]:
+def rows(m, job_id: str) -> list[tuple[str, str]]:  # noqa: F811
     return [(s, d) for s, d in m.store.db.execute(
         "SELECT state, detail FROM events WHERE job_id=? ORDER BY seq", (job_id,))]
 
