@@ -9,8 +9,9 @@ input` flag at its next look even when the screen does not change (attention.py)
 Like `luzia attach`, it reaches the agents' tmux server of this host (through
 `agent.tmux_prefix`); a job on another host is answered there (the line says how). Only a
 running job in tmux can be answered, and only by its user, its submitter or an admin
-(`web.admins`, the owner of the state directory, root): the rule the dashboard's buttons
-follow. Broker op: jobs.get.
+(`admins`, `web.admins`, the owner of the state directory, root): the rule the dashboard's
+buttons follow. That rule is the CLI's courtesy; what guards a pane is its tmux server's
+socket, which only the agent's user (and root) can reach. Broker op: jobs.get.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def answerable(cfg: Config, job: dict[str, Any], text: str) -> str:
     user = _login_name()
     if not may_answer(cfg, user, job):
         raise Refused(f"job {job_id} is {clean(job.get('user'), 64)}'s: only its user, its "
-                      f"submitter or an admin (web.admins) may answer it, not {user}")
+                      f"submitter or an admin (admins in the config) may answer it, not {user}")
     if host != cfg.agent.name:
         there = shlex.join(["ssh", host, "luzia", "reply", job_id, text])
         raise Refused(f"job {job_id} runs on {host} (tmux session {session}); answer it there: "
@@ -85,13 +86,14 @@ def answerable(cfg: Config, job: dict[str, Any], text: str) -> str:
 
 def may_answer(cfg: Config, user: str, job: dict[str, Any]) -> bool:
     """The dashboard's rule for a job's buttons (web/auth.py): its user or submitter, or an
-    admin: web.admins, the owner of the state directory (who runs the fleet here), root."""
+    admin: the config's admins, the owner of the state directory (who runs the fleet here),
+    root (identity.admins)."""
+    from luzia import identity
     try:
-        import pwd
-        owner = pwd.getpwuid(os.stat(cfg.home).st_uid).pw_name
-    except (OSError, KeyError):
-        owner = ""
-    admins = {*cfg.web.admins, owner, "root"} - {""}
+        operator = identity.unix_user(os.stat(cfg.home).st_uid)
+    except OSError:
+        operator = "root"
+    admins = identity.admins([*cfg.admins, *cfg.web.admins], operator)
     return user in admins or user in (job.get("user"), job.get("submitter"))
 
 

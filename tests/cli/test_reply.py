@@ -66,8 +66,8 @@ def test_reply_refuses_what_it_cannot_answer_in_one_line(home, fake):
         "luzia: job 130004-eeeeeeeeeeee runs on gpu2 (tmux session luzia-gpu2-slot-1); answer it "
         "there: ssh gpu2 luzia reply 130004-eeeeeeeeeeee 'yes, go'")
     assert refused(home, J, "y", LOGNAME="mallory", USER="mallory") == (
-        f"luzia: job {J} is alice's: only its user, its submitter or an admin (web.admins) may "
-        "answer it, not mallory")
+        f"luzia: job {J} is alice's: only its user, its submitter or an admin (admins in the "
+        "config) may answer it, not mallory")
     assert home.cli("reply", "130009-ffffffffffff", "y").returncode == 2     # unknown job
     usage = home.cli("reply", J, "", "--no-enter")
     assert usage.returncode == 2 and b"nothing to type" in usage.stderr
@@ -81,6 +81,10 @@ def test_reply_dry_run_says_what_it_would_type(home, fake):
                                    f"luzia-{J} on here)\n(dry run: nothing was typed)\n")
     enter = home.cli("reply", J, "", "-n").stdout.decode().splitlines()[0]
     assert enter.startswith("would type Enter into")
+    theirs = "130005-ffffffffffff"
+    fake.add(make_job(theirs, state="running", host="here", session=layout.job_session(theirs),
+                      submitter="mallory"))       # alice's job, which mallory submitted
+    assert home.cli("reply", theirs, "y", "-n", LOGNAME="mallory", USER="mallory").returncode == 0
 
 
 def test_reply_types_literally_then_enter_and_marks_the_session(home, fake, tmux_socket):
