@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from luzia.agents.attention import Detector, Screen, Watch, window
-from luzia.config import ATTENTION_PATTERNS
+from luzia.agents.attention import PATTERNS, Detector, Screen, Watch, window
 
 # Claude Code's permission dialog as a 60-column pane shows it (its box drawn with U+2500s)
 CLAUDE_DIALOG = """\
@@ -44,7 +43,7 @@ NOT_ASKING = [
 
 @pytest.fixture
 def detector() -> Detector:
-    return Detector(ATTENTION_PATTERNS, lines=10)
+    return Detector(PATTERNS, lines=10)
 
 
 @pytest.mark.parametrize("lines", ASKING)
@@ -122,3 +121,14 @@ def test_a_pane_that_is_gone_is_not_waiting(detector):
     look(watch, ["Proceed?"], 0)
     assert look(watch, ["Proceed?"], 1) == "up"
     assert watch.look(None, 2) == "down"
+
+
+def test_the_settings_are_checked_at_load(short_tmp):
+    from luzia import config
+    from luzia.errors import ConfigError
+    env = {"LUZIA_HOME": str(short_tmp / "h")}
+    assert config.load(env=env).attention.patterns == list(PATTERNS)
+    with pytest.raises(ConfigError, match=r"attention.patterns\[1\] is not a valid regular"):
+        config.load(overrides={"attention": {"patterns": ["ok", "(unclosed"]}}, env=env)
+    with pytest.raises(ConfigError, match="attention.lines must be 1 to 50"):
+        config.load(overrides={"attention": {"lines": 0}}, env=env)

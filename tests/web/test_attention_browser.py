@@ -8,20 +8,13 @@ import pytest
 
 from tests.e2e.test_attention import ASKER
 from tests.helpers import wait_for
-from tests.web.conftest import WebFleet, shot
+from tests.web.conftest import WEB_FLEET, WebFleet, shot
 from tests.web.test_browser import row, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-CONFIG = """
-[broker]
-heartbeat_interval = 0.2
-spool_sweep = 0.2
-[scheduler]
-cpu_ceiling = 1.0
-memory_ceiling = 1.0
-[web]
-port = 0
+# the dashboard tests' fleet (broker, scheduler, web), its agent running jobs in tmux
+CONFIG = WEB_FLEET.split("[agent]")[0] + """
 [attention]
 check = 0.2
 [interactive]
