@@ -12,8 +12,8 @@ changed) or when the job is answered: `luzia reply` sets the session's `@luzia-a
 option (layout.ANSWERED_OPTION), and the screen it answered does not raise the flag again
 until it changes. The agent looks every `attention.check` seconds (held.py); the REPL
 watcher (repl.py) asks `asking()` so that a REPL waiting on a question is not taken as done
-when its pane goes idle. Imports nothing of ours (errors, for a bad config, only when
-asked): the REPL watcher starts once per job, the config's defaults come from here.
+when its pane goes idle. The default patterns are config.ATTENTION_PATTERNS. Imports
+nothing of ours: the REPL watcher starts once per job.
 """
 
 from __future__ import annotations
@@ -25,20 +25,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from luzia.config import AttentionConfig, Config
+    from luzia.config import Config
 
-# attention.patterns' defaults: searched in the pane's last lines joined by newlines
-# (MULTILINE: ^ and $ at each line; \Z is the end of the last line, where a program waiting
-# at a prompt has its cursor: an answered prompt, `Proceed? (y/n) y`, no longer matches)
-PATTERNS = (
-    r"Do you want to (proceed|make this edit|create|allow|run|overwrite|continue)\b[^\n]*\?",
-    r"^\s*❯\s*1\.\s*Yes\b",                     # Claude Code's dialogs: the choice under the cursor
-    r"No, and tell Claude what to do differently",
-    r"Do you trust the files in this folder\?",
-    r"(?i)[(\[](y/n|yes/no)[)\]]\s*[:?]?\s*\Z",    # (y/n), [Y/n], (yes/no) ending the screen
-    r"(?i)\b(proceed|continue)\?\s*\Z",
-    r"(?i)press (enter|return) to continue\W*\Z",
-)
 BORDERS = "".join(chr(c) for c in range(0x2500, 0x2580)) + " \t"   # box drawing, blanks
 LINE_MAX = 300           # characters kept of one shown line
 QUESTION = re.compile(r"\?[\"')\]]*\s*$")
@@ -133,19 +121,6 @@ class Watch:
             return "lines"
         self.flagged, self.lines = waiting, shown if waiting else []
         return "up" if waiting else "down"
-
-
-def check_config(at: AttentionConfig) -> None:
-    """ConfigError for patterns that do not compile, or limits out of range."""
-    from luzia.errors import ConfigError
-    for i, pattern in enumerate(at.patterns):
-        try:
-            re.compile(pattern, re.MULTILINE)
-        except re.error as exc:
-            raise ConfigError(f"attention.patterns[{i}] is not a valid regular expression: "
-                              f"{exc}") from None
-    if not 1 <= at.lines <= 50 or at.check <= 0:
-        raise ConfigError("attention.lines must be 1 to 50 and attention.check positive")
 
 
 def watch_for(cfg: Config) -> Watch | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from luzia.agents.attention import PATTERNS, Detector, Screen, Watch, window
+from luzia.agents.attention import Detector, Screen, Watch, window
+from luzia.config import ATTENTION_PATTERNS as PATTERNS
 
 # Claude Code's permission dialog as a 60-column pane shows it (its box drawn with U+2500s)
 CLAUDE_DIALOG = """\
