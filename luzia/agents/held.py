@@ -251,14 +251,14 @@ class HeldJobs:
     def _send_progress(self, run: Run) -> None:
         pct, message = run.progress
         watch, now = run.stall, time.monotonic()
-        asking = run.attention is not None and run.attention.flagged
+        attention = run.attention if run.attention and run.attention.flagged else None
         self.send(protocol.Progress(job_id=run.id, attempt=run.attempt, percent=pct,
                                     message=message, tail=run.dir.tail(self.tail_lines()),
                                     stalled=bool(watch and watch.stalled),
                                     stalled_for=watch.idle(now) if watch and watch.stalled else 0.0,
-                                    needs_input=asking, needs_input_lines=list(
-                                        run.attention.lines[-protocol.MAX_TAIL_LINES:])
-                                    if run.attention is not None and asking else []))
+                                    needs_input=attention is not None,
+                                    needs_input_lines=attention.lines[-protocol.MAX_TAIL_LINES:]
+                                    if attention else []))
 
     def _check_attention(self, run: Run, now: float) -> None:
         """Flag a job whose pane waits for a person; clear it when the pane moves on."""

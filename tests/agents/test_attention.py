@@ -133,3 +133,51 @@ def test_the_settings_are_checked_at_load(short_tmp):
         config.load(overrides={"attention": {"patterns": ["ok", "(unclosed"]}}, env=env)
     with pytest.raises(ConfigError, match="attention.lines must be 1 to 50"):
         config.load(overrides={"attention": {"lines": 0}}, env=env)
+
+
+class PaneRunner:
+    """A runner whose one job's pane shows what the test says (no tmux): held.py's view."""
+
+    name = "tmux"
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def alive(self, job) -> bool:
+        return True
+
+    def pane(self, job) -> str:
+        return "\n".join(self.lines)
+
+    def screen(self, job) -> Screen:
+        return Screen(self.lines)
+
+
+def test_the_agent_reports_the_flag_and_a_waiting_job_never_stalls(tmp_path):
+    from luzia import protocol
+    from luzia.agents import stall
+    from luzia.agents.held import HeldJobs, Run
+    from luzia.agents.jobdir import JobDir
+    from luzia.config import Config
+    runner = PaneRunner(["working"])
+    sent: list[protocol.Message] = []
+    held = HeldJobs(Config(), runner, sent.append)  # type: ignore[arg-type]
+    job = JobDir(tmp_path, "130000-aaaaaaaaaaaa")
+    job.path.mkdir(parents=True)
+    run = Run(dir=job, attempt=1, stall=stall.StallWatch(after=5.0, kill=True),
+              attention=Watch(Detector(PATTERNS), check=1.0))
+    held.jobs[run.id] = run
+    reports = []
+    for now in range(60):                       # a minute of looks, the pane asking from 3 on
+        if now == 3:
+            runner.lines = ["working", "Proceed? (y/n)"]
+        held.watch(float(now))
+        reports += [(now, m.needs_input, m.stalled) for m in sent if isinstance(m, protocol.Progress)]
+        sent.clear()
+    assert [r for r in reports if r[1]][:1] == [(4, True, False)]     # two looks at the prompt
+    assert not any(stalled for _, _, stalled in reports)
+    assert run.stall is not None and not run.stall.stalled and run.state.value == "running"
+    runner.lines = ["working", "Proceed? (y/n) y", "done"]
+    held.watch(60.0)
+    progress = [m for m in sent if isinstance(m, protocol.Progress)]
+    assert progress and progress[-1].needs_input is False and progress[-1].needs_input_lines == []
