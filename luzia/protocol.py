@@ -10,7 +10,7 @@ Nothing outside this module touches frame positions, and nothing outside it and
 luzia/message.py (the Struct base, the checks and the encoder under every message) touches
 msgpack.
 
-Versions (docs/PROTOCOL.md, "Versions"; DECISIONS 67). ``LZ1`` names the frame layout and
+Versions (docs/PROTOCOL.md, "Versions"; DECISIONS 70). ``LZ1`` names the frame layout and
 never changes while it holds. `PROTOCOL` is the number of this release's messages; a peer
 says its own in Hello and Request (absent: 1, the first release). A broker serves peers from
 `OLDEST` (or its `broker.min_protocol`) up, and refuses an older agent at Hello and an older
@@ -197,6 +197,9 @@ class Progress(Message, frozen=True):
     tail: Tail = []
     stalled: bool = False                   # output unchanged for the agent's stall_after
     stalled_for: Seconds = 0.0              # seconds since it last changed
+    # protocol 2 (issue 14): its pane waits for a person (attention.py), and its last lines then
+    needs_input: bool = False
+    needs_input_lines: Tail = []
 
 
 class Done(Message, frozen=True):

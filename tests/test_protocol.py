@@ -107,6 +107,9 @@ JOB = "113754-a2f5c10e9b3d"
     (b"HELLO", {"name": "old", "slots": 1, "capabilities": [], "tags": [], "held": [], "pid": 7},
      {"protocol": 1, "version": "", "instance": ""}),
     (b"HEARTBEAT", {"cpu": 0.5, "running": [JOB], "slots": 2}, {"degraded": ""}),
+    (b"PROGRESS", {"job_id": JOB, "attempt": 1, "percent": 5.0, "message": "m", "tail": ["t"],
+                   "stalled": False, "stalled_for": 0.0},
+     {"needs_input": False, "needs_input_lines": []}),
     (b"DONE", {"job_id": JOB, "attempt": 1, "exit_code": 0, "reason": "", "tail": []},
      {"started": True}),
 ])
@@ -119,6 +122,7 @@ def test_a_protocol_1_body_decodes_with_the_later_fields_at_their_defaults(kind,
 def test_a_protocol_1_peer_is_not_sent_the_later_fields():
     later = [p.Hello(name="a", slots=1, capabilities=[], protocol=2, version="x", instance="f00"),
              p.Heartbeat(degraded="disk full"), p.Disconnect(reason="no", refused=True),
+             p.Progress(job_id=JOB, attempt=1, needs_input=True, needs_input_lines=["y/n?"]),
              p.Done(job_id=JOB, attempt=1, exit_code=-1, started=False)]
     for msg in later:
         fields = set(msgpack.unpackb(p.encode(msg, peer=1)[2]))

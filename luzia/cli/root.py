@@ -22,6 +22,7 @@ from luzia.cli import (
     logs,
     notify,
     queue,
+    reply,
     supervisor,
     top,
     web,
@@ -65,7 +66,7 @@ Exit codes:
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
-         notify)
+         notify, reply)
 
 
 @click.group(help=HELP, invoke_without_command=True,
