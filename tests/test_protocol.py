@@ -182,7 +182,9 @@ def test_no_pattern_takes_a_trailing_newline():
         with pytest.raises(ProtocolError, match="matching regex"):
             p.check(bad)
     for cls in CLASSES:
-        for field in msgspec.inspect.type_info(cls).fields:
+        info = msgspec.inspect.type_info(cls)
+        assert isinstance(info, msgspec.inspect.StructType)
+        for field in info.fields:
             for t in _strings(field.type):
                 assert t.pattern is None or t.pattern.endswith("\\Z"), (cls, field.name)
 
