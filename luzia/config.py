@@ -15,6 +15,7 @@ import getpass
 import os
 import re
 import socket
+import stat
 import sys
 import tomllib
 import types
@@ -37,6 +38,19 @@ TYPE_RULES_DEFAULT = {
     "reasoning": ["reason", "analy", "plan", "design", "prove", "why", "compare", "evaluate"],
     "text": ["summar", "write", "translate", "explain", "draft", "email", "doc", "text"],
 }
+# [attention]'s default patterns (luzia/agents/attention.py): searched in the pane's last
+# lines joined by newlines (MULTILINE: ^ and $ at each line; \Z is the end of the last
+# line, where a program waiting at a prompt has its cursor: an answered prompt,
+# `Proceed? (y/n) y`, no longer matches)
+ATTENTION_PATTERNS = (
+    r"Do you want to (proceed|make this edit|create|allow|run|overwrite|continue)\b[^\n]*\?",
+    r"^\s*❯\s*1\.\s*Yes\b",                     # Claude Code's dialogs: the choice under the cursor
+    r"No, and tell Claude what to do differently",
+    r"Do you trust the files in this folder\?",
+    r"(?i)[(\[](y/n|yes/no)[)\]]\s*[:?]?\s*\Z",    # (y/n), [Y/n], (yes/no) ending the screen
+    r"(?i)\b(proceed|continue)\?\s*\Z",
+    r"(?i)press (enter|return) to continue\W*\Z",
+)
 
 
 def _login_name() -> str:
@@ -75,6 +89,7 @@ class BrokerConfig(Frozen):
     insecure: bool = False            # allow non-loopback tcp without CURVE
     metrics_port: int = 0             # Prometheus /metrics on this port; 0: off
     metrics_host: str = "127.0.0.1"   # the address /metrics listens on
+    min_protocol: int = 1             # refuse agents and CLIs of an older protocol (DEPLOY.md)
 
 
 @frozen
@@ -128,6 +143,18 @@ class InteractiveConfig(Frozen):
     send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001: 1 s)
     start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
     tmux_prefix: list[str] = field(default_factory=list)  # the older spelling of agent.tmux_prefix
+
+
+@frozen
+class AttentionConfig(Frozen):
+    """[attention]: a running job in a tmux pane that waits for a person gets the flag
+    `needs input` (luzia/agents/attention.py, docs/CLI.md "Jobs that need you")."""
+
+    enabled: bool = True
+    patterns: list[str] = field(default_factory=lambda: list(ATTENTION_PATTERNS))
+    idle_seconds: float = 30.0        # pane unchanged this long, last line a question: waiting; 0: off
+    lines: int = 10                   # the pane's last non-blank lines searched, and shown
+    check: float = 1.0                # seconds between looks at a job's pane
 
 
 @frozen
@@ -230,6 +257,7 @@ class Config(Frozen):
     max_jobs: int = 1000              # finished jobs kept in history
     cache_ttl: float = 1.0            # status cache (CLI views)
     monitor_interval: float = 1.0     # refresh of live views
+    admins: list[str] = field(default_factory=list)  # may submit as anyone (--user); see identity.py
     timeout: float = 0.0              # default job timeout in seconds; 0: none
     max_retries: int = 0              # default retries after a failure
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -238,6 +266,7 @@ class Config(Frozen):
     agent: AgentConfig = field(default_factory=AgentConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     web: WebConfig = field(default_factory=WebConfig)
@@ -268,10 +297,11 @@ class Config(Frozen):
         try:
             return self.projects[name]
         except KeyError:
+            from luzia.text import clip
             known = ", ".join(sorted(self.projects)) or "(none)"
-            raise UsageError(f"unknown project {name!r}; known projects: {known} "
-                             f"(declare it under [projects.{name}] in {self.source or 'luzia.toml'})"
-                             ) from None
+            where = f"[projects.{name}]" if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) else "[projects.NAME]"
+            raise UsageError(f"unknown project {clip(name)}; known projects: {known} "
+                             f"(declare it under {where} in {self.source or 'luzia.toml'})") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -471,6 +501,7 @@ def _finish(cfg: Config) -> Config:
                           f"not {agent.runner!r}")
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
+    _check_attention(cfg.attention)
     adaptive = dataclasses.replace(
         cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
         min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
@@ -533,6 +564,19 @@ def _check_interactive(ia: InteractiveConfig) -> None:
         raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
 
 
+def _check_attention(at: AttentionConfig) -> None:
+    """Patterns that compile (the defaults do: not compiled here, the submit path is
+    lean) and limits in range."""
+    for i, pattern in enumerate(at.patterns if at.patterns != list(ATTENTION_PATTERNS) else []):
+        try:
+            re.compile(pattern, re.MULTILINE)
+        except re.error as exc:
+            raise ConfigError(f"attention.patterns[{i}] is not a valid regular expression: "
+                              f"{exc}") from None
+    if not 1 <= at.lines <= 50 or at.check <= 0:
+        raise ConfigError("attention.lines must be 1 to 50 and attention.check positive")
+
+
 def _keys(keys: KeysConfig, home: str) -> KeysConfig:
     """Absolute key paths: `dir` relative to the home, the others relative to `dir`."""
     def path(base: str, value: str) -> str:
@@ -562,12 +606,33 @@ def is_local(endpoint: str) -> bool:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable."""
+    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable.
+    An existing directory keeps its mode (only a directory made here is chmod'ed: LUZIA_HOME
+    pointed at /tmp must not take its sticky bit), and one other users may write is refused:
+    they could put their own files where Luzia expects its own (decision 61)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True)
         os.chmod(path, 0o700)
+    except FileExistsError:
+        _refuse_shared(path)
     except OSError as exc:
         raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateDirError(f"state directory {path} is not writable")
     return path
+
+
+def _refuse_shared(path: Path) -> None:
+    """StateDirError for an existing `path` that is not a directory, or that users other
+    than its owner may write: world-writable, or group-writable and not ours."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateDirError(f"cannot use state directory {path}: not a directory")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_uid != os.geteuid()):
+        raise StateDirError(f"refusing state directory {path}: other users may write it (mode "
+                            f"{mode:04o}); point LUZIA_HOME at a directory of Luzia's own, e.g. "
+                            f"{path / 'luzia'} (made 0700; an existing one keeps its mode)")

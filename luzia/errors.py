@@ -34,6 +34,12 @@ class Ambiguous(UsageError):
     code = "ambiguous"
 
 
+class Forbidden(UsageError):
+    """The submitter may not do this (name another user with --user without being an admin)."""
+
+    code = "forbidden"
+
+
 class NotFound(LuziaError):
     """A job, agent or other named thing does not exist."""
 
@@ -58,6 +64,13 @@ class ProtocolError(LuziaError):
     """A frame or message body is malformed, oversized or of an unknown type."""
 
     exit_code = 4
+
+
+class Outdated(LuziaError):
+    """The broker does not serve this peer's protocol version: upgrade the peer."""
+
+    exit_code = 4
+    code = "outdated"
 
 
 class BrokerUnreachable(LuziaError):
@@ -103,7 +116,7 @@ class Rejected(LuziaError):
 
 _BY_CODE: dict[str, type[LuziaError]] = {
     cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
-                               StoreError, Refused)}
+                               StoreError, Refused, Forbidden, Outdated)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

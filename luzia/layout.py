@@ -18,12 +18,13 @@ TASK = "task.txt"           # the task text, for commands that take a file
 ENV = "env.json"            # the agent's environment for the wrapper (0600; removed once read)
 PANE_ENV = ("TERM", "TMUX", "TMUX_PANE")   # a pane's own: the terminal a job really draws on
 STALL_SNAPSHOT = "stall-snapshot.txt"
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV)
-RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`, `.exit_code.tmp`   # cleared when a new attempt starts
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV)   # cleared when a new attempt starts
+RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`, `.exit_code.tmp`
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically
 SPOOL_TMP_SUFFIX = ".tmp"   # `.<id>.tmp` while it is being written
+SPOOL_OWNER = ".broker"     # the submit endpoint of the broker that sweeps this spool
 
 
 def spool_name(job_id: str) -> str:
@@ -69,6 +70,8 @@ CACHE_CHANGED = "changed"   # touched by every change made from this host: older
 SESSION_PREFIX = "luzia-"
 SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
 TMUX_SOCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")     # a tmux server name `attach` accepts
+ANSWERED_OPTION = "@luzia-answered"   # set on a job's session by `luzia reply`: the agent's
+                                      # attention watch takes the screen as answered
 
 
 def job_session(job_id: str) -> str:

@@ -33,6 +33,9 @@ _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
             "finished_at", "updated_at", "submitter")
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
+_INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_STATE = _SCALARS.index("state")
+_INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
@@ -63,6 +66,11 @@ class Job:
     exit_code: int | None = None
     stalled: bool = False
     stalled_since: float | None = None    # unix time its output stopped (kept in memory only)
+    # its pane waits for a person (issue 14): memory only, its agent reports it again after
+    # a restart of ours; the events table has a `needs-input` row per time it began
+    needs_input: bool = False
+    needs_input_since: float | None = None
+    needs_input_lines: list[str] = field(default_factory=list)
     session: str = ""                     # its tmux session on its agent's host (memory only;
                                           # after a restart from its `started` event row)
     assigned_at: float | None = None
@@ -84,14 +92,19 @@ class Job:
         self.assigned_at = self.started_at = self.finished_at = self.exit_code = None
         self.progress, self.message = -1.0, ""
         self.stalled, self.stalled_since = False, None
+        self.clear_needs_input()
         self.session = ""
+
+    def clear_needs_input(self) -> None:
+        self.needs_input, self.needs_input_since, self.needs_input_lines = False, None, []
 
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
         return {"id": self.id, "state": self.state.value, "project": self.project,
                 "user": self.user, "priority": Priority(self.priority).label, "host": self.host,
                 "attempt": self.attempt, "progress": self.progress, "message": self.message,
-                "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled}
+                "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled,
+                "needs_input": self.needs_input}
 
     def to_dict(self, with_tail: bool = False) -> dict[str, Any]:
         """The job object of the control protocol (docs/PROTOCOL.md)."""
@@ -104,9 +117,16 @@ class Job:
         out["stalled_since"] = self.stalled_since if self.stalled else None
         out["why"] = ""
         out["session"] = self.session
+        out["needs_input"] = self.needs_input
+        out["needs_input_since"] = self.needs_input_since
         if with_tail:
             out["tail"] = list(self.tail)
+            out["needs_input_lines"] = list(self.needs_input_lines)
         return out
+
+
+def _json(value: Any, empty: str) -> str:
+    return json.dumps(value) if value else empty     # most jobs: nothing to encode
 
 
 def _filters(states: list[str] | None, project: str | None, user: str | None,
@@ -210,16 +230,36 @@ class Store:
     def insert(self, job: Job) -> bool:
         """Insert a new job; False if its id exists already (a repeated submission)."""
         self._begin()
-        cur = self.db.execute(
-            f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})", self._row(job))
+        cur = self.db.execute(_INSERT_JOB.replace("INSERT", "INSERT OR IGNORE", 1), self._row(job))
         if cur.rowcount:
             self.next_seq = max(self.next_seq, job.seq + 1)
             self._event(job, "")
         return bool(cur.rowcount)
 
-    def save(self, job: Job, event: str | None = None) -> None:
-        """Write the job's mutable fields; `event` (a detail string) also logs a transition."""
+    def insert_all(self, jobs: list[Job]) -> None:
+        """Insert new jobs (ids the store does not have: `existing`) and their first event
+        rows, each table in one statement."""
+        if not jobs:
+            return
+        self._begin()
+        self.db.executemany(_INSERT_JOB, [self._row(job) for job in jobs])
+        now = time.time()
+        self.db.executemany(_INSERT_EVENT, [(job.id, now, job.state.value, "") for job in jobs])
+        self.next_seq = max(self.next_seq, max(job.seq for job in jobs) + 1)
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Those of `ids` the store has."""
+        found: set[str] = set()
+        for at in range(0, len(ids), 500):      # within SQLite's limit on parameters
+            chunk = ids[at:at + 500]
+            rows = self.db.execute(f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+                                   chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def save(self, job: Job, event: str | None = None, name: str | None = None) -> None:
+        """Write the job's mutable fields; `event` (a detail string) also logs a transition,
+        as the job's state or as `name` (an event that is no state: states.NEEDS_INPUT)."""
         self._begin()
         job.updated_at = time.time()
         self.db.execute(
@@ -230,7 +270,7 @@ class Store:
              job.message, json.dumps(job.tail), job.exit_code, int(job.stalled), job.assigned_at,
              job.started_at, job.finished_at, job.updated_at, job.id))
         if event is not None:
-            self._event(job, event)
+            self._event(job, event, name)
 
     def save_attempt(self, job: Job, reason: str = "") -> None:
         self._begin()
@@ -239,9 +279,14 @@ class Store:
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
              job.exit_code, reason))
 
-    def _event(self, job: Job, detail: str) -> None:
-        self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                        (job.id, time.time(), job.state.value, detail))
+    def _event(self, job: Job, detail: str, name: str | None = None) -> None:
+        self.db.execute(_INSERT_EVENT, (job.id, time.time(), name or job.state.value, detail))
+
+    def last_event(self, job_id: str) -> tuple[str, float]:
+        """The name (state) and time of the job's newest events row, ("", 0) without one."""
+        row = self.db.execute("SELECT state, at FROM events WHERE job_id=? ORDER BY seq DESC "
+                              "LIMIT 1", (job_id,)).fetchone()
+        return (str(row[0]), float(row[1])) if row else ("", 0.0)
 
     def get(self, job_id: str) -> Job | None:
         row = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id=?",
@@ -327,8 +372,8 @@ class Store:
     @staticmethod
     def _row(job: Job) -> tuple:
         values = [getattr(job, name) for name in _SCALARS]
-        values[_SCALARS.index("state")] = job.state.value
-        return (*values, json.dumps(job.after), json.dumps(job.metadata), json.dumps(job.tail),
+        values[_STATE] = job.state.value
+        return (*values, _json(job.after, "[]"), _json(job.metadata, "{}"), _json(job.tail, "[]"),
                 int(job.stalled))
 
     @staticmethod

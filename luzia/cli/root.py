@@ -22,6 +22,7 @@ from luzia.cli import (
     logs,
     notify,
     queue,
+    reply,
     supervisor,
     top,
     web,
@@ -56,16 +57,16 @@ Shell completion (click): add to ~/.bashrc (or zsh/fish likewise)
 Exit codes:
   0   ok
   1   error
-  2   usage: bad option, unknown project, job not found
-  3   broker not reachable
-  4   protocol error (a malformed answer)
+  2   usage: bad option, unknown project, job not found, --user not yours to name
+  3   broker not reachable, or it refused this host's CURVE key
+  4   protocol error: a malformed answer, or a CLI older than the broker serves
   73  state dir not writable, or the job database unusable (luzia db check)
   75  submission rejected by the broker (queue full, unknown dependency),
       or luzia db recover while the broker runs
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
-         notify)
+         notify, reply)
 
 
 @click.group(help=HELP, invoke_without_command=True,

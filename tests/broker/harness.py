@@ -21,10 +21,20 @@ from luzia.states import JobState
 M = TypeVar("M", bound=protocol.Message)
 
 
-def make_broker(home, extra: str = "") -> Broker:
+# Missed beats before a fake agent counts as dead. A fake agent beats only between the broker
+# turns the test runs, so a test process descheduled on a loaded box looks like an agent
+# gone silent: 100 beats of 0.05 s (5 s) is a window no such pause fills. A test of a
+# dying agent passes DIES_FAST (0.15 s) and stops that agent's beats for real.
+PATIENT = 100
+DIES_FAST = 3
+
+
+def make_broker(home, extra: str = "", liveness: int = PATIENT, lost_grace: float = 0.5) -> Broker:
+    """A broker with fast beats and sweeps; `extra` is more config (in [broker] until it
+    opens another table)."""
     (home / "luzia.toml").write_text(
-        f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\nlost_grace = 0.5\n'
-        f'spool_sweep = 0.05\n{extra}\n')
+        f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\nliveness = {liveness}\n'
+        f'lost_grace = {lost_grace}\nspool_sweep = 0.05\n{extra}\n')
     cfg = config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
     return Broker(cfg)
 
@@ -129,7 +139,7 @@ class FakeAgent(Peer):
         self.holding: set[str] = set()
         self.last_beat = 0.0
         self.send(protocol.Hello(name=name, slots=slots, capabilities=list(capabilities),
-                                 held=list(held)))
+                                 held=list(held), protocol=protocol.PROTOCOL))
         self.welcome = self.recv(b, protocol.Welcome)
 
     def on_turn(self) -> None:
@@ -160,7 +170,7 @@ class Client(Peer):
 
     def call(self, b: Broker, op: str, **args: Any) -> protocol.Reply:
         self.n += 1
-        self.send(protocol.Request(req=self.n, op=op, args=args))
+        self.send(protocol.Request(req=self.n, op=op, args=args, protocol=protocol.PROTOCOL))
         reply = self.recv(b, protocol.Reply)
         assert isinstance(reply, protocol.Reply) and reply.req == self.n
         return reply

@@ -34,7 +34,8 @@ def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
         "state": "pending", "reason": "", "host": "", "attempt": 0, "retries": 0,
         "max_retries": spec.max_retries, "timeout": spec.timeout, "progress": -1.0,
         "message": "", "exit_code": None, "why": "no agent is connected", "stalled": False,
-        "stalled_since": None, "submitter": None, "session": "",
+        "stalled_since": None, "submitter": None, "session": "", "needs_input": False,
+        "needs_input_since": None,
         "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
         "submitted_at": spec.submitted_at or time.time(), "assigned_at": None,
         "started_at": None, "finished_at": None, "updated_at": time.time(),
@@ -183,7 +184,7 @@ class FakeBroker:
         """The job a full id or a unique prefix names, with the real broker's errors."""
         if not ident:
             raise BadRequest("no job id given")
-        if not JOB_PREFIX_RE.match(ident):
+        if not JOB_PREFIX_RE.fullmatch(ident):
             raise NotFound(f"no job {ident!r} (ids look like 113754-a2f5c10e9b3d)")
         if ident in self.jobs:
             return self.jobs[ident]
@@ -217,7 +218,8 @@ def jobs_get(fake: FakeBroker, id: str) -> dict[str, Any]:
     job = fake.resolve(id)
     fake.asked_about(job["id"])
     causes = {"automatic": 0, "manual": 0, "requeued": 0, "requeued_why": "", "next": None}
-    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[], causes=causes)
+    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[], causes=causes,
+                needs_input_lines=job.get("needs_input_lines", []))
 
 
 def logs_read(fake: FakeBroker, id: str, offset: int = 0, limit: int = 65536) -> dict[str, Any]:
@@ -246,8 +248,15 @@ def jobs_cancel(fake: FakeBroker, ids: list[str], dry_run: bool = False) -> list
     return out
 
 
+def whoami(fake: FakeBroker) -> dict[str, Any]:
+    """What the broker says to a client of its own Unix user over ipc: its operator, an admin."""
+    from luzia.identity import operator
+    return {"user": operator(), "admin": True}
+
+
 OPS: dict[str, Callable[..., Any]] = {
     "ping": ping,
+    "whoami": whoami,
     "jobs.list": jobs_list,
     "jobs.get": jobs_get,
     "jobs.cancel": jobs_cancel,
