@@ -145,6 +145,7 @@ class SpawnerLink:
         self.sock: socket.socket | None = None
         self.sent: set[str] = set()     # jobs it runs for us whose end we have not heard
         self.buffer = b""
+        self.mark: Path | None = None
 
     def ensure(self) -> int:
         """A live spawner; its pid."""
@@ -166,7 +167,7 @@ class SpawnerLink:
         finally:
             theirs.close()
         ours.setblocking(False)
-        self.sock = ours
+        self.sock, self.mark = ours, mark
         log.info("spawner started (pid %d)", self.proc.pid)
         return self.proc.pid
 
@@ -221,5 +222,7 @@ class SpawnerLink:
             self.sock.close()
             self.sock = None
         if self.proc is not None:
-            self.proc.poll()   # reaped if it already ended; else it outlives us by design
+            # reaped if it already ended; else it outlives us by design (and removes its mark)
+            if self.proc.poll() is not None and self.mark is not None:
+                self.mark.unlink(missing_ok=True)    # it died before it could
             self.proc = None

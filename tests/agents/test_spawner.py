@@ -1,11 +1,14 @@
-"""The agent's spawner (luzia/agents/spawner.py) on its own: the names it shares with
-layout.py, an end recorded after its agent let go of it, and a job its agent laid out but
-never sent, which a re-adopting agent leaves to the broker instead of waiting for it."""
+"""The agent's spawner (luzia/agents/spawner.py): the names it shares with layout.py, an end
+recorded after its agent let go of it, a job its agent laid out but never sent (which a
+re-adopting agent leaves to the broker instead of waiting for it), and a spawner killed
+under its jobs."""
 
 from __future__ import annotations
 
 import json
+import os
 import runpy
+import signal
 from pathlib import Path
 
 import psutil
@@ -14,7 +17,7 @@ from luzia import layout, protocol
 from luzia.agents import processes, readopt, runners
 from luzia.agents.jobdir import JobDir
 from luzia.ids import new_job_id
-from tests.agents.fakebroker import PY, agent_config
+from tests.agents.fakebroker import PY, agent_config, assign
 from tests.helpers import wait_for
 
 GATED = [PY, "-c", "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
@@ -70,3 +73,24 @@ def test_a_job_laid_out_but_never_sent_is_left_to_the_broker(short_tmp):
     assert JobDir(Path(cfg.jobs_dir), unsent.id).status().acked
     (sent.path / "gate").touch()
     wait_for(lambda: sent.exit_code() == 7, 15)
+
+
+def test_a_spawner_killed_ends_its_jobs_as_vanished_and_the_next_job_gets_a_new_one(rig):
+    cfg, broker, worker, _ = rig(f'runner = "subprocess"\ncommand = {json.dumps(GATED)}')
+    first = assign(broker)
+    broker.recv(worker, protocol.Started)
+    jd = JobDir(Path(cfg.jobs_dir), first.id)
+    wait_for(jd.pid, 15, message="the command started")
+    spawner = psutil.Process(jd.status().wrapper_pid)
+    spawner.kill()
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == first.id)
+    assert done.exit_code == -1 and "vanished" in done.reason
+    assert not list(cfg.run_dir.glob("spawner-*.open"))     # its mark went with it
+    second = assign(broker)
+    broker.recv(worker, protocol.Started, where=lambda m: m.job_id == second.id)
+    again = JobDir(Path(cfg.jobs_dir), second.id)
+    assert again.status().wrapper_pid not in (0, spawner.pid)
+    (again.path / "gate").touch()
+    done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == second.id)
+    assert done.exit_code == 7
+    os.killpg(jd.pid(), signal.SIGKILL)    # the first command, orphaned when its spawner died
