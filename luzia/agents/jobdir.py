@@ -1,9 +1,11 @@
 """A job's directory on the agent's host, in the seeds' layout:
-meta.json, status.json, output.log, progress.md, pid, exit_code, task.txt.
+meta.json, status.json, output.log, progress.md, pid, exit_code (and task.txt for a command
+that names it).
 
 `<jobs_dir>/<job id>/`; the id was checked against JOB_ID_RE by the protocol, so it is a
-plain directory name. The worker writes meta.json and status.json, the wrapper writes pid,
-output.log and exit_code, the job's command writes progress.md.
+plain directory name. The worker writes meta.json and status.json, the job's tracker (the
+spawner or the wrapper) writes pid, output.log and exit_code, the job's command writes
+progress.md.
 """
 
 from __future__ import annotations
@@ -66,9 +68,11 @@ class JobDir:
             if _size(self.output):                 # earlier attempts' output stays, marked off
                 with open(self.output, "ab") as f:
                     f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
-        _put(self.path / layout.TASK, job.task.encode())
         workdir = job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir)
+        task_file = str(self.path / layout.TASK)
+        if any(task_file in arg for arg in argv):      # only a command that reads it ({task_file})
+            _put(self.path / layout.TASK, job.task.encode())
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
