@@ -371,7 +371,7 @@ class HeldJobs:
         run.move(RunState.FORGOTTEN)
         self.jobs.pop(run.id, None)
         try:
-            run.dir.set_status(acked=True)
+            run.dir.acknowledged()
         except OSError as exc:
             log.warning("job %s: cannot mark it acknowledged: %s", run.id, exc)
             self.disk.failed(exc, time.monotonic())

@@ -120,6 +120,22 @@ class JobDir:
         write_atomic(self.path / layout.STATUS, json.dumps(status.to_json()), sync=sync)
         self.written, self.fresh = status, {}
 
+    def acknowledged(self) -> None:
+        """status.json says `acked`: rewritten in place, not through a new file and a rename
+        (one job's last write, paid for every job). A reader that meets it half written, or
+        an agent killed in the middle, reads no record, which for a job whose end the broker
+        has is right: re-adoption skips it as it skips an acknowledged one."""
+        base = self.written or self.status()
+        status = base.with_fields(acked=True, updated_at=time.time())
+        data = json.dumps(status.to_json()).encode()
+        fd = os.open(self.path / layout.STATUS, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+        self.written = status
+
     def exit_code(self) -> int | None:
         try:
             return int(self.exit_file.read_text().strip())
