@@ -109,6 +109,9 @@ class AgentConfig(Frozen):
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
     stall_after: float = 600.0        # seconds without output change: the job is flagged stalled; 0: off
     kill_on_stall: bool = False       # stop a stalled job (failed, reason "stalled"; retries apply)
+    workspace_dir: str = ""           # worktrees and mirrors (WORKSPACES.md); default $LUZIA_HOME/workspaces
+    workspace_keep: float = 86400.0   # seconds an ended job's worktree is kept (its branch stays)
+    branch_prefix: str = "luzia/"     # a workspace job's branch: <prefix><job id>
 
 
 @frozen
@@ -185,6 +188,12 @@ class Project(Frozen):
     timeout: float = 0.0              # 0: no timeout
     max_retries: int = -1             # -1: the global default
     stall_after: float = -1.0         # -1: the agent's agent.stall_after
+    # workspaces (docs/WORKSPACES.md): with `repo`, each job runs in its own git worktree
+    repo: str = ""                    # a local path, or any URL git fetches (ssh://, https://, file://)
+    base: str = ""                    # the branch, tag or commit a job starts from; "": repo's HEAD
+    setup: list[str] = field(default_factory=list)   # run in a new worktree before the agent
+    copy: list[str] = field(default_factory=list)    # git-ignored files copied from a local repo
+    shared_concurrent: bool = False   # without repo: let jobs share `workdir` at the same time
 
 
 @frozen
@@ -418,9 +427,14 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        workspace_dir=os.path.abspath(os.path.expanduser(
+            agent.workspace_dir or os.path.join(home, "workspaces"))),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
+    if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", agent.branch_prefix or "/"):
+        raise ConfigError(f"agent.branch_prefix {agent.branch_prefix!r} is not usable in a "
+                          "branch name (letters, digits, . _ - and /)")
     if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
         raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
                           f"not {agent.runner!r}")
@@ -443,6 +457,7 @@ def _finish(cfg: Config) -> Config:
             project,
             user=project.user or login,
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
+            repo=_repo(name, project),
         )
     broker = cfg.broker
     broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
@@ -453,6 +468,28 @@ def _finish(cfg: Config) -> Config:
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
         keys=_keys(cfg.keys, home),
     )
+
+
+def _repo(name: str, project: Project) -> str:
+    """A project's `repo`, a local one as an absolute path; its workspace settings checked."""
+    from luzia import gitref
+    where = f"projects.{name}"
+    if not project.repo:
+        for key in ("base", "setup", "copy"):
+            if getattr(project, key):
+                raise ConfigError(f"{where}.{key} needs {where}.repo (a workspace's settings)")
+        return ""
+    if project.base and not gitref.valid(project.base):
+        raise ConfigError(f"{where}.base: {project.base!r} is not a branch, tag or commit name")
+    if gitref.is_url(project.repo):
+        if project.copy:
+            raise ConfigError(f"{where}.copy needs a local repo path (files are copied from it), "
+                              f"not the URL {project.repo}")
+        return project.repo
+    for path in project.copy:
+        if os.path.isabs(path) or ".." in path.split("/"):
+            raise ConfigError(f"{where}.copy: {path!r} must be a path inside the repository")
+    return os.path.abspath(os.path.expanduser(project.repo))
 
 
 def _check_interactive(ia: InteractiveConfig) -> None:

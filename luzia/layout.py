@@ -16,7 +16,8 @@ PID = "pid"                 # the job process's pid (written by the wrapper)
 EXIT_CODE = "exit_code"     # the job's exit status (written by the wrapper when it ends)
 TASK = "task.txt"           # the task text, for commands that take a file
 STALL_SNAPSHOT = "stall-snapshot.txt"
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS)   # cleared when a new attempt starts
+WORKSPACE_ERROR = "workspace-error"   # why its worktree could not be made (one line, the wrapper)
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, WORKSPACE_ERROR)   # cleared at a new attempt
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically

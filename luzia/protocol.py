@@ -52,6 +52,7 @@ MAX_METADATA = 16 * 1024       # bytes of a job's metadata, msgpack-encoded
 MAX_TAIL_LINES = 50
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+COMMIT_RE = re.compile(r"^(?:[0-9a-f]{40}(?:[0-9a-f]{24})?)?$")   # a commit id, or "" (unknown)
 
 
 # ---------------------------------------------------------------------------
@@ -74,6 +75,10 @@ class JobSpec(Message):
     metadata: dict[str, Any] = field({}, max=MAX_METADATA)
     workdir: str = field("", max=4096)
     submitted_at: float = field(0.0, min=0)
+    # workspaces (issue 12, docs/WORKSPACES.md); "" : none. Protocol 3.
+    repo: str = field("", max=4096)             # the project's git repo: a path or a URL
+    base: str = field("", max=256)              # the branch/tag/commit asked; "": repo's HEAD
+    base_commit: str = field("", pattern=COMMIT_RE)   # fixed at the first attempt, kept for retries
 
 
 @frozen
@@ -126,6 +131,14 @@ class Heartbeat(Message):
     gpu_free_gb: float = field(-1.0, min=-1)
     running: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
     slots: int = field(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
+    # workspaces (protocol 3). Agent -> broker: the disk its worktrees use (-1: not measured
+    # yet) and how many; jobs whose branch a retried push brought home, and jobs whose
+    # discarded workspace is gone. Broker -> agent: discarded jobs whose workspace to remove.
+    workspace_bytes: int = field(-1, min=-1)
+    workspaces: int = field(0, min=0)
+    pushed: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
+    discarded: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
+    discard: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
 
 
 @frozen
@@ -137,6 +150,8 @@ class Started(Message):
     attempt: int = field(min=1)
     session: str = field("", max=256)           # tmux session name, "" for the subprocess runner
     pid: int = field(0, min=0)
+    workspace: str = field("", max=4096)        # protocol 3: its worktree's path on the agent's host
+    branch: str = field("", max=256)            # protocol 3: the worktree's branch
 
 
 @frozen
@@ -151,6 +166,7 @@ class Progress(Message):
     tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
     stalled: bool = field(False)                # output unchanged for the agent's stall_after
     stalled_for: float = field(0.0, min=0, max=30 * 86400)   # seconds since it last changed
+    base_commit: str = field("", pattern=COMMIT_RE)   # protocol 3: the base its worktree was made at
 
 
 @frozen
@@ -163,6 +179,14 @@ class Done(Message):
     exit_code: int = field()
     reason: str = field("", max=MAX_LINE)       # "", "timeout", "cancelled", "runner: ..."
     tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
+    # protocol 3: its workspace's end (docs/WORKSPACES.md); files_changed -1: no workspace
+    base_commit: str = field("", pattern=COMMIT_RE)
+    head_commit: str = field("", pattern=COMMIT_RE)  # the branch's tip after the end commit
+    files_changed: int = field(-1, min=-1)
+    lines_added: int = field(0, min=0)
+    lines_removed: int = field(0, min=0)
+    workspace_note: str = field("", max=MAX_LINE)    # "no changes", why it could not be made, ...
+    push: str = field("", max=MAX_LINE)              # "", "pushed", "failed: <why> (retrying)"
 
 
 @frozen

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from luzia import protocol
-from luzia.agents import processes, stall
+from luzia.agents import processes, stall, worktrees
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
 from luzia.agents.runners import Runner
@@ -52,6 +52,7 @@ class Run:
     grace: int = 0                # broker beats to ignore (after a Welcome adopted it)
     stop_at: float = 0.0          # when stopping began
     stop_deadline: float = 0.0    # when the stop sequence takes its next step
+    workspace: worktrees.JobWorkspace | worktrees.NoWorkspace = worktrees.NO_WORKSPACE
 
     @property
     def id(self) -> str:
@@ -117,7 +118,7 @@ class HeldJobs:
         run.attempt = attempt
         run.dir.set_status(attempt=attempt)
         self.send(protocol.Started(job_id=run.id, attempt=attempt, session=run.dir.status().session,
-                                   pid=run.dir.pid()))
+                                   pid=run.dir.pid(), **run.workspace.started()))
         if run.state.ended:
             self.send_done(run)
 
@@ -128,13 +129,15 @@ class HeldJobs:
         self.jobs[job.id] = run
         try:
             jd.create(self.cfg, job, attempt)
+            run.workspace = worktrees.workspace_of(jd.path)
             session = self.runner.start(jd)
         except Exception as exc:  # a runner failure is the job's failure, not the agent's
             log.error("job %s could not start: %s", job.id, exc)
             self.send(protocol.Started(job_id=job.id, attempt=attempt))
             self._ended(run, 127, f"runner: {exc}"[:protocol.MAX_LINE])
             return
-        self.send(protocol.Started(job_id=job.id, attempt=attempt, session=session, pid=jd.pid()))
+        self.send(protocol.Started(job_id=job.id, attempt=attempt, session=session, pid=jd.pid(),
+                                   **run.workspace.started()))
         log.info("job %s started (attempt %d) with the %s runner%s", job.id, attempt,
                  self.runner.name, f" in session {session}" if session else "")
 
@@ -239,7 +242,8 @@ class HeldJobs:
         self.send(protocol.Progress(job_id=run.id, attempt=run.attempt, percent=pct,
                                     message=message, tail=run.dir.tail(self.tail_lines()),
                                     stalled=bool(watch and watch.stalled),
-                                    stalled_for=watch.idle(now) if watch and watch.stalled else 0.0))
+                                    stalled_for=watch.idle(now) if watch and watch.stalled else 0.0,
+                                    base_commit=run.workspace.base_commit()))
 
     def _check_stall(self, run: Run, now: float, report: bool = True) -> None:
         """Flag (and with kill_on_stall stop) a job whose visible output stopped changing."""
@@ -262,6 +266,7 @@ class HeldJobs:
         """Begin stopping: SIGTERM now (or as soon as the command's pid is known)."""
         run.move(RunState.STOPPING)
         run.reason, run.stop_at = reason, time.monotonic()
+        run.dir.set_status(reason=reason)     # the wrapper's end commit says why it ended
         log.info("job %s: stopping (%s)", run.id, reason)
         self._stopping(run, run.stop_at)
 
@@ -296,7 +301,7 @@ class HeldJobs:
             log.info("job %s: dropped run ended (exit %d); forgotten", run.id, code)
             self.forget(run)
             return
-        reason = reason or run.reason
+        reason = reason or run.reason or run.workspace.failure()
         if reason == "orphan":   # the broker forgot it: for the broker it is a kill
             reason = "cancelled"
         run.reason = reason
@@ -311,7 +316,7 @@ class HeldJobs:
         self.send(protocol.Done(job_id=run.id, attempt=run.attempt,
                                 exit_code=run.exit_code if run.exit_code is not None else -1,
                                 reason=run.reason[:protocol.MAX_LINE],
-                                tail=run.dir.tail(self.tail_lines())))
+                                tail=run.dir.tail(self.tail_lines()), **run.workspace.done()))
 
     def forget(self, run: Run) -> None:
         """The broker has this job's end (or never wanted it): no longer ours to report."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
+from luzia.agents import worktrees
 from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.config import Config
 from luzia.text import strip_terminal
@@ -58,13 +59,15 @@ class JobDir:
             if f.tell():                           # earlier attempts' output stays, marked off
                 f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
         self.progress_file.touch()
-        workdir = job.workdir or str(self.path)
+        ws = worktrees.plan(cfg, job, attempt)      # None: no repo, no workspace
+        workdir = ws["path"] if ws else job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir)
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
-                "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
+                "env": env, "created_at": time.time(), "host": cfg.agent.name,
+                "git_snapshots": cfg.agent.git_snapshots and not ws, "workspace": ws}
         write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
         self.set_status(state=AttemptState.RUNNING, attempt=attempt, acked=False,
                         started_at=time.time())

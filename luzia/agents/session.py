@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import zmq
 
@@ -39,13 +40,14 @@ class BrokerSession:
     """One connection to the broker at a time; the worker's tick beats and reconnects."""
 
     def __init__(self, cfg: Config, ctx: zmq.Context, poller: zmq.Poller, holder: Holder,
-                 gpus: metrics.Gpus) -> None:
+                 gpus: metrics.Gpus, beat_extra: Callable[[], dict[str, Any]] = dict) -> None:
         self.cfg = cfg
         self.name = cfg.agent.name
         self.ctx = ctx
         self.poller = poller
         self.holder = holder
         self.gpus = gpus
+        self.beat_extra = beat_extra      # more heartbeat fields (the workspaces')
         self.credits = credits.AdaptiveSlots(cfg)
         self.curve = keys.client_keys(cfg, cfg.endpoints.agents)
         self.interval = cfg.broker.heartbeat_interval
@@ -147,4 +149,4 @@ class BrokerSession:
         self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
                                      gpu_util=gpu.util, gpu_free_gb=gpu.free_gb,
                                      running=self.holder.for_beat(),
-                                     slots=self.credits.update(gpu)))
+                                     slots=self.credits.update(gpu), **self.beat_extra()))
