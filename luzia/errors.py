@@ -47,6 +47,13 @@ class Unavailable(LuziaError):
     code = "unavailable"
 
 
+class Refused(LuziaError):
+    """A command that is understood but refused in the present state (forgetting an agent
+    that still holds jobs)."""
+
+    code = "refused"
+
+
 class ProtocolError(LuziaError):
     """A frame or message body is malformed, oversized or of an unknown type."""
 
@@ -92,7 +99,7 @@ class Rejected(LuziaError):
 
 _BY_CODE: dict[str, type[LuziaError]] = {
     cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
-                               StoreError)}
+                               StoreError, Refused)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from luzia import protocol
-from luzia.broker import gpu, lifecycle
+from luzia.broker import gpu, lifecycle, workspace
 from luzia.broker.fleet import Agent
 from luzia.broker.lifecycle import HOLDING
 from luzia.broker.model import Model
@@ -127,6 +127,7 @@ class AgentHandler:
         if msg.slots and msg.slots != agent.slots:
             m.fleet.set_slots(agent, msg.slots)
         agent.reported = set(msg.running)
+        workspace.heartbeat(m, agent, msg)
         # an Assign may still be in flight behind this beat; only a long silence means it was lost
         patience = m.cfg.broker.liveness * m.cfg.broker.heartbeat_interval + NEVER_STARTED
         wall = time.time()
@@ -145,6 +146,7 @@ class AgentHandler:
     def started(self, agent: Agent, msg: protocol.Started) -> None:
         job = self._own(agent, msg.job_id, msg.attempt)
         if job is not None and job.state in (JobState.ASSIGNED, JobState.LOST):
+            workspace.started(job, agent, msg)
             lifecycle.start(self.m, job,
                             f"started on {agent.name} session={msg.session} pid={msg.pid}")
 
@@ -162,6 +164,7 @@ class AgentHandler:
         job.stalled_since = time.time() - msg.stalled_for if msg.stalled else None
         if msg.tail:
             job.tail = list(msg.tail)
+        workspace.progress(job, msg)
         lifecycle.note(self.m, job)
 
     def done(self, agent: Agent, msg: protocol.Done) -> None:
@@ -173,6 +176,7 @@ class AgentHandler:
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
         agent.ended.add(job.id)
+        workspace.done(job, msg)
         lifecycle.end(self.m, job, msg.exit_code, msg.reason)
 
     def _own(self, agent: Agent, job_id: str, attempt: int) -> Job | None:
@@ -195,7 +199,7 @@ class AgentHandler:
                 if now - agent.last_seen > cfg.liveness * cfg.heartbeat_interval:
                     self._bury(agent, now)
                 elif agent.identity in m.fleet.by_identity:
-                    m.out.send(agent.identity, agent.beat())
+                    m.out.send(agent.identity, workspace.beat_for(m, agent))
             elif agent.dead_since is not None and now - agent.dead_since > cfg.lost_grace:
                 for job_id in sorted(agent.jobs):
                     job = m.jobs.get(job_id)

@@ -46,6 +46,8 @@ class Agent:
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
     ended: set[str] = field(default_factory=set)     # Dones taken since our last heartbeat to it
     draining: bool = False           # an operator's `luzia agents drain`: no new jobs
+    workspace_bytes: int = -1        # disk its worktrees and mirrors use (-1: not reported)
+    workspaces: int = 0              # worktrees on it
 
     @property
     def live(self) -> bool:
@@ -66,7 +68,8 @@ class Agent:
                 "last_seen": round(max(0.0, now - self.last_seen), 3), "pid": self.pid,
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
-                "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining}
+                "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
+                "workspace_bytes": self.workspace_bytes, "workspaces": self.workspaces}
 
 
 class Fleet:

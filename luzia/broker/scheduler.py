@@ -3,18 +3,19 @@
 Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
 priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
 default; a placed job holds its user's lock until it ends, its agent is lost, or it has
-run `user_lock_stale` seconds), its project fewer than `max_per_project`, the global cap
-is not reached, its dependencies are done, and a live, non-draining agent under both
-ceilings, with a free slot and enough free GPU memory, offers its type — to the one with
-the lowest load score (ties by name). An ineligible job never blocks the ones behind it.
+run `user_lock_stale` seconds), its project fewer than `max_per_project`, no other job in
+its shared work directory (a project without `repo`), the global cap is not reached, its
+dependencies are done, and a live, non-draining agent under both ceilings, with a free
+slot and enough free GPU memory, offers its type — to the one with the lowest load score
+(ties by name). An ineligible job never blocks the ones behind it.
 A retry avoids the agents it failed on while another offers its type (rules.py).
 
 Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
-agents): every job of a bucket is eligible or not for the same reasons, so only a bucket's
+agents, shared workdir): every job of a bucket is eligible or not for the same reasons, so only a bucket's
 oldest job is ever a candidate. Per (priority, type, GPU need, avoided) a heap holds one
 entry per bucket, ordered by its head's seq. A decision looks at the top of each heap whose
 type some agent can take now; a bucket met there whose user or project is at its limit is
-*parked* on that user or project and pushed back only when it frees a slot. So a decision
+*parked* on that user, project or shared workdir and pushed back only when it frees a slot. So a decision
 only pops entries that went stale or blocked since they were pushed — never a scan of a
 user's or project's jobs.
 `ReferenceScheduler` (reference.py) is the plain version this one is proven against.
@@ -74,12 +75,14 @@ class Scheduler:
         self.ready: list[dict[tuple[str, float, frozenset[str]], list]] = [{} for _ in range(LEVELS)]
         self.parked_user: dict[str, list[_Bucket]] = {}
         self.parked_project: dict[str, list[_Bucket]] = {}
+        self.parked_shared: dict[str, list[_Bucket]] = {}
         self._tick = itertools.count()
         # placements: the counts every rule reads
         self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
         self.on_agent: dict[str, set[str]] = {}
         self.by_user: dict[str, set[str]] = {}          # user -> placed jobs holding its lock
         self.by_project: dict[str, int] = {}
+        self.by_shared: dict[str, set[str]] = {}       # shared workdir -> placed jobs in it
         # user locks going stale: heap of (deadline, job id); placed jobs whose lock went stale
         self.now = 0.0
         self.lock_deadlines: list[tuple[float, int, str]] = []
@@ -103,7 +106,7 @@ class Scheduler:
 
     def _enqueue(self, job: SchedJob) -> None:
         self.pending[job.id] = job
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid, job.shared)
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = _Bucket(key)
@@ -143,7 +146,7 @@ class Scheduler:
 
     def _left_bucket(self, job: SchedJob) -> None:
         """`job` left `pending`; its heap entry goes lazily, or all at once if few remain."""
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
+        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid, job.shared)
         bucket = self.buckets[key]
         bucket.live -= 1
         if not bucket.live:
@@ -177,6 +180,8 @@ class Scheduler:
         self.placed[job.id] = (job, agent, order)
         self.on_agent.setdefault(agent, set()).add(job.id)
         self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
+        if job.shared:
+            self.by_shared.setdefault(job.shared, set()).add(job.id)
         stale_after = self.cfg.user_lock_stale
         if stale_after > 0:
             if rules.lock_expired(since, stale_after, self.now):
@@ -208,6 +213,10 @@ class Scheduler:
             self._wake(self.parked_user.pop(job.user, ()))
         if self._project_ok(job.project):
             self._wake(self.parked_project.pop(job.project, ()))
+        if job.shared:
+            _discard(self.by_shared, job.shared, job_id)
+            if self._shared_ok(job.shared):
+                self._wake(self.parked_shared.pop(job.shared, ()))
 
     def expire(self, now: float) -> bool:
         """The clock moves to `now`: user locks held longer than `user_lock_stale` are freed.
@@ -307,6 +316,10 @@ class Scheduler:
         cap = self.cfg.max_per_project
         return not cap or self.by_project.get(project, 0) < cap
 
+    def _shared_ok(self, shared: str) -> bool:
+        """One job at a time in a shared work directory (DECISIONS, workspaces)."""
+        return not shared or not self.by_shared.get(shared)
+
     def _open_agents(self) -> list[SchedAgent]:
         """Agents that may take a job now: live, not draining, under ceilings, a slot free."""
         cfg = self.cfg
@@ -375,11 +388,13 @@ class Scheduler:
                 heapq.heappop(heap)
                 self._announce(bucket, head)
                 continue
-            user, project = bucket.key[3], bucket.key[4]
+            user, project, shared = bucket.key[3], bucket.key[4], bucket.key[6]
             if not self._user_ok(user):
                 self._park(heap, bucket, self.parked_user, user)
             elif not self._project_ok(project):
                 self._park(heap, bucket, self.parked_project, project)
+            elif not self._shared_ok(shared):
+                self._park(heap, bucket, self.parked_shared, shared)
             else:
                 return entry
         return None
@@ -418,7 +433,8 @@ class Scheduler:
         reason = rules.explain(self.cfg, job, self.agents.values(),
                                lambda name: len(self.on_agent.get(name, ())),
                                self.by_user.get(job.user, ()),
-                               self.by_project.get(job.project, 0), len(self.placed))
+                               self.by_project.get(job.project, 0), len(self.placed),
+                               self.by_shared.get(job.shared, ()) if job.shared else ())
         return reason or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
@@ -438,7 +454,8 @@ class Scheduler:
         out = []
         for job in sorted(self.critical.values(), key=lambda j: j.seq):
             if (job.after or now - job.submitted < self.cfg.preempt_after
-                    or not self._user_ok(job.user) or not self._project_ok(job.project)):
+                    or not self._user_ok(job.user) or not self._project_ok(job.project)
+                    or not self._shared_ok(job.shared)):
                 continue
             cap = self.cfg.max_concurrent
             fits = self._best(agents, job.type, job.gpu_mem_gb, job.avoid)

@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
-            "finished_at", "updated_at", "submitter")
+            "finished_at", "updated_at", "submitter") + (
+    # schema 3: workspaces (docs/WORKSPACES.md), written by `save_workspace`
+    "repo", "base", "base_commit", "branch", "workspace", "workspace_host", "head_commit",
+    "files_changed", "lines_added", "lines_removed", "push", "outcome", "outcome_at")
+_WORKSPACE = _SCALARS[_SCALARS.index("base_commit"):]       # what a job's workspace changes
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
 
 
@@ -68,6 +72,19 @@ class Job:
     finished_at: float | None = None
     updated_at: float = 0.0
     submitter: str | None = None          # schema 2; filled in by issue 17 item 7
+    repo: str = ""                        # schema 3 (workspaces): as submitted, "" for none
+    base: str = ""                        # the base asked for ("": the repo's HEAD)
+    base_commit: str = ""                 # fixed at the first attempt, kept for retries
+    branch: str = ""                      # luzia/<job id>, once an agent made the worktree
+    workspace: str = ""                   # the worktree's path on workspace_host ("": removed)
+    workspace_host: str = ""
+    head_commit: str = ""                 # the branch's tip after the end commit ("": no changes)
+    files_changed: int | None = None      # None: not known (yet)
+    lines_added: int = 0
+    lines_removed: int = 0
+    push: str = ""                        # a URL repo's branch: "pushed", "failed: ..." or ""
+    outcome: str = ""                     # "merged", "squashed", "discarded" or ""
+    outcome_at: float | None = None
 
     def move(self, new: JobState, reason: str | None = None) -> None:
         """Change state through the state machine (raises IllegalTransition on a bug)."""
@@ -225,15 +242,26 @@ class Store:
             (job.retries, job.state.value, job.reason, job.host, job.attempt, job.progress,
              job.message, json.dumps(job.tail), job.exit_code, int(job.stalled), job.assigned_at,
              job.started_at, job.finished_at, job.updated_at, job.id))
+        if job.repo:
+            self.save_workspace(job)
+        if event is not None:
+            self._event(job, event)
+
+    def save_workspace(self, job: Job, event: str | None = None) -> None:
+        """Write what the job's workspace changed (schema 3); `event` logs it too."""
+        self._begin()
+        self.db.execute(f"UPDATE jobs SET {', '.join(c + '=?' for c in _WORKSPACE)} WHERE id=?",
+                        (*(getattr(job, c) for c in _WORKSPACE), job.id))
         if event is not None:
             self._event(job, event)
 
     def save_attempt(self, job: Job, reason: str = "") -> None:
         self._begin()
         self.db.execute(
-            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO attempts (job_id, attempt, host, assigned_at, started_at,"
+            " finished_at, exit_code, reason, base_commit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
-             job.exit_code, reason))
+             job.exit_code, reason, job.base_commit))
 
     def _event(self, job: Job, detail: str) -> None:
         self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
@@ -293,9 +321,10 @@ class Store:
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason"
-            " FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
-        keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason")
+            "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason,"
+            " base_commit FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
+        keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason",
+                "base_commit")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def counts(self) -> dict[str, int]:
