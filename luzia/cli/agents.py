@@ -31,8 +31,8 @@ def agents() -> None:
               help="Order (load and jobs: highest first; health: worst first).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def agents_status(sort_by, as_json) -> None:
-    """Each agent's slots in use, load score and its parts, capabilities, GPU, last
-    heartbeat and health (ok, full, draining, over-ceiling, dead)."""
+    """Each agent's slots in use, load score and its parts, capabilities, GPU, worktrees
+    and their disk use, last heartbeat and health (ok, full, draining, over-ceiling, dead)."""
     found = [a for a in ask("agents.status", list) if isinstance(a, dict)]
     found.sort(key=SORT_KEYS[sort_by])
     dump(found) if as_json else show_status(found)
@@ -82,7 +82,7 @@ def show_status(found: list[dict[str, Any]]) -> None:
         print("no agents have connected; start one with: luzia-agent (or luzia-supervisor)")
         return
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LOAD PARTS", "CPU", "MEM", "GPU", "CAPABILITIES",
-           "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
+           "WORKTREES", "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:
@@ -94,8 +94,20 @@ def _row(a: dict[str, Any]) -> tuple[Any, ...]:
             f"cpu {num(parts.get('cpu')) or 0:.2f} mem {num(parts.get('memory')) or 0:.2f} "
             f"queue {num(parts.get('queue')) or 0:.2f}",
             pct(a.get("cpu")), pct(a.get("memory")), gpu_cell(a),
-            ",".join(clean(c) for c in a.get("capabilities") or []),
+            ",".join(clean(c) for c in a.get("capabilities") or []), worktrees_cell(a),
             f"{seconds(a.get('heartbeat_age'))} ago")
+
+
+def worktrees_cell(agent: dict[str, Any]) -> str:
+    """`3, 1.2 GB`: its workspaces' worktrees and the disk they (and its mirrors) use."""
+    used = num(agent.get("workspace_bytes"))
+    if used is None or used < 0:
+        return "-"
+    count = int(num(agent.get("workspaces")) or 0)
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if used >= size:
+            return f"{count}, {used / size:.1f} {unit}"
+    return f"{count}, {used:.0f} B"
 
 
 def gpu_cell(agent: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from luzia import snapshots
+from luzia.cli import workspace
 from luzia.cli.control import connect, fetch_job
 from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
@@ -25,9 +26,11 @@ from luzia.errors import LuziaError
 class GitJob:
     """A job and its repository on this host, with the refs the wrapper left in it."""
 
-    def __init__(self, job_id: str) -> None:
-        with connect() as ctl:
-            self.job: dict[str, Any] = fetch_job(ctl, job_id)
+    def __init__(self, job_id: str, job: dict[str, Any] | None = None) -> None:
+        if job is None:
+            with connect() as ctl:
+                job = fetch_job(ctl, job_id)
+        self.job: dict[str, Any] = job
         self.id = clean(self.job["id"], 64)
         self.state = clean(self.job.get("state"), 32)
         workdir = self.job.get("workdir")
@@ -82,9 +85,15 @@ def _git_errors(fn):
 @_git_errors
 def diff(job_id: str, stat: bool) -> None:
     """What job JOB_ID changed in its git work directory (all attempts; so far, while it
-    runs). Untracked files count, ignored ones do not."""
-    job = GitJob(job_id)
-    out = snapshots.diff(job.repo, job.before, job.after(), *(["--stat"] if stat else []))
+    runs), or on its branch when it had a workspace (docs/WORKSPACES.md). Untracked files
+    count, ignored ones do not."""
+    with connect() as ctl:
+        found = fetch_job(ctl, job_id)
+    if found.get("repo"):
+        out = workspace.diff_branch(found, stat)
+    else:
+        job = GitJob(job_id, found)
+        out = snapshots.diff(job.repo, job.before, job.after(), *(["--stat"] if stat else []))
     sys.stdout.buffer.write(out)     # bytes as git wrote them (click's get_binary_stream is deprecated)
     sys.stdout.buffer.flush()
 

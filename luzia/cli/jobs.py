@@ -18,6 +18,7 @@ import click
 from luzia import layout
 from luzia.cli.control import checked_job, checked_jobs, checked_results, connect, dump, fetch_job, json_bytes
 from luzia.cli.render import STATE_STYLE, TERMINAL, age, bar, clean, fancy, num, stamp
+from luzia.cli.workspace import workspace_lines
 from luzia.errors import LuziaError, ProtocolError
 from luzia.states import JOB_STATE_NAMES
 
@@ -366,7 +367,8 @@ def job_lines(job: dict[str, Any], now: float | None = None) -> list[str]:
         f"host       {clean(job.get('host')) or '-'}",
         f"task       {clean(job.get('task'), 200)}",
     ]
-    return lines + _time_lines(job, now) + _note_lines(job, now) + _more_lines(job)
+    return lines + _time_lines(job, now) + _note_lines(job, now) + workspace_lines(job) + \
+        _more_lines(job)
 
 
 def _time_lines(job: dict[str, Any], now: float) -> list[str]:
@@ -422,7 +424,9 @@ def attempt_line(attempt: dict[str, Any]) -> str:
     ended = "running" if code is None and not attempt.get("finished_at") else \
         f"exit {'-' if code is None else int(code)}"
     return (f"#{int(num(attempt.get('attempt')) or 0)} {clean(attempt.get('host'), 30) or '-'}  "
-            f"{stamp(attempt.get('started_at'))}  {ended}  {clean(attempt.get('reason'), 80)}").rstrip()
+            f"{stamp(attempt.get('started_at'))}  {ended}  {clean(attempt.get('reason'), 80)}"
+            + (f"  base {clean(attempt['base_commit'], 10)}" if attempt.get("base_commit") else "")
+            ).rstrip()
 
 
 def rich_job(job: dict[str, Any]) -> Any:

@@ -87,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
                    help="run only after these jobs completed (repeatable; unique prefixes "
                         "are resolved by the broker)")
     p.add_argument("--metadata", type=_metadata, metavar="JSON", help="a JSON object kept with the job")
+    ws = p.add_mutually_exclusive_group()
+    ws.add_argument("--base", metavar="REF", help="with a project `repo`: the branch, tag or "
+                                                  "commit its worktree starts from (default: "
+                                                  "the project's base, else the repo's HEAD)")
+    ws.add_argument("--with-local-changes", action="store_true",
+                    help="with a local project `repo` on this host: start from its checkout "
+                         "as it is now, uncommitted changes included")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the id line")
     return p
 
@@ -127,7 +134,8 @@ def _run(argv: list[str]) -> int:
     after = [_full_id(cfg, a) for a in args.after]
     spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
                         type=args.type, user=args.user, timeout=args.timeout,
-                        max_retries=args.max_retries, after=after, metadata=args.metadata)
+                        max_retries=args.max_retries, after=after, metadata=args.metadata,
+                        base=args.base, with_local_changes=args.with_local_changes)
     done = client.send(spec, cfg)
     if args.json:
         import json
