@@ -112,6 +112,7 @@ class AgentConfig(Frozen):
     workspace_dir: str = ""           # worktrees and mirrors (WORKSPACES.md); default $LUZIA_HOME/workspaces
     workspace_keep: float = 86400.0   # seconds an ended job's worktree is kept (its branch stays)
     branch_prefix: str = "luzia/"     # a workspace job's branch: <prefix><job id>
+    push_retry: float = 60.0          # seconds before a failed push is tried again (doubling to 1 h)
 
 
 @frozen

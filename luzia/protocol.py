@@ -133,11 +133,12 @@ class Heartbeat(Message):
     slots: int = field(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
     # workspaces (protocol 3). Agent -> broker: the disk its worktrees use (-1: not measured
     # yet) and how many; jobs whose branch a retried push brought home, and jobs whose
-    # discarded workspace is gone. Broker -> agent: discarded jobs whose workspace to remove.
+    # worktree it removed (discarded, or kept long enough). Broker -> agent: discarded jobs
+    # whose worktree and branch to remove.
     workspace_bytes: int = field(-1, min=-1)
     workspaces: int = field(0, min=0)
     pushed: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
-    discarded: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
+    removed: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
     discard: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
 
 

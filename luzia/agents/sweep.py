@@ -38,7 +38,7 @@ class Sweep:
         self.root, self.keep, self.held, self.discard = root, keep, held, discard
         self.started = time.time()
         self.pushed: list[str] = []
-        self.discarded: list[str] = []
+        self.removed: list[str] = []            # worktrees removed (discarded, or kept long enough)
         self.log: list[str] = []
 
     def run(self) -> dict[str, Any]:
@@ -56,10 +56,10 @@ class Sweep:
             except (workspace.WorkspaceError, OSError, KeyError, TypeError) as exc:
                 self.log.append(f"job {job_id}: {exc}")
         # asked to discard a workspace this host no longer has: nothing is left to remove
-        self.discarded += sorted(self.discard - found - self.held)
+        self.removed += sorted(self.discard - found - self.held)
         used, trees = usage(self.root)
         return {"at": time.time(), "bytes": used, "worktrees": trees, "pushed": self.pushed,
-                "discarded": sorted(set(self.discarded)), "log": self.log[-50:]}
+                "removed": sorted(set(self.removed)), "log": self.log[-50:]}
 
     def one(self, path: Path, record: Record) -> None:
         job_id, state = record["job_id"], record["state"]
@@ -67,7 +67,7 @@ class Sweep:
             if state != "failed":
                 workspace.remove(record, "everywhere")
             path.unlink(missing_ok=True)
-            self.discarded.append(job_id)
+            self.removed.append(job_id)
             self.log.append(f"job {job_id}: discarded; its worktree and branch are removed")
             return
         if float(record["created_at"] or 0) >= self.started:
@@ -82,6 +82,7 @@ class Sweep:
         over = time.time() - float(record["ended_at"] or 0) > self.keep
         if record["state"] == "ended" and over:
             workspace.remove(record, self.branch_after_keep(record))
+            self.removed.append(job_id)
             self.log.append(f"job {job_id}: worktree removed {self.keep:g}s after its end")
         elif record["state"] == "failed" and over:
             path.unlink(missing_ok=True)

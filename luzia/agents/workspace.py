@@ -53,7 +53,7 @@ class WorkspaceError(Exception):
 
 # the plan: what the agent writes into meta.json -----------------------------------------
 def plan(root: str, prefix: str, job: dict[str, Any], attempt: int, setup: list[str],
-         copy: list[str]) -> dict[str, Any]:
+         copy: list[str], push_retry: float = 60.0) -> dict[str, Any]:
     """Where job `job` (its JobSpec as a map) works and what makes its worktree."""
     repo, project, job_id = job["repo"], job["project"], job["id"]
     url = gitref.is_url(repo)
@@ -64,7 +64,8 @@ def plan(root: str, prefix: str, job: dict[str, Any], attempt: int, setup: list[
             "branch": prefix + job_id, "path": os.path.join(pdir, job_id),
             "record": os.path.join(pdir, job_id + ".json"),
             "lock": os.path.join(root, "locks", hashlib.sha1(repo.encode()).hexdigest()[:16] + ".lock"),
-            "attempt": attempt, "setup": list(setup), "copy": list(copy)}
+            "attempt": attempt, "setup": list(setup), "copy": list(copy),
+            "push_retry": push_retry}
 
 
 # the record -----------------------------------------------------------------------------
@@ -218,7 +219,8 @@ def _make(ws: dict[str, Any], record: Record, log) -> dict[str, str]:
         except WorkspaceError:
             _unmake(ws, made, locked_already=True)
             raise
-    record.save(base_commit=commit, push={"lease": lease} if ws["url"] else {})
+    record.save(base_commit=commit, push={"lease": lease, "retry": ws.get("push_retry", 60.0)}
+                if ws["url"] else {})
     say(log, f"worktree {ws['path']} on branch {ws['branch']} at {gitref.short(commit)}"
              f"{' (' + ws['base'] + ')' if ws['base'] else ''}")
     return made
@@ -468,7 +470,7 @@ def push(record: Record, log=None) -> bool:
             "origin", f"{ref}:{ref}", timeout=PUSH_TIMEOUT, what=f"push to {data['repo']}")
     except WorkspaceError as exc:
         tries = int(push_state.get("tries", 0)) + 1
-        delay = min(3600.0, 60.0 * 2 ** (tries - 1))
+        delay = min(3600.0, float(push_state.get("retry") or 60.0) * 2 ** (tries - 1))
         push_state.update(state="failed", error=str(exc), tries=tries,
                           next_at=time.time() + delay)
         record.save(push=push_state)

@@ -8,7 +8,7 @@ job's wrapper (workspace.py) and by the sweeper (sweep.py), never in the agent's
   Started, its base commit in Progress (once the wrapper fixed it), its end in Done, and
   why it could not be made (the job's reason).
 - `Worktrees`: runs the sweeper now and then, hands it the discards the broker asks for,
-  and says in the heartbeat what it found (disk use, branches pushed late, discards done).
+  and says in the heartbeat what it found (disk use, branches pushed late, worktrees removed).
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def plan(cfg: Config, job: protocol.JobSpec, attempt: int) -> dict[str, Any] | N
     ws = workspace.plan(cfg.agent.workspace_dir, cfg.agent.branch_prefix,
                         protocol.to_plain(job), attempt,
                         setup=list(project.setup) if project else [],
-                        copy=list(project.copy) if project else [])
+                        copy=list(project.copy) if project else [],
+                        push_retry=cfg.agent.push_retry)
     # the tmux session starts in it; `git worktree add` fills an empty directory
     os.makedirs(ws["path"], mode=0o700, exist_ok=True)
     return ws
@@ -147,12 +148,13 @@ class Worktrees:
         self.root = Path(cfg.agent.workspace_dir)
         self.keep = cfg.agent.workspace_keep
         self.jobs_dir = cfg.jobs_dir
-        self.every = max(0.5, min(SWEEP_EVERY, self.keep / 4))
+        # often enough to keep `workspace_keep` and a push's first retry roughly on time
+        self.every = max(0.5, min(SWEEP_EVERY, self.keep / 4, cfg.agent.push_retry / 2))
         self.proc: subprocess.Popen | None = None
         self.next_at = 0.0
         self.asked: set[str] = set()                  # discards the broker asked for
         self.given: set[str] = set()                  # ... handed to the running sweeper
-        self.report: dict[str, dict[str, int]] = {"pushed": {}, "discarded": {}}
+        self.report: dict[str, dict[str, int]] = {"pushed": {}, "removed": {}}
         self.bytes, self.count = -1, 0
 
     def tick(self, now: float, held: set[str]) -> None:
@@ -167,7 +169,7 @@ class Worktrees:
         if not self.root.is_dir():
             self.bytes, self.count = 0, 0
             for job_id in self.asked:       # nothing was ever made here: nothing to remove
-                self.report["discarded"][job_id] = REPORT_BEATS
+                self.report["removed"][job_id] = REPORT_BEATS
             self.asked.clear()
             return
         self.given = set(self.asked)
@@ -189,17 +191,17 @@ class Worktrees:
             return
         self.bytes = _count(result.get("bytes"), -1)
         self.count = _count(result.get("worktrees"))
-        for key in ("pushed", "discarded"):
+        for key in ("pushed", "removed"):
             for job_id in result.get(key) or []:
                 if isinstance(job_id, str) and protocol.JOB_ID_RE.match(job_id):
                     self.report[key][job_id] = REPORT_BEATS
-        self.asked -= set(self.report["discarded"]) & self.given
+        self.asked -= set(self.report["removed"]) & self.given
         for line in result.get("log") or []:
             log.info("workspaces: %s", line)
 
     def discard(self, job_ids: list[str]) -> None:
         """The broker asks (in every beat until we report it) to remove these workspaces."""
-        self.asked.update(j for j in job_ids if j not in self.report["discarded"])
+        self.asked.update(j for j in job_ids if j not in self.report["removed"])
 
     def beat(self) -> dict[str, Any]:
         """The heartbeat's workspace fields; each report goes out in REPORT_BEATS beats."""

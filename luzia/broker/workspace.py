@@ -2,8 +2,8 @@
 
 What the agents say of a job's worktree goes into the job: where it is (Started), the base
 commit its first attempt fixed (Progress: a retry anywhere starts from it), its end on the
-branch (Done), a push that succeeded on a later try and a discarded workspace that is gone
-(Heartbeat). The discards an agent has not done yet are kept here, in the store's meta
+branch (Done), a push that succeeded on a later try and a worktree that is gone (Heartbeat:
+discarded, or kept `agent.workspace_keep` after its end). The discards an agent has not done yet are kept here, in the store's meta
 table, and repeated in the broker's heartbeats to that agent until it reports them done,
 so a discard outlives a restart of either. And which jobs share a work directory: a
 project without `repo` runs one job at a time in its `workdir` (unless it sets
@@ -69,12 +69,13 @@ def heartbeat(m: Model, agent: Agent, msg: protocol.Heartbeat) -> None:
             job.push = "pushed"
             _save(m, job, f"branch {job.branch} pushed by {agent.name} on a later try")
     waiting = m.discards.get(agent.name, set())
-    done = waiting & set(msg.discarded)
-    for job_id in sorted(done):
+    for job_id in msg.removed:
         job = _job(m, job_id)
-        if job is not None and job.workspace:
+        if job is not None and job.workspace and job.workspace_host == agent.name:
             job.workspace = ""
-            _save(m, job, f"workspace and branch {job.branch} removed by {agent.name}")
+            _save(m, job, f"worktree removed by {agent.name}" + (
+                f", and its branch {job.branch}" if job_id in waiting else ""))
+    done = waiting & set(msg.removed)
     if done:
         waiting -= done
         if not waiting:
