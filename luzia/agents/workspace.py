@@ -128,10 +128,25 @@ def git(cwd: str, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT,
 
 
 def last_line(stderr: bytes, code: int) -> str:
+    """The cause git gave: its first `error:` (what went wrong), else its last `fatal:`."""
     lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-    fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    line = (fatal or lines or [f"exit {code}"])[-1]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    fatal = [ln for ln in lines if ln.startswith("fatal:")]
+    line = errors[0] if errors else (fatal or lines or [f"exit {code}"])[-1]
     return line.removeprefix("fatal: ").removeprefix("error: ")[:300]
+
+
+def disk_note(path: str) -> str:
+    """" (no space left on device: ...)" when the file system of `path` is (nearly) full:
+    git says only that it could not write a file."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    if free >= 1 << 20 and st.f_favail:
+        return ""
+    return f" (no space left on device: {free // 1024} kB free in {path})"
 
 
 def rev(cwd: str, name: str) -> str:
@@ -216,9 +231,10 @@ def _make(ws: dict[str, Any], record: Record, log) -> dict[str, str]:
         try:
             git(ws["git_dir"], "worktree", "add", "-q", "-B" if old_tip else "-b", ws["branch"],
                 ws["path"], commit, what="cannot make the worktree")
-        except WorkspaceError:
+        except WorkspaceError as exc:
+            full = disk_note(os.path.dirname(ws["path"]))     # before the clean-up frees it
             _unmake(ws, made, locked_already=True)
-            raise
+            raise WorkspaceError(f"{exc}{full}") from None
     record.save(base_commit=commit, push={"lease": lease, "retry": ws.get("push_retry", 60.0)}
                 if ws["url"] else {})
     say(log, f"worktree {ws['path']} on branch {ws['branch']} at {gitref.short(commit)}"

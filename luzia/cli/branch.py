@@ -53,6 +53,7 @@ class JobBranch:
     head_commit: str
     host: str
     push: str
+    outcome: str
 
     @classmethod
     def of(cls, job: dict[str, Any]) -> JobBranch:
@@ -63,7 +64,8 @@ class JobBranch:
                     project=text("project", 64), task=text("task", 65536), repo=text("repo"),
                     base=text("base", 256), base_commit=text("base_commit", 64),
                     branch=text("branch", 256), head_commit=text("head_commit", 64),
-                    host=text("workspace_host", 255) or text("host", 255), push=text("push"))
+                    host=text("workspace_host", 255) or text("host", 255), push=text("push"),
+                    outcome=text("outcome", 32))
         if not found.repo:
             raise LuziaError(f"job {found.id} ran without a workspace (its project has no "
                              "repo); `luzia diff` shows its snapshots if its workdir is a git "

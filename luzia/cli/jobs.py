@@ -425,7 +425,7 @@ def attempt_line(attempt: dict[str, Any]) -> str:
         f"exit {'-' if code is None else int(code)}"
     return (f"#{int(num(attempt.get('attempt')) or 0)} {clean(attempt.get('host'), 30) or '-'}  "
             f"{stamp(attempt.get('started_at'))}  {ended}  {clean(attempt.get('reason'), 80)}"
-            + (f"  base {clean(attempt['base_commit'], 10)}" if attempt.get("base_commit") else "")
+            + (f"  base {clean(attempt['base_commit'], 64)[:10]}" if attempt.get("base_commit") else "")
             ).rstrip()
 
 
