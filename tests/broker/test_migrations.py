@@ -71,6 +71,10 @@ def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_pat
     assert {task: j.state.value for task, j in jobs.items()} == STATES
     alice = jobs[WITH_METADATA].to_dict()
     assert (alice["user"], alice["metadata"], alice["submitter"]) == ("alice", {"k": "v"}, None)
+    # schema 3's workspace fields: present, empty (no workspace)
+    assert (alice["repo"], alice["branch"], alice["files_changed"], alice["outcome"]) == \
+        ("", "", None, "")
+    assert {a["base_commit"] for a in store.attempts(jobs[WITH_METADATA].id)} == {""}
     assert store.drained() == {"vm"}
     store.close()
     if version == migrations.LATEST:
