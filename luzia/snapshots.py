@@ -94,7 +94,9 @@ def record(workdir: str, job_id: str, which: str) -> str | None:
 
 
 def diff(repo: str, old: str, new: str, *extra: str) -> bytes:
-    return git(repo, "diff", "--binary", *extra, old, new).stdout
+    """The patch from `old` to `new` (binary files too), or what `extra` asks for instead
+    (--stat, --name-only: with --binary git would print the patch as well)."""
+    return git(repo, "diff", *(extra or ("--binary",)), old, new).stdout
 
 
 def record_for_job(meta: dict, job_id: str, which: str, log) -> None:

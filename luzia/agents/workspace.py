@@ -79,11 +79,11 @@ def read_record(path: str) -> dict[str, Any]:
 
 
 def write_record(path: str, data: dict[str, Any]) -> None:
+    """Atomic (a reader sees the old record or the new), not fsync'd: a record matters
+    while its host runs, and it is written three times at every job's start."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -246,9 +246,10 @@ def _check_local(ws: dict[str, Any]) -> None:
     repo = ws["repo"]
     if not os.path.isdir(repo):
         raise WorkspaceError(f"repo {repo} does not exist on this host")
-    top = git(repo, "rev-parse", "--show-toplevel", check=False).stdout.decode().strip()
-    if git(repo, "rev-parse", "--git-dir", check=False).returncode:
-        raise WorkspaceError(f"repo {repo} is not a git repository")
+    found = git(repo, "rev-parse", "--show-toplevel", check=False)
+    top = found.stdout.decode().strip()
+    if found.returncode and git(repo, "rev-parse", "--git-dir", check=False).returncode:
+        raise WorkspaceError(f"repo {repo} is not a git repository")   # (a bare one has no top)
     if top and (ws["path"] + os.sep).startswith(os.path.realpath(top) + os.sep):
         raise WorkspaceError(f"worktree {ws['path']} would be inside the repository {top}; "
                              "set agent.workspace_dir outside it")
@@ -312,7 +313,7 @@ def _branch(ws: dict[str, Any]) -> tuple[str, str]:
     remote = rev(gd, f"refs/remotes/origin/{branch}") if ws["url"] else ""
     if ws["attempt"] <= 1 and (tip or remote):
         raise WorkspaceError(f"branch {branch} already exists in {ws['repo']}")
-    holder = checked_out_in(gd, branch)
+    holder = checked_out_in(gd, branch) if tip else ""    # no branch: checked out nowhere
     if holder and os.path.realpath(holder) == os.path.realpath(ws["path"]):
         git(gd, "worktree", "remove", "--force", "--force", holder, check=False)
     elif holder:

@@ -101,9 +101,9 @@ def _row(a: dict[str, Any]) -> tuple[Any, ...]:
 def worktrees_cell(agent: dict[str, Any]) -> str:
     """`3, 1.2 GB`: its workspaces' worktrees and the disk they (and its mirrors) use."""
     used = num(agent.get("workspace_bytes"))
-    if used is None or used < 0:
-        return "-"
     count = int(num(agent.get("workspaces")) or 0)
+    if used is None or used <= 0 and not count:      # not reported, or none ever made there
+        return "-"
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if used >= size:
             return f"{count}, {used / size:.1f} {unit}"

@@ -122,7 +122,7 @@ class JobBranch:
     def diff(self, *extra: str) -> bytes:
         """The branch against its base (what the job changed, all its commits)."""
         repo, tip = self.here()
-        return snapshots.git(repo, "diff", "--binary", *extra, self.base_commit, tip).stdout
+        return snapshots.diff(repo, self.base_commit, tip, *extra)
 
 
 def _cache_repo(url: str) -> str:

@@ -147,6 +147,9 @@ def merge(job_id: str, squash: bool, checkout: str | None, dry_run: bool, as_jso
         raise LuziaError(f"job {job.id} is still {job.state}; merge it once it has ended")
     if job.outcome == "discarded":
         raise LuziaError(f"job {job.id}'s work was discarded (its branch {job.branch} deleted)")
+    if not job.head_commit:
+        click.echo(f"job {job.id} changed nothing: nothing to merge")
+        return
     where = checkout or (job.repo if not job.url and os.path.isdir(job.repo) else os.getcwd())
     plan = branches.plan_merge(job, where)
     out = {"id": job.id, "checkout": plan.checkout, "into": plan.into, "branch": job.branch,
