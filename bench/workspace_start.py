@@ -30,7 +30,7 @@ KINDS = ("plain", "local", "url")
 
 
 def make_repo(path: Path, files: int) -> Path:
-    """A repository of `files` small files in 100 directories, one commit."""
+    """A repository of `files` small files in 100 directories, one commit, packed."""
     path.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True)
     per_dir = max(1, files // 100)
@@ -42,6 +42,8 @@ def make_repo(path: Path, files: int) -> Path:
     env = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
     subprocess.run(["git", "-C", str(path), "add", "-A"], check=True)
     subprocess.run(["git", "-C", str(path), *env, "commit", "-qm", "files"], check=True)
+    # packed, as a cloned repository is (10,000 loose objects read cold cost seconds more)
+    subprocess.run(["git", "-C", str(path), "repack", "-adq"], check=True)
     return path
 
 
