@@ -57,6 +57,7 @@ class Endpoints(Frozen):
     control: str = ""   # broker ROUTER: queries and commands
     events: str = ""    # broker PUB: job.* and agent.* events
     supervisor: str = ""  # the supervisor's own control socket
+    notify: str = ""    # the notifier's health/status socket (luzia-notify)
 
 
 @frozen
@@ -65,6 +66,8 @@ class BrokerConfig(Frozen):
     heartbeat_interval: float = 1.0   # seconds between beats, both ways
     liveness: int = 3                 # missed beats before an agent counts as dead
     lost_grace: float = 30.0          # seconds a dead agent's jobs wait for it before requeue
+    gone_after: float = 3600.0        # seconds dead (holding no job) before an agent is "gone":
+                                      # listed, out of the alerts, until `luzia agents forget`
     max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself
     max_pending: int = 100_000        # backpressure: submissions past this are rejected
     batch: int = 512                  # messages handled per loop turn (group commit size)
@@ -103,7 +106,10 @@ class AgentConfig(Frozen):
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
     commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
     runner: str = "auto"              # auto | tmux | subprocess | interactive
-    tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_socket: str = ""             # tmux -L name; default: luzia-<hash of the state dir>
+    tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
+                                      # and `luzia attach`: e.g. ["docker", "exec", "-i", "box"]
+                                      # (empty: interactive.tmux_prefix, the older spelling)
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
@@ -125,7 +131,7 @@ class InteractiveConfig(Frozen):
     idle: float = 2.0                 # seconds of an unchanged pane that end a job (done = idle)
     send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001: 1 s)
     start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
-    tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
+    tmux_prefix: list[str] = field(default_factory=list)  # the older spelling of agent.tmux_prefix
 
 
 @frozen
@@ -156,6 +162,9 @@ class SupervisorConfig(Frozen):
     start_grace: float = 10.0        # pings do not count this long after a start
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3
+    # more programs to keep running, name -> argv (e.g. `luzia import beads PATH --follow`);
+    # no health ping: running once up for start_grace
+    programs: dict[str, list[str]] = field(default_factory=dict)
 
 
 @frozen
@@ -178,6 +187,33 @@ class KeysConfig(Frozen):
     dir: str = ""                     # this host's host.key / host.key_secret; default $LUZIA_HOME/keys
     authorized: str = ""              # the broker accepts these public keys (*.key); default dir/authorized
     broker: str = ""                  # the broker's public key; default dir/broker.key
+
+
+@frozen
+class NotifyRule(Frozen):
+    """[[notify.rules]]: these events of these users'/projects' jobs go to these targets."""
+
+    events: list[str] = field(default_factory=list)    # luzia/notify/events.py: KINDS
+    targets: list[str] = field(default_factory=list)   # names in notify.targets
+    users: list[str] = field(default_factory=list)     # empty: every user
+    projects: list[str] = field(default_factory=list)  # empty: every project
+
+
+@frozen
+class NotifyConfig(Frozen):
+    """[notify]: luzia-notify, run by the supervisor beside the broker when there are rules."""
+
+    targets: dict[str, str] = field(default_factory=dict)   # name -> Apprise URL
+    rules: list[NotifyRule] = field(default_factory=list)
+    rate: float = 20.0                # notifications per target per minute (and the burst)
+    retry_initial: float = 2.0        # seconds before the first retry, doubling ...
+    retry_max: float = 300.0          # ... up to this
+    give_up_after: float = 86400.0    # seconds after which an undelivered notification fails
+    poll: float = 5.0                 # seconds between catch-ups when no event says there is news
+    link: str = ""                    # a job's page, "https://lz.example/jobs/{id}"; "": the dashboard's
+    db: str = ""                      # default: $LUZIA_HOME/notify.db
+    keep_days: float = 30.0           # delivered and failed notifications kept this long
+    metrics_port: int = 0             # 0: broker.metrics_port + 1 when the broker's are on
 
 
 @frozen
@@ -215,6 +251,7 @@ class Config(Frozen):
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     source: str = ""                  # the file this was read from, "" for none
 
@@ -222,6 +259,12 @@ class Config(Frozen):
     @property
     def run_dir(self) -> Path:
         return Path(self.home) / "run"
+
+    @property
+    def tmux_prefix(self) -> list[str]:
+        """What every tmux call runs through (both tmux runners, `luzia attach`):
+        agent.tmux_prefix, else its older spelling interactive.tmux_prefix."""
+        return list(self.agent.tmux_prefix or self.interactive.tmux_prefix)
 
     @property
     def spool_dir(self) -> Path:
@@ -420,6 +463,7 @@ def _finish(cfg: Config) -> Config:
         control=ep.control or f"ipc://{run}/control",
         events=ep.events or f"ipc://{run}/events",
         supervisor=ep.supervisor or f"ipc://{run}/supervisor",
+        notify=ep.notify or f"ipc://{run}/notify",
     )
     for name, value in dataclasses.asdict(endpoints).items():
         check_endpoint(value, f"endpoints.{name}")
@@ -430,6 +474,7 @@ def _finish(cfg: Config) -> Config:
         command=agent.command or demo_command(),
         workspace_dir=os.path.abspath(os.path.expanduser(
             agent.workspace_dir or os.path.join(home, "workspaces"))),
+        tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
@@ -460,14 +505,19 @@ def _finish(cfg: Config) -> Config:
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
             repo=_repo(name, project),
         )
+    _check_programs(cfg.supervisor.programs)
     broker = cfg.broker
     broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
     if broker.heartbeat_interval <= 0:
         raise ConfigError("broker.heartbeat_interval must be positive")
+    notify = dataclasses.replace(cfg.notify, db=cfg.notify.db or os.path.join(home, "notify.db"))
+    if notify.rules or notify.targets:
+        from luzia.notify.events import check_config  # only with [notify]: the CLI stays lean
+        check_config(notify)
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
-        keys=_keys(cfg.keys, home),
+        keys=_keys(cfg.keys, home), notify=notify,
     )
 
 
@@ -491,6 +541,22 @@ def _repo(name: str, project: Project) -> str:
         if os.path.isabs(path) or ".." in path.split("/"):
             raise ConfigError(f"{where}.copy: {path!r} must be a path inside the repository")
     return os.path.abspath(os.path.expanduser(project.repo))
+
+
+def default_tmux_socket(home: str) -> str:
+    """The agents' tmux server of one state directory (issue 17): two fleets on one host
+    never share a server, so never its environment or its sessions."""
+    import hashlib
+    return "luzia-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:8]
+
+
+def _check_programs(programs: dict[str, list[str]]) -> None:
+    for name, argv in programs.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or name in ("broker", "agent"):
+            raise ConfigError(f"supervisor.programs.{name}: a program's name is a lower-case "
+                              "word other than broker and agent")
+        if not argv:
+            raise ConfigError(f"supervisor.programs.{name}: the command is empty")
 
 
 def _check_interactive(ia: InteractiveConfig) -> None:

@@ -66,6 +66,10 @@ class BrokerUnreachable(LuziaError):
     exit_code = 3
 
 
+class WaitTimeout(LuziaError, TimeoutError):
+    """Waiting for a job took longer than allowed (luzia.client.wait's timeout)."""
+
+
 class IllegalTransition(LuziaError):
     """A job or process state change that the state machine does not allow: a bug."""
 

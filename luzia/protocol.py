@@ -117,6 +117,9 @@ class Hello(Message):
     tags: list[str] = field([], items=32, max=MAX_NAME)
     held: list[HeldJob] = field([], items=MAX_LIST)
     pid: int = field(0, min=0)
+    # issue 17: its host and state directory (a hash); the same name and instance is the same
+    # agent restarted, another instance under a live agent's name is refused. "": not told
+    instance: str = field("", max=64)
 
 
 @frozen
@@ -131,6 +134,7 @@ class Heartbeat(Message):
     gpu_free_gb: float = field(-1.0, min=-1)
     running: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
     slots: int = field(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
+    degraded: str = field("", max=MAX_LINE)     # issue 17: why it takes no new work (disk full); "": ok
     # workspaces (protocol 3). Agent -> broker: the disk its worktrees use (-1: not measured
     # yet) and how many; jobs whose branch a retried push brought home, and jobs whose
     # worktree it removed (discarded, or kept long enough). Broker -> agent: discarded jobs
@@ -180,6 +184,7 @@ class Done(Message):
     exit_code: int = field()
     reason: str = field("", max=MAX_LINE)       # "", "timeout", "cancelled", "runner: ..."
     tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
+    started: bool = field(True)                 # issue 17: False when its command never started
     # protocol 3: its workspace's end (docs/WORKSPACES.md); files_changed -1: no workspace
     base_commit: str = field("", pattern=COMMIT_RE)
     head_commit: str = field("", pattern=COMMIT_RE)  # the branch's tip after the end commit
@@ -249,10 +254,12 @@ class LogRequest(Message):
 
 @frozen
 class Disconnect(Message):
-    """The broker does not know this agent (e.g. the broker restarted): say Hello again."""
+    """The broker does not know this agent (e.g. the broker restarted): say Hello again.
+    With `refused`, the broker will not take it: another live agent holds its name."""
 
     kind: ClassVar[bytes] = b"DISCONNECT"
     reason: str = field("", max=MAX_LINE)
+    refused: bool = field(False)                # issue 17: say Hello again later, not at once
 
 
 # ---------------------------------------------------------------------------

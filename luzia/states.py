@@ -50,6 +50,12 @@ _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
+def exit_text(code: int | None) -> str:
+    """How an ended process reads everywhere (a job's reason, its attempts, the views):
+    `exit 1`; `exit -` when the code is unknown."""
+    return f"exit {'-' if code is None else code}"
+
+
 class Priority(enum.IntEnum):
     """Lower value runs first. Seed 003's Beads priorities 0-3 map onto these directly."""
 
@@ -80,3 +86,23 @@ class AgentState(str, enum.Enum):
 
     LIVE = "live"
     DEAD = "dead"
+
+
+class NoticeState(str, enum.Enum):
+    """A notification in luzia-notify's outbox (luzia/notify/outbox.py)."""
+
+    PENDING = "pending"     # due now or at its next try
+    SENT = "sent"           # its target took it
+    FAILED = "failed"       # not delivered within notify.give_up_after: logged and counted
+
+    def check(self, new: NoticeState) -> NoticeState:
+        if new not in _NOTICE_TRANSITIONS[self]:
+            raise IllegalTransition(f"notification state {self.value} -> {new.value} is not allowed")
+        return new
+
+
+_NOTICE_TRANSITIONS: dict[NoticeState, frozenset[NoticeState]] = {
+    NoticeState.PENDING: frozenset({NoticeState.PENDING, NoticeState.SENT, NoticeState.FAILED}),
+    NoticeState.SENT: frozenset(),
+    NoticeState.FAILED: frozenset(),
+}

@@ -21,13 +21,15 @@ def check_base(repo: str, base: str) -> None:
         raise UsageError(f"unknown base {base!r} in {repo} (a branch, tag or commit there)")
 
 
-def local_changes(repo: str, job_id: str, base: str) -> tuple[str, str]:
+def local_changes(repo: str, job_id: str, base: str, dry_run: bool = False) -> tuple[str, str]:
     """(the base's name for people, its commit): the checkout as it is now, uncommitted and
-    untracked (not ignored) files included, on top of its HEAD."""
+    untracked (not ignored) files included, on top of its HEAD (no commit for a dry run)."""
     top = _toplevel(repo)
     try:
         branch = snapshots.git(top, "symbolic-ref", "--short", "-q", "HEAD", check=False)
         on = branch.stdout.decode().strip() or "a detached HEAD"
+        if dry_run:
+            return f"local changes on {on}"[:256], ""
         commit = snapshots.capture(top, f"luzia: job {job_id} base: the local changes on {on}")
         snapshots.git(top, "update-ref", "-m", f"luzia job {job_id}",
                       snapshots.ref(job_id, "base"), commit)

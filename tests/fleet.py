@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,15 @@ class LocalFleet:
         self.config.write_text(f'home = "{home}"\n{config_text}\n{agent}')
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
         self.env.update({"LUZIA_CONFIG": str(self.config), "LUZIA_HOME": str(home),
-                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1"})
+                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1",
+                         "LUZIA_CACHE_TTL": "0"})   # tests ask after changes made elsewhere
         self.env.update(env or {})
+        # an agent that picks tmux itself must not use the shared default server: a private
+        # one per fleet (tests run in parallel, beside other suites and `make run`)
+        self.own_tmux = ""
+        if not tmux_socket and "tmux_socket" not in config_text and \
+                "LUZIA_AGENT_TMUX_SOCKET" not in self.env:
+            self.own_tmux = self.env["LUZIA_AGENT_TMUX_SOCKET"] = f"lzf{uuid.uuid4().hex[:8]}"
         self.procs: dict[str, subprocess.Popen] = {}
         self.ctx = zmq.Context()
         self._req = itertools.count(1)
@@ -78,6 +87,8 @@ class LocalFleet:
         self.procs.clear()
         self._reset_control()
         self.ctx.destroy(linger=0)
+        if self.own_tmux and shutil.which("tmux"):
+            subprocess.run(["tmux", "-L", self.own_tmux, "kill-server"], capture_output=True)
 
     # talking to it ----------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -41,7 +41,7 @@ class InteractiveRunner:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.ia = cfg.interactive
-        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.interactive.tmux_prefix)
+        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.tmux_prefix)
         self.prefix = slot_prefix(cfg.agent.name)
         self.locks = ensure_private_dir(cfg.run_dir / "slots")
         self.wrappers = processes.Wrappers()
@@ -58,7 +58,11 @@ class InteractiveRunner:
         finally:
             os.close(fd)   # the watcher's copy keeps the slot locked until it exits
         self.wrappers.add(job, proc)
-        job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot)
+        try:         # it runs now: a full disk here must not make it "never started"
+            job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot,
+                           socket=self.cfg.agent.tmux_socket)
+        except OSError as exc:
+            log.warning("job %s: started, but its status.json: %s", job.id, exc.strerror or exc)
         return session
 
     def alive(self, job: JobDir) -> bool:
@@ -99,7 +103,7 @@ class InteractiveRunner:
 
     def _settings(self, session: str, slot: int) -> dict:
         ia = self.ia
-        return {"socket": self.cfg.agent.tmux_socket, "prefix": list(ia.tmux_prefix),
+        return {"socket": self.cfg.agent.tmux_socket, "prefix": self.cfg.tmux_prefix,
                 "session": session, "slot": slot, "command": list(ia.command), "done": ia.done,
                 "prompt": ia.prompt, "idle": ia.idle, "send_delay": ia.send_delay,
                 "start_timeout": ia.start_timeout,

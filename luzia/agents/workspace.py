@@ -20,7 +20,6 @@ nothing half-made stays behind. Standard library only: the wrapper imports it pe
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -28,27 +27,22 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from luzia import gitref, layout
+from luzia.agents.workgit import (
+    PUSH_TIMEOUT,
+    WorkspaceError,
+    disk_note,
+    git,
+    locked,
+    rev,
+)
 
-GIT_TIMEOUT = 300.0          # seconds for one git command (a fetch, a worktree's checkout)
-PUSH_TIMEOUT = 120.0
-SETUP_FAILED = 125           # the job's exit code when its workspace could not be made
 MIRROR = "mirror.git"
 IDENTITY = {"GIT_AUTHOR_NAME": "luzia", "GIT_AUTHOR_EMAIL": "luzia@localhost",
             "GIT_COMMITTER_NAME": "luzia", "GIT_COMMITTER_EMAIL": "luzia@localhost"}
-NO_HOOKS = ("-c", "core.hooksPath=/dev/null")     # a user's hook must not block our commits
 SUBJECT_MAX = 72
-
-
-class WorkspaceError(Exception):
-    """The workspace could not be made (or ended): one line; `code` is the job's exit code."""
-
-    def __init__(self, message: str, code: int = SETUP_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 # the plan: what the agent writes into meta.json -----------------------------------------
@@ -100,72 +94,6 @@ class Record:
     def save(self, **fields: Any) -> None:
         self.data.update(fields)
         write_record(self.path, self.data)
-
-
-# git --------------------------------------------------------------------------------------
-def git_env() -> dict[str, str]:
-    """Never prompt: a job's git runs unattended (a missing credential is an error)."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
-        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o ConnectTimeout=20"
-    return env
-
-
-def git(cwd: str, *args: str, check: bool = True, timeout: float = GIT_TIMEOUT,
-        env: dict[str, str] | None = None, what: str = "") -> subprocess.CompletedProcess:
-    """git in `cwd`, output captured; a failure raises WorkspaceError naming git's last line."""
-    try:
-        out = subprocess.run(["git", *NO_HOOKS, "-C", cwd, *args], capture_output=True,
-                             stdin=subprocess.DEVNULL, timeout=timeout,
-                             env={**git_env(), **(env or {})})
-    except subprocess.TimeoutExpired:
-        raise WorkspaceError(f"{what or 'git ' + args[0]}: no answer in {timeout:g}s") from None
-    except OSError as exc:
-        raise WorkspaceError(f"{what or 'git ' + args[0]}: {exc.strerror or exc}") from None
-    if check and out.returncode:
-        raise WorkspaceError(f"{what or 'git ' + args[0]}: {last_line(out.stderr, out.returncode)}")
-    return out
-
-
-def last_line(stderr: bytes, code: int) -> str:
-    """The cause git gave: its first `error:` (what went wrong), else its last `fatal:`."""
-    lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    fatal = [ln for ln in lines if ln.startswith("fatal:")]
-    line = errors[0] if errors else (fatal or lines or [f"exit {code}"])[-1]
-    return line.removeprefix("fatal: ").removeprefix("error: ")[:300]
-
-
-def disk_note(path: str) -> str:
-    """" (no space left on device: ...)" when the file system of `path` is (nearly) full:
-    git says only that it could not write a file."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return ""
-    free = st.f_bavail * st.f_frsize
-    if free >= 1 << 20 and st.f_favail:
-        return ""
-    return f" (no space left on device: {free // 1024} kB free in {path})"
-
-
-def rev(cwd: str, name: str) -> str:
-    """The commit `name` names in `cwd`, or "" (never an option: --end-of-options)."""
-    out = git(cwd, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{name}^{{commit}}",
-              check=False)
-    return out.stdout.decode().strip() if out.returncode == 0 else ""
-
-
-@contextlib.contextmanager
-def locked(path: str) -> Iterator[None]:
-    """One git writer per repository on this host (fetches and worktree changes collide)."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def say(log, text: str) -> None:
@@ -383,18 +311,23 @@ def _setup(ws: dict[str, Any], env: dict[str, str], log, pid_file: str | None) -
     except OSError as exc:
         raise WorkspaceError(f"setup cannot start {argv[0]!r}: {exc.strerror or exc}") from None
     if pid_file:
-        _write_pid(pid_file, proc.pid)
+        _write_pid(pid_file, proc.pid, log)
     code = proc.wait()
     if code:
         status = 128 - code if code < 0 else code
         raise WorkspaceError(f"setup failed (exit {status}): {shlex.join(argv)}"[:500], status)
 
 
-def _write_pid(path: str, pid: int) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(f"{pid}\n")
-    os.replace(tmp, path)
+def _write_pid(path: str, pid: int, log) -> None:
+    """Setup's pid, best effort: not through `.pid.tmp`, which the agent reserved for the
+    command's pid (a disk that fills during setup still takes that one; issue 17)."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.setup.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(f"{pid}\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        say(log, f"setup's pid {pid} not recorded ({exc.strerror or exc}): a cancel waits for it")
 
 
 # ending it --------------------------------------------------------------------------------

@@ -79,8 +79,9 @@ class JobWorkspace:
     def done(self) -> dict[str, Any]:
         """Done's workspace fields from the record the wrapper left."""
         rec = self.record()
-        end = rec.get("end") if isinstance(rec.get("end"), dict) else {}
-        push = rec.get("push") if isinstance(rec.get("push"), dict) else {}
+        end, push = rec.get("end"), rec.get("push")
+        end = end if isinstance(end, dict) else {}
+        push = push if isinstance(push, dict) else {}
         out: dict[str, Any] = {"base_commit": _commit(rec.get("base_commit")) or self._base,
                                "workspace_note": str(end.get("note") or rec.get("error") or
                                                      "")[:protocol.MAX_LINE]}

@@ -13,6 +13,7 @@ decide *which* edge; only this module says what an edge does.
     lose         assigned | running → lost          (its agent stopped beating)
     resume       lost → running                     (its agent is back with it)
     end          an agent's Done → finish, requeue (preempted) or retry_later
+    unstarted    an agent's Done for a command that never started → pending after a backoff
     finish       → completed | failed | killed      (also a pending job: cancel, flush)
     retry_later  → pending after a backoff          (a failure with retries left)
     requeue      assigned | running | lost → pending now (agent gone, preempted)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import re
 import time
 
 from luzia import protocol
@@ -31,13 +33,17 @@ from luzia.broker import gpu, workspace
 from luzia.broker.fleet import Agent
 from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
-from luzia.broker.rules import SchedJob
+from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
-from luzia.states import JobState
+from luzia.states import JobState, exit_text
 
 log = logging.getLogger(__name__)
 
 PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
+NEVER_STARTED = "never started"  # an attempt whose command never ran (a runner or disk error)
+NEVER_STARTED_MAX = 5            # such attempts of one job before it fails: a host that can start nothing
+AUTOMATIC = "retry"              # "retry 1/2 after exit 1": pending for an automatic retry
+RETRY_REQUESTED = "retry requested"   # pending again by an operator's `luzia retry`
 RETRY_BACKOFF_MAX = 300.0
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
 
@@ -90,10 +96,16 @@ def _new_job(m: Model, spec: protocol.JobSpec) -> Job:
                base_commit=spec.base_commit)
 
 
-def _refusal(m: Model, job: Job) -> str:
+def queue_full(m: Model) -> bool:
+    """The queue holds broker.max_pending jobs: a submission now is rejected."""
     limit = m.cfg.broker.max_pending
-    if limit and m.sched.pending_count() >= limit:
-        return f"queue full ({m.sched.pending_count()} pending, max_pending={limit})"
+    return bool(limit) and m.sched.pending_count() >= limit
+
+
+def _refusal(m: Model, job: Job) -> str:
+    if queue_full(m):
+        return (f"queue full ({m.sched.pending_count()} pending, "
+                f"max_pending={m.cfg.broker.max_pending})")
     unknown = [d for d in job.after if d not in m.jobs and m.store.get(d) is None]
     if unknown:
         return f"unknown dependency {unknown[0]}"
@@ -137,6 +149,7 @@ def restore(m: Model, job: Job) -> None:
         enqueue(m, job)
         return
     # assigned / running / lost: the credit stays taken until its agent says otherwise
+    job.session = started_session(m, job)
     held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
     m.fleet.restore(_sched_job(m, job), job.host, since=time.monotonic() - held_for)
     if job.reason.startswith(PREEMPTED_BY):     # it was being stopped: still is
@@ -155,11 +168,13 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
     job.host = agent.name
     job.attempt += 1
     job.assigned_at = time.time()
+    busy = over_ceiling(m.cfg.scheduler, agent.cpu, agent.memory)
+    busy = f"; its host is over its {busy}, it runs this one job only" if busy else ""
     m.fleet.hold(agent, job.id)
-    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})")
+    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt}){busy}")
     m.store.save_attempt(job)
     m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt))
-    log.info("job %s assigned to %s (attempt %d)", job.id, agent.name, job.attempt)
+    log.info("job %s assigned to %s (attempt %d)%s", job.id, agent.name, job.attempt, busy)
 
 
 def start(m: Model, job: Job, detail: str) -> None:
@@ -199,9 +214,33 @@ def end(m: Model, job: Job, exit_code: int, reason: str) -> None:
     elif reason == "cancelled":
         finish(m, job, JobState.KILLED, "cancelled", exit_code)
     elif job.retries < job.max_retries:
-        retry_later(m, job, exit_code, reason or f"exit {exit_code}")
+        retry_later(m, job, exit_code, reason or exit_text(exit_code))
     else:
-        finish(m, job, JobState.FAILED, reason or f"exit code {exit_code}", exit_code)
+        finish(m, job, JobState.FAILED, reason or exit_text(exit_code), exit_code)
+
+
+def unstarted(m: Model, job: Job, reason: str) -> None:
+    """An attempt whose command never started (Done `started` false: the runner failed, the
+    disk was full): not the job's failure, so pending again after a backoff (1 s doubling)
+    with its retries unused; its host is avoided as after a failure (exit -1 in the attempt).
+    The NEVER_STARTED_MAX-th such attempt fails the job, so a host that can start nothing
+    does not bounce it for ever. A cancel or preemption sent meanwhile wins."""
+    if job.id in m.stopping:
+        end(m, job, -1, reason if m.stopping[job.id] else "cancelled")
+        return
+    why = f"{NEVER_STARTED} on {job.host}: {reason}"
+    before = sum(1 for a in m.store.attempts(job.id)
+                 if a["attempt"] != job.attempt and (a["reason"] or "").startswith(NEVER_STARTED))
+    if before + 1 >= NEVER_STARTED_MAX:
+        finish(m, job, JobState.FAILED, f"{why} ({before + 1} attempts never started)", -1)
+        return
+    _close_attempt(m, job, why, -1)
+    job.move(JobState.PENDING, why)
+    job.reset_attempt()
+    delay = min(RETRY_BACKOFF_MAX, 2.0 ** before)
+    heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
+    _saved(m, job, job.reason)
+    log.info("job %s will be tried again in %.1fs: %s", job.id, delay, why)
 
 
 def finish(m: Model, job: Job, state: JobState, reason: str = "",
@@ -229,7 +268,7 @@ def retry_later(m: Model, job: Job, exit_code: int, why: str) -> None:
     retries left. The scheduler gets it when the backoff is over (`Broker.tick`)."""
     _close_attempt(m, job, why, exit_code)
     job.retries += 1
-    job.move(JobState.PENDING, f"retry {job.retries}/{job.max_retries} after {why}")
+    job.move(JobState.PENDING, f"{AUTOMATIC} {job.retries}/{job.max_retries} after {why}")
     job.reset_attempt()
     delay = min(RETRY_BACKOFF_MAX, 2.0 ** (job.retries - 1))
     heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
@@ -251,7 +290,7 @@ def requeue(m: Model, job: Job, reason: str, exit_code: int | None = None) -> No
 def retry(m: Model, job: Job) -> None:
     """failed | killed | lost → pending, by an operator (`luzia retry`): the next Assign
     makes attempt n+1, with a fresh retry budget; a lost job does not wait out the grace."""
-    reason = "retry requested"
+    reason = RETRY_REQUESTED
     if job.state is JobState.LOST:
         requeue(m, job, f"{reason} (its agent {job.host} is lost)")
         return
@@ -319,6 +358,26 @@ def _stop(m: Model, job: Job, reason: str) -> None:
         return
     m.out.send(agent.identity, protocol.Cancel(job_id=job.id, reason=reason))
     log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
+
+
+def started_session(m: Model, job: Job) -> str:
+    """The tmux session its agent named in the `started` event row of this attempt (the
+    session is no column of its own: a schema change waits for the migrations, issue 19)."""
+    row = m.store.db.execute("SELECT detail FROM events WHERE job_id=? AND detail LIKE "
+                             "'started on %' ORDER BY seq DESC LIMIT 1", (job.id,)).fetchone()
+    found = re.search(r" session=(\S+) pid=", row[0]) if row and job.started_at else None
+    return found[1] if found else ""
+
+
+def cause(detail: str) -> str:
+    """Why a job that had run went back to pending, from the detail of that event row:
+    "automatic" (a retry after a failure), "manual" (`luzia retry`) or "requeued" (its agent
+    was lost or came back without it, it never started, or it was preempted)."""
+    if detail.startswith(RETRY_REQUESTED):
+        return "manual"
+    if re.match(rf"{AUTOMATIC} \d+/\d+ after ", detail):
+        return "automatic"
+    return "requeued"
 
 
 # helpers ---------------------------------------------------------------------------------

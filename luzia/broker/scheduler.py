@@ -5,9 +5,10 @@ priority, among the jobs eligible now — its user holds fewer locks than its li
 default; a placed job holds its user's lock until it ends, its agent is lost, or it has
 run `user_lock_stale` seconds), its project fewer than `max_per_project`, no other job in
 its shared work directory (a project without `repo`), the global cap is not reached, its
-dependencies are done, and a live, non-draining agent under both ceilings, with a free
-slot and enough free GPU memory, offers its type — to the one with the lowest load score
-(ties by name). An ineligible job never blocks the ones behind it.
+dependencies are done, and a live, non-draining agent under both ceilings (or running
+none of ours: rules.may_add), with a free slot and enough free GPU memory, offers its
+type — to the one with the lowest load score (ties by name). An ineligible job never
+blocks the ones behind it.
 A retry avoids the agents it failed on while another offers its type (rules.py).
 
 Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
@@ -29,7 +30,7 @@ import logging
 from collections.abc import Iterable
 
 from luzia.broker import rules
-from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, user_limit
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, may_add, user_limit
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -321,12 +322,14 @@ class Scheduler:
         return not shared or not self.by_shared.get(shared)
 
     def _open_agents(self) -> list[SchedAgent]:
-        """Agents that may take a job now: live, not draining, under ceilings, a slot free."""
-        cfg = self.cfg
-        return [a for a in self.agents.values()
-                if a.live and not a.draining and a.cpu <= cfg.cpu_ceiling
-                and a.memory <= cfg.memory_ceiling
-                and len(self.on_agent.get(a.name, ())) < a.slots]
+        """Agents that may take a job now: live, not draining, a slot free, and under the
+        ceilings unless they run nothing of ours (rules.may_add)."""
+        out = []
+        for a in self.agents.values():
+            running = len(self.on_agent.get(a.name, ()))
+            if a.live and not a.draining and running < a.slots and may_add(self.cfg, a, running):
+                out.append(a)
+        return out
 
     def _best(self, agents: list[SchedAgent], kind: str, gpu: float,
               avoid: frozenset[str] = frozenset()) -> SchedAgent | None:
@@ -468,14 +471,13 @@ class Scheduler:
         return out
 
     def _victim(self, job: SchedJob, chosen: set[str]) -> str | None:
-        cfg = self.cfg
         best, best_order = None, -1
         for placed, agent_name, order in self.placed.values():
             agent = self.agents.get(agent_name)
             if (placed.priority == Priority.LOW and placed.id not in chosen and order > best_order
                     and agent is not None and agent.live and not agent.draining
-                    and job.type in agent.capabilities and agent.cpu <= cfg.cpu_ceiling
-                    and agent.memory <= cfg.memory_ceiling):
+                    and job.type in agent.capabilities   # the ceilings as without the victim
+                    and may_add(self.cfg, agent, len(self.on_agent.get(agent_name, ())) - 1)):
                 best, best_order = placed.id, order
         return best
 

@@ -28,7 +28,8 @@ from luzia.broker.ops import logs
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import LuziaError, ProtocolError, StateDirError, StoreError
+from luzia.errors import LuziaError, ProtocolError, StoreError
+from luzia.service import listen
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,7 @@ class Broker:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if kind in (zmq.PULL, zmq.ROUTER):
             sock.setsockopt(zmq.RCVHWM, 100_000)
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
-            sock.close()
-            raise StateDirError(f"cannot listen on {endpoint} ({name}): {exc}") from None
-        if endpoint.startswith("ipc://"):
-            os.chmod(endpoint[len("ipc://"):], 0o600)
-        return sock
+        return listen(sock, endpoint, name)
 
     def _bind(self) -> None:
         ep = self.cfg.endpoints
@@ -176,15 +170,19 @@ class Broker:
 
     def _mark_queue_full(self) -> None:
         """run/queue-full exists while submissions are rejected for a full queue: a CLI on
-        this host that sees it asks what became of its job, and reports a rejection."""
+        this host that sees it asks what became of its job, and reports a rejection. The
+        change is published too (`queue.rejecting` / `queue.accepting`: luzia-notify)."""
         limit = self.cfg.broker.max_pending
-        full = bool(limit) and self.model.sched.pending_count() >= limit
+        full = lifecycle.queue_full(self.model)
         if full != self.queue_full:
             self.queue_full = full
             if full:
                 self.queue_full_mark.write_text(f"max_pending={limit}\n")
             else:
                 self.queue_full_mark.unlink(missing_ok=True)
+            self.pub.send_multipart(protocol.encode_event(
+                "queue.rejecting" if full else "queue.accepting",
+                {"pending": self.model.sched.pending_count(), "max_pending": limit}))
 
     def tick(self, now: float) -> None:
         """Periodic work: heartbeats and preemption, the spool sweep, retries whose backoff

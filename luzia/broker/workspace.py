@@ -3,9 +3,10 @@
 What the agents say of a job's worktree goes into the job: where it is (Started), the base
 commit its first attempt fixed (Progress: a retry anywhere starts from it), its end on the
 branch (Done), a push that succeeded on a later try and a worktree that is gone (Heartbeat:
-discarded, or kept `agent.workspace_keep` after its end). The discards an agent has not done yet are kept here, in the store's meta
-table, and repeated in the broker's heartbeats to that agent until it reports them done,
-so a discard outlives a restart of either. And which jobs share a work directory: a
+discarded, or kept `agent.workspace_keep` after its end). The discards an agent has not
+done yet are kept here, in the store's meta table, and repeated in the broker's
+heartbeats to that agent until it reports them done, so a discard outlives a restart of
+either. And which jobs share a work directory: a
 project without `repo` runs one job at a time in its `workdir` (unless it sets
 `shared_concurrent`), a rule the scheduler applies (rules.py).
 """

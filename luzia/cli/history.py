@@ -17,6 +17,8 @@ from luzia.errors import UsageError
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN")
+AGENT_HEAD = ("JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN TIME", "MEAN RUN")
+GROUPS = ("user", "project", "agent")
 
 
 def since_time(value: str | None) -> float | None:
@@ -52,11 +54,15 @@ def history(user, project, since, limit, as_json) -> None:
 @click.option("--user", "-u", help="Only this user's jobs.")
 @click.option("--project", "-p", help="Only this project's jobs.")
 @click.option("--since", metavar="WHEN", help="Finished since: 90m, 2h, 7d or 2026-01-09.")
+@click.option("--by", "groups", multiple=True, type=click.Choice(GROUPS),
+              help="Which tables (repeatable; default: user and project).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def stats(user, project, since, as_json) -> None:
-    """Per user and per project: jobs, completed, failed, run time, mean wait and run."""
+def stats(user, project, since, groups, as_json) -> None:
+    """Per user and per project: jobs, completed, failed, run time, mean wait and run;
+    --by agent: per host, the attempts that ran there (a job retried elsewhere counts on
+    each), completed, failed, run time."""
     result = ask("stats", dict, user=user, project=project, since=since_time(since))
-    dump(result) if as_json else show_stats(result)
+    dump(result) if as_json else show_stats(result, groups or ("user", "project"))
 
 
 def show_history(jobs: list[dict[str, Any]]) -> None:
@@ -71,14 +77,26 @@ def show_history(jobs: list[dict[str, Any]]) -> None:
           {1: STATE_STYLE})
 
 
-def show_stats(result: dict[str, Any]) -> None:
-    for title, key in (("USER", "by_user"), ("PROJECT", "by_project")):
-        rows = [r for r in result.get(key) or [] if isinstance(r, dict)]
-        table((title, *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
+def show_stats(result: dict[str, Any], groups: tuple[str, ...] = ("user", "project")) -> None:
+    for group in GROUPS:
+        if group not in groups:
+            continue
+        rows = [r for r in result.get(f"by_{group}") or [] if isinstance(r, dict)]
+        if group == "agent":
+            table(("AGENT", *AGENT_HEAD), [(r.get("name"), *_agent_cells(r)) for r in rows])
+        else:
+            table((group.upper(), *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
         print("")
     total = result.get("total")
     total = total if isinstance(total, dict) else {}
     table(("ALL", *STATS_HEAD), [("all", *_cells(total))])
+
+
+def _agent_cells(row: dict[str, Any]) -> tuple[Any, ...]:
+    """One agent's figures (over the attempts that ended on it)."""
+    return (int(num(row.get("jobs")) or 0), int(num(row.get("attempts")) or 0),
+            int(num(row.get("completed")) or 0), int(num(row.get("failed")) or 0),
+            seconds(row.get("run_seconds")), seconds(row.get("mean_run")))
 
 
 def _cells(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -18,5 +18,6 @@ COMMANDS_BY_NOUN = {
     "supervisor": ("supervisor",),
     "db": ("db",),
     "web": ("web",),
+    "notify": ("notify",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

@@ -10,8 +10,23 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import (agents, config, db, git, history, imports, jobs, keys, logs, queue,
-                       supervisor, top, web, workspace)
+from luzia.cli import (
+    agents,
+    config,
+    db,
+    git,
+    history,
+    imports,
+    jobs,
+    keys,
+    logs,
+    notify,
+    queue,
+    supervisor,
+    top,
+    web,
+    workspace,
+)
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
 
@@ -21,7 +36,7 @@ HELP = """Dispatch AI-agent tasks to a fleet of GPU hosts.
 Submit (returns at once, prints agent:PROJECT:JOB_ID):
   luzia PROJECT TASK... [--priority critical|high|normal|low] [--type T]
         [--user U] [--timeout S] [--max-retries N] [--after ID[,ID]]
-        [--metadata JSON] [--base REF | --with-local-changes] [--json]
+        [--metadata JSON] [--base REF | --with-local-changes] [--dry-run] [--json]
   (luzia PROJECT --help for the details)
 
 \b
@@ -30,9 +45,12 @@ A project with a git `repo` runs each job in its own worktree, on branch luzia/I
   luzia pr ID (docs/WORKSPACES.md)
 
 \b
-Operators: luzia queue status|add|flush, luzia agents status|allocate|drain|undrain,
-  luzia top, luzia history, luzia stats, luzia import pending-requests|beads
-  (every query takes --json; no colour without a terminal or with NO_COLOR)
+Operators: luzia queue status|add|flush|locks,
+  luzia agents status|allocate|drain|undrain|forget, luzia top, luzia history,
+  luzia stats [--by agent], luzia import pending-requests|beads [--follow],
+  luzia notify status|test
+  (every query takes --json, every command that changes something --dry-run;
+  no colour without a terminal or with NO_COLOR)
 
 \b
 Shell completion (click): add to ~/.bashrc (or zsh/fish likewise)
@@ -53,7 +71,7 @@ Exit codes:
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, workspace, config, keys,
-         supervisor, db, web)
+         supervisor, db, web, notify)
 
 
 @click.group(help=HELP, invoke_without_command=True,

@@ -20,7 +20,8 @@ import click
 from luzia import gitref, snapshots
 from luzia.cli import branch as branches
 from luzia.cli.control import connect, dump, fetch_job
-from luzia.cli.render import TERMINAL, clean, num
+from luzia.cli.job_views import workspace_lines
+from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
 
 DRY_RUN_HELP = "Say what it would do; change nothing."
@@ -86,48 +87,6 @@ def workspace(job_id: str, path_only: bool, as_json: bool) -> None:
                          + workspace_lines(job, verbose=True)))
 
 
-def workspace_lines(job: dict[str, Any], verbose: bool = False) -> list[str]:
-    """The workspace part of a job's detail view (none without a repo)."""
-    if not job.get("repo"):
-        return []
-    lines = []
-    name = clean(job.get("branch"), 256)
-    if name:
-        lines.append(f"branch     {name}  ({_changes(job)}; {_outcome(job)})")
-    base, commit = clean(job.get("base"), 256), clean(job.get("base_commit"), 64)
-    lines.append(f"base       {base or 'HEAD'}" + (f" @ {commit[:10]}" if commit else
-                                                   " (fixed when it starts)"))
-    path, host = clean(job.get("workspace"), 4096), clean(job.get("workspace_host"), 255)
-    if path:
-        lines.append(f"workspace  {host}:{path}")
-    elif name:
-        why = "discarded" if job.get("outcome") == "discarded" else "after agent.workspace_keep"
-        lines.append(f"workspace  removed ({why})")
-    if job.get("push"):
-        lines.append(f"push       {clean(job.get('push'), 200)}")
-    if verbose:
-        lines.append(f"repo       {clean(job.get('repo'), 300)}")
-    return lines
-
-
-def _changes(job: dict[str, Any]) -> str:
-    files = num(job.get("files_changed"))
-    if clean(job.get("state")) not in TERMINAL:
-        return "running"
-    if files is None:
-        return "changes not known"
-    if files == 0:
-        return "no changes"
-    added, removed = int(num(job.get("lines_added")) or 0), int(num(job.get("lines_removed")) or 0)
-    return f"{int(files)} files, +{added} −{removed}"
-
-
-def _outcome(job: dict[str, Any]) -> str:
-    outcome = clean(job.get("outcome"), 32)
-    return {"merged": "merged", "squashed": "merged (squash)", "discarded": "discarded"}.get(
-        outcome, "not merged")
-
-
 # luzia merge -----------------------------------------------------------------------------
 @click.command()
 @click.argument("job_id")
@@ -152,8 +111,9 @@ def merge(job_id: str, squash: bool, checkout: str | None, dry_run: bool, as_jso
         return
     where = checkout or (job.repo if not job.url and os.path.isdir(job.repo) else os.getcwd())
     plan = branches.plan_merge(job, where)
-    out = {"id": job.id, "checkout": plan.checkout, "into": plan.into, "branch": job.branch,
-           "files": plan.files, "already": plan.already, "dry_run": dry_run, "commit": ""}
+    out: dict[str, Any] = {"id": job.id, "checkout": plan.checkout, "into": plan.into, "branch": job.branch,
+                           "files": plan.files, "already": plan.already, "dry_run": dry_run,
+                           "commit": ""}
     if not dry_run and not plan.already:
         out["commit"] = branches.merge(job, plan, squash)
     if not dry_run:
@@ -282,11 +242,6 @@ def _run_gh(argv: list[str], cwd: str) -> str:
         lines = (out.stderr or out.stdout).strip().splitlines()
         raise LuziaError(f"gh pr create failed: {clean(lines[-1] if lines else out.returncode, 300)}")
     return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
-
-
-def diff_branch(job: dict[str, Any], stat: bool) -> bytes:
-    """`luzia diff` of a workspace job: its branch against its base commit (all its commits)."""
-    return branches.JobBranch.of(job).diff(*(["--stat"] if stat else []))
 
 
 COMMANDS = (workspace, merge, discard, pr)

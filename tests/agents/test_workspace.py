@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from luzia.agents import workspace
+from luzia.agents import workgit, workspace
 from luzia.agents.workspace import Record, WorkspaceError
 from tests.gitrepo import commit_all, git, job_branches, make_repo, user_state, worktrees
 
@@ -173,7 +173,7 @@ def test_a_failure_is_one_line_and_leaves_nothing(short_tmp, repo, jobdir, case)
                 "missing": "does not exist on this host", "branch exists": "already exists",
                 "setup fails": "setup failed (exit 3)", "unreachable url": "cannot fetch"}[case]
     assert expected in line
-    assert failed.value.code == (3 if case == "setup fails" else workspace.SETUP_FAILED)
+    assert failed.value.code == (3 if case == "setup fails" else workgit.SETUP_FAILED)
     assert not os.path.exists(ws["path"])
     assert not os.path.exists(ws["git_dir"] + ".tmp")
     assert user_state(repo) == before and worktrees(repo) == [str(repo)]

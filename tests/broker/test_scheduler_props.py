@@ -2,10 +2,11 @@
 
 Hypothesis drives both with the same random sequence of what the broker does — submit
 (with dependencies and GPU needs), cancel, agents joining / leaving / reporting load /
-draining / being forgotten, a restart's restore, jobs sharing a work directory, picks, jobs ending (completed or failed,
-settling their dependents), requeues, retries that avoid the agent a job failed on,
-preemption queries and the clock moving on (user locks going stale) — and checks after every step
-that both agree on every answer, and that every pick keeps the rules.
+draining / being forgotten, a restart's restore, jobs sharing a work directory, picks,
+jobs ending (completed or failed, settling their dependents), requeues, retries that
+avoid the agent a job failed on, preemption queries and the clock moving on (user locks
+going stale) — and checks after every step that both agree on every answer, and that
+every pick keeps the rules.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 
 from luzia.broker.reference import ReferenceScheduler
-from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, user_limit
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, may_add, user_limit
 from luzia.broker.scheduler import Scheduler
 from luzia.config import SchedulerConfig
 
@@ -188,7 +189,7 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     """The rules hold right after a pick (a restore may legitimately break them before)."""
     agent = s.agents[agent_name]
     assert agent.live and not agent.draining and job.type in agent.capabilities
-    assert agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
+    assert may_add(cfg, agent, len(s.running_on(agent_name)) - 1)   # over a ceiling: its only job
     assert job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb
     if agent_name in job.avoid:    # back where it failed only when no other healthy agent offers it
         assert not any(a.live and not a.draining and job.type in a.capabilities

@@ -148,6 +148,24 @@ def test_a_hello_that_holds_an_ended_job_twice_ends_it_once(broker, ctx):
     assert Client(ctx, broker).call(broker, "ping").ok
 
 
+def test_a_stale_second_hello_does_not_requeue_an_assign_on_its_way(broker, ctx):
+    """A Hello the agent sent before it read an Assign (e.g. asked for by a Disconnect that
+    was queued while the broker restarted) lists no job: the Assign is still on its way on
+    the same connection and will run, so requeueing it would run the job twice."""
+    agent = FakeAgent(ctx, broker, name="again", slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec()
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    agent.send(protocol.Hello(name="again", slots=1, capabilities=["code", "text", "reasoning"]))
+    agent.recv(broker, protocol.Welcome)
+    job = broker.model.jobs[s.id]
+    assert job.state is JobState.ASSIGNED and job.attempt == 1 and job.host == "again"
+    agent.finish(s.id, attempt=1)
+    pump(broker, lambda: job_state(broker, s.id) is JobState.COMPLETED)
+    assert len(broker.model.store.attempts(s.id)) == 1       # ran once
+
+
 def test_failed_job_is_retried_then_fails(broker, ctx):
     agent = FakeAgent(ctx, broker, slots=1)
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)

@@ -82,7 +82,7 @@ def test_jobs_detail(home, fake):
     assert text.startswith("PENDING [") and "why        user alice already has a running job" in text
     assert "task       show red me" in text and "priority critical" in text
     text = home.cli("jobs", C).stdout.decode()
-    assert "exit code 1" in text and "reason     exit status 1" in text
+    assert "   exit 1\n" in text and "reason     exit status 1" in text
     assert "(attempt 2 of 2)" in text and "ran 10s" in text
 
 
@@ -144,13 +144,17 @@ def test_attach(home, fake, short_tmp):
     fake.add(make_job(B, state="running", host="gpu1"))
     fake.add(make_job(C, state="completed", host="gpu1"))
     fake.add(make_job("120003-dddddddddddd", state="running", host="here"))
+    sock = home.cfg.agent.tmux_socket      # the default: luzia-<hash of the state directory>
+    assert sock.startswith("luzia-")
     assert b"has not started yet (no agent is connected)" in home.cli("attach", A).stdout
     assert home.cli("attach", B).stdout.decode() == (
-        f"job {B} runs on gpu1; attach there with: ssh -t gpu1 tmux -L luzia attach -t luzia-{B}\n")
+        f"job {B} runs on gpu1 in tmux session luzia-{B}; attach there with: "
+        f"ssh -t gpu1 luzia attach {B}\n")
     assert home.cli("attach", C).stdout.decode() == f"job {C} is completed; its output: luzia logs {C}\n"
     assert json.loads(home.cli("attach", B, "--json").stdout) == {
-        "id": B, "state": "running", "host": "gpu1", "here": False,
-        "command": ["tmux", "-L", "luzia", "attach", "-t", f"luzia-{B}"]}
+        "id": B, "state": "running", "host": "gpu1", "here": False, "session": f"luzia-{B}",
+        "command": ["tmux", "-L", sock, "attach", "-t", f"luzia-{B}"],
+        "there": ["ssh", "-t", "gpu1", "luzia", "attach", B]}
     # on this host: exec tmux (a stand-in that prints its arguments)
     bin_dir = short_tmp / "bin"
     bin_dir.mkdir()
@@ -158,7 +162,7 @@ def test_attach(home, fake, short_tmp):
     (bin_dir / "tmux").chmod(0o755)
     out = home.cli("attach", "120003-dd", PATH=f"{bin_dir}:{os.environ['PATH']}")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.decode().splitlines()[-1] == "tmux -L luzia attach -t luzia-120003-dddddddddddd"
+    assert out.stdout.decode().splitlines()[-1] == f"tmux -L {sock} attach -t luzia-120003-dddddddddddd"
 
 
 def test_config_show_says_where_it_came_from(home):

@@ -9,10 +9,12 @@ import json
 from tests.fleet import PY, LocalFleet
 from tests.helpers import wait_for
 
-# placement by running/slots only, so which agent is least loaded is known
+# placement by running/slots only, so which agent is least loaded is known; a live agent
+# on a loaded box may miss a few beats without being taken for dead (liveness)
 BROKER = """
 [broker]
 heartbeat_interval = 0.1
+liveness = 20
 [scheduler]
 cpu_ceiling = 1.0
 memory_ceiling = 1.0

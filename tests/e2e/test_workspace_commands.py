@@ -92,7 +92,8 @@ def test_pr_with_and_without_gh(make_fleet, short_tmp):
     bin_dir = short_tmp / "bin"
     bin_dir.mkdir()
     gh = bin_dir / "gh"
-    gh.write_text(f"#!{PY}\nimport json, os, sys\njson.dump(sys.argv[1:], open({str(short_tmp / 'gh.json')!r}, 'w'))\n"
+    record = str(short_tmp / "gh.json")
+    gh.write_text(f"#!{PY}\nimport json, os, sys\njson.dump(sys.argv[1:], open({record!r}, 'w'))\n"
                   "print('https://github.com/o/r/pull/7')\n")
     gh.chmod(gh.stat().st_mode | stat.S_IXUSR)
     with_gh = {**fleet.env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,9 +63,9 @@ def far_agent(fleet: LocalFleet, name: str, home: Path, **env: str):
                                         "LUZIA_ENDPOINTS_AGENTS": f"ipc://{fleet.home}/run/agents"})
 
 
-def ended(fleet: LocalFleet, *ids: str, timeout: float = 90) -> list[dict]:
+def ended(fleet: LocalFleet, *ids: str, timeout: float = 90) -> list[dict[str, Any]]:
     wait_for(lambda: all(fleet.state(i) in ("completed", "failed", "killed") for i in ids), timeout)
-    return [fleet.job(i) for i in ids]
+    return [fleet.job(i) or {} for i in ids]      # {}: not found (KeyError at its use)
 
 
 def test_two_jobs_at_once_each_on_its_branch_then_merge_and_a_refused_conflict(make_fleet,
