@@ -15,6 +15,7 @@ import getpass
 import os
 import re
 import socket
+import stat
 import sys
 import tomllib
 import types
@@ -240,6 +241,7 @@ class Config(Frozen):
     max_jobs: int = 1000              # finished jobs kept in history
     cache_ttl: float = 1.0            # status cache (CLI views)
     monitor_interval: float = 1.0     # refresh of live views
+    admins: list[str] = field(default_factory=list)  # may submit as anyone (--user); see identity.py
     timeout: float = 0.0              # default job timeout in seconds; 0: none
     max_retries: int = 0              # default retries after a failure
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -278,10 +280,11 @@ class Config(Frozen):
         try:
             return self.projects[name]
         except KeyError:
+            from luzia.text import clip
             known = ", ".join(sorted(self.projects)) or "(none)"
-            raise UsageError(f"unknown project {name!r}; known projects: {known} "
-                             f"(declare it under [projects.{name}] in {self.source or 'luzia.toml'})"
-                             ) from None
+            where = f"[projects.{name}]" if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) else "[projects.NAME]"
+            raise UsageError(f"unknown project {clip(name)}; known projects: {known} "
+                             f"(declare it under {where} in {self.source or 'luzia.toml'})") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -600,12 +603,33 @@ def is_local(endpoint: str) -> bool:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable."""
+    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable.
+    An existing directory keeps its mode (only a directory made here is chmod'ed: LUZIA_HOME
+    pointed at /tmp must not take its sticky bit), and one other users may write is refused:
+    they could put their own files where Luzia expects its own (decision 61)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True)
         os.chmod(path, 0o700)
+    except FileExistsError:
+        _refuse_shared(path)
     except OSError as exc:
         raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateDirError(f"state directory {path} is not writable")
     return path
+
+
+def _refuse_shared(path: Path) -> None:
+    """StateDirError for an existing `path` that is not a directory, or that users other
+    than its owner may write: world-writable, or group-writable and not ours."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateDirError(f"cannot use state directory {path}: not a directory")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_uid != os.geteuid()):
+        raise StateDirError(f"refusing state directory {path}: other users may write it (mode "
+                            f"{mode:04o}); point LUZIA_HOME at a directory of Luzia's own, e.g. "
+                            f"{path / 'luzia'} (made 0700; an existing one keeps its mode)")

@@ -25,6 +25,7 @@ RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically
 SPOOL_TMP_SUFFIX = ".tmp"   # `.<id>.tmp` while it is being written
+SPOOL_OWNER = ".broker"     # the submit endpoint of the broker that sweeps this spool
 
 
 def spool_name(job_id: str) -> str:

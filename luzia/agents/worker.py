@@ -23,6 +23,7 @@ from luzia.agents.readopt import readopt
 from luzia.agents.session import BrokerSession
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import BadRequest
+from luzia.service import SocketFiles
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class Worker:
         self.ping = self.ctx.socket(zmq.ROUTER)
         self.ping.setsockopt(zmq.LINGER, 0)
         self.ping.setsockopt(zmq.MAXMSGSIZE, 65536)
-        self.ping.bind(ping_endpoint)
+        self.files = SocketFiles(log)      # the health socket, bound again if deleted
+        self.files.bind(self.ping, ping_endpoint)
         self.bad_pings = rpc.BadFrames(log, "the health socket")
         self.poller = zmq.Poller()
         self.poller.register(self.ping, zmq.POLLIN)
@@ -111,6 +113,7 @@ class Worker:
         self.held.disk.probe(now)
         self.held.watch(now)
         self.worktrees.tick(now, set(self.held.jobs))
+        self.files.check(now)
         self.session.beat_if_due(now)
         if now >= self.next_prune:
             self.next_prune = now + PRUNE_EVERY

@@ -7,7 +7,8 @@ and tells the scheduler: a credit freed (`Fleet.release`), a job pending again
 messages, ops/ for the operators' requests, server.py for submissions and the clock)
 decide *which* edge; only this module says what an edge does.
 
-    accept       a submission → pending, or rejected (queue full, unknown dependency)
+    accept       a submission → pending, or rejected (its user not the submitter's to
+                 name, queue full, unknown dependency)
     assign       pending → assigned (attempt n+1, on the agent the scheduler picked)
     start        assigned | lost → running          (Started)
     lose         assigned | running → lost          (its agent stopped beating)
@@ -35,6 +36,7 @@ from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
 from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
+from luzia.identity import Submitter, refusal as refusal_for_user
 from luzia.states import JobState, exit_text
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,20 @@ HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds
 
 
 # submission and the queue ---------------------------------------------------------------
-def accept(m: Model, spec: protocol.JobSpec) -> Job | None:
-    """A submission becomes a pending job, or a rejected one (queue full, unknown
-    dependency) that stays visible; None for an id the broker has (idempotent)."""
+def accept(m: Model, spec: protocol.JobSpec, by: Submitter | None = None) -> Job | None:
+    """A submission from `by` becomes a pending job, or a rejected one (its user is not
+    `by`'s to name, queue full, unknown dependency) that stays visible; None for an id the
+    broker has (idempotent). `by` None: a submission from inside (not judged, no submitter)."""
     if spec.id in m.jobs:
         m.counters["duplicates"] += 1
         return None
     job = _new_job(m, spec)
     refusal = _refusal(m, job)
+    if by is not None:
+        job.submitter = by.name
+        project = m.cfg.projects.get(job.project)
+        refusal = refusal_for_user(by.name, job.user, project.user if project else None,
+                                   by.admin) or refusal
     if refusal:
         job.move(JobState.REJECTED, refusal)
         job.finished_at = job.updated_at

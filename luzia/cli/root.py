@@ -62,8 +62,8 @@ Shell completion (click): add to ~/.bashrc (or zsh/fish likewise)
 Exit codes:
   0   ok
   1   error
-  2   usage: bad option, unknown project, job not found
-  3   broker not reachable
+  2   usage: bad option, unknown project, job not found, --user not yours to name
+  3   broker not reachable, or it refused this host's CURVE key
   4   protocol error (a malformed answer)
   73  state dir not writable, or the job database unusable (luzia db check)
   75  submission rejected by the broker (queue full, unknown dependency),

@@ -32,6 +32,7 @@ from luzia import keys, layout, protocol, rpc
 from luzia.client import Control
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import BadRequest, LuziaError, ProtocolError, StateDirError
+from luzia.service import SocketFiles
 from luzia.supervisor.control import Controller
 from luzia.supervisor.logs import ChildOutput, RotatingLog
 from luzia.supervisor.notify import Notifier
@@ -84,6 +85,7 @@ class Arbiter:
             ensure_private_dir(path)
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
+        self.files = SocketFiles(log)     # the control socket, bound again if deleted
         self.control = self._bind_control(cfg.endpoints.supervisor)   # refuses a second supervisor
         self.bad_control = rpc.BadFrames(log, "the control socket")
         programs = default_programs(cfg) if programs is None else programs
@@ -127,10 +129,10 @@ class Arbiter:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MSG)
         try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
+            self.files.bind(sock, endpoint, what="supervisor")
+        except LuziaError:
             self.ctx.destroy(0)
-            raise LuziaError(f"cannot listen on {endpoint}: {exc}") from None
+            raise
         self.poller.register(sock, zmq.POLLIN)
         return sock
 
@@ -217,6 +219,7 @@ class Arbiter:
             return
         for child in self.children.values():
             self._policy(child, now)
+        self.files.check(now)
         if now >= self.next_ping:
             self.next_ping = now + self.scfg.ping_interval
             for child in self.children.values():

@@ -18,6 +18,7 @@ from luzia.broker.model import Model
 from luzia.broker.ops import agents, broker, events, history, jobs, logs, queue, workspace
 from luzia.broker.ops.request import DEFERRED, Args
 from luzia.errors import BadRequest
+from luzia.identity import Submitter
 
 Op = Callable[[Model, Args], Any]
 
@@ -25,9 +26,10 @@ NOUNS = (broker, jobs, logs, queue, agents, history, workspace, events)
 OPS: dict[str, Op] = {name: op for noun in NOUNS for name, op in noun.OPS.items()}
 
 
-def handle(m: Model, identity: bytes, req: protocol.Request) -> None:
-    """Answer one request; the reply goes out after the turn's commit (DEFERRED: later)."""
-    args = Args(req.args, identity, req.req)
+def handle(m: Model, identity: bytes, req: protocol.Request, peer: Submitter | None = None) -> None:
+    """Answer one request from `peer` (who sent it, peers.py); the reply goes out after the
+    turn's commit (DEFERRED: later)."""
+    args = Args(req.args, identity, req.req, peer)
     reply = rpc.answer(req, lambda op, _: _op(op)(m, args))
     if reply.result is not DEFERRED:
         m.out.reply(identity, reply)
