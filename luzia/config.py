@@ -18,13 +18,13 @@ import socket
 import stat
 import sys
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from luzia import gitref
+from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, StateDirError, UsageError
 from luzia.frozen import Frozen, frozen
 
@@ -334,125 +334,12 @@ def load(overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None 
             break
         if env.get("LUZIA_CONFIG"):
             raise ConfigError(f"LUZIA_CONFIG names {path}, which does not exist")
-    _merge(raw, _from_env(env))
+    merge(raw, from_env(env, Config, ENV_ALIASES))
     if overrides:
-        _merge(raw, overrides)
+        merge(raw, overrides)
     raw["source"] = source
-    cfg = _build(Config, raw, "")
+    cfg = build(Config, raw, "")
     return _finish(cfg)
-
-
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(Config)
-                if dataclasses.is_dataclass(_hint(Config, f.name))}
-    for name, value in env.items():
-        if not name.startswith("LUZIA_") or name == "LUZIA_CONFIG":
-            continue
-        if name in ENV_ALIASES:
-            path = ENV_ALIASES[name]
-        else:
-            rest = name[len("LUZIA_"):].lower()
-            section, _, key = rest.partition("_")
-            if section in sections and key:
-                path = (section, key)
-            elif rest in {f.name for f in dataclasses.fields(Config)}:
-                path = (rest,)
-            else:
-                continue  # other LUZIA_* variables (job environment) are not config
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = _EnvString(value)
-    return out
-
-
-class _EnvString(str):
-    """A value from the environment: parsed to the field's type instead of type-checked."""
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hint(cls: type, name: str) -> Any:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls][name]
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a table, got {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key {_join(where, unknown[0])!r}; "
-                          f"known keys here: {', '.join(sorted(n for n in names if n != 'source'))}")
-    kwargs = {}
-    for name, value in raw.items():
-        kwargs[name] = _coerce(_hint(cls, name), value, _join(where, name))
-    return cls(**kwargs)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin is dict:
-        key_t, val_t = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table")
-        return {str(k): _coerce(val_t, v, f"{where}.{k}") for k, v in value.items()}
-    if origin is list:
-        (item_t,) = typing.get_args(hint)
-        if isinstance(value, _EnvString):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list")
-        return [_coerce(item_t, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if hint is bool:
-        if isinstance(value, _EnvString):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint in (int, float):
-        if isinstance(value, _EnvString):
-            try:
-                value = hint(value.strip())
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must not be negative, got {value!r}")
-        return hint(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
 
 
 def _finish(cfg: Config) -> Config:
@@ -481,9 +368,7 @@ def _finish(cfg: Config) -> Config:
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
-    if not re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", agent.branch_prefix or "/"):
-        raise ConfigError(f"agent.branch_prefix {agent.branch_prefix!r} is not usable in a "
-                          "branch name (letters, digits, . _ - and /)")
+    gitref.check_prefix(agent.branch_prefix)
     if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
         raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
                           f"not {agent.runner!r}")
@@ -506,7 +391,7 @@ def _finish(cfg: Config) -> Config:
             project,
             user=project.user or login,
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
-            repo=_repo(name, project),
+            repo=gitref.project_repo(f"projects.{name}", project),
         )
     _check_programs(cfg.supervisor.programs)
     broker = cfg.broker
@@ -522,28 +407,6 @@ def _finish(cfg: Config) -> Config:
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
         keys=_keys(cfg.keys, home), notify=notify,
     )
-
-
-def _repo(name: str, project: Project) -> str:
-    """A project's `repo`, a local one as an absolute path; its workspace settings checked."""
-    from luzia import gitref
-    where = f"projects.{name}"
-    if not project.repo:
-        for key in ("base", "setup", "copy"):
-            if getattr(project, key):
-                raise ConfigError(f"{where}.{key} needs {where}.repo (a workspace's settings)")
-        return ""
-    if project.base and not gitref.valid(project.base):
-        raise ConfigError(f"{where}.base: {project.base!r} is not a branch, tag or commit name")
-    if gitref.is_url(project.repo):
-        if project.copy:
-            raise ConfigError(f"{where}.copy needs a local repo path (files are copied from it), "
-                              f"not the URL {project.repo}")
-        return project.repo
-    for path in project.copy:
-        if os.path.isabs(path) or ".." in path.split("/"):
-            raise ConfigError(f"{where}.copy: {path!r} must be a path inside the repository")
-    return os.path.abspath(os.path.expanduser(project.repo))
 
 
 def default_tmux_socket(home: str) -> str:
