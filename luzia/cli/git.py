@@ -68,8 +68,8 @@ class GitJob:
         return snapshots.capture(self.repo, f"luzia: job {self.id} so far")
 
 
-def _git_errors(fn):
-    """A git failure is a one-line error, not a traceback."""
+def git_errors(fn):
+    """A git failure is a one-line error, not a traceback (here and in workspace.py)."""
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         try:
@@ -84,7 +84,7 @@ def _git_errors(fn):
 @click.option("--stat", is_flag=True, help="Only the changed files and their line counts.")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON: {id, state, repo, before, after, files: [{path, added, removed}], patch}.")
-@_git_errors
+@git_errors
 def diff(job_id: str, stat: bool, as_json: bool) -> None:
     """What job JOB_ID changed in its git work directory (all attempts; so far, while it
     runs), or on its branch when it had a workspace (docs/WORKSPACES.md). Untracked files
@@ -125,7 +125,7 @@ def _numstat(repo: str, before: str, after: str) -> list[dict[str, Any]]:
 @click.option("--dry-run", "-n", "check", is_flag=True,
               help="Only say what it would restore, and whether it would apply; change nothing.")
 @click.option("--check", "check", is_flag=True, hidden=True)      # the older spelling
-@_git_errors
+@git_errors
 def revert(job_id: str, check: bool) -> None:
     """Undo what job JOB_ID changed in its work directory, keeping later changes to other
     lines; refused (nothing changed) when later changes conflict with it."""

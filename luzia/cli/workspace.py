@@ -17,9 +17,10 @@ from typing import Any
 
 import click
 
-from luzia import gitref, snapshots
+from luzia import gitref
 from luzia.cli import branch as branches
 from luzia.cli.control import connect, dump, fetch_job
+from luzia.cli.git import git_errors
 from luzia.cli.job_views import workspace_lines
 from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
@@ -39,19 +40,6 @@ def _record(op: str, **args: Any) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise LuziaError(f"the broker answered {op} with something that is not a job")
     return result
-
-
-def _git_errors(fn):
-    """A git failure is a one-line error, not a traceback."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except snapshots.SnapshotError as exc:
-            raise LuziaError(str(exc)) from None
-    return wrapped
 
 
 # luzia workspace ------------------------------------------------------------------------
@@ -97,7 +85,7 @@ def workspace(job_id: str, path_only: bool, as_json: bool) -> None:
 @click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP + " (every check is made)")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON: {id, checkout, into, branch, commit, files, already, dry_run}.")
-@_git_errors
+@git_errors
 def merge(job_id: str, squash: bool, checkout: str | None, dry_run: bool, as_json: bool) -> None:
     """Merge job JOB_ID's branch into the current branch of your checkout. Refused, with
     nothing changed, on a conflict or a dirty tree (the files are named)."""
@@ -179,7 +167,7 @@ def discard(job_id: str, dry_run: bool, as_json: bool) -> None:
 @click.argument("job_id")
 @click.option("--dry-run", "-n", is_flag=True, help="Print the gh command; run nothing.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: {id, branch, argv, cwd, url}.")
-@_git_errors
+@git_errors
 def pr(job_id: str, dry_run: bool, as_json: bool) -> None:
     """Open a pull request for job JOB_ID's branch with the GitHub CLI (gh)."""
     job = branches.JobBranch.of(_job(job_id))
