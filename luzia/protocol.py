@@ -171,6 +171,9 @@ class Progress(Message):
     tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
     stalled: bool = field(False)                # output unchanged for the agent's stall_after
     stalled_for: float = field(0.0, min=0, max=30 * 86400)   # seconds since it last changed
+    # issue 14: its pane waits for a person (attention.py), and the pane's last lines then
+    needs_input: bool = field(False)
+    needs_input_lines: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
     base_commit: str = field("", pattern=COMMIT_RE)   # protocol 3: the base its worktree was made at
 
 

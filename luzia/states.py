@@ -31,6 +31,10 @@ class JobState(str, enum.Enum):
 TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED, JobState.REJECTED})
 TERMINAL_NAMES = frozenset(s.value for s in TERMINAL)      # as the wire and the store spell them
 JOB_STATE_NAMES = tuple(s.value for s in JobState)
+# not a state: a running job began to wait for a person (issue 14). Its events row and PUB
+# topic (`job.needs-input`) carry this name; the job stays running, with `needs_input` set
+NEEDS_INPUT = "needs-input"
+JOB_EVENT_NAMES = JOB_STATE_NAMES + (NEEDS_INPUT,)   # the names in the events table
 
 _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.KILLED, JobState.FAILED, JobState.REJECTED}),

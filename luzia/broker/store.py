@@ -67,6 +67,11 @@ class Job:
     exit_code: int | None = None
     stalled: bool = False
     stalled_since: float | None = None    # unix time its output stopped (kept in memory only)
+    # its pane waits for a person (issue 14): memory only, its agent reports it again after
+    # a restart of ours; the events table has a `needs-input` row per time it began
+    needs_input: bool = False
+    needs_input_since: float | None = None
+    needs_input_lines: list[str] = field(default_factory=list)
     session: str = ""                     # its tmux session on its agent's host (memory only;
                                           # after a restart from its `started` event row)
     assigned_at: float | None = None
@@ -101,14 +106,19 @@ class Job:
         self.assigned_at = self.started_at = self.finished_at = self.exit_code = None
         self.progress, self.message = -1.0, ""
         self.stalled, self.stalled_since = False, None
+        self.clear_needs_input()
         self.session = ""
+
+    def clear_needs_input(self) -> None:
+        self.needs_input, self.needs_input_since, self.needs_input_lines = False, None, []
 
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
         return {"id": self.id, "state": self.state.value, "project": self.project,
                 "user": self.user, "priority": Priority(self.priority).label, "host": self.host,
                 "attempt": self.attempt, "progress": self.progress, "message": self.message,
-                "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled}
+                "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled,
+                "needs_input": self.needs_input}
 
     def to_dict(self, with_tail: bool = False) -> dict[str, Any]:
         """The job object of the control protocol (docs/PROTOCOL.md)."""
@@ -121,8 +131,11 @@ class Job:
         out["stalled_since"] = self.stalled_since if self.stalled else None
         out["why"] = ""
         out["session"] = self.session
+        out["needs_input"] = self.needs_input
+        out["needs_input_since"] = self.needs_input_since
         if with_tail:
             out["tail"] = list(self.tail)
+            out["needs_input_lines"] = list(self.needs_input_lines)
         return out
 
 
@@ -235,8 +248,9 @@ class Store:
             self._event(job, "")
         return bool(cur.rowcount)
 
-    def save(self, job: Job, event: str | None = None) -> None:
-        """Write the job's mutable fields; `event` (a detail string) also logs a transition."""
+    def save(self, job: Job, event: str | None = None, name: str | None = None) -> None:
+        """Write the job's mutable fields; `event` (a detail string) also logs a transition,
+        as the job's state or as `name` (an event that is no state: states.NEEDS_INPUT)."""
         self._begin()
         job.updated_at = time.time()
         self.db.execute(
@@ -249,7 +263,7 @@ class Store:
         if job.repo:
             self.save_workspace(job)
         if event is not None:
-            self._event(job, event)
+            self._event(job, event, name)
 
     def save_workspace(self, job: Job, event: str | None = None) -> None:
         """Write what the job's workspace changed (schema 3); `event` logs it too."""
@@ -267,9 +281,15 @@ class Store:
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
              job.exit_code, reason, job.base_commit))
 
-    def _event(self, job: Job, detail: str) -> None:
+    def _event(self, job: Job, detail: str, name: str | None = None) -> None:
         self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                        (job.id, time.time(), job.state.value, detail))
+                        (job.id, time.time(), name or job.state.value, detail))
+
+    def last_event(self, job_id: str) -> tuple[str, float]:
+        """The name (state) and time of the job's newest events row, ("", 0) without one."""
+        row = self.db.execute("SELECT state, at FROM events WHERE job_id=? ORDER BY seq DESC "
+                              "LIMIT 1", (job_id,)).fetchone()
+        return (str(row[0]), float(row[1])) if row else ("", 0.0)
 
     def get(self, job_id: str) -> Job | None:
         row = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id=?",

@@ -19,5 +19,6 @@ COMMANDS_BY_NOUN = {
     "db": ("db",),
     "web": ("web",),
     "notify": ("notify",),
+    "reply": ("reply",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

@@ -22,6 +22,7 @@ from luzia.cli import (
     logs,
     notify,
     queue,
+    reply,
     supervisor,
     top,
     web,
@@ -71,7 +72,7 @@ Exit codes:
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, workspace, config, keys,
-         supervisor, db, web, notify)
+         supervisor, db, web, notify, reply)
 
 
 @click.group(help=HELP, invoke_without_command=True,
