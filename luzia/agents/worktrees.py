@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from luzia import layout, protocol
+from luzia import gitref, layout, protocol
 from luzia.agents import workspace
 from luzia.config import Config
 
@@ -134,7 +134,7 @@ def push_text(push: dict[str, Any]) -> str:
 
 
 def _commit(value: Any) -> str:
-    return value if isinstance(value, str) and protocol.COMMIT_RE.match(value) else ""
+    return value if isinstance(value, str) and gitref.COMMIT_RE.match(value) else ""
 
 
 def _count(value: Any, default: int = 0) -> int:

@@ -37,6 +37,9 @@ _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout
     "files_changed", "lines_added", "lines_removed", "push", "outcome", "outcome_at")
 _WORKSPACE = _SCALARS[_SCALARS.index("base_commit"):]       # what a job's workspace changes
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
+_INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_STATE = _SCALARS.index("state")
+_INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
@@ -137,6 +140,10 @@ class Job:
             out["tail"] = list(self.tail)
             out["needs_input_lines"] = list(self.needs_input_lines)
         return out
+
+
+def _json(value: Any, empty: str) -> str:
+    return json.dumps(value) if value else empty     # most jobs: nothing to encode
 
 
 def _filters(states: list[str] | None, project: str | None, user: str | None,
@@ -240,13 +247,32 @@ class Store:
     def insert(self, job: Job) -> bool:
         """Insert a new job; False if its id exists already (a repeated submission)."""
         self._begin()
-        cur = self.db.execute(
-            f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})", self._row(job))
+        cur = self.db.execute(_INSERT_JOB.replace("INSERT", "INSERT OR IGNORE", 1), self._row(job))
         if cur.rowcount:
             self.next_seq = max(self.next_seq, job.seq + 1)
             self._event(job, "")
         return bool(cur.rowcount)
+
+    def insert_all(self, jobs: list[Job]) -> None:
+        """Insert new jobs (ids the store does not have: `existing`) and their first event
+        rows, each table in one statement."""
+        if not jobs:
+            return
+        self._begin()
+        self.db.executemany(_INSERT_JOB, [self._row(job) for job in jobs])
+        now = time.time()
+        self.db.executemany(_INSERT_EVENT, [(job.id, now, job.state.value, "") for job in jobs])
+        self.next_seq = max(self.next_seq, max(job.seq for job in jobs) + 1)
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Those of `ids` the store has."""
+        found: set[str] = set()
+        for at in range(0, len(ids), 500):      # within SQLite's limit on parameters
+            chunk = ids[at:at + 500]
+            rows = self.db.execute(f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+                                   chunk)
+            found.update(r[0] for r in rows)
+        return found
 
     def save(self, job: Job, event: str | None = None, name: str | None = None) -> None:
         """Write the job's mutable fields; `event` (a detail string) also logs a transition,
@@ -282,8 +308,7 @@ class Store:
              job.exit_code, reason, job.base_commit))
 
     def _event(self, job: Job, detail: str, name: str | None = None) -> None:
-        self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                        (job.id, time.time(), name or job.state.value, detail))
+        self.db.execute(_INSERT_EVENT, (job.id, time.time(), name or job.state.value, detail))
 
     def last_event(self, job_id: str) -> tuple[str, float]:
         """The name (state) and time of the job's newest events row, ("", 0) without one."""
@@ -376,8 +401,8 @@ class Store:
     @staticmethod
     def _row(job: Job) -> tuple:
         values = [getattr(job, name) for name in _SCALARS]
-        values[_SCALARS.index("state")] = job.state.value
-        return (*values, json.dumps(job.after), json.dumps(job.metadata), json.dumps(job.tail),
+        values[_STATE] = job.state.value
+        return (*values, _json(job.after, "[]"), _json(job.metadata, "{}"), _json(job.tail, "[]"),
                 int(job.stalled))
 
     @staticmethod

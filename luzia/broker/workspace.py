@@ -25,6 +25,7 @@ from luzia.config import Config
 log = logging.getLogger(__name__)
 
 DISCARDS = "workspace_discards"      # the store's meta key: {agent: [job ids]}
+PROTOCOL = 3                         # the first protocol whose agents make a job's worktree
 
 
 def shared_workdir(cfg: Config, job: Job) -> str:
@@ -34,6 +35,16 @@ def shared_workdir(cfg: Config, job: Job) -> str:
         return ""
     project = cfg.projects.get(job.project)
     return "" if project is not None and project.shared_concurrent else job.workdir
+
+
+def unfit(job: Job, agent: Agent) -> str:
+    """Why `agent` must not run `job` ("" if it may): an agent of an older protocol would
+    ignore the job's repo and run it without its worktree, its work never coming home."""
+    if not job.repo or agent.protocol >= PROTOCOL:
+        return ""
+    return (f"agent {agent.name} speaks protocol {agent.protocol} (Luzia "
+            f"{agent.version or 'of the first release'}); a job with a workspace needs "
+            f"protocol {PROTOCOL}: upgrade it")
 
 
 def started(job: Job, agent: Agent, msg: protocol.Started) -> None:

@@ -210,7 +210,7 @@ def place(items: list[Item], projects: Any, default_project: str | None) -> None
 
 def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[str, list]:
     """Queue what is to be taken; {taken: [...], skipped: [...]} for the report."""
-    from luzia import client
+    from luzia import client, protocol
     cfg = load_config()
     place(items, cfg.projects, default_project)
     existing = ask("jobs.exist", dict, ids=[i.job_id for i in items if not i.skip])
@@ -224,7 +224,7 @@ def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[
         try:
             spec = client.build(item.project, item.task, cfg=cfg, priority=item.priority,
                                 type=item.type or None, metadata=item.metadata)
-            spec = dataclasses.replace(spec, id=item.job_id)
+            spec = protocol.replace(spec, id=item.job_id)
         except LuziaError as exc:
             report["skipped"].append({"key": item.key, "reason": str(exc)})
             continue

@@ -27,7 +27,7 @@ def test_import_ids_are_stable_and_valid():
     a = Item("beads", "bd-1", created=1767088800.0)
     assert a.job_id == Item("beads", "bd-1", created=1767088800.0).job_id
     assert a.job_id != Item("pending-requests", "bd-1", created=1767088800.0).job_id
-    assert JOB_ID_RE.match(a.job_id) and JOB_ID_RE.match(Item("beads", "x").job_id)
+    assert JOB_ID_RE.fullmatch(a.job_id) and JOB_ID_RE.fullmatch(Item("beads", "x").job_id)
 
 
 def test_request_and_bead_mapping():
