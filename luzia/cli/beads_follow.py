@@ -34,7 +34,7 @@ import click
 
 from luzia.beadsfile import BeadsFile
 from luzia.cli.control import load_config
-from luzia.cli.imports import BEADS_TAKEN, Item, bead, place, when
+from luzia.cli.oldqueues import BEADS_TAKEN, Item, bead, place, when
 from luzia.errors import BrokerUnreachable, LuziaError
 from luzia.states import TERMINAL_NAMES, exit_text
 

@@ -8,7 +8,7 @@ import pytest
 
 from luzia.cli.agents import gpu_cell
 from luzia.cli.history import since_time
-from luzia.cli.imports import Item, _request, bead as read_bead
+from luzia.cli.oldqueues import Item, _request, bead as read_bead
 from luzia.cli.top import Snapshot, alerts, plain
 from luzia.errors import UsageError
 from luzia.ids import JOB_ID_RE
