@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import HYPOTHESIS_PROFILE
+from tests.helpers import HYPOTHESIS_PROFILE, kill_tmux_server
 
 # deadline and too_slow are about time: on a loaded box they fail a test whose answers are
 # right. How many examples each test tries: tests.helpers.examples.
@@ -56,7 +55,7 @@ def tmux_socket():
         pytest.skip("tmux is not installed")
     name = f"lzt{uuid.uuid4().hex[:8]}"
     yield name
-    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+    kill_tmux_server(name)
 
 
 def write_config(home: Path, text: str = "", tmux_socket: str = "") -> Path:

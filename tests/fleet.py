@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from luzia import protocol
-from tests.helpers import printed_id, wait_for
+from tests.helpers import kill_tmux_server, printed_id, wait_for
 
 PY = sys.executable
 
@@ -29,7 +29,8 @@ class LocalFleet:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.config = home / "luzia.toml"
-        agent = f'[agent]\ntmux_socket = "{tmux_socket}"\n' if tmux_socket and "[agent]" not in config_text else ""
+        agent = (f'[agent]\ntmux_socket = "{tmux_socket}"\n'
+                 if tmux_socket and "[agent]" not in config_text else "")
         self.config.write_text(f'home = "{home}"\n{config_text}\n{agent}')
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
         self.env.update({"LUZIA_CONFIG": str(self.config), "LUZIA_HOME": str(home),
@@ -88,7 +89,7 @@ class LocalFleet:
         self._reset_control()
         self.ctx.destroy(linger=0)
         if self.own_tmux and shutil.which("tmux"):
-            subprocess.run(["tmux", "-L", self.own_tmux, "kill-server"], capture_output=True)
+            kill_tmux_server(self.own_tmux)
 
     # talking to it ----------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:
