@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.fleet import LocalFleet
 from tests.helpers import HYPOTHESIS_PROFILE, kill_tmux_server
 
 # deadline and too_slow are about time: on a loaded box they fail a test whose answers are
@@ -81,3 +82,14 @@ def luzia_env(short_tmp, monkeypatch):
     return home, path
 
 
+@pytest.fixture
+def make_fleet(short_tmp, request):
+    fleets = []
+
+    def make(config: str = "", tmux_socket: str = "", **env: str) -> LocalFleet:
+        fleet = LocalFleet(short_tmp / f"f{len(fleets)}", config, tmux_socket, env)
+        fleets.append(fleet)
+        return fleet
+    yield make
+    for fleet in fleets:
+        fleet.close()

@@ -146,3 +146,23 @@ class LocalFleet:
 
 def jobs_json(out: subprocess.CompletedProcess) -> Any:
     return json.loads(out.stdout.decode())
+
+
+# a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
+# silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
+FAST = """
+[broker]
+heartbeat_interval = 0.1
+liveness = 20
+spool_sweep = 0.2
+"""
+
+SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
+
+
+def fleet_config(agent: str = "", scheduler: str = "") -> str:
+    # a 2-core CI box runs these at 100 % CPU; the ceilings are the scheduler tests' business
+    text = FAST + f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
+    if agent:
+        text += f"[agent]\n{agent}\n"
+    return text

@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 
 from luzia.broker.lifecycle import NEVER_STARTED, NEVER_STARTED_MAX
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import LocalFleet
+from tests.fleet import LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 
