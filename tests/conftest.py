@@ -84,7 +84,7 @@ def luzia_env(short_tmp, monkeypatch):
 
 @pytest.fixture
 def make_fleet(short_tmp, request):
-    fleets = []
+    fleets: list[LocalFleet] = []
 
     def make(config: str = "", tmux_socket: str = "", **env: str) -> LocalFleet:
         fleet = LocalFleet(short_tmp / f"f{len(fleets)}", config, tmux_socket, env)

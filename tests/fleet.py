@@ -111,7 +111,7 @@ class LocalFleet:
         self._control.send_multipart(protocol.encode(request))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not self._control.poll(left * 1000):
+            if not self._control.poll(int(left * 1000) + 1):
                 break
             reply = protocol.decode(self._control.recv_multipart())
             if isinstance(reply, protocol.Reply) and reply.req == req:
@@ -129,7 +129,7 @@ class LocalFleet:
     def ping(self) -> bool:
         return self.control("ping", timeout=0.5) is not None
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: str) -> dict[str, Any]:
         return self.control("jobs.get", id=job_id)
 
     def state(self, job_id: str) -> str | None:

@@ -19,6 +19,7 @@ import os
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(mak
 
     small_disk.fill()
     second = fleet.submit("demo", "two")
-    health = lambda: next((a for a in fleet.control("agents.status") or []  # noqa: E731
+    health: Any = lambda: next((a for a in fleet.control("agents.status") or []  # noqa: E731
                            if a["name"] == "a"), {})
     wait_for(lambda: health().get("health") == "degraded", 60, message="the agent degrades")
     assert "disk full" in health()["degraded"]

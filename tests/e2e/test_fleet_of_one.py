@@ -145,15 +145,17 @@ def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_t
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     printed: list[str] = []
     # kill the broker once some ids are out, while the writers keep going
-    first = writers[0].stdout.readline().decode().strip()
+    ids_out = writers[0].stdout
+    assert ids_out is not None
+    first = ids_out.readline().decode().strip()
     printed.append(first)
     for _ in range(60):
-        printed.append(writers[0].stdout.readline().decode().strip())
+        printed.append(ids_out.readline().decode().strip())
     fleet.kill("broker", signal.SIGKILL)
     for w in writers:
         # through the same buffered file readline() used: communicate() reads the raw pipe
         # and would miss what readline() had buffered beyond the lines it returned
-        out, err = w.stdout.read(), w.stderr.read()
+        out, err = w.stdout.read(), w.stderr.read()  # type: ignore[union-attr]
         assert w.wait(timeout=120) == 0, err.decode()
         printed += out.decode().split()
     printed = [p for p in printed if p]
