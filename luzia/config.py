@@ -18,13 +18,13 @@ import socket
 import stat
 import sys
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from luzia import gitref
+from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, StateDirError, UsageError
 from luzia.frozen import Frozen, frozen
 
@@ -130,6 +130,10 @@ class AgentConfig(Frozen):
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
     stall_after: float = 600.0        # seconds without output change: the job is flagged stalled; 0: off
     kill_on_stall: bool = False       # stop a stalled job (failed, reason "stalled"; retries apply)
+    workspace_dir: str = ""           # worktrees and mirrors (WORKSPACES.md); default $LUZIA_HOME/workspaces
+    workspace_keep: float = 86400.0   # seconds an ended job's worktree is kept (its branch stays)
+    branch_prefix: str = "luzia/"     # a workspace job's branch: <prefix><job id>
+    push_retry: float = 60.0          # seconds before a failed push is tried again (doubling to 1 h)
 
 
 @frozen
@@ -248,6 +252,12 @@ class Project(Frozen):
     timeout: float = 0.0              # 0: no timeout
     max_retries: int = -1             # -1: the global default
     stall_after: float = -1.0         # -1: the agent's agent.stall_after
+    # workspaces (docs/WORKSPACES.md): with `repo`, each job runs in its own git worktree
+    repo: str = ""                    # a local path, or any URL git fetches (ssh://, https://, file://)
+    base: str = ""                    # the branch, tag or commit a job starts from; "": repo's HEAD
+    setup: list[str] = field(default_factory=list)   # run in a new worktree before the agent
+    copy: list[str] = field(default_factory=list)    # git-ignored files copied from a local repo
+    shared_concurrent: bool = False   # without repo: let jobs share `workdir` at the same time
 
 
 @frozen
@@ -351,125 +361,12 @@ def load(overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None 
             break
         if env.get("LUZIA_CONFIG"):
             raise ConfigError(f"LUZIA_CONFIG names {path}, which does not exist")
-    _merge(raw, _from_env(env))
+    merge(raw, from_env(env, Config, ENV_ALIASES))
     if overrides:
-        _merge(raw, overrides)
+        merge(raw, overrides)
     raw["source"] = source
-    cfg = _build(Config, raw, "")
+    cfg = build(Config, raw, "")
     return _finish(cfg)
-
-
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(Config)
-                if dataclasses.is_dataclass(_hint(Config, f.name))}
-    for name, value in env.items():
-        if not name.startswith("LUZIA_") or name == "LUZIA_CONFIG":
-            continue
-        if name in ENV_ALIASES:
-            path = ENV_ALIASES[name]
-        else:
-            rest = name[len("LUZIA_"):].lower()
-            section, _, key = rest.partition("_")
-            if section in sections and key:
-                path = (section, key)
-            elif rest in {f.name for f in dataclasses.fields(Config)}:
-                path = (rest,)
-            else:
-                continue  # other LUZIA_* variables (job environment) are not config
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = _EnvString(value)
-    return out
-
-
-class _EnvString(str):
-    """A value from the environment: parsed to the field's type instead of type-checked."""
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hint(cls: type, name: str) -> Any:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls][name]
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a table, got {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key {_join(where, unknown[0])!r}; "
-                          f"known keys here: {', '.join(sorted(n for n in names if n != 'source'))}")
-    kwargs = {}
-    for name, value in raw.items():
-        kwargs[name] = _coerce(_hint(cls, name), value, _join(where, name))
-    return cls(**kwargs)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    if origin is dict:
-        key_t, val_t = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table")
-        return {str(k): _coerce(val_t, v, f"{where}.{k}") for k, v in value.items()}
-    if origin is list:
-        (item_t,) = typing.get_args(hint)
-        if isinstance(value, _EnvString):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list")
-        return [_coerce(item_t, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if hint is bool:
-        if isinstance(value, _EnvString):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint in (int, float):
-        if isinstance(value, _EnvString):
-            try:
-                value = hint(value.strip())
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must not be negative, got {value!r}")
-        return hint(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
 
 
 def _finish(cfg: Config) -> Config:
@@ -492,10 +389,13 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        workspace_dir=os.path.abspath(os.path.expanduser(
+            agent.workspace_dir or os.path.join(home, "workspaces"))),
         tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
+    gitref.check_prefix(agent.branch_prefix)
     if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
         raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
                           f"not {agent.runner!r}")
@@ -519,6 +419,7 @@ def _finish(cfg: Config) -> Config:
             project,
             user=project.user or login,
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
+            repo=gitref.project_repo(f"projects.{name}", project),
         )
     _check_programs(cfg.supervisor.programs)
     broker = cfg.broker

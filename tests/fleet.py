@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from luzia import protocol
-from tests.helpers import printed_id, wait_for
+from tests.helpers import kill_tmux_server, printed_id, wait_for
 
 PY = sys.executable
 
@@ -29,7 +29,8 @@ class LocalFleet:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.config = home / "luzia.toml"
-        agent = f'[agent]\ntmux_socket = "{tmux_socket}"\n' if tmux_socket and "[agent]" not in config_text else ""
+        agent = (f'[agent]\ntmux_socket = "{tmux_socket}"\n'
+                 if tmux_socket and "[agent]" not in config_text else "")
         self.config.write_text(f'home = "{home}"\n{config_text}\n{agent}')
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
         self.env.update({"LUZIA_CONFIG": str(self.config), "LUZIA_HOME": str(home),
@@ -88,7 +89,7 @@ class LocalFleet:
         self._reset_control()
         self.ctx.destroy(linger=0)
         if self.own_tmux and shutil.which("tmux"):
-            subprocess.run(["tmux", "-L", self.own_tmux, "kill-server"], capture_output=True)
+            kill_tmux_server(self.own_tmux)
 
     # talking to it ----------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -110,7 +111,7 @@ class LocalFleet:
         self._control.send_multipart(protocol.encode(request))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not self._control.poll(left * 1000):
+            if not self._control.poll(int(left * 1000) + 1):
                 break
             reply = protocol.decode(self._control.recv_multipart())
             if isinstance(reply, protocol.Reply) and reply.req == req:
@@ -128,7 +129,7 @@ class LocalFleet:
     def ping(self) -> bool:
         return self.control("ping", timeout=0.5) is not None
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: str) -> dict[str, Any]:
         return self.control("jobs.get", id=job_id)
 
     def state(self, job_id: str) -> str | None:
@@ -145,3 +146,23 @@ class LocalFleet:
 
 def jobs_json(out: subprocess.CompletedProcess) -> Any:
     return json.loads(out.stdout.decode())
+
+
+# a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
+# silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
+FAST = """
+[broker]
+heartbeat_interval = 0.1
+liveness = 20
+spool_sweep = 0.2
+"""
+
+SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
+
+
+def fleet_config(agent: str = "", scheduler: str = "") -> str:
+    # a 2-core CI box runs these at 100 % CPU; the ceilings are the scheduler tests' business
+    text = FAST + f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
+    if agent:
+        text += f"[agent]\n{agent}\n"
+    return text

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
+from luzia.agents import worktrees
 from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.config import Config
 from luzia.text import strip_terminal
@@ -68,7 +69,8 @@ class JobDir:
             if _size(self.output):                 # earlier attempts' output stays, marked off
                 with open(self.output, "ab") as f:
                     f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
-        workdir = job.workdir or str(self.path)
+        ws = worktrees.plan(cfg, job, attempt)      # None: no repo, no workspace
+        workdir = ws["path"] if ws else job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir)
         task_file = str(self.path / layout.TASK)
         if any(task_file in arg for arg in argv):      # only a command that reads it ({task_file})
@@ -77,7 +79,8 @@ class JobDir:
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
-                "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
+                "env": env, "created_at": time.time(), "host": cfg.agent.name,
+                "git_snapshots": cfg.agent.git_snapshots and not ws, "workspace": ws}
         _put(self.path / layout.META, json.dumps(meta, indent=1).encode())
         self.laid_out = meta
         # room for the tracker's pid and exit code, taken now: on a disk that fills while the

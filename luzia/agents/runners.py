@@ -200,7 +200,7 @@ class TmuxRunner(Untold):
         job.for_wrapper()
         lean = not self.wrapper_needed(job.meta())
         # the session's command holds only our interpreter and the job dir (shell-quoted)
-        self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean))
+        self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean), cwd=_cwd(job))
         self._listed_at = -1e9
         return session
 
@@ -239,6 +239,15 @@ class TmuxRunner(Untold):
             if self._listed is None:
                 log.warning("tmux could not list its sessions; taking the jobs as alive")
         return self._listed
+
+
+def _cwd(job: JobDir) -> str:
+    """Where the session starts (a new window opens there): the job's work directory."""
+    try:
+        cwd = str(job.meta().get("cwd") or "")
+    except (OSError, ValueError):
+        return ""
+    return cwd if os.path.isdir(cwd) else ""
 
 
 def make_runner(cfg: Config) -> Runner:

@@ -51,6 +51,8 @@ class Agent:
     degraded: str = ""               # why it takes no new jobs by itself (its disk is full)
     protocol: int = 1                # as its Hello said (docs/PROTOCOL.md, "Versions")
     version: str = ""                # its Luzia release ("": the first release did not say)
+    workspace_bytes: int = -1        # disk its worktrees and mirrors use (-1: not reported)
+    workspaces: int = 0              # worktrees on it
 
     @property
     def live(self) -> bool:
@@ -73,7 +75,8 @@ class Agent:
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
                 "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
                 "degraded": self.degraded, "protocol": self.protocol,
-                "version": self.version}
+                "version": self.version,
+                "workspace_bytes": self.workspace_bytes, "workspaces": self.workspaces}
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ import re
 import time
 
 from luzia import protocol
-from luzia.broker import gpu
+from luzia.broker import gpu, workspace
 from luzia.broker.fleet import Agent
 from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
@@ -144,7 +144,8 @@ def _new_job(m: Model, spec: protocol.JobSpec, seq: int) -> Job:
                timeout=spec.timeout or sched.timeouts.get(kind) or m.cfg.timeout,
                max_retries=spec.max_retries, workdir=spec.workdir,
                submitted_at=spec.submitted_at or now, after=list(spec.after),
-               metadata=dict(spec.metadata), updated_at=now)
+               metadata=dict(spec.metadata), updated_at=now, repo=spec.repo, base=spec.base,
+               base_commit=spec.base_commit)
 
 
 def queue_full(m: Model, pending: int | None = None) -> bool:
@@ -198,7 +199,8 @@ def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
                avoid: frozenset[str] = frozenset()) -> SchedJob:
     return SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
                     project=job.project, type=job.type, after=after, submitted=time.monotonic(),
-                    gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid)
+                    gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid,
+                    shared=workspace.shared_workdir(m.cfg, job))
 
 
 def _failed_on(m: Model, job: Job) -> frozenset[str]:
@@ -239,6 +241,9 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
     m.fleet.hold(agent, job.id)
     _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt}){busy}")
     m.store.save_attempt(job)
+    if workspace.unfit(job, agent):         # tried elsewhere, as a job that never started
+        unstarted(m, job, workspace.unfit(job, agent))
+        return
     m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt))
     log.info("job %s assigned to %s (attempt %d)%s", job.id, agent.name, job.attempt, busy)
 
@@ -484,4 +489,5 @@ def _spec(job: Job) -> protocol.JobSpec:
                             priority=job.priority, type=job.type, timeout=job.timeout,
                             max_retries=job.max_retries, after=list(job.after),
                             metadata=dict(job.metadata), workdir=job.workdir,
-                            submitted_at=job.submitted_at)
+                            submitted_at=job.submitted_at, repo=job.repo, base=job.base,
+                            base_commit=job.base_commit)

@@ -97,6 +97,7 @@ class Model(Protocol):
     bad: dict[str, rpc.BadFrames]     # frames dropped, per socket
     started: float                    # time.monotonic() of the broker's start
     dirty: bool                       # something may be schedulable: run the scheduler this turn
+    discards: dict[str, set[str]]     # agent -> discarded workspaces it has still to remove
 
 
 @dataclass(eq=False)
@@ -117,3 +118,4 @@ class BrokerModel:
     bad: dict[str, rpc.BadFrames] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     dirty: bool = True
+    discards: dict[str, set[str]] = field(default_factory=dict)

@@ -47,6 +47,10 @@ class ReferenceScheduler:
     def _project_running(self, project: str) -> int:
         return sum(1 for j, _, _ in self.placed.values() if j.project == project)
 
+    def _sharing(self, shared: str) -> list[str]:
+        """The placed jobs in the shared work directory `shared` (none for "")."""
+        return [j.id for j, _, _ in self.placed.values() if shared and j.shared == shared]
+
     def _running(self, agent: str) -> int:
         return sum(1 for _, a, _ in self.placed.values() if a == agent)
 
@@ -58,6 +62,7 @@ class ReferenceScheduler:
         return (not job.after
                 and (not limit or len(self._user_jobs(job.user)) < limit)
                 and (not cap or self._project_running(job.project) < cap)
+                and not self._sharing(job.shared)
                 and (not total or len(self.placed) < total))
 
     def _agent_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
@@ -149,7 +154,7 @@ class ReferenceScheduler:
             return ""
         return explain(self.cfg, job, self.agents.values(), self._running,
                        self._user_jobs(job.user), self._project_running(job.project),
-                       len(self.placed)) or BEHIND
+                       len(self.placed), self._sharing(job.shared)) or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
         self.expire(now)
@@ -163,7 +168,8 @@ class ReferenceScheduler:
             if (job.priority != Priority.CRITICAL or job.after
                     or now - job.submitted < self.cfg.preempt_after
                     or (limit and len(self._user_jobs(job.user)) >= limit)
-                    or (cap and self._project_running(job.project) >= cap)):
+                    or (cap and self._project_running(job.project) >= cap)
+                    or self._sharing(job.shared)):
                 continue
             if self._eligible(job) and self._agent_for(job) is not None:
                 continue

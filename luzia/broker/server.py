@@ -20,7 +20,18 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, lifecycle, lock, metrics, ops, peers, rebuild, spool, versions
+from luzia.broker import (
+    curve,
+    lifecycle,
+    lock,
+    metrics,
+    ops,
+    peers,
+    rebuild,
+    spool,
+    versions,
+    workspace,
+)
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
@@ -111,6 +122,7 @@ class Broker:
             m.jobs[job.id] = job
         for job in m.jobs.values():
             lifecycle.restore(m, job)
+        workspace.restore(m)
         log.info("broker %s up: %d unfinished jobs restored from %s", __version__,
                  len(m.jobs), self.cfg.broker.db)
 
@@ -151,6 +163,7 @@ class Broker:
     def _drain(self, sock: zmq.Socket, name: str, handle: Callable[..., None],
                identify: bool = False) -> None:
         """Handle what `sock` has (at most a batch); with `identify`, with who sent each."""
+        sender: tuple[Submitter, ...]
         for _ in range(self.cfg.broker.batch):
             try:
                 if identify:

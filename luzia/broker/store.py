@@ -21,7 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from luzia import __version__
 from luzia.broker import dbfile, migrations
 from luzia.errors import StoreError
 from luzia.states import TERMINAL_NAMES, JobState, Priority
@@ -31,7 +30,11 @@ log = logging.getLogger(__name__)
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
-            "finished_at", "updated_at", "submitter")
+            "finished_at", "updated_at", "submitter") + (
+    # schema 3: workspaces (docs/WORKSPACES.md), written by `save_workspace`
+    "repo", "base", "base_commit", "branch", "workspace", "workspace_host", "head_commit",
+    "files_changed", "lines_added", "lines_removed", "push", "outcome", "outcome_at")
+_WORKSPACE = _SCALARS[_SCALARS.index("base_commit"):]       # what a job's workspace changes
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _STATE = _SCALARS.index("state")
@@ -78,6 +81,19 @@ class Job:
     finished_at: float | None = None
     updated_at: float = 0.0
     submitter: str | None = None          # schema 2; filled in by issue 17 item 7
+    repo: str = ""                        # schema 3 (workspaces): as submitted, "" for none
+    base: str = ""                        # the base asked for ("": the repo's HEAD)
+    base_commit: str = ""                 # fixed at the first attempt, kept for retries
+    branch: str = ""                      # luzia/<job id>, once an agent made the worktree
+    workspace: str = ""                   # the worktree's path on workspace_host ("": removed)
+    workspace_host: str = ""
+    head_commit: str = ""                 # the branch's tip after the end commit ("": no changes)
+    files_changed: int | None = None      # None: not known (yet)
+    lines_added: int = 0
+    lines_removed: int = 0
+    push: str = ""                        # a URL repo's branch: "pushed", "failed: ..." or ""
+    outcome: str = ""                     # "merged", "squashed", "discarded" or ""
+    outcome_at: float | None = None
 
     def move(self, new: JobState, reason: str | None = None) -> None:
         """Change state through the state machine (raises IllegalTransition on a bug)."""
@@ -269,15 +285,26 @@ class Store:
             (job.retries, job.state.value, job.reason, job.host, job.attempt, job.progress,
              job.message, json.dumps(job.tail), job.exit_code, int(job.stalled), job.assigned_at,
              job.started_at, job.finished_at, job.updated_at, job.id))
+        if job.repo:
+            self.save_workspace(job)
         if event is not None:
             self._event(job, event, name)
+
+    def save_workspace(self, job: Job, event: str | None = None) -> None:
+        """Write what the job's workspace changed (schema 3); `event` logs it too."""
+        self._begin()
+        self.db.execute(f"UPDATE jobs SET {', '.join(c + '=?' for c in _WORKSPACE)} WHERE id=?",
+                        (*(getattr(job, c) for c in _WORKSPACE), job.id))
+        if event is not None:
+            self._event(job, event)
 
     def save_attempt(self, job: Job, reason: str = "") -> None:
         self._begin()
         self.db.execute(
-            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO attempts (job_id, attempt, host, assigned_at, started_at,"
+            " finished_at, exit_code, reason, base_commit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
-             job.exit_code, reason))
+             job.exit_code, reason, job.base_commit))
 
     def _event(self, job: Job, detail: str, name: str | None = None) -> None:
         self.db.execute(_INSERT_EVENT, (job.id, time.time(), name or job.state.value, detail))
@@ -342,9 +369,10 @@ class Store:
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
-            "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason"
-            " FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
-        keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason")
+            "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason,"
+            " base_commit FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
+        keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason",
+                "base_commit")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -413,7 +441,7 @@ def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
     copied beside itself, then migrated in one transaction; a missing one is created."""
     failed = dbfile.failed_mark(path)       # the broker stopped on a database error last time
     found = dbfile.probe(path, full=bool(failed), budget=START_CHECK_BUDGET)
-    _refuse(path, found)
+    dbfile.refuse(path, found)
     if not found.checked:
         log.warning("job database %s (%.0f MB): the %s check did not finish in %.0fs; the "
                     "broker starts without it. `luzia db check` checks it in full", path,
@@ -436,22 +464,6 @@ def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
                     path, failed)
         dbfile.clear_failed(path)
     return db, opened
-
-
-def _refuse(path: str, found: dbfile.Probe) -> None:
-    name = os.path.basename(path)
-    if found.unreadable:
-        raise StoreError(f"job database {path} is {found.unreadable}: see `luzia db check`; "
-                         f"`luzia db recover` salvages what it can and keeps the file aside")
-    if found.version > migrations.LATEST:
-        raise StoreError(
-            f"job database {path} is schema {found.version}, from a newer Luzia release (this "
-            f"one, {__version__}, knows schema {migrations.LATEST} at most): run the newer "
-            f"release, or put back the copy it kept before migrating ({name}.schema"
-            f"{migrations.LATEST}-*.bak)")
-    if found.damage:
-        raise StoreError(f"job database {path} is damaged ({found.damage}): see `luzia db "
-                         f"check`, then `luzia db recover` with the broker stopped")
 
 
 def _migrate(db: sqlite3.Connection, path: str, opened: Opened) -> None:

@@ -49,9 +49,17 @@ class Jobs:
     def ended(self, job_id: str) -> bool:
         return (self.dir / job_id / "exit_code").exists()
 
+    def all_ended(self, ids: list[str]) -> bool:
+        return all(self.ended(j) for j in ids)
+
     def open(self, ids: list[str]) -> None:
         for job_id in ids:
             (self.dir / job_id / "gate").touch()
+
+    def let_all_end(self, fleet: LocalFleet) -> bool:
+        """Open the gates of what runs now; has every job ended, for the broker?"""
+        self.open(self.running())
+        return all(fleet.state(j) in ("completed", "failed") for j in self.expected)
 
 
 def agent_pid(fleet: LocalFleet) -> int | None:
@@ -81,15 +89,13 @@ def test_agent_killed_9_while_jobs_run_and_end_loses_no_exit_code_and_runs_nothi
             jobs.open(ending)                       # ends as the agent dies
             fleet.kill("agent-local", signal.SIGKILL)
             jobs.open(down)                         # ends while no agent watches
-            wait_for(lambda d=down: all(jobs.ended(j) for j in d), 30,
+            wait_for(lambda: jobs.all_ended(down), 30,   # noqa: B023  (waited for here)
                      message="the spawner records the end of a job while its agent is down")
             fleet.start_agent("local")
             wait_for(lambda: agent_pid(fleet), 30, message=f"the agent is back ({kill + 1})")
             readopted_running += sum(not jobs.ended(j) for j in after)
             jobs.open(after)                        # re-adopted running: they end now
-        wait_for(lambda: (jobs.open(jobs.running()),
-                          all(fleet.state(j) in ("completed", "failed") for j in jobs.expected))[1],
-                 180, message="every job ended")
+        wait_for(lambda: jobs.let_all_end(fleet), 180, message="every job ended")
         runs = (fleet.home / "runs.log").read_text().split()
         for job_id, code in jobs.expected.items():
             job = fleet.job(job_id)
