@@ -23,7 +23,7 @@ from luzia.web.diff import job_diff
 from luzia.web.fmt import seconds
 
 if TYPE_CHECKING:
-    from luzia.web.app import Web
+    from luzia.web.site import Web
 
 Page = Callable[["Web", Request, Caller], Awaitable[Response]]
 ACTIVE = ("pending", "assigned", "running", "lost")

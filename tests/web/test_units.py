@@ -18,8 +18,8 @@ from luzia.supervisor.__main__ import banner
 from luzia.supervisor.arbiter import default_programs
 from luzia.web import charts, pages, tokens
 from luzia.web.__main__ import check_bind
-from luzia.web.app import FRAGMENT, Web
 from luzia.web.auth import Caller, csrf_for
+from luzia.web.site import FRAGMENT, Web
 from tests.fleet import PY
 
 
