@@ -94,6 +94,58 @@ class SchedulerConfig(Frozen):
     timeouts: dict[str, float] = field(default_factory=dict)    # task type -> default job timeout (s)
 
 
+ADAPTER_FORMATS = ("none", "claude", "codex")   # luzia/agents/adapters/: what an agent's output says
+
+
+@frozen
+class AgentCommand(Frozen):
+    """The command of one task type (`[agent.commands]`): its argv, the format of its output
+    (docs/AGENTS.md) and the argv that resumes a conversation (`{session_id}`). A plain
+    list in the file is its argv alone."""
+
+    argv: list[str] = field(default_factory=list)
+    format: str = "none"              # none | claude | codex
+    resume_argv: list[str] = field(default_factory=list)   # e.g. ["claude", "--resume", "{session_id}", ...]
+
+
+@frozen
+class Account(Frozen):
+    """A provider account this host's agent may run jobs under (`[accounts.NAME]`): the
+    environment that selects it, e.g. CLAUDE_CONFIG_DIR or an API key. A usage limit
+    belongs to an account, and marks it limited fleet-wide until its reset."""
+
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@frozen
+class Budget(Frozen):
+    """A spending cap in USD; 0: none."""
+
+    day: float = 0.0                  # per UTC day
+    month: float = 0.0                # per UTC calendar month
+
+
+@frozen
+class BudgetsConfig(Frozen):
+    """`[budgets.users.NAME]` and `[budgets.projects.NAME]`: over a cap, no new job of that
+    user or project starts until the period resets (a running one is never stopped)."""
+
+    users: dict[str, Budget] = field(default_factory=dict)
+    projects: dict[str, Budget] = field(default_factory=dict)
+
+
+@frozen
+class LimitsConfig(Frozen):
+    """Provider usage limits: a job whose output shows one is paused until the reset."""
+
+    enabled: bool = True              # off: such a job fails (or retries) as any other
+    max_pauses: int = 5               # a job paused this often fails on its next limit
+    resume: bool = True               # resume the agent's conversation (resume_argv) when it can
+    wait: float = 3600.0              # seconds to wait when a usage limit names no reset time
+    rate_wait: float = 60.0           # ... when the output shows HTTP 429 / a rate limit
+    patterns: list[str] = field(default_factory=list)   # more regexes that mean a usage limit
+
+
 @frozen
 class AgentConfig(Frozen):
     name: str = ""                    # default: this host's short name
@@ -101,7 +153,9 @@ class AgentConfig(Frozen):
     capabilities: list[str] = field(default_factory=lambda: ["code", "text", "reasoning"])
     tags: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
-    commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
+    commands: dict[str, AgentCommand] = field(default_factory=dict)  # per task type
+    format: str = "none"              # the output format of `command`: none | claude | codex
+    resume_argv: list[str] = field(default_factory=list)   # resumes `command`'s conversation
     runner: str = "auto"              # auto | tmux | subprocess | interactive
     tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
@@ -206,6 +260,9 @@ class Config(Frozen):
     keys: KeysConfig = field(default_factory=KeysConfig)
     web: WebConfig = field(default_factory=WebConfig)
     projects: dict[str, Project] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)   # this host's agent's accounts
+    budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     source: str = ""                  # the file this was read from, "" for none
 
     # derived paths ---------------------------------------------------------
@@ -353,6 +410,8 @@ def _join(where: str, name: str) -> str:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if hint is AgentCommand and isinstance(value, list):    # a plain argv
+            value = {"argv": value}
         return _build(hint, value, where)
     if origin is dict:
         key_t, val_t = typing.get_args(hint)
@@ -426,6 +485,7 @@ def _finish(cfg: Config) -> Config:
                           f"not {agent.runner!r}")
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
+    _check_agentwork(cfg, agent)
     adaptive = dataclasses.replace(
         cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
         min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
@@ -465,6 +525,30 @@ def _check_interactive(ia: InteractiveConfig) -> None:
         re.compile(ia.prompt)
     except re.error as exc:
         raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
+
+
+def _check_agentwork(cfg: Config, agent: AgentConfig) -> None:
+    """Output formats, accounts and limit patterns (docs/AGENTS.md)."""
+    commands = [("agent", AgentCommand(agent.command, agent.format, agent.resume_argv))]
+    commands += [(f"agent.commands.{k}", c) for k, c in agent.commands.items()]
+    for where, command in commands:
+        if command.format not in ADAPTER_FORMATS:
+            raise ConfigError(f"{where}.format must be one of {', '.join(ADAPTER_FORMATS)}, "
+                              f"not {command.format!r}")
+        if where != "agent" and not command.argv:
+            raise ConfigError(f"{where}.argv is empty")
+        if command.resume_argv and not any("{session_id}" in a for a in command.resume_argv):
+            raise ConfigError(f"{where}.resume_argv must contain {{session_id}}")
+    for name in cfg.accounts:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+            raise ConfigError(f"accounts.{name}: an account name is letters, digits, . _ - "
+                              "(at most 64)")
+    for i, pattern in enumerate(cfg.limits.patterns):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"limits.patterns[{i}] is not a valid regular expression: "
+                              f"{exc}") from None
 
 
 def _keys(keys: KeysConfig, home: str) -> KeysConfig:

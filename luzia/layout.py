@@ -16,7 +16,10 @@ PID = "pid"                 # the job process's pid (written by the wrapper)
 EXIT_CODE = "exit_code"     # the job's exit status (written by the wrapper when it ends)
 TASK = "task.txt"           # the task text, for commands that take a file
 STALL_SNAPSHOT = "stall-snapshot.txt"
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS)   # cleared when a new attempt starts
+RAW_OUTPUT = "output.jsonl"  # an agent command's own output, when it declares a format (JSON lines)
+USAGE = "usage.json"        # what its output adapter learnt of the attempt (written by the wrapper)
+SESSIONS = "sessions.json"  # the agent's conversations this host holds for the job: id -> account
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, USAGE)   # cleared when a new attempt starts
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically

@@ -77,6 +77,31 @@ class JobSpec(Message):
 
 
 @frozen
+class Usage(Message):
+    """What an agent's output adapter saw of one attempt (docs/AGENTS.md): cost, tokens, turns,
+    model and the conversation's session id. In Progress and Done; all unknown by default.
+    Added after protocol 1: every field optional."""
+
+    cost_usd: float = field(-1.0, min=-1, max=1e9)  # -1: the adapter reported no cost
+    tokens_in: int = field(0, min=0)
+    tokens_out: int = field(0, min=0)
+    cache_read: int = field(0, min=0)
+    cache_write: int = field(0, min=0)
+    turns: int = field(0, min=0, max=1 << 31)
+    model: str = field("", max=MAX_NAME * 2)
+    session_id: str = field("", max=MAX_NAME * 2)
+    malformed: int = field(0, min=0)            # output lines the adapter could not read
+
+    @property
+    def known(self) -> bool:
+        """The adapter saw anything at all."""
+        return self != NO_USAGE
+
+
+NO_USAGE = Usage()
+
+
+@frozen
 class HeldJob(Message):
     """A job an agent still knows about when it says Hello: running, or ended while unobserved."""
 
@@ -112,6 +137,7 @@ class Hello(Message):
     tags: list[str] = field([], items=32, max=MAX_NAME)
     held: list[HeldJob] = field([], items=MAX_LIST)
     pid: int = field(0, min=0)
+    accounts: list[str] = field([], items=64, pattern=NAME_RE)   # [accounts.*]; []: none declared
 
 
 @frozen
@@ -151,6 +177,7 @@ class Progress(Message):
     tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
     stalled: bool = field(False)                # output unchanged for the agent's stall_after
     stalled_for: float = field(0.0, min=0, max=30 * 86400)   # seconds since it last changed
+    usage: Usage = field(NO_USAGE)              # the attempt's cost and tokens so far
 
 
 @frozen
@@ -163,6 +190,9 @@ class Done(Message):
     exit_code: int = field()
     reason: str = field("", max=MAX_LINE)       # "", "timeout", "cancelled", "runner: ..."
     tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
+    usage: Usage = field(NO_USAGE)              # the attempt's cost and tokens
+    limited_until: float = field(0.0, min=0, max=2**40)   # a usage limit ended it: its reset (unix time)
+    limit: str = field("", max=MAX_LINE)        # the output line that showed the limit
 
 
 @frozen
@@ -200,6 +230,8 @@ class Assign(Message):
     kind: ClassVar[bytes] = b"ASSIGN"
     job: JobSpec = field()
     attempt: int = field(1, min=1)
+    account: str = field("", max=MAX_NAME)      # the [accounts.*] to run it under; "": none
+    resume: str = field("", max=MAX_NAME * 2)   # the agent's session id to resume; "": fresh
 
 
 @frozen

@@ -18,10 +18,11 @@ from typing import Any
 
 from luzia import layout, protocol
 from luzia.agents.jobstatus import AttemptState, JobStatus
-from luzia.config import Config
+from luzia.config import AgentCommand, Config
 from luzia.text import strip_terminal
 
 PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
+ATTEMPT_MARK = "--- luzia: attempt "    # output.log's line between two attempts' output
 
 
 def write_atomic(path: Path, data: bytes | str, sync: bool = True) -> None:
@@ -47,24 +48,37 @@ class JobDir:
         self.pid_file = self.path / layout.PID
 
     # creation ------------------------------------------------------------------
-    def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
-        """Lay out the directory for this attempt; the wrapper reads meta.json to run it."""
+    def create(self, cfg: Config, job: protocol.JobSpec, attempt: int, account: str = "",
+               resume: str = "") -> None:
+        """Lay out the directory for this attempt; the wrapper reads meta.json to run it.
+        `account` names the [accounts.*] whose environment it gets; `resume` a session of
+        the agent's to resume (when this host holds it under that account, docs/AGENTS.md)."""
         if self.path.exists():                     # a new attempt starts clean
             for name in layout.ATTEMPT_FILES:
                 (self.path / name).unlink(missing_ok=True)
         self.path.mkdir(parents=True, exist_ok=True)
         write_atomic(self.path / layout.TASK, job.task)
+        command = command_for(cfg, job.type)
+        session = resume if resume and self.holds_session(resume, account) else ""
         with open(self.output, "ab") as f:
             if f.tell():                           # earlier attempts' output stays, marked off
-                f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
+                f.write(f"\n{ATTEMPT_MARK}{attempt} ---\n".encode())
+            if resume and command.resume_argv:
+                f.write((f"luzia: resuming the agent's session {resume}\n" if session else
+                         f"luzia: session {resume} is not on this host under account "
+                         f"{account or '(none)'}: starting the task afresh\n").encode())
         self.progress_file.touch()
         workdir = job.workdir or str(self.path)
-        argv = build_argv(cfg, job, self.path, workdir)
+        argv = build_argv(cfg, job, self.path, workdir, session)
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
+        if account in cfg.accounts:
+            env.update(cfg.accounts[account].env)
+            env["LUZIA_ACCOUNT"] = account
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
-                "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots}
+                "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots,
+                "format": command.format, "account": account, "resumed": session}
         write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
         self.set_status(state=AttemptState.RUNNING, attempt=attempt, acked=False,
                         started_at=time.time())
@@ -135,6 +149,26 @@ class JobDir:
             f.seek(min(offset, size))
             return f.read(limit), size
 
+    # the agent's conversations (docs/AGENTS.md) ----------------------------------------
+    def sessions(self) -> dict[str, str]:
+        """The agent's session ids this host holds for the job, each with its account."""
+        try:
+            data = json.loads((self.path / layout.SESSIONS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def holds_session(self, session_id: str, account: str) -> bool:
+        held = self.sessions()
+        return session_id in held and held[session_id] == account
+
+    def keep_session(self, session_id: str, account: str) -> None:
+        """Remember that an attempt here made `session_id` under `account` (to resume it)."""
+        held = self.sessions()
+        if session_id and held.get(session_id) != account:
+            held[session_id] = account
+            write_atomic(self.path / layout.SESSIONS, json.dumps(held), sync=False)
+
     def signature(self) -> tuple[int, float, float]:
         """Changes when output or progress change (cheap: sizes and mtimes)."""
         try:
@@ -144,11 +178,26 @@ class JobDir:
             return 0, 0.0, 0.0
 
 
-def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str) -> list[str]:
-    """The command for this job with placeholders replaced; the task is one argument."""
-    template = cfg.agent.commands.get(job.type) or cfg.agent.command
+def command_for(cfg: Config, kind: str) -> AgentCommand:
+    """The command of a task type: `[agent.commands]`, else `[agent] command`."""
+    command = cfg.agent.commands.get(kind)
+    if command is not None:
+        return command
+    return AgentCommand(argv=cfg.agent.command, format=cfg.agent.format,
+                        resume_argv=cfg.agent.resume_argv)
+
+
+def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str,
+               session_id: str = "") -> list[str]:
+    """The command for this job with placeholders replaced; the task is one argument. With
+    `session_id`, the command's resume_argv (when it has one) with {session_id} too."""
+    command = command_for(cfg, job.type)
+    template = command.argv
+    if session_id and command.resume_argv:
+        template = command.resume_argv
     values = {"{task}": job.task, "{task_file}": str(job_dir / layout.TASK), "{job_id}": job.id,
-              "{project}": job.project, "{job_dir}": str(job_dir), "{workdir}": workdir}
+              "{project}": job.project, "{job_dir}": str(job_dir), "{workdir}": workdir,
+              "{session_id}": session_id}
     out = []
     for arg in template:
         if arg in values:             # whole-argument placeholder: no further substitution

@@ -84,7 +84,8 @@ class BrokerSession:
             held = held[:protocol.MAX_LIST]
         self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
                                  capabilities=list(self.cfg.agent.capabilities),
-                                 tags=list(self.cfg.agent.tags), held=held, pid=os.getpid()))
+                                 tags=list(self.cfg.agent.tags), held=held, pid=os.getpid(),
+                                 accounts=sorted(self.cfg.accounts)))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
                  self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 

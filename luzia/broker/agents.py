@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from luzia import protocol
 from luzia.broker import gpu, lifecycle
+from luzia.broker.accounts import own_account
 from luzia.broker.fleet import Agent
 from luzia.broker.lifecycle import HOLDING
 from luzia.broker.model import Model
@@ -68,8 +69,9 @@ class AgentHandler:
         m, now = self.m, time.monotonic()
         agent = Agent(name=msg.name, identity=identity, slots=msg.slots,
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
-                      last_seen=now)
+                      last_seen=now, accounts=list(msg.accounts))
         old = m.fleet.join(agent)
+        m.accounts.apply()
         adopt, drop = self._reconcile(agent, msg.held)
         adopted = {h.job_id for h in adopt}
         m.out.send(identity, protocol.Welcome(
@@ -162,6 +164,7 @@ class AgentHandler:
         job.stalled_since = time.time() - msg.stalled_for if msg.stalled else None
         if msg.tail:
             job.tail = list(msg.tail)
+        self.m.budgets.record(job, msg.usage)
         lifecycle.note(self.m, job)
 
     def done(self, agent: Agent, msg: protocol.Done) -> None:
@@ -173,7 +176,11 @@ class AgentHandler:
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
         agent.ended.add(job.id)
-        lifecycle.end(self.m, job, msg.exit_code, msg.reason)
+        self.m.budgets.record(job, msg.usage)
+        if msg.limited_until and self.m.cfg.limits.enabled:
+            self.m.accounts.mark(job.account or own_account(agent), msg.limited_until, msg.limit)
+            self.m.dirty = True
+        lifecycle.end(self.m, job, msg.exit_code, msg.reason, msg.limited_until, msg.limit)
 
     def _own(self, agent: Agent, job_id: str, attempt: int) -> Job | None:
         """The job a report is about, if it is still this agent's attempt."""

@@ -46,6 +46,9 @@ class Agent:
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
     ended: set[str] = field(default_factory=set)     # Dones taken since our last heartbeat to it
     draining: bool = False           # an operator's `luzia agents drain`: no new jobs
+    accounts: list[str] = field(default_factory=list)   # its [accounts.*] (accounts.py)
+    limited_until: float = 0.0       # all its accounts are limited until then (unix time)
+    limited: str = ""                # which: "account team-a"
 
     @property
     def live(self) -> bool:
@@ -66,7 +69,8 @@ class Agent:
                 "last_seen": round(max(0.0, now - self.last_seen), 3), "pid": self.pid,
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
-                "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining}
+                "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
+                "accounts": list(self.accounts), "limited_until": self.limited_until or None}
 
 
 class Fleet:
@@ -119,6 +123,12 @@ class Fleet:
         self.sched.set_draining(agent.name, draining)
         self.drained = self.drained | {agent.name} if draining else self.drained - {agent.name}
 
+    def set_limited(self, agent: Agent, until: float, what: str) -> None:
+        """Its accounts' usage limits (accounts.py): no new job for it until `until` (0: free)."""
+        if (agent.limited_until, agent.limited) != (until, what):
+            agent.limited_until, agent.limited = until, what
+            self.sched.set_limited(agent.name, until, what)
+
     # credits and load -----------------------------------------------------------------
     def hold(self, agent: Agent, job_id: str) -> None:
         """The scheduler placed `job_id` on `agent`: it takes one of its credits."""
@@ -168,4 +178,5 @@ class Fleet:
         return SchedAgent(name=agent.name, slots=agent.slots,
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
                           memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
-                          live=agent.live, draining=agent.draining)
+                          live=agent.live, draining=agent.draining,
+                          limited_until=agent.limited_until, limited=agent.limited)

@@ -12,12 +12,18 @@ decide *which* edge; only this module says what an edge does.
     start        assigned | lost → running          (Started)
     lose         assigned | running → lost          (its agent stopped beating)
     resume       lost → running                     (its agent is back with it)
-    end          an agent's Done → finish, requeue (preempted) or retry_later
-    finish       → completed | failed | killed      (also a pending job: cancel, flush)
+    end          an agent's Done → finish, requeue (preempted), pause or retry_later
+    finish       → completed | failed | killed      (also a pending or paused job: cancel)
     retry_later  → pending after a backoff          (a failure with retries left)
     requeue      assigned | running | lost → pending now (agent gone, preempted)
-    retry        failed | killed | lost → pending   (an operator's `luzia retry`)
+    pause        assigned | running | lost → paused (a usage limit: until its reset)
+    unpause      paused → pending                   (the reset came: ahead of its peers)
+    retry        failed | killed | lost | paused → pending   (an operator's `luzia retry`)
     cancel, preempt: ask the job's agent to stop it; its Done ends it (`end`)
+
+A job with an agent's session id resumes that conversation on its next attempt (`resume`,
+docs/AGENTS.md) after a pause, a lost agent, a preemption or an operator's retry (unless
+--fresh); a retry after a failure starts afresh.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ log = logging.getLogger(__name__)
 PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
 RETRY_BACKOFF_MAX = 300.0
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
+AHEAD = 1 << 40           # a job back from a pause goes before its priority peers (their seq)
 
 
 # submission and the queue ---------------------------------------------------------------
@@ -116,7 +123,8 @@ def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None) -> None:
 
 def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
                avoid: frozenset[str] = frozenset()) -> SchedJob:
-    return SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
+    seq = job.seq - AHEAD if job.pauses else job.seq
+    return SchedJob(id=job.id, seq=seq, priority=job.priority, user=job.user,
                     project=job.project, type=job.type, after=after, submitted=time.monotonic(),
                     gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid)
 
@@ -134,6 +142,10 @@ def restore(m: Model, job: Job) -> None:
     if job.state is JobState.PENDING:
         enqueue(m, job)
         return
+    if job.state is JobState.PAUSED:
+        heapq.heappush(m.resume_at, (job.paused_until or 0.0, job.id))
+        return
+    job.attempt_usage = m.store.attempt_usage(job.id, job.attempt)
     # assigned / running / lost: the credit stays taken until its agent says otherwise
     held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
     m.fleet.restore(_sched_job(m, job), job.host, since=time.monotonic() - held_for)
@@ -153,10 +165,15 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
     job.host = agent.name
     job.attempt += 1
     job.assigned_at = time.time()
+    job.account = m.accounts.pick(agent, job.account)
+    resume = job.resume if m.cfg.limits.resume else ""
     m.fleet.hold(agent, job.id)
-    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})")
+    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})"
+                   + (f" account {job.account}" if job.account else "")
+                   + (f" resuming session {resume}" if resume else ""))
     m.store.save_attempt(job)
-    m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt))
+    m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt,
+                                               account=job.account, resume=resume))
     log.info("job %s assigned to %s (attempt %d)", job.id, agent.name, job.attempt)
 
 
@@ -187,15 +204,23 @@ def note(m: Model, job: Job, event: str | None = None) -> None:
     _saved(m, job, event)
 
 
-def end(m: Model, job: Job, exit_code: int, reason: str) -> None:
-    """An attempt ended on its agent (Done): completed, preempted, killed, retried or failed."""
+def end(m: Model, job: Job, exit_code: int, reason: str, limited_until: float = 0.0,
+        limit: str = "") -> None:
+    """An attempt ended on its agent (Done): completed, preempted, killed, paused (a usage
+    limit until `limited_until`, shown by the line `limit`), retried or failed."""
     preempted_by = m.stopping.pop(job.id, "")
-    if exit_code == 0 and not reason:
-        finish(m, job, JobState.COMPLETED, "", exit_code)
-    elif preempted_by:                    # stopped for a critical job, whatever it says
+    limits = m.cfg.limits
+    if preempted_by:                      # stopped for a critical job, whatever it says
         requeue(m, job, PREEMPTED_BY + preempted_by, exit_code)
     elif reason == "cancelled":
         finish(m, job, JobState.KILLED, "cancelled", exit_code)
+    elif limited_until and limits.enabled and job.pauses < limits.max_pauses:
+        pause(m, job, limited_until, limit, exit_code)
+    elif exit_code == 0 and not reason and not limited_until:
+        finish(m, job, JobState.COMPLETED, "", exit_code)
+    elif limited_until and limits.enabled:
+        finish(m, job, JobState.FAILED, f"usage limit, paused {job.pauses} times already: "
+                                        f"{limit}", exit_code)
     elif job.retries < job.max_retries:
         retry_later(m, job, exit_code, reason or f"exit {exit_code}")
     else:
@@ -205,7 +230,7 @@ def end(m: Model, job: Job, exit_code: int, reason: str) -> None:
 def finish(m: Model, job: Job, state: JobState, reason: str = "",
            exit_code: int | None = None) -> None:
     """→ completed | failed | killed: persist, free its credit, settle its dependents."""
-    was_pending = job.state is JobState.PENDING
+    was_pending = job.state in (JobState.PENDING, JobState.PAUSED)    # no attempt is open
     job.move(state, reason)
     if was_pending:
         m.sched.remove(job.id)
@@ -229,6 +254,7 @@ def retry_later(m: Model, job: Job, exit_code: int, why: str) -> None:
     job.retries += 1
     job.move(JobState.PENDING, f"retry {job.retries}/{job.max_retries} after {why}")
     job.reset_attempt()
+    job.resume = ""          # a conversation that failed is not one to go on with
     delay = min(RETRY_BACKOFF_MAX, 2.0 ** (job.retries - 1))
     heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
     _saved(m, job, job.reason)
@@ -241,17 +267,53 @@ def requeue(m: Model, job: Job, reason: str, exit_code: int | None = None) -> No
     _close_attempt(m, job, reason, exit_code)
     job.move(JobState.PENDING, reason)
     job.reset_attempt()
+    job.resume = job.session_id      # the same conversation goes on (docs/AGENTS.md)
     _saved(m, job, reason)
     enqueue(m, job)
     log.info("job %s requeued: %s", job.id, reason)
 
 
-def retry(m: Model, job: Job) -> None:
-    """failed | killed | lost → pending, by an operator (`luzia retry`): the next Assign
-    makes attempt n+1, with a fresh retry budget; a lost job does not wait out the grace."""
-    reason = "retry requested"
+def pause(m: Model, job: Job, until: float, line: str, exit_code: int | None = None) -> None:
+    """assigned | running | lost → paused: its attempt ended on a provider's usage limit;
+    it waits, holding no credit, until the reset (`unpause`). Its event is job.paused."""
+    _close_attempt(m, job, f"usage limit: {line}", exit_code)
+    job.pauses += 1
+    job.paused_until = until
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until))
+    job.move(JobState.PAUSED, f"usage limit until {clock}: {line}")
+    job.reset_attempt()
+    job.resume = job.session_id
+    heapq.heappush(m.resume_at, (until, job.id))
+    m.budgets.totals.pauses += 1
+    _saved(m, job, job.reason)
+    log.info("job %s paused until %s (pause %d/%d): %s", job.id, clock, job.pauses,
+             m.cfg.limits.max_pauses, line)
+
+
+def unpause(m: Model, job: Job, why: str = "usage limit reset") -> None:
+    """paused → pending: the reset came (or an operator's retry); it goes before its
+    priority peers, resuming its conversation."""
+    job.move(JobState.PENDING, why)
+    job.paused_until = None
+    _saved(m, job, why)
+    enqueue(m, job)
+    log.info("job %s pending again: %s", job.id, why)
+
+
+def retry(m: Model, job: Job, fresh: bool = False) -> None:
+    """failed | killed | lost | paused → pending, by an operator (`luzia retry`): the next
+    Assign makes attempt n+1, with a fresh retry budget; a lost job does not wait out the
+    grace, a paused one its reset. It resumes its conversation unless `fresh`."""
+    reason = "retry requested" + (" (fresh)" if fresh else "")
     if job.state is JobState.LOST:
         requeue(m, job, f"{reason} (its agent {job.host} is lost)")
+        if fresh:
+            job.resume = ""
+            m.store.save(job)
+        return
+    job.resume = "" if fresh else job.session_id
+    if job.state is JobState.PAUSED:
+        unpause(m, job, reason)
         return
     job.move(JobState.PENDING, reason)
     job.retries = 0

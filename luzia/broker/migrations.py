@@ -92,10 +92,32 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
     # who submitted the job (the Unix user or CURVE key's user: issue 17 item 7); NULL for
     # the jobs older releases wrote
     2: ("ALTER TABLE jobs ADD COLUMN submitter TEXT",),
+    # agent-aware jobs (issue 13, docs/AGENTS.md): cost, tokens, turns, model, session and
+    # account per job (the sum of its attempts) and per attempt; the session the next attempt
+    # resumes; paused jobs' reset time and pause count; a ledger of spend per UTC day for
+    # the budgets (kept when old jobs are pruned)
+    3: (*(f"ALTER TABLE {table} ADD COLUMN {column}" for table in ("jobs", "attempts")
+          for column in ("cost_usd REAL", "tokens_in INTEGER NOT NULL DEFAULT 0",
+                         "tokens_out INTEGER NOT NULL DEFAULT 0",
+                         "cache_read INTEGER NOT NULL DEFAULT 0",
+                         "cache_write INTEGER NOT NULL DEFAULT 0",
+                         "turns INTEGER NOT NULL DEFAULT 0", "model TEXT NOT NULL DEFAULT ''",
+                         "session_id TEXT NOT NULL DEFAULT ''",
+                         "account TEXT NOT NULL DEFAULT ''")),
+        "ALTER TABLE jobs ADD COLUMN resume TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN paused_until REAL",
+        "ALTER TABLE jobs ADD COLUMN pauses INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE spend (
+    day TEXT NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, user, project)
+)"""),
 }
 LATEST = max(MIGRATIONS)
 
-TABLES = ("meta", "jobs", "attempts", "events")     # what a Luzia job database holds
+TABLES = ("meta", "jobs", "attempts", "events", "spend")     # what a Luzia job database holds
 
 
 class NotLuzia(Exception):

@@ -35,6 +35,7 @@ class ReferenceScheduler:
         self.since: dict[str, float] = {}                        # id -> when it was placed
         self.now = 0.0
         self._order = itertools.count()
+        self.blocked: dict[tuple[str, str], str] = {}            # budgets: (kind, name) -> why
 
     # counts, recomputed every time -------------------------------------------------
     def _user_jobs(self, user: str) -> list[str]:
@@ -54,14 +55,17 @@ class ReferenceScheduler:
         limit = user_limit(self.cfg, job.user)
         cap = self.cfg.max_per_project
         total = self.cfg.max_concurrent
-        return (not job.after
+        return (not job.after and not self._blocked(job)
                 and (not limit or len(self._user_jobs(job.user)) < limit)
                 and (not cap or self._project_running(job.project) < cap)
                 and (not total or len(self.placed) < total))
 
+    def _blocked(self, job: SchedJob) -> str:
+        return self.blocked.get(("user", job.user)) or self.blocked.get(("project", job.project)) or ""
+
     def _agent_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
         cfg = self.cfg
-        return (agent.live and not agent.draining
+        return (agent.live and not agent.draining and not agent.limited_until
                 and job.type in agent.capabilities
                 and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
                 and self._running(agent.name) < agent.slots
@@ -129,6 +133,17 @@ class ReferenceScheduler:
         if name in self.agents:
             self.agents[name].draining = draining
 
+    def set_limited(self, name: str, until: float, what: str = "") -> None:
+        if name in self.agents:
+            self.agents[name].limited_until = until
+            self.agents[name].limited = what if until else ""
+
+    def block(self, kind: str, name: str, reason: str) -> None:
+        self.blocked[(kind, name)] = reason
+
+    def unblock(self, kind: str, name: str) -> None:
+        self.blocked.pop((kind, name), None)
+
     # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
         if now is not None:
@@ -141,13 +156,13 @@ class ReferenceScheduler:
                     return job.id, agent
         return None
 
-    def why(self, job_id: str) -> str:
+    def why(self, job_id: str, wall: float | None = None) -> str:
         job = self.jobs.get(job_id)
         if job is None:
             return ""
         return explain(self.cfg, job, self.agents.values(), self._running,
                        self._user_jobs(job.user), self._project_running(job.project),
-                       len(self.placed)) or BEHIND
+                       len(self.placed), self._blocked(job), wall) or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
         self.expire(now)
@@ -158,7 +173,7 @@ class ReferenceScheduler:
         for job in sorted(self.jobs.values(), key=lambda j: j.seq):
             limit = user_limit(self.cfg, job.user)
             cap = self.cfg.max_per_project
-            if (job.priority != Priority.CRITICAL or job.after
+            if (job.priority != Priority.CRITICAL or job.after or self._blocked(job)
                     or now - job.submitted < self.cfg.preempt_after
                     or (limit and len(self._user_jobs(job.user)) >= limit)
                     or (cap and self._project_running(job.project) >= cap)):
@@ -176,7 +191,8 @@ class ReferenceScheduler:
 
     def _victim_host_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
         cfg = self.cfg
-        return (agent.live and not agent.draining and job.type in agent.capabilities
+        return (agent.live and not agent.draining and not agent.limited_until
+                and job.type in agent.capabilities
                 and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling)
 
     # introspection -----------------------------------------------------------------

@@ -9,6 +9,7 @@ the wording of "why is this job pending" (`explain`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -48,6 +49,13 @@ class SchedAgent:
     gpu_free_gb: float = -1.0  # -1: no GPU information
     live: bool = True
     draining: bool = False
+    limited_until: float = 0.0   # its accounts' usage limits: no new job until then (unix time)
+    limited: str = ""            # which, for people: "account team-a"
+
+    @property
+    def open(self) -> bool:
+        """Healthy for new work: live, not drained, not limited (load and slots aside)."""
+        return self.live and not self.draining and not self.limited_until
 
 
 def user_limit(cfg: SchedulerConfig, user: str) -> int:
@@ -70,14 +78,19 @@ def _ids(ids: Iterable[str]) -> str:
 
 def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
             running_of: Callable[[str], int], user_jobs: Iterable[str],
-            project_running: int, total_running: int) -> str:
-    """Why `job` cannot start now, first obstacle first; "" if nothing stops it.
+            project_running: int, total_running: int, blocked: str = "",
+            wall: float | None = None) -> str:
+    """Why `job` cannot start now, first obstacle first; "" if nothing stops it. `blocked`
+    is why its user or project may start nothing (a budget); `wall` the time now (unix),
+    for "limited until 15:00 (in 42m)".
 
     Both schedulers call this with counts they keep (or compute) their own way, so the
     property test comparing their why() checks their bookkeeping, not this wording.
     """
     if job.after:
         return f"waiting for {_ids(job.after)}"
+    if blocked:
+        return blocked
     user_jobs = list(user_jobs)
     limit = user_limit(cfg, job.user)
     if limit and len(user_jobs) >= limit:
@@ -87,11 +100,11 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
         return f"project {job.project} at its cap ({project_running}/{cap})"
     if cfg.max_concurrent and total_running >= cfg.max_concurrent:
         return f"global cap reached ({total_running}/{cfg.max_concurrent})"
-    return _no_agent(cfg, job, agents, running_of)
+    return _no_agent(cfg, job, agents, running_of, time.time() if wall is None else wall)
 
 
 def _no_agent(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
-              running_of: Callable[[str], int]) -> str:
+              running_of: Callable[[str], int], wall: float) -> str:
     """Why no agent takes `job` now (every other rule lets it start); "" if one does."""
     offering = sorted((a for a in agents if job.type in a.capabilities), key=lambda a: a.name)
     live = [a for a in offering if a.live]
@@ -103,9 +116,12 @@ def _no_agent(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
         live = [a for a in live if a.name not in job.avoid]
         avoiding = f"avoiding {_ids(job.avoid)} (failed there); "
     reasons, full = [], []
+    limited = [a for a in live if a.limited_until and not a.draining]
+    if limited and len(limited) == len(live):
+        return "; ".join(limited_text(a.limited, a.limited_until, wall) for a in limited)
     for a in live:
         running = running_of(a.name)
-        reason = _refuses(cfg, a, running, job.gpu_mem_gb)
+        reason = _refuses(cfg, a, running, job.gpu_mem_gb, wall)
         if not reason:
             return ""
         reasons.append(reason)
@@ -116,10 +132,13 @@ def _no_agent(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
     return avoiding + "; ".join(reasons)
 
 
-def _refuses(cfg: SchedulerConfig, a: SchedAgent, running: int, gpu_mem_gb: float) -> str:
+def _refuses(cfg: SchedulerConfig, a: SchedAgent, running: int, gpu_mem_gb: float,
+             wall: float) -> str:
     """Why live agent `a` (running `running` jobs) takes no job of this kind now, or ""."""
     if a.draining:
         return f"{a.name} draining"
+    if a.limited_until:
+        return f"{a.name}: {limited_text(a.limited, a.limited_until, wall)}"
     if a.cpu > cfg.cpu_ceiling:
         return f"{a.name} over cpu ceiling ({a.cpu * 100:.0f} %)"
     if a.memory > cfg.memory_ceiling:
@@ -139,10 +158,17 @@ def load_score(cfg: SchedulerConfig, agent: SchedAgent, running: int) -> float:
 
 
 def others_offer(agents: Iterable[SchedAgent], kind: str, avoid: frozenset[str]) -> bool:
-    """Does a healthy (live, not draining) agent outside `avoid` offer `kind`? While one
-    does, a retried job waits for it rather than go back where it failed."""
-    return any(a.live and not a.draining and kind in a.capabilities and a.name not in avoid
-               for a in agents)
+    """Does a healthy (live, not draining, not limited) agent outside `avoid` offer `kind`?
+    While one does, a retried job waits for it rather than go back where it failed."""
+    return any(a.open and kind in a.capabilities and a.name not in avoid for a in agents)
+
+
+def limited_text(what: str, until: float, wall: float) -> str:
+    """"account team-a limited until 15:00 (in 42m)" (the broker's local time)."""
+    left = max(0, int(until - wall + 59) // 60)
+    span = f"{left // 60}h{left % 60:02d}m" if left >= 60 else f"{left}m"
+    fmt = "%H:%M" if until - wall < 86400 else "%b %d %H:%M"
+    return f"{what or 'account'} limited until {time.strftime(fmt, time.localtime(until))} (in {span})"
 
 
 BEHIND = "behind higher-priority or older jobs"

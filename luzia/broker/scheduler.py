@@ -3,8 +3,9 @@
 Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
 priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
 default; a placed job holds its user's lock until it ends, its agent is lost, or it has
-run `user_lock_stale` seconds), its project fewer than `max_per_project`, the global cap
-is not reached, its dependencies are done, and a live, non-draining agent under both
+run `user_lock_stale` seconds), its project fewer than `max_per_project`, neither its user
+nor its project is blocked (over a budget: budgets.py), the global cap is not reached, its
+dependencies are done, and a live, non-draining agent not held by usage limits, under both
 ceilings, with a free slot and enough free GPU memory, offers its type — to the one with
 the lowest load score (ties by name). An ineligible job never blocks the ones behind it.
 A retry avoids the agents it failed on while another offers its type (rules.py).
@@ -84,6 +85,7 @@ class Scheduler:
         self.now = 0.0
         self.lock_deadlines: list[tuple[float, int, str]] = []
         self.stale: set[str] = set()
+        self.blocked: dict[tuple[str, str], str] = {}   # ("user"|"project", name) -> why
 
     # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
@@ -298,20 +300,42 @@ class Scheduler:
         if agent is not None:
             agent.draining = draining
 
+    def set_limited(self, name: str, until: float, what: str = "") -> None:
+        """The agent's accounts are all limited until `until` (0: it has one free again)."""
+        agent = self.agents.get(name)
+        if agent is not None:
+            agent.limited_until, agent.limited = until, what if until else ""
+
+    # blocks (budgets) ----------------------------------------------------------------
+    def block(self, kind: str, name: str, reason: str) -> None:
+        """No job of this user or project (`kind`) starts until `unblock`; `reason` says why."""
+        self.blocked[(kind, name)] = reason
+
+    def unblock(self, kind: str, name: str) -> None:
+        if self.blocked.pop((kind, name), None) is None:
+            return
+        if kind == "user" and self._user_ok(name):
+            self._wake(self.parked_user.pop(name, ()))
+        elif kind == "project" and self._project_ok(name):
+            self._wake(self.parked_project.pop(name, ()))
+
     # rules -----------------------------------------------------------------------
     def _user_ok(self, user: str) -> bool:
         limit = user_limit(self.cfg, user)
-        return not limit or len(self.by_user.get(user, ())) < limit
+        return (("user", user) not in self.blocked
+                and (not limit or len(self.by_user.get(user, ())) < limit))
 
     def _project_ok(self, project: str) -> bool:
         cap = self.cfg.max_per_project
-        return not cap or self.by_project.get(project, 0) < cap
+        return (("project", project) not in self.blocked
+                and (not cap or self.by_project.get(project, 0) < cap))
 
     def _open_agents(self) -> list[SchedAgent]:
-        """Agents that may take a job now: live, not draining, under ceilings, a slot free."""
+        """Agents that may take a job now: live, not draining nor limited, under ceilings, a
+        slot free."""
         cfg = self.cfg
         return [a for a in self.agents.values()
-                if a.live and not a.draining and a.cpu <= cfg.cpu_ceiling
+                if a.open and a.cpu <= cfg.cpu_ceiling
                 and a.memory <= cfg.memory_ceiling
                 and len(self.on_agent.get(a.name, ())) < a.slots]
 
@@ -410,15 +434,18 @@ class Scheduler:
         self._hold(job, agent.name, self.now)
         return job.id, agent.name
 
-    def why(self, job_id: str) -> str:
-        """Why a pending job is not running now; "" if it is not pending here."""
+    def why(self, job_id: str, wall: float | None = None) -> str:
+        """Why a pending job is not running now; "" if it is not pending here. `wall`: the
+        time now (unix), for how long a usage limit still holds."""
         job = self.pending.get(job_id) or self.waiting.get(job_id)
         if job is None:
             return ""
+        blocked = self.blocked.get(("user", job.user)) or self.blocked.get(("project", job.project))
         reason = rules.explain(self.cfg, job, self.agents.values(),
                                lambda name: len(self.on_agent.get(name, ())),
                                self.by_user.get(job.user, ()),
-                               self.by_project.get(job.project, 0), len(self.placed))
+                               self.by_project.get(job.project, 0), len(self.placed),
+                               blocked or "", wall)
         return reason or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
@@ -456,7 +483,7 @@ class Scheduler:
         for placed, agent_name, order in self.placed.values():
             agent = self.agents.get(agent_name)
             if (placed.priority == Priority.LOW and placed.id not in chosen and order > best_order
-                    and agent is not None and agent.live and not agent.draining
+                    and agent is not None and agent.open
                     and job.type in agent.capabilities and agent.cpu <= cfg.cpu_ceiling
                     and agent.memory <= cfg.memory_ceiling):
                 best, best_order = placed.id, order

@@ -34,6 +34,7 @@ from luzia.states import JobState
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0          # seconds between history prunes
+BUDGET_CHECK_EVERY = 10.0   # seconds between looks for a new budget day (UTC midnight)
 SOCKETS = ("submit", "agents", "control")   # the sockets the broker reads
 
 
@@ -63,6 +64,7 @@ class Broker:
         self.queue_full = False
         self.running = False
         self._next = {"beat": 0.0, "sweep": 0.0, "prune": time.monotonic() + PRUNE_EVERY}
+        self._next_budget_check = 0.0
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self._bind()
@@ -132,9 +134,11 @@ class Broker:
         """One loop turn: receive, decide, commit, act."""
         now = time.monotonic()
         if timeout is None:
-            retry_at = self.model.retry_at
+            retry_at, resume_at = self.model.retry_at, self.model.resume_at
             timeout = max(0.0, min(self._next["beat"], self._next["sweep"],
-                                   retry_at[0][0] if retry_at else now + 1) - now)
+                                   retry_at[0][0] if retry_at else now + 1,
+                                   now + resume_at[0][0] - time.time() if resume_at else now + 1)
+                          - now)
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.pull in ready:
             self._drain(self.pull, "submit", self._on_submit_frames)
@@ -201,6 +205,7 @@ class Broker:
             job = m.jobs.get(job_id)
             if job is not None and job.state is JobState.PENDING:
                 lifecycle.enqueue(m, job)
+        self._resets(time.time())
         if m.sched.expire(now):      # a user's lock went stale: its next job may start
             m.dirty = True
         logs.expire(m, now)
@@ -211,6 +216,22 @@ class Broker:
             pruned = m.store.prune(self.cfg.max_jobs)
             if pruned:
                 log.info("pruned %d finished jobs beyond max_jobs=%d", pruned, self.cfg.max_jobs)
+
+    def _resets(self, wall: float) -> None:
+        """Usage limits and budgets whose time has come: accounts free again, paused jobs
+        back in the queue, a new day's or month's budgets (docs/AGENTS.md)."""
+        m = self.model
+        if m.accounts.expire(wall):
+            m.dirty = True
+        while m.resume_at and m.resume_at[0][0] <= wall:
+            _, job_id = heapq.heappop(m.resume_at)
+            job = m.jobs.get(job_id)
+            if job is not None and job.state is JobState.PAUSED:
+                lifecycle.unpause(m, job)
+        if wall >= self._next_budget_check:
+            self._next_budget_check = wall + BUDGET_CHECK_EVERY
+            if m.budgets.tick(wall):
+                m.dirty = True
 
     def dispatch(self) -> None:
         """Start what the scheduler picks, until nothing more can start."""

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from luzia import __version__
+from luzia import __version__, protocol
 from luzia.broker import dbfile, migrations
 from luzia.errors import StoreError
 from luzia.states import TERMINAL_NAMES, JobState, Priority
@@ -31,8 +31,19 @@ log = logging.getLogger(__name__)
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
-            "finished_at", "updated_at", "submitter")
+            "finished_at", "updated_at", "submitter") + (
+            # schema 3: agent-aware jobs (docs/AGENTS.md)
+            "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns", "model",
+            "session_id", "account", "resume", "paused_until", "pauses")
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
+_MUTABLE = ("retries", "state", "reason", "host", "attempt", "progress", "message", "tail",
+            "exit_code", "stalled", "assigned_at", "started_at", "finished_at", "updated_at",
+            "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns", "model",
+            "session_id", "account", "resume", "paused_until", "pauses")
+USAGE_COLUMNS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
+                 "model", "session_id")     # an attempt's, as protocol.Usage names them
+_ATTEMPT_COLUMNS = ("job_id", "attempt", "host", "assigned_at", "started_at", "finished_at",
+                    "exit_code", "reason", *USAGE_COLUMNS, "account")
 
 
 @dataclass(slots=True)
@@ -68,6 +79,20 @@ class Job:
     finished_at: float | None = None
     updated_at: float = 0.0
     submitter: str | None = None          # schema 2; filled in by issue 17 item 7
+    # schema 3 (docs/AGENTS.md): the sums over its attempts, as their output adapters saw them
+    cost_usd: float | None = None         # None: no attempt reported a cost
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    turns: int = 0
+    model: str = ""                       # the last attempt's that said
+    session_id: str = ""                  # the agent's conversation, the last one seen
+    account: str = ""                     # the [accounts.*] of its current (or last) attempt
+    resume: str = ""                      # the session its next attempt resumes ("": fresh)
+    paused_until: float | None = None     # paused: the usage limit's reset (unix time)
+    pauses: int = 0                       # times a usage limit paused it
+    attempt_usage: protocol.Usage = protocol.NO_USAGE   # its current attempt's (in the attempts row)
 
     def move(self, new: JobState, reason: str | None = None) -> None:
         """Change state through the state machine (raises IllegalTransition on a bug)."""
@@ -82,13 +107,15 @@ class Job:
         self.assigned_at = self.started_at = self.finished_at = self.exit_code = None
         self.progress, self.message = -1.0, ""
         self.stalled, self.stalled_since = False, None
+        self.attempt_usage = protocol.NO_USAGE
 
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
         return {"id": self.id, "state": self.state.value, "project": self.project,
                 "user": self.user, "priority": Priority(self.priority).label, "host": self.host,
                 "attempt": self.attempt, "progress": self.progress, "message": self.message,
-                "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled}
+                "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled,
+                "cost_usd": self.cost_usd, "paused_until": self.paused_until}
 
     def to_dict(self, with_tail: bool = False) -> dict[str, Any]:
         """The job object of the control protocol (docs/PROTOCOL.md)."""
@@ -218,22 +245,55 @@ class Store:
         """Write the job's mutable fields; `event` (a detail string) also logs a transition."""
         self._begin()
         job.updated_at = time.time()
-        self.db.execute(
-            "UPDATE jobs SET retries=?, state=?, reason=?, host=?, attempt=?, progress=?, message=?,"
-            " tail=?, exit_code=?, stalled=?, assigned_at=?, started_at=?, finished_at=?,"
-            " updated_at=? WHERE id=?",
-            (job.retries, job.state.value, job.reason, job.host, job.attempt, job.progress,
-             job.message, json.dumps(job.tail), job.exit_code, int(job.stalled), job.assigned_at,
-             job.started_at, job.finished_at, job.updated_at, job.id))
+        values = [getattr(job, name) for name in _MUTABLE]
+        values[_MUTABLE.index("state")] = job.state.value
+        values[_MUTABLE.index("tail")] = json.dumps(job.tail)
+        values[_MUTABLE.index("stalled")] = int(job.stalled)
+        self.db.execute(f"UPDATE jobs SET {', '.join(f'{n}=?' for n in _MUTABLE)} WHERE id=?",
+                        (*values, job.id))
         if event is not None:
             self._event(job, event)
 
-    def save_attempt(self, job: Job, reason: str = "") -> None:
+    def save_attempt(self, job: Job, reason: str | None = "") -> None:
+        """Write the job's current attempt (its usage too); reason None keeps the stored one."""
         self._begin()
+        usage = job.attempt_usage
+        if reason is None:
+            row = self.db.execute("SELECT reason FROM attempts WHERE job_id=? AND attempt=?",
+                                  (job.id, job.attempt)).fetchone()
+            reason = row[0] if row else ""
+        cost = usage.cost_usd if usage.cost_usd >= 0 else None
         self.db.execute(
-            "INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})",
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
-             job.exit_code, reason))
+             job.exit_code, reason, cost, *(getattr(usage, n) for n in USAGE_COLUMNS[1:]),
+             job.account))
+
+    def attempt_usage(self, job_id: str, attempt: int) -> protocol.Usage:
+        """The usage stored for one attempt (after a restart: the running attempt's so far)."""
+        row = self.db.execute(f"SELECT {', '.join(USAGE_COLUMNS)} FROM attempts WHERE job_id=?"
+                              " AND attempt=?", (job_id, attempt)).fetchone()
+        if row is None:
+            return protocol.NO_USAGE
+        values = dict(zip(USAGE_COLUMNS, row, strict=True))
+        values["cost_usd"] = -1.0 if values["cost_usd"] is None else values["cost_usd"]
+        try:
+            return protocol.Usage(**values)
+        except protocol.ProtocolError:
+            return protocol.NO_USAGE
+
+    # spend (the budgets' ledger) ----------------------------------------------------------
+    def add_spend(self, day: str, user: str, project: str, cost: float) -> None:
+        self._begin()
+        self.db.execute("INSERT INTO spend VALUES (?, ?, ?, ?) ON CONFLICT (day, user, project) "
+                        "DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd",
+                        (day, user, project, cost))
+
+    def spend_since(self, day: str) -> list[tuple[str, str, str, float]]:
+        """(day, user, project, cost) from `day` (YYYY-MM-DD, UTC) on."""
+        return self.db.execute("SELECT day, user, project, cost_usd FROM spend WHERE day >= ?",
+                               (day,)).fetchall()
 
     def _event(self, job: Job, detail: str) -> None:
         self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
@@ -292,10 +352,9 @@ class Store:
         return total, by_state
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason"
-            " FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
-        keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason")
+        keys = _ATTEMPT_COLUMNS[1:]
+        rows = self.db.execute(f"SELECT {', '.join(keys)} FROM attempts WHERE job_id=? "
+                               "ORDER BY attempt", (job_id,)).fetchall()
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def counts(self) -> dict[str, int]:
