@@ -240,11 +240,12 @@ class HeldJobs:
     def _send_progress(self, run: Run) -> None:
         pct, message = run.progress
         watch, now = run.stall, time.monotonic()
+        usage = outcome.seen(run.dir)
         self.send(protocol.Progress(job_id=run.id, attempt=run.attempt, percent=pct,
                                     message=message, tail=run.dir.tail(self.tail_lines()),
                                     stalled=bool(watch and watch.stalled),
                                     stalled_for=watch.idle(now) if watch and watch.stalled else 0.0,
-                                    usage=outcome.read_usage(run.dir)[0]))
+                                    usage=usage))
 
     def _check_stall(self, run: Run, now: float, report: bool = True) -> None:
         """Flag (and with kill_on_stall stop) a job whose visible output stopped changing."""

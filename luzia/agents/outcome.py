@@ -72,13 +72,26 @@ def _end_of_log(jd: JobDir) -> list[str]:
     return lines[starts[-1] + 1:] if starts else lines
 
 
+def seen(jd: JobDir) -> protocol.Usage:
+    """The running attempt's usage so far; the session it made is kept in the job's
+    directory as soon as it shows (the agent may die before the attempt ends)."""
+    usage, _ = read_usage(jd)
+    _keep(jd, usage)
+    return usage
+
+
 def ended(cfg: Config, jd: JobDir, exit_code: int) -> tuple[protocol.Usage, limits.Limit | None]:
-    """An attempt's end: its usage, the limit that ended it (if any); the session it made is
-    kept in the job's directory, to be resumed here later."""
+    """An attempt's end: its usage, the limit that ended it (if any)."""
     usage, error = read_usage(jd)
-    if usage.session_id:
-        try:
-            jd.keep_session(usage.session_id, str(jd.meta().get("account", "")))
-        except (OSError, ValueError) as exc:
-            log.warning("job %s: cannot keep its session id: %s", jd.id, exc)
+    _keep(jd, usage)
     return usage, limit_of(cfg, jd, exit_code, error)
+
+
+def _keep(jd: JobDir, usage: protocol.Usage) -> None:
+    """Remember the attempt's session (with its account) to resume it here later."""
+    if not usage.session_id:
+        return
+    try:
+        jd.keep_session(usage.session_id, str(jd.meta().get("account", "")))
+    except (OSError, ValueError) as exc:
+        log.warning("job %s: cannot keep its session id: %s", jd.id, exc)

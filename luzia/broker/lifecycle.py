@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
 RETRY_BACKOFF_MAX = 300.0
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
+LIMIT_REASON = "usage limit: "   # an attempt that ended on a provider's usage limit
 AHEAD = 1 << 40           # a job back from a pause goes before its priority peers (their seq)
 
 
@@ -134,7 +135,8 @@ def _failed_on(m: Model, job: Job) -> frozenset[str]:
     if not job.attempt:
         return frozenset()
     return frozenset(a["host"] for a in m.store.attempts(job.id)
-                     if a["host"] and a["exit_code"] not in (None, 0))
+                     if a["host"] and a["exit_code"] not in (None, 0)
+                     and not (a["reason"] or "").startswith(LIMIT_REASON))   # not the host's fault
 
 
 def restore(m: Model, job: Job) -> None:
@@ -276,7 +278,7 @@ def requeue(m: Model, job: Job, reason: str, exit_code: int | None = None) -> No
 def pause(m: Model, job: Job, until: float, line: str, exit_code: int | None = None) -> None:
     """assigned | running | lost → paused: its attempt ended on a provider's usage limit;
     it waits, holding no credit, until the reset (`unpause`). Its event is job.paused."""
-    _close_attempt(m, job, f"usage limit: {line}", exit_code)
+    _close_attempt(m, job, f"{LIMIT_REASON}{line}", exit_code)
     job.pauses += 1
     job.paused_until = until
     clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until))

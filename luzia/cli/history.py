@@ -10,13 +10,15 @@ from typing import Any
 
 import click
 
+from luzia.cli.budget import money, tokens
 from luzia.cli.control import JSON_HELP, ask, dump
 from luzia.cli.render import STATE_STYLE, clean, num, seconds, stamp, table
 from luzia.errors import UsageError
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN")
+STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN",
+              "COST", "TOKENS IN", "TOKENS OUT")
 
 
 def since_time(value: str | None) -> float | None:
@@ -54,7 +56,8 @@ def history(user, project, since, limit, as_json) -> None:
 @click.option("--since", metavar="WHEN", help="Finished since: 90m, 2h, 7d or 2026-01-09.")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def stats(user, project, since, as_json) -> None:
-    """Per user and per project: jobs, completed, failed, run time, mean wait and run."""
+    """Per user, project and agent: jobs, completed, failed, run time, mean wait and run,
+    and the agents' cost and tokens."""
     result = ask("stats", dict, user=user, project=project, since=since_time(since))
     dump(result) if as_json else show_stats(result)
 
@@ -63,10 +66,11 @@ def show_history(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         print("no finished jobs match")
         return
-    table(("ID", "STATE", "PROJECT", "USER", "PRIO", "HOST", "FINISHED", "WAIT", "RUN", "REASON"),
+    table(("ID", "STATE", "PROJECT", "USER", "PRIO", "HOST", "FINISHED", "WAIT", "RUN", "COST",
+           "REASON"),
           [(j.get("id"), j.get("state"), j.get("project"), j.get("user"), j.get("priority"),
             j.get("host") or "-", stamp(j.get("finished_at")), seconds(j.get("wait")),
-            seconds(j.get("run")), clean(j.get("reason"), 40))
+            seconds(j.get("run")), money(j.get("cost_usd")), clean(j.get("reason"), 40))
            for j in jobs if isinstance(j, dict)],
           {1: STATE_STYLE})
 
@@ -75,6 +79,12 @@ def show_stats(result: dict[str, Any]) -> None:
     for title, key in (("USER", "by_user"), ("PROJECT", "by_project")):
         rows = [r for r in result.get(key) or [] if isinstance(r, dict)]
         table((title, *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
+        print("")
+    agents = [r for r in result.get("by_agent") or [] if isinstance(r, dict)]
+    if agents:
+        table(("AGENT", "ATTEMPTS", "COST", "TOKENS IN", "TOKENS OUT"),
+              [(r.get("name") or "-", int(num(r.get("attempts")) or 0), money(r.get("cost_usd")),
+                tokens(r.get("tokens_in")), tokens(r.get("tokens_out"))) for r in agents])
         print("")
     total = result.get("total")
     total = total if isinstance(total, dict) else {}
@@ -86,7 +96,8 @@ def _cells(row: dict[str, Any]) -> tuple[Any, ...]:
     return (int(num(row.get("jobs")) or 0), int(num(row.get("completed")) or 0),
             int(num(row.get("failed")) or 0), int(num(row.get("killed")) or 0),
             int(num(row.get("rejected")) or 0), seconds(row.get("run_seconds")),
-            seconds(row.get("mean_wait")), seconds(row.get("mean_run")))
+            seconds(row.get("mean_wait")), seconds(row.get("mean_run")), money(row.get("cost_usd")),
+            tokens(row.get("tokens_in")), tokens(row.get("tokens_out")))
 
 
 COMMANDS = (history, stats)

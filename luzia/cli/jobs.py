@@ -16,12 +16,13 @@ from typing import Any
 import click
 
 from luzia import layout
+from luzia.cli.budget import attempt_cost, cost_cell, usage_lines
 from luzia.cli.control import checked_job, checked_jobs, checked_results, connect, dump, fetch_job, json_bytes
 from luzia.cli.render import STATE_STYLE, TERMINAL, age, bar, clean, fancy, num, stamp
 from luzia.errors import LuziaError, ProtocolError
 from luzia.states import JOB_STATE_NAMES
 
-TABLE_HEAD = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "HOST", "NOTE")
+TABLE_HEAD = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "COST", "HOST", "NOTE")
 
 JOBS_HELP = """List recent jobs, or show one job in detail.
 
@@ -90,22 +91,26 @@ def cancel(job_ids, as_json) -> None:
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON: a list of {id, state, result}.")
-def retry(job_ids, as_json) -> None:
-    """Run failed, killed or lost jobs again: same id, next attempt, back in the queue.
+@click.option("--fresh", is_flag=True,
+              help="Start the agent's conversation afresh instead of resuming it.")
+def retry(job_ids, as_json, fresh) -> None:
+    """Run failed, killed, lost or paused jobs again: same id, next attempt, back in the
+    queue (a paused job without waiting for its reset). A job whose agent reported a
+    session resumes that conversation unless --fresh (docs/AGENTS.md).
 
     One line per job: retrying, or not retried and why (a completed job is not run
     again: submit its task anew; a pending or running one is left alone). Exit 1 if any
     job was not retried; an unknown id retries none of them (exit 2)."""
-    results = _each("jobs.retry", job_ids, as_json)
+    results = _each("jobs.retry", job_ids, as_json, **({"fresh": True} if fresh else {}))
     refused = [r for r in results if r.get("result") != "retrying"]
     if refused:
         raise NotRetried(f"{len(refused)} of {len(results)} jobs not retried")
 
 
-def _each(op: str, job_ids: tuple[str, ...], as_json: bool) -> list[dict[str, Any]]:
+def _each(op: str, job_ids: tuple[str, ...], as_json: bool, **args: Any) -> list[dict[str, Any]]:
     """One request for all the named jobs, then a line (or an object) per job."""
     with connect() as ctl:
-        results = checked_results(ctl.call(op, ids=list(job_ids)), op)
+        results = checked_results(ctl.call(op, ids=list(job_ids), **args), op)
     if as_json:
         dump(results)
     else:
@@ -283,7 +288,7 @@ def table_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[tup
         rows.append((clean(j.get("id"), 24), state_cell(j, now), clean(j.get("project"), 24),
                      clean(j.get("user"), 16), clean(j.get("priority"), 10),
                      age(now - submitted) if submitted is not None else "-",
-                     bar(j.get("progress"), 10), clean(j.get("host"), 20) or "-",
+                     bar(j.get("progress"), 10), cost_cell(j), clean(j.get("host"), 20) or "-",
                      clean(note(j), 50)))
     return rows
 
@@ -366,7 +371,8 @@ def job_lines(job: dict[str, Any], now: float | None = None) -> list[str]:
         f"host       {clean(job.get('host')) or '-'}",
         f"task       {clean(job.get('task'), 200)}",
     ]
-    return lines + _time_lines(job, now) + _note_lines(job, now) + _more_lines(job)
+    return (lines + _time_lines(job, now) + _note_lines(job, now) + usage_lines(job, now)
+            + _more_lines(job))
 
 
 def _time_lines(job: dict[str, Any], now: float) -> list[str]:
@@ -422,7 +428,8 @@ def attempt_line(attempt: dict[str, Any]) -> str:
     ended = "running" if code is None and not attempt.get("finished_at") else \
         f"exit {'-' if code is None else int(code)}"
     return (f"#{int(num(attempt.get('attempt')) or 0)} {clean(attempt.get('host'), 30) or '-'}  "
-            f"{stamp(attempt.get('started_at'))}  {ended}  {clean(attempt.get('reason'), 80)}").rstrip()
+            f"{stamp(attempt.get('started_at'))}  {ended}{attempt_cost(attempt)}  "
+            f"{clean(attempt.get('reason'), 80)}").rstrip()
 
 
 def rich_job(job: dict[str, Any]) -> Any:

@@ -17,5 +17,6 @@ COMMANDS_BY_NOUN = {
     "supervisor": ("supervisor",),
     "db": ("db",),
     "web": ("web",),
+    "budget": ("budget",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

@@ -19,7 +19,8 @@ from luzia.text import one_line
 
 TERMINAL = TERMINAL_NAMES
 STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "completed": "green",
-               "failed": "red", "killed": "magenta", "rejected": "red"}
+               "failed": "red", "killed": "magenta", "rejected": "red", "paused": "blue",
+               "lost": "yellow"}
 HEALTH_STYLE = {"ok": "green", "full": "yellow", "draining": "cyan", "over-ceiling": "red",
                 "dead": "bold red"}
 LEVEL_STYLE = {"critical": "bold red", "high": "yellow", "normal": "", "low": "dim"}

@@ -10,7 +10,7 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import (agents, config, db, git, history, imports, jobs, keys, logs, queue,
+from luzia.cli import (agents, budget, config, db, git, history, imports, jobs, keys, logs, queue,
                        supervisor, top, web)
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
@@ -47,7 +47,8 @@ Exit codes:
       or luzia db recover while the broker runs
 """
 
-NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web)
+NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
+         budget)
 
 
 @click.group(help=HELP, invoke_without_command=True,

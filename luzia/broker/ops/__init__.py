@@ -1,7 +1,7 @@
 """Control operations: what the CLI asks the broker over the control socket.
 
 One module per noun, named as the CLI's `luzia/cli/<noun>.py`: broker (ping, status),
-jobs, logs, queue, agents, history. An op is a function `(model, args) -> result`
+jobs, logs, queue, agents, history, budget. An op is a function `(model, args) -> result`
 listed under its wire name in its module's `OPS`; its docstring is its protocol
 documentation (docs/PROTOCOL.md). A LuziaError it raises is answered with its message
 and its wire code (errors.py); an op that answers later returns DEFERRED (logs.read).
@@ -14,13 +14,13 @@ from typing import Any
 
 from luzia import protocol, rpc
 from luzia.broker.model import Model
-from luzia.broker.ops import agents, broker, history, jobs, logs, queue
+from luzia.broker.ops import agents, broker, budget, history, jobs, logs, queue
 from luzia.broker.ops.request import DEFERRED, Args
 from luzia.errors import BadRequest
 
 Op = Callable[[Model, Args], Any]
 
-NOUNS = (broker, jobs, logs, queue, agents, history)
+NOUNS = (broker, jobs, logs, queue, agents, history, budget)
 OPS: dict[str, Op] = {name: op for noun in NOUNS for name, op in noun.OPS.items()}
 
 

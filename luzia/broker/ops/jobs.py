@@ -14,7 +14,7 @@ from luzia.states import JOB_STATE_NAMES, JobState
 LIST_MAX = 10_000
 TEXT_MAX = 200              # characters of a jobs.list text search
 IDS_MAX = 10_000
-RETRYABLE = (JobState.FAILED, JobState.KILLED, JobState.LOST)
+RETRYABLE = (JobState.FAILED, JobState.KILLED, JobState.LOST, JobState.PAUSED)
 
 
 def list_jobs(m: Model, args: Args) -> list[dict[str, Any]]:
@@ -76,10 +76,13 @@ def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
 
 
 def retry(m: Model, args: Args) -> list[dict[str, Any]]:
-    """jobs.retry {ids} → [{id, state, result}]: a failed, killed or lost job goes back to
-    pending as a new attempt (same id; its retry budget starts again), result "retrying";
-    any other job is left alone, result "not retried: <why>". An unknown id fails the
-    whole request (not_found), as for jobs.cancel."""
+    """jobs.retry {ids, fresh=false} → [{id, state, result}]: a failed, killed, lost or
+    paused job goes back to pending as a new attempt (same id; its retry budget starts
+    again; a paused one does not wait for its reset), result "retrying"; it resumes its
+    agent's conversation (docs/AGENTS.md) unless `fresh`. Any other job is left alone,
+    result "not retried: <why>". An unknown id fails the whole request (not_found), as
+    for jobs.cancel."""
+    fresh = bool(args.get("fresh", bool, False))
     out = []
     for job in resolve_all(m, args):
         refusal = _no_retry(m, job)
@@ -87,7 +90,7 @@ def retry(m: Model, args: Args) -> list[dict[str, Any]]:
             result = f"not retried: {refusal}"
         else:
             job = m.jobs.get(job.id) or job
-            lifecycle.retry(m, job)
+            lifecycle.retry(m, job, fresh)
             result = "retrying"
         out.append({"id": job.id, "state": job.state.value, "result": result})
     return out
