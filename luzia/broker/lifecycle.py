@@ -340,9 +340,9 @@ def _close_attempt(m: Model, job: Job, reason: str, exit_code: int | None) -> No
 
 # stopping a job ------------------------------------------------------------------------
 def cancel(m: Model, job: Job) -> str:
-    """An operator's cancel: a pending job is killed at once ("killed"); a held one is
-    stopped by its agent, whose Done ends it ("cancelling")."""
-    if job.state is JobState.PENDING:
+    """An operator's cancel: a pending or paused job is killed at once ("killed"); a held
+    one is stopped by its agent, whose Done ends it ("cancelling")."""
+    if job.state in (JobState.PENDING, JobState.PAUSED):
         finish(m, job, JobState.KILLED, "cancelled")
         return "killed"
     m.stopping[job.id] = ""       # a user's cancel wins over a preemption

@@ -1,0 +1,105 @@
+"""Agent-aware jobs in the broker's model (docs/AGENTS.md): usage summed over attempts and
+into the spend ledger, budgets blocking a user with the reason, a usage limit pausing a job
+and its account fleet-wide, the pause cap, cancel and retry (--fresh) of a paused job."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from luzia import protocol
+from luzia.broker import lifecycle
+from luzia.broker.agents import AgentHandler
+from luzia.broker.fleet import Agent
+from luzia.config import Budget, BudgetsConfig, Config, LimitsConfig
+from luzia.states import JobState
+from tests.broker.harness import make_model, spec
+
+
+@pytest.fixture
+def m():
+    cfg = dataclasses.replace(Config(), budgets=BudgetsConfig(users={"alice": Budget(day=1.0)}),
+                              limits=LimitsConfig(max_pauses=2))
+    model = make_model(cfg)
+    yield model
+    model.store.close()
+
+
+def join(m, name: str, accounts: list[str]) -> Agent:
+    agent = Agent(name=name, identity=name.encode(), slots=1, capabilities=["code"],
+                  accounts=accounts)
+    m.fleet.join(agent)
+    m.accounts.apply()
+    return agent
+
+
+def run_one(m, handler: AgentHandler, agent: Agent, cost: float = 0.5, limited: float = 0.0,
+            user: str = "alice"):
+    """Submit a job, place it on `agent`, and end it with this usage (and limit)."""
+    job = lifecycle.accept(m, spec(user=user))
+    picked = m.sched.pick()
+    assert picked == (job.id, agent.name), m.sched.why(job.id)
+    lifecycle.assign(m, job, agent)
+    usage = protocol.Usage(cost_usd=cost, tokens_in=10, tokens_out=5, session_id=f"s-{job.id}")
+    handler.done(agent, protocol.Done(job_id=job.id, attempt=job.attempt, exit_code=1 if limited else 0,
+                                      usage=usage, limited_until=limited,
+                                      limit="Claude AI usage limit reached|1" if limited else ""))
+    return job
+
+
+def test_usage_sums_and_the_budget_blocks_the_user(m):
+    handler = AgentHandler(m, lambda *_: None)
+    a = join(m, "a1", [])
+    first = run_one(m, handler, a, cost=0.6)
+    assert first.state is JobState.COMPLETED and first.cost_usd == 0.6 and first.tokens_in == 10
+    second = run_one(m, handler, a, cost=0.5)
+    assert m.store.get(second.id).cost_usd == 0.5
+    third = lifecycle.accept(m, spec(user="alice"))
+    assert m.sched.pick() is None
+    assert m.sched.why(third.id) == \
+        "budget: user alice spent $1.10 of $1.00 today; resets 00:00 UTC"
+    other = lifecycle.accept(m, spec(user="bob"))      # other users are not held back
+    assert m.sched.pick() == (other.id, "a1")
+    rows = m.budgets.rows(time.time())
+    assert rows[0]["over"] and rows[0]["spent"] == pytest.approx(1.1)
+
+
+def test_a_usage_limit_pauses_the_job_and_its_account(m):
+    handler = AgentHandler(m, lambda *_: None)
+    a = join(m, "a1", ["team-a"])
+    until = time.time() + 3600
+    job = run_one(m, handler, a, cost=0.0, limited=until)
+    assert job.state is JobState.PAUSED and job.paused_until == until and job.pauses == 1
+    assert job.resume == f"s-{job.id}" and m.out.events[-1][0] == "job.paused"
+    assert m.fleet.get("a1").limited_until == until
+    nxt = lifecycle.accept(m, spec(user="alice"))
+    assert m.sched.pick() is None
+    assert m.sched.why(nxt.id).startswith("account team-a limited until ")
+    b = join(m, "b1", ["team-a", "team-b"])          # team-b is free: b1 takes work
+    assert m.sched.pick() == (nxt.id, "b1")
+    lifecycle.assign(m, nxt, b)
+    assign = [protocol.decode(f[1:]) for f in m.out.to_agents][-1]
+    assert isinstance(assign, protocol.Assign) and assign.account == "team-b"
+    # an operator's retry resumes it now, afresh when asked
+    lifecycle.retry(m, job, fresh=True)
+    assert job.state is JobState.PENDING and job.resume == ""
+    # cancelling a paused job kills it at once
+    lifecycle.cancel(m, job)
+    again = run_one(m, handler, join(m, "c1", ["team-c"]), cost=0.0, limited=until, user="dave")
+    assert lifecycle.cancel(m, again) == "killed" and again.state is JobState.KILLED
+
+
+def test_the_pause_cap_fails_the_job(m):
+    handler = AgentHandler(m, lambda *_: None)
+    a = join(m, "a1", [])
+    job = run_one(m, handler, a, cost=0.0, limited=time.time() - 1)   # a reset gone by
+    for _ in range(2):
+        m.accounts.expire(time.time())
+        lifecycle.unpause(m, job)
+        assert m.sched.pick() == (job.id, "a1")
+        lifecycle.assign(m, job, a)
+        handler.done(a, protocol.Done(job_id=job.id, attempt=job.attempt, exit_code=1,
+                                      limited_until=time.time() - 1, limit="limit reached"))
+    assert job.state is JobState.FAILED and "paused 2 times already" in job.reason
