@@ -19,6 +19,19 @@ from luzia import protocol
 from tests.helpers import printed_id, wait_for
 
 PY = sys.executable
+# a broker whose placement counts running/slots only, so which agent is least loaded is
+# known; no per-user or per-project limits ([broker] is its last section: add keys to it)
+PLACEMENT_BY_SLOTS = """
+[scheduler]
+cpu_ceiling = 1.0
+memory_ceiling = 1.0
+weight_cpu = 0.0
+weight_memory = 0.0
+per_user = false
+max_per_project = 0
+[broker]
+heartbeat_interval = 0.1
+"""
 
 
 class LocalFleet:
@@ -133,3 +146,20 @@ class LocalFleet:
 
 def jobs_json(out: subprocess.CompletedProcess) -> Any:
     return json.loads(out.stdout.decode())
+
+
+def joined_host(main: LocalFleet, name: str, config_text: str) -> LocalFleet:
+    """Another host of `main`'s fleet: a LUZIA_HOME of its own beside main's, its agent on
+    main's broker (config_text: its [agent] section and more), the agent started."""
+    run = main.home / "run"
+    fleet = LocalFleet(main.home.parent / name, f"""
+[endpoints]
+agents = "ipc://{run}/agents"
+submit = "ipc://{run}/submit"
+control = "ipc://{run}/control"
+[broker]
+heartbeat_interval = 0.1
+{config_text}
+""")
+    fleet.start_agent(name)
+    return fleet

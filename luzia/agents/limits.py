@@ -143,7 +143,7 @@ def _clock(m: re.Match, now: float, local: dt.tzinfo | None) -> float | None:
 def _zone(name: str | None, utc: str | None, local: dt.tzinfo | None) -> dt.tzinfo | None:
     """The named zone; UTC; else `local` (None: this host's, through astimezone)."""
     if utc:
-        return dt.timezone.utc
+        return dt.UTC
     if name:
         try:
             from zoneinfo import ZoneInfo

@@ -42,7 +42,7 @@ def read_usage(jd: JobDir) -> tuple[protocol.Usage, str]:
     except protocol.ProtocolError as exc:   # a value past the wire's limits: say so, report none
         log.warning("job %s: usage.json out of bounds: %s", jd.id, exc)
         return protocol.NO_USAGE, ""
-    error = data.get("error") if isinstance(data.get("error"), str) else ""
+    error = data["error"] if isinstance(data.get("error"), str) else ""
     return usage, error
 
 

@@ -94,7 +94,7 @@ def run_plain(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
                             stderr=subprocess.STDOUT, start_new_session=True)
     write_atomic(job_dir / layout.PID, f"{proc.pid}\n")
     _forward_signals(proc.pid)
-    if tee is not None:
+    if tee is not None and proc.stdout is not None:
         fd = proc.stdout.fileno()
         while data := os.read(fd, 65536):     # PEP 475: a forwarded signal does not cut it
             tee.write(data)

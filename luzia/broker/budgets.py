@@ -41,7 +41,7 @@ class Totals:
 
 
 def _utc(now: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(now, dt.UTC)
 
 
 def period_start(period: str, now: float) -> dt.datetime:

@@ -10,8 +10,22 @@ import os
 import click
 
 from luzia import __version__
-from luzia.cli import (agents, budget, config, db, git, history, imports, jobs, keys, logs, queue,
-                       supervisor, top, web)
+from luzia.cli import (
+    agents,
+    budget,
+    config,
+    db,
+    git,
+    history,
+    imports,
+    jobs,
+    keys,
+    logs,
+    queue,
+    supervisor,
+    top,
+    web,
+)
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
 

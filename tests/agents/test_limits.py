@@ -9,13 +9,13 @@ import pytest
 
 from luzia.agents.limits import detect, reset_time
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # 2025-06-14 13:57 in New York (EDT, UTC-4): when anthropics/claude-code#2087 was reported
 NOW = dt.datetime(2025, 6, 14, 17, 57, tzinfo=UTC).timestamp()
 
 
-def at(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=UTC).timestamp()
+def at(year: int, month: int, day: int, hour: int, minute: int) -> float:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 CASES = [

@@ -8,23 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, joined_host
 from tests.helpers import wait_for
 
 FAKE = str(Path(__file__).resolve().parents[1] / "agents" / "fake_claude.py")
 COMMAND = [PY, FAKE, "-p", "{task}", "--output-format", "stream-json", "--verbose"]
 RESUME = [PY, FAKE, "--resume", "{session_id}", "-p", "continue"]
-BROKER = """
-[broker]
-heartbeat_interval = 0.1
+BROKER = PLACEMENT_BY_SLOTS + """
 lost_grace = 600
-[scheduler]
-cpu_ceiling = 1.0
-memory_ceiling = 1.0
-weight_cpu = 0.0
-weight_memory = 0.0
-per_user = false
-max_per_project = 0
 [projects.spend]
 user = "bob"
 [projects.work]
@@ -36,14 +27,7 @@ day = 0.20
 
 def agent_host(main: LocalFleet, name: str, account: str) -> LocalFleet:
     """An agent in a home of its own (a host), with one account whose env names it."""
-    run = main.home / "run"
-    fleet = LocalFleet(main.home.parent / name, f"""
-[endpoints]
-agents = "ipc://{run}/agents"
-submit = "ipc://{run}/submit"
-control = "ipc://{run}/control"
-[broker]
-heartbeat_interval = 0.1
+    return joined_host(main, name, f"""
 [agent]
 name = "{name}"
 slots = 1
@@ -54,8 +38,6 @@ resume_argv = {json.dumps(RESUME)}
 [accounts.{account}]
 env = {{ FAKE_ACCOUNT = "{account}" }}
 """)
-    fleet.start_agent(name)
-    return fleet
 
 
 def log_of(main: LocalFleet, job_id: str) -> str:

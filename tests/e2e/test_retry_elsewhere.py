@@ -6,41 +6,21 @@ from __future__ import annotations
 
 import json
 
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, joined_host
 from tests.helpers import wait_for
 
-# placement by running/slots only, so which agent is least loaded is known
-BROKER = """
-[broker]
-heartbeat_interval = 0.1
-[scheduler]
-cpu_ceiling = 1.0
-memory_ceiling = 1.0
-weight_cpu = 0.0
-weight_memory = 0.0
-per_user = false
-max_per_project = 0
-"""
+BROKER = PLACEMENT_BY_SLOTS
 SLEEP = [PY, "-c", "import sys, time; time.sleep(float(sys.argv[1]))", "{task}"]
 
 
 def agent_host(main: LocalFleet, name: str, command: list[str]) -> LocalFleet:
-    run = main.home / "run"
-    fleet = LocalFleet(main.home.parent / name, f"""
-[endpoints]
-agents = "ipc://{run}/agents"
-submit = "ipc://{run}/submit"
-control = "ipc://{run}/control"
-[broker]
-heartbeat_interval = 0.1
+    return joined_host(main, name, f"""
 [agent]
 name = "{name}"
 slots = 2
 runner = "subprocess"
 command = {json.dumps(command)}
 """)
-    fleet.start_agent(name)
-    return fleet
 
 
 def test_a_failed_job_is_retried_on_another_agent(short_tmp):

@@ -96,7 +96,7 @@ class ClaudeAdapter(Adapter):
         models = obj.get("modelUsage")
         if isinstance(models, dict) and models and not self.model:
             self.model = str(next(iter(models)))[:128]
-        text = obj.get("result") if isinstance(obj.get("result"), str) else ""
+        text = obj["result"] if isinstance(obj.get("result"), str) else ""
         if obj.get("is_error") is True or str(obj.get("subtype", "")).startswith("error"):
             self.error = short(text or str(obj.get("subtype", "error")), 2000)
         seconds = (number(obj.get("duration_ms")) or 0) / 1000

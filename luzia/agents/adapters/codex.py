@@ -62,7 +62,8 @@ def _item(item: dict[str, Any]) -> list[str]:
         return [f"→ $ {short(str(item.get('command', '')))}"
                 + (f" (exit {code})" if code is not None else "")]
     if kind == "file_change":
-        changes = item.get("changes") if isinstance(item.get("changes"), list) else []
+        changes = item.get("changes")
+        changes = changes if isinstance(changes, list) else []
         paths = [f"{c.get('kind', 'edit')} {c.get('path', '?')}" for c in changes
                  if isinstance(c, dict)]
         return [f"→ {short(', '.join(paths) or 'file change')}"]
