@@ -29,9 +29,10 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(BIN)/luzia-supervisor --web
 
-## test: install what the tests need (tmux too, when possible) and run the whole suite
+## test: install what the tests need (tmux too, when possible) and run the whole suite,
+## in parallel workers (pytest-xdist; pyproject's addopts): `make test PYTEST_ARGS="-n 0"` runs it in one
 test: install-test tmux chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 ## lint: ruff (style, import order, likely bugs) and mypy (types) over luzia/ and tests/
 lint: install-test

@@ -1,7 +1,9 @@
-"""The client side: submit a job (the CLI's fast path and the Python API) and ask the broker.
+"""The client side: submit a job (the CLI's fast path and the Python API), wait for it,
+and ask the broker.
 
     from luzia import client
     job_id = client.submit("overbits", "fix the login button", priority="high")
+    job = client.wait(job_id, timeout=3600)      # the final job: state, exit_code, times
 
 Submitting never waits for the work. When the broker is on this host the job is first
 written to the spool (write, fsync, rename), so it is never lost once an id is returned.
@@ -17,8 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luzia import keys, layout, protocol
+from luzia.cache import changed
 from luzia.config import Config, ensure_private_dir, is_local, load
-from luzia.errors import BrokerUnreachable, LuziaError, StateDirError, UsageError, error_for_code
+from luzia.errors import (
+    BrokerUnreachable,
+    LuziaError,
+    NotFound,
+    ProtocolError,
+    StateDirError,
+    UsageError,
+    WaitTimeout,
+    error_for_code,
+)
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
 
@@ -29,6 +41,8 @@ if TYPE_CHECKING:
 # CLI says what happened on stdout/stderr. zmq is imported only once a socket is needed.
 
 HINT = "start it with `make run` or `luzia-supervisor`"
+SUPERVISED_HINT = ("this host's supervisor runs, the broker does not: start it with "
+                   "`luzia supervisor start broker` (`luzia supervisor status` says why it stopped)")
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's key check) in it
 
@@ -97,11 +111,21 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
             raise
         return Submitted(spec.id, spec, spooled, False, str(cfg.spool_dir), str(exc))
     reachable = _push(cfg.endpoints.submit, protocol.encode(msg), curve)
+    changed(cfg)              # this host's cached answers do not know the job
     if not reachable and not spooled:
         raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
                                 f"not queued ({HINT} on the broker's host)"
                                 f"{keys.silence_hint(cfg, cfg.endpoints.submit)}")
     return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
+
+
+def start_hint(cfg: Config) -> str:
+    """How to start the broker, from here: through this host's supervisor when it runs."""
+    supervisor = cfg.endpoints.supervisor
+    if (is_local(cfg.endpoints.control) and supervisor.startswith("ipc://")
+            and _listening(supervisor[6:])):
+        return SUPERVISED_HINT
+    return HINT
 
 
 def _spool(directory: Path, job_id: str, data: bytes) -> None:
@@ -196,7 +220,8 @@ class Control:
         return self.sock
 
     def _down(self) -> BrokerUnreachable:
-        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {HINT}"
+        hint = start_hint(self.cfg) if self.what == "broker" else HINT
+        return BrokerUnreachable(f"{self.what} not reachable at {self.endpoint}; {hint}"
                                  f"{keys.silence_hint(self.cfg, self.endpoint)}")
 
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
@@ -246,3 +271,67 @@ class Control:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def wait(job_id: str, timeout: float | None = None, cfg: Config | None = None) -> dict[str, Any]:
+    """Block until job `job_id` (a full id or a unique prefix) has ended; return its final
+    job object (docs/PROTOCOL.md): `state` (completed, failed, killed or rejected),
+    `exit_code`, `reason`, `submitted_at`, `started_at`, `finished_at`, `attempts`, ....
+
+    Raises WaitTimeout (a TimeoutError) after `timeout` seconds (None: no limit), NotFound
+    for a job the broker does not have and this host's spool does not hold. A broker that
+    is down (restarting, or not yet started with the job in the spool) is waited for.
+    Woken by the broker's job events; asks again every `monitor_interval` seconds anyway."""
+    cfg = cfg or load()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with Control(cfg) as ctl, Events(ctl) as events:
+        while True:
+            job = _final(ctl, job_id)
+            if job is not None:
+                return job
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(f"job {job_id} has not ended after {timeout:g}s")
+            events.wait(min(max(0.05, cfg.monitor_interval), left if left is not None else 1e9))
+
+
+def _final(ctl: Control, job_id: str) -> dict[str, Any] | None:
+    """The job if it has ended; None while it runs, waits, or the broker cannot be asked."""
+    try:
+        job = ctl.call("jobs.get", id=job_id)
+    except BrokerUnreachable:
+        return None
+    except NotFound:
+        if JOB_ID_RE.match(job_id) and (ctl.cfg.spool_dir / layout.spool_name(job_id)).exists():
+            return None         # the broker has not taken it from the spool yet
+        raise
+    if not isinstance(job, dict) or not isinstance(job.get("state"), str):
+        raise ProtocolError("the broker answered jobs.get with something that is not a job")
+    from luzia.states import TERMINAL_NAMES
+    return job if job["state"] in TERMINAL_NAMES else None
+
+
+class Events:
+    """A SUB socket on the broker's job events, only to wake a waiter or a live view early:
+    what changed is asked anew (the event is not trusted beyond "look again")."""
+
+    def __init__(self, ctl: Control) -> None:
+        import zmq
+        self.sub = ctl.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"job.")
+        keys.secure_client(self.sub, ctl.cfg, ctl.cfg.endpoints.events)
+        self.sub.connect(ctl.cfg.endpoints.events)
+
+    def wait(self, seconds: float) -> None:
+        """Until an event arrives (all waiting are taken) or `seconds` have passed."""
+        if self.sub.poll(int(seconds * 1000)):
+            while self.sub.poll(0):
+                self.sub.recv_multipart()
+
+    def __enter__(self) -> Events:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sub.close(0)

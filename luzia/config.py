@@ -65,6 +65,8 @@ class BrokerConfig(Frozen):
     heartbeat_interval: float = 1.0   # seconds between beats, both ways
     liveness: int = 3                 # missed beats before an agent counts as dead
     lost_grace: float = 30.0          # seconds a dead agent's jobs wait for it before requeue
+    gone_after: float = 3600.0        # seconds dead (holding no job) before an agent is "gone":
+                                      # listed, out of the alerts, until `luzia agents forget`
     max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself
     max_pending: int = 100_000        # backpressure: submissions past this are rejected
     batch: int = 512                  # messages handled per loop turn (group commit size)
@@ -158,6 +160,9 @@ class AgentConfig(Frozen):
     resume_argv: list[str] = field(default_factory=list)   # resumes `command`'s conversation
     runner: str = "auto"              # auto | tmux | subprocess | interactive
     tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
+                                      # and `luzia attach`: e.g. ["docker", "exec", "-i", "box"]
+                                      # (empty: interactive.tmux_prefix, the older spelling)
     kill_grace: float = 5.0           # seconds between SIGTERM and SIGKILL when stopping a job
     tail_lines: int = 20              # output lines sent with each progress report
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
@@ -175,7 +180,7 @@ class InteractiveConfig(Frozen):
     idle: float = 2.0                 # seconds of an unchanged pane that end a job (done = idle)
     send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001: 1 s)
     start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
-    tmux_prefix: list[str] = field(default_factory=list)  # e.g. ["docker", "exec", "-i", "box"]
+    tmux_prefix: list[str] = field(default_factory=list)  # the older spelling of agent.tmux_prefix
 
 
 @frozen
@@ -206,6 +211,9 @@ class SupervisorConfig(Frozen):
     start_grace: float = 10.0        # pings do not count this long after a start
     log_max_bytes: int = 10 * 1024 * 1024
     log_backups: int = 3
+    # more programs to keep running, name -> argv (e.g. `luzia import beads PATH --follow`);
+    # no health ping: running once up for start_grace
+    programs: dict[str, list[str]] = field(default_factory=dict)
 
 
 @frozen
@@ -269,6 +277,12 @@ class Config(Frozen):
     @property
     def run_dir(self) -> Path:
         return Path(self.home) / "run"
+
+    @property
+    def tmux_prefix(self) -> list[str]:
+        """What every tmux call runs through (both tmux runners, `luzia attach`):
+        agent.tmux_prefix, else its older spelling interactive.tmux_prefix."""
+        return list(self.agent.tmux_prefix or self.interactive.tmux_prefix)
 
     @property
     def spool_dir(self) -> Path:
@@ -504,6 +518,7 @@ def _finish(cfg: Config) -> Config:
             user=project.user or login,
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
         )
+    _check_programs(cfg.supervisor.programs)
     broker = cfg.broker
     broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
     if broker.heartbeat_interval <= 0:
@@ -513,6 +528,15 @@ def _finish(cfg: Config) -> Config:
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
         keys=_keys(cfg.keys, home),
     )
+
+
+def _check_programs(programs: dict[str, list[str]]) -> None:
+    for name, argv in programs.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name) or name in ("broker", "agent"):
+            raise ConfigError(f"supervisor.programs.{name}: a program's name is a lower-case "
+                              "word other than broker and agent")
+        if not argv:
+            raise ConfigError(f"supervisor.programs.{name}: the command is empty")
 
 
 def _check_interactive(ia: InteractiveConfig) -> None:

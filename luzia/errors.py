@@ -47,6 +47,13 @@ class Unavailable(LuziaError):
     code = "unavailable"
 
 
+class Refused(LuziaError):
+    """A command that is understood but refused in the present state (forgetting an agent
+    that still holds jobs)."""
+
+    code = "refused"
+
+
 class ProtocolError(LuziaError):
     """A frame or message body is malformed, oversized or of an unknown type."""
 
@@ -57,6 +64,10 @@ class BrokerUnreachable(LuziaError):
     """The broker did not answer in time."""
 
     exit_code = 3
+
+
+class WaitTimeout(LuziaError, TimeoutError):
+    """Waiting for a job took longer than allowed (luzia.client.wait's timeout)."""
 
 
 class IllegalTransition(LuziaError):
@@ -92,7 +103,7 @@ class Rejected(LuziaError):
 
 _BY_CODE: dict[str, type[LuziaError]] = {
     cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
-                               StoreError)}
+                               StoreError, Refused)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

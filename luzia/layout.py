@@ -51,6 +51,10 @@ WEB_HEALTH = "web"          # the dashboard's health socket (the supervisor's pi
 # The state directory, `<home>/` ----------------------------------------------------------
 WEB_TOKENS = "web-tokens.json"   # the dashboard's token per user (mode 0600)
 
+# The CLI's answer cache, `<home>/cache/` (luzia/cache.py) -------------------------------
+CACHE_DIR = "cache"
+CACHE_CHANGED = "changed"   # touched by every change made from this host: older answers are void
+
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
 SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts

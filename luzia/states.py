@@ -32,6 +32,9 @@ class JobState(str, enum.Enum):
 TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED, JobState.REJECTED})
 TERMINAL_NAMES = frozenset(s.value for s in TERMINAL)      # as the wire and the store spell them
 JOB_STATE_NAMES = tuple(s.value for s in JobState)
+# what an operator's `luzia retry` runs again (a paused job without waiting for its reset)
+RETRYABLE = frozenset({JobState.FAILED, JobState.KILLED, JobState.LOST, JobState.PAUSED})
+RETRYABLE_NAMES = frozenset(s.value for s in RETRYABLE)
 
 _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.KILLED, JobState.FAILED, JobState.REJECTED}),
@@ -53,6 +56,12 @@ _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.COMPLETED: frozenset(),
     JobState.REJECTED: frozenset(),
 }
+
+
+def exit_text(code: int | None) -> str:
+    """How an ended process reads everywhere (a job's reason, its attempts, the views):
+    `exit 1`; `exit -` when the code is unknown."""
+    return f"exit {'-' if code is None else code}"
 
 
 class Priority(enum.IntEnum):

@@ -13,6 +13,20 @@ from pathlib import Path
 import pytest
 
 
+def pytest_xdist_auto_num_workers(config):
+    """What `-n auto` (pyproject's addopts) means: two workers a core, as most tests wait on
+    real processes rather than compute. PYTEST_XDIST_AUTO_NUM_WORKERS=N or `-n N` overrides;
+    `-n 0` runs in one process (for -s, --pdb)."""
+    return min(8, 2 * len(os.sched_getaffinity(0)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `long` first: under xdist (`--dist worksteal`) the first worker starts
+    the longest test at once and the others share the rest meanwhile, instead of it
+    starting last and running alone. The rest keep their order (module fixtures stay shared)."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture
 def short_tmp():
     """A temp dir with a short path, for ipc:// sockets (tmp_path is too long)."""

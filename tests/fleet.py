@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ from tests.helpers import printed_id, wait_for
 
 PY = sys.executable
 # a broker whose placement counts running/slots only, so which agent is least loaded is
-# known; no per-user or per-project limits ([broker] is its last section: add keys to it)
+# known; no per-user or per-project limits; a live agent on a loaded box may miss a few
+# beats without being taken for dead (liveness). [broker] is its last section: add keys to it
 PLACEMENT_BY_SLOTS = """
 [scheduler]
 cpu_ceiling = 1.0
@@ -31,6 +34,7 @@ per_user = false
 max_per_project = 0
 [broker]
 heartbeat_interval = 0.1
+liveness = 20
 """
 
 
@@ -40,12 +44,20 @@ class LocalFleet:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.config = home / "luzia.toml"
-        agent = f'[agent]\ntmux_socket = "{tmux_socket}"\n' if tmux_socket and "[agent]" not in config_text else ""
+        agent = (f'[agent]\ntmux_socket = "{tmux_socket}"\n'
+                 if tmux_socket and "[agent]" not in config_text else "")
         self.config.write_text(f'home = "{home}"\n{config_text}\n{agent}')
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_")}
         self.env.update({"LUZIA_CONFIG": str(self.config), "LUZIA_HOME": str(home),
-                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1"})
+                         "LUZIA_DEMO_SECONDS": "0.3", "PYTHONUNBUFFERED": "1",
+                         "LUZIA_CACHE_TTL": "0"})   # tests ask after changes made elsewhere
         self.env.update(env or {})
+        # an agent that picks tmux itself must not use the shared default server: a private
+        # one per fleet (tests run in parallel, beside other suites and `make run`)
+        self.own_tmux = ""
+        if not tmux_socket and "tmux_socket" not in config_text and \
+                "LUZIA_AGENT_TMUX_SOCKET" not in self.env:
+            self.own_tmux = self.env["LUZIA_AGENT_TMUX_SOCKET"] = f"lzf{uuid.uuid4().hex[:8]}"
         self.procs: dict[str, subprocess.Popen] = {}
         self.ctx = zmq.Context()
         self._req = itertools.count(1)
@@ -91,6 +103,8 @@ class LocalFleet:
         self.procs.clear()
         self._reset_control()
         self.ctx.destroy(linger=0)
+        if self.own_tmux and shutil.which("tmux"):
+            subprocess.run(["tmux", "-L", self.own_tmux, "kill-server"], capture_output=True)
 
     # talking to it ----------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -111,7 +125,7 @@ class LocalFleet:
         self._control.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
-            if not self._control.poll(left * 1000):
+            if not self._control.poll(int(left * 1000) + 1):
                 break
             reply = protocol.decode(self._control.recv_multipart())
             if isinstance(reply, protocol.Reply) and reply.req == req:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# the first port the kernel hands out for bind(0) and outgoing connections; ports below it
+# are only ever taken by someone who names them
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+PORTS_FROM = 20000
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,
@@ -21,19 +29,47 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)  # polling step, not a wait for an event
 
 
+def wait_for_count(count: Callable[[], int], target: int, stall: float = 60.0,
+                   interval: float = 0.05, message: str = "") -> None:
+    """Poll `count()` until it reaches `target`; fail when it has not grown for `stall` s.
+
+    For a test that runs many real jobs: the box's load sets their pace (speed is measured
+    in bench/, not asserted here), so the deadline is on progress, not on the total."""
+    best, moved = -1, time.monotonic()
+    while True:
+        value = count()
+        if value >= target:
+            return
+        if value > best:
+            best, moved = value, time.monotonic()
+        elif time.monotonic() - moved > stall:
+            raise AssertionError(f"stuck at {best} of {target} for {stall}s: {message or count}")
+        time.sleep(interval)  # polling step, not a wait for an event
+
+
 def free_ports(n: int) -> list[int]:
     """n tcp ports free right now on 127.0.0.1, for configs that must name them before the
-    broker binds (a test may lose a race here; the kernel rarely reuses them this soon)."""
-    socks = []
+    broker binds (the broker cannot bind port 0 and report it).
+
+    Drawn at random from below the kernel's ephemeral range, so no bind(0) and no outgoing
+    connection (of this suite's parallel workers or anyone else) takes one before the broker
+    binds it; only another caller drawing the same port in the same moment could."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low = int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.SystemRandom().sample(range(PORTS_FROM, max(low, PORTS_FROM + 1000)), 64)
+    ports: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"no {n} free ports below {low}")
 
 
 def printed_id(out: subprocess.CompletedProcess) -> str:

@@ -41,7 +41,7 @@ class InteractiveRunner:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.ia = cfg.interactive
-        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.interactive.tmux_prefix)
+        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.tmux_prefix)
         self.prefix = slot_prefix(cfg.agent.name)
         self.locks = ensure_private_dir(cfg.run_dir / "slots")
         self.wrappers = processes.Wrappers()
@@ -99,7 +99,7 @@ class InteractiveRunner:
 
     def _settings(self, session: str, slot: int) -> dict:
         ia = self.ia
-        return {"socket": self.cfg.agent.tmux_socket, "prefix": list(ia.tmux_prefix),
+        return {"socket": self.cfg.agent.tmux_socket, "prefix": self.cfg.tmux_prefix,
                 "session": session, "slot": slot, "command": list(ia.command), "done": ia.done,
                 "prompt": ia.prompt, "idle": ia.idle, "send_delay": ia.send_delay,
                 "start_timeout": ia.start_timeout,

@@ -76,12 +76,13 @@ class SubprocessRunner:
 
 
 class TmuxRunner:
-    """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`)."""
+    """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`),
+    reached through agent.tmux_prefix (e.g. into a container whose paths match ours)."""
 
     name = "tmux"
 
     def __init__(self, cfg: Config) -> None:
-        self.tmux = TmuxController(cfg.agent.tmux_socket)
+        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.tmux_prefix)
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
 

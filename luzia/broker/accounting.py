@@ -64,15 +64,18 @@ def _source(since: float | None) -> str:
     return "jobs" if recent else "jobs NOT INDEXED"
 
 
-def _clauses(since: float | None, where: dict[str, str | None]) -> tuple[list[str], list[Any]]:
+def _clauses(since: float | None, where: dict[str, str | None], finished: str = "finished_at",
+             table: str = "") -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of `since` (on the `finished` column) and the
+    `where` filters (columns of `table`, an alias with its dot, e.g. "j.")."""
     clauses: list[str] = []
     params: list[Any] = []
     if since:
-        clauses.append("finished_at >= ?")
+        clauses.append(f"{finished} >= ?")
         params.append(since)
     for column, value in where.items():
         if value:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{table}{column} = ?")
             params.append(value)
     return clauses, params
 
@@ -142,26 +145,6 @@ def by_day(db: sqlite3.Connection, days: int, where: dict[str, str | None]) -> l
     return out
 
 
-def by_agent(db: sqlite3.Connection, since: float | None,
-             where: dict[str, str | None]) -> list[dict[str, Any]]:
-    """Per agent (host): attempts, and their cost and tokens, over the attempts that began
-    since `since` (every job still in the store, finished or not)."""
-    clauses = [f"j.{column} = ?" for column, value in where.items() if value]
-    params: list[Any] = [value for value in where.values() if value]
-    if since:
-        clauses.append("COALESCE(a.started_at, a.assigned_at) >= ?")
-        params.append(since)
-    sql = ("SELECT a.host, COUNT(*), COALESCE(SUM(a.cost_usd), 0), SUM(a.tokens_in), "
-           "SUM(a.tokens_out), SUM(a.cache_read), SUM(a.cache_write) FROM attempts a "
-           "JOIN jobs j ON j.id = a.job_id" + "".join(
-               (" WHERE " if i == 0 else " AND ") + c for i, c in enumerate(clauses))
-           + " GROUP BY a.host ORDER BY a.host")
-    keys = ("attempts", "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write")
-    return [{"name": host, **{k: (round(v, 6) if isinstance(v, float) else v or 0)
-                              for k, v in zip(keys, values, strict=True)}}
-            for host, *values in db.execute(sql, params)]
-
-
 def flow(db: sqlite3.Connection, since: float) -> tuple[int, int]:
     """(jobs submitted, jobs finished) since the wall-clock time `since`."""
     submitted = db.execute("SELECT COUNT(*) FROM jobs WHERE submitted_at >= ?", (since,)).fetchone()[0]
@@ -174,3 +157,32 @@ def span(start: float | None, end: float | None) -> float | None:
     if start is None or end is None:
         return None
     return round(max(0.0, end - start), 3)
+
+
+AGENT_COLUMNS = ("jobs", "attempts", "completed", "failed", "run_seconds", "mean_run",
+                 "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write")
+
+_BY_HOST = """
+SELECT a.host, COUNT(DISTINCT a.job_id), COUNT(*), SUM(a.exit_code = 0),
+       SUM(a.exit_code != 0 AND a.reason != 'cancelled' AND a.reason NOT LIKE 'preempted by %'
+           AND a.reason NOT LIKE 'usage limit: %'),
+       COALESCE(SUM(a.finished_at - a.started_at), 0), AVG(a.finished_at - a.started_at),
+       COALESCE(SUM(a.cost_usd), 0), SUM(a.tokens_in), SUM(a.tokens_out), SUM(a.cache_read),
+       SUM(a.cache_write)
+FROM attempts a JOIN jobs j ON j.id = a.job_id
+WHERE a.finished_at IS NOT NULL AND a.host != '' {where}
+GROUP BY a.host ORDER BY a.host
+"""
+
+
+def by_host(db: sqlite3.Connection, since: float | None,
+            where: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Per agent, over the attempts that ended there (a job retried elsewhere counts on each
+    host it ran on): jobs, attempts, completed (exit 0), failed (any other exit but a
+    cancel, a preemption or a usage limit), run seconds, mean run, and the agents' cost
+    and tokens (docs/AGENTS.md; a paused attempt's too). One GROUP BY."""
+    clauses, params = _clauses(since, where, "a.finished_at", "j.")
+    rows = db.execute(_BY_HOST.format(where="".join(f" AND {c}" for c in clauses)), params)
+    return [{"name": r[0], **{k: round(v, 3) if isinstance(v, float) else (v or 0)
+                              for k, v in zip(AGENT_COLUMNS, r[1:], strict=True)}}
+            for r in rows]

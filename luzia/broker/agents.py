@@ -146,6 +146,8 @@ class AgentHandler:
 
     def started(self, agent: Agent, msg: protocol.Started) -> None:
         job = self._own(agent, msg.job_id, msg.attempt)
+        if job is not None and msg.session:
+            job.session = msg.session          # `luzia attach` asks for it (jobs.get)
         if job is not None and job.state in (JobState.ASSIGNED, JobState.LOST):
             lifecycle.start(self.m, job,
                             f"started on {agent.name} session={msg.session} pid={msg.pid}")

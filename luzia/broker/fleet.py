@@ -117,6 +117,15 @@ class Fleet:
         agent.dead_since = None
         self.sched.agent_up(self._sched_agent(agent))
 
+    def forget(self, agent: Agent) -> None:
+        """An operator's `luzia agents forget`: a dead agent holding no job leaves the fleet
+        (and its drain with it); should it say Hello again it joins as a new one."""
+        self.by_name.pop(agent.name, None)
+        if self.by_identity.get(agent.identity) is agent:
+            del self.by_identity[agent.identity]
+        self.drained = self.drained - {agent.name}
+        self.sched.agent_remove(agent.name)
+
     def drain(self, agent: Agent, draining: bool) -> None:
         """An operator's drain (or undrain); the caller saves `drained` with the turn."""
         agent.draining = draining

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import re
 import time
 
 from luzia import protocol
@@ -37,15 +38,18 @@ from luzia.broker import gpu
 from luzia.broker.fleet import Agent
 from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
-from luzia.broker.rules import SchedJob
+from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
-from luzia.states import JobState
+from luzia.states import JobState, exit_text
 
 log = logging.getLogger(__name__)
 
 PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
+AUTOMATIC = "retry"              # "retry 1/2 after exit 1": pending for an automatic retry
+RETRY_REQUESTED = "retry requested"   # pending again by an operator's `luzia retry`
 RETRY_BACKOFF_MAX = 300.0
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
+KILLED_AT_ONCE = (JobState.PENDING, JobState.PAUSED)   # a cancel needs no agent for these
 LIMIT_REASON = "usage limit: "   # an attempt that ended on a provider's usage limit
 AHEAD = 1 << 40           # a job back from a pause goes before its priority peers (their seq)
 
@@ -149,6 +153,7 @@ def restore(m: Model, job: Job) -> None:
         return
     job.attempt_usage = m.store.attempt_usage(job.id, job.attempt)
     # assigned / running / lost: the credit stays taken until its agent says otherwise
+    job.session = started_session(m, job)
     held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
     m.fleet.restore(_sched_job(m, job), job.host, since=time.monotonic() - held_for)
     if job.reason.startswith(PREEMPTED_BY):     # it was being stopped: still is
@@ -169,14 +174,16 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
     job.assigned_at = time.time()
     job.account = m.accounts.pick(agent, job.account)
     resume = job.resume if m.cfg.limits.resume else ""
+    busy = over_ceiling(m.cfg.scheduler, agent.cpu, agent.memory)
+    busy = f"; its host is over its {busy}, it runs this one job only" if busy else ""
     m.fleet.hold(agent, job.id)
     _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})"
                    + (f" account {job.account}" if job.account else "")
-                   + (f" resuming session {resume}" if resume else ""))
+                   + (f" resuming session {resume}" if resume else "") + busy)
     m.store.save_attempt(job)
     m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt,
                                                account=job.account, resume=resume))
-    log.info("job %s assigned to %s (attempt %d)", job.id, agent.name, job.attempt)
+    log.info("job %s assigned to %s (attempt %d)%s", job.id, agent.name, job.attempt, busy)
 
 
 def start(m: Model, job: Job, detail: str) -> None:
@@ -224,9 +231,9 @@ def end(m: Model, job: Job, exit_code: int, reason: str, limited_until: float = 
         finish(m, job, JobState.FAILED, f"usage limit, paused {job.pauses} times already: "
                                         f"{limit}", exit_code)
     elif job.retries < job.max_retries:
-        retry_later(m, job, exit_code, reason or f"exit {exit_code}")
+        retry_later(m, job, exit_code, reason or exit_text(exit_code))
     else:
-        finish(m, job, JobState.FAILED, reason or f"exit code {exit_code}", exit_code)
+        finish(m, job, JobState.FAILED, reason or exit_text(exit_code), exit_code)
 
 
 def finish(m: Model, job: Job, state: JobState, reason: str = "",
@@ -254,7 +261,7 @@ def retry_later(m: Model, job: Job, exit_code: int, why: str) -> None:
     retries left. The scheduler gets it when the backoff is over (`Broker.tick`)."""
     _close_attempt(m, job, why, exit_code)
     job.retries += 1
-    job.move(JobState.PENDING, f"retry {job.retries}/{job.max_retries} after {why}")
+    job.move(JobState.PENDING, f"{AUTOMATIC} {job.retries}/{job.max_retries} after {why}")
     job.reset_attempt()
     job.resume = ""          # a conversation that failed is not one to go on with
     delay = min(RETRY_BACKOFF_MAX, 2.0 ** (job.retries - 1))
@@ -306,7 +313,7 @@ def retry(m: Model, job: Job, fresh: bool = False) -> None:
     """failed | killed | lost | paused → pending, by an operator (`luzia retry`): the next
     Assign makes attempt n+1, with a fresh retry budget; a lost job does not wait out the
     grace, a paused one its reset. It resumes its conversation unless `fresh`."""
-    reason = "retry requested" + (" (fresh)" if fresh else "")
+    reason = RETRY_REQUESTED + (" (fresh)" if fresh else "")
     if job.state is JobState.LOST:
         requeue(m, job, f"{reason} (its agent {job.host} is lost)")
         if fresh:
@@ -342,7 +349,7 @@ def _close_attempt(m: Model, job: Job, reason: str, exit_code: int | None) -> No
 def cancel(m: Model, job: Job) -> str:
     """An operator's cancel: a pending or paused job is killed at once ("killed"); a held
     one is stopped by its agent, whose Done ends it ("cancelling")."""
-    if job.state in (JobState.PENDING, JobState.PAUSED):
+    if job.state in KILLED_AT_ONCE:
         finish(m, job, JobState.KILLED, "cancelled")
         return "killed"
     m.stopping[job.id] = ""       # a user's cancel wins over a preemption
@@ -381,6 +388,26 @@ def _stop(m: Model, job: Job, reason: str) -> None:
         return
     m.out.send(agent.identity, protocol.Cancel(job_id=job.id, reason=reason))
     log.info("job %s: cancel sent to %s (%s)", job.id, agent.name, reason)
+
+
+def started_session(m: Model, job: Job) -> str:
+    """The tmux session its agent named in the `started` event row of this attempt (the
+    session is no column of its own: a schema change waits for the migrations, issue 19)."""
+    row = m.store.db.execute("SELECT detail FROM events WHERE job_id=? AND detail LIKE "
+                             "'started on %' ORDER BY seq DESC LIMIT 1", (job.id,)).fetchone()
+    found = re.search(r" session=(\S+) pid=", row[0]) if row and job.started_at else None
+    return found[1] if found else ""
+
+
+def cause(detail: str) -> str:
+    """Why a job that had run went back to pending, from the detail of that event row:
+    "automatic" (a retry after a failure), "manual" (`luzia retry`) or "requeued" (its agent
+    was lost or came back without it, it never started, or it was preempted)."""
+    if detail.startswith(RETRY_REQUESTED):
+        return "manual"
+    if re.match(rf"{AUTOMATIC} \d+/\d+ after ", detail):
+        return "automatic"
+    return "requeued"
 
 
 # helpers ---------------------------------------------------------------------------------

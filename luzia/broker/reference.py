@@ -17,6 +17,7 @@ from luzia.broker.rules import (
     explain,
     load_score,
     lock_expired,
+    may_add,
     others_offer,
     user_limit,
 )
@@ -65,10 +66,11 @@ class ReferenceScheduler:
 
     def _agent_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
         cfg = self.cfg
+        running = self._running(agent.name)
         return (agent.live and not agent.draining and not agent.limited_until
                 and job.type in agent.capabilities
-                and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
-                and self._running(agent.name) < agent.slots
+                and may_add(cfg, agent, running)       # over a ceiling: only while it runs none
+                and running < agent.slots
                 and (job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb)
                 and (agent.name not in job.avoid
                      or not others_offer(self.agents.values(), job.type, job.avoid)))
@@ -190,10 +192,10 @@ class ReferenceScheduler:
         return out
 
     def _victim_host_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
-        cfg = self.cfg
+        """Could `job` go where the victim runs, once the victim is gone?"""
         return (agent.live and not agent.draining and not agent.limited_until
                 and job.type in agent.capabilities
-                and agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling)
+                and may_add(self.cfg, agent, self._running(agent.name) - 1))
 
     # introspection -----------------------------------------------------------------
     def pending_count(self) -> int:

@@ -139,16 +139,31 @@ def _refuses(cfg: SchedulerConfig, a: SchedAgent, running: int, gpu_mem_gb: floa
         return f"{a.name} draining"
     if a.limited_until:
         return f"{a.name}: {limited_text(a.limited, a.limited_until, wall)}"
-    if a.cpu > cfg.cpu_ceiling:
-        return f"{a.name} over cpu ceiling ({a.cpu * 100:.0f} %)"
-    if a.memory > cfg.memory_ceiling:
-        return f"{a.name} over memory ceiling ({a.memory * 100:.0f} %)"
+    over = over_ceiling(cfg, a.cpu, a.memory)
+    if over and not may_add(cfg, a, running):
+        return f"{a.name} over {over}; running {running}, it takes more once under"
     if running >= a.slots:
         return f"{a.name} full ({running}/{a.slots})"
     if gpu_mem_gb > 0 and a.gpu_free_gb < gpu_mem_gb:
         free = "no GPU memory reported" if a.gpu_free_gb < 0 else f"{a.gpu_free_gb:g} GB GPU free"
         return f"{a.name} has {free}, needs {gpu_mem_gb:g} GB"
     return ""
+
+
+def over_ceiling(cfg: SchedulerConfig, cpu: float, memory: float) -> str:
+    """Which utilisation ceiling a host is over ("cpu ceiling (100 % > 80 %)"), or ""."""
+    if cpu > cfg.cpu_ceiling:
+        return f"cpu ceiling ({cpu * 100:.0f} % > {cfg.cpu_ceiling * 100:.0f} %)"
+    if memory > cfg.memory_ceiling:
+        return f"memory ceiling ({memory * 100:.0f} % > {cfg.memory_ceiling * 100:.0f} %)"
+    return ""
+
+
+def may_add(cfg: SchedulerConfig, a: SchedAgent, running: int) -> bool:
+    """May Luzia add a job to agent `a`, which runs `running` of ours, as far as the
+    ceilings go? The ceilings limit what Luzia adds to a host busy with other work; they
+    must not starve it: an agent running nothing takes one job whatever its load."""
+    return running <= 0 or (a.cpu <= cfg.cpu_ceiling and a.memory <= cfg.memory_ceiling)
 
 
 def load_score(cfg: SchedulerConfig, agent: SchedAgent, running: int) -> float:

@@ -6,8 +6,9 @@ default; a placed job holds its user's lock until it ends, its agent is lost, or
 run `user_lock_stale` seconds), its project fewer than `max_per_project`, neither its user
 nor its project is blocked (over a budget: budgets.py), the global cap is not reached, its
 dependencies are done, and a live, non-draining agent not held by usage limits, under both
-ceilings, with a free slot and enough free GPU memory, offers its type — to the one with
-the lowest load score (ties by name). An ineligible job never blocks the ones behind it.
+ceilings (or running none of ours: rules.may_add), with a free slot and enough free GPU
+memory, offers its type — to the one with the lowest load score (ties by name). An
+ineligible job never blocks the ones behind it.
 A retry avoids the agents it failed on while another offers its type (rules.py).
 
 Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
@@ -29,7 +30,7 @@ import logging
 from collections.abc import Iterable
 
 from luzia.broker import rules
-from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, user_limit
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, may_add, user_limit
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
 
@@ -331,13 +332,14 @@ class Scheduler:
                 and (not cap or self.by_project.get(project, 0) < cap))
 
     def _open_agents(self) -> list[SchedAgent]:
-        """Agents that may take a job now: live, not draining nor limited, under ceilings, a
-        slot free."""
-        cfg = self.cfg
-        return [a for a in self.agents.values()
-                if a.open and a.cpu <= cfg.cpu_ceiling
-                and a.memory <= cfg.memory_ceiling
-                and len(self.on_agent.get(a.name, ())) < a.slots]
+        """Agents that may take a job now: live, not draining nor limited, a slot free, and
+        under the ceilings unless they run nothing of ours (rules.may_add)."""
+        out = []
+        for a in self.agents.values():
+            running = len(self.on_agent.get(a.name, ()))
+            if a.open and running < a.slots and may_add(self.cfg, a, running):
+                out.append(a)
+        return out
 
     def _best(self, agents: list[SchedAgent], kind: str, gpu: float,
               avoid: frozenset[str] = frozenset()) -> SchedAgent | None:
@@ -478,14 +480,13 @@ class Scheduler:
         return out
 
     def _victim(self, job: SchedJob, chosen: set[str]) -> str | None:
-        cfg = self.cfg
         best, best_order = None, -1
         for placed, agent_name, order in self.placed.values():
             agent = self.agents.get(agent_name)
             if (placed.priority == Priority.LOW and placed.id not in chosen and order > best_order
                     and agent is not None and agent.open
-                    and job.type in agent.capabilities and agent.cpu <= cfg.cpu_ceiling
-                    and agent.memory <= cfg.memory_ceiling):
+                    and job.type in agent.capabilities   # the ceilings as without the victim
+                    and may_add(self.cfg, agent, len(self.on_agent.get(agent_name, ())) - 1)):
                 best, best_order = placed.id, order
         return best
 

@@ -74,6 +74,8 @@ class Job:
     exit_code: int | None = None
     stalled: bool = False
     stalled_since: float | None = None    # unix time its output stopped (kept in memory only)
+    session: str = ""                     # its tmux session on its agent's host (memory only;
+                                          # after a restart from its `started` event row)
     assigned_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -108,6 +110,7 @@ class Job:
         self.progress, self.message = -1.0, ""
         self.stalled, self.stalled_since = False, None
         self.attempt_usage = protocol.NO_USAGE
+        self.session = ""
 
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
@@ -127,6 +130,7 @@ class Job:
         out["stalled"] = self.stalled
         out["stalled_since"] = self.stalled_since if self.stalled else None
         out["why"] = ""
+        out["session"] = self.session
         if with_tail:
             out["tail"] = list(self.tail)
         return out

@@ -1,7 +1,7 @@
-"""`luzia agents status|allocate|drain|undrain`: the agents' load and health, where the next
-job of each type would go, and taking an agent out of the rotation (what sinfo/scontrol
-give). Broker ops: agents.status, agents.allocate, agents.drain, agents.undrain
-(docs/PROTOCOL.md).
+"""`luzia agents status|allocate|drain|undrain|forget`: the agents' load and health, where
+the next job of each type would go, taking an agent out of the rotation, and forgetting a
+retired one (what sinfo/scontrol give). Broker ops: agents.status, agents.allocate,
+agents.drain, agents.undrain, agents.forget (docs/PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from luzia.cli.control import JSON_HELP, ask, dump
-from luzia.cli.render import HEALTH_STYLE, clean, num, pct, seconds, table
+from luzia.cli.render import HEALTH_STYLE, LOAD_LEVEL_STYLE, clean, num, pct, seconds, table
 
-WORST_FIRST = ("dead", "over-ceiling", "draining", "full", "ok")
+WORST_FIRST = ("dead", "over-ceiling", "busy", "draining", "full", "ok", "gone")
+DRY_RUN_HELP = "Only say what would happen; change nothing."
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
              "load": lambda a: -(num(a.get("load")) or 0),
              "jobs": lambda a: -(num(a.get("running")) or 0),
@@ -23,7 +24,7 @@ SORT_KEYS = {"name": lambda a: str(a.get("name")),
 
 @click.group()
 def agents() -> None:
-    """The agents: load, health, where work goes, draining."""
+    """The agents: load, health, where work goes, draining, forgetting."""
 
 
 @agents.command("status")
@@ -31,8 +32,11 @@ def agents() -> None:
               help="Order (load and jobs: highest first; health: worst first).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def agents_status(sort_by, as_json) -> None:
-    """Each agent's slots in use, load score and its parts, capabilities, GPU, last
-    heartbeat and health (ok, full, draining, over-ceiling, dead)."""
+    """Each agent's slots in use, load score, its level (low, moderate, high, critical) and
+    parts, capabilities, GPU, last heartbeat and health: ok, busy (its host is over a
+    ceiling with none of our jobs: it takes one), full, draining, over-ceiling (runs ours,
+    takes no more), dead, gone (dead longer than broker.gone_after: no alert; `luzia agents
+    forget NAME` removes it)."""
     found = [a for a in ask("agents.status", list) if isinstance(a, dict)]
     found.sort(key=SORT_KEYS[sort_by])
     dump(found) if as_json else show_status(found)
@@ -48,30 +52,58 @@ def agents_allocate(as_json) -> None:
 
 @agents.command("drain")
 @click.argument("name")
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="JSON: the agent.")
-def agents_drain(name, as_json) -> None:
+def agents_drain(name, dry_run, as_json) -> None:
     """Let NAME finish its running jobs and give it no new ones."""
-    _drain(name, as_json, True)
+    _drain(name, dry_run, as_json, True)
 
 
 @agents.command("undrain")
 @click.argument("name")
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="JSON: the agent.")
-def agents_undrain(name, as_json) -> None:
+def agents_undrain(name, dry_run, as_json) -> None:
     """Let NAME take new jobs again."""
-    _drain(name, as_json, False)
+    _drain(name, dry_run, as_json, False)
 
 
-def _drain(name: str, as_json: bool, draining: bool) -> None:
-    """agents.drain or agents.undrain; the broker keeps either in its store, so it outlives
-    the agent reconnecting and the broker restarting."""
-    result = ask("agents.drain" if draining else "agents.undrain", dict, name=name)
+@agents.command("forget")
+@click.argument("name")
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
+@click.option("--json", "as_json", is_flag=True, help="JSON: the agent as it was.")
+def agents_forget(name, dry_run, as_json) -> None:
+    """Remove NAME, a retired host's dead agent, from the broker's fleet and alerts.
+
+    Refused (exit 1) while it beats or still holds jobs (they are requeued after
+    broker.lost_grace). Should it say Hello later, it joins as a new agent."""
+    result = ask("agents.forget", dict, name=name, dry_run=dry_run or None)
     if as_json:
         dump(result)
         return
-    who = clean(result.get("name"))
-    if draining:
-        click.echo(f"{who}: draining, {int(num(result.get('running')) or 0)} jobs still running "
+    who, dead = clean(result.get("name")), seconds(result.get("dead_for"))
+    if dry_run:
+        click.echo(f"{who}: would forget it (dead for {dead}, holding no job; dry run: "
+                   "nothing was changed)")
+    else:
+        click.echo(f"{who}: forgotten (it had been dead for {dead})")
+
+
+def _drain(name: str, dry_run: bool, as_json: bool, draining: bool) -> None:
+    """agents.drain or agents.undrain; the broker keeps either in its store, so it outlives
+    the agent reconnecting and the broker restarting."""
+    result = ask("agents.drain" if draining else "agents.undrain", dict, name=name,
+                 dry_run=dry_run or None)
+    if as_json:
+        dump(result)
+        return
+    who, running = clean(result.get("name")), int(num(result.get("running")) or 0)
+    if dry_run:
+        now = "draining" if result.get("draining") else "taking jobs"
+        click.echo(f"{who}: would {'drain' if draining else 'undrain'} it (now {now}, "
+                   f"{running} jobs running; dry run: nothing was changed)")
+    elif draining:
+        click.echo(f"{who}: draining, {running} jobs still running "
                    f"(undo with: luzia agents undrain {who})")
     else:
         click.echo(f"{who}: taking jobs again (health {clean(result.get('health'))})")
@@ -81,8 +113,13 @@ def show_status(found: list[dict[str, Any]]) -> None:
     if not found:
         print("no agents have connected; start one with: luzia-agent (or luzia-supervisor)")
         return
-    table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LOAD PARTS", "CPU", "MEM", "GPU", "CAPABILITIES",
-           "HEARTBEAT"), [_row(a) for a in found], {1: HEALTH_STYLE})
+    table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LEVEL", "LOAD PARTS", "CPU", "MEM", "GPU",
+           "CAPABILITIES", "HEARTBEAT"), [_row(a) for a in found],
+          {1: HEALTH_STYLE, 4: LOAD_LEVEL_STYLE})
+    gone = [clean(a.get("name")) for a in found if a.get("health") == "gone"]
+    if gone:
+        print(f"\ngone (dead longer than broker.gone_after): {', '.join(gone)}; "
+              f"remove with: luzia agents forget {gone[0]}")
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:
@@ -90,7 +127,7 @@ def _row(a: dict[str, Any]) -> tuple[Any, ...]:
     parts = parts if isinstance(parts, dict) else {}
     return (a.get("name"), a.get("health"),
             f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
-            f"{num(a.get('load')) or 0:.2f}",
+            f"{num(a.get('load')) or 0:.2f}", a.get("load_level") or "-",
             f"cpu {num(parts.get('cpu')) or 0:.2f} mem {num(parts.get('memory')) or 0:.2f} "
             f"queue {num(parts.get('queue')) or 0:.2f}",
             pct(a.get("cpu")), pct(a.get("memory")), gpu_cell(a),

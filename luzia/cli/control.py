@@ -35,10 +35,17 @@ def connect() -> Control:
     return Control(load_config(), timeout=timeout)
 
 
+def call(ctl: Control, op: str, **args: Any) -> Any:
+    """`ctl.call`, through the answer cache (luzia/cache.py: LUZIA_CACHE_TTL) for the
+    queries views repeat; a change made from here voids what was cached."""
+    from luzia import cache
+    return cache.call(ctl, op, **args)
+
+
 def ask(op: str, kind: type, **args: Any) -> Any:
     """One control request whose result must be a `kind`; None-valued args are left out."""
     with connect() as ctl:
-        result = ctl.call(op, **{k: v for k, v in args.items() if v is not None})
+        result = call(ctl, op, **{k: v for k, v in args.items() if v is not None})
     if not isinstance(result, kind):
         raise ProtocolError(f"the broker answered {op} with a malformed result")
     return result
@@ -73,7 +80,7 @@ def fetch_job(ctl: Control, job_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + SPOOL_PATIENCE
     while True:
         try:
-            return checked_job(ctl.call("jobs.get", id=job_id), "jobs.get")
+            return checked_job(call(ctl, "jobs.get", id=job_id), "jobs.get")
         except NotFound:
             if spooled is None or not spooled.exists():
                 raise
@@ -81,6 +88,33 @@ def fetch_job(ctl: Control, job_id: str) -> dict[str, Any]:
                 raise NotFound(f"job {job_id} is still in the spool ({spooled.parent}); "
                                "the broker has not taken it yet") from None
         time.sleep(0.05)  # polling step while the broker takes the job
+
+
+def spooled_job(cfg: Config, ident: str, why: str) -> dict[str, Any] | None:
+    """The job `ident` (an id or a unique prefix) as this host's spool holds it, for when
+    the broker cannot be asked (`why`): state "spooled", not yet delivered. None if the
+    spool has no such job; Ambiguous if the prefix names several."""
+    from luzia import layout, protocol
+    from luzia.errors import Ambiguous
+    from luzia.ids import JOB_PREFIX_RE
+    from luzia.states import Priority
+    if not JOB_PREFIX_RE.match(ident) or not cfg.spool_dir.is_dir():
+        return None
+    found = sorted(cfg.spool_dir.glob(f"{ident}*{layout.SPOOL_SUFFIX}"))
+    if len(found) > 1:
+        raise Ambiguous(f"{ident!r} names more than one spooled job; give more of the id")
+    try:
+        spec = protocol.spool_load(found[0].read_bytes()).job if found else None
+    except (OSError, ProtocolError):
+        return None        # taken by the broker meanwhile, or not readable: not shown
+    if spec is None:
+        return None
+    return {"id": spec.id, "state": "spooled", "project": spec.project, "user": spec.user,
+            "priority": Priority(spec.priority).label, "type": spec.type, "task": spec.task,
+            "max_retries": spec.max_retries, "attempt": 0, "progress": -1.0, "message": "",
+            "why": f"spooled, not yet delivered: {why}", "reason": "", "host": "",
+            "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
+            "submitted_at": spec.submitted_at, "spool_file": str(found[0])}
 
 
 def dump(obj: Any) -> None:

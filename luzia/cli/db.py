@@ -130,10 +130,12 @@ def backup(file: str, force: bool, as_json: bool) -> None:
 
 @db.command()
 @click.option("--force", is_flag=True, help="Salvage even a database that checks whole.")
+@click.option("--dry-run", "-n", is_flag=True,
+              help="Only say whether it would salvage, and how; change nothing (read-only).")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON: {path, set_aside, method, tried, schema, before, recovered, "
                    "repaired, integrity, seconds}; method null: nothing to recover.")
-def recover(force: bool, as_json: bool) -> None:
+def recover(force: bool, dry_run: bool, as_json: bool) -> None:
     """Salvage what can be read of a damaged job database into a new one (broker stopped).
 
     The damaged file (and its -wal) is kept aside as luzia.db.damaged-<time>, unchanged.
@@ -151,6 +153,9 @@ def recover(force: bool, as_json: bool) -> None:
                     "stop it first (`luzia supervisor stop broker`, or stop the service), then "
                     "run `luzia db recover` again") from None
     try:
+        if dry_run:
+            _would_recover(cfg.broker.db, force)
+            return
         report = salvage.recover(cfg.broker.db, force=force)
     finally:
         os.close(held)
@@ -161,6 +166,20 @@ def recover(force: bool, as_json: bool) -> None:
                    "row reads back (--force salvages it anyway)")
     else:
         _show(_recover_rows(report))
+
+
+def _would_recover(path: str, force: bool) -> None:
+    """--dry-run: what `recover` would do, from the read-only checks it starts with."""
+    from luzia.broker import dbfile
+    found = dbfile.probe(path)
+    if found.empty and not found.unreadable:
+        click.echo(f"nothing to recover: no job database at {path} (dry run)")
+    elif not force and not found.empty and dbfile.check(path)["ok"]:
+        click.echo(f"nothing to recover: {path} checks whole (dry run; --force would salvage it)")
+    else:
+        click.echo(f"would set {path} (and its -wal) aside as {os.path.basename(path)}.damaged-"
+                   "<time>, salvage it into a new file there (sqlite3 .recover, else the backup "
+                   "API, else row by row); dry run: nothing was changed")
 
 
 def _recover_rows(r: dict[str, Any]) -> list[tuple[str, str]]:

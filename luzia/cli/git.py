@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from luzia import snapshots
-from luzia.cli.control import connect, fetch_job
+from luzia.cli.control import connect, dump, fetch_job
 from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
 
@@ -79,11 +79,25 @@ def _git_errors(fn):
 @click.command("diff")
 @click.argument("job_id")
 @click.option("--stat", is_flag=True, help="Only the changed files and their line counts.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON: {id, state, repo, before, after, files: [{path, added, removed}], patch}.")
 @_git_errors
-def diff(job_id: str, stat: bool) -> None:
+def diff(job_id: str, stat: bool, as_json: bool) -> None:
     """What job JOB_ID changed in its git work directory (all attempts; so far, while it
     runs). Untracked files count, ignored ones do not."""
     job = GitJob(job_id)
+    if as_json:
+        after = job.after()
+        files = []
+        numstat = snapshots.git(job.repo, "diff", "--numstat", job.before, after).stdout
+        for line in numstat.decode(errors="replace").splitlines():
+            added, removed, path = (line.split("\t", 2) + ["", ""])[:3]
+            files.append({"path": path, "added": int(added) if added.isdigit() else None,
+                          "removed": int(removed) if removed.isdigit() else None})
+        patch = snapshots.diff(job.repo, job.before, after).decode(errors="replace")
+        dump({"id": job.id, "state": job.state, "repo": job.repo, "before": job.before,
+              "after": after, "files": files, "patch": patch})
+        return
     out = snapshots.diff(job.repo, job.before, job.after(), *(["--stat"] if stat else []))
     sys.stdout.buffer.write(out)     # bytes as git wrote them (click's get_binary_stream is deprecated)
     sys.stdout.buffer.flush()
@@ -91,7 +105,9 @@ def diff(job_id: str, stat: bool) -> None:
 
 @click.command()
 @click.argument("job_id")
-@click.option("--check", is_flag=True, help="Only say whether it would apply; change nothing.")
+@click.option("--dry-run", "-n", "check", is_flag=True,
+              help="Only say what it would restore, and whether it would apply; change nothing.")
+@click.option("--check", "check", is_flag=True, hidden=True)      # the older spelling
 @_git_errors
 def revert(job_id: str, check: bool) -> None:
     """Undo what job JOB_ID changed in its work directory, keeping later changes to other
@@ -110,7 +126,9 @@ def revert(job_id: str, check: bool) -> None:
         raise LuziaError(_refusal(job, patch, trial.stderr))
     files = snapshots.diff(job.repo, job.before, after, "--name-only").decode().splitlines()
     if check:
-        click.echo(f"job {job.id} can be reverted ({len(files)} files)")
+        shown = ", ".join(clean(f, 120) for f in files[:10]) + (" …" if len(files) > 10 else "")
+        click.echo(f"job {job.id} can be reverted: would restore {len(files)} files in "
+                   f"{job.repo} ({shown}); dry run: nothing was changed")
         return
     snapshots.git(job.repo, "apply", "-R", "-", input=patch)
     click.echo(f"reverted job {job.id}: {len(files)} files restored in {job.repo}")

@@ -17,8 +17,11 @@ from luzia.errors import UsageError
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+USAGE_HEAD = ("COST", "TOKENS IN", "TOKENS OUT")    # the agents' (docs/AGENTS.md)
 STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN",
-              "COST", "TOKENS IN", "TOKENS OUT")
+              *USAGE_HEAD)
+AGENT_HEAD = ("JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN TIME", "MEAN RUN", *USAGE_HEAD)
+GROUPS = ("user", "project", "agent")
 
 
 def since_time(value: str | None) -> float | None:
@@ -54,12 +57,15 @@ def history(user, project, since, limit, as_json) -> None:
 @click.option("--user", "-u", help="Only this user's jobs.")
 @click.option("--project", "-p", help="Only this project's jobs.")
 @click.option("--since", metavar="WHEN", help="Finished since: 90m, 2h, 7d or 2026-01-09.")
+@click.option("--by", "groups", multiple=True, type=click.Choice(GROUPS),
+              help="Which tables (repeatable; default: user and project).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def stats(user, project, since, as_json) -> None:
-    """Per user, project and agent: jobs, completed, failed, run time, mean wait and run,
-    and the agents' cost and tokens."""
+def stats(user, project, since, groups, as_json) -> None:
+    """Per user and per project: jobs, completed, failed, run time, mean wait and run, and
+    the agents' cost and tokens; --by agent: per host, the attempts that ran there (a job
+    retried elsewhere counts on each), completed, failed, run time, cost and tokens."""
     result = ask("stats", dict, user=user, project=project, since=since_time(since))
-    dump(result) if as_json else show_stats(result)
+    dump(result) if as_json else show_stats(result, groups or ("user", "project"))
 
 
 def show_history(jobs: list[dict[str, Any]]) -> None:
@@ -75,20 +81,26 @@ def show_history(jobs: list[dict[str, Any]]) -> None:
           {1: STATE_STYLE})
 
 
-def show_stats(result: dict[str, Any]) -> None:
-    for title, key in (("USER", "by_user"), ("PROJECT", "by_project")):
-        rows = [r for r in result.get(key) or [] if isinstance(r, dict)]
-        table((title, *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
-        print("")
-    agents = [r for r in result.get("by_agent") or [] if isinstance(r, dict)]
-    if agents:
-        table(("AGENT", "ATTEMPTS", "COST", "TOKENS IN", "TOKENS OUT"),
-              [(r.get("name") or "-", int(num(r.get("attempts")) or 0), money(r.get("cost_usd")),
-                tokens(r.get("tokens_in")), tokens(r.get("tokens_out"))) for r in agents])
+def show_stats(result: dict[str, Any], groups: tuple[str, ...] = ("user", "project")) -> None:
+    for group in GROUPS:
+        if group not in groups:
+            continue
+        rows = [r for r in result.get(f"by_{group}") or [] if isinstance(r, dict)]
+        if group == "agent":
+            table(("AGENT", *AGENT_HEAD), [(r.get("name"), *_agent_cells(r)) for r in rows])
+        else:
+            table((group.upper(), *STATS_HEAD), [(r.get("name"), *_cells(r)) for r in rows])
         print("")
     total = result.get("total")
     total = total if isinstance(total, dict) else {}
     table(("ALL", *STATS_HEAD), [("all", *_cells(total))])
+
+
+def _agent_cells(row: dict[str, Any]) -> tuple[Any, ...]:
+    """One agent's figures (over the attempts that ended on it)."""
+    return (int(num(row.get("jobs")) or 0), int(num(row.get("attempts")) or 0),
+            int(num(row.get("completed")) or 0), int(num(row.get("failed")) or 0),
+            seconds(row.get("run_seconds")), seconds(row.get("mean_run")), *_usage_cells(row))
 
 
 def _cells(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -96,8 +108,12 @@ def _cells(row: dict[str, Any]) -> tuple[Any, ...]:
     return (int(num(row.get("jobs")) or 0), int(num(row.get("completed")) or 0),
             int(num(row.get("failed")) or 0), int(num(row.get("killed")) or 0),
             int(num(row.get("rejected")) or 0), seconds(row.get("run_seconds")),
-            seconds(row.get("mean_wait")), seconds(row.get("mean_run")), money(row.get("cost_usd")),
-            tokens(row.get("tokens_in")), tokens(row.get("tokens_out")))
+            seconds(row.get("mean_wait")), seconds(row.get("mean_run")), *_usage_cells(row))
+
+
+def _usage_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """The agents' cost and tokens in a row (USAGE_HEAD)."""
+    return money(row.get("cost_usd")), tokens(row.get("tokens_in")), tokens(row.get("tokens_out"))
 
 
 COMMANDS = (history, stats)

@@ -53,8 +53,16 @@ class Item:
 
     @property
     def job_id(self) -> str:
+        return self._id(f"{self.source}:{self.key}")
+
+    def job_id_after(self, previous: str) -> str:
+        """The job of this item reopened after job `previous` completed (a Beads issue
+        edited open again): as idempotent as the first, one id per generation."""
+        return self._id(f"{self.source}:{self.key} after {previous}")
+
+    def _id(self, seed: str) -> str:
         stamp = time.strftime("%H%M%S", time.localtime(self.created)) if self.created else "000000"
-        return f"{stamp}-{hashlib.sha256(f'{self.source}:{self.key}'.encode()).hexdigest()[:12]}"
+        return f"{stamp}-{hashlib.sha256(seed.encode()).hexdigest()[:12]}"
 
 
 def when(value: Any) -> float | None:
@@ -152,10 +160,10 @@ def read_beads(path: Path) -> Iterator[Item]:
         if not isinstance(entry, dict) or not first(entry, "id"):
             yield Item("beads", f"line {n}", skip=f"line {n} is not a Beads issue (JSON with an id)")
             continue
-        yield _bead(entry)
+        yield bead(entry)
 
 
-def _bead(entry: dict[str, Any]) -> Item:
+def bead(entry: dict[str, Any]) -> Item:
     key = first(entry, "id")
     title, body = first(entry, "title"), first(entry, "description")
     status = first(entry, "status").lower() or "open"
@@ -190,7 +198,7 @@ def _load_json(path: Path) -> Any:
         raise UsageError(f"{path} is not valid JSON ({exc}); nothing was imported") from None
 
 
-def _place(items: list[Item], projects: Any, default_project: str | None) -> None:
+def place(items: list[Item], projects: Any, default_project: str | None) -> None:
     """Each item's project: its own if declared, else the default; skipped when neither is."""
     for item in items:
         if not item.skip:
@@ -204,7 +212,7 @@ def take(items: list[Item], default_project: str | None, dry_run: bool) -> dict[
     """Queue what is to be taken; {taken: [...], skipped: [...]} for the report."""
     from luzia import client
     cfg = load_config()
-    _place(items, cfg.projects, default_project)
+    place(items, cfg.projects, default_project)
     existing = ask("jobs.exist", dict, ids=[i.job_id for i in items if not i.skip])
     report: dict[str, list] = {"taken": [], "skipped": []}
     for item in items:
@@ -263,15 +271,33 @@ def import_requests(file, project, include_review, dry_run, as_json) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--project", "-p", help="Project the issues belong to (default: the repository's "
               "directory name, if it is a project).")
-@click.option("--dry-run", "-n", is_flag=True, help="Only report what would be taken.")
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep watching: take new and reopened issues, write each job's state back.")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              metavar="SECONDS", help="How often --follow reads the file and asks the broker.")
+@click.option("--dry-run", "-n", is_flag=True,
+              help="Only report what would be taken (with --follow: and written back, once).")
 @click.option("--json", "as_json", is_flag=True, help="JSON: {dry_run, taken, skipped}.")
-def import_beads(path, project, dry_run, as_json) -> None:
+def import_beads(path, project, follow, interval, dry_run, as_json) -> None:
     """The older async dispatcher's Beads issues (.beads/issues.jsonl): open and blocked
     issues become jobs (Beads priority 0-3 → critical..low, labels → task type); closed and
-    in-progress ones are skipped."""
+    in-progress ones are skipped.
+
+    With --follow it keeps running (a supervisor program of its own: docs/DEPLOY.md):
+    new and reopened issues are taken as they appear, and each issue follows its job —
+    in_progress while it runs, closed (with the job and its end) when it completed, left
+    open with a note when it failed. Writes are atomic, merged with other writers' under
+    a lock on <file>.lock, and keep every other field byte for byte."""
     source = beads_file(path)
     repo = source.parent.parent if source.parent.name == ".beads" else source.parent
-    show(take(list(read_beads(source)), project or repo.resolve().name, dry_run), dry_run, as_json)
+    project = project or repo.resolve().name
+    if follow:
+        if as_json:
+            raise UsageError("--follow prints a line per change; --json is for one import")
+        from luzia.cli.beads_follow import Follower
+        Follower(source, project, interval, dry_run).run()
+        return
+    show(take(list(read_beads(source)), project, dry_run), dry_run, as_json)
 
 
 COMMANDS = (import_group,)

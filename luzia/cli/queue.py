@@ -1,6 +1,7 @@
-"""`luzia queue status|add|flush`: what waits, in which order, and clearing it (what
-squeue/scancel give, and the older file-based queue dispatcher's `luzia-queue`). Broker ops:
-queue.status, queue.flush (docs/PROTOCOL.md); `add` is the submit fast path's.
+"""`luzia queue status|add|flush|locks`: what waits, in which order, clearing it, and the
+user locks that hold it (what squeue/scancel give, and the older file-based queue and
+per-user dispatchers' `luzia-queue`). Broker ops: queue.status, queue.flush, queue.locks
+(docs/PROTOCOL.md); `add` is the submit fast path's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ PRIORITIES = click.Choice(["critical", "high", "normal", "low"])
 
 @click.group()
 def queue() -> None:
-    """The queue: what waits, in which order, and clearing it."""
+    """The queue: what waits, in which order, clearing it, the user locks."""
 
 
 @queue.command("status")
@@ -37,7 +38,8 @@ def queue_status(verbose, limit, as_json) -> None:
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="PROJECT TASK... [OPTIONS]")
 def queue_add(argv) -> None:
     """Queue a job: the same as `luzia PROJECT TASK...` (--priority, --metadata JSON,
-    --type, --user, --timeout, --max-retries, --after, --json; `luzia PROJECT --help`)."""
+    --type, --user, --timeout, --max-retries, --after, --dry-run, --json; `luzia PROJECT
+    --help`)."""
     from luzia.cli.submit import run
     if not argv:
         raise UsageError("say what to queue: luzia queue add PROJECT TASK... [--priority P]")
@@ -63,6 +65,41 @@ def queue_flush(dry_run, project, user, priority, kind, everything, as_json) -> 
     result = ask("queue.flush", dict, project=project, user=user, priority=priority, type=kind,
                  dry_run=dry_run or None)
     dump(result) if as_json else show_flushed(result, dry_run)
+
+
+@queue.command("locks")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def queue_locks(as_json) -> None:
+    """The user locks (one running job per user): each with its job, host, since when, and
+    when it goes stale (scheduler.user_lock_stale); stale and released ones too."""
+    result = ask("queue.locks", dict)
+    dump(result) if as_json else show_locks(result)
+
+
+def show_locks(result: dict[str, Any]) -> None:
+    now = time.time()
+    locks = [r for r in result.get("locks") or [] if isinstance(r, dict)]
+    stale_after = num(result.get("stale_after")) or 0
+    if not result.get("per_user") and not locks:
+        click.echo("per-user locks are off (scheduler.per_user = false; no per_user_limits)")
+        return
+    if not locks:
+        click.echo("no user holds a lock: no job of a limited user is running")
+        return
+    table(("USER", "JOB", "HOST", "PROJECT", "SINCE", "STALE IN", "STATE", "WAITING"),
+          [(r.get("user"), r.get("job"), r.get("host") or "-", r.get("project"),
+            f"{seconds(now - (num(r.get('since')) or now))} ago", _stale_in(r, now), r.get("state"),
+            int(num(r.get("waiting")) or 0)) for r in locks],
+          {6: {"held": "green", "stale": "yellow", "released": "red"}})
+    click.echo(f"\na lock goes stale after {seconds(stale_after) if stale_after else 'never'}; "
+               "its job keeps running, and its user may start another")
+
+
+def _stale_in(lock: dict[str, Any], now: float) -> str:
+    at = num(lock.get("stale_at"))
+    if at is None:
+        return "never"
+    return "stale" if at <= now else seconds(at - now)
 
 
 def show_status(q: dict[str, Any]) -> None:

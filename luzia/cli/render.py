@@ -21,8 +21,9 @@ TERMINAL = TERMINAL_NAMES
 STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "completed": "green",
                "failed": "red", "killed": "magenta", "rejected": "red", "paused": "blue",
                "lost": "yellow"}
-HEALTH_STYLE = {"ok": "green", "full": "yellow", "draining": "cyan", "over-ceiling": "red",
-                "dead": "bold red"}
+HEALTH_STYLE = {"ok": "green", "busy": "yellow", "full": "yellow", "draining": "cyan",
+                "over-ceiling": "red", "dead": "bold red", "gone": "dim"}
+LOAD_LEVEL_STYLE = {"low": "green", "moderate": "", "high": "yellow", "critical": "bold red"}
 LEVEL_STYLE = {"critical": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 
 

@@ -35,13 +35,16 @@ HELP = """Dispatch AI-agent tasks to a fleet of GPU hosts.
 Submit (returns at once, prints agent:PROJECT:JOB_ID):
   luzia PROJECT TASK... [--priority critical|high|normal|low] [--type T]
         [--user U] [--timeout S] [--max-retries N] [--after ID[,ID]]
-        [--metadata JSON] [--json]
+        [--metadata JSON] [--dry-run] [--json]
   (luzia PROJECT --help for the details)
 
 \b
-Operators: luzia queue status|add|flush, luzia agents status|allocate|drain|undrain,
-  luzia top, luzia history, luzia stats, luzia import pending-requests|beads
-  (every query takes --json; no colour without a terminal or with NO_COLOR)
+Operators: luzia queue status|add|flush|locks,
+  luzia agents status|allocate|drain|undrain|forget, luzia top, luzia history,
+  luzia stats [--by agent], luzia budget, luzia retry [--fresh],
+  luzia import pending-requests|beads [--follow]
+  (every query takes --json, every command that changes something --dry-run;
+  no colour without a terminal or with NO_COLOR)
 
 \b
 Shell completion (click): add to ~/.bashrc (or zsh/fish likewise)

@@ -87,6 +87,8 @@ def parser() -> argparse.ArgumentParser:
                    help="run only after these jobs completed (repeatable; unique prefixes "
                         "are resolved by the broker)")
     p.add_argument("--metadata", type=_metadata, metavar="JSON", help="a JSON object kept with the job")
+    p.add_argument("--dry-run", "-n", action="store_true",
+                   help="say what would be queued, with the project's defaults; queue nothing")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the id line")
     return p
 
@@ -128,6 +130,9 @@ def _run(argv: list[str]) -> int:
     spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
                         type=args.type, user=args.user, timeout=args.timeout,
                         max_retries=args.max_retries, after=after, metadata=args.metadata)
+    if args.dry_run:
+        _would(cfg, spec, args.json)
+        return 0
     done = client.send(spec, cfg)
     if args.json:
         import json
@@ -139,14 +144,47 @@ def _run(argv: list[str]) -> int:
                           "spooled": done.spooled}))
     else:
         print(f"agent:{spec.project}:{done.id}")
+        if sys.stdout.isatty():      # a person, not a script: the next commands, dimmed
+            _next_steps(done.id)
     if done.why:
         print(f"luzia: queued in the spool {done.spool_dir}, not sent: {done.why}", file=sys.stderr)
     elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
-              "it runs when the broker is back)", file=sys.stderr)
+              f"it runs when the broker is back; {client.start_hint(cfg)})", file=sys.stderr)
     elif done.spooled and (after or (cfg.run_dir / layout.QUEUE_FULL).exists()):
         _check_not_rejected(cfg, done.id)
     return 0
+
+
+def _next_steps(job_id: str) -> None:
+    import os
+    line = f"  luzia jobs {job_id} --watch  ·  luzia logs {job_id} -f  ·  luzia attach {job_id}"
+    print(line if os.environ.get("NO_COLOR") else f"\x1b[2m{line}\x1b[0m", flush=True)
+
+
+def _would(cfg: Any, spec: Any, as_json: bool) -> None:
+    """--dry-run: the job as it would be queued (the project's defaults applied), and where;
+    in JSON, null where the broker decides (type, timeout)."""
+    from luzia.config import is_local
+    from luzia.states import Priority
+    where = (f"spool {cfg.spool_dir}, then {cfg.endpoints.submit}" if is_local(cfg.endpoints.submit)
+             else cfg.endpoints.submit)
+    fields = {"project": spec.project, "user": spec.user,
+              "priority": Priority(spec.priority).label, "type": spec.type or None,
+              "timeout": spec.timeout or None, "max_retries": spec.max_retries,
+              "after": list(spec.after), "metadata": dict(spec.metadata),
+              "workdir": spec.workdir or None, "task": spec.task, "to": where}
+    if as_json:
+        import json
+        print(json.dumps({"dry_run": True, **fields}))
+        return
+    words = {"type": "detected by the broker from the text",
+             "timeout": "the type's or the global default", "workdir": "its job directory"}
+    print(f"would queue for {spec.project}:")
+    for name, value in fields.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        print(f"  {name:12} {shown if shown not in (None, '', {}) else words.get(name, '-')}")
+    print("dry run: nothing was queued")
 
 
 def _check_not_rejected(cfg: Any, job_id: str) -> None:

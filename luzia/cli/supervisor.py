@@ -39,7 +39,7 @@ def _call(op: str, **args: Any) -> Any:
 
 @click.group()
 def supervisor() -> None:
-    """This host's supervisor and its programs (broker, agent)."""
+    """This host's supervisor and its programs (broker, agent, [supervisor.programs])."""
 
 
 def _uptime(seconds: float) -> str:
@@ -72,25 +72,51 @@ def _row(r: dict[str, Any]) -> None:
     click.echo(f"{r['name']}: {r['state']}{pid}{message}")
 
 
+DRY_RUN_HELP = "Only say what would happen; change nothing."
+WOULD = {   # what each command would do to a program in a state, for --dry-run
+    "start": lambda r: (f"would leave it: it is {r['state']}" if r["state"] in ("running", "starting")
+                        else f"would start it now (it is {r['state']})"),
+    "stop": lambda r: (f"would stop it (SIGTERM, then SIGKILL after supervisor.stop_timeout) and "
+                       f"keep it stopped (it is {r['state']})" if r["pid"]
+                       else f"would keep it stopped (it is {r['state']}, no process)"),
+    "restart": lambda r: (f"would stop it and start it again (it is {r['state']})" if r["pid"]
+                          else f"would start it now (it is {r['state']})"),
+}
+
+
+def _act(op: str, name: str, dry_run: bool) -> None:
+    if not dry_run:
+        _row(_call(op, name=name))
+        return
+    rows = {r.get("name"): r for r in _call("status")}
+    if name not in rows:
+        from luzia.errors import NotFound
+        raise NotFound(f"no program {name!r} here; programs: {', '.join(rows) or '(none)'}")
+    click.echo(f"{name}: {WOULD[op](rows[name])}; dry run: nothing was changed")
+
+
 @supervisor.command()
 @click.argument("name")
-def start(name: str) -> None:
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
+def start(name: str, dry_run: bool) -> None:
     """Start NAME now (also out of fatal or an operator's stop)."""
-    _row(_call("start", name=name))
+    _act("start", name, dry_run)
 
 
 @supervisor.command()
 @click.argument("name")
-def stop(name: str) -> None:
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
+def stop(name: str, dry_run: bool) -> None:
     """Stop NAME and keep it stopped until `start` or `restart`."""
-    _row(_call("stop", name=name))
+    _act("stop", name, dry_run)
 
 
 @supervisor.command()
 @click.argument("name")
-def restart(name: str) -> None:
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
+def restart(name: str, dry_run: bool) -> None:
     """Stop NAME and start it again."""
-    _row(_call("restart", name=name))
+    _act("restart", name, dry_run)
 
 
 @supervisor.command()
@@ -98,10 +124,16 @@ def restart(name: str) -> None:
 @click.option("-n", "lines", default=50, show_default=True, type=click.IntRange(1, 2000),
               help="How many lines.")
 @click.option("-f", "follow", is_flag=True, help="Keep printing new lines (Ctrl-C ends).")
-def tail(name: str, lines: int, follow: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON: {lines: [text], seq} (not with -f).")
+def tail(name: str, lines: int, follow: bool, as_json: bool) -> None:
     """The last lines of NAME's log."""
+    if follow and as_json:
+        raise click.UsageError("--json and -f do not go together")
     sup = Supervisor()
     got = sup.call("tail", name=name, lines=lines)
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
     for line in got["lines"]:
         click.echo(line)
     seq = got["seq"]

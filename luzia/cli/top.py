@@ -18,8 +18,19 @@ from typing import Any
 
 import click
 
-from luzia.cli.control import connect, dump
-from luzia.cli.render import HEALTH_STYLE, LEVEL_STYLE, age, bar, clean, fancy, num, pct, seconds
+from luzia.cli.control import call, connect, dump
+from luzia.cli.render import (
+    HEALTH_STYLE,
+    LEVEL_STYLE,
+    LOAD_LEVEL_STYLE,
+    age,
+    bar,
+    clean,
+    fancy,
+    num,
+    pct,
+    seconds,
+)
 
 LEVELS = ("critical", "high", "normal", "low")
 ALERT_STYLE = {"CRITICAL": "bold white on red", "RED": "bold red", "YELLOW": "yellow", "GREEN": "green"}
@@ -43,10 +54,12 @@ class Snapshot:
 
 
 def fetch(ctl) -> Snapshot:
+    """The three queries of a refresh, answered from the cache within LUZIA_CACHE_TTL, so
+    many `luzia top` on one host cost the broker one refresh per TTL between them."""
     from luzia.errors import ProtocolError
-    queue = ctl.call("queue.status")
-    agents = ctl.call("agents.status")
-    running = ctl.call("jobs.list", state=["assigned", "running", "lost"], limit=RUNNING_SHOWN)
+    queue = call(ctl, "queue.status")
+    agents = call(ctl, "agents.status")
+    running = call(ctl, "jobs.list", state=["assigned", "running", "lost"], limit=RUNNING_SHOWN)
     if not isinstance(queue, dict) or not isinstance(agents, list) or not isinstance(running, list):
         raise ProtocolError("the broker sent a malformed status")
     return Snapshot(queue, [a for a in agents if isinstance(a, dict)],
@@ -57,18 +70,25 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
     """(level, text), worst first: GREEN/YELLOW/RED/CRITICAL, the older queue dispatcher's
     monitor levels."""
     out = []
-    live = [a for a in snap.agents if a.get("health") != "dead"]
+    present = [a for a in snap.agents if a.get("health") != "gone"]   # retired: no alert
+    live = [a for a in present if a.get("health") != "dead"]
     pending = int(num(snap.queue.get("pending")) or 0)
-    if snap.agents and not live:
+    if present and not live:
         out.append(("CRITICAL", "every agent is dead: nothing can run"))
-    elif not snap.agents:
-        out.append(("RED", "no agent has connected"))
-    for a in snap.agents:
-        health = a.get("health")
+    elif not present:
+        gone = len(snap.agents)
+        out.append(("RED", "no agent has connected" if not gone else
+                    f"no live agent ({gone} gone: luzia agents status lists them)"))
+    for a in present:
+        health, name = a.get("health"), clean(a.get("name"))
         if health == "dead":
-            out.append(("RED", f"agent {clean(a.get('name'))} is not beating"))
+            out.append(("RED", f"agent {name} is not beating"))
         elif health == "over-ceiling":
-            out.append(("YELLOW", f"agent {clean(a.get('name'))} is over its utilisation ceiling"))
+            out.append(("YELLOW", f"agent {name} is over its utilisation ceiling with "
+                        f"{int(num(a.get('running')) or 0)} running: it takes no more"))
+        elif health == "busy":
+            out.append(("YELLOW", f"agent {name}'s host is busy (cpu {pct(a.get('cpu'))}): "
+                        "over its ceiling, it runs one job at a time"))
     wait = num(snap.queue.get("oldest_wait")) or 0
     if pending and wait > WAIT_RED:
         out.append(("RED", f"the oldest pending job has waited {age(wait)}"))
@@ -97,7 +117,7 @@ def plain(snap: Snapshot) -> str:
              + f"  oldest wait {seconds(snap.queue.get('oldest_wait'))}", "AGENTS"]
     for a in snap.agents:
         lines.append(f"  {clean(a.get('name'), 20):20} {clean(a.get('health')):12} "
-                     f"{bar((num(a.get('load')) or 0) * 100, 10)}  "
+                     f"{bar((num(a.get('load')) or 0) * 100, 10)} {clean(a.get('load_level'), 8):8} "
                      f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)} slots")
     lines.append("RUNNING")
     for j in snap.running:
@@ -143,12 +163,14 @@ def _agents_table(snap: Snapshot) -> Any:
     from rich.table import Table
     from rich.text import Text
     table = Table(box=None, header_style="bold", expand=True)
-    for h in ("AGENT", "HEALTH", "LOAD", "SLOTS", "CPU", "MEM", "CAPABILITIES"):
+    for h in ("AGENT", "HEALTH", "LOAD", "LEVEL", "SLOTS", "CPU", "MEM", "CAPABILITIES"):
         table.add_column(h)
     for a in snap.agents:
         style = HEALTH_STYLE.get(str(a.get("health")), "")
+        level = clean(a.get("load_level"))
         table.add_row(Text(clean(a.get("name"), 24)), Text(clean(a.get("health")), style=style),
                       Text(bar((num(a.get("load")) or 0) * 100, 20), style=style),
+                      Text(level, style=LOAD_LEVEL_STYLE.get(level, "")),
                       f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)}",
                       pct(a.get("cpu")), pct(a.get("memory")),
                       Text(",".join(clean(c) for c in a.get("capabilities") or [])))

@@ -53,25 +53,43 @@ def token() -> None:
 
 @token.command(help="Print a user's token, made now if they have none.")
 @click.option("--user", "-u", default=None, help=USER_HELP)
-def show(user: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="JSON: {user, token}.")
+def show(user: str | None, as_json: bool) -> None:
     _, store = _tokens()
-    click.echo(store.ensure(user or tokens.operator()))
+    user = user or tokens.operator()
+    token = store.ensure(user)
+    click.echo(json.dumps({"user": user, "token": token}) if as_json else token)
+
+
+DRY_RUN_HELP = "Only say what would happen; change nothing."
 
 
 @token.command(help="Replace a user's token: the old one, and every browser signed in with "
                     "it, stop working at once.")
 @click.option("--user", "-u", default=None, help=USER_HELP)
-def rotate(user: str | None) -> None:
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
+def rotate(user: str | None, dry_run: bool) -> None:
     cfg, store = _tokens()
     user = user or tokens.operator()
+    if dry_run:
+        had = "replace its token (the old one would stop working)" if user in store.users() \
+            else "make its first token"
+        click.echo(f"{user}: would {had}; dry run: nothing was changed")
+        return
     new = store.rotate(user)
     click.echo(f"new token for {user}; sign in again with:\n{tokens.login_url(cfg, new)}")
 
 
 @token.command(help="Remove a user's token: they can no longer open the dashboard.")
 @click.option("--user", "-u", required=True, help="The user whose token goes.")
-def revoke(user: str) -> None:
+@click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
+def revoke(user: str, dry_run: bool) -> None:
     _, store = _tokens()
+    if user not in store.users():
+        raise NotFound(f"{user} has no dashboard token")
+    if dry_run:
+        click.echo(f"{user}: would revoke its dashboard token; dry run: nothing was changed")
+        return
     if not store.revoke(user):
         raise NotFound(f"{user} has no dashboard token")
     click.echo(f"{user}'s dashboard token is revoked")

@@ -50,7 +50,8 @@ NOT_FOR_CHILDREN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 
 def default_programs(cfg: Config) -> list[Program]:
     """The broker and/or the agent (cfg.supervisor) and the dashboard (cfg.web.enabled),
-    started by module (never imported)."""
+    started by module (never imported); then the operator's own [supervisor.programs], by
+    name."""
     out = []
     if cfg.supervisor.broker:
         out.append(Program("broker", [sys.executable, "-m", "luzia.broker"], cfg.endpoints.control))
@@ -60,6 +61,7 @@ def default_programs(cfg: Config) -> list[Program]:
     if cfg.web.enabled:     # the dashboard (docs/WEB.md), a client of the broker like the CLI
         out.append(Program("web", [sys.executable, "-m", "luzia.web"],
                            f"ipc://{cfg.run_dir}/{layout.WEB_HEALTH}"))
+    out += [Program(name, list(argv)) for name, argv in sorted(cfg.supervisor.programs.items())]
     return out
 
 

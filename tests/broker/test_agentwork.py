@@ -10,9 +10,10 @@ import time
 import pytest
 
 from luzia import protocol
-from luzia.broker import lifecycle
+from luzia.broker import lifecycle, ops
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Agent
+from luzia.broker.ops.request import Args
 from luzia.config import Budget, BudgetsConfig, Config, LimitsConfig
 from luzia.states import JobState
 from tests.broker.harness import make_model, spec
@@ -75,6 +76,12 @@ def test_a_usage_limit_pauses_the_job_and_its_account(m):
     assert job.state is JobState.PAUSED and job.paused_until == until and job.pauses == 1
     assert job.resume == f"s-{job.id}" and m.out.events[-1][0] == "job.paused"
     assert m.fleet.get("a1").limited_until == until
+    m.store.commit()
+    (row,) = ops.OPS["stats"](m, Args({}))["by_agent"]     # a pause is no failure of a1's
+    assert (row["name"], row["attempts"], row["completed"], row["failed"]) == ("a1", 1, 0, 0)
+    assert ops.OPS["jobs.cancel"](m, Args({"ids": [job.id], "dry_run": True}))[0]["result"] \
+        == "would kill" and job.state is JobState.PAUSED
+    assert ops.OPS["jobs.get"](m, Args({"id": job.id}))["causes"]["next"] is None
     nxt = lifecycle.accept(m, spec(user="alice"))
     assert nxt is not None and m.sched.pick() is None
     assert m.sched.why(nxt.id).startswith("account team-a limited until ")

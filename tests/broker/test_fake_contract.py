@@ -26,6 +26,7 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("jobs.get", {"id": "999999-ffffffffffff"}),   # not_found
     ("jobs.get", {"id": "x"}),                   # not_found: not an id at all
     ("logs.read", {"id": JOB.id}),
+    ("jobs.cancel", {"ids": [JOB.id], "dry_run": True}),   # pending: would kill
     ("jobs.cancel", {"ids": [JOB.id]}),          # pending: killed
     ("jobs.cancel", {"ids": [JOB.id]}),          # already killed
     ("no.such.op", {}),                          # bad_request

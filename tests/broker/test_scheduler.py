@@ -116,15 +116,30 @@ def test_ties_go_by_name(make):
     assert s.pick() == ("x", "a")
 
 
-def test_ceilings_draining_and_down_agents_get_nothing(make):
+def test_a_busy_host_runs_one_job_at_a_time_and_says_so(make):
+    """Over a ceiling, an agent running none of our jobs still takes one (the ceilings limit
+    what Luzia adds, they must not starve the fleet); with one running it takes no more."""
     s = make(per_user=False, max_per_project=0)
     s.agent_up(agent("fenrir", cpu=0.91))
     s.add(job("x"))
+    s.add(job("y"))
+    assert s.pick() == ("x", "fenrir")
     assert s.pick() is None
-    assert s.why("x") == "fenrir over cpu ceiling (91 %)"
+    assert s.why("y") == "fenrir over cpu ceiling (91 % > 80 %); running 1, it takes more once under"
     s.agent_load("fenrir", 0.5, 0.9)
-    assert s.why("x") == "fenrir over memory ceiling (90 %)"
-    s.agent_load("fenrir", 0.8, 0.85)                  # at the ceiling is still fine
+    assert s.why("y") == ("fenrir over memory ceiling (90 % > 85 %); running 1, it takes more "
+                          "once under")
+    s.release("x")
+    assert s.pick() == ("y", "fenrir")                  # idle again: one more
+    s.agent_load("fenrir", 0.8, 0.85)                   # at the ceiling is still fine
+    s.add(job("z"))
+    assert s.pick() == ("z", "fenrir")
+
+
+def test_draining_and_down_agents_get_nothing(make):
+    s = make(per_user=False, max_per_project=0)
+    s.agent_up(agent("fenrir"))
+    s.add(job("x"))
     s.set_draining("fenrir", True)
     assert s.pick() is None and s.why("x") == "fenrir draining"
     s.set_draining("fenrir", False)
@@ -152,9 +167,13 @@ def test_all_agents_full_message(make):
         s.add(job(f"c{i}"))
     drain(s)
     assert s.why("c2") == "all 'code' agents full (skadi 2/2)"
-    s.agent_up(agent("ymir", cpu=0.95))
-    assert s.why("c2") == "ymir over cpu ceiling (95 %); skadi full (2/2)" or \
-        s.why("c2") == "skadi full (2/2); ymir over cpu ceiling (95 %)"
+    s.agent_up(agent("ymir", slots=1, cpu=0.95))
+    assert s.pick() == ("c2", "ymir")                 # busy, but it runs none of ours yet
+    s.add(job("c3"))
+    assert s.why("c3") in ("ymir over cpu ceiling (95 % > 80 %); running 1, it takes more once "
+                           "under; skadi full (2/2)",
+                           "skadi full (2/2); ymir over cpu ceiling (95 % > 80 %); running 1, it "
+                           "takes more once under")
 
 
 def test_dependencies(make):
@@ -282,6 +301,24 @@ def test_preemption_names_each_victim_once(make):
     for i, seq in enumerate((4, 5, 6)):
         s.add(job(f"c{i}", priority=0, seq=seq, type="text"))
     assert s.preemptions(1.0) == [("c0", "l2"), ("c1", "l1")]
+
+
+def test_preemption_on_a_busy_host_makes_room_for_one(make):
+    """Over its cpu ceiling, a host runs one job at a time: a critical job may preempt the
+    low one it runs (without the victim it runs nothing), but not one of two."""
+    s = make(preempt=True, preempt_after=0.0, per_user=False, max_per_project=0)
+    s.agent_up(agent("skadi", slots=2, cpu=0.95))
+    s.add(job("low", priority=3, seq=1))
+    assert drain(s) == [("low", "skadi")]
+    s.add(job("crit", priority=0, seq=2))
+    assert s.preemptions(1.0) == [("crit", "low")]
+    s.agent_load("skadi", 0.5, 0.1)
+    s.add(job("low2", priority=3, seq=3))
+    s.remove("crit")
+    assert drain(s) == [("low2", "skadi")]
+    s.agent_load("skadi", 0.95, 0.1)
+    s.add(job("crit2", priority=0, seq=4))
+    assert s.preemptions(2.0) == []                  # one victim would leave one running
 
 
 def test_agent_up_keeps_placed_jobs(make):

@@ -17,7 +17,7 @@ from dataclasses import replace
 from hypothesis import given, settings, strategies as st
 
 from luzia.broker.reference import ReferenceScheduler
-from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, user_limit
+from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, may_add, user_limit
 from luzia.broker.scheduler import Scheduler
 from luzia.config import SchedulerConfig
 
@@ -203,7 +203,7 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     assert agent.live and not agent.draining and job.type in agent.capabilities
     assert not agent.limited_until
     assert ("user", job.user) not in s.blocked and ("project", job.project) not in s.blocked
-    assert agent.cpu <= cfg.cpu_ceiling and agent.memory <= cfg.memory_ceiling
+    assert may_add(cfg, agent, len(s.running_on(agent_name)) - 1)   # over a ceiling: its only job
     assert job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb
     if agent_name in job.avoid:    # back where it failed only when no other healthy agent offers it
         assert not any(a.open and job.type in a.capabilities

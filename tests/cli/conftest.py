@@ -60,7 +60,9 @@ def make_home(root: Path, text: str = PROJECTS) -> Home:
     path = root / "h"
     config = write_config(path, text)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LUZIA_") and k != "NO_COLOR"}
-    env.update(LUZIA_CONFIG=str(config), LUZIA_HOME=str(path), LUZIA_CONTROL_TIMEOUT="2")
+    # no answer cache: the fake's jobs change under the CLI (tests/cli/test_cache.py turns it on)
+    env.update(LUZIA_CONFIG=str(config), LUZIA_HOME=str(path), LUZIA_CONTROL_TIMEOUT="2",
+               LUZIA_CACHE_TTL="0")
     return Home(path, config, env)
 
 

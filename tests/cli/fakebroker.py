@@ -34,7 +34,7 @@ def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
         "state": "pending", "reason": "", "host": "", "attempt": 0, "retries": 0,
         "max_retries": spec.max_retries, "timeout": spec.timeout, "progress": -1.0,
         "message": "", "exit_code": None, "why": "no agent is connected", "stalled": False,
-        "stalled_since": None, "submitter": None,
+        "stalled_since": None, "submitter": None, "session": "",
         "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
         "submitted_at": spec.submitted_at or time.time(), "assigned_at": None,
         "started_at": None, "finished_at": None, "updated_at": time.time(),
@@ -220,7 +220,8 @@ def jobs_list(fake: FakeBroker, limit: int = 50, state: list[str] | None = None,
 def jobs_get(fake: FakeBroker, id: str) -> dict[str, Any]:
     job = fake.resolve(id)
     fake.asked_about(job["id"])
-    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[])
+    causes = {"automatic": 0, "manual": 0, "requeued": 0, "requeued_why": "", "next": None}
+    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[], causes=causes)
 
 
 def logs_read(fake: FakeBroker, id: str, offset: int = 0, limit: int = 65536) -> dict[str, Any]:
@@ -231,12 +232,15 @@ def logs_read(fake: FakeBroker, id: str, offset: int = 0, limit: int = 65536) ->
             "state": job["state"], "source": "agent"}
 
 
-def jobs_cancel(fake: FakeBroker, ids: list[str]) -> list[dict[str, Any]]:
+def jobs_cancel(fake: FakeBroker, ids: list[str], dry_run: bool = False) -> list[dict[str, Any]]:
     jobs = [fake.resolve(i) for i in ids]      # all or nothing
     out = []
     for job in jobs:
         if job["state"] in TERMINAL_NAMES:
             result = f"already {job['state']}"
+        elif dry_run:
+            result = "would kill" if job["state"] == "pending" else \
+                f"would cancel: its agent {job['host']} stops it"
         elif job["state"] == "pending":
             job.update(state="killed", reason="cancelled", finished_at=time.time())
             result = "killed"

@@ -83,7 +83,7 @@ def test_jobs_detail(home, fake):
     assert text.startswith("PENDING [") and "why        user alice already has a running job" in text
     assert "task       show red me" in text and "priority critical" in text
     text = home.cli("jobs", C).stdout.decode()
-    assert "exit code 1" in text and "reason     exit status 1" in text
+    assert "   exit 1\n" in text and "reason     exit status 1" in text
     assert "(attempt 2 of 2)" in text and "ran 10s" in text
 
 
@@ -147,11 +147,13 @@ def test_attach(home, fake, short_tmp):
     fake.add(make_job("120003-dddddddddddd", state="running", host="here"))
     assert b"has not started yet (no agent is connected)" in home.cli("attach", A).stdout
     assert home.cli("attach", B).stdout.decode() == (
-        f"job {B} runs on gpu1; attach there with: ssh -t gpu1 tmux -L luzia attach -t luzia-{B}\n")
+        f"job {B} runs on gpu1 in tmux session luzia-{B}; attach there with: "
+        f"ssh -t gpu1 luzia attach {B}\n")
     assert home.cli("attach", C).stdout.decode() == f"job {C} is completed; its output: luzia logs {C}\n"
     assert json.loads(home.cli("attach", B, "--json").stdout) == {
-        "id": B, "state": "running", "host": "gpu1", "here": False,
-        "command": ["tmux", "-L", "luzia", "attach", "-t", f"luzia-{B}"]}
+        "id": B, "state": "running", "host": "gpu1", "here": False, "session": f"luzia-{B}",
+        "command": ["tmux", "-L", "luzia", "attach", "-t", f"luzia-{B}"],
+        "there": ["ssh", "-t", "gpu1", "luzia", "attach", B]}
     # on this host: exec tmux (a stand-in that prints its arguments)
     bin_dir = short_tmp / "bin"
     bin_dir.mkdir()

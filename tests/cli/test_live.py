@@ -38,7 +38,7 @@ def test_watch_follows_a_job_to_the_end_and_exits_0(home, fake):
     assert changes[0].startswith("PENDING [") and changes[-1].startswith("FAILED [")
     assert "RUNNING [██████░░░░░░░░░░░░░░] 30% step 3" in changes
     assert final.startswith("FAILED [████████████████████] 100% done\n")
-    assert "exit code 1" in final and "  done" in final and "\x1b" not in text
+    assert "   exit 1\n" in final and "  done" in final and "\x1b" not in text
 
 
 def test_watch_wakes_on_events_not_only_on_the_refresh_interval(short_tmp):

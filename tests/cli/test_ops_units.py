@@ -8,7 +8,7 @@ import pytest
 
 from luzia.cli.agents import gpu_cell
 from luzia.cli.history import since_time
-from luzia.cli.imports import Item, _bead, _request
+from luzia.cli.imports import Item, _request, bead as read_bead
 from luzia.cli.top import Snapshot, alerts, plain
 from luzia.errors import UsageError
 from luzia.ids import JOB_ID_RE
@@ -35,7 +35,7 @@ def test_request_and_bead_mapping():
     assert urgent.priority == "critical" and not urgent.skip
     review = _request({"id": "r2", "description": "x", "status": "pending_review"}, 2, True)
     assert not review.skip and review.priority is None
-    bead = _bead({"id": "bd-9", "title": "Plan", "status": "open", "priority": 4,
+    bead = read_bead({"id": "bd-9", "title": "Plan", "status": "open", "priority": 4,
                   "labels": ["reasoning"]})
     assert (bead.priority, bead.type, bead.skip) == (3, "reasoning", "")
 

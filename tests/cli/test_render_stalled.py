@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from luzia.cli import jobs
+from luzia.cli import job_views as jobs
 
 NOW = 1_000_000.0
 

@@ -86,7 +86,8 @@ def test_broker_down_the_job_is_spooled_and_the_id_printed(home):
     assert out.returncode == 0
     job_id = out.stdout.decode().strip().split(":")[2]
     assert out.stderr.decode() == (f"luzia: queued; broker not reachable (spooled in "
-                                   f"{home.path / 'spool'}, it runs when the broker is back)\n")
+                                   f"{home.path / 'spool'}, it runs when the broker is back; "
+                                   "start it with `make run` or `luzia-supervisor`)\n")
     spooled = protocol.spool_load((home.path / "spool" / f"{job_id}.job").read_bytes())
     assert spooled.job.task == "later" and spooled.job.id == job_id
     assert (home.path / "spool").stat().st_mode & 0o777 == 0o700
@@ -173,16 +174,24 @@ def test_submit_help(home):
     assert not (home.path / "spool").exists()
 
 
+LEAN = ("luzia.cli", "luzia.cli.main", "luzia.cli.names", "luzia.cli.submit")
+
+
+def fast_path_probe(*argv: str) -> str:
+    """Python that runs `luzia ARGV` and prints its exit code and the modules it should
+    not have imported (click, rich, the broker, agents, supervisor, other CLI modules)."""
+    return (f"import sys; sys.argv = ['luzia', *{list(argv)!r}]; "
+            "from luzia.cli.main import main; code = main(); "
+            "print('MODULES', code, sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('click', 'rich') or m.startswith(('luzia.broker', 'luzia.agents', "
+            f"'luzia.supervisor')) or (m.startswith('luzia.cli.') and m not in {LEAN!r})))")
+
+
 def test_the_fast_path_imports_no_click_rich_or_broker(home, fake):
     """Of the CLI, only main, names and submit: no command module, no root group."""
-    lean = ("luzia.cli", "luzia.cli.main", "luzia.cli.names", "luzia.cli.submit")
-    code = ("import sys; sys.argv = ['luzia', 'demo', 'x', '--json']; "
-            "from luzia.cli.main import main; code = main(); "
-            "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('click', 'rich') "
-            "or m.startswith(('luzia.broker', 'luzia.agents', 'luzia.supervisor')) "
-            f"or (m.startswith('luzia.cli.') and m not in {lean!r})))")
+    code = fast_path_probe("demo", "x", "--json")
     out = subprocess.run([PY, "-c", code], env=home.env, capture_output=True)
-    assert out.stdout.decode().strip().splitlines()[-1] == "0 []", out.stderr
+    assert out.stdout.decode().strip().splitlines()[-1] == "MODULES 0 []", out.stderr
     assert json.loads(out.stdout.decode().splitlines()[0])["broker"] == "reachable"
 
 

@@ -8,17 +8,20 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.fleet import PY, LocalFleet, jobs_json
-from tests.helpers import wait_for
+from tests.helpers import wait_for, wait_for_count
 
+# a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
+# silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
 FAST = """
 [broker]
 heartbeat_interval = 0.1
-lost_grace = 1.0
+liveness = 20
 spool_sweep = 0.2
 """
 
@@ -101,8 +104,11 @@ def test_priorities_decide_who_gets_the_only_slot(make_fleet):
 def test_credits_are_never_exceeded(make_fleet):
     fleet = make_fleet(fleet_config(f'slots = 2\nrunner = "subprocess"\n{SLEEPER}', "per_user = false\nmax_per_project = 0"))
     fleet.start_broker()
-    fleet.start_agent("local")
     ids = [fleet.submit("demo", "0.3") for _ in range(7)]
+    # all seven wait before the agent's two slots exist (one CLI at a time, on a loaded box,
+    # may otherwise be slower than a job, and no two would ever compete)
+    wait_for(lambda: all(fleet.state(i) == "pending" for i in ids), 15)
+    fleet.start_agent("local")
     peak = 0
 
     def all_done() -> bool:
@@ -111,9 +117,9 @@ def test_credits_are_never_exceeded(make_fleet):
         peak = max([peak] + [a["running"] for a in agents])
         return all(fleet.state(i) == "completed" for i in ids)
     wait_for(all_done, 40)
-    assert 0 < peak <= 2
+    assert peak <= 2            # as sampled; the recorded spans below miss nothing
     spans = sorted((j["started_at"], j["finished_at"]) for j in (fleet.job(i) for i in ids))
-    for k, (start, _) in enumerate(spans):
+    for start, _ in spans:
         overlapping = sum(1 for s, e in spans if s <= start < e)
         assert overlapping <= 2, f"{overlapping} jobs ran at once at {start}"
 
@@ -152,11 +158,16 @@ SUBMITTER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.timeout(240)
+# 1000 real jobs run at the pace the box allows (a few a second when loaded): a stuck fleet
+# fails in a minute (wait_for_count); the timeout only bounds the whole on a slow box
+@pytest.mark.long
+@pytest.mark.timeout(600)
 def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_twice(make_fleet):
     runs = "{job_dir}/../runs.log"
+    # no git snapshots: the job dirs are no repositories, and 2000 `git rev-parse` calls
+    # only slow the 1000 jobs down
     fleet = make_fleet(fleet_config(
-        f'slots = 8\nrunner = "subprocess"\n'
+        f'slots = 8\nrunner = "subprocess"\ngit_snapshots = false\n'
         f'command = ["/bin/sh", "-c", "echo $LUZIA_JOB_ID >> {runs}"]',
         "per_user = false\nmax_per_project = 0"), LUZIA_MAX_JOBS="5000")
     fleet.start_broker()
@@ -180,19 +191,22 @@ def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_t
     assert len(printed) == 1000 and len(set(printed)) == 1000
     fleet.start_broker()
 
-    def all_completed() -> bool:
+    def completed() -> int:
         status = fleet.control("status")     # counts only: cheap enough to poll
-        return status is not None and status["jobs"].get("completed", 0) == 1000
+        return status["jobs"].get("completed", 0) if status else -1
     def stuck() -> str:
         jobs = fleet.control("jobs.list", limit=2000) or []
         return str([(j["id"], j["state"], j["reason"], j["attempt"]) for j in jobs
                     if j["state"] != "completed"][:10])
     try:
-        wait_for(all_completed, 180, message="all 1000 jobs completed")
-    except AssertionError:
-        raise AssertionError(f"not completed: {stuck()}\nbroker log tail: "
+        wait_for_count(completed, 1000, message="all 1000 jobs completed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; not completed: {stuck()}\nbroker log tail: "
                              f"{fleet.output('broker')[-3000:]}") from None
     jobs = {j["id"]: j for j in fleet.control("jobs.list", limit=2000)}
     assert set(jobs) == set(printed)
     ran = (fleet.home / "jobs" / "runs.log").read_text().split()
-    assert sorted(ran) == sorted(printed), "every job ran exactly once"
+    twice = sorted(i for i, n in Counter(ran).items() if n > 1)
+    assert sorted(ran) == sorted(printed), f"ran twice: {twice[:5]}\n" + \
+        "\n".join(line for name in ("broker", "agent-local") for line in fleet.output(name).splitlines()
+                  if any(i in line for i in twice[:3]) or "heartbeat" in line or "lost" in line)[-4000:]

@@ -38,10 +38,11 @@ COMMAND = (f'command = ["{PY}", "-c", "import os, sys, time; first, later = sys.
            f'time.sleep(float(first if os.environ[\'LUZIA_ATTEMPT\'] == \'1\' else later))", '
            f'"{{task}}"]')
 
+# liveness 10 x 0.2 s: a stopped agent is seen dead in 2 s, a slow one (a loaded box) is not
 CONFIG = f"""
 [broker]
 heartbeat_interval = 0.2
-liveness = 5
+liveness = 10
 lost_grace = 1.0
 spool_sweep = 0.2
 [scheduler]

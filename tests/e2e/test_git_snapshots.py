@@ -63,6 +63,14 @@ def test_diff_and_revert_a_jobs_changes(make_fleet, repo):
     diff = out.stdout.decode()
     assert "+two" in diff and "new.txt" in diff and "gone.txt" in diff
     assert "user.txt" not in diff and "staged.txt" not in diff   # not the job's doing
+    data = json.loads(fleet.cli("diff", job_id, "--json").stdout)
+    assert data["patch"] == diff and data["state"] == "completed"
+    assert {f["path"]: (f["added"], f["removed"]) for f in data["files"]} == {
+        "gone.txt": (0, 1), "new.txt": (1, 0), "notes.txt": (1, 0)}
+    out = fleet.cli("revert", job_id, "--dry-run")
+    assert out.stdout.decode() == (f"job {job_id} can be reverted: would restore 3 files in {repo} "
+                                   "(gone.txt, new.txt, notes.txt); dry run: nothing was changed\n")
+    assert (repo / "new.txt").exists()
 
     (repo / "notes.txt").write_text("one\nTWO, edited after the job\n")    # a later change
     out = fleet.cli("revert", job_id)

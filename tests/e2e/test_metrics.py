@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import zmq
@@ -10,13 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_fleet_of_one import fleet_config
 from tests.fleet import LocalFleet
-from tests.helpers import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_ports, wait_for
 
 
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -27,7 +20,7 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 
 def test_metrics_are_off_by_default_and_scraped_when_on(short_tmp):
-    port = free_port()
+    port = free_ports(1)[0]
     text = fleet_config('runner = "subprocess"').replace("[broker]\n", f"[broker]\nmetrics_port = {port}\n")
     fleet = LocalFleet(short_tmp / "f", text)
     try:

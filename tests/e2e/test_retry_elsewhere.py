@@ -32,13 +32,14 @@ def test_a_failed_job_is_retried_on_another_agent(short_tmp):
         hosts += [agent_host(main, "good1", SLEEP), agent_host(main, "good2", SLEEP)]
         wait_for(lambda: main.live_agents() == {"good1", "good2"}, 15)
         busy += [main.submit("demo", "60") for _ in range(2)]    # one on each: 1/2 slots used
-        wait_for(lambda: {main.job(i)["host"] for i in busy} == {"good1", "good2"}, 15)
+        wait_for(lambda: {(main.job(i) or {}).get("host") for i in busy} == {"good1", "good2"}, 15)
         hosts.append(agent_host(main, "bad", ["false"]))
         wait_for(lambda: "bad" in main.live_agents(), 15)
 
         job_id = main.submit("demo", "0", "--max-retries", "2")
         wait_for(lambda: main.state(job_id) == "completed", 20)
         job = main.job(job_id)
+        assert job is not None
         attempts = [(a["host"], a["exit_code"]) for a in job["attempts"]]
         # bad was idle, so the first attempt went there; the retry avoided it
         assert attempts == [("bad", 1), ("good1", 0)], attempts

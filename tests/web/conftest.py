@@ -34,6 +34,7 @@ memory_ceiling = 1.0
 port = 0
 [agent]
 slots = 2
+runner = "subprocess"
 commands = {{ reasoning = ["{py}", "-c", "{slow}"] }}
 """
 

@@ -9,12 +9,11 @@ from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view, resolve, resolve_all
 from luzia.broker.store import Job
 from luzia.errors import BadRequest
-from luzia.states import JOB_STATE_NAMES, JobState
+from luzia.states import JOB_STATE_NAMES, RETRYABLE, JobState
 
 LIST_MAX = 10_000
 TEXT_MAX = 200              # characters of a jobs.list text search
 IDS_MAX = 10_000
-RETRYABLE = (JobState.FAILED, JobState.KILLED, JobState.LOST, JobState.PAUSED)
 
 
 def list_jobs(m: Model, args: Args) -> list[dict[str, Any]]:
@@ -52,22 +51,51 @@ def _filters(args: Args) -> dict[str, Any]:
 
 
 def get(m: Model, args: Args) -> dict[str, Any]:
-    """jobs.get {id} → job with tail and attempts; id may be a unique prefix."""
+    """jobs.get {id} → job with tail, attempts and causes; id may be a unique prefix.
+    `causes` says where its attempts came from: {automatic, manual, requeued} counts of
+    the attempts after the first that an automatic retry, an operator's `luzia retry` or
+    a requeue (agent lost, preempted) began, `requeued_why` the last requeue's reason, and
+    `next` the cause of the attempt a pending job waits for (null otherwise)."""
     job = resolve(m, args.get("id", str))
     out = job_view(m, job, with_tail=True)
     out["attempts"] = m.store.attempts(job.id)
+    out["causes"] = causes(m, job)
+    out["session"] = job.session or lifecycle.started_session(m, job)   # a finished job's too
     return out
 
 
+def causes(m: Model, job: Job) -> dict[str, Any]:
+    """The causes of a job's attempts, read from its event rows (lifecycle.cause)."""
+    counts = {"automatic": 0, "manual": 0, "requeued": 0}
+    why, began, cause = "", 0, None
+    rows = m.store.db.execute("SELECT state, detail FROM events WHERE job_id=? ORDER BY seq",
+                              (job.id,))
+    for state, detail in rows:
+        if state == JobState.ASSIGNED.value:
+            if began and cause:
+                counts[cause] += 1
+            began, cause = began + 1, None
+        elif state == JobState.PENDING.value and began:
+            cause = lifecycle.cause(detail)
+            why = detail if cause == "requeued" else why
+    waiting = job.state is JobState.PENDING and began > 0
+    return {**counts, "requeued_why": why, "next": cause if waiting else None}
+
+
 def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
-    """jobs.cancel {ids} → [{id, state, result}]: pending → killed at once; running → the
-    agent stops it (result "cancelling"); finished → result "already <state>". An unknown
-    id fails the whole request (not_found)."""
+    """jobs.cancel {ids, dry_run=false} → [{id, state, result}]: pending or paused → killed
+    at once; running → the agent stops it (result "cancelling"); finished → result "already
+    <state>". An unknown id fails the whole request (not_found). With dry_run nothing
+    changes and the results say what would happen ("would kill", "would cancel: ...")."""
+    dry_run = args.get("dry_run", bool, False)
     out = []
     for job in resolve_all(m, args):
         live = m.jobs.get(job.id)
         if live is None:
             result = f"already {job.state.value}"
+        elif dry_run:
+            result = ("would kill" if live.state in lifecycle.KILLED_AT_ONCE
+                      else f"would cancel: its agent {live.host} stops it")
         else:
             result = lifecycle.cancel(m, live)
             job = live
@@ -76,18 +104,21 @@ def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
 
 
 def retry(m: Model, args: Args) -> list[dict[str, Any]]:
-    """jobs.retry {ids, fresh=false} → [{id, state, result}]: a failed, killed, lost or
-    paused job goes back to pending as a new attempt (same id; its retry budget starts
-    again; a paused one does not wait for its reset), result "retrying"; it resumes its
-    agent's conversation (docs/AGENTS.md) unless `fresh`. Any other job is left alone,
-    result "not retried: <why>". An unknown id fails the whole request (not_found), as
-    for jobs.cancel."""
+    """jobs.retry {ids, fresh=false, dry_run=false} → [{id, state, result}]: a failed,
+    killed, lost or paused job goes back to pending as a new attempt (same id; its retry
+    budget starts again; a paused one does not wait for its reset), result "retrying"; it
+    resumes its agent's conversation (docs/AGENTS.md) unless `fresh`. Any other job is left
+    alone, result "not retried: <why>". An unknown id fails the whole request (not_found),
+    as for jobs.cancel. With dry_run nothing changes: "would retry as attempt N"."""
     fresh = bool(args.get("fresh", bool, False))
+    dry_run = args.get("dry_run", bool, False)
     out = []
     for job in resolve_all(m, args):
         refusal = _no_retry(m, job)
         if refusal:
             result = f"not retried: {refusal}"
+        elif dry_run:
+            result = f"would retry as attempt {job.attempt + 1}"
         else:
             job = m.jobs.get(job.id) or job
             lifecycle.retry(m, job, fresh)

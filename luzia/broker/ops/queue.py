@@ -1,4 +1,4 @@
-"""The queue: what `luzia queue status` and `luzia queue flush` ask the broker."""
+"""The queue: what `luzia queue status|flush|locks` asks the broker."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from luzia.broker import accounting, lifecycle
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view
+from luzia.broker.rules import user_limit
 from luzia.broker.store import Job
 from luzia.errors import BadRequest
 from luzia.states import JobState, Priority
@@ -66,9 +67,37 @@ def flush(m: Model, args: Args) -> dict[str, Any]:
     return {"dry_run": dry_run, "count": len(chosen), "jobs": shown}
 
 
+def locks(m: Model, args: Args) -> dict[str, Any]:
+    """queue.locks → {per_user, stale_after, locks: [{user, limit, job, project, host,
+    since, stale_at, state, waiting}]}: the user locks (seed 004's lock files), one per
+    placed job of a user with a limit, oldest first. `state` is "held", "stale" (placed
+    longer than `scheduler.user_lock_stale` ago: still running, but its user may start
+    another) or "released" (its agent is not beating); `since` the unix time it was
+    placed, `stale_at` when the lock goes stale (null when locks never do), `waiting` the
+    user's pending jobs."""
+    cfg = m.cfg.scheduler
+    waiting = Counter(j.user for j in m.jobs.values() if j.state is JobState.PENDING)
+    held = {job_id for ids in m.sched.by_user.values() for job_id in ids}
+    rows = []
+    for job in sorted((j for j in m.jobs.values() if j.id in m.sched.placed),
+                      key=lambda j: (j.assigned_at or 0, j.seq)):
+        limit = user_limit(cfg, job.user)
+        if not limit:
+            continue
+        agent = m.fleet.get(job.host)
+        state = ("held" if job.id in held else "released" if agent is None or not agent.live
+                 else "stale")
+        since = job.assigned_at
+        stale_at = since + cfg.user_lock_stale if since and cfg.user_lock_stale > 0 else None
+        rows.append({"user": job.user, "limit": limit, "job": job.id, "project": job.project,
+                     "host": job.host, "since": since, "stale_at": stale_at, "state": state,
+                     "waiting": waiting[job.user]})
+    return {"per_user": cfg.per_user, "stale_after": cfg.user_lock_stale, "locks": rows}
+
+
 def run_order(job: Job) -> tuple[int, int]:
     """Priority, then arrival: the order the scheduler considers pending jobs."""
     return job.priority, job.seq
 
 
-OPS = {"queue.status": status, "queue.flush": flush}
+OPS = {"queue.status": status, "queue.flush": flush, "queue.locks": locks}
