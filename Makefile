@@ -30,7 +30,9 @@ run: install
 	$(BIN)/luzia-supervisor --web
 
 ## test: install what the tests need (tmux too, when possible) and run the whole suite,
-## in parallel workers (pytest-xdist; pyproject's addopts): `make test PYTEST_ARGS="-n 0"` runs it in one
+## in parallel workers (pytest-xdist; pyproject's addopts): `make test PYTEST_ARGS="-n 0"` runs it in one;
+## `HYPOTHESIS_PROFILE=thorough make test` tries every property test's full count of examples
+## (tests/README.md)
 test: install-test tmux chromium
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 

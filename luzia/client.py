@@ -33,6 +33,7 @@ from luzia.errors import (
 )
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
+from luzia.text import clip, not_utf8
 
 if TYPE_CHECKING:
     import zmq
@@ -45,6 +46,7 @@ SUPERVISED_HINT = ("this host's supervisor runs, the broker does not: start it w
                    "`luzia supervisor start broker` (`luzia supervisor status` says why it stopped)")
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's key check) in it
+MAX_METADATA_DEPTH = 32    # levels of --metadata: a job's notes, not a data structure
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
         proj.max_retries if proj.max_retries >= 0 else cfg.max_retries)
     for dep in after:
         if not JOB_ID_RE.match(dep):
-            raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {dep!r}")
+            raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {clip(dep)}")
+    _check_text(project=project, task=task, user=user, type=type)
+    _check_metadata(metadata or {})
     try:
         return protocol.JobSpec(
             id=new_job_id(), project=project, task=task, user=user or proj.user,
@@ -94,13 +98,49 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
         raise UsageError(f"invalid job: {exc}") from None
 
 
+def _check_text(**fields: str | None) -> None:
+    """UsageError for a field that cannot travel as UTF-8 (a byte from a latin-1 terminal)."""
+    for name, value in fields.items():
+        why = not_utf8(value or "")
+        if why:
+            what = {"task": "the task", "project": "the project name"}.get(name, f"--{name}")
+            raise UsageError(f"{what} {why}; Luzia takes UTF-8 text (check the terminal's locale)")
+
+
+def _check_metadata(metadata: dict[str, Any]) -> None:
+    """UsageError for metadata nested deeper than MAX_METADATA_DEPTH or holding a string that
+    is not UTF-8; walked with a stack, so no depth can end in a RecursionError."""
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list) and depth > MAX_METADATA_DEPTH:
+            raise UsageError(f"--metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(value, dict):
+            stack += [(v, depth + 1) for v in value.values()]
+            stack += [(k, depth) for k in value]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1) for v in value]
+        elif isinstance(value, str) and not_utf8(value):
+            raise UsageError(f"--metadata {not_utf8(value)}")
+
+
+def _check_args(args: dict[str, Any]) -> None:
+    """UsageError for a request argument that cannot travel as UTF-8 (typed on a terminal
+    whose locale is not UTF-8), instead of a UnicodeEncodeError from the encoder."""
+    for name, value in args.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str) and not_utf8(item):
+                raise UsageError(f"{name} {not_utf8(item)}")
+
+
 def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
-    """Spool (when the broker is local) and push. Raises BrokerUnreachable only when the job
-    could not be made durable anywhere."""
+    """Spool (where the broker sweeps this home's spool) and push. Raises BrokerUnreachable
+    when the job could not be made durable anywhere: nothing answered, or the broker refused
+    this host's CURVE key (the message says which and what to do)."""
     cfg = cfg or load()
     msg = protocol.Submit(job=spec)
     spooled = False
-    if is_local(cfg.endpoints.submit):
+    if sweeps_here(cfg):
         ensure_private_dir(Path(cfg.home))
         _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
         spooled = True
@@ -110,13 +150,27 @@ def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
         if not spooled:
             raise
         return Submitted(spec.id, spec, spooled, False, str(cfg.spool_dir), str(exc))
-    reachable = _push(cfg.endpoints.submit, protocol.encode(msg), curve)
+    sent, refusal = _push(cfg, protocol.encode(msg), curve)
     changed(cfg)              # this host's cached answers do not know the job
-    if not reachable and not spooled:
-        raise BrokerUnreachable(f"broker not reachable at {cfg.endpoints.submit}; the job was "
-                                f"not queued ({HINT} on the broker's host)"
-                                f"{keys.silence_hint(cfg, cfg.endpoints.submit)}")
-    return Submitted(spec.id, spec, spooled, reachable, str(cfg.spool_dir))
+    if not sent and not spooled:
+        endpoint = cfg.endpoints.submit
+        raise BrokerUnreachable(f"{refusal}; the job was not queued" if refusal else
+                                f"broker not reachable at {endpoint}; the job was not queued "
+                                f"({HINT} on the broker's host){keys.silence_hint(cfg, endpoint)}")
+    return Submitted(spec.id, spec, spooled, sent, str(cfg.spool_dir), refusal)
+
+
+def sweeps_here(cfg: Config) -> bool:
+    """Does the broker we submit to sweep this home's spool? For the default ipc endpoint it
+    does (its home is ours); otherwise only if a broker serving our submit endpoint said so
+    in the spool at its start (`.broker`). A CLI on a client host never spools: no broker
+    would ever read it there (DECISIONS 2, 61)."""
+    if cfg.endpoints.submit == f"ipc://{cfg.run_dir}/submit":
+        return True
+    try:
+        return (cfg.spool_dir / layout.SPOOL_OWNER).read_text() == cfg.endpoints.submit
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def start_hint(cfg: Config) -> str:
@@ -130,6 +184,7 @@ def start_hint(cfg: Config) -> str:
 
 def _spool(directory: Path, job_id: str, data: bytes) -> None:
     tmp = directory / layout.spool_tmp_name(job_id)
+    renamed = False
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -138,12 +193,18 @@ def _spool(directory: Path, job_id: str, data: bytes) -> None:
         finally:
             os.close(fd)
         os.rename(tmp, directory / layout.spool_name(job_id))
+        renamed = True
         dfd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
     except OSError as exc:
+        if not renamed:       # a full disk must not leave an empty .ID.tmp behind (issue 17)
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
         raise StateDirError(f"cannot write the job to the spool {directory}: "
                             f"{exc.strerror or exc}") from None
 
@@ -159,32 +220,63 @@ def _listening(path: str) -> bool:
             return False
 
 
-def _push(endpoint: str, frames: list[bytes], curve: keys.ClientKeys | None = None) -> bool:
-    """Hand the frames to the broker's PULL socket; False if it is not there to take them
-    (with CURVE, a broker that refuses our key looks the same: IMMEDIATE waits for the handshake)."""
+def _push(cfg: Config, frames: list[bytes], curve: keys.ClientKeys | None = None
+          ) -> tuple[bool, str]:
+    """Hand the frames to the broker's PULL socket: (sent, refusal). Not sent when nothing
+    listens in time, or, with CURVE, when the broker refused our key or is not the broker we
+    hold a key of: `refusal` says which, as a socket monitor hears it at once (the socket
+    itself only stays silent)."""
+    endpoint = cfg.endpoints.submit
     if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
-        return False        # checked before importing zmq: the broker-down path stays fast
+        return False, ""    # checked before importing zmq: the broker-down path stays fast
     import zmq
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
+    monitor = None
     try:
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.LINGER, 1000)
         if curve is not None:
             curve.apply(sock)
+            monitor = keys.watch_handshake(sock)
         sock.connect(endpoint)
         wait = CONNECT_WAIT if curve is None else CURVE_CONNECT_WAIT
-        if not sock.poll(int(wait * 1000), zmq.POLLOUT):
-            sock.setsockopt(zmq.LINGER, 0)
-            return False
-        sock.send_multipart(frames, zmq.NOBLOCK)
-        return True
+        refusal = _wait_writable(sock, monitor, wait, cfg)
+        if refusal is None:
+            sock.send_multipart(frames, zmq.NOBLOCK)
+            return True, ""
+        sock.setsockopt(zmq.LINGER, 0)
+        return False, refusal
     except zmq.ZMQError:
         sock.setsockopt(zmq.LINGER, 0)
-        return False
+        return False, ""
     finally:
+        if monitor is not None:
+            sock.disable_monitor()
+            monitor.close(0)
         sock.close()
         ctx.term()
+
+
+def _wait_writable(sock: zmq.Socket, monitor: zmq.Socket | None, seconds: float,
+                   cfg: Config) -> str | None:
+    """None once `sock` can send; else "" (nothing answered in time) or why its CURVE
+    handshake failed. With IMMEDIATE a PUSH is writable only once the handshake is done."""
+    import zmq
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLOUT)
+    if monitor is not None:
+        poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(int(left * 1000) + 1))
+        if monitor in ready:
+            failed = keys.handshake_failure(monitor, cfg, cfg.endpoints.submit)
+            if failed:
+                return failed
+        if sock in ready:
+            return None
+    return ""
 
 
 class Control:
@@ -227,6 +319,7 @@ class Control:
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and wait for its reply; the result, or the error its code names
         (errors.error_for_code), or BrokerUnreachable when nothing answers within the timeout."""
+        _check_args(args)
         sock = self._socket()
         req = next(self.ids)
         sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))

@@ -15,6 +15,7 @@ import getpass
 import os
 import re
 import socket
+import stat
 import sys
 import tomllib
 import types
@@ -57,6 +58,7 @@ class Endpoints(Frozen):
     control: str = ""   # broker ROUTER: queries and commands
     events: str = ""    # broker PUB: job.* and agent.* events
     supervisor: str = ""  # the supervisor's own control socket
+    notify: str = ""    # the notifier's health/status socket (luzia-notify)
 
 
 @frozen
@@ -159,7 +161,7 @@ class AgentConfig(Frozen):
     format: str = "none"              # the output format of `command`: none | claude | codex
     resume_argv: list[str] = field(default_factory=list)   # resumes `command`'s conversation
     runner: str = "auto"              # auto | tmux | subprocess | interactive
-    tmux_socket: str = "luzia"        # tmux -L name; job sessions live on this server
+    tmux_socket: str = ""             # tmux -L name; default: luzia-<hash of the state dir>
     tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
                                       # and `luzia attach`: e.g. ["docker", "exec", "-i", "box"]
                                       # (empty: interactive.tmux_prefix, the older spelling)
@@ -239,6 +241,33 @@ class KeysConfig(Frozen):
 
 
 @frozen
+class NotifyRule(Frozen):
+    """[[notify.rules]]: these events of these users'/projects' jobs go to these targets."""
+
+    events: list[str] = field(default_factory=list)    # luzia/notify/events.py: KINDS
+    targets: list[str] = field(default_factory=list)   # names in notify.targets
+    users: list[str] = field(default_factory=list)     # empty: every user
+    projects: list[str] = field(default_factory=list)  # empty: every project
+
+
+@frozen
+class NotifyConfig(Frozen):
+    """[notify]: luzia-notify, run by the supervisor beside the broker when there are rules."""
+
+    targets: dict[str, str] = field(default_factory=dict)   # name -> Apprise URL
+    rules: list[NotifyRule] = field(default_factory=list)
+    rate: float = 20.0                # notifications per target per minute (and the burst)
+    retry_initial: float = 2.0        # seconds before the first retry, doubling ...
+    retry_max: float = 300.0          # ... up to this
+    give_up_after: float = 86400.0    # seconds after which an undelivered notification fails
+    poll: float = 5.0                 # seconds between catch-ups when no event says there is news
+    link: str = ""                    # a job's page, "https://lz.example/jobs/{id}"; "": the dashboard's
+    db: str = ""                      # default: $LUZIA_HOME/notify.db
+    keep_days: float = 30.0           # delivered and failed notifications kept this long
+    metrics_port: int = 0             # 0: broker.metrics_port + 1 when the broker's are on
+
+
+@frozen
 class Project(Frozen):
     workdir: str = ""                 # "" : the job runs in its own job directory
     user: str = ""                    # owner; default: the login name
@@ -256,6 +285,7 @@ class Config(Frozen):
     max_jobs: int = 1000              # finished jobs kept in history
     cache_ttl: float = 1.0            # status cache (CLI views)
     monitor_interval: float = 1.0     # refresh of live views
+    admins: list[str] = field(default_factory=list)  # may submit as anyone (--user); see identity.py
     timeout: float = 0.0              # default job timeout in seconds; 0: none
     max_retries: int = 0              # default retries after a failure
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -267,6 +297,7 @@ class Config(Frozen):
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     projects: dict[str, Project] = field(default_factory=dict)
     accounts: dict[str, Account] = field(default_factory=dict)   # this host's agent's accounts
     budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
@@ -296,10 +327,11 @@ class Config(Frozen):
         try:
             return self.projects[name]
         except KeyError:
+            from luzia.text import clip
             known = ", ".join(sorted(self.projects)) or "(none)"
-            raise UsageError(f"unknown project {name!r}; known projects: {known} "
-                             f"(declare it under [projects.{name}] in {self.source or 'luzia.toml'})"
-                             ) from None
+            where = f"[projects.{name}]" if re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) else "[projects.NAME]"
+            raise UsageError(f"unknown project {clip(name)}; known projects: {known} "
+                             f"(declare it under {where} in {self.source or 'luzia.toml'})") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -483,6 +515,7 @@ def _finish(cfg: Config) -> Config:
         control=ep.control or f"ipc://{run}/control",
         events=ep.events or f"ipc://{run}/events",
         supervisor=ep.supervisor or f"ipc://{run}/supervisor",
+        notify=ep.notify or f"ipc://{run}/notify",
     )
     for name, value in dataclasses.asdict(endpoints).items():
         check_endpoint(value, f"endpoints.{name}")
@@ -491,6 +524,7 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
@@ -523,11 +557,22 @@ def _finish(cfg: Config) -> Config:
     broker = dataclasses.replace(broker, db=broker.db or os.path.join(home, "luzia.db"))
     if broker.heartbeat_interval <= 0:
         raise ConfigError("broker.heartbeat_interval must be positive")
+    notify = dataclasses.replace(cfg.notify, db=cfg.notify.db or os.path.join(home, "notify.db"))
+    if notify.rules or notify.targets:
+        from luzia.notify.events import check_config  # only with [notify]: the CLI stays lean
+        check_config(notify)
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),
         endpoints=endpoints, agent=agent, broker=broker, projects=projects, adaptive=adaptive,
-        keys=_keys(cfg.keys, home),
+        keys=_keys(cfg.keys, home), notify=notify,
     )
+
+
+def default_tmux_socket(home: str) -> str:
+    """The agents' tmux server of one state directory (issue 17): two fleets on one host
+    never share a server, so never its environment or its sessions."""
+    import hashlib
+    return "luzia-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:8]
 
 
 def _check_programs(programs: dict[str, list[str]]) -> None:
@@ -604,12 +649,33 @@ def is_local(endpoint: str) -> bool:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable."""
+    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable.
+    An existing directory keeps its mode (only a directory made here is chmod'ed: LUZIA_HOME
+    pointed at /tmp must not take its sticky bit), and one other users may write is refused:
+    they could put their own files where Luzia expects its own (decision 61)."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True)
         os.chmod(path, 0o700)
+    except FileExistsError:
+        _refuse_shared(path)
     except OSError as exc:
         raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateDirError(f"state directory {path} is not writable")
     return path
+
+
+def _refuse_shared(path: Path) -> None:
+    """StateDirError for an existing `path` that is not a directory, or that users other
+    than its owner may write: world-writable, or group-writable and not ours."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateDirError(f"cannot use state directory {path}: not a directory")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_uid != os.geteuid()):
+        raise StateDirError(f"refusing state directory {path}: other users may write it (mode "
+                            f"{mode:04o}); point LUZIA_HOME at a directory of Luzia's own, e.g. "
+                            f"{path / 'luzia'} (made 0700; an existing one keeps its mode)")

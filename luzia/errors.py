@@ -34,6 +34,12 @@ class Ambiguous(UsageError):
     code = "ambiguous"
 
 
+class Forbidden(UsageError):
+    """The submitter may not do this (name another user with --user without being an admin)."""
+
+    code = "forbidden"
+
+
 class NotFound(LuziaError):
     """A job, agent or other named thing does not exist."""
 
@@ -103,7 +109,7 @@ class Rejected(LuziaError):
 
 _BY_CODE: dict[str, type[LuziaError]] = {
     cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
-                               StoreError, Refused)}
+                               StoreError, Refused, Forbidden)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

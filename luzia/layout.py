@@ -15,15 +15,19 @@ PROGRESS = "progress.md"    # written by the job's command: percent and a messag
 PID = "pid"                 # the job process's pid (written by the wrapper)
 EXIT_CODE = "exit_code"     # the job's exit status (written by the wrapper when it ends)
 TASK = "task.txt"           # the task text, for commands that take a file
+ENV = "env.json"            # the agent's environment for the wrapper (0600; removed once read)
+PANE_ENV = ("TERM", "TMUX", "TMUX_PANE")   # a pane's own: the terminal a job really draws on
 STALL_SNAPSHOT = "stall-snapshot.txt"
 RAW_OUTPUT = "output.jsonl"  # an agent command's own output, when it declares a format (JSON lines)
 USAGE = "usage.json"        # what its output adapter learnt of the attempt (written by the wrapper)
 SESSIONS = "sessions.json"  # the agent's conversations this host holds for the job: id -> account
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, USAGE)   # cleared when a new attempt starts
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE)   # cleared when a new attempt starts
+RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`, `.exit_code.tmp`
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically
 SPOOL_TMP_SUFFIX = ".tmp"   # `.<id>.tmp` while it is being written
+SPOOL_OWNER = ".broker"     # the submit endpoint of the broker that sweeps this spool
 
 
 def spool_name(job_id: str) -> str:
@@ -44,6 +48,11 @@ BROKER_LOCK = "broker.lock"  # held by the running broker (and by `luzia db reco
 
 
 # The run directory, `<home>/run/` -------------------------------------------------------
+def agent_lock(name: str) -> str:
+    """Held by the running agent `name` of this state directory: one process per name."""
+    return f"agent-{name}.lock"
+
+
 QUEUE_FULL = "queue-full"   # present while the broker rejects submissions for a full queue
 WEB_URL = "web.url"         # the dashboard's address, written by luzia-web once it listens
 WEB_HEALTH = "web"          # the dashboard's health socket (the supervisor's ping)
@@ -58,6 +67,7 @@ CACHE_CHANGED = "changed"   # touched by every change made from this host: older
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
 SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
+TMUX_SOCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")     # a tmux server name `attach` accepts
 
 
 def job_session(job_id: str) -> str:

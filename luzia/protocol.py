@@ -138,6 +138,9 @@ class Hello(Message):
     held: list[HeldJob] = field([], items=MAX_LIST)
     pid: int = field(0, min=0)
     accounts: list[str] = field([], items=64, pattern=NAME_RE)   # [accounts.*]; []: none declared
+    # issue 17: its host and state directory (a hash); the same name and instance is the same
+    # agent restarted, another instance under a live agent's name is refused. "": not told
+    instance: str = field("", max=64)
 
 
 @frozen
@@ -152,6 +155,7 @@ class Heartbeat(Message):
     gpu_free_gb: float = field(-1.0, min=-1)
     running: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
     slots: int = field(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
+    degraded: str = field("", max=MAX_LINE)     # issue 17: why it takes no new work (disk full); "": ok
 
 
 @frozen
@@ -193,6 +197,7 @@ class Done(Message):
     usage: Usage = field(NO_USAGE)              # the attempt's cost and tokens
     limited_until: float = field(0.0, min=0, max=2**40)   # a usage limit ended it: its reset (unix time)
     limit: str = field("", max=MAX_LINE)        # the output line that showed the limit
+    started: bool = field(True)                 # issue 17: False when its command never started
 
 
 @frozen
@@ -256,10 +261,12 @@ class LogRequest(Message):
 
 @frozen
 class Disconnect(Message):
-    """The broker does not know this agent (e.g. the broker restarted): say Hello again."""
+    """The broker does not know this agent (e.g. the broker restarted): say Hello again.
+    With `refused`, the broker will not take it: another live agent holds its name."""
 
     kind: ClassVar[bytes] = b"DISCONNECT"
     reason: str = field("", max=MAX_LINE)
+    refused: bool = field(False)                # issue 17: say Hello again later, not at once
 
 
 # ---------------------------------------------------------------------------

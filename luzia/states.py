@@ -94,3 +94,23 @@ class AgentState(str, enum.Enum):
 
     LIVE = "live"
     DEAD = "dead"
+
+
+class NoticeState(str, enum.Enum):
+    """A notification in luzia-notify's outbox (luzia/notify/outbox.py)."""
+
+    PENDING = "pending"     # due now or at its next try
+    SENT = "sent"           # its target took it
+    FAILED = "failed"       # not delivered within notify.give_up_after: logged and counted
+
+    def check(self, new: NoticeState) -> NoticeState:
+        if new not in _NOTICE_TRANSITIONS[self]:
+            raise IllegalTransition(f"notification state {self.value} -> {new.value} is not allowed")
+        return new
+
+
+_NOTICE_TRANSITIONS: dict[NoticeState, frozenset[NoticeState]] = {
+    NoticeState.PENDING: frozenset({NoticeState.PENDING, NoticeState.SENT, NoticeState.FAILED}),
+    NoticeState.SENT: frozenset(),
+    NoticeState.FAILED: frozenset(),
+}

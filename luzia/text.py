@@ -19,3 +19,22 @@ def one_line(text: str, width: int = 0) -> str:
     if width and len(flat) > width:
         return flat[:max(0, width - 1)] + "…"
     return flat
+
+
+def clip(value: object, width: int = 40) -> str:
+    """`repr(value)` cut to `width`: how an error names what was typed, however long."""
+    return one_line(repr(value), width)
+
+
+def not_utf8(value: str) -> str:
+    """Why `value` cannot travel as UTF-8, "" if it can. A byte that is not UTF-8 in a
+    command line arrives as a lone surrogate (Python's surrogateescape); a JSON escape
+    (`"\\ud800"`) can make one from valid input too."""
+    try:
+        value.encode()
+        return ""
+    except UnicodeEncodeError as exc:
+        char, at = value[exc.start], exc.start + 1
+    if "\udc80" <= char <= "\udcff":
+        return f"is not valid UTF-8 (byte 0x{ord(char) - 0xdc00:02x} at character {at})"
+    return f"holds a lone surrogate \\u{ord(char):04x} at character {at}, which is not text"

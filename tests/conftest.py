@@ -11,6 +11,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from tests.helpers import HYPOTHESIS_PROFILE
+
+# deadline and too_slow are about time: on a loaded box they fail a test whose answers are
+# right. How many examples each test tries: tests.helpers.examples.
+for _name in ("quick", "thorough"):
+    settings.register_profile(_name, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                              print_blob=True)
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def pytest_xdist_auto_num_workers(config):
@@ -25,6 +35,10 @@ def pytest_collection_modifyitems(config, items):
     the longest test at once and the others share the rest meanwhile, instead of it
     starting last and running alone. The rest keep their order (module fixtures stay shared)."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    if HYPOTHESIS_PROFILE == "thorough":    # ten times the examples: more than 60 s may be fair
+        for item in items:
+            if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+                item.add_marker(pytest.mark.timeout(600))
 
 
 @pytest.fixture

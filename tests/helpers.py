@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -14,6 +15,18 @@ from typing import Any
 # are only ever taken by someone who names them
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 PORTS_FROM = 20000
+
+# Hypothesis profiles (registered in tests/conftest.py): `quick` for every run of `make test`,
+# `thorough` with HYPOTHESIS_PROFILE=thorough (tests/README.md). No deadline in either: a
+# property test checks answers, and a loaded box must not fail it on time.
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+QUICK_SHARE = 10          # the quick profile tries a tenth of a property test's examples
+
+
+def examples(thorough: int) -> int:
+    """How many examples (or seeds) a property test tries: `thorough` in the thorough
+    profile, a tenth of it (at least 10) in the quick one."""
+    return thorough if HYPOTHESIS_PROFILE == "thorough" else max(10, thorough // QUICK_SHARE)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from luzia import protocol
 from luzia.agents import outcome, processes, stall
+from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
 from luzia.agents.runners import Runner
@@ -42,6 +43,7 @@ class Run:
     started: float = field(default_factory=time.monotonic)
     exit_code: int | None = None
     reason: str = ""              # why it is stopping or how it ended (cancelled, timeout, ...)
+    never_started: bool = False   # its command never ran (runner error, disk full): Done says so
     dropped: bool = False         # the broker dropped it: stop it, report nothing
     by_pid: bool = False          # re-adopted by its wrapper's pid (started by another runner)
     stall: stall.StallWatch | None = None   # None: stall detection is off for this job
@@ -74,6 +76,7 @@ class HeldJobs:
         self.send = send
         self.root = Path(cfg.jobs_dir)
         self.jobs: dict[str, Run] = {}
+        self.disk = Disk(self.root)     # a full disk degrades the agent (no new work)
 
     # what the broker session reports ------------------------------------------------
     def for_hello(self) -> list[protocol.HeldJob]:
@@ -85,12 +88,19 @@ class HeldJobs:
         """For a heartbeat: the ids of the runs we hold for the broker."""
         return sorted(r.id for r in self.jobs.values() if not r.dropped)[:protocol.MAX_LIST]
 
+    def degraded(self) -> str:
+        """Why this agent takes no new work now ("" : it does)."""
+        return self.disk.full
+
     def busy(self) -> int:
         return sum(1 for r in self.jobs.values() if not r.state.ended)
 
     # the broker's messages --------------------------------------------------------------
     def assign(self, msg: protocol.Assign, slots: int) -> None:
         current = self.jobs.get(msg.job.id)
+        if current is not None and current.never_started and current.state.ended:
+            self.forget(current)       # nothing of it ran: the new attempt starts afresh
+            current = None
         if current is not None and not current.dropped:
             self._assigned_again(current, msg.attempt)
             return
@@ -118,7 +128,7 @@ class HeldJobs:
             log.info("job %s already running here; continuing it as attempt %d", run.id, attempt)
             run.missed = 0
         run.attempt = attempt
-        run.dir.set_status(attempt=attempt)
+        self._record(run, attempt=attempt)
         self.send(protocol.Started(job_id=run.id, attempt=attempt, session=run.dir.status().session,
                                    pid=run.dir.pid()))
         if run.state.ended:
@@ -133,10 +143,11 @@ class HeldJobs:
         try:
             jd.create(self.cfg, job, attempt, account, resume)
             session = self.runner.start(jd)
-        except Exception as exc:  # a runner failure is the job's failure, not the agent's
-            log.error("job %s could not start: %s", job.id, exc)
-            self.send(protocol.Started(job_id=job.id, attempt=attempt))
-            self._ended(run, 127, f"runner: {exc}"[:protocol.MAX_LINE])
+        except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
+            log.error("job %s never started: %s", job.id, exc)
+            self.disk.failed(exc, time.monotonic())
+            run.never_started = True
+            self._ended(run, -1, f"runner: {exc}"[:protocol.MAX_LINE])
             return
         self.send(protocol.Started(job_id=job.id, attempt=attempt, session=session, pid=jd.pid()))
         log.info("job %s started (attempt %d) with the %s runner%s", job.id, attempt,
@@ -232,7 +243,7 @@ class HeldJobs:
         pct, message = run.dir.progress()
         if (pct, message) != run.progress:
             run.progress = (pct, message)
-            run.dir.set_status(sync=False, progress=pct, message=message)
+            self._record(run, sync=False, progress=pct, message=message)
         if run.stall is not None and run.stall.stalled:    # the flag clears in this same report
             self._check_stall(run, time.monotonic(), report=False)
         self._send_progress(run)
@@ -306,8 +317,9 @@ class HeldJobs:
         if reason == "orphan":   # the broker forgot it: for the broker it is a kill
             reason = "cancelled"
         run.reason = reason
-        run.dir.set_status(state=AttemptState.EXITED, exit_code=code, reason=reason,
-                           finished_at=time.time())
+        self._record(run, state=AttemptState.NEVER_STARTED if run.never_started
+                     else AttemptState.EXITED, exit_code=code, reason=reason,
+                     finished_at=time.time())
         self.send_done(run)
         log.info("job %s ended: exit %d%s", run.id, code, f" ({reason})" if reason else "")
 
@@ -322,7 +334,8 @@ class HeldJobs:
         self.send(protocol.Done(job_id=run.id, attempt=run.attempt, exit_code=code,
                                 reason=run.reason[:protocol.MAX_LINE],
                                 tail=run.dir.tail(self.tail_lines()), usage=run.usage,
-                                limited_until=run.limited_until, limit=run.limit))
+                                limited_until=run.limited_until, limit=run.limit,
+                                started=not run.never_started))
 
     def forget(self, run: Run) -> None:
         """The broker has this job's end (or never wanted it): no longer ours to report."""
@@ -332,6 +345,16 @@ class HeldJobs:
             run.dir.set_status(acked=True)
         except OSError as exc:
             log.warning("job %s: cannot mark it acknowledged: %s", run.id, exc)
+            self.disk.failed(exc, time.monotonic())
+
+    def _record(self, run: Run, sync: bool = True, **fields) -> None:
+        """Note `fields` in the run's status.json when the disk lets us: the exit_code file
+        and our memory are what matter, and a full disk must not end the agent."""
+        try:
+            run.dir.set_status(sync=sync, **fields)
+        except OSError as exc:
+            log.warning("job %s: cannot update its status.json: %s", run.id, exc.strerror or exc)
+            self.disk.failed(exc, time.monotonic())
 
     def _alive(self, run: Run) -> bool:
         return processes.wrapper_alive(run.dir) if run.by_pid else self.runner.alive(run.dir)

@@ -58,7 +58,11 @@ class InteractiveRunner:
         finally:
             os.close(fd)   # the watcher's copy keeps the slot locked until it exits
         self.wrappers.add(job, proc)
-        job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot)
+        try:         # it runs now: a full disk here must not make it "never started"
+            job.set_status(wrapper_pid=proc.pid, runner=self.name, session=session, slot=slot,
+                           socket=self.cfg.agent.tmux_socket)
+        except OSError as exc:
+            log.warning("job %s: started, but its status.json: %s", job.id, exc.strerror or exc)
         return session
 
     def alive(self, job: JobDir) -> bool:

@@ -25,10 +25,10 @@ PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
 ATTEMPT_MARK = "--- luzia: attempt "    # output.log's line between two attempts' output
 
 
-def write_atomic(path: Path, data: bytes | str, sync: bool = True) -> None:
+def write_atomic(path: Path, data: bytes | str, sync: bool = True, mode: int = 0o644) -> None:
     """Write, fsync, rename: a reader sees the old content or the new one, never half."""
     tmp = path.with_name(layout.atomic_tmp_name(path.name))
-    with open(tmp, "wb") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
         f.write(data.encode() if isinstance(data, str) else data)
         f.flush()
         if sync:
@@ -80,6 +80,12 @@ class JobDir:
                 "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots,
                 "format": command.format, "account": account, "resumed": session}
         write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
+        # the agent's environment now, not the tmux server's (issue 17); it may hold secrets
+        write_atomic(self.path / layout.ENV, json.dumps(agent_environment()), mode=0o600)
+        # room for the wrapper's pid and exit code, taken now: on a disk that fills while the
+        # job runs they are written in place and renamed (a job that ran is never "vanished")
+        for name in (layout.PID, layout.EXIT_CODE):
+            _reserve(self.path / layout.atomic_tmp_name(name))
         self.set_status(state=AttemptState.RUNNING, attempt=attempt, acked=False,
                         started_at=time.time())
 
@@ -176,6 +182,20 @@ class JobDir:
             return out.st_size, out.st_mtime, prog.st_mtime
         except OSError:
             return 0, 0.0, 0.0
+
+
+def _reserve(path: Path) -> None:
+    """A file of RESERVE bytes whose blocks are allocated (written and synced)."""
+    with open(path, "wb") as f:
+        f.write(b" " * layout.RESERVE)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def agent_environment() -> dict[str, str]:
+    """What a job inherits from its agent: the agent's environment less the variables of
+    a tmux pane the agent itself may run in (a job's pane sets its own)."""
+    return {k: v for k, v in os.environ.items() if k not in layout.PANE_ENV}
 
 
 def command_for(cfg: Config, kind: str) -> AgentCommand:

@@ -33,6 +33,7 @@ class JobStatus:
     updated_at: float = 0.0
     runner: str = ""                 # the runner that started it: tmux, subprocess, interactive
     session: str = ""                # its tmux session (tmux and interactive runners)
+    socket: str = ""                 # that session's tmux server (-L), for `luzia attach`
     slot: int | None = None          # the interactive runner's slot
     wrapper_pid: int = 0             # the wrapper's (or the REPL watcher's) pid, 0 if not known
     exit_code: int | None = None

@@ -54,7 +54,10 @@ def rediscover_wrapper(job: JobDir) -> bool:
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
         if WRAPPER_MODULE in cmdline and needle in cmdline:
-            job.set_status(wrapper_pid=proc.info["pid"])
+            try:
+                job.set_status(wrapper_pid=proc.info["pid"])
+            except OSError:          # a full disk: alive all the same, found again next time
+                return True
             return wrapper_alive(job)
     return False
 

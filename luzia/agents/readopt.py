@@ -42,8 +42,8 @@ def readopt(cfg: Config, runner: Runner) -> list[Run]:
         if run is None:
             continue
         if run.exit_code is not None and status.state != AttemptState.EXITED:
-            jd.set_status(state=AttemptState.EXITED, exit_code=run.exit_code, reason=run.reason,
-                          finished_at=time.time())
+            _note(jd, state=AttemptState.EXITED, exit_code=run.exit_code, reason=run.reason,
+                  finished_at=time.time())
         runs.append(run)
         log.info("job %s re-adopted (attempt %d, %s)", run.id, run.attempt,
                  "running" if run.exit_code is None else f"ended with {run.exit_code}")
@@ -64,7 +64,7 @@ def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | 
             # the agent died before the command started: not held, so the broker requeues it
             log.info("job %s never started before the last agent stopped; leaving it to the "
                      "broker", run.id)
-            jd.set_status(state=AttemptState.NEVER_STARTED, acked=True)
+            _note(jd, state=AttemptState.NEVER_STARTED, acked=True)
             return None
         if run.exit_code is None and not run.by_pid:
             run.exit_code, run.reason = -1, "runner: process vanished"
@@ -74,6 +74,15 @@ def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | 
     # the timeout counts from the job's start, not from this agent's
     run.started = time.monotonic() - max(0.0, time.time() - started_at)
     return run
+
+
+def _note(jd: JobDir, **fields) -> None:
+    """status.json when the disk lets us: a full disk must not stop the agent's start (the
+    exit_code file, reserved when the job started, is what re-adoption trusts)."""
+    try:
+        jd.set_status(**fields)
+    except OSError as exc:
+        log.warning("job %s: cannot update its status.json: %s", jd.id, exc.strerror or exc)
 
 
 def _timing(cfg: Config, jd: JobDir, run: Run, status: JobStatus) -> float:

@@ -97,13 +97,22 @@ class SlotJob:
         self.ctl.kill_session(self.session)
         cwd = str(self.dir.parent) if any_cwd else cwd
         argv = [a.replace("{workdir}", cwd) for a in self.s["command"]]
-        self.ctl.new_session(self.session, argv, cwd, options={"@luzia-workdir": cwd})
+        self.ctl.new_session(self.session, self._with_agent_env(argv), cwd,
+                             options={"@luzia-workdir": cwd})
         if self.wait_ready():
             return True
         self.say(f"the REPL ({' '.join(argv)}) did not become ready within "
                  f"{self.s['start_timeout']:g}s; its screen:")
         self._write(self._capture(history=False))
         return False
+
+    def _with_agent_env(self, argv: list[str]) -> list[str]:
+        """The REPL gets its agent's environment, not the tmux server's (issue 17), through
+        the wrapper's --exec; behind a prefix (a container) it gets the container's."""
+        env = self.dir / layout.ENV
+        if self.s["prefix"] or not env.exists():
+            return argv
+        return [sys.executable, "-m", "luzia.agents.wrap", "--exec", str(env), "--", *argv]
 
     def wait_ready(self) -> bool:
         return self.ctl.wait(self.session, self._ready(since=None), self.s["start_timeout"],
@@ -214,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(int(args[1]))   # the slot is free before the agent can see the job ended
     except (OSError, ValueError):
         pass
+    (job_dir / layout.ENV).unlink(missing_ok=True)   # no REPL started that took it
     write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
     return 0
 

@@ -56,8 +56,12 @@ class SubprocessRunner:
             wrapper_argv(job, pty=False), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         self.wrappers.add(job, proc)
-        # a restarted agent finds the wrapper again by this pid (it is no longer our child)
-        job.set_status(wrapper_pid=proc.pid, runner=self.name)
+        # a restarted agent finds the wrapper again by this pid (it is no longer our child);
+        # it runs now, so a full disk here must not make it "never started" (a second run)
+        try:
+            job.set_status(wrapper_pid=proc.pid, runner=self.name)
+        except OSError as exc:
+            log.warning("job %s: started, but its status.json: %s", job.id, exc.strerror or exc)
         return ""
 
     def alive(self, job: JobDir) -> bool:
@@ -82,13 +86,14 @@ class TmuxRunner:
     name = "tmux"
 
     def __init__(self, cfg: Config) -> None:
-        self.tmux = TmuxController(cfg.agent.tmux_socket, cfg.tmux_prefix)
+        self.socket = cfg.agent.tmux_socket
+        self.tmux = TmuxController(self.socket, cfg.tmux_prefix)
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
 
     def start(self, job: JobDir) -> str:
         session = layout.job_session(job.id)
-        job.set_status(runner=self.name, session=session)
+        job.set_status(runner=self.name, session=session, socket=self.socket)
         # the session's command holds only our interpreter and the job dir (shell-quoted)
         self.tmux.start_session(session, wrapper_argv(job, pty=True))
         self._listed_at = -1e9

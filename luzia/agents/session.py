@@ -7,12 +7,22 @@ Silence is counted in time spent listening, as the Paranoid Pirate worker counts
 beats per poll: the time this agent spent starting a job or watching its jobs is not the
 broker's silence (its beats wait in the socket meanwhile). Counting wall time instead made
 a busy agent drop its connection, and the Started it had just sent with it.
+
+One live agent per name (issue 17): our ZeroMQ identity is the name and an instance token
+(the host's machine id and our state directory, hashed), the same for every process of this
+agent here. A restarted agent thus takes over its dead predecessor's connection at once
+(ROUTER_HANDOVER), while an agent of the same name on another host (or state directory) is
+another peer, which the broker refuses while we live (Disconnect `refused`). A refused agent
+says so, sends no beats, and tries again with the reconnect's backoff.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import socket
+from pathlib import Path
 from typing import Protocol
 
 import zmq
@@ -26,6 +36,23 @@ log = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 32.0
+MACHINE_ID = ("/etc/machine-id", "/var/lib/dbus/machine-id")
+
+
+def instance_token(home: str) -> str:
+    """This host and state directory, hashed: what tells a restart of this agent (same
+    token) from another agent under the same name (another host, another state directory)."""
+    machine = ""
+    for path in MACHINE_ID:
+        try:
+            machine = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if machine:
+            break
+    machine = machine or socket.getfqdn()    # no machine id: the host's full name
+    place = os.path.realpath(home)
+    return hashlib.sha256(f"{machine}\0{place}".encode()).hexdigest()[:16]
 
 
 class Holder(Protocol):
@@ -33,6 +60,7 @@ class Holder(Protocol):
 
     def for_hello(self) -> list[protocol.HeldJob]: ...
     def for_beat(self) -> list[str]: ...
+    def degraded(self) -> str: ...
 
 
 class BrokerSession:
@@ -42,6 +70,7 @@ class BrokerSession:
                  gpus: metrics.Gpus) -> None:
         self.cfg = cfg
         self.name = cfg.agent.name
+        self.instance = instance_token(cfg.home)
         self.ctx = ctx
         self.poller = poller
         self.holder = holder
@@ -56,13 +85,14 @@ class BrokerSession:
         self.reconnect_at = 0.0
         self.silence = 0.0           # seconds spent listening since the broker last spoke
         self.next_beat = 0.0
+        self.refused = ""            # why the broker refused our Hello ("" once welcomed)
 
     def connect(self) -> None:
         """A fresh DEALER (queued messages to a dead broker are dropped) and a Hello."""
         self.close()
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        sock.setsockopt(zmq.ROUTING_ID, f"{self.name}/{self.instance}".encode())
         sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE)
         if self.curve is not None:
             self.curve.apply(sock)
@@ -85,7 +115,7 @@ class BrokerSession:
         self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
                                  capabilities=list(self.cfg.agent.capabilities),
                                  tags=list(self.cfg.agent.tags), held=held, pid=os.getpid(),
-                                 accounts=sorted(self.cfg.accounts)))
+                                 accounts=sorted(self.cfg.accounts), instance=self.instance))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
                  self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 
@@ -112,18 +142,38 @@ class BrokerSession:
             except zmq.Again:
                 break
             self.silence = 0.0
-            self.backoff = BACKOFF_FIRST
             try:
-                out.append(protocol.decode(frames, expect=protocol.TO_AGENT))
+                msg = protocol.decode(frames, expect=protocol.TO_AGENT)
             except ProtocolError as exc:
                 log.warning("dropped bad frame from broker: %s", exc)
+                continue
+            if not isinstance(msg, protocol.Disconnect):   # a refusal keeps the backoff growing
+                self.backoff = BACKOFF_FIRST
+            out.append(msg)
         return out
 
     def welcome(self, msg: protocol.Welcome) -> None:
         self.interval, self.liveness = msg.heartbeat_interval, msg.liveness
         self.next_beat = 0.0
+        if self.refused:
+            log.info("the broker takes this agent as %s now", self.name)
+        self.refused = ""
         log.info("welcomed: heartbeat %.2fs, adopted %d, dropped %d", self.interval,
                  len(msg.adopt), len(msg.drop))
+
+    def disconnected(self, msg: protocol.Disconnect) -> None:
+        """The broker does not know us (say Hello again), or refuses us (later, not at once:
+        our silence reconnects with the backoff)."""
+        if not msg.refused:
+            log.info("broker asked for a new hello: %s", msg.reason)
+            self.hello()
+            return
+        if not self.refused:
+            log.error("refused by the broker: %s; trying again every %.0fs at most (this "
+                      "agent runs no jobs meanwhile)", msg.reason, BACKOFF_MAX)
+        else:
+            log.warning("still refused by the broker: %s", msg.reason)
+        self.refused = msg.reason
 
     # periodic ---------------------------------------------------------------------------
     def reconnect_if_silent(self, now: float) -> None:
@@ -136,7 +186,7 @@ class BrokerSession:
             self.connect()
 
     def beat_if_due(self, now: float) -> None:
-        if now >= self.next_beat:
+        if now >= self.next_beat and not self.refused:   # a refused agent's beat asks for Hello
             self.next_beat = now + self.interval
             self.beat()
 
@@ -148,4 +198,5 @@ class BrokerSession:
         self.send(protocol.Heartbeat(cpu=cpu, memory=mem, gpu_memory=gpu.memory,
                                      gpu_util=gpu.util, gpu_free_gb=gpu.free_gb,
                                      running=self.holder.for_beat(),
-                                     slots=self.credits.update(gpu)))
+                                     slots=self.credits.update(gpu),
+                                     degraded=self.holder.degraded()[:protocol.MAX_LINE]))

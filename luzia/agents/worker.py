@@ -15,7 +15,7 @@ from pathlib import Path
 
 import zmq
 
-from luzia import protocol, rpc
+from luzia import layout, pidlock, protocol, rpc
 from luzia.agents import metrics, runners
 from luzia.agents.held import HeldJobs, Run
 from luzia.agents.jobdir import JobDir, prune
@@ -23,6 +23,7 @@ from luzia.agents.readopt import readopt
 from luzia.agents.session import BrokerSession
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import BadRequest
+from luzia.service import SocketFiles
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ class Worker:
         ensure_private_dir(Path(cfg.home))
         ensure_private_dir(cfg.run_dir)
         ensure_private_dir(self.root)
+        # one agent process per name here: a second would steal the health socket and the jobs
+        self.lock = pidlock.hold(
+            cfg.run_dir / layout.agent_lock(self.name),
+            f"another agent named {self.name} (pid {{pid}}) is running on {cfg.home}; "
+            "give this one another agent.name, or stop that one first", must_write=False)
         ping_endpoint = f"ipc://{cfg.run_dir}/agent-{self.name}"
         check_endpoint(ping_endpoint, "agent health socket")
         self.runner = runners.make_runner(cfg)
@@ -50,7 +56,8 @@ class Worker:
         self.ping = self.ctx.socket(zmq.ROUTER)
         self.ping.setsockopt(zmq.LINGER, 0)
         self.ping.setsockopt(zmq.MAXMSGSIZE, 65536)
-        self.ping.bind(ping_endpoint)
+        self.files = SocketFiles(log)      # the health socket, bound again if deleted
+        self.files.bind(self.ping, ping_endpoint)
         self.bad_pings = rpc.BadFrames(log, "the health socket")
         self.poller = zmq.Poller()
         self.poller.register(self.ping, zmq.POLLIN)
@@ -102,7 +109,9 @@ class Worker:
     def tick(self, now: float) -> None:
         """Reconnect a silent broker, watch every job, beat, prune now and then."""
         self.session.reconnect_if_silent(now)
+        self.held.disk.probe(now)
         self.held.watch(now)
+        self.files.check(now)
         self.session.beat_if_due(now)
         if now >= self.next_prune:
             self.next_prune = now + PRUNE_EVERY
@@ -117,6 +126,9 @@ class Worker:
         if not self.ping.closed:
             self.poller.unregister(self.ping)
             self.ping.close(0)
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1
         log.info("agent %s stopped; %d jobs left running", self.name, self.held.busy())
 
     # messages ----------------------------------------------------------------------
@@ -133,8 +145,7 @@ class Worker:
         elif isinstance(msg, protocol.LogRequest):
             self.send(self.log_chunk(msg))
         elif isinstance(msg, protocol.Disconnect):
-            log.info("broker asked for a new hello: %s", msg.reason)
-            self.session.hello()
+            self.session.disconnected(msg)
 
     def log_chunk(self, msg: protocol.LogRequest) -> protocol.LogChunk:
         """Part of a job's output.log, for `luzia logs` through the broker."""
@@ -156,4 +167,5 @@ class Worker:
     def _health_op(self, op: str, args: dict) -> dict:
         if op != "ping":
             raise BadRequest(f"unknown operation {op!r}; this socket answers ping")
-        return {"pid": os.getpid(), "name": self.name, "running": self.held.busy()}
+        return {"pid": os.getpid(), "name": self.name, "running": self.held.busy(),
+                "refused": self.session.refused, "degraded": self.held.degraded()}

@@ -27,26 +27,57 @@ from luzia import layout, snapshots
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Kept here rather than imported: the wrapper starts once per job and must start fast."""
+    """Write, fsync, rename. The temporary file is written in place, not truncated first:
+    the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
+    disk that filled meanwhile the pid and the exit code still fit (issue 17). Kept here
+    rather than imported: the wrapper starts once per job and must start fast."""
     tmp = path.with_name(layout.atomic_tmp_name(path.name))
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    data = text.encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
+
+
+class Output:
+    """output.log, written as long as the disk lets us: a full disk loses output (the pane
+    still shows it), never the job or its exit code."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "ab", buffering=0)
+        self.lost = 0
+
+    def write(self, data: bytes) -> None:
+        if self.lost:
+            self.lost += len(data)
+            return
+        try:
+            self.file.write(data)
+        except OSError:
+            self.lost += len(data)
+
+    def fileno(self) -> int:
+        return self.file.fileno()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
+    if args[:1] == ["--exec"] and len(args) > 3 and args[2] == "--":
+        return exec_with(Path(args[1]), args[3:])
     if not args:
         print("usage: python -m luzia.agents.wrap JOB_DIR [--pty]", file=sys.stderr)
         return 2
     job_dir = Path(args[0])
     use_pty = "--pty" in args[1:]
-    log = open(job_dir / layout.OUTPUT, "ab", buffering=0)
+    log = Output(job_dir / layout.OUTPUT)
     try:
         meta = json.loads((job_dir / layout.META).read_text())
-        argv, cwd, env = list(meta["argv"]), str(meta["cwd"]), {**os.environ, **meta["env"]}
+        argv, cwd = list(meta["argv"]), str(meta["cwd"])
+        env = {**environment(job_dir / layout.ENV, use_pty), **meta["env"]}
         if not argv or not all(isinstance(a, str) for a in argv):
             raise ValueError("argv must be a non-empty list of strings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -79,6 +110,35 @@ def _tee(meta: dict, job_dir: Path, log, pane: bool):
         return None
     from luzia.agents.adapters.stream import Tee
     return Tee(job_dir, fmt, log, pane, write_atomic)
+
+
+def exec_with(env_file: Path, argv: list[str]) -> int:
+    """`wrap --exec ENV_FILE -- ARGV`: become ARGV with the environment in ENV_FILE (and the
+    pane's terminal variables): how the interactive runner starts a slot's REPL with its
+    agent's environment rather than the tmux server's."""
+    try:
+        env = environment(env_file, pane=True)
+        os.execvpe(argv[0], argv, env)
+    except (OSError, ValueError) as exc:
+        print(f"luzia: cannot start {argv[0]!r}: {exc}", file=sys.stderr)
+    return 127
+
+
+def environment(path: Path, pane: bool) -> dict[str, str]:
+    """The agent's environment as it laid out the job (env.json, removed once read: it may
+    hold secrets), never the tmux server's; in a pane (`pane`) the pane's terminal
+    variables. A job laid out by an older agent has no env.json: our own environment."""
+    try:
+        with open(path, "rb") as f:
+            env = json.load(f)
+        os.unlink(path)
+    except FileNotFoundError:
+        return dict(os.environ)
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ValueError(f"{path} is not a map of strings")
+    if pane:
+        env.update({k: os.environ[k] for k in layout.PANE_ENV if k in os.environ})
+    return env
 
 
 def _status(returncode: int) -> int:

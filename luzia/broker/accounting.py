@@ -42,12 +42,14 @@ def count_state(db: sqlite3.Connection, state: str) -> int:
 
 RECENT = 86400.0            # seconds: a `since` this recent is answered through the index
 DAY = "date(finished_at, 'unixepoch', 'localtime')"
+SUBMITTER = "COALESCE(submitter, '-')"     # '-': not recorded (older jobs, tcp without CURVE)
 
 
 def totals(db: sqlite3.Connection, group: str | None, since: float | None,
            where: dict[str, str | None]) -> list[dict[str, Any]]:
-    """Rows per `group` ("user", "project" or DAY), or one overall row when `group` is None."""
-    if group not in (None, "user", "project", DAY):
+    """Rows per `group` ("user", "project", SUBMITTER or DAY), or one overall row when
+    `group` is None."""
+    if group not in (None, "user", "project", SUBMITTER, DAY):
         raise ValueError(f"cannot group by {group!r}")
     clauses, params = _clauses(since, where)
     sql = _SELECT.format(group=group or "'all'", terminal=_TERMINAL, source=_source(since),
@@ -88,7 +90,7 @@ def _row(r: tuple) -> dict[str, Any]:
 
 
 _PARTS = """
-SELECT user, project, COUNT(*),
+SELECT user, project, COALESCE(submitter, '-'), COUNT(*),
        SUM(state = 'completed'), SUM(state = 'failed'), SUM(state = 'killed'),
        SUM(state = 'rejected'),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
@@ -96,28 +98,31 @@ SELECT user, project, COUNT(*),
        COUNT(started_at),
        """ + _USAGE_SUMS + """
 FROM {source} WHERE state IN ({terminal}) {where}
-GROUP BY user, project
+GROUP BY user, project, submitter
 """
 
 
 def breakdown(db: sqlite3.Connection, since: float | None,
               where: dict[str, str | None]) -> dict[str, Any]:
-    """{by_user: [row], by_project: [row], total: row}, as `totals` gives them, from one
-    scan: sums per (user, project) pair, added up here (a long history is one pass, not
-    three)."""
+    """{by_user: [row], by_submitter: [row], by_project: [row], total: row}, as `totals`
+    gives them, from one scan: sums per (user, project, submitter), added up here (a long
+    history is one pass, not four)."""
     clauses, params = _clauses(since, where)
     sql = _PARTS.format(source=_source(since), terminal=_TERMINAL,
                         where="".join(f" AND {c}" for c in clauses))
-    sums: dict[str, dict[str, list[float]]] = {"user": {}, "project": {}, "total": {}}
-    for user, project, *values in db.execute(sql, params):
-        for kind, name in (("user", user), ("project", project), ("total", "all")):
+    sums: dict[str, dict[str, list[float]]] = {"user": {}, "submitter": {}, "project": {},
+                                               "total": {}}
+    for user, project, submitter, *values in db.execute(sql, params):
+        for kind, name in (("user", user), ("submitter", submitter), ("project", project),
+                           ("total", "all")):
             acc = sums[kind].setdefault(name, [0] * len(values))
             for i, value in enumerate(values):
                 acc[i] += value or 0
 
     def rows(kind: str) -> list[dict[str, Any]]:
         return [_summed(name, acc) for name, acc in sorted(sums[kind].items())]
-    return {"by_user": rows("user"), "by_project": rows("project"),
+    return {"by_user": rows("user"), "by_submitter": rows("submitter"),
+            "by_project": rows("project"),
             "total": rows("total")[0] if sums["total"] else _row(_ZERO)}
 
 

@@ -67,12 +67,20 @@ class AgentHandler:
         """An agent (re)joins: adopt the jobs it holds that are still its, requeue the ones
         it came back without, and tell it which held jobs to drop."""
         m, now = self.m, time.monotonic()
+        holder = m.fleet.holder(msg.name, identity, msg.instance)
+        if holder is not None:
+            self._refuse(holder, identity, msg, now)
+            return
         agent = Agent(name=msg.name, identity=identity, slots=msg.slots,
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
-                      last_seen=now, accounts=list(msg.accounts))
+                      instance=msg.instance, last_seen=now, accounts=list(msg.accounts))
         old = m.fleet.join(agent)
         m.accounts.apply()
-        adopt, drop = self._reconcile(agent, msg.held)
+        # an agent may say Hello twice in a row (one queued while we were down, one asked
+        # for): the same process again is not news
+        again = old is not None and old.pid == agent.pid and old.instance == agent.instance \
+            and old.live
+        adopt, drop = self._reconcile(agent, msg.held, again)
         adopted = {h.job_id for h in adopt}
         m.out.send(identity, protocol.Welcome(
             heartbeat_interval=m.cfg.broker.heartbeat_interval,
@@ -85,9 +93,6 @@ class AgentHandler:
                 lifecycle.resume(m, job, f"re-adopted by {agent.name}")
             if held.exit_code is not None:
                 lifecycle.end(m, job, held.exit_code, "")
-        # an agent may say Hello twice in a row (one queued while we were down, one asked
-        # for): the same process again is not news
-        again = old is not None and old.pid == agent.pid and old.live
         (log.debug if again else log.info)(
             "agent %s %s: slots=%d capabilities=%s held=%d adopted=%d dropped=%d",
             agent.name, "said Hello again" if again else "rejoined" if old else "joined",
@@ -95,10 +100,27 @@ class AgentHandler:
         m.out.publish_agent("live", agent.to_dict(now, m.sched.agent_score(agent.name)))
         m.dirty = True
 
-    def _reconcile(self, agent: Agent, held_jobs: list[protocol.HeldJob],
+    def _refuse(self, holder: Agent, identity: bytes, msg: protocol.Hello, now: float) -> None:
+        """One live agent per name: a second one (another host or state directory) is told
+        no, and tries again later; the first keeps its name and its jobs."""
+        clash = self.m.fleet.refused(msg.name, msg.pid, msg.instance, now)
+        reason = (f"the name {msg.name} is held by a live agent (pid {holder.pid}, instance "
+                  f"{holder.instance}); this one is pid {msg.pid}, instance {msg.instance}: "
+                  "two hosts with one name? give each its own agent.name")
+        (log.error if clash.count == 1 else log.warning)(
+            "agent %s refused (%d time%s): %s", msg.name, clash.count,
+            "" if clash.count == 1 else "s", reason)
+        self.m.out.send(identity, protocol.Disconnect(reason=reason, refused=True))
+        self.m.out.publish_agent("refused", {"name": msg.name, **clash.to_dict(now)})
+
+    def _reconcile(self, agent: Agent, held_jobs: list[protocol.HeldJob], again: bool,
                    ) -> tuple[list[protocol.HeldJob], list[str]]:
         """The held jobs to adopt (still this agent's attempt) and the ids to drop; the jobs
-        the broker placed on it that it does not hold go back to the queue."""
+        the broker placed on it that it does not hold go back to the queue — except, when
+        the same process says Hello again, an Assign it has not confirmed yet: that Hello
+        may have left before the Assign arrived on the same connection, and the agent may
+        be running it now. The unconfirmed-Assign check (DECISIONS 14) requeues it if the
+        agent's heartbeats never mention it."""
         adopt: list[protocol.HeldJob] = []
         drop: list[str] = []
         for held in held_jobs:
@@ -109,8 +131,13 @@ class AgentHandler:
         adopted = {h.job_id for h in adopt}
         for job_id in sorted(agent.jobs - adopted):
             job = self.m.jobs.get(job_id)
-            if job is not None and job.state in HOLDING:
-                lifecycle.requeue(self.m, job, f"agent {agent.name} came back without it")
+            if job is None or job.state not in HOLDING:
+                continue
+            if again and job.state is JobState.ASSIGNED:
+                log.info("job %s: agent %s said Hello again without it; its Assign may "
+                         "still be on the way", job.id, agent.name)
+                continue
+            lifecycle.requeue(self.m, job, f"agent {agent.name} came back without it")
         return adopt, drop
 
     def _still_its(self, agent: Agent, held: protocol.HeldJob) -> bool:
@@ -126,6 +153,10 @@ class AgentHandler:
         agent.gpu_free_gb = msg.gpu_free_gb
         agent.gpu_total_gb = gpu.total_gb(msg.gpu_memory, msg.gpu_free_gb)
         m.fleet.load(agent)
+        if msg.degraded != agent.degraded:
+            m.fleet.degrade(agent, msg.degraded)
+            m.out.publish_agent("degraded" if msg.degraded else "live",
+                                {"name": agent.name, "degraded": msg.degraded})
         if msg.slots and msg.slots != agent.slots:
             m.fleet.set_slots(agent, msg.slots)
         agent.reported = set(msg.running)
@@ -175,9 +206,12 @@ class AgentHandler:
             return
         if msg.tail:
             job.tail = list(msg.tail)
+        agent.ended.add(job.id)
+        if not msg.started:          # its command never ran: tried again, not failed
+            lifecycle.unstarted(self.m, job, msg.reason)
+            return
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
-        agent.ended.add(job.id)
         self.m.budgets.record(job, msg.usage)
         if msg.limited_until and self.m.cfg.limits.enabled:
             self.m.accounts.mark(job.account or own_account(agent), msg.limited_until, msg.limit)

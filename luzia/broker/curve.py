@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import ConfigError
+from luzia.identity import key_user, operator
 from luzia.keys import PUBLIC, SECRET, MissingKeys, Pair, host_pair, reason
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Authorized:
         self.names: dict[bytes, str] = {}
         self.stamp: tuple | None = None
         self.refused: dict[bytes, float] = {}
+        self.operator = operator()
         self.reload()
 
     def reload(self) -> None:
@@ -58,6 +60,13 @@ class Authorized:
         self.names = names
         log.info("CURVE: %d authorized keys in %s (%s)", len(names), self.directory,
                  ", ".join(sorted(names.values())) or "none")
+
+    def user_of(self, key: bytes) -> str:
+        """The user a let-in key connects as (its connection's User-Id, the submitter of what
+        it sends): the operator for the broker's own key, else its file's name (identity.py)."""
+        if key == self.own:
+            return self.operator
+        return key_user(self.names.get(key, ""))
 
     def callback(self, domain: str, key: bytes) -> bool:
         """pyzmq's credentials-provider hook: may this client key connect?"""
@@ -126,10 +135,18 @@ def broker_keys(cfg: Config, ctx: zmq.Context, endpoints: dict[str, str]) -> Ser
             f"this host (writes {secret_file} and {PUBLIC}), put each agent's and CLI host's "
             f"public key in {cfg.keys.authorized}/, or pass --insecure") from None
     from zmq.auth.thread import ThreadAuthenticator
-    authorized = ensure_private_dir(Path(cfg.keys.authorized))
-    auth = ThreadAuthenticator(ctx, log=logging.getLogger("luzia.broker.zap"))
+    from zmq.utils import z85
+    authorized = Authorized(ensure_private_dir(Path(cfg.keys.authorized)), pair.public)
+
+    class KeyUsers(ThreadAuthenticator):
+        """pyzmq's authenticator, answering the key's user as its connection's User-Id."""
+
+        def curve_user_id(self, client_public_key: bytes) -> str:
+            return authorized.user_of(z85.encode(client_public_key))
+
+    auth = KeyUsers(ctx, log=logging.getLogger("luzia.broker.zap"))
     auth.start()
-    auth.configure_curve_callback("*", credentials_provider=Authorized(authorized, pair.public))
+    auth.configure_curve_callback("*", credentials_provider=authorized)
     log.info("CURVE on for %s; broker public key %s", ", ".join(endpoints.values()),
              pair.public.decode())
     return ServerKeys(pair, auth)

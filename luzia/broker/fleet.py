@@ -32,6 +32,7 @@ class Agent:
     capabilities: list[str]
     tags: list[str] = field(default_factory=list)
     pid: int = 0
+    instance: str = ""               # its host and state directory, hashed ("" : not told)
     state: AgentState = AgentState.LIVE
     last_seen: float = 0.0           # time.monotonic() of its last message
     dead_since: float | None = None
@@ -46,6 +47,7 @@ class Agent:
     reported: set[str] = field(default_factory=set)  # jobs its last heartbeat said it holds
     ended: set[str] = field(default_factory=set)     # Dones taken since our last heartbeat to it
     draining: bool = False           # an operator's `luzia agents drain`: no new jobs
+    degraded: str = ""               # why it takes no new jobs by itself (its disk is full)
     accounts: list[str] = field(default_factory=list)   # its [accounts.*] (accounts.py)
     limited_until: float = 0.0       # all its accounts are limited until then (unix time)
     limited: str = ""                # which: "account team-a"
@@ -70,7 +72,25 @@ class Agent:
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
                 "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
-                "accounts": list(self.accounts), "limited_until": self.limited_until or None}
+                "degraded": self.degraded, "accounts": list(self.accounts),
+                "limited_until": self.limited_until or None}
+
+
+@dataclass(slots=True)
+class Clash:
+    """A second agent under a live agent's name, refused (issue 17): who, and when last."""
+
+    pid: int
+    instance: str
+    at: float                        # time.monotonic() of the last refusal
+    count: int = 1
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        return {"pid": self.pid, "instance": self.instance, "count": self.count,
+                "ago": round(max(0.0, now - self.at), 3)}
+
+
+CLASH_MEMORY = 120.0   # seconds a refusal is shown (a refused agent retries every 32 s at most)
 
 
 class Fleet:
@@ -81,6 +101,7 @@ class Fleet:
         self.by_name: dict[str, Agent] = {}
         self.by_identity: dict[bytes, Agent] = {}
         self.drained = set(drained)     # an operator's drains: kept over reconnects and restarts
+        self.clashes: dict[str, Clash] = {}   # by name: the last second agent refused under it
 
     def get(self, name: str) -> Agent | None:
         return self.by_name.get(name)
@@ -104,6 +125,31 @@ class Fleet:
         agent.draining = agent.name in self.drained
         self.sched.agent_up(self._sched_agent(agent))
         return old
+
+    def holder(self, name: str, identity: bytes, instance: str) -> Agent | None:
+        """The live agent that holds `name` for another host or state directory than the
+        one saying Hello (`instance`), if any: that Hello must be refused. An agent that
+        never told its instance (an older release) is not judged."""
+        agent = self.by_name.get(name)
+        if (agent is None or not agent.live or not agent.identity or agent.identity == identity
+                or not agent.instance or not instance or agent.instance == instance):
+            return None
+        return agent
+
+    def refused(self, name: str, pid: int, instance: str, now: float) -> Clash:
+        """Remember a refused second agent under `name` (shown by `agents status`)."""
+        clash = self.clashes.get(name)
+        if clash is None or clash.pid != pid or clash.instance != instance:
+            clash = self.clashes[name] = Clash(pid=pid, instance=instance, at=now, count=0)
+        clash.at, clash.count = now, clash.count + 1
+        return clash
+
+    def clash(self, name: str, now: float) -> dict[str, Any] | None:
+        """The refusal under `name` seen within CLASH_MEMORY seconds, as the control protocol shows it."""
+        clash = self.clashes.get(name)
+        if clash is None or now - clash.at > CLASH_MEMORY:
+            return None
+        return clash.to_dict(now)
 
     def bury(self, agent: Agent, now: float) -> None:
         """It missed its heartbeats: no new work for it; its jobs keep their credits."""
@@ -129,7 +175,7 @@ class Fleet:
     def drain(self, agent: Agent, draining: bool) -> None:
         """An operator's drain (or undrain); the caller saves `drained` with the turn."""
         agent.draining = draining
-        self.sched.set_draining(agent.name, draining)
+        self.sched.set_draining(agent.name, draining or bool(agent.degraded))
         self.drained = self.drained | {agent.name} if draining else self.drained - {agent.name}
 
     def set_limited(self, agent: Agent, until: float, what: str) -> None:
@@ -137,6 +183,18 @@ class Fleet:
         if (agent.limited_until, agent.limited) != (until, what):
             agent.limited_until, agent.limited = until, what
             self.sched.set_limited(agent.name, until, what)
+
+    def degrade(self, agent: Agent, reason: str) -> None:
+        """The agent says it takes no new work (reason), or again takes it (""): placed as
+        if drained meanwhile; an operator's drain is kept apart and outlives it."""
+        if reason == agent.degraded:
+            return
+        if reason:
+            log.warning("agent %s takes no new work: %s", agent.name, reason)
+        else:
+            log.info("agent %s takes work again (was: %s)", agent.name, agent.degraded)
+        agent.degraded = reason
+        self.sched.set_draining(agent.name, agent.draining or bool(reason))
 
     # credits and load -----------------------------------------------------------------
     def hold(self, agent: Agent, job_id: str) -> None:
@@ -187,5 +245,5 @@ class Fleet:
         return SchedAgent(name=agent.name, slots=agent.slots,
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
                           memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
-                          live=agent.live, draining=agent.draining,
+                          live=agent.live, draining=agent.draining or bool(agent.degraded),
                           limited_until=agent.limited_until, limited=agent.limited)

@@ -7,13 +7,16 @@ and tells the scheduler: a credit freed (`Fleet.release`), a job pending again
 messages, ops/ for the operators' requests, server.py for submissions and the clock)
 decide *which* edge; only this module says what an edge does.
 
-    accept       a submission → pending, or rejected (queue full, unknown dependency)
+    accept       a submission → pending, or rejected (its user not the submitter's to
+                 name, queue full, unknown dependency)
     assign       pending → assigned (attempt n+1, on the agent the scheduler picked)
     start        assigned | lost → running          (Started)
     lose         assigned | running → lost          (its agent stopped beating)
     resume       lost → running                     (its agent is back with it)
     end          an agent's Done → finish, requeue (preempted), pause or retry_later
-    finish       → completed | failed | killed      (also a pending or paused job: cancel)
+    unstarted    an agent's Done for a command that never started → pending after a backoff
+    finish       → completed | failed | killed      (also a pending or paused job: cancel,
+                                                     flush)
     retry_later  → pending after a backoff          (a failure with retries left)
     requeue      assigned | running | lost → pending now (agent gone, preempted)
     pause        assigned | running | lost → paused (a usage limit: until its reset)
@@ -40,11 +43,14 @@ from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
 from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
+from luzia.identity import Submitter, refusal as refusal_for_user
 from luzia.states import JobState, exit_text
 
 log = logging.getLogger(__name__)
 
 PREEMPTED_BY = "preempted by "   # a held job's reason while it is stopped for a critical job
+NEVER_STARTED = "never started"  # an attempt whose command never ran (a runner or disk error)
+NEVER_STARTED_MAX = 5            # such attempts of one job before it fails: a host that can start nothing
 AUTOMATIC = "retry"              # "retry 1/2 after exit 1": pending for an automatic retry
 RETRY_REQUESTED = "retry requested"   # pending again by an operator's `luzia retry`
 RETRY_BACKOFF_MAX = 300.0
@@ -55,14 +61,20 @@ AHEAD = 1 << 40           # a job back from a pause goes before its priority pee
 
 
 # submission and the queue ---------------------------------------------------------------
-def accept(m: Model, spec: protocol.JobSpec) -> Job | None:
-    """A submission becomes a pending job, or a rejected one (queue full, unknown
-    dependency) that stays visible; None for an id the broker has (idempotent)."""
+def accept(m: Model, spec: protocol.JobSpec, by: Submitter | None = None) -> Job | None:
+    """A submission from `by` becomes a pending job, or a rejected one (its user is not
+    `by`'s to name, queue full, unknown dependency) that stays visible; None for an id the
+    broker has (idempotent). `by` None: a submission from inside (not judged, no submitter)."""
     if spec.id in m.jobs:
         m.counters["duplicates"] += 1
         return None
     job = _new_job(m, spec)
     refusal = _refusal(m, job)
+    if by is not None:
+        job.submitter = by.name
+        project = m.cfg.projects.get(job.project)
+        refusal = refusal_for_user(by.name, job.user, project.user if project else None,
+                                   by.admin) or refusal
     if refusal:
         job.move(JobState.REJECTED, refusal)
         job.finished_at = job.updated_at
@@ -101,10 +113,16 @@ def _new_job(m: Model, spec: protocol.JobSpec) -> Job:
                metadata=dict(spec.metadata), updated_at=now)
 
 
-def _refusal(m: Model, job: Job) -> str:
+def queue_full(m: Model) -> bool:
+    """The queue holds broker.max_pending jobs: a submission now is rejected."""
     limit = m.cfg.broker.max_pending
-    if limit and m.sched.pending_count() >= limit:
-        return f"queue full ({m.sched.pending_count()} pending, max_pending={limit})"
+    return bool(limit) and m.sched.pending_count() >= limit
+
+
+def _refusal(m: Model, job: Job) -> str:
+    if queue_full(m):
+        return (f"queue full ({m.sched.pending_count()} pending, "
+                f"max_pending={m.cfg.broker.max_pending})")
     unknown = [d for d in job.after if d not in m.jobs and m.store.get(d) is None]
     if unknown:
         return f"unknown dependency {unknown[0]}"
@@ -234,6 +252,30 @@ def end(m: Model, job: Job, exit_code: int, reason: str, limited_until: float = 
         retry_later(m, job, exit_code, reason or exit_text(exit_code))
     else:
         finish(m, job, JobState.FAILED, reason or exit_text(exit_code), exit_code)
+
+
+def unstarted(m: Model, job: Job, reason: str) -> None:
+    """An attempt whose command never started (Done `started` false: the runner failed, the
+    disk was full): not the job's failure, so pending again after a backoff (1 s doubling)
+    with its retries unused; its host is avoided as after a failure (exit -1 in the attempt).
+    The NEVER_STARTED_MAX-th such attempt fails the job, so a host that can start nothing
+    does not bounce it for ever. A cancel or preemption sent meanwhile wins."""
+    if job.id in m.stopping:
+        end(m, job, -1, reason if m.stopping[job.id] else "cancelled")
+        return
+    why = f"{NEVER_STARTED} on {job.host}: {reason}"
+    before = sum(1 for a in m.store.attempts(job.id)
+                 if a["attempt"] != job.attempt and (a["reason"] or "").startswith(NEVER_STARTED))
+    if before + 1 >= NEVER_STARTED_MAX:
+        finish(m, job, JobState.FAILED, f"{why} ({before + 1} attempts never started)", -1)
+        return
+    _close_attempt(m, job, why, -1)
+    job.move(JobState.PENDING, why)
+    job.reset_attempt()
+    delay = min(RETRY_BACKOFF_MAX, 2.0 ** before)
+    heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
+    _saved(m, job, job.reason)
+    log.info("job %s will be tried again in %.1fs: %s", job.id, delay, why)
 
 
 def finish(m: Model, job: Job, state: JobState, reason: str = "",

@@ -20,7 +20,7 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, lifecycle, lock, metrics, ops, rebuild, spool
+from luzia.broker import curve, lifecycle, lock, metrics, ops, peers, rebuild, spool
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
@@ -28,7 +28,9 @@ from luzia.broker.ops import logs
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
 from luzia.config import Config, ensure_private_dir
-from luzia.errors import LuziaError, ProtocolError, StateDirError, StoreError
+from luzia.errors import LuziaError, ProtocolError, StoreError
+from luzia.identity import Submitter
+from luzia.service import SocketFiles
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,11 @@ class Broker:
         self._next_budget_check = 0.0
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
+        self.files = SocketFiles(log)      # bound again if a tmp cleaner deletes them
+        self.peers = peers.Peers(cfg)       # who sent a submission or a request
+        self.ipc = {name: getattr(cfg.endpoints, name).startswith("ipc://") for name in SOCKETS}
         self._bind()
+        self.spool.claim(cfg.endpoints.submit)     # CLIs with this home spool here
         self._restore()
         self.metrics = metrics.serve(cfg.broker)      # None unless broker.metrics_port is set
         self._pick = self.metrics.timed(sched.pick) if self.metrics else sched.pick
@@ -83,14 +89,7 @@ class Broker:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
         if kind in (zmq.PULL, zmq.ROUTER):
             sock.setsockopt(zmq.RCVHWM, 100_000)
-        try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
-            sock.close()
-            raise StateDirError(f"cannot listen on {endpoint} ({name}): {exc}") from None
-        if endpoint.startswith("ipc://"):
-            os.chmod(endpoint[len("ipc://"):], 0o600)
-        return sock
+        return self.files.bind(sock, endpoint, 0o600, name)
 
     def _bind(self) -> None:
         ep = self.cfg.endpoints
@@ -141,23 +140,29 @@ class Broker:
                           - now)
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.pull in ready:
-            self._drain(self.pull, "submit", self._on_submit_frames)
+            self._drain(self.pull, "submit", self._on_submit_frames, identify=True)
         if self.router in ready:
             self._drain(self.router, "agents", self.agents.on_frames)
         if self.control in ready:
-            self._drain(self.control, "control", self._on_control_frames)
+            self._drain(self.control, "control", self._on_control_frames, identify=True)
         self.tick(time.monotonic())
         self.dispatch()
         self.flush()
 
-    def _drain(self, sock: zmq.Socket, name: str, handle: Callable[[list[bytes]], None]) -> None:
+    def _drain(self, sock: zmq.Socket, name: str, handle: Callable[..., None],
+               identify: bool = False) -> None:
+        """Handle what `sock` has (at most a batch); with `identify`, with who sent each."""
         for _ in range(self.cfg.broker.batch):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                if identify:
+                    frames, first = peers.receive(sock)
+                    sender = (self.peers.of_frame(first, self.ipc[name]),)
+                else:
+                    frames, sender = sock.recv_multipart(zmq.NOBLOCK), ()
             except zmq.Again:
                 return
             try:
-                handle(frames)
+                handle(frames, *sender)
             except ProtocolError as exc:
                 self.model.bad[name].drop(str(exc))     # counted, logged rate-limited
 
@@ -179,15 +184,19 @@ class Broker:
 
     def _mark_queue_full(self) -> None:
         """run/queue-full exists while submissions are rejected for a full queue: a CLI on
-        this host that sees it asks what became of its job, and reports a rejection."""
+        this host that sees it asks what became of its job, and reports a rejection. The
+        change is published too (`queue.rejecting` / `queue.accepting`: luzia-notify)."""
         limit = self.cfg.broker.max_pending
-        full = bool(limit) and self.model.sched.pending_count() >= limit
+        full = lifecycle.queue_full(self.model)
         if full != self.queue_full:
             self.queue_full = full
             if full:
                 self.queue_full_mark.write_text(f"max_pending={limit}\n")
             else:
                 self.queue_full_mark.unlink(missing_ok=True)
+            self.pub.send_multipart(protocol.encode_event(
+                "queue.rejecting" if full else "queue.accepting",
+                {"pending": self.model.sched.pending_count(), "max_pending": limit}))
 
     def tick(self, now: float) -> None:
         """Periodic work: heartbeats and preemption, the spool sweep, retries whose backoff
@@ -200,6 +209,7 @@ class Broker:
         if now >= self._next["sweep"]:
             self._next["sweep"] = now + self.cfg.broker.spool_sweep
             self.sweep_spool()
+        self.files.check(now)
         while m.retry_at and m.retry_at[0][0] <= now:
             _, job_id = heapq.heappop(m.retry_at)
             job = m.jobs.get(job_id)
@@ -260,27 +270,29 @@ class Broker:
         os.close(self._lock)
 
     # submissions ----------------------------------------------------------------
-    def _on_submit_frames(self, frames: list[bytes]) -> None:
+    def _on_submit_frames(self, frames: list[bytes], by: Submitter) -> None:
         msg = protocol.decode(frames, expect=(protocol.Submit,))
-        self.submit(msg.job)  # type: ignore[attr-defined]
+        self.submit(msg.job, by=by)  # type: ignore[attr-defined]
 
     def sweep_spool(self) -> None:
-        for path, msg in self.spool.scan():
+        for path, msg, owner in self.spool.scan():
             if msg.job.id in self.model.jobs:
                 self.model.out.unlink.append(path)
                 continue
-            self.submit(msg.job, path)
+            self.submit(msg.job, path, by=self.peers.of_uid(owner))   # who wrote the file
 
-    def submit(self, spec: protocol.JobSpec, spool_path: Path | None = None) -> Job | None:
-        """Take a submission (lifecycle.accept); its spool file goes once committed."""
+    def submit(self, spec: protocol.JobSpec, spool_path: Path | None = None,
+               by: Submitter | None = None) -> Job | None:
+        """Take a submission (lifecycle.accept) from `by` (None: not checked, as in tests);
+        its spool file goes once committed."""
         self.model.out.unlink.append(spool_path or self.spool.path_for(spec.id))
-        return lifecycle.accept(self.model, spec)
+        return lifecycle.accept(self.model, spec, by)
 
     # control ------------------------------------------------------------------------
-    def _on_control_frames(self, frames: list[bytes]) -> None:
+    def _on_control_frames(self, frames: list[bytes], peer: Submitter) -> None:
         req = rpc.parse(frames)
         try:
-            ops.handle(self.model, frames[0], req)
+            ops.handle(self.model, frames[0], req, peer)
         except sqlite3.DatabaseError as exc:    # a damaged page fails this request, not the broker
             self.model.out.reply(frames[0], rpc.failure(req.req, self.model.store.query_failed(exc)))
 

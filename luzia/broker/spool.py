@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from luzia import layout, protocol
-from luzia.errors import ProtocolError
+from luzia.errors import ProtocolError, StateDirError
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,28 @@ class Spool:
         self.path = path
         self.bad = path / "bad"
 
+    def claim(self, endpoint: str) -> None:
+        """Say in the spool (`.broker`) which submit endpoint this broker serves: a CLI spools
+        a job only where the broker it submits to sweeps (client.sweeps_here)."""
+        owner = self.path / layout.SPOOL_OWNER
+        try:
+            if owner.read_text() == endpoint:
+                return
+        except OSError:
+            pass
+        tmp = self.path / layout.atomic_tmp_name(layout.SPOOL_OWNER)
+        try:
+            tmp.write_text(endpoint)
+            os.replace(tmp, owner)
+        except OSError as exc:
+            raise StateDirError(f"cannot write {owner}: {exc.strerror or exc}") from None
+
     def path_for(self, job_id: str) -> Path:
         return self.path / layout.spool_name(job_id)
 
-    def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit]]:
-        """Yield (path, Submit) for each spooled job, oldest first; set bad files aside."""
+    def scan(self, limit: int = 10_000) -> Iterator[tuple[Path, protocol.Submit, int]]:
+        """Yield (path, Submit, the file owner's uid: who wrote it) for each spooled job,
+        oldest first; set bad files aside."""
         try:
             found = [e for e in os.scandir(self.path) if e.is_file()]
         except OSError as exc:
@@ -43,7 +60,9 @@ class Spool:
         for entry in entries[:limit]:
             path = Path(entry.path)
             try:
-                data = path.read_bytes()
+                with open(path, "rb") as file:
+                    owner = os.fstat(file.fileno()).st_uid
+                    data = file.read()
                 msg = protocol.spool_load(data)
             except FileNotFoundError:
                 continue  # taken meanwhile (its PUSH arrived and was committed)
@@ -53,7 +72,7 @@ class Spool:
             if path.name != layout.spool_name(msg.job.id):
                 self.set_aside(path, f"file name does not match job id {msg.job.id}")
                 continue
-            yield path, msg
+            yield path, msg, owner
 
     def _remove_stale_tmp(self, entries: list[os.DirEntry]) -> None:
         """A CLI killed before its rename leaves `.<id>.tmp`; it never printed that id."""

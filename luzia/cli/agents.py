@@ -11,9 +11,18 @@ from typing import Any
 import click
 
 from luzia.cli.control import JSON_HELP, ask, dump
-from luzia.cli.render import HEALTH_STYLE, LOAD_LEVEL_STYLE, clean, num, pct, seconds, table
+from luzia.cli.render import (
+    HEALTH_STYLE,
+    LOAD_LEVEL_STYLE,
+    agent_troubles,
+    clean,
+    num,
+    pct,
+    seconds,
+    table,
+)
 
-WORST_FIRST = ("dead", "over-ceiling", "busy", "draining", "full", "ok", "gone")
+WORST_FIRST = ("dead", "degraded", "over-ceiling", "busy", "draining", "full", "ok", "gone")
 DRY_RUN_HELP = "Only say what would happen; change nothing."
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
              "load": lambda a: -(num(a.get("load")) or 0),
@@ -120,6 +129,9 @@ def show_status(found: list[dict[str, Any]]) -> None:
     if gone:
         print(f"\ngone (dead longer than broker.gone_after): {', '.join(gone)}; "
               f"remove with: luzia agents forget {gone[0]}")
+    for a in found:
+        for line in agent_troubles(a):
+            print(line)
 
 
 def _row(a: dict[str, Any]) -> tuple[Any, ...]:

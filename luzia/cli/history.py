@@ -21,7 +21,8 @@ USAGE_HEAD = ("COST", "TOKENS IN", "TOKENS OUT")    # the agents' (docs/AGENTS.m
 STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN",
               *USAGE_HEAD)
 AGENT_HEAD = ("JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN TIME", "MEAN RUN", *USAGE_HEAD)
-GROUPS = ("user", "project", "agent")
+GROUPS = ("user", "submitter", "project", "agent")
+DEFAULT_GROUPS = ("user", "submitter", "project")
 
 
 def since_time(value: str | None) -> float | None:
@@ -58,30 +59,31 @@ def history(user, project, since, limit, as_json) -> None:
 @click.option("--project", "-p", help="Only this project's jobs.")
 @click.option("--since", metavar="WHEN", help="Finished since: 90m, 2h, 7d or 2026-01-09.")
 @click.option("--by", "groups", multiple=True, type=click.Choice(GROUPS),
-              help="Which tables (repeatable; default: user and project).")
+              help="Which tables (repeatable; default: user, submitter and project).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def stats(user, project, since, groups, as_json) -> None:
-    """Per user and per project: jobs, completed, failed, run time, mean wait and run, and
-    the agents' cost and tokens; --by agent: per host, the attempts that ran there (a job
-    retried elsewhere counts on each), completed, failed, run time, cost and tokens."""
+    """Per user, submitter and project: jobs, completed, failed, run time, mean wait and run,
+    and the agents' cost and tokens; --by agent: per host, the attempts that ran there (a
+    job retried elsewhere counts on each), completed, failed, run time, cost and tokens."""
     result = ask("stats", dict, user=user, project=project, since=since_time(since))
-    dump(result) if as_json else show_stats(result, groups or ("user", "project"))
+    dump(result) if as_json else show_stats(result, groups or DEFAULT_GROUPS)
 
 
 def show_history(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         print("no finished jobs match")
         return
-    table(("ID", "STATE", "PROJECT", "USER", "PRIO", "HOST", "FINISHED", "WAIT", "RUN", "COST",
-           "REASON"),
-          [(j.get("id"), j.get("state"), j.get("project"), j.get("user"), j.get("priority"),
+    table(("ID", "STATE", "PROJECT", "USER", "BY", "PRIO", "HOST", "FINISHED", "WAIT", "RUN",
+           "COST", "REASON"),
+          [(j.get("id"), j.get("state"), j.get("project"), j.get("user"),
+            j.get("submitter") or "-", j.get("priority"),
             j.get("host") or "-", stamp(j.get("finished_at")), seconds(j.get("wait")),
             seconds(j.get("run")), money(j.get("cost_usd")), clean(j.get("reason"), 40))
            for j in jobs if isinstance(j, dict)],
           {1: STATE_STYLE})
 
 
-def show_stats(result: dict[str, Any], groups: tuple[str, ...] = ("user", "project")) -> None:
+def show_stats(result: dict[str, Any], groups: tuple[str, ...] = DEFAULT_GROUPS) -> None:
     for group in GROUPS:
         if group not in groups:
             continue

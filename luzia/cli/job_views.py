@@ -170,7 +170,8 @@ def _time_lines(job: dict[str, Any], now: float) -> list[str]:
     started, finished = num(job.get("started_at")), num(job.get("finished_at"))
     waited = (started or finished or now) - submitted
     ran = ((finished or now) - started) if started else None
-    lines = [f"submitted  {stamp(submitted)}   waited {age(waited)}"]
+    by = f" by {clean(job.get('submitter'), 32)}" if job.get("submitter") else ""
+    lines = [f"submitted  {stamp(submitted)}{by}   waited {age(waited)}"]
     if started:
         lines.append(f"started    {stamp(started)}   " + (f"ran {age(ran)}" if finished
                                                             else f"running for {age(ran)}"))

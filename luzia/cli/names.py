@@ -18,5 +18,6 @@ COMMANDS_BY_NOUN = {
     "db": ("db",),
     "web": ("web",),
     "budget": ("budget",),
+    "notify": ("notify",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

@@ -22,9 +22,25 @@ STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "comp
                "failed": "red", "killed": "magenta", "rejected": "red", "paused": "blue",
                "lost": "yellow"}
 HEALTH_STYLE = {"ok": "green", "busy": "yellow", "full": "yellow", "draining": "cyan",
-                "over-ceiling": "red", "dead": "bold red", "gone": "dim"}
+                "over-ceiling": "red", "degraded": "bold red", "dead": "bold red", "gone": "dim"}
 LOAD_LEVEL_STYLE = {"low": "green", "moderate": "", "high": "yellow", "critical": "bold red"}
 LEVEL_STYLE = {"critical": "bold red", "high": "yellow", "normal": "", "low": "dim"}
+
+
+def agent_troubles(agent: dict[str, Any]) -> list[str]:
+    """What an operator must fix about an agent, one line each (issue 17): a second agent
+    refused under its name, an agent that stopped taking work by itself (a full disk)."""
+    name = clean(agent.get("name"))
+    out = []
+    refused = agent.get("refused")
+    if isinstance(refused, dict):
+        out.append(f"agent {name}: a second agent under this name was refused (pid "
+                   f"{clean(refused.get('pid'))}, instance {clean(refused.get('instance'))}, "
+                   f"{seconds(refused.get('ago'))} ago): two hosts with one name? give each "
+                   "its own agent.name")
+    if agent.get("degraded"):
+        out.append(f"agent {name} takes no new work: {clean(agent.get('degraded'))}")
+    return out
 
 
 def fancy(stream: Any = None) -> bool:

@@ -21,6 +21,7 @@ from luzia.cli import (
     jobs,
     keys,
     logs,
+    notify,
     queue,
     supervisor,
     top,
@@ -42,7 +43,7 @@ Submit (returns at once, prints agent:PROJECT:JOB_ID):
 Operators: luzia queue status|add|flush|locks,
   luzia agents status|allocate|drain|undrain|forget, luzia top, luzia history,
   luzia stats [--by agent], luzia budget, luzia retry [--fresh],
-  luzia import pending-requests|beads [--follow]
+  luzia import pending-requests|beads [--follow], luzia notify status|test
   (every query takes --json, every command that changes something --dry-run;
   no colour without a terminal or with NO_COLOR)
 
@@ -56,8 +57,8 @@ Shell completion (click): add to ~/.bashrc (or zsh/fish likewise)
 Exit codes:
   0   ok
   1   error
-  2   usage: bad option, unknown project, job not found
-  3   broker not reachable
+  2   usage: bad option, unknown project, job not found, --user not yours to name
+  3   broker not reachable, or it refused this host's CURVE key
   4   protocol error (a malformed answer)
   73  state dir not writable, or the job database unusable (luzia db check)
   75  submission rejected by the broker (queue full, unknown dependency),
@@ -65,7 +66,7 @@ Exit codes:
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
-         budget)
+         budget, notify)
 
 
 @click.group(help=HELP, invoke_without_command=True,

@@ -14,6 +14,7 @@ from typing import Any
 
 from luzia import layout
 from luzia.errors import LuziaError, UsageError
+from luzia.text import clip, one_line
 
 # 0-3 too: the Beads priorities of the older async dispatcher (seed 003, docs/GLOSSARY.md)
 PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")
@@ -23,17 +24,21 @@ it later. Task words are joined with spaces; put `--` before task words that sta
 Other commands: luzia --help."""
 
 EPILOG = """exit codes: 0 queued (also when the broker is down and the job waits in the
-spool), 2 bad option or unknown project, 3 broker unreachable and nothing spooled,
+spool), 2 bad option, unknown project, or --user naming someone else without being an admin,
+3 broker unreachable (or it refused this host's CURVE key) and nothing spooled,
 73 spool not writable, 75 rejected by the broker (queue full, unknown dependency: the job
 is kept as `rejected`, see luzia jobs ID)."""
 
 REJECTION_PATIENCE = 2.0   # seconds to wait for the broker to take the job before asking
+LINE_MAX = 500             # characters of an error line, whatever was typed
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        import re
+        message = re.sub(r"\S{60,}", lambda m: m[0][:40] + "…", message)  # argparse echoes input
         if message.startswith("unrecognized arguments"):
             message += " (put -- before task words that start with -)"
         raise UsageError(message)
@@ -43,7 +48,7 @@ def _seconds(value: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"wants seconds, not {value!r}") from None
+        raise argparse.ArgumentTypeError(f"wants seconds, not {clip(value)}") from None
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError("must be more than 0 seconds")
     return seconds
@@ -53,7 +58,7 @@ def _retries(value: str) -> int:
     try:
         count = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"wants a whole number, not {value!r}") from None
+        raise argparse.ArgumentTypeError(f"wants a whole number, not {clip(value)}") from None
     if count < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return count
@@ -65,6 +70,8 @@ def _metadata(value: str) -> dict[str, Any]:
         meta = json.loads(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("is nested too deeply") from None
     if not isinstance(meta, dict):
         raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"ticket\": 42}'")
     return meta
@@ -78,7 +85,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--priority", choices=PRIORITIES, help="default: the project's")
     p.add_argument("--type", help="code, text, reasoning, ... (default: the project's, else "
                                   "detected from the text)")
-    p.add_argument("--user", help="whose job it is (default: the project's owner)")
+    p.add_argument("--user", help="whose job it is (default: the project's owner); naming someone "
+                                  "other than yourself or the owner needs an admin")
     p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="stop the job after this long (default: the project's, else the task "
                         "type's [scheduler.timeouts], else the global timeout)")
@@ -113,8 +121,7 @@ def run(argv: list[str]) -> int:
     try:
         return _run(argv)
     except LuziaError as exc:
-        from luzia.text import one_line  # the message may hold the broker's words
-        print(f"luzia: {one_line(str(exc))}", file=sys.stderr)
+        print(f"luzia: {one_line(str(exc), LINE_MAX)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -125,7 +132,7 @@ def _run(argv: list[str]) -> int:
     from luzia import client
     from luzia.config import load
     cfg = load()
-    cfg.project(args.project)      # an unknown project fails before any broker round trip
+    owner = cfg.project(args.project).user   # an unknown project fails before any round trip
     after = [_full_id(cfg, a) for a in args.after]
     spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
                         type=args.type, user=args.user, timeout=args.timeout,
@@ -133,6 +140,9 @@ def _run(argv: list[str]) -> int:
     if args.dry_run:
         _would(cfg, spec, args.json)
         return 0
+    other_user = spec.user != owner
+    if other_user:
+        _check_may_submit_as(cfg, spec.user, owner)
     done = client.send(spec, cfg)
     if args.json:
         import json
@@ -151,9 +161,32 @@ def _run(argv: list[str]) -> int:
     elif not done.reachable:
         print(f"luzia: queued; broker not reachable (spooled in {done.spool_dir}, "
               f"it runs when the broker is back; {client.start_hint(cfg)})", file=sys.stderr)
-    elif done.spooled and (after or (cfg.run_dir / layout.QUEUE_FULL).exists()):
+    elif done.spooled and (after or other_user or (cfg.run_dir / layout.QUEUE_FULL).exists()):
         _check_not_rejected(cfg, done.id)
     return 0
+
+
+def _check_may_submit_as(cfg: Any, user: str, owner: str) -> None:
+    """Forbidden (exit 2, nothing sent) when --user names someone other than the project's
+    owner and we are neither that user nor an admin. The broker says who we are (a CURVE
+    key's user is known only there); the broker judges every submission again anyway."""
+    from luzia import identity
+    from luzia.client import Control, sweeps_here
+    from luzia.errors import BrokerUnreachable, Forbidden
+    try:
+        with Control(cfg) as ctl:
+            me = ctl.call("whoami")
+    except BrokerUnreachable:
+        if sweeps_here(cfg):
+            return   # we may write the broker's spool: we are its user or root, both admins
+        raise
+    except LuziaError:
+        return       # a broker without whoami: it judges on its own
+    name = me.get("user") if isinstance(me, dict) else None
+    admin = bool(me.get("admin")) if isinstance(me, dict) else False
+    why = identity.refusal(name if isinstance(name, str) else None, user, owner, admin)
+    if why:
+        raise Forbidden(why[len(identity.NOT_ALLOWED):])
 
 
 def _next_steps(job_id: str) -> None:
@@ -165,9 +198,9 @@ def _next_steps(job_id: str) -> None:
 def _would(cfg: Any, spec: Any, as_json: bool) -> None:
     """--dry-run: the job as it would be queued (the project's defaults applied), and where;
     in JSON, null where the broker decides (type, timeout)."""
-    from luzia.config import is_local
+    from luzia.client import sweeps_here
     from luzia.states import Priority
-    where = (f"spool {cfg.spool_dir}, then {cfg.endpoints.submit}" if is_local(cfg.endpoints.submit)
+    where = (f"spool {cfg.spool_dir}, then {cfg.endpoints.submit}" if sweeps_here(cfg)
              else cfg.endpoints.submit)
     fields = {"project": spec.project, "user": spec.user,
               "priority": Priority(spec.priority).label, "type": spec.type or None,
@@ -188,9 +221,10 @@ def _would(cfg: Any, spec: Any, as_json: bool) -> None:
 
 
 def _check_not_rejected(cfg: Any, job_id: str) -> None:
-    """Raise Rejected if the broker rejected the job. Asked only when a rejection is likely
-    (the broker marks a full queue in run/queue-full; a dependency may be unknown), once the
-    broker has taken the job from the spool; silent if it has not within a moment."""
+    """Raise Rejected (Forbidden for its --user) if the broker rejected the job. Asked only
+    when a rejection is likely (the broker marks a full queue in run/queue-full; a dependency
+    may be unknown; --user names someone else), once the broker has taken the job from the
+    spool; silent if it has not within a moment."""
     import time
     spooled = cfg.spool_dir / f"{job_id}.job"
     deadline = time.monotonic() + REJECTION_PATIENCE
@@ -206,7 +240,12 @@ def _check_not_rejected(cfg: Any, job_id: str) -> None:
         except LuziaError:
             return   # the job is queued either way; `luzia jobs ID` tells the rest
     if isinstance(job, dict) and job.get("state") == "rejected":
-        raise Rejected(f"job {job_id} rejected: {job.get('reason') or 'no reason given'}")
+        reason = str(job.get("reason") or "no reason given")
+        from luzia.identity import NOT_ALLOWED
+        if reason.startswith(NOT_ALLOWED):        # its --user: a usage error (exit 2)
+            from luzia.errors import Forbidden
+            raise Forbidden(f"job {job_id} rejected: {reason[len(NOT_ALLOWED):]}")
+        raise Rejected(f"job {job_id} rejected: {reason}")
 
 
 def _full_id(cfg: Any, ident: str) -> str:
@@ -216,12 +255,12 @@ def _full_id(cfg: Any, ident: str) -> str:
         return ident
     if not JOB_PREFIX_RE.match(ident):
         raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d (or a unique prefix "
-                         f"of 6+ characters), not {ident!r}")
+                         f"of 6+ characters), not {clip(ident)}")
     from luzia.client import Control
     with Control(cfg) as ctl:
         job = ctl.call("jobs.get", id=ident)
     found = job.get("id") if isinstance(job, dict) else None
     if not isinstance(found, str) or not JOB_ID_RE.match(found):
         from luzia.errors import ProtocolError
-        raise ProtocolError(f"the broker answered jobs.get {ident!r} with no valid job id")
+        raise ProtocolError(f"the broker answered jobs.get {clip(ident)} with no valid job id")
     return found

@@ -24,6 +24,7 @@ from luzia.cli.render import (
     LEVEL_STYLE,
     LOAD_LEVEL_STYLE,
     age,
+    agent_troubles,
     bar,
     clean,
     fancy,
@@ -89,6 +90,7 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
         elif health == "busy":
             out.append(("YELLOW", f"agent {name}'s host is busy (cpu {pct(a.get('cpu'))}): "
                         "over its ceiling, it runs one job at a time"))
+        out += [("RED", line) for line in agent_troubles(a)]
     wait = num(snap.queue.get("oldest_wait")) or 0
     if pending and wait > WAIT_RED:
         out.append(("RED", f"the oldest pending job has waited {age(wait)}"))

@@ -32,6 +32,7 @@ from luzia import keys, layout, protocol, rpc
 from luzia.client import Control
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import BadRequest, LuziaError, ProtocolError, StateDirError
+from luzia.service import SocketFiles
 from luzia.supervisor.control import Controller
 from luzia.supervisor.logs import ChildOutput, RotatingLog
 from luzia.supervisor.notify import Notifier
@@ -49,9 +50,9 @@ NOT_FOR_CHILDREN = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FD
 
 
 def default_programs(cfg: Config) -> list[Program]:
-    """The broker and/or the agent (cfg.supervisor) and the dashboard (cfg.web.enabled),
-    started by module (never imported); then the operator's own [supervisor.programs], by
-    name."""
+    """The broker and/or the agent (cfg.supervisor), the dashboard (cfg.web.enabled) and the
+    notifier beside a broker when [notify] has rules, started by module (never imported);
+    then the operator's own [supervisor.programs], by name."""
     out = []
     if cfg.supervisor.broker:
         out.append(Program("broker", [sys.executable, "-m", "luzia.broker"], cfg.endpoints.control))
@@ -61,6 +62,8 @@ def default_programs(cfg: Config) -> list[Program]:
     if cfg.web.enabled:     # the dashboard (docs/WEB.md), a client of the broker like the CLI
         out.append(Program("web", [sys.executable, "-m", "luzia.web"],
                            f"ipc://{cfg.run_dir}/{layout.WEB_HEALTH}"))
+    if cfg.supervisor.broker and cfg.notify.rules:     # beside the broker (docs/NOTIFY.md)
+        out.append(Program("notify", [sys.executable, "-m", "luzia.notify"], cfg.endpoints.notify))
     out += [Program(name, list(argv)) for name, argv in sorted(cfg.supervisor.programs.items())]
     return out
 
@@ -82,6 +85,7 @@ class Arbiter:
             ensure_private_dir(path)
         self.ctx = zmq.Context()
         self.poller = zmq.Poller()
+        self.files = SocketFiles(log)     # the control socket, bound again if deleted
         self.control = self._bind_control(cfg.endpoints.supervisor)   # refuses a second supervisor
         self.bad_control = rpc.BadFrames(log, "the control socket")
         programs = default_programs(cfg) if programs is None else programs
@@ -125,10 +129,10 @@ class Arbiter:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_CONTROL_MSG)
         try:
-            sock.bind(endpoint)
-        except zmq.ZMQError as exc:
+            self.files.bind(sock, endpoint, what="supervisor")
+        except LuziaError:
             self.ctx.destroy(0)
-            raise LuziaError(f"cannot listen on {endpoint}: {exc}") from None
+            raise
         self.poller.register(sock, zmq.POLLIN)
         return sock
 
@@ -215,6 +219,7 @@ class Arbiter:
             return
         for child in self.children.values():
             self._policy(child, now)
+        self.files.check(now)
         if now >= self.next_ping:
             self.next_ping = now + self.scfg.ping_interval
             for child in self.children.values():

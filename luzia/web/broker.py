@@ -23,6 +23,7 @@ from luzia import __version__, keys, protocol, rpc
 from luzia.client import HINT, _listening
 from luzia.config import Config
 from luzia.errors import BadRequest, BrokerUnreachable, ProtocolError, error_for_code
+from luzia.service import SocketFiles
 
 log = logging.getLogger(__name__)
 
@@ -208,17 +209,21 @@ class Health:
         self.began = time.monotonic()
         self.bad = rpc.BadFrames(log, "the health socket")
         self.task: asyncio.Task[None] | None = None
+        self.files = SocketFiles(log)
 
     def start(self) -> None:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, 65536)
-        sock.bind(self.endpoint)
+        self.files.bind(sock, self.endpoint)
         self.task = asyncio.get_running_loop().create_task(self._serve(sock))
 
     async def _serve(self, sock: zmq.asyncio.Socket) -> None:
         try:
             while True:
+                self.files.check(time.monotonic())     # its file deleted: bound again
+                if not await sock.poll(int(SocketFiles.EVERY * 1000)):
+                    continue
                 frames = await sock.recv_multipart()
                 try:
                     req = rpc.parse(frames)

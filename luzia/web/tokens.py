@@ -33,7 +33,7 @@ def operator() -> str:
 
 
 def admins(cfg: Config) -> frozenset[str]:
-    return frozenset(cfg.web.admins) | {operator()}
+    return frozenset(cfg.web.admins) | frozenset(cfg.admins) | {operator()}   # one admins list
 
 
 def check_user(user: str) -> str:

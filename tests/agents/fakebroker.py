@@ -47,6 +47,10 @@ class FakeBroker:
         self.got: list[protocol.Message] = []
         self.listed: set[str] = set()
         self.lists_worker_jobs = True    # False: our beats list `listed` even with a worker
+        # Assigns sent that the worker has not taken yet: listed in our beats meanwhile, as
+        # the broker lists a job from its Assign on (on a loaded box the Assign may still be
+        # on its way while two beats are made, and the agent would stop it as an orphan)
+        self.assigning: set[str] = set()
 
     def recv(self, worker, kind: type[M], timeout: float = 10.0, where=None) -> M:
         """Wait for a message of `kind`, turning `worker` (None: an agent in another process)
@@ -63,9 +67,14 @@ class FakeBroker:
         jobs), and return the messages that arrived."""
         if worker is not None:
             worker.turn(0.01)
+        if worker is not None:
+            self.assigning -= set(worker.jobs)
         if self.beating and self.identity and time.monotonic() - self.last_beat > 0.04:
             self.last_beat = time.monotonic()
-            listed = set(worker.jobs) if worker is not None and self.lists_worker_jobs else self.listed
+            if worker is not None and self.lists_worker_jobs:
+                listed = set(worker.jobs) | self.assigning
+            else:
+                listed = self.listed
             self.send(protocol.Heartbeat(running=sorted(listed)))
         out = []
         while self.sock.poll(0):
@@ -76,6 +85,8 @@ class FakeBroker:
         return out
 
     def send(self, msg: protocol.Message) -> None:
+        if isinstance(msg, protocol.Assign):
+            self.assigning.add(msg.job.id)
         self.sock.send_multipart([self.identity, *protocol.encode(msg)])
 
     def close(self) -> None:

@@ -21,10 +21,20 @@ from luzia.states import JobState
 M = TypeVar("M", bound=protocol.Message)
 
 
-def make_broker(home, extra: str = "") -> Broker:
+# Missed beats before a fake agent counts as dead. A fake agent beats only between the broker
+# turns the test runs, so a test process descheduled on a loaded box looks like an agent
+# gone silent: 100 beats of 0.05 s (5 s) is a window no such pause fills. A test of a
+# dying agent passes DIES_FAST (0.15 s) and stops that agent's beats for real.
+PATIENT = 100
+DIES_FAST = 3
+
+
+def make_broker(home, extra: str = "", liveness: int = PATIENT, lost_grace: float = 0.5) -> Broker:
+    """A broker with fast beats and sweeps; `extra` is more config (in [broker] until it
+    opens another table)."""
     (home / "luzia.toml").write_text(
-        f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\nlost_grace = 0.5\n'
-        f'spool_sweep = 0.05\n{extra}\n')
+        f'home = "{home}"\n[broker]\nheartbeat_interval = 0.05\nliveness = {liveness}\n'
+        f'lost_grace = {lost_grace}\nspool_sweep = 0.05\n{extra}\n')
     cfg = config.load(env={"LUZIA_CONFIG": str(home / "luzia.toml")})
     return Broker(cfg)
 

@@ -53,7 +53,8 @@ def test_bad_arguments_are_bad_requests(m):
 
 
 def test_stats_of_an_empty_store(m):
-    assert op(m, "stats") == {"by_user": [], "by_project": [], "by_agent": [], "total": {
+    assert op(m, "stats") == {"by_user": [], "by_submitter": [], "by_project": [], "by_agent": [],
+                              "total": {
         "name": "all", "jobs": 0, "completed": 0, "failed": 0, "killed": 0, "rejected": 0,
         "run_seconds": 0, "mean_wait": 0, "mean_run": 0, "cost_usd": 0, "tokens_in": 0,
         "tokens_out": 0, "cache_read": 0, "cache_write": 0}}

@@ -19,6 +19,7 @@ from tests.cli.fakebroker import OPS as FAKE_OPS, FakeBroker, job_object
 JOB = spec(task="the same job on both")
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("ping", {}),
+    ("whoami", {}),
     ("jobs.list", {}),
     ("jobs.list", {"state": ["pending"], "limit": 5}),
     ("jobs.get", {"id": JOB.id}),

@@ -113,13 +113,16 @@ def test_stats_from_one_pass_agree_with_a_query_per_grouping(broker):
             priority=2, type="code", timeout=0.0, max_retries=0, workdir="",
             submitted_at=(started or now) - rng.uniform(0, 60),
             state=rng.choice([JobState.COMPLETED, JobState.FAILED, JobState.KILLED]),
-            started_at=started, finished_at=(started or now - 50) + rng.uniform(1, 40)))
+            started_at=started, finished_at=(started or now - 50) + rng.uniform(1, 40),
+            submitter=None if i % 3 == 0 else f"s{i % 2}"))
     broker.store.commit()
     cases: list[tuple[float | None, dict[str, str | None]]] = [
         (None, {}), (now - 2000, {}), (None, {"user": "u1"}), (now + 9, {})]
     for since, where in cases:
         one = accounting.breakdown(broker.store.db, since, where)
         per: dict[str, Any] = {"by_user": accounting.totals(broker.store.db, "user", since, where),
+                               "by_submitter": accounting.totals(broker.store.db, accounting.SUBMITTER,
+                                                                 since, where),
                                "by_project": accounting.totals(broker.store.db, "project", since, where),
                                "total": accounting.totals(broker.store.db, None, since, where)[0]}
         assert one.keys() == per.keys()

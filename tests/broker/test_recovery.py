@@ -3,14 +3,12 @@ what the attempts table records of a lost agent, a retried lost job, a CLI's lef
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import zmq
 
 from luzia import protocol
 from luzia.states import JobState
-from tests.broker.harness import FakeAgent, Peer, beating, job_state, make_broker, pump, spec
+from tests.broker.harness import DIES_FAST, FakeAgent, Peer, beating, job_state, make_broker, pump, spec
 
 
 @pytest.fixture
@@ -32,7 +30,7 @@ def _running_job(b, ctx, name: str, user: str = "alice", others=()) -> tuple[Fak
 
 
 def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(made, ctx):
-    patient = "liveness = 100\n[scheduler]\nmax_per_project = 0"   # fakes beat only while pumped
+    patient = "[scheduler]\nmax_per_project = 0"
     b = make_broker(made, patient)
     kept_by, kept = _running_job(b, ctx, "keeper", "alice")
     lost_by, lost = _running_job(b, ctx, "forgetter", "bob", [kept_by])
@@ -60,7 +58,7 @@ def test_broker_restart_keeps_what_the_hellos_hold_and_requeues_the_rest(made, c
 
 
 def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
-    b = make_broker(made)
+    b = make_broker(made, liveness=DIES_FAST)
     try:
         dead, job_id = _running_job(b, ctx, "dead")
         dead.beating = False
@@ -78,8 +76,7 @@ def test_a_lost_agents_attempt_is_recorded_with_its_end_and_reason(made, ctx):
 
 def test_retry_of_a_lost_job_requeues_it_at_once_without_waiting_for_the_grace(made, ctx):
     from tests.broker.harness import Client
-    b = make_broker(made)       # the harness's grace is 0.5 s: make it long enough to beat
-    b.model.cfg = dataclasses.replace(b.cfg, broker=dataclasses.replace(b.cfg.broker, lost_grace=60.0))
+    b = make_broker(made, liveness=DIES_FAST, lost_grace=60)   # the retry, not the grace, requeues it
     try:
         dead, job_id = _running_job(b, ctx, "dead")
         dead.beating = False

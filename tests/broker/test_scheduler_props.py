@@ -20,6 +20,7 @@ from luzia.broker.reference import ReferenceScheduler
 from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, may_add, user_limit
 from luzia.broker.scheduler import Scheduler
 from luzia.config import SchedulerConfig
+from tests.helpers import examples
 
 TYPES = ["code", "text", "reasoning"]
 AGENTS = ["surtr", "fenrir", "skadi", "ymir"]
@@ -215,7 +216,7 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     assert not cfg.max_concurrent or len(s.placed) <= cfg.max_concurrent
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400))
 @given(cfg=configs, ops=st.lists(op, min_size=10, max_size=80))
 def test_fast_scheduler_agrees_with_the_reference(cfg, ops):
     broker = Broker(cfg)
@@ -244,7 +245,7 @@ narrow_op = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300))
 @given(cfg=configs, ops=st.lists(narrow_op, min_size=40, max_size=150))
 def test_few_buckets_with_cancels_and_preemption_agree(cfg, ops):
     """Two users, two projects, two types: deep buckets whose heads get cancelled, and
@@ -258,7 +259,7 @@ def test_few_buckets_with_cancels_and_preemption_agree(cfg, ops):
         pass
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60))
 @given(ops=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 9), st.integers(0, 4),
                               st.sampled_from(TYPES), st.booleans()), min_size=50, max_size=300))
 def test_many_users_and_projects_agree(ops):
@@ -309,5 +310,5 @@ def random_walk(seed: int, steps: int) -> None:
 
 
 def test_seeded_random_walks_agree():
-    for seed in range(150):
+    for seed in range(examples(150)):
         random_walk(seed, 120)

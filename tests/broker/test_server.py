@@ -11,6 +11,7 @@ import zmq
 from luzia import protocol
 from luzia.states import JobState
 from tests.broker.harness import (
+    DIES_FAST,
     Client,
     FakeAgent,
     Peer,
@@ -96,7 +97,17 @@ def test_credits_are_never_exceeded_and_priority_decides_who_gets_the_free_slot(
     assert agent.recv(broker, protocol.Assign).job.id == low[0].id
 
 
-def test_dead_agent_gets_no_work_and_its_jobs_are_requeued_after_the_grace(broker, ctx):
+@pytest.fixture
+def mortal(home):
+    """A broker whose agents are dead after 3 missed beats (0.15 s)."""
+    home.mkdir()
+    b = make_broker(home, liveness=DIES_FAST)
+    yield b
+    b.close()
+
+
+def test_dead_agent_gets_no_work_and_its_jobs_are_requeued_after_the_grace(mortal, ctx):
+    broker = mortal
     dead = FakeAgent(ctx, broker, name="dead", slots=1)
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
     s = spec()
@@ -114,7 +125,17 @@ def test_dead_agent_gets_no_work_and_its_jobs_are_requeued_after_the_grace(broke
     assert broker.model.jobs[s.id].attempt == 2
 
 
-def test_agent_that_comes_back_in_time_keeps_its_job(broker, ctx):
+def test_agent_that_comes_back_in_time_keeps_its_job(home, ctx):
+    home.mkdir()
+    # dead at once when it stops beating; back well within the grace, however slow the box
+    broker = make_broker(home, liveness=DIES_FAST, lost_grace=60)
+    try:
+        _comes_back(broker, ctx)
+    finally:
+        broker.close()
+
+
+def _comes_back(broker, ctx):
     agent = FakeAgent(ctx, broker, name="flaky", slots=1)
     push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
     s = spec()
@@ -146,6 +167,24 @@ def test_a_hello_that_holds_an_ended_job_twice_ends_it_once(broker, ctx):
     job = broker.model.jobs[s.id]
     assert job.state is JobState.PENDING and job.retries == 1     # one failure, not two
     assert Client(ctx, broker).call(broker, "ping").ok
+
+
+def test_a_stale_second_hello_does_not_requeue_an_assign_on_its_way(broker, ctx):
+    """A Hello the agent sent before it read an Assign (e.g. asked for by a Disconnect that
+    was queued while the broker restarted) lists no job: the Assign is still on its way on
+    the same connection and will run, so requeueing it would run the job twice."""
+    agent = FakeAgent(ctx, broker, name="again", slots=1)
+    push = Peer(ctx, zmq.PUSH, broker.cfg.endpoints.submit)
+    s = spec()
+    push.send(protocol.Submit(job=s))
+    agent.recv(broker, protocol.Assign)
+    agent.send(protocol.Hello(name="again", slots=1, capabilities=["code", "text", "reasoning"]))
+    agent.recv(broker, protocol.Welcome)
+    job = broker.model.jobs[s.id]
+    assert job.state is JobState.ASSIGNED and job.attempt == 1 and job.host == "again"
+    agent.finish(s.id, attempt=1)
+    pump(broker, lambda: job_state(broker, s.id) is JobState.COMPLETED)
+    assert len(broker.model.store.attempts(s.id)) == 1       # ran once
 
 
 def test_failed_job_is_retried_then_fails(broker, ctx):
@@ -286,9 +325,9 @@ def test_backpressure_rejects_with_a_reason(home, ctx):
 
 def test_preemption_sends_one_cancel_and_a_users_cancel_wins(home, ctx):
     home.mkdir()
-    # liveness: the agent does not beat while the test's control call pumps the broker
-    b = make_broker(home, "liveness = 100\n[scheduler]\npreempt = true\npreempt_after = 0.1\n"
-                          "per_user = false")
+    # the harness's patient liveness: the agent does not beat while the test's control call
+    # pumps the broker
+    b = make_broker(home, "[scheduler]\npreempt = true\npreempt_after = 0.1\nper_user = false")
     try:
         agent = FakeAgent(ctx, b, slots=1)
         push = Peer(ctx, zmq.PUSH, b.cfg.endpoints.submit)

@@ -250,8 +250,15 @@ def jobs_cancel(fake: FakeBroker, ids: list[str], dry_run: bool = False) -> list
     return out
 
 
+def whoami(fake: FakeBroker) -> dict[str, Any]:
+    """What the broker says to a client of its own Unix user over ipc: its operator, an admin."""
+    from luzia.identity import operator
+    return {"user": operator(), "admin": True}
+
+
 OPS: dict[str, Callable[..., Any]] = {
     "ping": ping,
+    "whoami": whoami,
     "jobs.list": jobs_list,
     "jobs.get": jobs_get,
     "jobs.cancel": jobs_cancel,

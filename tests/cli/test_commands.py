@@ -145,6 +145,8 @@ def test_attach(home, fake, short_tmp):
     fake.add(make_job(B, state="running", host="gpu1"))
     fake.add(make_job(C, state="completed", host="gpu1"))
     fake.add(make_job("120003-dddddddddddd", state="running", host="here"))
+    sock = home.cfg.agent.tmux_socket      # the default: luzia-<hash of the state directory>
+    assert sock.startswith("luzia-")
     assert b"has not started yet (no agent is connected)" in home.cli("attach", A).stdout
     assert home.cli("attach", B).stdout.decode() == (
         f"job {B} runs on gpu1 in tmux session luzia-{B}; attach there with: "
@@ -152,7 +154,7 @@ def test_attach(home, fake, short_tmp):
     assert home.cli("attach", C).stdout.decode() == f"job {C} is completed; its output: luzia logs {C}\n"
     assert json.loads(home.cli("attach", B, "--json").stdout) == {
         "id": B, "state": "running", "host": "gpu1", "here": False, "session": f"luzia-{B}",
-        "command": ["tmux", "-L", "luzia", "attach", "-t", f"luzia-{B}"],
+        "command": ["tmux", "-L", sock, "attach", "-t", f"luzia-{B}"],
         "there": ["ssh", "-t", "gpu1", "luzia", "attach", B]}
     # on this host: exec tmux (a stand-in that prints its arguments)
     bin_dir = short_tmp / "bin"
@@ -161,7 +163,7 @@ def test_attach(home, fake, short_tmp):
     (bin_dir / "tmux").chmod(0o755)
     out = home.cli("attach", "120003-dd", PATH=f"{bin_dir}:{os.environ['PATH']}")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.decode().splitlines()[-1] == "tmux -L luzia attach -t luzia-120003-dddddddddddd"
+    assert out.stdout.decode().splitlines()[-1] == f"tmux -L {sock} attach -t luzia-120003-dddddddddddd"
 
 
 def test_config_show_says_where_it_came_from(home):

@@ -27,11 +27,11 @@ A = "140000-aaaaaaaaaaaa"
 QUERIES = {"jobs", "logs", "queue status", "queue locks", "agents status", "agents allocate",
            "history", "stats", "top", "diff", "config show", "keys show", "supervisor status",
            "supervisor tail", "attach", "db check", "db backup", "web url", "web token show",
-           "budget"}
+           "budget", "notify status"}
 CHANGES = {"cancel", "retry", "queue add", "queue flush", "agents drain", "agents undrain",
            "agents forget", "import pending-requests", "import beads", "revert", "keys generate",
            "supervisor start", "supervisor stop", "supervisor restart", "db recover",
-           "web token rotate", "web token revoke"}
+           "web token rotate", "web token revoke", "notify test"}
 
 
 def leaves(group: click.Group, path: tuple[str, ...] = ()):
@@ -160,7 +160,7 @@ def test_attach_goes_through_the_prefix_to_the_session_the_broker_names(short_tm
         out = home.cli("attach", A, PATH=f"{bin_dir}:{os.environ['PATH']}")
         assert out.returncode == 0, out.stderr
         assert out.stdout.decode().splitlines()[-1] == \
-            "docker exec -t -i box tmux -L luzia attach -t luzia-here-slot-1"
+            f"docker exec -t -i box tmux -L {home.cfg.agent.tmux_socket} attach -t luzia-here-slot-1"
     finally:
         fake.close()
 

@@ -144,8 +144,9 @@ def test_cli_without_keys_or_with_an_unknown_key_is_refused_clearly(broker):
     out = bare.cli("jobs")
     err = out.stderr.decode()
     assert out.returncode == 3 and "luzia keys generate" in err, err
-    sub = bare.cli("demo", "hello")          # a local broker: the job waits in the spool
-    assert sub.returncode == 0 and "no key pair" in sub.stderr.decode()
+    sub = bare.cli("demo", "hello")          # another host's broker: no spool, exit 3
+    assert sub.returncode == 3 and "no key pair" in sub.stderr.decode()
+    assert not (bare.home / "spool").exists()
 
     keygen(bare)                      # a key pair, but the wrong key for the broker
     shutil.copy(bare.home / "keys" / "host.key", bare.home / "keys" / "broker.key")

@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from luzia.broker import migrations
+from luzia.identity import operator
 from tests.dbfixtures import CRITICAL, DEPENDS, SCHEMA1, STATES, WITH_METADATA, copy_fixture, recorded
 from tests.e2e.test_fleet_of_one import fleet_config
 from tests.fleet import PY, LocalFleet, jobs_json
@@ -63,7 +64,8 @@ def test_the_new_broker_takes_over_a_recorded_database_and_its_work(short_tmp, f
 
         fresh = fleet.submit("demo", "after the upgrade")
         wait_for(lambda: fleet.state(fresh) == "completed", 30)
-        assert jobs_json(fleet.cli("jobs", fresh, "--json"))["submitter"] is None
+        # a new job records who sent it
+        assert jobs_json(fleet.cli("jobs", fresh, "--json"))["submitter"] == operator()
         history = jobs_json(fleet.cli("history", "--json", "--limit", "50"))
         assert len(history) == 6 and all("submitter" in j for j in history)
     finally:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -25,7 +26,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Harness:
-    """A supervisor subprocess over stand-in programs, and its environment for the CLI."""
+    """A supervisor subprocess over stand-in programs, and its environment for the CLI.
+    Every child that `status` showed is remembered, so close() can kill what a failed test
+    left behind (a stubborn child ignores the SIGTERM its supervisor's death sends it)."""
 
     def __init__(self, home: Path, programs: list[dict], new_session: bool = False, **settings) -> None:
         make_cfg(home, **settings)
@@ -33,10 +36,11 @@ class Harness:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("LUZIA_", "NOTIFY_"))}
         self.env.update(LUZIA_CONFIG=str(home / "luzia.toml"), LUZIA_HOME=str(home), PYTHONPATH=str(ROOT))
         self.out = open(home / "harness.out", "wb")
+        self.seen: dict[int, psutil.Process] = {}
         self.proc = subprocess.Popen([PY, "-m", "tests.supervisor.standins", str(home / "luzia.toml"),
                                       json.dumps(programs)], cwd=ROOT, env=self.env, stdout=self.out,
                                      stderr=subprocess.STDOUT, start_new_session=new_session)
-        wait_for(lambda: (home / "run" / "supervisor").exists() and "harness up" in self.output(), 10)
+        wait_for(lambda: (home / "run" / "supervisor").exists() and "harness up" in self.output(), 30)
 
     def output(self) -> str:
         return (self.home / "harness.out").read_text(errors="replace")
@@ -48,12 +52,31 @@ class Harness:
     def status(self) -> dict[str, dict]:
         out = self.cli("status", "--json")
         assert out.returncode == 0, out.stderr
-        return {r["name"]: r for r in json.loads(out.stdout)}
+        rows = {r["name"]: r for r in json.loads(out.stdout)}
+        for row in rows.values():
+            if row["pid"] > 0 and row["pid"] not in self.seen:
+                try:
+                    self.seen[row["pid"]] = psutil.Process(row["pid"])
+                except psutil.NoSuchProcess:
+                    pass
+        return rows
 
     def close(self) -> None:
+        """Kill the harness and every process under it or seen in a status, at once."""
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
+        family += [p for p in self.seen.values() if p not in family]
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        for proc in family:          # psutil refuses a pid that now names another process
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(family, timeout=10)
         self.out.close()
 
 
@@ -82,41 +105,41 @@ def test_status_json_from_the_cli_and_sigterm_leaves_no_child(harness, short_tmp
     ep = f"ipc://{short_tmp}/p"
     h = harness([{"name": "pong", "argv": ponger(ep), "ping": ep}, {"name": "forever", "argv": FOREVER},
                  {"name": "stubborn", "argv": STUBBORN}], stop_timeout=0.5)
-    rows = wait_for(lambda: (s := h.status()) and all(r["state"] == "running" for r in s.values()) and s, 10)
+    rows = wait_for(lambda: (s := h.status()) and all(r["state"] == "running" for r in s.values()) and s, 30)
     assert list(rows) == ["pong", "forever", "stubborn"]
     assert all(set(r) == {"name", "state", "pid", "uptime", "restarts"} for r in rows.values())
     assert all(r["pid"] > 0 and r["restarts"] == 0 for r in rows.values())
     table = h.cli("status")
     assert table.returncode == 0 and b"running" in table.stdout and b"stubborn" in table.stdout
     h.proc.send_signal(signal.SIGTERM)
-    assert h.proc.wait(10) == 0
+    assert h.proc.wait(30) == 0
     # our grandchildren, killed: init reaps them when it gets to it (a loaded box is slow)
-    wait_for(lambda: all(gone(r["pid"]) for r in rows.values()), 10, message="children reaped")
+    wait_for(lambda: all(gone(r["pid"]) for r in rows.values()), 30, message="children reaped")
     assert "harness stopped" in h.output() and "restart in" not in h.output()
 
 
 def test_ctrl_c_to_the_process_group_stops_all_without_restarts_and_twice_kills(harness):
     h = harness([{"name": "forever", "argv": FOREVER}, {"name": "stubborn", "argv": STUBBORN}],
                 new_session=True, stop_timeout=30)
-    rows = wait_for(lambda: (s := h.status()) and all(r["state"] == "running" for r in s.values()) and s, 10)
+    rows = wait_for(lambda: (s := h.status()) and all(r["state"] == "running" for r in s.values()) and s, 30)
     pgid = os.getpgid(h.proc.pid)
     os.killpg(pgid, signal.SIGINT)                       # what the terminal does on Ctrl-C
-    wait_for(lambda: gone(rows["forever"]["pid"]), 10)
+    wait_for(lambda: gone(rows["forever"]["pid"]), 30)
     assert h.proc.poll() is None and not gone(rows["stubborn"]["pid"])  # still in its stop timeout
     os.killpg(pgid, signal.SIGINT)                       # the second Ctrl-C
-    assert h.proc.wait(5) == 0
+    assert h.proc.wait(20) == 0                          # not the 30 s stop timeout: killed
     assert gone(rows["stubborn"]["pid"])
     assert "restart in" not in h.output() and "second stop request" in h.output()
 
 
 def test_no_child_outlives_a_supervisor_killed_with_sigkill(harness):
     h = harness([{"name": "forever", "argv": FOREVER}])
-    pid = wait_for(lambda: h.status()["forever"]["pid"], 10)
+    pid = wait_for(lambda: h.status()["forever"]["pid"], 30)
     h.proc.kill()
-    h.proc.wait(5)
+    h.proc.wait(10)
     if not sys.platform.startswith("linux"):
         pytest.skip("PR_SET_PDEATHSIG is Linux only")
-    wait_for(lambda: gone(pid), 5, message="child ends with its supervisor")
+    wait_for(lambda: gone(pid), 30, message="child ends with its supervisor")
 
 
 def test_cli_start_stop_restart_tail_against_a_running_supervisor(harness, monkeypatch):
@@ -125,19 +148,19 @@ def test_cli_start_stop_restart_tail_against_a_running_supervisor(harness, monke
     for key in ("LUZIA_CONFIG", "LUZIA_HOME"):
         monkeypatch.setenv(key, h.env[key])
     runner = CliRunner()
-    wait_for(lambda: h.status()["flappy"]["state"] == "fatal", 10)
+    wait_for(lambda: h.status()["flappy"]["state"] == "fatal", 30)
     out = runner.invoke(supervisor, ["status"])
     assert out.exit_code == 0 and "fatal" in out.output and "flapping" in out.output
     tail = ["tail", "chatty", "-n", "5"]
-    wait_for(lambda: len(runner.invoke(supervisor, tail).output.splitlines()) == 5, 10)
+    wait_for(lambda: len(runner.invoke(supervisor, tail).output.splitlines()) == 5, 30)
     assert runner.invoke(supervisor, tail).output.splitlines()[-1] == "line 29"
     out = runner.invoke(supervisor, ["stop", "chatty"])
     assert out.exit_code == 0 and out.output.startswith("chatty: stopping")
-    wait_for(lambda: h.status()["chatty"]["state"] == "stopped", 10)
+    wait_for(lambda: h.status()["chatty"]["state"] == "stopped", 30)
     assert runner.invoke(supervisor, ["start", "chatty"]).output.startswith("chatty: starting")
     out = runner.invoke(supervisor, ["restart", "chatty"])
     assert out.exit_code == 0 and "chatty:" in out.output
-    wait_for(lambda: h.status()["chatty"]["restarts"] == 2, 10)
+    wait_for(lambda: h.status()["chatty"]["restarts"] == 2, 30)
     out = runner.invoke(supervisor, ["stop", "nope"])
     assert out.exit_code != 0 and "no program 'nope'" in str(out.exception)
 
@@ -173,7 +196,7 @@ def test_banner_says_where_things_are_and_a_second_supervisor_is_refused(short_t
         def banner_read() -> bool:
             lines.append(first.stdout.readline().decode())
             return "stop:" in lines[-1]
-        wait_for(banner_read, 10)
+        wait_for(banner_read, 30)
         text = "".join(lines)
         assert f"state      {home}" in text and f"config     {home / 'luzia.toml'}" in text
         assert "candidates:" in text and f"supervisor ipc://{home}/run/supervisor" in text

@@ -1,10 +1,11 @@
 """Control operations: what the CLI asks the broker over the control socket.
 
 One module per noun, named as the CLI's `luzia/cli/<noun>.py`: broker (ping, status),
-jobs, logs, queue, agents, history, budget. An op is a function `(model, args) -> result`
-listed under its wire name in its module's `OPS`; its docstring is its protocol
-documentation (docs/PROTOCOL.md). A LuziaError it raises is answered with its message
-and its wire code (errors.py); an op that answers later returns DEFERRED (logs.read).
+jobs, logs, queue, agents, history, budget; and events (luzia-notify's). An op is a function
+`(model, args) -> result` listed under its wire name in its module's `OPS`; its
+docstring is its protocol documentation (docs/PROTOCOL.md). A LuziaError it raises is
+answered with its message and its wire code (errors.py); an op that answers later
+returns DEFERRED (logs.read).
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from typing import Any
 
 from luzia import protocol, rpc
 from luzia.broker.model import Model
-from luzia.broker.ops import agents, broker, budget, history, jobs, logs, queue
+from luzia.broker.ops import agents, broker, budget, events, history, jobs, logs, queue
 from luzia.broker.ops.request import DEFERRED, Args
 from luzia.errors import BadRequest
+from luzia.identity import Submitter
 
 Op = Callable[[Model, Args], Any]
 
-NOUNS = (broker, jobs, logs, queue, agents, history, budget)
+NOUNS = (broker, jobs, logs, queue, agents, history, budget, events)
 OPS: dict[str, Op] = {name: op for noun in NOUNS for name, op in noun.OPS.items()}
 
 
-def handle(m: Model, identity: bytes, req: protocol.Request) -> None:
-    """Answer one request; the reply goes out after the turn's commit (DEFERRED: later)."""
-    args = Args(req.args, identity, req.req)
+def handle(m: Model, identity: bytes, req: protocol.Request, peer: Submitter | None = None) -> None:
+    """Answer one request from `peer` (who sent it, peers.py); the reply goes out after the
+    turn's commit (DEFERRED: later)."""
+    args = Args(req.args, identity, req.req, peer)
     reply = rpc.answer(req, lambda op, _: _op(op)(m, args))
     if reply.result is not DEFERRED:
         m.out.reply(identity, reply)

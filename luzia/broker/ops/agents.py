@@ -50,6 +50,7 @@ def _view(m: Model, agent: Agent, now: float) -> dict[str, Any]:
     out["health"] = health(m.cfg, agent, now)
     out["heartbeat_age"] = out["last_seen"]
     out["dead_for"] = None if agent.dead_since is None else round(now - agent.dead_since, 3)
+    out["refused"] = m.fleet.clash(agent.name, now)   # a second agent under its name, refused
     return out
 
 
@@ -60,12 +61,14 @@ def load_level(score: float) -> str:
 
 def health(cfg: Config, agent: Agent, now: float) -> str:
     """The first thing that keeps work off it, or what it takes: gone (dead for
-    broker.gone_after with no job: out of the alerts), dead, draining, over-ceiling (a
-    busy host running a job of ours: no more), busy (over a ceiling but running none of
-    ours: it takes one), full, ok."""
+    broker.gone_after with no job: out of the alerts), dead, degraded (it said why: its disk
+    is full), draining, over-ceiling (a busy host running a job of ours: no more), busy
+    (over a ceiling but running none of ours: it takes one), full, ok."""
     if not agent.live:
         gone = agent.dead_since is not None and now - agent.dead_since > cfg.broker.gone_after
         return "gone" if gone and not agent.jobs else "dead"
+    if agent.degraded:
+        return "degraded"
     if agent.draining:
         return "draining"
     if over_ceiling(cfg.scheduler, agent.cpu, agent.memory):

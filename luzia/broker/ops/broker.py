@@ -1,4 +1,4 @@
-"""The broker itself: `luzia ping`-style liveness and `luzia status`."""
+"""The broker itself: `luzia ping`-style liveness, `luzia status`, and who the caller is."""
 
 from __future__ import annotations
 
@@ -37,4 +37,12 @@ def status(m: Model, args: Args) -> dict[str, Any]:
     }
 
 
-OPS = {"ping": ping, "status": status}
+def whoami(m: Model, args: Args) -> dict[str, Any]:
+    """whoami → {user, admin}: who the broker takes the caller for — the Unix user of an ipc
+    connection, the user of a CURVE key (its file in keys/authorized/), null when it cannot
+    tell — and whether that user is an admin (may submit jobs as anyone: `admins`)."""
+    peer = args.peer
+    return {"user": peer.name if peer else None, "admin": bool(peer and peer.admin)}
+
+
+OPS = {"ping": ping, "status": status, "whoami": whoami}

@@ -24,8 +24,9 @@ SHOWN_MAX = 500            # jobs listed in one reply (a reply must stay under t
 def status(m: Model, args: Args) -> dict[str, Any]:
     """queue.status {verbose=false, limit=50} → {pending, by_priority: {critical: n, …},
     oldest_wait, by_project: {p: n}, by_user: {u: n}, rejected, rejected_since_start,
-    running, jobs?: [job] (verbose: the first `limit` pending jobs in the order they would
-    run)}. One pass over the pending jobs; no sort unless verbose."""
+    running, rejecting (the queue is full: a submission now is rejected), max_pending,
+    jobs?: [job] (verbose: the first `limit` pending jobs in the order they would run)}.
+    One pass over the pending jobs; no sort unless verbose."""
     limit = args.limit(50, SHOWN_MAX)
     pending = [j for j in m.jobs.values() if j.state is JobState.PENDING]
     depth = Counter(j.priority for j in pending)     # with jobs waiting out a retry backoff
@@ -37,7 +38,8 @@ def status(m: Model, args: Args) -> dict[str, Any]:
            "by_user": dict(Counter(j.user for j in pending)),
            "running": len(m.jobs) - len(pending),
            "rejected": accounting.count_state(m.store.db, JobState.REJECTED.value),
-           "rejected_since_start": m.counters["rejections"]}
+           "rejected_since_start": m.counters["rejections"],
+           "rejecting": lifecycle.queue_full(m), "max_pending": m.cfg.broker.max_pending}
     if args.get("verbose", bool, False):
         out["jobs"] = [job_view(m, j) for j in heapq.nsmallest(limit, pending, key=run_order)]
     return out

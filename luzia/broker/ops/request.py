@@ -8,8 +8,10 @@ from typing import Any
 from luzia.broker.model import Model
 from luzia.broker.store import Job
 from luzia.errors import Ambiguous, BadRequest, NotFound
+from luzia.identity import Submitter
 from luzia.ids import JOB_PREFIX_RE
 from luzia.states import JobState
+from luzia.text import clip
 
 DEFERRED = object()          # an op's result when its reply is sent later (logs.read)
 
@@ -18,10 +20,12 @@ class Args:
     """A request's args with typed access (a wrong type is a bad_request, not a crash), and
     where the request came from, for an op that answers later."""
 
-    def __init__(self, args: dict[str, Any], identity: bytes = b"", req: int = 0) -> None:
+    def __init__(self, args: dict[str, Any], identity: bytes = b"", req: int = 0,
+                 peer: Submitter | None = None) -> None:
         self.args = args
         self.identity = identity
         self.req = req
+        self.peer = peer          # who sent it (the Unix user or CURVE key's user), if known
 
     def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
         value = self.args.get(name, default)
@@ -55,18 +59,18 @@ def resolve(m: Model, ident: str | None) -> Job:
         raise BadRequest("no job id given")
     ident = ident.strip()
     if not JOB_PREFIX_RE.match(ident):
-        raise NotFound(f"no job {ident!r} (ids look like 113754-a2f5c10e9b3d)")
+        raise NotFound(f"no job {clip(ident)} (ids look like 113754-a2f5c10e9b3d)")
     job = m.jobs.get(ident)
     if job is not None:
         return job
     found = m.store.find(ident, limit=2)
     if not found:
-        raise NotFound(f"no job {ident!r}")
+        raise NotFound(f"no job {clip(ident)}")
     if len(found) > 1:
-        raise Ambiguous(f"{ident!r} names more than one job; give more of the id")
+        raise Ambiguous(f"{clip(ident)} names more than one job; give more of the id")
     job = m.jobs.get(found[0]) or m.store.get(found[0])
     if job is None:      # pruned between the two reads
-        raise NotFound(f"no job {ident!r}")
+        raise NotFound(f"no job {clip(ident)}")
     return job
 
 

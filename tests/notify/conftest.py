@@ -1,0 +1,16 @@
+"""Fixtures of the notification tests: a fleet of real processes (tests/e2e's make_fleet)
+and a webhook."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_fleet_of_one import make_fleet  # noqa: F401  (a fixture, offered here)
+from tests.notify.webhook import Webhook
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
