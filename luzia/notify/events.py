@@ -8,8 +8,8 @@ Kinds come from three places (docs/NOTIFY.md has the table):
   stalled, needs_input (one notification per attempt);
 - the fleet, from PUB events and `agents.status` / `queue.status` after a (re)start:
   agent_dead, queue_rejecting (one per episode).
-A kind the broker does not emit yet (paused, needs_input) is accepted by name and works
-once a later release emits it.
+A kind the broker does not emit yet (needs_input) is accepted by name and works once a
+later release emits it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ JOB_ENDS = ("completed", "failed", "killed", "rejected", "lost", "paused")
 JOB_FLAGS = ("stalled", "needs_input")
 FLEET = ("agent_dead", "queue_rejecting")
 KINDS = JOB_ENDS + JOB_FLAGS + FLEET
-NOT_EMITTED_YET = frozenset({"paused", "needs_input"})    # named now, emitted by later releases
+NOT_EMITTED_YET = frozenset({"needs_input"})    # named now, emitted by a later release
 
 
 def kind_name(text: str) -> str:
