@@ -162,9 +162,11 @@ def jobs_json(out: subprocess.CompletedProcess) -> Any:
     return json.loads(out.stdout.decode())
 
 
-def joined_host(main: LocalFleet, name: str, config_text: str) -> LocalFleet:
-    """Another host of `main`'s fleet: a LUZIA_HOME of its own beside main's, its agent on
-    main's broker (config_text: its [agent] section and more), the agent started."""
+def joined_host(main: LocalFleet, name: str, command: list[str], slots: int = 1,
+                extra: str = "") -> LocalFleet:
+    """Another host of `main`'s fleet: a LUZIA_HOME of its own beside main's, its agent
+    `name` on main's broker running `command` with the subprocess runner (`extra`: more of
+    its config, the [agent] section's first), the agent started."""
     run = main.home / "run"
     fleet = LocalFleet(main.home.parent / name, f"""
 [endpoints]
@@ -173,7 +175,22 @@ submit = "ipc://{run}/submit"
 control = "ipc://{run}/control"
 [broker]
 heartbeat_interval = 0.1
-{config_text}
+[agent]
+name = "{name}"
+slots = {slots}
+runner = "subprocess"
+command = {json.dumps(command)}
+{extra}
 """)
     fleet.start_agent(name)
     return fleet
+
+
+def close_fleet(main: LocalFleet, hosts: list[LocalFleet], busy: list[str]) -> None:
+    """The end of a test of joined hosts: the jobs in `busy` cancelled first (agents leave
+    their jobs running when they stop), then every host and main closed."""
+    if busy:
+        main.cli("cancel", *busy)
+        wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 20)
+    for fleet in (*hosts, main):
+        fleet.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, joined_host
+from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, joined_host
 from tests.helpers import wait_for
 
 FAKE = str(Path(__file__).resolve().parents[1] / "agents" / "fake_claude.py")
@@ -27,17 +27,10 @@ day = 0.20
 
 def agent_host(main: LocalFleet, name: str, account: str) -> LocalFleet:
     """An agent in a home of its own (a host), with one account whose env names it."""
-    return joined_host(main, name, f"""
-[agent]
-name = "{name}"
-slots = 1
-runner = "subprocess"
-command = {json.dumps(COMMAND)}
-format = "claude"
+    return joined_host(main, name, COMMAND, extra=f"""format = "claude"
 resume_argv = {json.dumps(RESUME)}
 [accounts.{account}]
-env = {{ FAKE_ACCOUNT = "{account}" }}
-""")
+env = {{ FAKE_ACCOUNT = "{account}" }}""")
 
 
 def log_of(main: LocalFleet, job_id: str) -> str:
@@ -103,11 +96,7 @@ def test_cost_budget_usage_limit_and_resume(short_tmp):
         assert meta["argv"][2:4] == ["--resume", f"sess-{limited}"], meta["argv"]
         assert f"resumed session sess-{limited}" in log_of(main, limited)
     finally:
-        if busy:        # agents leave their jobs running when they stop: end these first
-            main.cli("cancel", *busy)
-            wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 20)
-        for fleet in (*hosts, main):
-            fleet.close()
+        close_fleet(main, hosts, busy)
 
 
 def test_a_job_retried_after_its_agent_was_killed_resumes_its_session(short_tmp):

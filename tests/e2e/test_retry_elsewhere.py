@@ -4,9 +4,7 @@ the failing one is the least loaded."""
 
 from __future__ import annotations
 
-import json
-
-from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, joined_host
+from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, joined_host
 from tests.helpers import wait_for
 
 BROKER = PLACEMENT_BY_SLOTS
@@ -14,13 +12,7 @@ SLEEP = [PY, "-c", "import sys, time; time.sleep(float(sys.argv[1]))", "{task}"]
 
 
 def agent_host(main: LocalFleet, name: str, command: list[str]) -> LocalFleet:
-    return joined_host(main, name, f"""
-[agent]
-name = "{name}"
-slots = 2
-runner = "subprocess"
-command = {json.dumps(command)}
-""")
+    return joined_host(main, name, command, slots=2)
 
 
 def test_a_failed_job_is_retried_on_another_agent(short_tmp):
@@ -45,8 +37,4 @@ def test_a_failed_job_is_retried_on_another_agent(short_tmp):
         assert attempts == [("bad", 1), ("good1", 0)], attempts
         assert job["retries"] == 1
     finally:
-        if busy:      # agents leave their jobs running when they stop: end these first
-            main.cli("cancel", *busy)
-            wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 15)
-        for fleet in (*hosts, main):
-            fleet.close()
+        close_fleet(main, hosts, busy)
