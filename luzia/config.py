@@ -17,14 +17,13 @@ import re
 import socket
 import stat
 import sys
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from luzia import agentconf, configfile
+from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
 from luzia.errors import ConfigError, StateDirError, UsageError
 from luzia.frozen import Frozen, frozen
 
@@ -96,58 +95,6 @@ class SchedulerConfig(Frozen):
     preempt_after: float = 300.0
     gpu_mem_gb: dict[str, float] = field(default_factory=dict)  # task type -> free GPU GB it needs
     timeouts: dict[str, float] = field(default_factory=dict)    # task type -> default job timeout (s)
-
-
-ADAPTER_FORMATS = ("none", "claude", "codex")   # luzia/agents/adapters/: what an agent's output says
-
-
-@frozen
-class AgentCommand(Frozen):
-    """The command of one task type (`[agent.commands]`): its argv, the format of its output
-    (docs/AGENTS.md) and the argv that resumes a conversation (`{session_id}`). A plain
-    list in the file is its argv alone."""
-
-    argv: list[str] = field(default_factory=list)
-    format: str = "none"              # none | claude | codex
-    resume_argv: list[str] = field(default_factory=list)   # e.g. ["claude", "--resume", "{session_id}", ...]
-
-
-@frozen
-class Account(Frozen):
-    """A provider account this host's agent may run jobs under (`[accounts.NAME]`): the
-    environment that selects it, e.g. CLAUDE_CONFIG_DIR or an API key. A usage limit
-    belongs to an account, and marks it limited fleet-wide until its reset."""
-
-    env: dict[str, str] = field(default_factory=dict)
-
-
-@frozen
-class Budget(Frozen):
-    """A spending cap in USD; 0: none."""
-
-    day: float = 0.0                  # per UTC day
-    month: float = 0.0                # per UTC calendar month
-
-
-@frozen
-class BudgetsConfig(Frozen):
-    """`[budgets.users.NAME]` and `[budgets.projects.NAME]`: over a cap, no new job of that
-    user or project starts until the period resets (a running one is never stopped)."""
-
-    users: dict[str, Budget] = field(default_factory=dict)
-    projects: dict[str, Budget] = field(default_factory=dict)
-
-
-@frozen
-class LimitsConfig(Frozen):
-    """Provider usage limits: a job whose output shows one is paused until the reset."""
-
-    enabled: bool = True              # off: such a job fails (or retries) as any other
-    max_pauses: int = 5               # a job paused this often fails on its next limit
-    resume: bool = True               # resume the agent's conversation (resume_argv) when it can
-    wait: float = 3600.0              # seconds to wait when a usage limit names no reset time
-    rate_wait: float = 60.0           # ... when the output shows HTTP 429 / a rate limit
-    patterns: list[str] = field(default_factory=list)   # more regexes that mean a usage limit
 
 
 @frozen
@@ -338,175 +285,16 @@ class Config(Frozen):
 
 
 # ---------------------------------------------------------------------------
-# loading
-
-ENV_ALIASES = {  # short names: LUZIA_HOME, seed 001's variables, LUZIA_MAX_PENDING
-    "LUZIA_HOME": ("home",),
-    "LUZIA_JOBS_DIR": ("jobs_dir",),
-    "LUZIA_MAX_JOBS": ("max_jobs",),
-    "LUZIA_CACHE_TTL": ("cache_ttl",),
-    "LUZIA_MONITOR_INTERVAL": ("monitor_interval",),
-    "LUZIA_MAX_PENDING": ("broker", "max_pending"),
-}
-
-
-def default_home() -> str:
-    if os.geteuid() == 0:
-        return "/var/lib/luzia"
-    import platformdirs
-    return platformdirs.user_state_dir("luzia")
-
-
-def config_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Where the config file is looked for, first match wins."""
-    env = os.environ if env is None else env
-    if env.get("LUZIA_CONFIG"):
-        return [Path(env["LUZIA_CONFIG"])]
-    xdg = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return [Path(xdg) / "luzia" / "luzia.toml", Path("/etc/luzia/luzia.toml")]
-
+# loading (the file and the environment: luzia/configfile.py)
 
 def load(overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build the effective config. `overrides` is a nested dict applied last (flags)."""
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    source = ""
-    for path in config_candidates(env):
-        if path.is_file():
-            try:
-                raw = tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"cannot read config {path}: {exc}") from None
-            source = str(path)
-            break
-        if env.get("LUZIA_CONFIG"):
-            raise ConfigError(f"LUZIA_CONFIG names {path}, which does not exist")
-    _merge(raw, _from_env(env))
-    if overrides:
-        _merge(raw, overrides)
-    raw["source"] = source
-    cfg = _build(Config, raw, "")
-    return _finish(cfg)
-
-
-def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
-    for key, value in other.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-
-
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(Config)
-                if dataclasses.is_dataclass(_hint(Config, f.name))}
-    for name, value in env.items():
-        if not name.startswith("LUZIA_") or name == "LUZIA_CONFIG":
-            continue
-        if name in ENV_ALIASES:
-            path = ENV_ALIASES[name]
-        else:
-            rest = name[len("LUZIA_"):].lower()
-            section, _, key = rest.partition("_")
-            if section in sections and key:
-                path = (section, key)
-            elif rest in {f.name for f in dataclasses.fields(Config)}:
-                path = (rest,)
-            else:
-                continue  # other LUZIA_* variables (job environment) are not config
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = _EnvString(value)
-    return out
-
-
-class _EnvString(str):
-    """A value from the environment: parsed to the field's type instead of type-checked."""
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hint(cls: type, name: str) -> Any:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls][name]
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected a table, got {type(raw).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key {_join(where, unknown[0])!r}; "
-                          f"known keys here: {', '.join(sorted(n for n in names if n != 'source'))}")
-    kwargs = {}
-    for name, value in raw.items():
-        kwargs[name] = _coerce(_hint(cls, name), value, _join(where, name))
-    return cls(**kwargs)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if hint is AgentCommand and isinstance(value, list):    # a plain argv
-            value = {"argv": value}
-        return _build(hint, value, where)
-    if origin is dict:
-        key_t, val_t = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table")
-        return {str(k): _coerce(val_t, v, f"{where}.{k}") for k, v in value.items()}
-    if origin is list:
-        (item_t,) = typing.get_args(hint)
-        if isinstance(value, _EnvString):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list")
-        return [_coerce(item_t, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if hint is bool:
-        if isinstance(value, _EnvString):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint in (int, float):
-        if isinstance(value, _EnvString):
-            try:
-                value = hint(value.strip())
-            except ValueError:
-                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if hint is int and isinstance(value, float) and not value.is_integer():
-            raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{where}: must not be negative, got {value!r}")
-        return hint(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported config type {hint!r}")  # pragma: no cover
+    return _finish(configfile.read(Config, overrides, env))
 
 
 def _finish(cfg: Config) -> Config:
     """Fill in the defaults that depend on other values and check the whole."""
-    home = os.path.abspath(os.path.expanduser(cfg.home or default_home()))
+    home = os.path.abspath(os.path.expanduser(cfg.home or configfile.default_home()))
     run = os.path.join(home, "run")
     ep = cfg.endpoints
     endpoints = Endpoints(
@@ -533,7 +321,7 @@ def _finish(cfg: Config) -> Config:
                           f"not {agent.runner!r}")
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
-    _check_agentwork(cfg, agent)
+    agentconf.check(agent, cfg.accounts, cfg.limits)
     adaptive = dataclasses.replace(
         cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
         min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
@@ -594,30 +382,6 @@ def _check_interactive(ia: InteractiveConfig) -> None:
         re.compile(ia.prompt)
     except re.error as exc:
         raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
-
-
-def _check_agentwork(cfg: Config, agent: AgentConfig) -> None:
-    """Output formats, accounts and limit patterns (docs/AGENTS.md)."""
-    commands = [("agent", AgentCommand(agent.command, agent.format, agent.resume_argv))]
-    commands += [(f"agent.commands.{k}", c) for k, c in agent.commands.items()]
-    for where, command in commands:
-        if command.format not in ADAPTER_FORMATS:
-            raise ConfigError(f"{where}.format must be one of {', '.join(ADAPTER_FORMATS)}, "
-                              f"not {command.format!r}")
-        if where != "agent" and not command.argv:
-            raise ConfigError(f"{where}.argv is empty")
-        if command.resume_argv and not any("{session_id}" in a for a in command.resume_argv):
-            raise ConfigError(f"{where}.resume_argv must contain {{session_id}}")
-    for name in cfg.accounts:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
-            raise ConfigError(f"accounts.{name}: an account name is letters, digits, . _ - "
-                              "(at most 64)")
-    for i, pattern in enumerate(cfg.limits.patterns):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"limits.patterns[{i}] is not a valid regular expression: "
-                              f"{exc}") from None
 
 
 def _keys(keys: KeysConfig, home: str) -> KeysConfig:

@@ -18,7 +18,8 @@ from typing import Any
 
 from luzia import layout, protocol
 from luzia.agents.jobstatus import AttemptState, JobStatus
-from luzia.config import AgentCommand, Config
+from luzia.agentconf import AgentCommand
+from luzia.config import Config
 from luzia.text import strip_terminal
 
 PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")

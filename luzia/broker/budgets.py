@@ -20,7 +20,8 @@ from typing import Any
 from luzia import protocol
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
-from luzia.config import Budget, Config
+from luzia.agentconf import Budget
+from luzia.config import Config
 
 log = logging.getLogger(__name__)
 

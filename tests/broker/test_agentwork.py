@@ -14,7 +14,8 @@ from luzia.broker import lifecycle, ops
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Agent
 from luzia.broker.ops.request import Args
-from luzia.config import Budget, BudgetsConfig, Config, LimitsConfig
+from luzia.agentconf import Budget, BudgetsConfig, LimitsConfig
+from luzia.config import Config
 from luzia.states import JobState
 from tests.broker.harness import make_model, spec
 

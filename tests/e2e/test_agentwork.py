@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, joined_host
 from tests.helpers import wait_for
@@ -33,6 +34,13 @@ resume_argv = {json.dumps(RESUME)}
 env = {{ FAKE_ACCOUNT = "{account}" }}""")
 
 
+def job_of(main: LocalFleet, job_id: str) -> dict[str, Any]:
+    """The broker's job object (it answers: the job is known)."""
+    job = main.job(job_id)
+    assert job is not None, job_id
+    return job
+
+
 def log_of(main: LocalFleet, job_id: str) -> str:
     out = main.cli("logs", job_id)
     assert out.returncode == 0, out.stderr
@@ -51,7 +59,7 @@ def test_cost_budget_usage_limit_and_resume(short_tmp):
         # cost and tokens, recorded from the result object and summed
         first = main.submit("spend", "cost=0.25")
         wait_for(lambda: main.state(first) == "completed", 30)
-        job = main.job(first)
+        job = job_of(main, first)
         assert job["cost_usd"] == 0.25 and job["tokens_in"] == 100 and job["tokens_out"] == 40
         assert (job["cache_read"], job["cache_write"], job["turns"]) == (1000, 200, 2)
         assert job["model"] == "claude-fake-1" and job["session_id"] == f"sess-{first}"
@@ -69,7 +77,7 @@ def test_cost_budget_usage_limit_and_resume(short_tmp):
         # bob spent $0.25 of his $0.20 a day: his next job waits, with the reason
         second = main.submit("spend", "cost=0.01")
         wait_for(lambda: "budget" in (main.job(second) or {}).get("why", ""), 15)
-        why = main.job(second)["why"]
+        why = job_of(main, second)["why"]
         assert why == "budget: user bob spent $0.25 of $0.20 today; resets 00:00 UTC", why
         budget = main.control("budget")
         assert budget["budgets"][0]["over"] and budget["budgets"][0]["spent"] == 0.25
@@ -80,17 +88,17 @@ def test_cost_budget_usage_limit_and_resume(short_tmp):
         wait_for(lambda: main.live_agents() == {"a1", "b1"}, 20)
         limited = main.submit("work", "limit=8")         # both idle: a1 first by name
         wait_for(lambda: main.state(limited) == "paused", 30)
-        job = main.job(limited)
+        job = job_of(main, limited)
         assert job["host"] == "" and job["pauses"] == 1 and "usage limit" in job["reason"]
         assert [a["account"] for a in main.control("budget")["accounts"]] == ["team-a"]
         # another account's agent takes the next job
         other = main.submit("work", "sleep=60")
         busy.append(other)
         wait_for(lambda: main.state(other) == "running", 20)
-        assert main.job(other)["host"] == "b1"
+        assert job_of(main, other)["host"] == "b1"
         # at the reset the paused job goes on where it stopped: --resume <its session>
         wait_for(lambda: main.state(limited) == "completed", 40)
-        job = main.job(limited)
+        job = job_of(main, limited)
         assert len(job["attempts"]) == 2 and job["attempts"][1]["host"] == "a1"
         meta = json.loads((hosts[0].home / "jobs" / limited / "meta.json").read_text())
         assert meta["argv"][2:4] == ["--resume", f"sess-{limited}"], meta["argv"]
@@ -112,7 +120,7 @@ def test_a_job_retried_after_its_agent_was_killed_resumes_its_session(short_tmp)
         wait_for(lambda: main.state(job_id) == "lost", 20)
         out = main.cli("retry", job_id)
         assert out.returncode == 0 and b"retrying" in out.stdout, out.stderr
-        assert main.job(job_id)["resume"] == f"sess-{job_id}"
+        assert job_of(main, job_id)["resume"] == f"sess-{job_id}"
         host.start_agent("a1")      # back: it drops the old attempt, runs the new one
         wait_for(lambda: main.state(job_id) == "completed", 60)
         meta = json.loads((host.home / "jobs" / job_id / "meta.json").read_text())

@@ -63,7 +63,7 @@ class Adapter:
 
 
 def make(fmt: str) -> Adapter:
-    """The adapter of `fmt` (config.ADAPTER_FORMATS); an unknown one reads as `none`."""
+    """The adapter of `fmt` (agentconf.ADAPTER_FORMATS); an unknown one reads as `none`."""
     if fmt == "claude":
         from luzia.agents.adapters.claude import ClaudeAdapter
         return ClaudeAdapter()
