@@ -37,6 +37,19 @@ TYPE_RULES_DEFAULT = {
     "reasoning": ["reason", "analy", "plan", "design", "prove", "why", "compare", "evaluate"],
     "text": ["summar", "write", "translate", "explain", "draft", "email", "doc", "text"],
 }
+# [attention]'s default patterns (luzia/agents/attention.py): searched in the pane's last
+# lines joined by newlines (MULTILINE: ^ and $ at each line; \Z is the end of the last
+# line, where a program waiting at a prompt has its cursor: an answered prompt,
+# `Proceed? (y/n) y`, no longer matches)
+ATTENTION_PATTERNS = (
+    r"Do you want to (proceed|make this edit|create|allow|run|overwrite|continue)\b[^\n]*\?",
+    r"^\s*❯\s*1\.\s*Yes\b",                     # Claude Code's dialogs: the choice under the cursor
+    r"No, and tell Claude what to do differently",
+    r"Do you trust the files in this folder\?",
+    r"(?i)[(\[](y/n|yes/no)[)\]]\s*[:?]?\s*\Z",    # (y/n), [Y/n], (yes/no) ending the screen
+    r"(?i)\b(proceed|continue)\?\s*\Z",
+    r"(?i)press (enter|return) to continue\W*\Z",
+)
 
 
 def _login_name() -> str:
@@ -130,6 +143,18 @@ class InteractiveConfig(Frozen):
     send_delay: float = 1.0           # seconds between the typed task and Enter (seed 001: 1 s)
     start_timeout: float = 30.0       # seconds a (re)started REPL gets to show its prompt
     tmux_prefix: list[str] = field(default_factory=list)  # the older spelling of agent.tmux_prefix
+
+
+@frozen
+class AttentionConfig(Frozen):
+    """[attention]: a running job in a tmux pane that waits for a person gets the flag
+    `needs input` (luzia/agents/attention.py, docs/CLI.md "Jobs that need you")."""
+
+    enabled: bool = True
+    patterns: list[str] = field(default_factory=lambda: list(ATTENTION_PATTERNS))
+    idle_seconds: float = 30.0        # pane unchanged this long, last line a question: waiting; 0: off
+    lines: int = 10                   # the pane's last non-blank lines searched, and shown
+    check: float = 1.0                # seconds between looks at a job's pane
 
 
 @frozen
@@ -241,6 +266,7 @@ class Config(Frozen):
     agent: AgentConfig = field(default_factory=AgentConfig)
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     interactive: InteractiveConfig = field(default_factory=InteractiveConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
     web: WebConfig = field(default_factory=WebConfig)
@@ -322,6 +348,7 @@ def _finish(cfg: Config) -> Config:
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
     agentconf.check(agent, cfg.accounts, cfg.limits)
+    _check_attention(cfg.attention)
     adaptive = dataclasses.replace(
         cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
         min_slots=max(1, min(cfg.adaptive.min_slots, agent.slots)))
@@ -382,6 +409,19 @@ def _check_interactive(ia: InteractiveConfig) -> None:
         re.compile(ia.prompt)
     except re.error as exc:
         raise ConfigError(f"interactive.prompt is not a valid regular expression: {exc}") from None
+
+
+def _check_attention(at: AttentionConfig) -> None:
+    """Patterns that compile (the defaults do: not compiled here, the submit path is
+    lean) and limits in range."""
+    for i, pattern in enumerate(at.patterns if at.patterns != list(ATTENTION_PATTERNS) else []):
+        try:
+            re.compile(pattern, re.MULTILINE)
+        except re.error as exc:
+            raise ConfigError(f"attention.patterns[{i}] is not a valid regular expression: "
+                              f"{exc}") from None
+    if not 1 <= at.lines <= 50 or at.check <= 0:
+        raise ConfigError("attention.lines must be 1 to 50 and attention.check positive")
 
 
 def _keys(keys: KeysConfig, home: str) -> KeysConfig:

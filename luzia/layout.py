@@ -68,6 +68,8 @@ CACHE_CHANGED = "changed"   # touched by every change made from this host: older
 SESSION_PREFIX = "luzia-"
 SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
 TMUX_SOCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")     # a tmux server name `attach` accepts
+ANSWERED_OPTION = "@luzia-answered"   # set on a job's session by `luzia reply`: the agent's
+                                      # attention watch takes the screen as answered
 
 
 def job_session(job_id: str) -> str:

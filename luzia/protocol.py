@@ -182,6 +182,9 @@ class Progress(Message):
     stalled: bool = field(False)                # output unchanged for the agent's stall_after
     stalled_for: float = field(0.0, min=0, max=30 * 86400)   # seconds since it last changed
     usage: Usage = field(NO_USAGE)              # the attempt's cost and tokens so far
+    # issue 14: its pane waits for a person (attention.py), and the pane's last lines then
+    needs_input: bool = field(False)
+    needs_input_lines: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
 
 
 @frozen

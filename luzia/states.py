@@ -35,6 +35,10 @@ JOB_STATE_NAMES = tuple(s.value for s in JobState)
 # what an operator's `luzia retry` runs again (a paused job without waiting for its reset)
 RETRYABLE = frozenset({JobState.FAILED, JobState.KILLED, JobState.LOST, JobState.PAUSED})
 RETRYABLE_NAMES = frozenset(s.value for s in RETRYABLE)
+# not a state: a running job began to wait for a person (issue 14). Its events row and PUB
+# topic (`job.needs-input`) carry this name; the job stays running, with `needs_input` set
+NEEDS_INPUT = "needs-input"
+JOB_EVENT_NAMES = JOB_STATE_NAMES + (NEEDS_INPUT,)   # the names in the events table
 
 _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.KILLED, JobState.FAILED, JobState.REJECTED}),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from luzia import protocol
-from luzia.agents import outcome, processes, stall
+from luzia.agents import attention, outcome, processes, stall
 from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
@@ -47,6 +47,7 @@ class Run:
     dropped: bool = False         # the broker dropped it: stop it, report nothing
     by_pid: bool = False          # re-adopted by its wrapper's pid (started by another runner)
     stall: stall.StallWatch | None = None   # None: stall detection is off for this job
+    attention: attention.Watch | None = None   # None: nobody looks for a question in its pane
     signature: tuple = ()
     progress: tuple[float, str] = (-1.0, "")
     done_sent: float = 0.0        # when its Done last went out
@@ -138,7 +139,8 @@ class HeldJobs:
                resume: str = "") -> None:
         jd = JobDir(self.root, job.id)
         run = Run(dir=jd, attempt=attempt, timeout=job.timeout,
-                  stall=stall.watch_for(self.cfg, job.project))
+                  stall=stall.watch_for(self.cfg, job.project),
+                  attention=attention.watch_for(self.cfg))
         self.jobs[job.id] = run
         try:
             jd.create(self.cfg, job, attempt, account, resume)
@@ -227,6 +229,8 @@ class HeldJobs:
             self._ended(run, code)
             return
         if run.state is RunState.RUNNING:
+            if run.attention is not None and now >= run.attention.next_check:
+                self._check_attention(run, now)
             if run.stall is not None and now >= run.stall.next_check:
                 self._check_stall(run, now)
             if run.state is RunState.RUNNING and run.timeout and now - run.started > run.timeout:
@@ -252,17 +256,36 @@ class HeldJobs:
         pct, message = run.progress
         watch, now = run.stall, time.monotonic()
         usage = outcome.seen(run.dir)
+        attention = run.attention if run.attention and run.attention.flagged else None
         self.send(protocol.Progress(job_id=run.id, attempt=run.attempt, percent=pct,
                                     message=message, tail=run.dir.tail(self.tail_lines()),
                                     stalled=bool(watch and watch.stalled),
                                     stalled_for=watch.idle(now) if watch and watch.stalled else 0.0,
-                                    usage=usage))
+                                    usage=usage, needs_input=attention is not None,
+                                    needs_input_lines=attention.lines[-protocol.MAX_TAIL_LINES:]
+                                    if attention else []))
+
+    def _check_attention(self, run: Run, now: float) -> None:
+        """Flag a job whose pane waits for a person; clear it when the pane moves on."""
+        watch = run.attention
+        assert watch is not None    # the caller checks: this run's pane is watched
+        change = watch.look(self.runner.screen(run.dir), now)
+        if change == "up":
+            log.info("job %s needs input: %s", run.id, (watch.lines or ["?"])[-1][:200])
+        elif change == "down":
+            log.info("job %s: no longer waiting for input", run.id)
+        if change and not run.dropped:
+            self._send_progress(run)
 
     def _check_stall(self, run: Run, now: float, report: bool = True) -> None:
-        """Flag (and with kill_on_stall stop) a job whose visible output stopped changing."""
+        """Flag (and with kill_on_stall stop) a job whose visible output stopped changing;
+        a job waiting for a person is not stalled (its quiet is the person's)."""
         watch = run.stall
         assert watch is not None    # callers check: stall detection is on for this run
-        change = watch.check(stall.fingerprint(self.runner, run.dir), now)
+        screen = stall.fingerprint(self.runner, run.dir)
+        if run.attention is not None and run.attention.flagged:
+            screen = b"waiting " + str(now).encode()   # every look a change: the clock restarts
+        change = watch.check(screen, now)
         if change == "stalled":
             log.warning("job %s: no output change for %.0fs; flagged stalled%s", run.id,
                         watch.idle(now), ", stopping it" if watch.kill else "")

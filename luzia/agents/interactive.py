@@ -23,7 +23,9 @@ from pathlib import Path
 
 from luzia import layout
 from luzia.agents import processes
+from luzia.agents.attention import Screen
 from luzia.agents.jobdir import JobDir, write_atomic
+from luzia.agents.runners import session_screen
 from luzia.agents.tmuxctl import TmuxController, TmuxError
 from luzia.config import Config, ensure_private_dir
 
@@ -87,6 +89,11 @@ class InteractiveRunner:
         """None: a slot's pane shows its REPL, not one job; stall detection reads output.log."""
         return None
 
+    def screen(self, job: JobDir) -> Screen | None:
+        """The slot's pane: while the job runs, its REPL answers this job only."""
+        session = job.status().session
+        return session_screen(self.tmux, session) if session.startswith(self.prefix) else None
+
     def _take_slot(self) -> tuple[int, int]:
         """The lowest slot whose lock is free, locked; an fd the watcher inherits. A busy
         slot is held by a live watcher (the kernel drops the lock when it exits)."""
@@ -107,6 +114,9 @@ class InteractiveRunner:
                 "session": session, "slot": slot, "command": list(ia.command), "done": ia.done,
                 "prompt": ia.prompt, "idle": ia.idle, "send_delay": ia.send_delay,
                 "start_timeout": ia.start_timeout,
+                # a REPL asking a question is not done, however idle its pane (attention.py)
+                "attention": list(self.cfg.attention.patterns) if self.cfg.attention.enabled
+                else [], "attention_lines": self.cfg.attention.lines,
                 # after Ctrl-C, wait for the prompt only so long that the agent's SIGKILL
                 # (kill_grace after its SIGTERM) does not come first
                 "stop_wait": min(2.0, self.cfg.agent.kill_grace / 3)}

@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from luzia.agents import processes, stall
+from luzia.agents import attention, processes, stall
 from luzia.agents.held import ADOPT_GRACE, Run
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState, JobStatus
@@ -86,11 +86,13 @@ def _note(jd: JobDir, **fields) -> None:
 
 
 def _timing(cfg: Config, jd: JobDir, run: Run, status: JobStatus) -> float:
-    """Set the run's timeout and stall watch from meta.json; the attempt's start time."""
+    """Set the run's timeout, stall and attention watches from meta.json; the attempt's
+    start time."""
     try:
         job = jd.meta()["job"]
         run.timeout = float(job.get("timeout", 0))
         run.stall = stall.watch_for(cfg, str(job.get("project", "")))
+        run.attention = attention.watch_for(cfg)
         return float(status.started_at or time.time())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return time.time()

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from luzia import layout, snapshots
+from luzia.agents.attention import Detector
 from luzia.agents.tmuxctl import (
     NO_SESSION,
     SHELL_PROMPT,
@@ -73,6 +74,7 @@ class SlotJob:
         self.before: list[str] = []
         self.copied_at = 0.0
         self.last_seen: list[str] = []
+        self.asked = Detector(settings.get("attention", []), settings.get("attention_lines", 10))
 
     def say(self, text: str) -> None:
         self.log.write(f"luzia: {text}\n".encode())
@@ -115,8 +117,15 @@ class SlotJob:
         return [sys.executable, "-m", "luzia.agents.wrap", "--exec", str(env), "--", *argv]
 
     def wait_ready(self) -> bool:
-        return self.ctl.wait(self.session, self._ready(since=None), self.s["start_timeout"],
-                             stop=self.stopping)
+        return self.ctl.wait(self.session, self._unless_asked(self._ready(since=None)),
+                             self.s["start_timeout"], stop=self.stopping)
+
+    def _unless_asked(self, ready):
+        """`ready`, except while the pane asks a person something (attention.py): a REPL
+        waiting for an answer is neither ready for a task nor done with one, however idle."""
+        def check(lines: list[str], now: float) -> bool:
+            return ready(lines, now) and not self.asked.asking(lines)
+        return check
 
     def _ready(self, since: list[str] | None):
         if self.s["done"] == "idle":
@@ -138,8 +147,8 @@ class SlotJob:
         self.before = self._capture(history=True)
         visible = self.ctl.capture(self.session)
         self.ctl.send_keys(self.session, task.replace("\r\n", "\n"), delay=self.s["send_delay"])
-        answered = self.ctl.wait(self.session, self._ready(since=visible), float("inf"),
-                                 stop=self.stopping, each=self._copy_new)
+        answered = self.ctl.wait(self.session, self._unless_asked(self._ready(since=visible)),
+                                 float("inf"), stop=self.stopping, each=self._copy_new)
         if answered:
             self._finish()
             return 0

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from luzia import layout
 from luzia.agents import processes
+from luzia.agents.attention import Screen
 from luzia.agents.jobdir import JobDir
 from luzia.agents.tmuxctl import TmuxController, TmuxError
 from luzia.config import Config
@@ -41,6 +42,18 @@ class Runner(Protocol):
     def kill(self, job: JobDir) -> None: ...
     def reap(self, job: JobDir) -> None: ...
     def pane(self, job: JobDir) -> str | None: ...
+    def screen(self, job: JobDir) -> Screen | None: ...
+
+
+def session_screen(tmux: TmuxController, session: str) -> Screen | None:
+    """What `session`'s pane shows, for the attention watch; None without one."""
+    if not session:
+        return None
+    try:
+        lines, answered = tmux.screen(session, layout.ANSWERED_OPTION)
+    except TmuxError:
+        return None
+    return Screen(lines, answered)
 
 
 class SubprocessRunner:
@@ -77,6 +90,9 @@ class SubprocessRunner:
 
     def pane(self, job: JobDir) -> str | None:
         return None
+
+    def screen(self, job: JobDir) -> Screen | None:
+        return None     # no terminal: nothing can wait for a person's keys
 
 
 class TmuxRunner:
@@ -121,6 +137,9 @@ class TmuxRunner:
             return "\n".join(self.tmux.capture(layout.job_session(job.id)))
         except TmuxError:
             return None
+
+    def screen(self, job: JobDir) -> Screen | None:
+        return session_screen(self.tmux, layout.job_session(job.id))
 
     def _sessions(self) -> set[str] | None:
         """This server's `luzia-*` sessions (empty when no server runs; None: unknown)."""

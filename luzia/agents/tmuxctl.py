@@ -160,6 +160,19 @@ class TmuxController:
         """One named key, e.g. C-c."""
         self.run("send-keys", "-t", f"={name}:", key, check=False)
 
+    def screen(self, name: str, option: str) -> tuple[list[str], str]:
+        """The pane's visible lines (as `capture`) and the session's user option `option`
+        ("" when unset), read by one tmux call."""
+        out = self.run("capture-pane", "-p", "-J", "-t", f"={name}:", ";",
+                       "display-message", "-p", "-t", f"={name}:", f"#{{{option}}}")
+        parts = out.stdout.split("\n")      # ..., the pane's last line, the option, ""
+        if len(parts) < 2:
+            raise TmuxError(f"tmux capture-pane of {name}: no output")
+        lines = parts[:-2]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return [line.rstrip() for line in lines], parts[-2].strip()
+
     def capture(self, name: str, history: bool = False) -> list[str]:
         """The pane's lines (with `history`, the whole scrollback too), trailing blanks dropped."""
         args = ["capture-pane", "-p", "-J", "-t", f"={name}:"]

@@ -198,6 +198,11 @@ class AgentHandler:
         if msg.tail:
             job.tail = list(msg.tail)
         self.m.budgets.record(job, msg.usage)
+        if msg.needs_input != job.needs_input:
+            lifecycle.needs_input(self.m, job, msg.needs_input, list(msg.needs_input_lines))
+            return
+        if msg.needs_input:       # still waiting; its pane shows another choice now
+            job.needs_input_lines = list(msg.needs_input_lines)
         lifecycle.note(self.m, job)
 
     def done(self, agent: Agent, msg: protocol.Done) -> None:

@@ -23,6 +23,7 @@ decide *which* edge; only this module says what an edge does.
     unpause      paused → pending                   (the reset came: ahead of its peers)
     retry        failed | killed | lost | paused → pending   (an operator's `luzia retry`)
     cancel, preempt: ask the job's agent to stop it; its Done ends it (`end`)
+    needs_input  a running job's pane waits for a person, or no longer (a flag, no edge)
 
 A job with an agent's session id resumes that conversation on its next attempt (`resume`,
 docs/AGENTS.md) after a pause, a lost agent, a preemption or an operator's retry (unless
@@ -44,7 +45,7 @@ from luzia.broker.routing import detect_type
 from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
 from luzia.identity import Submitter, refusal as refusal_for_user
-from luzia.states import JobState, exit_text
+from luzia.states import NEEDS_INPUT, JobState, exit_text
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,31 @@ def note(m: Model, job: Job, event: str | None = None) -> None:
     _saved(m, job, event)
 
 
+def needs_input(m: Model, job: Job, waiting: bool, lines: list[str]) -> None:
+    """Its agent says the job's pane waits for a person (`waiting`), or no longer does.
+    Raised: an events row `needs-input` (detail: the pane's last line) and the PUB event
+    `job.needs-input`, what luzia-notify routes. A job restored after our restart that
+    was already waiting (its newest row is that one) goes on waiting: no second row, so no
+    second notification. Dropped: a `running` row, so the log shows how long it waited."""
+    if waiting:
+        last, at = m.store.last_event(job.id)
+        again = last == NEEDS_INPUT
+        job.needs_input, job.needs_input_since = True, at if again else time.time()
+        job.needs_input_lines = lines
+        if again:
+            log.info("job %s still needs input", job.id)
+            _saved(m, job, None)
+            return
+        log.info("job %s needs input: %s", job.id, (lines or ["?"])[-1][:200])
+        m.store.save(job, (lines or [""])[-1][:protocol.MAX_LINE], NEEDS_INPUT)
+        m.out.publish(job, NEEDS_INPUT)
+        return
+    waited = time.time() - (job.needs_input_since or time.time())
+    job.clear_needs_input()
+    log.info("job %s no longer waits for input (waited %.0fs)", job.id, waited)
+    _saved(m, job, f"no longer waiting for input (waited {waited:.0f}s)")
+
+
 def end(m: Model, job: Job, exit_code: int, reason: str, limited_until: float = 0.0,
         limit: str = "") -> None:
     """An attempt ended on its agent (Done): completed, preempted, killed, paused (a usage
@@ -380,6 +406,7 @@ def _close_attempt(m: Model, job: Job, reason: str, exit_code: int | None) -> No
     m.stopping.pop(job.id, None)
     if job.host:
         m.fleet.release(job.id, job.host)
+    job.clear_needs_input()           # nothing waits for a person once the attempt ended
     job.finished_at = time.time()
     if exit_code is not None:
         job.exit_code = exit_code

@@ -40,9 +40,9 @@ class Outbox:
     def reply(self, identity: bytes, msg: protocol.Reply) -> None:
         self.replies.append([identity, *protocol.encode(msg)])
 
-    def publish(self, job: Job) -> None:
-        """The job's event, `job.<state>`, with its summary."""
-        self.events.append((f"job.{job.state.value}", job.summary()))
+    def publish(self, job: Job, name: str | None = None) -> None:
+        """The job's event, `job.<state>` (or `job.<name>`), with its summary."""
+        self.events.append((f"job.{name or job.state.value}", job.summary()))
 
     def publish_agent(self, state: str, data: dict[str, Any]) -> None:
         self.events.append((f"agent.{state}", data))

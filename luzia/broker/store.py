@@ -74,6 +74,11 @@ class Job:
     exit_code: int | None = None
     stalled: bool = False
     stalled_since: float | None = None    # unix time its output stopped (kept in memory only)
+    # its pane waits for a person (issue 14): memory only, its agent reports it again after
+    # a restart of ours; the events table has a `needs-input` row per time it began
+    needs_input: bool = False
+    needs_input_since: float | None = None
+    needs_input_lines: list[str] = field(default_factory=list)
     session: str = ""                     # its tmux session on its agent's host (memory only;
                                           # after a restart from its `started` event row)
     assigned_at: float | None = None
@@ -110,7 +115,11 @@ class Job:
         self.progress, self.message = -1.0, ""
         self.stalled, self.stalled_since = False, None
         self.attempt_usage = protocol.NO_USAGE
+        self.clear_needs_input()
         self.session = ""
+
+    def clear_needs_input(self) -> None:
+        self.needs_input, self.needs_input_since, self.needs_input_lines = False, None, []
 
     def summary(self) -> dict[str, Any]:
         """The fields an event carries."""
@@ -118,7 +127,8 @@ class Job:
                 "user": self.user, "priority": Priority(self.priority).label, "host": self.host,
                 "attempt": self.attempt, "progress": self.progress, "message": self.message,
                 "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled,
-                "cost_usd": self.cost_usd, "paused_until": self.paused_until}
+                "cost_usd": self.cost_usd, "paused_until": self.paused_until,
+                "needs_input": self.needs_input}
 
     def to_dict(self, with_tail: bool = False) -> dict[str, Any]:
         """The job object of the control protocol (docs/PROTOCOL.md)."""
@@ -131,8 +141,11 @@ class Job:
         out["stalled_since"] = self.stalled_since if self.stalled else None
         out["why"] = ""
         out["session"] = self.session
+        out["needs_input"] = self.needs_input
+        out["needs_input_since"] = self.needs_input_since
         if with_tail:
             out["tail"] = list(self.tail)
+            out["needs_input_lines"] = list(self.needs_input_lines)
         return out
 
 
@@ -245,18 +258,19 @@ class Store:
             self._event(job, "")
         return bool(cur.rowcount)
 
-    def save(self, job: Job, event: str | None = None) -> None:
-        """Write the job's mutable fields; `event` (a detail string) also logs a transition."""
+    def save(self, job: Job, event: str | None = None, name: str | None = None) -> None:
+        """Write the job's mutable fields; `event` (a detail string) also logs a transition,
+        as the job's state or as `name` (an event that is no state: states.NEEDS_INPUT)."""
         self._begin()
         job.updated_at = time.time()
-        values = [getattr(job, name) for name in _MUTABLE]
+        values = [getattr(job, column) for column in _MUTABLE]
         values[_MUTABLE.index("state")] = job.state.value
         values[_MUTABLE.index("tail")] = json.dumps(job.tail)
         values[_MUTABLE.index("stalled")] = int(job.stalled)
         self.db.execute(f"UPDATE jobs SET {', '.join(f'{n}=?' for n in _MUTABLE)} WHERE id=?",
                         (*values, job.id))
         if event is not None:
-            self._event(job, event)
+            self._event(job, event, name)
 
     def save_attempt(self, job: Job, reason: str | None = "") -> None:
         """Write the job's current attempt (its usage too); reason None keeps the stored one."""
@@ -299,9 +313,15 @@ class Store:
         return self.db.execute("SELECT day, user, project, cost_usd FROM spend WHERE day >= ?",
                                (day,)).fetchall()
 
-    def _event(self, job: Job, detail: str) -> None:
+    def _event(self, job: Job, detail: str, name: str | None = None) -> None:
         self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                        (job.id, time.time(), job.state.value, detail))
+                        (job.id, time.time(), name or job.state.value, detail))
+
+    def last_event(self, job_id: str) -> tuple[str, float]:
+        """The name (state) and time of the job's newest events row, ("", 0) without one."""
+        row = self.db.execute("SELECT state, at FROM events WHERE job_id=? ORDER BY seq DESC "
+                              "LIMIT 1", (job_id,)).fetchone()
+        return (str(row[0]), float(row[1])) if row else ("", 0.0)
 
     def get(self, job_id: str) -> Job | None:
         row = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE id=?",

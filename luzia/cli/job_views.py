@@ -55,10 +55,18 @@ def stalled_for(job: dict[str, Any], now: float) -> str:
     return age(now - since) if since is not None else "?"
 
 
+def needs_input(job: dict[str, Any]) -> bool:
+    """A running job whose pane waits for a person (issue 14)."""
+    return bool(job.get("needs_input")) and clean(job.get("state")) == "running"
+
+
 def state_cell(job: dict[str, Any], now: float) -> str:
-    """`running`, or `running (stalled 5m)` for a running job without output for a while."""
+    """`running`; `running (needs input)` for one waiting for a person, `running (stalled
+    5m)` for one without output for a while."""
     stalled = stalled_for(job, now)
     state = clean(job.get("state"), 12)
+    if needs_input(job):
+        return f"{state} (needs input)"
     return f"{state} (stalled {stalled})" if stalled else state
 
 
@@ -183,7 +191,7 @@ def _time_lines(job: dict[str, Any], now: float) -> list[str]:
 
 
 def _note_lines(job: dict[str, Any], now: float) -> list[str]:
-    """Its message, why it waits or why it ended, and whether it is stalled."""
+    """Its message, why it waits or why it ended, whether it is stalled or needs input."""
     lines = []
     if job.get("message"):
         lines.append(f"message    {clean(job['message'], 200)}")
@@ -194,7 +202,22 @@ def _note_lines(job: dict[str, Any], now: float) -> list[str]:
     if stalled_for(job, now):
         lines.append(f"stalled    no output for {stalled_for(job, now)} (snapshot: "
                      "stall-snapshot.txt in its job directory)")
+    if needs_input(job):
+        lines += waiting_lines(job, now)
     return lines
+
+
+def waiting_lines(job: dict[str, Any], now: float) -> list[str]:
+    """Since when the job waits for a person, how to answer, and what its pane shows."""
+    since = num(job.get("needs_input_since"))
+    job_id = clean(job.get("id"))
+    out = [f"attention  needs input{' for ' + age(now - since) if since is not None else ''}: "
+           f"answer with luzia reply {job_id} \"...\" (or luzia attach {job_id})"]
+    shown = job.get("needs_input_lines")
+    if isinstance(shown, list) and shown:
+        out.append("its screen:")
+        out += ["  " + clean(line, 200) for line in shown[-10:]]
+    return out
 
 
 def _more_lines(job: dict[str, Any]) -> list[str]:

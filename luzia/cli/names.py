@@ -19,5 +19,6 @@ COMMANDS_BY_NOUN = {
     "web": ("web",),
     "budget": ("budget",),
     "notify": ("notify",),
+    "reply": ("reply",),
 }
 COMMANDS = frozenset(name for names in COMMANDS_BY_NOUN.values() for name in names)

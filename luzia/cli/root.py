@@ -23,6 +23,7 @@ from luzia.cli import (
     logs,
     notify,
     queue,
+    reply,
     supervisor,
     top,
     web,
@@ -66,7 +67,7 @@ Exit codes:
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
-         budget, notify)
+         budget, notify, reply)
 
 
 @click.group(help=HELP, invoke_without_command=True,

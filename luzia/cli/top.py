@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from luzia.cli.control import call, connect, dump
+from luzia.cli.job_views import needs_input
 from luzia.cli.render import (
     HEALTH_STYLE,
     LEVEL_STYLE,
@@ -99,6 +100,10 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
     stalled = [clean(j.get("id")) for j in snap.running if j.get("stalled")]
     if stalled:
         out.append(("YELLOW", f"stalled (no output for a while): {', '.join(stalled[:3])}"))
+    waiting = [clean(j.get("id")) for j in snap.running if needs_input(j)]
+    if waiting:
+        out.append(("YELLOW", f"needs input (luzia reply ID \"...\"): {', '.join(waiting[:3])}"
+                    + (f" and {len(waiting) - 3} more" if len(waiting) > 3 else "")))
     order = list(ALERT_STYLE)
     out.sort(key=lambda a: order.index(a[0]))
     return out or [("GREEN", "all good")]
@@ -123,8 +128,9 @@ def plain(snap: Snapshot) -> str:
                      f"{int(num(a.get('running')) or 0)}/{int(num(a.get('slots')) or 0)} slots")
     lines.append("RUNNING")
     for j in snap.running:
-        lines.append(f"  {clean(j.get('id'), 24)}  {clean(j.get('project'), 16):16} "
-                     f"{clean(j.get('host'), 16):16} {bar(j.get('progress'), 10)}")
+        lines.append((f"  {clean(j.get('id'), 24)}  {clean(j.get('project'), 16):16} "
+                      f"{clean(j.get('host'), 16):16} {bar(j.get('progress'), 10)}"
+                      + ("  NEEDS INPUT" if needs_input(j) else "")).rstrip())
     lines.append("ALERTS")
     lines += [f"  {level:8} {text}" for level, text in alerts(snap)]
     return "\n".join(lines)
@@ -186,8 +192,10 @@ def _running_table(snap: Snapshot) -> Any:
     for h in ("JOB", "PROJECT", "USER", "HOST", "PROGRESS", "MESSAGE"):
         table.add_column(h)
     for j in snap.running:
+        message = Text("needs input", style="bold yellow") if needs_input(j) else \
+            Text(clean(j.get("message"), 40))
         table.add_row(*(Text(clean(j.get(k), 30)) for k in ("id", "project", "user", "host")),
-                      Text(bar(j.get("progress"), 20), style="cyan"), Text(clean(j.get("message"), 40)))
+                      Text(bar(j.get("progress"), 20), style="cyan"), message)
     return table
 
 

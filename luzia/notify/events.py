@@ -3,13 +3,14 @@ which targets an event goes to.
 
 Kinds come from three places (docs/NOTIFY.md has the table):
 - a job's end, read from the broker's events table (`events.since`), so none is lost while
-  the notifier is down: completed, failed, killed, rejected, lost, paused;
+  the notifier is down: completed, failed, killed, rejected, lost, paused; and a running
+  job that began to wait for a person, needs_input (its `needs-input` row: one
+  notification each time it begins);
 - a flag on a running job, seen in its PUB events and in `jobs.list` after a (re)start:
-  stalled, needs_input (one notification per attempt);
+  stalled (one notification per attempt);
 - the fleet, from PUB events and `agents.status` / `queue.status` after a (re)start:
   agent_dead, queue_rejecting (one per episode).
-A kind the broker does not emit yet (needs_input) is accepted by name and works once a
-later release emits it.
+Every kind here is emitted by the broker of this release.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from luzia.errors import ConfigError
+from luzia.states import NEEDS_INPUT
 
 if TYPE_CHECKING:
     from luzia.config import NotifyConfig
 
 JOB_ENDS = ("completed", "failed", "killed", "rejected", "lost", "paused")
-JOB_FLAGS = ("stalled", "needs_input")
+JOB_WAITS = ("needs_input",)         # a running job's events row that is no state
+JOB_ROWS = JOB_ENDS + JOB_WAITS       # the kinds read from the broker's events table
+JOB_FLAGS = ("stalled",)
 FLEET = ("agent_dead", "queue_rejecting")
-KINDS = JOB_ENDS + JOB_FLAGS + FLEET
-NOT_EMITTED_YET = frozenset({"needs_input"})    # named now, emitted by a later release
+KINDS = JOB_ENDS + JOB_WAITS + JOB_FLAGS + FLEET
+_ROW_NAMES = {"needs_input": NEEDS_INPUT}
+
+
+def row_name(kind: str) -> str:
+    """A kind as the broker's events table (and its PUB topics) spell it: `needs-input`."""
+    return _ROW_NAMES.get(kind, kind)
 
 
 def kind_name(text: str) -> str:

@@ -1,12 +1,14 @@
 """From the broker to the outbox: what the broker says becomes events, and each event the
 rules want becomes its notifications (luzia/notify/outbox.py) in one transaction.
 
-- Jobs' ends are read from the broker's events table with `events.since` from the outbox's
-  cursor: the PUB event only says when to look, so an end that happened while the notifier
-  was down, or whose PUB message was dropped, is read all the same.
-- Flags (stalled, needs_input) and the fleet (agent_dead, queue_rejecting) are states, not
-  rows: seen live on PUB, and read again with `reconcile()` when the notifier (re)starts or
-  the broker comes back, so one that began meanwhile and still holds is told too.
+- Jobs' ends, and a job beginning to wait for a person (`needs-input`), are read from the
+  broker's events table with `events.since` from the outbox's cursor: the PUB event only
+  says when to look, so one that happened while the notifier was down, or whose PUB
+  message was dropped, is read all the same. A wait whose job has ended by the time it is
+  read is no longer due: not told.
+- The stalled flag and the fleet (agent_dead, queue_rejecting) are states, not rows: seen
+  live on PUB, and read again with `reconcile()` when the notifier (re)starts or the broker
+  comes back, so one that began meanwhile and still holds is told too.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from luzia.errors import NotFound
-from luzia.notify.events import JOB_ENDS, JOB_FLAGS, NotifyEvent, Rules
+from luzia.notify.events import (
+    JOB_FLAGS,
+    JOB_ROWS,
+    JOB_WAITS,
+    NotifyEvent,
+    Rules,
+    kind_name,
+    row_name,
+)
 from luzia.notify.message import compose
 from luzia.notify.outbox import Outbox
 
@@ -67,7 +77,7 @@ class Feed:
         """Take the job events since the cursor into the outbox, at most `pages` pages of
         them (the loop answers its socket in between); True if there is more. Raises
         BrokerUnreachable (the cursor stays, so nothing is skipped)."""
-        kinds = sorted(self.rules.kinds & set(JOB_ENDS))
+        kinds = sorted(row_name(k) for k in self.rules.kinds & set(JOB_ROWS))
         for _ in range(pages):
             cursor = self.outbox.cursor()
             page = self.broker.call("events.since", after=cursor or 0, states=kinds, limit=BATCH)
@@ -95,11 +105,16 @@ class Feed:
 
     def _job_end(self, row: dict[str, Any]) -> tuple[NotifyEvent, list[str]]:
         job = {"id": row["job_id"], "project": row.get("project", ""), "user": row.get("user", "")}
-        ev = NotifyEvent(kind=row["state"], key=f"job/{row['job_id']}/{row['state']}/{row['seq']}",
+        ev = NotifyEvent(kind=kind_name(row["state"]),
+                         key=f"job/{row['job_id']}/{row['state']}/{row['seq']}",
                          job=job, detail=str(row.get("detail") or ""), at=float(row["at"]))
         targets = self.rules.targets_for(ev)
         if targets:     # only then the details: the task, times and attempts for the message
             ev = dataclasses.replace(ev, job=self._details(row["job_id"]) or job)
+        if targets and ev.kind in JOB_WAITS and ev.job.get("state") not in (None, "running"):
+            log.info("job %s waited for input but is %s now: not told", ev.job["id"],
+                     ev.job.get("state"))
+            targets = []
         return ev, targets
 
     def _details(self, job_id: str) -> dict[str, Any] | None:
@@ -115,7 +130,7 @@ class Feed:
         noun, _, state = topic.partition(".")
         if noun == "job":
             self._flags(data, fetch=True)
-            return state in JOB_ENDS and state in self.rules.kinds
+            return kind_name(state) in JOB_ROWS and kind_name(state) in self.rules.kinds
         if noun == "agent" and "agent_dead" in self.rules.kinds and state in ("dead", "live"):
             self.condition("agent_dead", str(data.get("name", "")), state == "dead")
         elif noun == "queue" and "queue_rejecting" in self.rules.kinds \
@@ -124,7 +139,7 @@ class Feed:
         return False
 
     def _flags(self, job: dict[str, Any], fetch: bool) -> None:
-        """A job whose stalled / needs_input flag is up: one notification per attempt."""
+        """A job whose stalled flag is up: one notification per attempt."""
         for flag in JOB_FLAGS:
             if not job.get(flag) or flag not in self.rules.kinds or not isinstance(job.get("id"), str):
                 continue
@@ -175,7 +190,8 @@ def _page(page: Any) -> tuple[int, list[dict[str, Any]], bool]:
             or not isinstance(page.get("events"), list):
         raise ProtocolError("the broker answered events.since with a malformed page")
     rows = [r for r in page["events"] if isinstance(r, dict) and isinstance(r.get("seq"), int)
-            and isinstance(r.get("job_id"), str) and r.get("state") in JOB_ENDS
+            and isinstance(r.get("job_id"), str) and isinstance(r.get("state"), str)
+            and kind_name(r["state"]) in JOB_ROWS
             and isinstance(r.get("at"), (int, float))]
     return page["last"], rows, bool(page.get("more"))
 

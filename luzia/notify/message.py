@@ -20,6 +20,7 @@ from luzia.text import one_line
 from luzia.web.fmt import seconds
 
 LINE = 200          # characters of one line of the message (the task's first line, a reason)
+SCREEN_LINES = 6    # lines of a waiting job's pane in its message
 
 # Apprise's notify types (its names): the colour or icon a service shows
 SUCCESS, INFO, WARNING, FAILURE = "success", "info", "warning", "failure"
@@ -57,6 +58,8 @@ def compose(ev: NotifyEvent, link: str = "") -> Message:
     if ev.kind in ("stalled", "needs_input"):
         run = _span(job.get("started_at"), ev.at or time.time())
         lines.append(f"running for: {run}" if run else "")
+    if ev.kind == "needs_input":
+        lines += screen(job, ev.detail)
     elif run:
         lines.append(f"run time: {run}")
     cost = cost_of(job)
@@ -135,6 +138,15 @@ def _what(ev: NotifyEvent) -> str:
     detail = reason or (exit_text(exit_code) if ev.kind == "failed" and isinstance(exit_code, int)
                         else "")
     return f"{ev.kind}{': ' + detail if detail else ''} ({where})"
+
+
+def screen(job: dict[str, Any], detail: str = "", count: int = SCREEN_LINES) -> list[str]:
+    """What the waiting job's pane shows: its last lines (`needs_input_lines`), else the
+    line the broker noted with the event."""
+    found = job.get("needs_input_lines")
+    shown = [_clip(line) for line in found[-count:]] if isinstance(found, list) else []
+    shown = [line for line in shown if line] or ([_clip(detail)] if detail else [])
+    return ["its screen:", *("  " + line for line in shown)] if shown else []
 
 
 def _who(job: dict[str, Any]) -> str:

@@ -170,12 +170,14 @@ def actions(job: dict[str, Any], caller: Caller) -> list[str]:
 
 
 def attention(job: dict[str, Any]) -> dict[str, Any] | None:
-    """A job waiting for a person (`needs_input`), with the pane's last lines if given."""
+    """A job waiting for a person (`needs_input`), with the pane's last lines if given
+    (`needs_input_lines`, in jobs.get's job)."""
     flag = job.get("needs_input")
     if not flag:
         return None
     detail = flag if isinstance(flag, dict) else {}
-    lines = detail.get("lines") or job.get("pane") or job.get("last_lines") or []
+    lines = job.get("needs_input_lines") or detail.get("lines") or job.get("pane") or \
+        job.get("last_lines") or []
     if isinstance(lines, str):
         lines = lines.splitlines()
     return {"since": detail.get("since") or job.get("needs_input_since"),

@@ -3,7 +3,8 @@
 Prints the prompt `> `, reads a line, answers, prints the prompt again. Commands:
 `sleep S` works S seconds (printing a line first), `quiet` prints a line and never shows the
 prompt again (until Ctrl-C), `exit N` ends with status N, `pwd` prints the work directory,
-`touch NAME` writes a file there; anything else is echoed as `you said: ...`.
+`touch NAME` writes a file there, `ask` asks `Proceed? (y/n)` and waits for the answer
+(the attention tests); anything else is echoed as `you said: ...`.
 """
 
 import os
@@ -44,6 +45,9 @@ def answer(line: str) -> None:
             time.sleep(3600)
     elif words[0] == "exit":
         raise SystemExit(int(words[1]) if len(words) > 1 else 0)
+    elif words[0] == "ask":
+        print("about to delete 3 files", flush=True)
+        print(f"you chose {input('Proceed? (y/n) ').strip() or 'the default'}", flush=True)
     elif words[0] == "pwd":
         print(os.getcwd(), flush=True)
     elif words[0] == "touch":

@@ -34,7 +34,8 @@ def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
         "state": "pending", "reason": "", "host": "", "attempt": 0, "retries": 0,
         "max_retries": spec.max_retries, "timeout": spec.timeout, "progress": -1.0,
         "message": "", "exit_code": None, "why": "no agent is connected", "stalled": False,
-        "stalled_since": None, "submitter": None, "session": "",
+        "stalled_since": None, "submitter": None, "session": "", "needs_input": False,
+        "needs_input_since": None,
         "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
         "submitted_at": spec.submitted_at or time.time(), "assigned_at": None,
         "started_at": None, "finished_at": None, "updated_at": time.time(),
@@ -221,7 +222,8 @@ def jobs_get(fake: FakeBroker, id: str) -> dict[str, Any]:
     job = fake.resolve(id)
     fake.asked_about(job["id"])
     causes = {"automatic": 0, "manual": 0, "requeued": 0, "requeued_why": "", "next": None}
-    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[], causes=causes)
+    return dict(job, tail=fake.tails.get(job["id"], []), attempts=[], causes=causes,
+                needs_input_lines=job.get("needs_input_lines", []))
 
 
 def logs_read(fake: FakeBroker, id: str, offset: int = 0, limit: int = 65536) -> dict[str, Any]:

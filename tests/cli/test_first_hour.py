@@ -31,7 +31,7 @@ QUERIES = {"jobs", "logs", "queue status", "queue locks", "agents status", "agen
 CHANGES = {"cancel", "retry", "queue add", "queue flush", "agents drain", "agents undrain",
            "agents forget", "import pending-requests", "import beads", "revert", "keys generate",
            "supervisor start", "supervisor stop", "supervisor restart", "db recover",
-           "web token rotate", "web token revoke", "notify test"}
+           "web token rotate", "web token revoke", "notify test", "reply"}
 
 
 def leaves(group: click.Group, path: tuple[str, ...] = ()):

@@ -111,24 +111,57 @@ def test_events_since_pages_filters_and_keeps_its_high_water_mark(broker):
             ops.call("events.since", **bad)
 
 
-def test_a_flag_on_a_jobs_event_is_told_once_per_attempt(broker, tmp_path):
-    """needs_input is not emitted yet (the attention state will set it): the rule works as
-    soon as a job's event carries the flag, as stalled does today."""
+def waiting(m, lines: list[str], **kw):
+    """A job running on gpu1 whose agent says its pane waits for a person."""
+    from tests.broker.test_lifecycle import dispatch, join
+    if m.fleet.get("gpu1") is None:
+        join(m, "gpu1", slots=8)
+    job = lifecycle.accept(m, spec(**kw))
+    assert job is not None and dispatch(m) == [job.id]
+    lifecycle.start(m, job, "started on gpu1")
+    lifecycle.needs_input(m, job, True, lines)
+    m.store.commit()
+    return job
+
+
+def test_a_job_that_waits_for_a_person_is_told_each_time_it_begins(broker, tmp_path):
+    """needs-input is a row of the events table (events.since), like an end: one
+    notification per time a job begins to wait, with what its pane shows."""
     feed = make_feed(broker, tmp_path, [NotifyRule(events=["needs-input"], targets=["me"],
                                                    users=["alice"])])
-    job = lifecycle.accept(broker, spec(user="alice", task="deploy it\nnow"))
-    assert job is not None
-    broker.store.commit()
-    summary = {**job.summary(), "state": "running", "attempt": 1, "needs_input": True}
-    assert feed.on_event("job.running", summary) is False       # no catch-up: not an end
-    assert feed.on_event("job.running", summary) is False       # seen again: nothing new
-    assert feed.on_event("job.running", {**summary, "user": "bob", "id": "x"}) is False
-    assert [k for k, _, _ in feed.outbox.keys()] == [f"needs_input/{job.id}/1"]
+    feed.catch_up()                                           # the first start
+    job = waiting(broker, ["Deleting 3 files.", "Proceed? (y/n)"], user="alice",
+                  task="clean up\nthe build")
+    other = waiting(broker, ["Proceed? (y/n)"], user="bob")
+    summary = broker.out.events[-1][1]
+    assert broker.out.events[-1][0] == "job.needs-input" and summary["needs_input"] is True
+    assert feed.on_event("job.needs-input", summary) is True   # a catch-up is due
+    assert feed.on_event("job.running", summary) is False
+    assert feed.catch_up() is False
+    keys = [k for k, _, _ in feed.outbox.keys()]
+    assert len(keys) == 1 and keys[0].startswith(f"job/{job.id}/needs-input/")
+    assert other.id not in keys[0]
     notice = feed.outbox.next_for("me", 1e12)
-    assert notice is not None and notice.title.endswith(" needs input")
-    assert "task: deploy it" in notice.body      # the details came from jobs.get
-    assert feed.on_event("job.running", {**summary, "attempt": 2}) is False
-    assert len(feed.outbox.keys()) == 2           # a new attempt may ask again
+    assert notice is not None and notice.title.endswith(f"job {job.id} needs input")
+    assert "task: clean up" in notice.body and f"luzia reply {job.id}" in notice.body
+    assert "its screen:\n  Deleting 3 files.\n  Proceed? (y/n)" in notice.body
+    feed.catch_up()
+    assert len(feed.outbox.keys()) == 1                        # read again: nothing new
+    lifecycle.needs_input(broker, job, False, [])             # answered ...
+    lifecycle.needs_input(broker, job, True, ["Really? (y/n)"])   # ... and asked again
+    broker.store.commit()
+    feed.catch_up()
+    assert len(feed.outbox.keys()) == 2
+
+
+def test_a_wait_read_after_its_job_ended_is_not_told(broker, tmp_path):
+    feed = make_feed(broker, tmp_path, [NotifyRule(events=["needs_input"], targets=["me"])])
+    feed.catch_up()
+    job = waiting(broker, ["Proceed? (y/n)"])
+    lifecycle.end(broker, job, 0, "")           # answered and done while the notifier was away
+    broker.store.commit()
+    feed.catch_up()
+    assert feed.outbox.keys() == []
 
 
 def test_without_rules_for_ends_the_cursor_still_moves(broker, tmp_path):

@@ -9,7 +9,7 @@ from typing import Any
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args
 from luzia.errors import BadRequest
-from luzia.states import JOB_STATE_NAMES
+from luzia.states import JOB_EVENT_NAMES
 
 PAGE_MAX = 1000
 _KEYS = ("seq", "at", "job_id", "state", "detail", "project", "user")
@@ -19,7 +19,8 @@ def since(m: Model, args: Args) -> dict[str, Any]:
     """events.since {after=0, states=[..], limit=100 (≤ 1000)} → {events: [{seq, at, job_id,
     state, detail, project, user}], last, more}: the job events after row `after`, oldest
     first, of the given states (all without `states`; `states=[]`, or only states this
-    broker does not have, give none and just `last`). `last` is where to go on from: the
+    broker does not have, give none and just `last`); `needs-input` is a state here: a
+    running job began to wait for a person. `last` is where to go on from: the
     last row read when `more`, else the table's high-water mark (rows of other states
     included, so a cursor moves past them). A job's rows go when the job is pruned
     (max_jobs)."""
@@ -27,7 +28,7 @@ def since(m: Model, args: Args) -> dict[str, Any]:
     limit = args.limit(100, PAGE_MAX)
     if after < 0:
         raise BadRequest("after must be >= 0")
-    states = [s for s in args.strings("states") if s in JOB_STATE_NAMES]
+    states = [s for s in args.strings("states") if s in JOB_EVENT_NAMES]
     if "states" in args.args and not states:    # none asked for (or none this broker has)
         return {"events": [], "last": _high_water(m), "more": False}
     where = f" AND e.state IN ({', '.join('?' * len(states))})" if states else ""
