@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
-from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.agentconf import AgentCommand
+from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.config import Config
 from luzia.text import strip_terminal
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from luzia import protocol
+from luzia.agentconf import Budget
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
-from luzia.agentconf import Budget
 from luzia.config import Config
 
 log = logging.getLogger(__name__)

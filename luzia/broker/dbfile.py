@@ -1,7 +1,7 @@
 """The job database as a file: its schema version and whether it is whole (probe, check),
 and consistent copies of it (backup, with SQLite's backup API).
 
-Used at broker start (store.open_db) and by `luzia db` on the broker's host. Nothing here
+Used at broker start (dbopen.open_db) and by `luzia db` on the broker's host. Nothing here
 needs the broker, and nothing here writes the database: a probe or a check opens it
 read-only, so it is safe while the broker runs (salvage.py makes a new file instead).
 """

@@ -7,7 +7,7 @@ so a new database is made by the same steps that upgrade an old one.
 
 Migrations are forward-only and run at broker start, all that are due in one transaction
 (SQLite's DDL is transactional: a failure leaves the database as it was). Before that the
-broker keeps a copy of the old file beside it (store.open_db; docs/DEPLOY.md "Upgrading").
+broker keeps a copy of the old file beside it (dbopen.open_db; docs/DEPLOY.md "Upgrading").
 A database newer than LATEST comes from a newer release and is refused, never written.
 
 Adding a migration, the whole recipe:

@@ -10,11 +10,11 @@ import time
 import pytest
 
 from luzia import protocol
+from luzia.agentconf import Budget, BudgetsConfig, LimitsConfig
 from luzia.broker import lifecycle, ops
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Agent
 from luzia.broker.ops.request import Args
-from luzia.agentconf import Budget, BudgetsConfig, LimitsConfig
 from luzia.config import Config
 from luzia.states import JobState
 from tests.broker.harness import make_model, spec
