@@ -3,7 +3,7 @@ PY    ?= python3
 VENV  := .venv
 BIN   := $(VENV)/bin
 
-.PHONY: run test lint install install-test tmux chromium bench bench-peers bench-msgspec redis-server clean
+.PHONY: run test lint install install-test tmux chromium bench bench-peers bench-protocol redis-server clean
 
 $(BIN)/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Luzia needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PY=python3.11")'
@@ -88,13 +88,10 @@ redis-server:
 	      || echo "could not install redis-server"; \
 	  else echo "redis-server not found"; fi; }
 
-bench/.spike-site/.installed: bench/spike-requirements.txt | $(BIN)/python
-	$(BIN)/pip install -q --no-deps --upgrade --target bench/.spike-site -r bench/spike-requirements.txt
-	@touch $@
-
-## bench-msgspec: the protocol spike, msgspec against luzia/protocol.py (issue 15)
-bench-msgspec: install bench/.spike-site/.installed
-	$(BIN)/python bench/protocol_msgspec.py
+## bench-protocol: the protocol codec's figures (bench/protocol_codec.py; `--against DIR`
+## compares another tree's, e.g. a `git archive` of an earlier commit)
+bench-protocol: install-test
+	$(BIN)/python bench/protocol_codec.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info bench/.venv-peers bench/.spike-site
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info bench/.venv-peers

@@ -83,17 +83,17 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
     retries = max_retries if max_retries is not None else (
         proj.max_retries if proj.max_retries >= 0 else cfg.max_retries)
     for dep in after:
-        if not JOB_ID_RE.match(dep):
+        if not JOB_ID_RE.fullmatch(dep):
             raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {clip(dep)}")
     _check_text(project=project, task=task, user=user, type=type)
     _check_metadata(metadata or {})
     try:
-        return protocol.JobSpec(
+        return protocol.check(protocol.JobSpec(
             id=new_job_id(), project=project, task=task, user=user or proj.user,
             priority=int(prio), type=type or proj.type or "",
             timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's default
             max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
-            workdir=proj.workdir, submitted_at=time.time())
+            workdir=proj.workdir, submitted_at=time.time()))
     except LuziaError as exc:
         raise UsageError(f"invalid job: {exc}") from None
 
@@ -322,7 +322,8 @@ class Control:
         _check_args(args)
         sock = self._socket()
         req = next(self.ids)
-        sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
+        request = protocol.Request(req=req, op=op, args=args, protocol=protocol.PROTOCOL)
+        sock.send_multipart(protocol.encode(request))
         deadline = time.monotonic() + (timeout or self.timeout)
         while (left := deadline - time.monotonic()) > 0:
             if not self._wait(sock, left):
@@ -395,7 +396,7 @@ def _final(ctl: Control, job_id: str) -> dict[str, Any] | None:
     except BrokerUnreachable:
         return None
     except NotFound:
-        if JOB_ID_RE.match(job_id) and (ctl.cfg.spool_dir / layout.spool_name(job_id)).exists():
+        if JOB_ID_RE.fullmatch(job_id) and (ctl.cfg.spool_dir / layout.spool_name(job_id)).exists():
             return None         # the broker has not taken it from the spool yet
         raise
     if not isinstance(job, dict) or not isinstance(job.get("state"), str):

@@ -88,6 +88,7 @@ class BrokerConfig(Frozen):
     insecure: bool = False            # allow non-loopback tcp without CURVE
     metrics_port: int = 0             # Prometheus /metrics on this port; 0: off
     metrics_host: str = "127.0.0.1"   # the address /metrics listens on
+    min_protocol: int = 1             # refuse agents and CLIs of an older protocol (DEPLOY.md)
 
 
 @frozen

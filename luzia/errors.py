@@ -66,6 +66,13 @@ class ProtocolError(LuziaError):
     exit_code = 4
 
 
+class Outdated(LuziaError):
+    """The broker does not serve this peer's protocol version: upgrade the peer."""
+
+    exit_code = 4
+    code = "outdated"
+
+
 class BrokerUnreachable(LuziaError):
     """The broker did not answer in time."""
 
@@ -109,7 +116,7 @@ class Rejected(LuziaError):
 
 _BY_CODE: dict[str, type[LuziaError]] = {
     cls.code: cls for cls in (LuziaError, UsageError, Ambiguous, NotFound, Unavailable,
-                               StoreError, Refused, Forbidden)}
+                               StoreError, Refused, Forbidden, Outdated)}
 
 
 def error_for_code(code: str, message: str) -> LuziaError:

@@ -1,231 +1,191 @@
-"""A message: a frozen dataclass whose every field is checked when it is built, and its
-conversion to and from the plain maps that msgpack carries. The messages themselves, their
-frames and the protocol's own limits are in luzia/protocol.py; this is the machinery under
-them, and the only other module that touches msgpack.
+"""A message: a frozen msgspec Struct whose fields carry their limits, and the one place that
+turns messages into msgpack bodies and back. The messages themselves, their frames and the
+protocol's own limits are in luzia/protocol.py; this is the machinery under them, and the
+only other module that touches msgpack.
 
-A field says its checks with `field(default, max=, min=, pattern=, items=)`: `max` is a
-string's length, a number's upper bound or a map's packed size; `min` a number's lower
-bound; `pattern` a regex a string (or each string in a list) must match; `items` a list's
-length. A field that names no limit gets the defaults below. Anything wrong raises
-ProtocolError, whether the message came off the wire or was built by our own code.
+A field says its limits in its type, `Annotated[str, Meta(max_length=32)]`, or with one of
+the names below (`Line`, `JobId`, `Name`, `Count`, ...): msgspec checks them all, in C, while
+it decodes. Building a message does not check it (a Struct's `__init__` does not); `check`
+does, and `body` checks what it encodes, so a message that breaks a limit never leaves
+(ProtocolError, as for one that arrives).
+
+Compatibility between releases (docs/PROTOCOL.md, "Versions"): a body leaves out the fields
+that hold their default (`omit_defaults`), and a decoder fills in the default of a field the
+body does not have and ignores a field it does not know. Protocol 1 (the first release) was
+stricter: it refused unknown fields, so a body for a protocol-1 peer carries only the fields
+that protocol 1 had (`V1_FIELDS`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
-import types
-import typing
-from collections.abc import Callable
-from typing import Any, ClassVar
+import sys
+from typing import Annotated, Any, ClassVar, TypeVar
 
-import msgpack
+# msgspec reads annotations with typing_extensions when it is installed (the dashboard's
+# packages bring it): 7 ms of a one-shot submit's import for what Python 3.11's typing does
+if "typing_extensions" not in sys.modules:
+    sys.modules["typing_extensions"] = None      # type: ignore[assignment]  # import fails
+    try:
+        import msgspec
+    finally:
+        del sys.modules["typing_extensions"]
+import msgspec  # noqa: E402
+from msgspec import Meta  # noqa: E402
 
 from luzia.errors import ProtocolError
-from luzia.frozen import Frozen
 
 MAX_MESSAGE = 1 << 20          # bytes in one frame; sockets also set zmq.MAXMSGSIZE
 MAX_NAME = 64
-MAX_LINE = 2048                # a string field without a pattern or a limit of its own
-MAX_LIST = 1024                # a list field without an `items` limit
+MAX_LINE = 2048                # a string field without a limit of its own
+MAX_LIST = 1024                # a list field without a limit of its own
+BIG = 2**63 - 1                # numbers without a range of their own stay within +-this
+
+# field types with their limits, named once (a field with a limit of its own says it inline)
+Line = Annotated[str, Meta(max_length=MAX_LINE)]
+Count = Annotated[int, Meta(ge=0, le=BIG)]                 # offsets, sizes, pids, request ids
+Seconds = Annotated[float, Meta(ge=0, le=30 * 86400)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+Unknown = Annotated[float, Meta(ge=-1, le=1)]              # a fraction, or -1: not measured
+Map = dict[str, Any]                                        # bounded by the frame's size
 
 
-def field(default: Any = dataclasses.MISSING, **checks: Any) -> Any:
-    """A message field with checks: max (length or value), min, pattern, items (list length)."""
-    if default is dataclasses.MISSING:
-        return dataclasses.field(metadata=checks)
-    if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=checks)
-    return dataclasses.field(default=default, metadata=checks)
-
-
-class Message(Frozen):
-    """Base of every message. Subclasses are `@frozen` dataclasses with a `kind` (the TYPE
-    frame)."""
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every message: a frozen Struct with a `kind` (its TYPE frame). A subclass
+    repeats `frozen=True` (msgspec does not inherit it from a base's options)."""
 
     kind: ClassVar[bytes] = b""
 
-    def __post_init__(self) -> None:
-        _check(self)
+
+M = TypeVar("M", bound=Message)
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODERS: dict[type, msgspec.msgpack.Decoder] = {}     # one per class, built at first use
 
 
-def pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+def _no_ext(code: int, data: memoryview) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-def unpack(body: bytes) -> Any:
+def _decoder(cls: type) -> msgspec.msgpack.Decoder:
+    dec = _DECODERS.get(cls)
+    if dec is None:
+        dec = _DECODERS[cls] = msgspec.msgpack.Decoder(cls, ext_hook=_no_ext)
+    return dec
+
+
+def body(msg: Message, peer: int = 0) -> bytes:
+    """The msgpack body of `msg`, checked against every limit (ProtocolError if one is
+    broken). `peer` 1: only the fields protocol 1 knows (V1_FIELDS)."""
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=True, use_list=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError, UnicodeDecodeError, OverflowError, RecursionError) as exc:
+        data = _ENCODER.encode(to_plain(msg, v1=True) if peer == 1 and _newer_than_v1(type(msg))
+                               else msg)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        raise ProtocolError(f"{type(msg).__name__}: cannot be encoded: {exc}") from None
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(f"{type(msg).__name__}: {len(data)} bytes exceeds {MAX_MESSAGE}")
+    parse(type(msg), data)        # what we send passes the checks the peer will make
+    return data
+
+
+def parse(cls: type[M], data: bytes | memoryview) -> M:
+    """Decode and check a body as `cls`; ProtocolError for anything wrong."""
+    decoder = _decoder(cls)
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(_where(cls, str(exc))) from None
+    except (msgspec.DecodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
         raise ProtocolError(f"bad msgpack body: {exc.__class__.__name__}: {str(exc)[:100]}") from None
 
 
-def from_plain(cls: type[Message], obj: Any) -> Message:
-    """Build a message from a decoded map, checking every field."""
-    if not isinstance(obj, dict):
-        raise ProtocolError(f"{cls.__name__}: body must be a map, got {type(obj).__name__}")
-    names, required, nested = _shape(cls)
-    if not names.issuperset(obj):
-        unknown = sorted(map(str, set(obj) - names))
-        raise ProtocolError(f"{cls.__name__}: unknown field {unknown[0]!r}")
-    if not required.issubset(obj):
-        raise ProtocolError(f"{cls.__name__}: missing field {sorted(required - set(obj))[0]!r}")
-    if nested:
-        obj = dict(obj)
-        for name, convert in nested:
-            if name in obj:
-                obj[name] = convert(obj[name])
-    return cls(**obj)
+def check(msg: M) -> M:
+    """`msg` itself if every field is within its limits (ProtocolError otherwise)."""
+    body(msg)
+    return msg
 
 
-# a class's field names, its required names, and a converter for each nested-message field
-_Shape = tuple[frozenset[str], frozenset[str], list[tuple[str, Callable[[Any], Any]]]]
-_SHAPES: dict[type, _Shape] = {}
+def from_plain(cls: type[M], obj: Any) -> M:
+    """Build a message from plain values (a map read from JSON), checking every field."""
+    try:
+        return msgspec.convert(obj, cls)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(_where(cls, str(exc))) from None
 
 
-def _shape(cls: type) -> _Shape:
-    """Field names, required names and converters for nested messages, built once per class."""
-    if cls not in _SHAPES:
-        fields = _fields(cls)
-        required = frozenset(n for n, (_, f) in fields.items()
-                             if f.default is dataclasses.MISSING
-                             and f.default_factory is dataclasses.MISSING)
-        nested: list[tuple[str, Callable[[Any], Any]]] = []
-        for name, (hint, _) in fields.items():
-            if isinstance(hint, type) and issubclass(hint, Message):
-                nested.append((name, functools.partial(from_plain, hint)))
-            elif typing.get_origin(hint) is list:
-                (item,) = typing.get_args(hint)
-                if isinstance(item, type) and issubclass(item, Message):
-                    where = f"{cls.__name__}.{name}"
-                    nested.append((name, functools.partial(_nested_list, item, where=where)))
-        _SHAPES[cls] = (frozenset(fields), required, nested)
-    return _SHAPES[cls]
-
-
-def _nested_list(item: type[Message], value: Any, *, where: str) -> list[Message]:
-    if not isinstance(value, list):
-        raise ProtocolError(f"{where}: expected a list")
-    if len(value) > MAX_LIST:
-        raise ProtocolError(f"{where}: more than {MAX_LIST} items")
-    return [from_plain(item, v) for v in value]
-
-
-def to_plain(msg: Message) -> dict[str, Any]:
-    """The message as a plain map (nested messages too), ready for `pack`."""
+def to_plain(msg: Message, v1: bool = False) -> dict[str, Any]:
+    """Every field of the message (defaults too) as plain values, nested messages as maps;
+    with `v1`, only the fields protocol 1 had (V1_FIELDS)."""
+    keep = V1_FIELDS[type(msg).__name__] if v1 else msg.__struct_fields__
     out = {}
-    for f in dataclasses.fields(msg):
-        value = getattr(msg, f.name)
+    for name in msg.__struct_fields__:
+        if name not in keep:
+            continue
+        value = getattr(msg, name)
         if isinstance(value, Message):
-            value = to_plain(value)
+            value = to_plain(value, v1)
         elif isinstance(value, list) and value and isinstance(value[0], Message):
-            value = [to_plain(v) for v in value]
-        out[f.name] = value
+            value = [to_plain(v, v1) for v in value]
+        out[name] = value
     return out
 
 
-_FIELDS: dict[type, dict[str, tuple[Any, dataclasses.Field]]] = {}
+def replace(msg: M, **changes: Any) -> M:
+    """A copy of `msg` with some fields changed (checked when it is sent, as any message)."""
+    return msgspec.structs.replace(msg, **changes)
 
 
-def _fields(cls: type) -> dict[str, tuple[Any, dataclasses.Field]]:
-    if cls not in _FIELDS:
-        hints = typing.get_type_hints(cls)
-        _FIELDS[cls] = {f.name: (hints[f.name], f) for f in dataclasses.fields(cls)}
-    return _FIELDS[cls]
+def pack(obj: Any) -> bytes:
+    """Plain values as msgpack (what a field's size limit is measured in)."""
+    return _ENCODER.encode(obj)
 
 
-def _check(msg: Message) -> None:
-    for name, check in _checkers(type(msg)):
-        check(getattr(msg, name))
+def _where(cls: type, error: str) -> str:
+    """msgspec's "Expected ... - at `$.job.user`" as "Submit.job.user: Expected ..."."""
+    what, _, path = error.partition(" - at `$")
+    return f"{cls.__name__}{path.rstrip('`')}: {what}"
 
 
-_CHECKERS: dict[type, list[tuple[str, Callable[[Any], None]]]] = {}
+# ---------------------------------------------------------------------------
+# protocol 1: the first release refused a field it did not know
+
+V1_FIELDS: dict[str, frozenset[str]] = {name: frozenset(fields.split()) for name, fields in {
+    "JobSpec": "id project task user priority type timeout max_retries after metadata workdir "
+               "submitted_at",
+    "HeldJob": "job_id attempt exit_code",
+    "Submit": "job",
+    "Hello": "name slots capabilities tags held pid",
+    "Heartbeat": "cpu memory gpu_memory gpu_util gpu_free_gb running slots",
+    "Started": "job_id attempt session pid",
+    "Progress": "job_id attempt percent message tail stalled stalled_for",
+    "Done": "job_id attempt exit_code reason tail",
+    "LogChunk": "req job_id offset data size error",
+    "Welcome": "heartbeat_interval liveness adopt drop",
+    "Assign": "job attempt",
+    "Cancel": "job_id reason",
+    "LogRequest": "req job_id offset limit",
+    "Disconnect": "reason",
+    "Request": "req op args",
+    "Reply": "req ok result error code",
+    "Event": "topic data",
+}.items()}
 
 
-def _checkers(cls: type) -> list[tuple[str, Callable[[Any], None]]]:
-    """Per-class field checks, built once from the type hints and field metadata."""
-    if cls not in _CHECKERS:
-        _CHECKERS[cls] = [(name, _checker(hint, f.metadata, f"{cls.__name__}.{name}"))
-                          for name, (hint, f) in _fields(cls).items()]
-    return _CHECKERS[cls]
+_NEWER_THAN_V1: dict[type, bool] = {}
 
 
-def _checker(hint: Any, meta: typing.Mapping[str, Any], where: str) -> Callable[[Any], None]:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        inner = _checker(next(a for a in typing.get_args(hint) if a is not type(None)), meta, where)
+def _newer_than_v1(cls: type[Message]) -> bool:
+    """Has `cls`, or a message inside it, a field protocol 1 did not know?"""
+    if cls not in _NEWER_THAN_V1:
+        from msgspec import inspect  # only when a message first goes to a protocol-1 peer
 
-        def check_optional(value: Any) -> None:
-            if value is not None:
-                inner(value)
-        return check_optional
-    if hint is Any:
-        return lambda value: None
-    if isinstance(hint, type) and issubclass(hint, Message):
-        def check_message(value: Any) -> None:
-            if not isinstance(value, hint):
-                raise ProtocolError(f"{where}: expected {hint.__name__}")
-        return check_message
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        limit = meta.get("items", MAX_LIST)
-        item_check = _checker(item, {k: v for k, v in meta.items() if k != "items"}, f"{where}[]")
-
-        def check_list(value: Any) -> None:
-            if not isinstance(value, list):
-                raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
-            if len(value) > limit:
-                raise ProtocolError(f"{where}: more than {limit} items")
-            for v in value:
-                item_check(v)
-        return check_list
-    if origin is dict:
-        max_bytes = meta.get("max")
-
-        def check_map(value: Any) -> None:
-            if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-                raise ProtocolError(f"{where}: expected a map with string keys")
-            if max_bytes is not None and value and len(pack(value)) > max_bytes:
-                raise ProtocolError(f"{where}: larger than {max_bytes} bytes")
-        return check_map
-    if hint is bool:
-        def check_bool(value: Any) -> None:
-            if value is not True and value is not False:
-                raise ProtocolError(f"{where}: expected true/false, got {type(value).__name__}")
-        return check_bool
-    if hint in (int, float):
-        kinds = (int,) if hint is int else (int, float)
-        lo, hi = meta.get("min", -2**63), meta.get("max", 2**63)
-
-        def check_number(value: Any) -> None:
-            if not isinstance(value, kinds) or isinstance(value, bool):
-                raise ProtocolError(f"{where}: expected {hint.__name__}, got {type(value).__name__}")
-            if value != value or value in (math.inf, -math.inf):
-                raise ProtocolError(f"{where}: not a finite number")
-            if not lo <= value <= hi:
-                raise ProtocolError(f"{where}: {value} is outside {lo}..{hi}")
-        return check_number
-    if hint is str:
-        pattern = meta.get("pattern")
-        limit = meta.get("max", MAX_LINE if pattern is None else MAX_NAME + 64)
-
-        def check_str(value: Any) -> None:
-            if not isinstance(value, str):
-                raise ProtocolError(f"{where}: expected a string, got {type(value).__name__}")
-            if len(value) > limit:
-                raise ProtocolError(f"{where}: longer than {limit} characters")
-            if pattern is not None and not pattern.match(value):
-                raise ProtocolError(f"{where}: {value[:40]!r} is not a valid value")
-        return check_str
-    if hint is bytes:
-        limit = meta.get("max", MAX_MESSAGE)
-
-        def check_bytes(value: Any) -> None:
-            if not isinstance(value, bytes):
-                raise ProtocolError(f"{where}: expected bytes, got {type(value).__name__}")
-            if len(value) > limit:
-                raise ProtocolError(f"{where}: longer than {limit} bytes")
-        return check_bytes
-    raise TypeError(f"{where}: unsupported field type {hint!r}")  # a bug in this module
+        def newer(t: Any) -> bool:
+            if isinstance(t, inspect.StructType):
+                return (not V1_FIELDS[t.cls.__name__].issuperset(t.cls.__struct_fields__)
+                        or any(newer(f.type) for f in t.fields))
+            if isinstance(t, inspect.ListType):
+                return newer(t.item_type)
+            if isinstance(t, inspect.UnionType):
+                return any(newer(m) for m in t.types)
+            return False
+        _NEWER_THAN_V1[cls] = newer(inspect.type_info(cls))
+    return _NEWER_THAN_V1[cls]

@@ -2,12 +2,32 @@
 
 Frames on every socket: ``[b"LZ1", TYPE, msgpack(body)]``; a ROUTER adds the peer's identity
 in front, and the PUB socket puts the topic (``job.<state>``, ``agent.<state>``) in front.
-The body is a msgpack map whose keys are the fields of the message's dataclass.
+The body is a msgpack map whose keys are the fields of the message's class.
 
-Decoding never trusts its input: the version, the type, every field's presence, type, size
-and range are checked, and anything wrong raises the one `ProtocolError`. Nothing outside
-this module touches frame positions, and nothing outside it and luzia/message.py (the field
-checks and the msgpack conversion under every message) touches msgpack.
+Decoding never trusts its input: the frames, the type, and every field's type, size and
+range are checked (msgspec, in C), and anything wrong raises the one `ProtocolError`.
+Nothing outside this module touches frame positions, and nothing outside it and
+luzia/message.py (the Struct base, the checks and the encoder under every message) touches
+msgpack.
+
+Versions (docs/PROTOCOL.md, "Versions"; DECISIONS 70). ``LZ1`` names the frame layout and
+never changes while it holds. `PROTOCOL` is the number of this release's messages; a peer
+says its own in Hello and Request (absent: 1, the first release). A broker serves peers from
+`OLDEST` (or its `broker.min_protocol`) up, and refuses an older agent at Hello and an older
+CLI's requests with a line that names both numbers.
+
+Adding a field: one line in the message's class, with a default (what a peer that does not
+send it means) and its limits in its type, e.g. in JobSpec
+
+    base_commit: Annotated[str, Meta(max_length=64)] = ""    # protocol 3: the workspace's base
+
+then `PROTOCOL += 1` once per release that adds fields, and a line in docs/PROTOCOL.md.
+Peers of protocol 2 and later ignore a field they do not know and fill in the default of one
+they are not sent; a protocol-1 peer is sent only the fields it had (message.V1_FIELDS). A
+field that an older peer must not ignore (it would do the wrong thing without it) needs the
+sender to look at the peer's protocol first: the broker keeps each agent's (`Agent.protocol`).
+Never change a default, never change what a field means, never remove a field; a new message
+type goes only to peers whose protocol has it.
 
 Sockets and who speaks on them:
 
@@ -26,71 +46,95 @@ events     broker PUB -> SUB           Event (topic job.<state> / agent.<state>)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from luzia.errors import ProtocolError
-from luzia.frozen import frozen
 from luzia.ids import JOB_ID_RE
-from luzia.message import (
-    MAX_LINE,
-    MAX_LIST,
-    MAX_MESSAGE,
-    MAX_NAME,
+from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modules that use ours
+    BIG,
+    MAX_LINE as MAX_LINE,
+    MAX_LIST as MAX_LIST,
+    MAX_MESSAGE as MAX_MESSAGE,
+    MAX_NAME as MAX_NAME,
+    Count,
+    Fraction,
+    Line,
+    Map,
     Message,
-    field,
-    from_plain,
+    Meta,
+    Seconds,
+    Unknown,
+    body,
+    check as check,
+    from_plain as from_plain,
     pack,
-    to_plain,
-    unpack,
+    parse,
+    replace as replace,
+    to_plain as to_plain,
 )
 
-VERSION = b"LZ1"
+VERSION = b"LZ1"               # the frame layout (never changes while it holds)
+PROTOCOL = 3                   # this release's messages: 1 the first release, 2 + versions, 3 + usage
+OLDEST = 1                     # the oldest peer protocol this release still serves
 MAX_TASK = 64 * 1024           # bytes of task text
 MAX_METADATA = 16 * 1024       # bytes of a job's metadata, msgpack-encoded
 MAX_TAIL_LINES = 50
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# msgspec searches a pattern: anchored at both ends, and \Z, since $ matches before a final \n
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"
+TYPE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}\Z"
+JOB_ID_PATTERN = JOB_ID_RE.pattern                 # luzia/ids.py makes them
+
+JobId = Annotated[str, Meta(pattern=JOB_ID_PATTERN)]
+JobIds = Annotated[list[JobId], Meta(max_length=MAX_LIST)]
+Name = Annotated[str, Meta(pattern=NAME_PATTERN)]
+Attempt = Annotated[int, Meta(ge=1, le=BIG)]
+ExitCode = Annotated[int, Meta(ge=-BIG - 1, le=BIG)]
+Slots = Annotated[int, Meta(ge=1, le=1024)]
+Tail = Annotated[list[Line], Meta(max_length=MAX_TAIL_LINES)]
+Protocol = Annotated[int, Meta(ge=1, le=BIG)]
+Version = Annotated[str, Meta(max_length=MAX_NAME)]
 
 
 # ---------------------------------------------------------------------------
 # job description
 
 
-@frozen
-class JobSpec(Message):
+class JobSpec(Message, frozen=True):
     """What to run: made by the client, stored by the broker, handed to an agent in Assign."""
 
-    id: str = field(pattern=JOB_ID_RE)
-    project: str = field(pattern=NAME_RE)
-    task: str = field(max=MAX_TASK)
-    user: str = field(pattern=NAME_RE)
-    priority: int = field(2, min=0, max=3)
-    type: str = field("", max=32)               # "" : the broker detects it from the text
-    timeout: float = field(0.0, min=0, max=30 * 86400)   # seconds; 0: none
-    max_retries: int = field(0, min=0, max=100)
-    after: list[str] = field([], items=64, pattern=JOB_ID_RE)
-    metadata: dict[str, Any] = field({}, max=MAX_METADATA)
-    workdir: str = field("", max=4096)
-    submitted_at: float = field(0.0, min=0)
+    id: JobId
+    project: Name
+    task: Annotated[str, Meta(max_length=MAX_TASK)]
+    user: Name
+    priority: Annotated[int, Meta(ge=0, le=3)] = 2
+    type: Annotated[str, Meta(max_length=32)] = ""      # "": the broker detects it from the text
+    timeout: Seconds = 0.0                              # 0: none
+    max_retries: Annotated[int, Meta(ge=0, le=100)] = 0
+    after: Annotated[list[JobId], Meta(max_length=64)] = []
+    metadata: Map = {}                                  # at most MAX_METADATA bytes packed
+    workdir: Annotated[str, Meta(max_length=4096)] = ""
+    submitted_at: Annotated[float, Meta(ge=0, le=2**63)] = 0.0
+
+    def __post_init__(self) -> None:        # the one limit a type cannot say
+        if self.metadata and len(pack(self.metadata)) > MAX_METADATA:
+            raise ProtocolError(f"JobSpec.metadata: larger than {MAX_METADATA} bytes")
 
 
-@frozen
-class Usage(Message):
+class Usage(Message, frozen=True):
     """What an agent's output adapter saw of one attempt (docs/AGENTS.md): cost, tokens, turns,
-    model and the conversation's session id. In Progress and Done; all unknown by default.
-    Added after protocol 1: every field optional."""
+    model and the conversation's session id. In Progress and Done (protocol 3); all unknown
+    by default."""
 
-    cost_usd: float = field(-1.0, min=-1, max=1e9)  # -1: the adapter reported no cost
-    tokens_in: int = field(0, min=0)
-    tokens_out: int = field(0, min=0)
-    cache_read: int = field(0, min=0)
-    cache_write: int = field(0, min=0)
-    turns: int = field(0, min=0, max=1 << 31)
-    model: str = field("", max=MAX_NAME * 2)
-    session_id: str = field("", max=MAX_NAME * 2)
-    malformed: int = field(0, min=0)            # output lines the adapter could not read
+    cost_usd: Annotated[float, Meta(ge=-1, le=1e9)] = -1.0     # -1: the adapter reported no cost
+    tokens_in: Count = 0
+    tokens_out: Count = 0
+    cache_read: Count = 0
+    cache_write: Count = 0
+    turns: Annotated[int, Meta(ge=0, le=1 << 31)] = 0
+    model: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""
+    session_id: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""
+    malformed: Count = 0                    # output lines the adapter could not read
 
     @property
     def known(self) -> bool:
@@ -101,214 +145,209 @@ class Usage(Message):
 NO_USAGE = Usage()
 
 
-@frozen
-class HeldJob(Message):
+class HeldJob(Message, frozen=True):
     """A job an agent still knows about when it says Hello: running, or ended while unobserved."""
 
-    job_id: str = field(pattern=JOB_ID_RE)
-    attempt: int = field(1, min=1)
-    exit_code: int | None = field(None)         # None: still running
+    job_id: JobId
+    attempt: Attempt = 1
+    exit_code: ExitCode | None = None   # None: still running
 
 
 # ---------------------------------------------------------------------------
 # CLI -> broker (submit socket)
 
 
-@frozen
-class Submit(Message):
+class Submit(Message, frozen=True):
     """A new job, fired by the CLI (or luzia.client) over PUSH. Idempotent by job id."""
 
     kind: ClassVar[bytes] = b"SUBMIT"
-    job: JobSpec = field()
+    job: JobSpec
 
 
 # ---------------------------------------------------------------------------
 # agent -> broker
 
 
-@frozen
-class Hello(Message):
-    """First message of an agent after (re)connecting: who it is, its credits, what it holds."""
+class Hello(Message, frozen=True):
+    """First message of an agent after (re)connecting: who it is, its credits, what it holds,
+    and which protocol it speaks (a broker that cannot serve it answers Disconnect(refused))."""
 
     kind: ClassVar[bytes] = b"HELLO"
-    name: str = field(pattern=NAME_RE)
-    slots: int = field(min=1, max=1024)
-    capabilities: list[str] = field(items=32, pattern=TYPE_RE)
-    tags: list[str] = field([], items=32, max=MAX_NAME)
-    held: list[HeldJob] = field([], items=MAX_LIST)
-    pid: int = field(0, min=0)
-    accounts: list[str] = field([], items=64, pattern=NAME_RE)   # [accounts.*]; []: none declared
-    # issue 17: its host and state directory (a hash); the same name and instance is the same
-    # agent restarted, another instance under a live agent's name is refused. "": not told
-    instance: str = field("", max=64)
+    name: Name
+    slots: Slots
+    capabilities: Annotated[list[Annotated[str, Meta(pattern=TYPE_PATTERN)]], Meta(max_length=32)]
+    tags: Annotated[list[Annotated[str, Meta(max_length=MAX_NAME)]], Meta(max_length=32)] = []
+    held: Annotated[list[HeldJob], Meta(max_length=MAX_LIST)] = []
+    pid: Count = 0
+    protocol: Protocol = 1                  # protocol 2: the agent's PROTOCOL
+    version: Version = ""                   # protocol 2: its Luzia release, for people
+    # protocol 2 (issue 17): its host and state directory (a hash); the same name and instance
+    # is the same agent restarted, another instance under a live agent's name is refused
+    instance: Annotated[str, Meta(max_length=64)] = ""      # "": not told (protocol 1)
+    # protocol 3 (issue 13): its [accounts.*] (docs/AGENTS.md); []: none declared
+    accounts: Annotated[list[Name], Meta(max_length=64)] = []
 
 
-@frozen
-class Heartbeat(Message):
+class Heartbeat(Message, frozen=True):
     """Sent both ways every heartbeat interval. The agent's carries its load and running jobs."""
 
     kind: ClassVar[bytes] = b"HEARTBEAT"
-    cpu: float = field(0.0, min=0, max=1)       # fraction of all cores busy
-    memory: float = field(0.0, min=0, max=1)    # fraction of memory in use
-    gpu_memory: float = field(-1.0, min=-1, max=1)   # fraction of GPU memory used; -1: no GPU
-    gpu_util: float = field(-1.0, min=-1, max=1)
-    gpu_free_gb: float = field(-1.0, min=-1)
-    running: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)
-    slots: int = field(0, min=0, max=1024)      # the agent's credits now (adaptive); 0: as in Hello
-    degraded: str = field("", max=MAX_LINE)     # issue 17: why it takes no new work (disk full); "": ok
+    cpu: Fraction = 0.0                     # of all cores busy
+    memory: Fraction = 0.0                  # of memory in use
+    gpu_memory: Unknown = -1.0              # of GPU memory used; -1: no GPU
+    gpu_util: Unknown = -1.0
+    gpu_free_gb: Annotated[float, Meta(ge=-1, le=2**63)] = -1.0
+    running: JobIds = []
+    slots: Annotated[int, Meta(ge=0, le=1024)] = 0      # its credits now (adaptive); 0: as in Hello
+    degraded: Line = ""                     # protocol 2 (issue 17): why it takes no new work; "": ok
 
 
-@frozen
-class Started(Message):
+class Started(Message, frozen=True):
     """The agent started (or re-adopted) a job's process."""
 
     kind: ClassVar[bytes] = b"STARTED"
-    job_id: str = field(pattern=JOB_ID_RE)
-    attempt: int = field(min=1)
-    session: str = field("", max=256)           # tmux session name, "" for the subprocess runner
-    pid: int = field(0, min=0)
+    job_id: JobId
+    attempt: Attempt
+    session: Annotated[str, Meta(max_length=256)] = ""  # tmux session name, "" for subprocess
+    pid: Count = 0
 
 
-@frozen
-class Progress(Message):
+class Progress(Message, frozen=True):
     """A running job's progress and the last lines of its output."""
 
     kind: ClassVar[bytes] = b"PROGRESS"
-    job_id: str = field(pattern=JOB_ID_RE)
-    attempt: int = field(min=1)
-    percent: float = field(-1.0, min=-1, max=100)   # -1: unknown
-    message: str = field("", max=MAX_LINE)
-    tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
-    stalled: bool = field(False)                # output unchanged for the agent's stall_after
-    stalled_for: float = field(0.0, min=0, max=30 * 86400)   # seconds since it last changed
-    usage: Usage = field(NO_USAGE)              # the attempt's cost and tokens so far
-    # issue 14: its pane waits for a person (attention.py), and the pane's last lines then
-    needs_input: bool = field(False)
-    needs_input_lines: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
+    job_id: JobId
+    attempt: Attempt
+    percent: Annotated[float, Meta(ge=-1, le=100)] = -1.0   # -1: unknown
+    message: Line = ""
+    tail: Tail = []
+    stalled: bool = False                   # output unchanged for the agent's stall_after
+    stalled_for: Seconds = 0.0              # seconds since it last changed
+    usage: Usage = NO_USAGE                 # protocol 3 (issue 13): its cost and tokens so far
+    # protocol 2 (issue 14): its pane waits for a person (attention.py), and its last lines then
+    needs_input: bool = False
+    needs_input_lines: Tail = []
 
 
-@frozen
-class Done(Message):
+class Done(Message, frozen=True):
     """A job's process ended. exit_code 0 is success; reason says why it ended otherwise."""
 
     kind: ClassVar[bytes] = b"DONE"
-    job_id: str = field(pattern=JOB_ID_RE)
-    attempt: int = field(min=1)
-    exit_code: int = field()
-    reason: str = field("", max=MAX_LINE)       # "", "timeout", "cancelled", "runner: ..."
-    tail: list[str] = field([], items=MAX_TAIL_LINES, max=MAX_LINE)
-    usage: Usage = field(NO_USAGE)              # the attempt's cost and tokens
-    limited_until: float = field(0.0, min=0, max=2**40)   # a usage limit ended it: its reset (unix time)
-    limit: str = field("", max=MAX_LINE)        # the output line that showed the limit
-    started: bool = field(True)                 # issue 17: False when its command never started
+    job_id: JobId
+    attempt: Attempt
+    exit_code: ExitCode
+    reason: Line = ""                       # "", "timeout", "cancelled", "runner: ..."
+    tail: Tail = []
+    started: bool = True                    # protocol 2 (issue 17): False: its command never started
+    # protocol 3 (issue 13, docs/AGENTS.md): its cost and tokens; a usage limit ended it
+    usage: Usage = NO_USAGE
+    limited_until: Annotated[float, Meta(ge=0, le=2**40)] = 0.0   # the limit's reset (unix time)
+    limit: Line = ""                        # the output line that showed the limit
 
 
-@frozen
-class LogChunk(Message):
+class LogChunk(Message, frozen=True):
     """The agent's answer to LogRequest: bytes of a job's output.log from `offset`."""
 
     kind: ClassVar[bytes] = b"LOGCHUNK"
-    req: int = field(min=0)
-    job_id: str = field(pattern=JOB_ID_RE)
-    offset: int = field(0, min=0)
-    data: bytes = field(b"", max=MAX_MESSAGE // 2)
-    size: int = field(0, min=0)                 # the log's size when read
-    error: str = field("", max=MAX_LINE)
+    req: Count
+    job_id: JobId
+    offset: Count = 0
+    data: Annotated[bytes, Meta(max_length=MAX_MESSAGE // 2)] = b""
+    size: Count = 0                         # the log's size when read
+    error: Line = ""
 
 
 # ---------------------------------------------------------------------------
 # broker -> agent
 
 
-@frozen
-class Welcome(Message):
+class Welcome(Message, frozen=True):
     """The broker's answer to Hello: the agent is registered; beat at this interval."""
 
     kind: ClassVar[bytes] = b"WELCOME"
-    heartbeat_interval: float = field(1.0, min=0.01, max=3600)
-    liveness: int = field(3, min=1, max=100)
-    adopt: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)    # held jobs to keep running
-    drop: list[str] = field([], items=MAX_LIST, pattern=JOB_ID_RE)     # held jobs to stop
+    heartbeat_interval: Annotated[float, Meta(ge=0.01, le=3600)] = 1.0
+    liveness: Annotated[int, Meta(ge=1, le=100)] = 3
+    adopt: JobIds = []                      # held jobs to keep running
+    drop: JobIds = []                       # held jobs to stop
+    protocol: Protocol = 1                  # protocol 2: the broker's PROTOCOL
+    version: Version = ""                   # protocol 2: its Luzia release
 
 
-@frozen
-class Assign(Message):
+class Assign(Message, frozen=True):
     """Run this job (attempt n). Uses one of the agent's credits until Done."""
 
     kind: ClassVar[bytes] = b"ASSIGN"
-    job: JobSpec = field()
-    attempt: int = field(1, min=1)
-    account: str = field("", max=MAX_NAME)      # the [accounts.*] to run it under; "": none
-    resume: str = field("", max=MAX_NAME * 2)   # the agent's session id to resume; "": fresh
+    job: JobSpec
+    attempt: Attempt = 1
+    # protocol 3 (issue 13): the [accounts.*] to run it under, the agent's session to resume
+    account: Annotated[str, Meta(max_length=MAX_NAME)] = ""     # "": none
+    resume: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""  # "": a fresh start
 
 
-@frozen
-class Cancel(Message):
+class Cancel(Message, frozen=True):
     """Stop this job: SIGTERM, then SIGKILL after the agent's grace; report Done."""
 
     kind: ClassVar[bytes] = b"CANCEL"
-    job_id: str = field(pattern=JOB_ID_RE)
-    reason: str = field("cancelled", max=MAX_LINE)
+    job_id: JobId
+    reason: Line = "cancelled"
 
 
-@frozen
-class LogRequest(Message):
+class LogRequest(Message, frozen=True):
     """Send up to `limit` bytes of this job's output.log from `offset` (LogChunk answers)."""
 
     kind: ClassVar[bytes] = b"LOGREQ"
-    req: int = field(min=0)
-    job_id: str = field(pattern=JOB_ID_RE)
-    offset: int = field(0, min=0)
-    limit: int = field(65536, min=1, max=MAX_MESSAGE // 2)
+    req: Count
+    job_id: JobId
+    offset: Count = 0
+    limit: Annotated[int, Meta(ge=1, le=MAX_MESSAGE // 2)] = 65536
 
 
-@frozen
-class Disconnect(Message):
-    """The broker does not know this agent (e.g. the broker restarted): say Hello again.
-    With `refused`, the broker will not take it: another live agent holds its name."""
+class Disconnect(Message, frozen=True):
+    """The broker does not know this agent (e.g. the broker restarted): say Hello again. With
+    `refused`, the broker will not take it (`reason` says why): it cannot serve the agent's
+    protocol (the line names both), or another live agent holds its name. The agent says so
+    in its log and tries again later, with its reconnect backoff, not at once."""
 
     kind: ClassVar[bytes] = b"DISCONNECT"
-    reason: str = field("", max=MAX_LINE)
-    refused: bool = field(False)                # issue 17: say Hello again later, not at once
+    reason: Line = ""
+    refused: bool = False                   # protocol 2
 
 
 # ---------------------------------------------------------------------------
 # control socket
 
 
-@frozen
-class Request(Message):
+class Request(Message, frozen=True):
     """A control command (see luzia/broker/ops/ for the operations and their args)."""
 
     kind: ClassVar[bytes] = b"REQUEST"
-    req: int = field(min=0)
-    op: str = field(pattern=re.compile(r"^[a-z][a-z_.]{0,63}$"))
-    args: dict[str, Any] = field({}, max=MAX_MESSAGE)
+    req: Count
+    op: Annotated[str, Meta(pattern=r"^[a-z][a-z_.]{0,63}\Z")]
+    args: Map = {}
+    protocol: Protocol = 1                  # protocol 2: the client's PROTOCOL
 
 
-@frozen
-class Reply(Message):
+class Reply(Message, frozen=True):
     """The answer to one Request: ok with a result, or an error (one line) and its kind."""
 
     kind: ClassVar[bytes] = b"REPLY"
-    req: int = field(min=0)
-    ok: bool = field(True)
-    result: Any = field(None)
-    error: str = field("", max=MAX_LINE)
-    code: str = field("", max=32)               # error kind: "not_found", "bad_request", ...
+    req: Count
+    ok: bool = True
+    result: Any = None
+    error: Line = ""
+    code: Annotated[str, Meta(max_length=32)] = ""      # error kind: "not_found", "bad_request", ...
 
 
 # ---------------------------------------------------------------------------
 # events socket
 
 
-@frozen
-class Event(Message):
+class Event(Message, frozen=True):
     """A state change, published with its topic in front: job.<state> or agent.<state>."""
 
     kind: ClassVar[bytes] = b"EVENT"
-    topic: str = field(max=64)
-    data: dict[str, Any] = field({}, max=MAX_MESSAGE)
+    topic: Annotated[str, Meta(max_length=64)]
+    data: Map = {}
 
 
 MESSAGES: dict[bytes, type[Message]] = {
@@ -316,30 +355,33 @@ MESSAGES: dict[bytes, type[Message]] = {
                               Welcome, Assign, Cancel, LogRequest, Disconnect, Request, Reply,
                               Event)
 }
-TO_BROKER_FROM_AGENT = frozenset({Hello, Heartbeat, Started, Progress, Done, LogChunk})
-TO_AGENT = frozenset({Welcome, Heartbeat, Assign, Cancel, LogRequest, Disconnect})
+TO_BROKER_FROM_AGENT: frozenset[type[Message]] = frozenset(
+    {Hello, Heartbeat, Started, Progress, Done, LogChunk})
+TO_AGENT: frozenset[type[Message]] = frozenset(
+    {Welcome, Heartbeat, Assign, Cancel, LogRequest, Disconnect})
 
 
 # ---------------------------------------------------------------------------
 # encode / decode
 
 
-def encode(msg: Message) -> list[bytes]:
-    """Frames for `msg` (without identity or topic)."""
-    return [VERSION, msg.kind, pack(to_plain(msg))]
+def encode(msg: Message, peer: int = PROTOCOL) -> list[bytes]:
+    """Frames for `msg` (without identity or topic), for a peer of protocol `peer`."""
+    return [VERSION, msg.kind, body(msg, peer)]
 
 
 def encode_event(topic: str, data: dict[str, Any]) -> list[bytes]:
-    """Frames for the PUB socket: topic first, so subscribers can filter on it."""
+    """Frames for the PUB socket: topic first, so subscribers can filter on it. Subscribers of
+    every protocol served read them (the body is for the oldest)."""
     ev = Event(topic=topic, data=data)
-    return [topic.encode(), VERSION, ev.kind, pack(to_plain(ev))]
+    return [topic.encode(), VERSION, ev.kind, body(ev, OLDEST)]
 
 
 def decode(frames: list[bytes], expect: Iterable[type[Message]] | None = None) -> Message:
     """Check and decode `[VERSION, TYPE, body]`. Raise ProtocolError on anything wrong."""
     if len(frames) != 3:
         raise ProtocolError(f"expected 3 frames, got {len(frames)}")
-    version, kind, body = frames
+    version, kind, data = frames
     if version != VERSION:
         raise ProtocolError(f"unsupported protocol version {bytes(version[:16])!r} (this is {VERSION!r})")
     cls = MESSAGES.get(bytes(kind))
@@ -347,9 +389,9 @@ def decode(frames: list[bytes], expect: Iterable[type[Message]] | None = None) -
         raise ProtocolError(f"unknown message type {bytes(kind[:32])!r}")
     if expect is not None and cls not in expect:
         raise ProtocolError(f"message {cls.kind.decode()} is not accepted on this socket")
-    if len(body) > MAX_MESSAGE:
-        raise ProtocolError(f"message body of {len(body)} bytes exceeds {MAX_MESSAGE}")
-    return from_plain(cls, unpack(body))
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(f"message body of {len(data)} bytes exceeds {MAX_MESSAGE}")
+    return parse(cls, data)
 
 
 def decode_event(frames: list[bytes]) -> Event:
@@ -366,13 +408,11 @@ def decode_event(frames: list[bytes]) -> Event:
 
 def spool_bytes(msg: Submit) -> bytes:
     """The content of a spool file for `msg` (same checks as the wire)."""
-    return pack(to_plain(msg))
+    return body(msg)
 
 
 def spool_load(data: bytes) -> Submit:
     """Parse a spool file's content; ProtocolError if it is not a valid Submit."""
     if len(data) > MAX_MESSAGE:
         raise ProtocolError(f"spool file of {len(data)} bytes exceeds {MAX_MESSAGE}")
-    msg = from_plain(Submit, unpack(data))
-    assert isinstance(msg, Submit)
-    return msg
+    return parse(Submit, data)

@@ -122,7 +122,8 @@ class LocalFleet:
             self._control.setsockopt(zmq.LINGER, 0)
             self._control.connect(f"ipc://{self.home}/run/control")
         req = next(self._req)
-        self._control.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
+        request = protocol.Request(req=req, op=op, args=args, protocol=protocol.PROTOCOL)
+        self._control.send_multipart(protocol.encode(request))
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             if not self._control.poll(int(left * 1000) + 1):

@@ -36,10 +36,13 @@ def read_usage(jd: JobDir) -> tuple[protocol.Usage, str]:
             values[name] = value[:128]
         elif (isinstance(value, (int, float)) and not isinstance(value, bool)
               and not isinstance(default, str)):
-            values[name] = type(default)(max(-1 if name == "cost_usd" else 0, value))
+            try:
+                values[name] = type(default)(max(-1 if name == "cost_usd" else 0, value))
+            except OverflowError:             # int(1e999): past every limit
+                values[name] = default
     try:
-        usage = protocol.Usage(**values)
-    except protocol.ProtocolError as exc:   # a value past the wire's limits: say so, report none
+        usage = protocol.check(protocol.Usage(**values))
+    except (protocol.ProtocolError, OverflowError) as exc:   # past the wire's limits: report none
         log.warning("job %s: usage.json out of bounds: %s", jd.id, exc)
         return protocol.NO_USAGE, ""
     error = data["error"] if isinstance(data.get("error"), str) else ""

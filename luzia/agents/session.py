@@ -27,7 +27,7 @@ from typing import Protocol
 
 import zmq
 
-from luzia import keys, protocol
+from luzia import __version__, keys, protocol
 from luzia.agents import credits, metrics
 from luzia.config import Config
 from luzia.errors import ProtocolError
@@ -115,7 +115,8 @@ class BrokerSession:
         self.send(protocol.Hello(name=self.name, slots=self.credits.slots,
                                  capabilities=list(self.cfg.agent.capabilities),
                                  tags=list(self.cfg.agent.tags), held=held, pid=os.getpid(),
-                                 accounts=sorted(self.cfg.accounts), instance=self.instance))
+                                 protocol=protocol.PROTOCOL, version=__version__,
+                                 instance=self.instance, accounts=sorted(self.cfg.accounts)))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
                  self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 
@@ -158,19 +159,23 @@ class BrokerSession:
         if self.refused:
             log.info("the broker takes this agent as %s now", self.name)
         self.refused = ""
-        log.info("welcomed: heartbeat %.2fs, adopted %d, dropped %d", self.interval,
-                 len(msg.adopt), len(msg.drop))
+        log.info("welcomed by the broker (Luzia %s, protocol %d): heartbeat %.2fs, adopted %d, "
+                 "dropped %d", msg.version or "?", msg.protocol, self.interval, len(msg.adopt),
+                 len(msg.drop))
 
     def disconnected(self, msg: protocol.Disconnect) -> None:
-        """The broker does not know us (say Hello again), or refuses us (later, not at once:
-        our silence reconnects with the backoff)."""
+        """The broker does not know us (say Hello again), or refuses us: another live agent
+        holds our name, or it does not serve our protocol (it may be rolled back, or its
+        broker.min_protocol lowered). Then later, not at once: our silence reconnects with
+        the backoff; the jobs here keep running meanwhile."""
         if not msg.refused:
             log.info("broker asked for a new hello: %s", msg.reason)
             self.hello()
             return
         if not self.refused:
-            log.error("refused by the broker: %s; trying again every %.0fs at most (this "
-                      "agent runs no jobs meanwhile)", msg.reason, BACKOFF_MAX)
+            log.error("refused by the broker at %s: %s; trying again every %.0fs at most (no "
+                      "new jobs meanwhile; the jobs here keep running)", self.cfg.endpoints.agents,
+                      msg.reason.removeprefix("refused: "), BACKOFF_MAX)
         else:
             log.warning("still refused by the broker: %s", msg.reason)
         self.refused = msg.reason

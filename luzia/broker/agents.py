@@ -11,8 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from luzia import protocol
-from luzia.broker import gpu, lifecycle
+from luzia import __version__, protocol
+from luzia.broker import gpu, lifecycle, versions
 from luzia.broker.accounts import own_account
 from luzia.broker.fleet import Agent
 from luzia.broker.lifecycle import HOLDING
@@ -44,6 +44,8 @@ class AgentHandler:
             return
         agent = self.m.fleet.by_identity.get(identity)
         if agent is None:
+            if identity in self.m.fleet.outdated:
+                return      # refused: it hears from us at its next Hello (versions.py)
             # we do not know this peer (we restarted, or it never said Hello): ask for one
             self.m.out.send(identity, protocol.Disconnect(reason="unknown agent; say Hello"))
             return
@@ -67,13 +69,19 @@ class AgentHandler:
         """An agent (re)joins: adopt the jobs it holds that are still its, requeue the ones
         it came back without, and tell it which held jobs to drop."""
         m, now = self.m, time.monotonic()
+        m.out.protocols[identity] = msg.protocol
+        why = versions.agent_refusal(m.cfg, msg)
+        if why:
+            self._refuse_protocol(identity, msg, why, now)
+            return
         holder = m.fleet.holder(msg.name, identity, msg.instance)
         if holder is not None:
             self._refuse(holder, identity, msg, now)
             return
         agent = Agent(name=msg.name, identity=identity, slots=msg.slots,
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
-                      instance=msg.instance, last_seen=now, accounts=list(msg.accounts))
+                      instance=msg.instance, last_seen=now, protocol=msg.protocol,
+                      version=msg.version, accounts=list(msg.accounts))
         old = m.fleet.join(agent)
         m.accounts.apply()
         # an agent may say Hello twice in a row (one queued while we were down, one asked
@@ -84,7 +92,8 @@ class AgentHandler:
         adopted = {h.job_id for h in adopt}
         m.out.send(identity, protocol.Welcome(
             heartbeat_interval=m.cfg.broker.heartbeat_interval,
-            liveness=m.cfg.broker.liveness, adopt=sorted(adopted), drop=drop))
+            liveness=m.cfg.broker.liveness, adopt=sorted(adopted), drop=drop,
+            protocol=protocol.PROTOCOL, version=__version__))
         for held in adopt:
             job = m.jobs.get(held.job_id)
             if job is None or job.state not in HOLDING:
@@ -94,11 +103,30 @@ class AgentHandler:
             if held.exit_code is not None:
                 lifecycle.end(m, job, held.exit_code, "")
         (log.debug if again else log.info)(
-            "agent %s %s: slots=%d capabilities=%s held=%d adopted=%d dropped=%d",
+            "agent %s %s: slots=%d capabilities=%s held=%d adopted=%d dropped=%d protocol=%d%s",
             agent.name, "said Hello again" if again else "rejoined" if old else "joined",
-            agent.slots, ",".join(agent.capabilities), len(msg.held), len(adopt), len(drop))
+            agent.slots, ",".join(agent.capabilities), len(msg.held), len(adopt), len(drop),
+            msg.protocol, f" (Luzia {msg.version})" if msg.version else "")
         m.out.publish_agent("live", agent.to_dict(now, m.sched.agent_score(agent.name)))
         m.dirty = True
+
+    def _refuse_protocol(self, identity: bytes, msg: protocol.Hello, why: str, now: float) -> None:
+        """An agent whose protocol this broker does not serve: listed as refused, its earlier
+        self (if it had joined before) lost like a silent agent, and told why at most once
+        per REFUSE_QUIET, in a Disconnect its release can read and log."""
+        m = self.m
+        refused = m.fleet.outdated.get(identity)
+        if refused is None:
+            refused = versions.Refused(msg.name, msg.protocol, msg.version, msg.pid, why)
+        refused.last_seen, refused.pid = now, msg.pid
+        earlier = m.fleet.mark_outdated(identity, refused)
+        if earlier is not None and earlier.live:
+            self._bury(earlier, now)
+        if refused.due(now):
+            refused.answered = now
+            log.warning("agent %s refused: %s", msg.name, why)
+            m.out.send(identity, protocol.Disconnect(reason=f"refused: {why}", refused=True))
+            m.out.publish_agent("refused", refused.to_dict(now))
 
     def _refuse(self, holder: Agent, identity: bytes, msg: protocol.Hello, now: float) -> None:
         """One live agent per name: a second one (another host or state directory) is told

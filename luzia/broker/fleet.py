@@ -13,10 +13,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from luzia import protocol
 from luzia.broker import gpu
 from luzia.broker.rules import SchedAgent, SchedJob
 from luzia.broker.scheduler import Scheduler
+from luzia.broker.versions import Refused
+from luzia.protocol import Heartbeat
 from luzia.states import AgentState
 
 log = logging.getLogger(__name__)
@@ -51,16 +52,18 @@ class Agent:
     accounts: list[str] = field(default_factory=list)   # its [accounts.*] (accounts.py)
     limited_until: float = 0.0       # all its accounts are limited until then (unix time)
     limited: str = ""                # which: "account team-a"
+    protocol: int = 1                # as its Hello said (docs/PROTOCOL.md, "Versions")
+    version: str = ""                # its Luzia release ("": the first release did not say)
 
     @property
     def live(self) -> bool:
         return self.state is not AgentState.DEAD
 
-    def beat(self) -> protocol.Heartbeat:
+    def beat(self) -> Heartbeat:
         """Our heartbeat to it: the jobs we hold there, which acknowledges every Done since
         the last one (docs/PROTOCOL.md)."""
         self.ended.clear()
-        return protocol.Heartbeat(running=sorted(self.jobs))
+        return Heartbeat(running=sorted(self.jobs))
 
     def to_dict(self, now: float, load: float) -> dict[str, Any]:
         """The agent object of the control protocol (docs/PROTOCOL.md)."""
@@ -72,7 +75,8 @@ class Agent:
                 "gpu_memory": self.gpu_memory, "gpu_util": self.gpu_util,
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
                 "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
-                "degraded": self.degraded, "accounts": list(self.accounts),
+                "degraded": self.degraded, "protocol": self.protocol,
+                "version": self.version, "accounts": list(self.accounts),
                 "limited_until": self.limited_until or None}
 
 
@@ -102,6 +106,7 @@ class Fleet:
         self.by_identity: dict[bytes, Agent] = {}
         self.drained = set(drained)     # an operator's drains: kept over reconnects and restarts
         self.clashes: dict[str, Clash] = {}   # by name: the last second agent refused under it
+        self.outdated: dict[bytes, Refused] = {}   # by identity: agents whose protocol is not served
 
     def get(self, name: str) -> Agent | None:
         return self.by_name.get(name)
@@ -115,7 +120,10 @@ class Fleet:
     # liveness -------------------------------------------------------------------
     def join(self, agent: Agent) -> Agent | None:
         """A Hello: register `agent` (its drain as the operator left it) and offer it to the
-        scheduler; returns the record it replaces (same name), if any."""
+        scheduler; returns the record it replaces (same name), if any. A refusal of an older
+        release under its name is over (the upgraded agent has another identity: issue 17)."""
+        for identity in [i for i, r in self.outdated.items() if r.name == agent.name]:
+            del self.outdated[identity]
         old = self.by_name.get(agent.name)
         if old is not None:
             self.by_identity.pop(old.identity, None)
@@ -125,6 +133,12 @@ class Fleet:
         agent.draining = agent.name in self.drained
         self.sched.agent_up(self._sched_agent(agent))
         return old
+
+    def mark_outdated(self, identity: bytes, refused: Refused) -> Agent | None:
+        """A Hello the broker does not serve; the record of that agent's earlier self, which
+        no longer speaks for it (its frames are dropped from now on), if it has one."""
+        self.outdated[identity] = refused
+        return self.by_identity.pop(identity, None)
 
     def holder(self, name: str, identity: bytes, instance: str) -> Agent | None:
         """The live agent that holds `name` for another host or state directory than the

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from luzia import protocol, rpc
@@ -31,11 +30,14 @@ class Outbox:
         self.to_agents: list[list[bytes]] = []
         self.replies: list[list[bytes]] = []
         self.events: list[tuple[str, dict[str, Any]]] = []
-        self.unlink: list[Path] = []
+        self.unspool: list[str] = []      # job ids whose spool files go once committed
+        self.protocols: dict[bytes, int] = {}   # each agent's protocol, as its Hello said
 
     def send(self, identity: bytes, msg: protocol.Message) -> None:
-        """A message to the agent whose ROUTER identity is `identity`."""
-        self.to_agents.append([identity, *protocol.encode(msg)])
+        """A message to the agent whose ROUTER identity is `identity`, in the fields its
+        protocol knows."""
+        peer = self.protocols.get(identity, protocol.PROTOCOL)
+        self.to_agents.append([identity, *protocol.encode(msg, peer)])
 
     def reply(self, identity: bytes, msg: protocol.Reply) -> None:
         self.replies.append([identity, *protocol.encode(msg)])

@@ -94,10 +94,21 @@ class Spool:
         except OSError as exc:
             log.error("bad spool file %s (%s) could not be moved aside: %s", path, why, exc)
 
-    def remove(self, path: Path) -> None:
+    def remove(self, job_ids: list[str]) -> None:
+        """Remove the spool files of these jobs (committed): those that are there (a job
+        pushed from another host, or one the CLI did not spool, has none)."""
+        if not job_ids:
+            return
         try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+            present = set(os.listdir(self.path))
         except OSError as exc:
-            log.warning("cannot remove spool file %s: %s", path, exc)
+            log.warning("cannot read spool %s: %s", self.path, exc)
+            return
+        for name in map(layout.spool_name, job_ids):
+            if name in present:
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("cannot remove spool file %s: %s", name, exc)

@@ -26,22 +26,24 @@ from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
 
+# schema 3: agent-aware jobs (docs/AGENTS.md), mutable as the job runs
+_AGENTWORK = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
+              "model", "session_id", "account", "resume", "paused_until", "pauses")
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
-            "finished_at", "updated_at", "submitter") + (
-            # schema 3: agent-aware jobs (docs/AGENTS.md)
-            "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns", "model",
-            "session_id", "account", "resume", "paused_until", "pauses")
+            "finished_at", "updated_at", "submitter") + _AGENTWORK
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
 _MUTABLE = ("retries", "state", "reason", "host", "attempt", "progress", "message", "tail",
             "exit_code", "stalled", "assigned_at", "started_at", "finished_at", "updated_at",
-            "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns", "model",
-            "session_id", "account", "resume", "paused_until", "pauses")
+            *_AGENTWORK)
 USAGE_COLUMNS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
                  "model", "session_id")     # an attempt's, as protocol.Usage names them
 _ATTEMPT_COLUMNS = ("job_id", "attempt", "host", "assigned_at", "started_at", "finished_at",
                     "exit_code", "reason", *USAGE_COLUMNS, "account")
+_INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_STATE = _SCALARS.index("state")
+_INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(slots=True)
@@ -147,6 +149,10 @@ class Job:
         return out
 
 
+def _json(value: Any, empty: str) -> str:
+    return json.dumps(value) if value else empty     # most jobs: nothing to encode
+
+
 def _filters(states: list[str] | None, project: str | None, user: str | None,
              since: float | None, host: str | None, text: str | None) -> tuple[str, list[Any]]:
     """A WHERE clause (with its leading space, or "") and its parameters. `text` matches the
@@ -248,13 +254,32 @@ class Store:
     def insert(self, job: Job) -> bool:
         """Insert a new job; False if its id exists already (a repeated submission)."""
         self._begin()
-        cur = self.db.execute(
-            f"INSERT OR IGNORE INTO jobs ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})", self._row(job))
+        cur = self.db.execute(_INSERT_JOB.replace("INSERT", "INSERT OR IGNORE", 1), self._row(job))
         if cur.rowcount:
             self.next_seq = max(self.next_seq, job.seq + 1)
             self._event(job, "")
         return bool(cur.rowcount)
+
+    def insert_all(self, jobs: list[Job]) -> None:
+        """Insert new jobs (ids the store does not have: `existing`) and their first event
+        rows, each table in one statement."""
+        if not jobs:
+            return
+        self._begin()
+        self.db.executemany(_INSERT_JOB, [self._row(job) for job in jobs])
+        now = time.time()
+        self.db.executemany(_INSERT_EVENT, [(job.id, now, job.state.value, "") for job in jobs])
+        self.next_seq = max(self.next_seq, max(job.seq for job in jobs) + 1)
+
+    def existing(self, ids: list[str]) -> set[str]:
+        """Those of `ids` the store has."""
+        found: set[str] = set()
+        for at in range(0, len(ids), 500):      # within SQLite's limit on parameters
+            chunk = ids[at:at + 500]
+            rows = self.db.execute(f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})",
+                                   chunk)
+            found.update(r[0] for r in rows)
+        return found
 
     def save(self, job: Job, event: str | None = None, name: str | None = None) -> None:
         """Write the job's mutable fields; `event` (a detail string) also logs a transition,
@@ -295,7 +320,7 @@ class Store:
         values = dict(zip(USAGE_COLUMNS, row, strict=True))
         values["cost_usd"] = -1.0 if values["cost_usd"] is None else values["cost_usd"]
         try:
-            return protocol.Usage(**values)
+            return protocol.check(protocol.Usage(**values))
         except protocol.ProtocolError:
             return protocol.NO_USAGE
 
@@ -312,8 +337,7 @@ class Store:
                                (day,)).fetchall()
 
     def _event(self, job: Job, detail: str, name: str | None = None) -> None:
-        self.db.execute("INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)",
-                        (job.id, time.time(), name or job.state.value, detail))
+        self.db.execute(_INSERT_EVENT, (job.id, time.time(), name or job.state.value, detail))
 
     def last_event(self, job_id: str) -> tuple[str, float]:
         """The name (state) and time of the job's newest events row, ("", 0) without one."""
@@ -404,8 +428,8 @@ class Store:
     @staticmethod
     def _row(job: Job) -> tuple:
         values = [getattr(job, name) for name in _SCALARS]
-        values[_SCALARS.index("state")] = job.state.value
-        return (*values, json.dumps(job.after), json.dumps(job.metadata), json.dumps(job.tail),
+        values[_STATE] = job.state.value
+        return (*values, _json(job.after, "[]"), _json(job.metadata, "{}"), _json(job.tail, "[]"),
                 int(job.stalled))
 
     @staticmethod

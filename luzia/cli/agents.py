@@ -22,7 +22,8 @@ from luzia.cli.render import (
     table,
 )
 
-WORST_FIRST = ("dead", "degraded", "over-ceiling", "busy", "draining", "full", "ok", "gone")
+WORST_FIRST = ("refused", "dead", "degraded", "over-ceiling", "busy", "draining", "full", "ok",
+               "gone")
 DRY_RUN_HELP = "Only say what would happen; change nothing."
 SORT_KEYS = {"name": lambda a: str(a.get("name")),
              "load": lambda a: -(num(a.get("load")) or 0),
@@ -42,10 +43,10 @@ def agents() -> None:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def agents_status(sort_by, as_json) -> None:
     """Each agent's slots in use, load score, its level (low, moderate, high, critical) and
-    parts, capabilities, GPU, last heartbeat and health: ok, busy (its host is over a
-    ceiling with none of our jobs: it takes one), full, draining, over-ceiling (runs ours,
+    parts, capabilities, GPU, release, last heartbeat and health: ok, busy (its host is over
+    a ceiling with none of our jobs: it takes one), full, draining, over-ceiling (runs ours,
     takes no more), dead, gone (dead longer than broker.gone_after: no alert; `luzia agents
-    forget NAME` removes it)."""
+    forget NAME` removes it), refused (a protocol older than the broker serves)."""
     found = [a for a in ask("agents.status", list) if isinstance(a, dict)]
     found.sort(key=SORT_KEYS[sort_by])
     dump(found) if as_json else show_status(found)
@@ -123,7 +124,7 @@ def show_status(found: list[dict[str, Any]]) -> None:
         print("no agents have connected; start one with: luzia-agent (or luzia-supervisor)")
         return
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LEVEL", "LOAD PARTS", "CPU", "MEM", "GPU",
-           "CAPABILITIES", "HEARTBEAT"), [_row(a) for a in found],
+           "CAPABILITIES", "RELEASE", "HEARTBEAT"), [_row(a) for a in found],
           {1: HEALTH_STYLE, 4: LOAD_LEVEL_STYLE})
     gone = [clean(a.get("name")) for a in found if a.get("health") == "gone"]
     if gone:
@@ -143,8 +144,14 @@ def _row(a: dict[str, Any]) -> tuple[Any, ...]:
             f"cpu {num(parts.get('cpu')) or 0:.2f} mem {num(parts.get('memory')) or 0:.2f} "
             f"queue {num(parts.get('queue')) or 0:.2f}",
             pct(a.get("cpu")), pct(a.get("memory")), gpu_cell(a),
-            ",".join(clean(c) for c in a.get("capabilities") or []),
+            ",".join(clean(c) for c in a.get("capabilities") or []), release(a),
             f"{seconds(a.get('heartbeat_age'))} ago")
+
+
+def release(agent: dict[str, Any]) -> str:
+    """`0.2.0 (p2)`: its Luzia release and protocol; `? (p1)` for the first release, which
+    did not say (docs/PROTOCOL.md, "Versions")."""
+    return f"{clean(agent.get('version')) or '?'} (p{int(num(agent.get('protocol')) or 1)})"
 
 
 def gpu_cell(agent: dict[str, Any]) -> str:

@@ -34,7 +34,7 @@ import click
 
 from luzia.beadsfile import BeadsFile
 from luzia.cli.control import load_config
-from luzia.cli.imports import BEADS_TAKEN, Item, bead, place, when
+from luzia.cli.oldqueues import BEADS_TAKEN, Item, bead, place, when
 from luzia.errors import BrokerUnreachable, LuziaError
 from luzia.states import TERMINAL_NAMES, exit_text
 
@@ -202,7 +202,7 @@ class Follower:
         self.say(f"{key}: {'would go ' if self.dry_run else ''}{what}")
 
     def submit(self, issue: Issue) -> None:
-        from luzia import client
+        from luzia import client, protocol
         item = issue.item
         if item.skip:
             if item.key not in self.warned:
@@ -217,8 +217,7 @@ class Follower:
                 self.warned.add(item.key)
                 self.say(f"{item.key}: not taken: {exc}")
             return
-        import dataclasses
-        spec = dataclasses.replace(spec, id=issue.job)
+        spec = protocol.replace(spec, id=issue.job)
         again = " (reopened)" if issue.job != item.job_id else ""
         if self.dry_run:
             self.say(f"{item.key}: would take{again} -> job {spec.id} ({spec.project})")

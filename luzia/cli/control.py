@@ -76,7 +76,7 @@ def fetch_job(ctl: Control, job_id: str) -> dict[str, Any]:
     """jobs.get, patient with a job submitted a moment ago: while its spool file is still
     here the broker has not taken it yet, so ask again for a little while."""
     from luzia.ids import JOB_ID_RE
-    spooled = ctl.cfg.spool_dir / f"{job_id}.job" if JOB_ID_RE.match(job_id) else None
+    spooled = ctl.cfg.spool_dir / f"{job_id}.job" if JOB_ID_RE.fullmatch(job_id) else None
     deadline = time.monotonic() + SPOOL_PATIENCE
     while True:
         try:
@@ -98,7 +98,7 @@ def spooled_job(cfg: Config, ident: str, why: str) -> dict[str, Any] | None:
     from luzia.errors import Ambiguous
     from luzia.ids import JOB_PREFIX_RE
     from luzia.states import Priority
-    if not JOB_PREFIX_RE.match(ident) or not cfg.spool_dir.is_dir():
+    if not JOB_PREFIX_RE.fullmatch(ident) or not cfg.spool_dir.is_dir():
         return None
     found = sorted(cfg.spool_dir.glob(f"{ident}*{layout.SPOOL_SUFFIX}"))
     if len(found) > 1:

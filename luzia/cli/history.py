@@ -15,7 +15,7 @@ from luzia.cli.control import JSON_HELP, ask, dump
 from luzia.cli.render import STATE_STYLE, clean, num, seconds, stamp, table
 from luzia.errors import UsageError
 
-DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 USAGE_HEAD = ("COST", "TOKENS IN", "TOKENS OUT")    # the agents' (docs/AGENTS.md)
 STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN",
@@ -29,7 +29,7 @@ def since_time(value: str | None) -> float | None:
     """`--since`: a duration back from now (90m, 2h, 7d) or a date (2026-01-09[THH:MM])."""
     if not value:
         return None
-    found = DURATION.match(value.strip())
+    found = DURATION.fullmatch(value.strip())
     if found:
         return time.time() - float(found[1]) * UNITS[found[2]]
     for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"):

@@ -179,7 +179,7 @@ def attach(job_id, as_json) -> None:
         job = fetch_job(ctl, job_id)
     cfg = ctl.cfg
     job_id = job["id"]
-    if not JOB_ID_RE.match(job_id):       # it becomes an argument of tmux below
+    if not JOB_ID_RE.fullmatch(job_id):       # it becomes an argument of tmux below
         raise ProtocolError("the broker sent a malformed job id")
     state, host = clean(job.get("state")), clean(job.get("host"), 255)
     here = host == cfg.agent.name

@@ -22,16 +22,20 @@ STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "comp
                "failed": "red", "killed": "magenta", "rejected": "red", "paused": "blue",
                "lost": "yellow"}
 HEALTH_STYLE = {"ok": "green", "busy": "yellow", "full": "yellow", "draining": "cyan",
-                "over-ceiling": "red", "degraded": "bold red", "dead": "bold red", "gone": "dim"}
+                "over-ceiling": "red", "degraded": "bold red", "dead": "bold red", "gone": "dim",
+                "refused": "bold red"}
 LOAD_LEVEL_STYLE = {"low": "green", "moderate": "", "high": "yellow", "critical": "bold red"}
 LEVEL_STYLE = {"critical": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 
 
 def agent_troubles(agent: dict[str, Any]) -> list[str]:
-    """What an operator must fix about an agent, one line each (issue 17): a second agent
-    refused under its name, an agent that stopped taking work by itself (a full disk)."""
+    """What an operator must fix about an agent, one line each: its protocol not served
+    (issue 19), a second agent refused under its name, an agent that stopped taking work by
+    itself (a full disk; issue 17)."""
     name = clean(agent.get("name"))
     out = []
+    if agent.get("outdated"):
+        out.append(f"agent {name} is refused: {clean(agent.get('outdated'))}")
     refused = agent.get("refused")
     if isinstance(refused, dict):
         out.append(f"agent {name}: a second agent under this name was refused (pid "

@@ -60,7 +60,7 @@ Exit codes:
   1   error
   2   usage: bad option, unknown project, job not found, --user not yours to name
   3   broker not reachable, or it refused this host's CURVE key
-  4   protocol error (a malformed answer)
+  4   protocol error: a malformed answer, or a CLI older than the broker serves
   73  state dir not writable, or the job database unusable (luzia db check)
   75  submission rejected by the broker (queue full, unknown dependency),
       or luzia db recover while the broker runs

@@ -251,16 +251,16 @@ def _check_not_rejected(cfg: Any, job_id: str) -> None:
 def _full_id(cfg: Any, ident: str) -> str:
     """A full job id for --after; only a shorter prefix costs a round trip to the broker."""
     from luzia.ids import JOB_ID_RE, JOB_PREFIX_RE
-    if JOB_ID_RE.match(ident):
+    if JOB_ID_RE.fullmatch(ident):
         return ident
-    if not JOB_PREFIX_RE.match(ident):
+    if not JOB_PREFIX_RE.fullmatch(ident):
         raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d (or a unique prefix "
                          f"of 6+ characters), not {clip(ident)}")
     from luzia.client import Control
     with Control(cfg) as ctl:
         job = ctl.call("jobs.get", id=ident)
     found = job.get("id") if isinstance(job, dict) else None
-    if not isinstance(found, str) or not JOB_ID_RE.match(found):
+    if not isinstance(found, str) or not JOB_ID_RE.fullmatch(found):
         from luzia.errors import ProtocolError
         raise ProtocolError(f"the broker answered jobs.get {clip(ident)} with no valid job id")
     return found

@@ -73,7 +73,7 @@ def alerts(snap: Snapshot) -> list[tuple[str, str]]:
     monitor levels."""
     out = []
     present = [a for a in snap.agents if a.get("health") != "gone"]   # retired: no alert
-    live = [a for a in present if a.get("health") != "dead"]
+    live = [a for a in present if a.get("health") not in ("dead", "refused")]
     pending = int(num(snap.queue.get("pending")) or 0)
     if present and not live:
         out.append(("CRITICAL", "every agent is dead: nothing can run"))

@@ -14,7 +14,7 @@ from luzia.config import Config
 from luzia.errors import ConfigError
 
 if TYPE_CHECKING:
-    from luzia.notify.notifier import Notifier
+    from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +55,15 @@ class NotifyMetrics:
         elif state == "failed":
             self.failed.labels(target).inc()
 
-    def tick(self, n: Notifier, now: float) -> None:
+    def tick(self, counts: Callable[[], dict[str, Any]], targets: Iterable[str],
+             now: float) -> None:
+        """Refresh the pending gauges from the outbox's `counts()` at most every REFRESH s."""
         if now < self._next:
             return
         self._next = now + REFRESH
-        counts: dict[str, Any] = n.outbox.counts()
-        for target in n.couriers:
-            self.pending.labels(target).set((counts.get(target) or {}).get("pending", 0))
+        found = counts()
+        for target in targets:
+            self.pending.labels(target).set((found.get(target) or {}).get("pending", 0))
 
     def close(self) -> None:
         self.server.shutdown()

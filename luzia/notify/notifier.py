@@ -168,7 +168,7 @@ class Notifier:
             self._housekeeping(wall)
         self._dispatch(now, wall)
         if self.metrics:
-            self.metrics.tick(self, now)
+            self.metrics.tick(self.outbox.counts, self.couriers, now)
 
     def _read_broker(self, now: float) -> None:
         try:

@@ -311,8 +311,9 @@ class Arbiter:
             self.poller.register(sock, zmq.POLLIN)
         child.last_ping = time.monotonic()
         try:
-            sock.send_multipart(protocol.encode(protocol.Request(req=next(self.req), op="ping")),
-                                zmq.NOBLOCK)
+            # our protocol: a broker with broker.min_protocol above 1 answers no other ping
+            sock.send_multipart(protocol.encode(protocol.Request(
+                req=next(self.req), op="ping", protocol=protocol.PROTOCOL)), zmq.NOBLOCK)
         except zmq.Again:
             pass  # a few pings already queued: the answer to one of them is all we need
 

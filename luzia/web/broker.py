@@ -82,7 +82,8 @@ class BrokerLink:
         self.waiting[req] = future
         args = {k: v for k, v in args.items() if v is not None and v != [] and v != ""}
         try:
-            await sock.send_multipart(protocol.encode(protocol.Request(req=req, op=op, args=args)))
+            await sock.send_multipart(protocol.encode(protocol.Request(
+                req=req, op=op, args=args, protocol=protocol.PROTOCOL)))
             reply = await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
             self.reset()        # requests queued for a broker that went away are dropped with it

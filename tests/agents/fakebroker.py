@@ -52,7 +52,7 @@ class FakeBroker:
         # on its way while two beats are made, and the agent would stop it as an orphan)
         self.assigning: set[str] = set()
 
-    def recv(self, worker, kind: type[M], timeout: float = 10.0, where=None) -> M:
+    def recv(self, worker, kind: type[M], timeout: float = 30.0, where=None) -> M:
         """Wait for a message of `kind`, turning `worker` (None: an agent in another process)
         and beating for it."""
         def arrived():

@@ -201,6 +201,30 @@ def test_disconnect_gets_a_new_hello(rig):
     broker.recv(worker, protocol.Hello)
 
 
+def test_hello_says_the_protocol_and_a_refusal_is_logged_once_and_tried_again_later(rig, caplog):
+    from luzia import __version__
+    _, broker, worker, hello = rig()
+    assert (hello.protocol, hello.version) == (protocol.PROTOCOL, __version__)
+    job = assign(broker)
+    broker.recv(worker, protocol.Started)
+    broker.beating = False
+    why = "this agent is protocol version 2, the broker 3 (Luzia 9.0, serving protocol 3 and newer)"
+    refusal = protocol.Disconnect(reason=f"refused: {why}: upgrade the agent", refused=True)
+    broker.send(refusal)
+
+    def errors() -> int:
+        return sum(why in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    wait_for(lambda: worker.turn(0.01) or errors(), 10)
+    assert worker.session.refused and job.id in worker.jobs    # its jobs keep running
+    broker.recv(worker, protocol.Hello, timeout=30)     # later: after the broker's silence
+    broker.send(refusal)
+    wait_for(lambda: worker.turn(0.01) or any(
+        "still refused" in r.getMessage() for r in caplog.records), 10)
+    assert errors() == 1                                # one ERROR, then warnings
+    broker.send(protocol.Welcome(heartbeat_interval=0.05))
+    wait_for(lambda: worker.turn(0.01) or not worker.session.refused, 10)
+
+
 def test_done_is_sent_again_while_the_broker_still_lists_the_job(rig):
     _, broker, worker, _ = rig()
     job = assign(broker, "quick")

@@ -139,7 +139,7 @@ class FakeAgent(Peer):
         self.holding: set[str] = set()
         self.last_beat = 0.0
         self.send(protocol.Hello(name=name, slots=slots, capabilities=list(capabilities),
-                                 held=list(held)))
+                                 held=list(held), protocol=protocol.PROTOCOL))
         self.welcome = self.recv(b, protocol.Welcome)
 
     def on_turn(self) -> None:
@@ -170,7 +170,7 @@ class Client(Peer):
 
     def call(self, b: Broker, op: str, **args: Any) -> protocol.Reply:
         self.n += 1
-        self.send(protocol.Request(req=self.n, op=op, args=args))
+        self.send(protocol.Request(req=self.n, op=op, args=args, protocol=protocol.PROTOCOL))
         reply = self.recv(b, protocol.Reply)
         assert isinstance(reply, protocol.Reply) and reply.req == self.n
         return reply

@@ -176,3 +176,67 @@ def test_a_failed_dependency_fails_its_dependents_in_one_edge_each(m):
     assert [stored(m, j.id).state for j in (first, second, third)] == [JobState.FAILED] * 3
     assert stored(m, third.id).reason == f"dependency {second.id} failed"
     assert not m.jobs
+
+
+def test_a_turn_of_submissions_is_taken_as_each_would_be_alone(m):
+    """accept_all (one query for known ids, one insert): duplicates within the batch and of
+    stored jobs are no-ops, a dependency on a job of the same batch counts, the queue limit
+    (2 here) applies in order, and the jobs keep their order."""
+    done = submit(m, user="old")
+    lifecycle.finish(m, done, JobState.KILLED, "cancelled")
+    first = spec(user="u1")
+    depends = spec(user="u2", after=[first.id])
+    fails = spec(user="u3", after=[done.id])
+    full = spec(user="u4")
+    on_rejected = spec(user="u5", after=[full.id])
+    fails_too = spec(user="u6", after=[fails.id])
+    taken = lifecycle.accept_all(m, [fails, fails_too, first, first, spec(id=done.id), depends,
+                                     full, on_rejected])
+    assert [j.id if j else None for j in taken] == [
+        fails.id, fails_too.id, first.id, None, None, depends.id, full.id, on_rejected.id]
+    assert m.counters["duplicates"] == 2
+    assert stored(m, first.id).state is JobState.PENDING
+    assert stored(m, depends.id).state is JobState.PENDING
+    assert stored(m, fails.id).state is JobState.FAILED
+    assert stored(m, fails.id).reason == f"dependency {done.id} killed"
+    assert stored(m, full.id).state is JobState.REJECTED
+    assert stored(m, full.id).reason.startswith("queue full (2 pending")
+    assert stored(m, on_rejected.id).reason.startswith("queue full")
+    assert stored(m, fails_too.id).reason == f"dependency {fails.id} failed"
+    assert stored(m, done.id).state is JobState.KILLED      # the repeat changed nothing
+    seqs = [stored(m, s.id).seq for s in (fails, fails_too, first, depends, full, on_rejected)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    events = m.store.db.execute("SELECT COUNT(*) FROM events WHERE job_id=?", (first.id,))
+    assert events.fetchone()[0] == 1
+
+
+def test_a_turn_judges_each_submission_by_its_own_sender():
+    """accept_all with a sender per submission: each job records its submitter, one naming
+    a user not its sender's is rejected, an admin's is not, one from inside is not judged."""
+    from luzia.identity import Submitter
+    m = make_model()
+    try:
+        mine, theirs, admins, inside = (spec(user=u) for u in ("bob", "carol", "carol", "carol"))
+        lifecycle.accept_all(m, [mine, theirs, admins, inside], [
+            Submitter("bob"), Submitter("bob"), Submitter("root", admin=True), None])
+        assert [stored(m, s.id).submitter for s in (mine, theirs, admins, inside)] == [
+            "bob", "bob", "root", None]
+        assert stored(m, theirs.id).state is JobState.REJECTED
+        assert "bob may not submit as 'carol'" in stored(m, theirs.id).reason
+        assert [stored(m, s.id).state for s in (mine, admins, inside)] == [JobState.PENDING] * 3
+    finally:
+        m.store.close()
+
+
+def test_a_job_waiting_for_a_rejected_job_of_its_own_turn_fails():
+    m = make_model()
+    try:
+        bad = spec(after=["000000-0123456789ab"])          # unknown dependency: rejected
+        waiting = spec(after=[bad.id])
+        lifecycle.accept_all(m, [bad, waiting])
+        assert stored(m, bad.id).state is JobState.REJECTED
+        assert stored(m, waiting.id).state is JobState.FAILED
+        assert stored(m, waiting.id).reason == f"dependency {bad.id} rejected"
+        assert lifecycle.accept(m, spec(after=[spec().id])) is not None    # unknown: rejected
+    finally:
+        m.store.close()

@@ -188,7 +188,7 @@ class FakeBroker:
         """The job a full id or a unique prefix names, with the real broker's errors."""
         if not ident:
             raise BadRequest("no job id given")
-        if not JOB_PREFIX_RE.match(ident):
+        if not JOB_PREFIX_RE.fullmatch(ident):
             raise NotFound(f"no job {ident!r} (ids look like 113754-a2f5c10e9b3d)")
         if ident in self.jobs:
             return self.jobs[ident]

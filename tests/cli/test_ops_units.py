@@ -8,7 +8,7 @@ import pytest
 
 from luzia.cli.agents import gpu_cell
 from luzia.cli.history import since_time
-from luzia.cli.imports import Item, _request, bead as read_bead
+from luzia.cli.oldqueues import Item, _request, bead as read_bead
 from luzia.cli.top import Snapshot, alerts, plain
 from luzia.errors import UsageError
 from luzia.ids import JOB_ID_RE
@@ -27,7 +27,7 @@ def test_import_ids_are_stable_and_valid():
     a = Item("beads", "bd-1", created=1767088800.0)
     assert a.job_id == Item("beads", "bd-1", created=1767088800.0).job_id
     assert a.job_id != Item("pending-requests", "bd-1", created=1767088800.0).job_id
-    assert JOB_ID_RE.match(a.job_id) and JOB_ID_RE.match(Item("beads", "x").job_id)
+    assert JOB_ID_RE.fullmatch(a.job_id) and JOB_ID_RE.fullmatch(Item("beads", "x").job_id)
 
 
 def test_request_and_bead_mapping():

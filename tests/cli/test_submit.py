@@ -145,6 +145,7 @@ def test_spool_not_writable_exit_73(home):
     (["demo", "x", "--after"], b"--after: expected one argument"),
     (["demo", "x", "--after", "12"], b"--after wants job ids like"),
     (["demo", "x", "--user", "no body"], b"invalid job: JobSpec.user"),
+    (["demo", "x", "--user", "alice\n"], b"invalid job: JobSpec.user"),       # $ would pass it
     (["demo"], b"the task is empty"),
     (["demo", " ", ""], b"the task is empty"),
 ])

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from luzia import protocol, rpc
+from luzia.broker import versions
 from luzia.broker.model import Model
 from luzia.broker.ops import agents, broker, budget, events, history, jobs, logs, queue
 from luzia.broker.ops.request import DEFERRED, Args
-from luzia.errors import BadRequest
+from luzia.errors import BadRequest, Outdated
 from luzia.identity import Submitter
 
 Op = Callable[[Model, Args], Any]
@@ -28,7 +29,12 @@ OPS: dict[str, Op] = {name: op for noun in NOUNS for name, op in noun.OPS.items(
 
 def handle(m: Model, identity: bytes, req: protocol.Request, peer: Submitter | None = None) -> None:
     """Answer one request from `peer` (who sent it, peers.py); the reply goes out after the
-    turn's commit (DEFERRED: later)."""
+    turn's commit (DEFERRED: later). A CLI whose protocol the broker does not serve is told
+    so (versions.py), whatever it asked."""
+    outdated = versions.cli_refusal(m.cfg, req)
+    if outdated:
+        m.out.reply(identity, rpc.failure(req.req, Outdated(outdated)))
+        return
     args = Args(req.args, identity, req.req, peer)
     reply = rpc.answer(req, lambda op, _: _op(op)(m, args))
     if reply.result is not DEFERRED:

@@ -32,9 +32,15 @@ def status(m: Model, args: Args) -> list[dict[str, Any]]:
     """agents.status → [agent + {health, load_level, draining, load_parts: {cpu, memory,
     queue}, heartbeat_age, dead_for}]: one entry per agent the broker knows, by name.
     `load_level` is the load score as low (< 0.30), moderate (< 0.60), high (< 0.80) or
-    critical; `dead_for` the seconds since a dead agent's last beat (null while live)."""
+    critical; `dead_for` the seconds since a dead agent's last beat (null while live). An
+    agent whose protocol the broker does not serve has health `refused`, and `outdated` says
+    why (versions.py); `refused` is a second agent refused under a live agent's name
+    ({pid, instance, count, ago}, or null)."""
     now = time.monotonic()
-    return [_view(m, a, now) for a in sorted(m.fleet, key=lambda a: a.name)]
+    views = {a.name: _view(m, a, now) for a in m.fleet}
+    for refused in m.fleet.outdated.values():
+        views[refused.name] = {**views.get(refused.name, {}), **refused.to_dict(now)}
+    return [views[name] for name in sorted(views)]
 
 
 def _view(m: Model, agent: Agent, now: float) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def resolve(m: Model, ident: str | None) -> Job:
     if not ident:
         raise BadRequest("no job id given")
     ident = ident.strip()
-    if not JOB_PREFIX_RE.match(ident):
+    if not JOB_PREFIX_RE.fullmatch(ident):
         raise NotFound(f"no job {clip(ident)} (ids look like 113754-a2f5c10e9b3d)")
     job = m.jobs.get(ident)
     if job is not None:
