@@ -20,7 +20,7 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, lifecycle, lock, metrics, ops, peers, rebuild, spool, versions
+from luzia.broker import curve, intake, lifecycle, lock, metrics, ops, peers, rebuild, spool, versions
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
@@ -189,7 +189,7 @@ class Broker:
         this host that sees it asks what became of its job, and reports a rejection. The
         change is published too (`queue.rejecting` / `queue.accepting`: luzia-notify)."""
         limit = self.cfg.broker.max_pending
-        full = lifecycle.queue_full(self.model)
+        full = intake.queue_full(self.model)
         if full != self.queue_full:
             self.queue_full = full
             if full:
@@ -274,7 +274,7 @@ class Broker:
     # submissions ----------------------------------------------------------------
     def _take_submissions(self) -> None:
         """The submissions waiting on the submit socket (at most `broker.batch`), decoded
-        with who sent each (peers.py), then taken together (lifecycle.accept_all)."""
+        with who sent each (peers.py), then taken together (intake.accept_all)."""
         specs: list[protocol.JobSpec] = []
         by: list[Submitter | None] = []
         ipc = self.ipc["submit"]
@@ -297,16 +297,16 @@ class Broker:
                         [self.peers.of_uid(owner) for _, _, owner in found])  # who wrote each
 
     def submit(self, spec: protocol.JobSpec, by: Submitter | None = None) -> Job | None:
-        """Take a submission (lifecycle.accept) from `by` (None: not checked, as in tests);
+        """Take a submission (intake.accept) from `by` (None: not checked, as in tests);
         its spool file goes once committed."""
         return self.submit_all([spec], [by])[0]
 
     def submit_all(self, specs: list[protocol.JobSpec],
                    by: list[Submitter | None] | None = None) -> list[Job | None]:
-        """Take submissions (lifecycle.accept_all; a job the broker has is a no-op), each
+        """Take submissions (intake.accept_all; a job the broker has is a no-op), each
         from its `by`; their spool files go once committed."""
         self.model.out.unspool.extend(s.id for s in specs)
-        return lifecycle.accept_all(self.model, specs, by)
+        return intake.accept_all(self.model, specs, by)
 
     # control ------------------------------------------------------------------------
     def _on_control_frames(self, frames: list[bytes], peer: Submitter) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from luzia import protocol
 from luzia.agentconf import Budget, BudgetsConfig, LimitsConfig
-from luzia.broker import lifecycle, ops
+from luzia.broker import intake, lifecycle, ops
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Agent
 from luzia.broker.ops.request import Args
@@ -40,7 +40,7 @@ def join(m, name: str, accounts: list[str]) -> Agent:
 def run_one(m, handler: AgentHandler, agent: Agent, cost: float = 0.5, limited: float = 0.0,
             user: str = "alice"):
     """Submit a job, place it on `agent`, and end it with this usage (and limit)."""
-    job = lifecycle.accept(m, spec(user=user))
+    job = intake.accept(m, spec(user=user))
     assert job is not None
     picked = m.sched.pick()
     assert picked == (job.id, agent.name), m.sched.why(job.id)
@@ -59,11 +59,11 @@ def test_usage_sums_and_the_budget_blocks_the_user(m):
     assert first.state is JobState.COMPLETED and first.cost_usd == 0.6 and first.tokens_in == 10
     second = run_one(m, handler, a, cost=0.5)
     assert second.cost_usd == 0.5
-    third = lifecycle.accept(m, spec(user="alice"))
+    third = intake.accept(m, spec(user="alice"))
     assert third is not None and m.sched.pick() is None
     assert m.sched.why(third.id) == \
         "budget: user alice spent $1.10 of $1.00 today; resets 00:00 UTC"
-    other = lifecycle.accept(m, spec(user="bob"))      # other users are not held back
+    other = intake.accept(m, spec(user="bob"))      # other users are not held back
     assert other is not None and m.sched.pick() == (other.id, "a1")
     rows = m.budgets.rows(time.time())
     assert rows[0]["over"] and rows[0]["spent"] == pytest.approx(1.1)
@@ -83,7 +83,7 @@ def test_a_usage_limit_pauses_the_job_and_its_account(m):
     assert ops.OPS["jobs.cancel"](m, Args({"ids": [job.id], "dry_run": True}))[0]["result"] \
         == "would kill" and job.state is JobState.PAUSED
     assert ops.OPS["jobs.get"](m, Args({"id": job.id}))["causes"]["next"] is None
-    nxt = lifecycle.accept(m, spec(user="alice"))
+    nxt = intake.accept(m, spec(user="alice"))
     assert nxt is not None and m.sched.pick() is None
     assert m.sched.why(nxt.id).startswith("account team-a limited until ")
     b = join(m, "b1", ["team-a", "team-b"])          # team-b is free: b1 takes work

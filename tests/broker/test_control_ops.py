@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from luzia.broker import accounting, lifecycle, ops
+from luzia.broker import accounting, intake, lifecycle, ops
 from luzia.broker.fleet import Agent
 from luzia.broker.ops.request import Args
 from luzia.broker.store import Job
@@ -31,7 +31,7 @@ def op(m, op_name: str, **args):
 
 def test_sustained_growth_and_waiting_types_are_recommended(m):
     for _ in range(12):
-        lifecycle.accept(m, spec(type="reasoning"))
+        intake.accept(m, spec(type="reasoning"))
     m.store.commit()
     advice = op(m, "agents.allocate")
     reasoning = next(p for p in advice["placements"] if p["type"] == "reasoning")
@@ -70,7 +70,7 @@ def test_every_op_is_documented_by_its_docstring_and_in_the_protocol_doc():
 
 
 def accept(m, **kw) -> Job:
-    job = lifecycle.accept(m, spec(**kw))
+    job = intake.accept(m, spec(**kw))
     assert job is not None
     return job
 
