@@ -25,7 +25,7 @@ class AgentCommand(Frozen):
     (docs/AGENTS.md) and the argv that resumes a conversation (`{session_id}`). A plain
     list in the file is its argv alone."""
 
-    PLAIN_LIST = "argv"               # luzia/configfile.py: `code = ["claude", "-p", "{task}"]`
+    PLAIN_LIST = "argv"               # configbuild.py: `code = ["claude", "-p", "{task}"]`
 
     argv: list[str] = field(default_factory=list)
     format: str = "none"              # none | claude | codex

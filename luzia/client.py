@@ -63,15 +63,20 @@ class Submitted:
 
 def submit(project: str, task: str, **options: Any) -> str:
     """Queue `task` for `project`; return its job id. Options: priority, type, user, timeout,
-    max_retries, after (ids), metadata (dict), cfg (a Config)."""
+    max_retries, after (ids), metadata (dict), base (a branch, tag or commit),
+    with_local_changes (bool), cfg (a Config)."""
     return send(build(project, task, **options), options.get("cfg")).id
 
 
 def build(project: str, task: str, *, cfg: Config | None = None, priority: str | int | None = None,
           type: str | None = None, user: str | None = None, timeout: float | None = None,
           max_retries: int | None = None, after: list[str] | tuple[str, ...] = (),
-          metadata: dict[str, Any] | None = None) -> protocol.JobSpec:
-    """The job as it will be sent, with the project's defaults filled in."""
+          metadata: dict[str, Any] | None = None, base: str | None = None,
+          with_local_changes: bool = False, dry_run: bool = False) -> protocol.JobSpec:
+    """The job as it will be sent, with the project's defaults filled in. A project with a
+    `repo` runs it in a worktree of its own (docs/WORKSPACES.md) from `base` (default: the
+    project's), or from the uncommitted changes of a local repo (`with_local_changes`; with
+    `dry_run` they are checked, not snapshotted)."""
     cfg = cfg or load()
     proj = cfg.project(project)
     if not task.strip():
@@ -85,17 +90,47 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
     for dep in after:
         if not JOB_ID_RE.fullmatch(dep):
             raise UsageError(f"--after wants job ids like 113754-a2f5c10e9b3d, not {clip(dep)}")
-    _check_text(project=project, task=task, user=user, type=type)
+    _check_text(project=project, task=task, user=user, type=type, base=base)
     _check_metadata(metadata or {})
+    job_id = new_job_id()
+    repo, base, base_commit = _workspace(project, proj, job_id, base, with_local_changes,
+                                         dry_run)
     try:
         return protocol.check(protocol.JobSpec(
-            id=new_job_id(), project=project, task=task, user=user or proj.user,
+            id=job_id, project=project, task=task, user=user or proj.user,
             priority=int(prio), type=type or proj.type or "",
             timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's default
             max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
-            workdir=proj.workdir, submitted_at=time.time()))
+            workdir=proj.workdir, submitted_at=time.time(), repo=repo, base=base,
+            base_commit=base_commit))
     except LuziaError as exc:
         raise UsageError(f"invalid job: {exc}") from None
+
+
+def _workspace(name: str, proj: Any, job_id: str, base: str | None,
+               local_changes: bool, dry_run: bool = False) -> tuple[str, str, str]:
+    """(repo, base, base commit) of a job; what this host can check is checked now (exit 2
+    at once, not a failed job later). git runs only for a repo that is a directory here."""
+    if not proj.repo:
+        if base is not None or local_changes:
+            raise UsageError(f"project {name} has no repo: --base and --with-local-changes "
+                             "need one (docs/WORKSPACES.md)")
+        return "", "", ""
+    from luzia import gitref
+    base = proj.base if base is None else base
+    if base and not gitref.valid(base):
+        raise UsageError(f"--base {base!r} is not a branch, tag or commit name")
+    local = not gitref.is_url(proj.repo) and os.path.isdir(proj.repo)
+    if local_changes:
+        if not local:
+            raise UsageError(f"--with-local-changes needs project {name}'s repo on this host "
+                             f"as a local path, not {proj.repo}")
+        from luzia import workbase
+        return proj.repo, *workbase.local_changes(proj.repo, job_id, base, dry_run)
+    if local and base:
+        from luzia import workbase
+        workbase.check_base(proj.repo, base)
+    return proj.repo, base, ""
 
 
 def _check_text(**fields: str | None) -> None:

@@ -17,13 +17,15 @@ import re
 import socket
 import stat
 import sys
+import tomllib
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from luzia import agentconf, configfile
+from luzia import agentconf, gitref
 from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
+from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, StateDirError, UsageError
 from luzia.frozen import Frozen, frozen
 
@@ -131,6 +133,10 @@ class AgentConfig(Frozen):
     git_snapshots: bool = True        # refs/luzia/<id>/before|after when the workdir is a git repo
     stall_after: float = 600.0        # seconds without output change: the job is flagged stalled; 0: off
     kill_on_stall: bool = False       # stop a stalled job (failed, reason "stalled"; retries apply)
+    workspace_dir: str = ""           # worktrees and mirrors (WORKSPACES.md); default $LUZIA_HOME/workspaces
+    workspace_keep: float = 86400.0   # seconds an ended job's worktree is kept (its branch stays)
+    branch_prefix: str = "luzia/"     # a workspace job's branch: <prefix><job id>
+    push_retry: float = 60.0          # seconds before a failed push is tried again (doubling to 1 h)
 
 
 @frozen
@@ -249,6 +255,12 @@ class Project(Frozen):
     timeout: float = 0.0              # 0: no timeout
     max_retries: int = -1             # -1: the global default
     stall_after: float = -1.0         # -1: the agent's agent.stall_after
+    # workspaces (docs/WORKSPACES.md): with `repo`, each job runs in its own git worktree
+    repo: str = ""                    # a local path, or any URL git fetches (ssh://, https://, file://)
+    base: str = ""                    # the branch, tag or commit a job starts from; "": repo's HEAD
+    setup: list[str] = field(default_factory=list)   # run in a new worktree before the agent
+    copy: list[str] = field(default_factory=list)    # git-ignored files copied from a local repo
+    shared_concurrent: bool = False   # without repo: let jobs share `workdir` at the same time
 
 
 @frozen
@@ -312,16 +324,60 @@ class Config(Frozen):
 
 
 # ---------------------------------------------------------------------------
-# loading (the file and the environment: luzia/configfile.py)
+# loading
+
+ENV_ALIASES = {  # short names: LUZIA_HOME, seed 001's variables, LUZIA_MAX_PENDING
+    "LUZIA_HOME": ("home",),
+    "LUZIA_JOBS_DIR": ("jobs_dir",),
+    "LUZIA_MAX_JOBS": ("max_jobs",),
+    "LUZIA_CACHE_TTL": ("cache_ttl",),
+    "LUZIA_MONITOR_INTERVAL": ("monitor_interval",),
+    "LUZIA_MAX_PENDING": ("broker", "max_pending"),
+}
+
+
+def default_home() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/luzia"
+    import platformdirs
+    return platformdirs.user_state_dir("luzia")
+
+
+def config_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where the config file is looked for, first match wins."""
+    env = os.environ if env is None else env
+    if env.get("LUZIA_CONFIG"):
+        return [Path(env["LUZIA_CONFIG"])]
+    xdg = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [Path(xdg) / "luzia" / "luzia.toml", Path("/etc/luzia/luzia.toml")]
+
 
 def load(overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Build the effective config. `overrides` is a nested dict applied last (flags)."""
-    return _finish(configfile.read(Config, overrides, env))
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    source = ""
+    for path in config_candidates(env):
+        if path.is_file():
+            try:
+                raw = tomllib.loads(path.read_text())
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read config {path}: {exc}") from None
+            source = str(path)
+            break
+        if env.get("LUZIA_CONFIG"):
+            raise ConfigError(f"LUZIA_CONFIG names {path}, which does not exist")
+    merge(raw, from_env(env, Config, ENV_ALIASES))
+    if overrides:
+        merge(raw, overrides)
+    raw["source"] = source
+    cfg = build(Config, raw, "")
+    return _finish(cfg)
 
 
 def _finish(cfg: Config) -> Config:
     """Fill in the defaults that depend on other values and check the whole."""
-    home = os.path.abspath(os.path.expanduser(cfg.home or configfile.default_home()))
+    home = os.path.abspath(os.path.expanduser(cfg.home or default_home()))
     run = os.path.join(home, "run")
     ep = cfg.endpoints
     endpoints = Endpoints(
@@ -339,10 +395,13 @@ def _finish(cfg: Config) -> Config:
         agent,
         name=agent.name or socket.gethostname().split(".")[0] or "localhost",
         command=agent.command or demo_command(),
+        workspace_dir=os.path.abspath(os.path.expanduser(
+            agent.workspace_dir or os.path.join(home, "workspaces"))),
         tmux_socket=agent.tmux_socket or default_tmux_socket(home),
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
+    gitref.check_prefix(agent.branch_prefix)
     if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
         raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
                           f"not {agent.runner!r}")
@@ -367,6 +426,7 @@ def _finish(cfg: Config) -> Config:
             project,
             user=project.user or login,
             workdir=os.path.abspath(os.path.expanduser(project.workdir)) if project.workdir else "",
+            repo=gitref.project_repo(f"projects.{name}", project),
         )
     _check_programs(cfg.supervisor.programs)
     broker = cfg.broker

@@ -21,7 +21,8 @@ STALL_SNAPSHOT = "stall-snapshot.txt"
 RAW_OUTPUT = "output.jsonl"  # an agent command's own output, when it declares a format (JSON lines)
 USAGE = "usage.json"        # what its output adapter learnt of the attempt (written by the wrapper)
 SESSIONS = "sessions.json"  # the agent's conversations this host holds for the job: id -> account
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE)   # cleared when a new attempt starts
+WORKSPACE_ERROR = "workspace-error"   # why its worktree could not be made (one line, the wrapper)
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE, WORKSPACE_ERROR)   # cleared at a new attempt
 RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`, `.exit_code.tmp`
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------

@@ -75,7 +75,8 @@ from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modul
 )
 
 VERSION = b"LZ1"               # the frame layout (never changes while it holds)
-PROTOCOL = 3                   # this release's messages: 1 the first release, 2 + versions, 3 + usage
+PROTOCOL = 4                   # this release's messages: 1 the first release, 2 + versions,
+                               # 3 + workspaces, 4 + agent-aware jobs (usage, accounts)
 OLDEST = 1                     # the oldest peer protocol this release still serves
 MAX_TASK = 64 * 1024           # bytes of task text
 MAX_METADATA = 16 * 1024       # bytes of a job's metadata, msgpack-encoded
@@ -94,6 +95,8 @@ Slots = Annotated[int, Meta(ge=1, le=1024)]
 Tail = Annotated[list[Line], Meta(max_length=MAX_TAIL_LINES)]
 Protocol = Annotated[int, Meta(ge=1, le=BIG)]
 Version = Annotated[str, Meta(max_length=MAX_NAME)]
+Commit = Annotated[str, Meta(pattern=r"^(?:[0-9a-f]{40}(?:[0-9a-f]{24})?)?\Z")]   # "": unknown
+Path = Annotated[str, Meta(max_length=4096)]
 
 
 # ---------------------------------------------------------------------------
@@ -115,6 +118,10 @@ class JobSpec(Message, frozen=True):
     metadata: Map = {}                                  # at most MAX_METADATA bytes packed
     workdir: Annotated[str, Meta(max_length=4096)] = ""
     submitted_at: Annotated[float, Meta(ge=0, le=2**63)] = 0.0
+    # protocol 3 (issue 12, docs/WORKSPACES.md): its own git worktree; "": none
+    repo: Path = ""                         # the project's git repo: a path or a URL
+    base: Annotated[str, Meta(max_length=256)] = ""     # the branch/tag/commit asked; "": HEAD
+    base_commit: Commit = ""                # fixed at the first attempt, kept for retries
 
     def __post_init__(self) -> None:        # the one limit a type cannot say
         if self.metadata and len(pack(self.metadata)) > MAX_METADATA:
@@ -123,7 +130,7 @@ class JobSpec(Message, frozen=True):
 
 class Usage(Message, frozen=True):
     """What an agent's output adapter saw of one attempt (docs/AGENTS.md): cost, tokens, turns,
-    model and the conversation's session id. In Progress and Done (protocol 3); all unknown
+    model and the conversation's session id. In Progress and Done (protocol 4); all unknown
     by default."""
 
     cost_usd: Annotated[float, Meta(ge=-1, le=1e9)] = -1.0     # -1: the adapter reported no cost
@@ -184,7 +191,7 @@ class Hello(Message, frozen=True):
     # protocol 2 (issue 17): its host and state directory (a hash); the same name and instance
     # is the same agent restarted, another instance under a live agent's name is refused
     instance: Annotated[str, Meta(max_length=64)] = ""      # "": not told (protocol 1)
-    # protocol 3 (issue 13): its [accounts.*] (docs/AGENTS.md); []: none declared
+    # protocol 4 (issue 13): its [accounts.*] (docs/AGENTS.md); []: none declared
     accounts: Annotated[list[Name], Meta(max_length=64)] = []
 
 
@@ -201,6 +208,15 @@ class Heartbeat(Message, frozen=True):
     slots: Annotated[int, Meta(ge=0, le=1024)] = 0      # its credits now (adaptive); 0: as in Hello
     degraded: Line = ""                     # protocol 2 (issue 17): why it takes no new work; "": ok
 
+    # protocol 3 (workspaces). Agent -> broker: the disk its worktrees use (-1: not measured
+    # yet) and how many; jobs whose branch a retried push brought home, and jobs whose
+    # worktree it removed (discarded, or kept long enough). Broker -> agent: discarded jobs
+    # whose worktree and branch to remove.
+    workspace_bytes: Annotated[int, Meta(ge=-1, le=BIG)] = -1
+    workspaces: Count = 0
+    pushed: JobIds = []
+    removed: JobIds = []
+    discard: JobIds = []
 
 class Started(Message, frozen=True):
     """The agent started (or re-adopted) a job's process."""
@@ -210,6 +226,8 @@ class Started(Message, frozen=True):
     attempt: Attempt
     session: Annotated[str, Meta(max_length=256)] = ""  # tmux session name, "" for subprocess
     pid: Count = 0
+    workspace: Path = ""                    # protocol 3: its worktree's path on the agent's host
+    branch: Annotated[str, Meta(max_length=256)] = ""   # protocol 3: the worktree's branch
 
 
 class Progress(Message, frozen=True):
@@ -223,11 +241,12 @@ class Progress(Message, frozen=True):
     tail: Tail = []
     stalled: bool = False                   # output unchanged for the agent's stall_after
     stalled_for: Seconds = 0.0              # seconds since it last changed
-    usage: Usage = NO_USAGE                 # protocol 3 (issue 13): its cost and tokens so far
+    usage: Usage = NO_USAGE                 # protocol 4 (issue 13): its cost and tokens so far
     # protocol 2 (issue 14): its pane waits for a person (attention.py), and its last lines then
     needs_input: bool = False
     needs_input_lines: Tail = []
 
+    base_commit: Commit = ""                # protocol 3: the base its worktree was made at
 
 class Done(Message, frozen=True):
     """A job's process ended. exit_code 0 is success; reason says why it ended otherwise."""
@@ -239,7 +258,15 @@ class Done(Message, frozen=True):
     reason: Line = ""                       # "", "timeout", "cancelled", "runner: ..."
     tail: Tail = []
     started: bool = True                    # protocol 2 (issue 17): False: its command never started
-    # protocol 3 (issue 13, docs/AGENTS.md): its cost and tokens; a usage limit ended it
+    # protocol 3: its workspace's end (docs/WORKSPACES.md); files_changed -1: no workspace
+    base_commit: Commit = ""
+    head_commit: Commit = ""                # the branch's tip after the end commit
+    files_changed: Annotated[int, Meta(ge=-1, le=BIG)] = -1
+    lines_added: Count = 0
+    lines_removed: Count = 0
+    workspace_note: Line = ""               # "no changes", why it could not be made, ...
+    push: Line = ""                         # "", "pushed", "failed: <why> (retrying)"
+    # protocol 4 (issue 13, docs/AGENTS.md): its cost and tokens; a usage limit ended it
     usage: Usage = NO_USAGE
     limited_until: Annotated[float, Meta(ge=0, le=2**40)] = 0.0   # the limit's reset (unix time)
     limit: Line = ""                        # the output line that showed the limit
@@ -279,7 +306,7 @@ class Assign(Message, frozen=True):
     kind: ClassVar[bytes] = b"ASSIGN"
     job: JobSpec
     attempt: Attempt = 1
-    # protocol 3 (issue 13): the [accounts.*] to run it under, the agent's session to resume
+    # protocol 4 (issue 13): the [accounts.*] to run it under, the agent's session to resume
     account: Annotated[str, Meta(max_length=MAX_NAME)] = ""     # "": none
     resume: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""  # "": a fresh start
 

@@ -35,9 +35,14 @@ def git(repo: str, *args: str, env: dict[str, str] | None = None, check: bool = 
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise SnapshotError(f"git {args[0]}: {exc}") from None
     if check and out.returncode:
-        err = out.stderr.decode(errors="replace").strip().splitlines()
-        raise SnapshotError(f"git {args[0]}: {err[-1] if err else f'exit {out.returncode}'}")
+        raise SnapshotError(f"git {args[0]}: {last_line(out.stderr) or f'exit {out.returncode}'}")
     return out
+
+
+def last_line(stderr: bytes) -> str:
+    """git's last line of complaint ("" if it said nothing)."""
+    err = stderr.decode(errors="replace").strip().splitlines()
+    return err[-1] if err else ""
 
 
 def toplevel(path: str) -> str | None:
@@ -89,7 +94,9 @@ def record(workdir: str, job_id: str, which: str) -> str | None:
 
 
 def diff(repo: str, old: str, new: str, *extra: str) -> bytes:
-    return git(repo, "diff", "--binary", *extra, old, new).stdout
+    """The patch from `old` to `new` (binary files too), or what `extra` asks for instead
+    (--stat, --name-only: with --binary git would print the patch as well)."""
+    return git(repo, "diff", *(extra or ("--binary",)), old, new).stdout
 
 
 def record_for_job(meta: dict, job_id: str, which: str, log) -> None:

@@ -34,21 +34,33 @@ def copy_fixture(src: Path, dest: Path) -> Path:
     return dest
 
 
-def _page_of(path: Path, name: str) -> tuple[int, int]:
-    """(page number, page size) of the root page of table or index `name`, read from a
-    scratch copy so that the file itself is not opened."""
-    scratch = path.with_name(path.name + ".scratch")
+def _read(path: Path, sql: str, *args: object) -> list[tuple]:
+    """Rows of `sql`, read from a scratch copy so that the file itself is not opened."""
+    scratch = Path(f"{path}.scratch")
     shutil.copyfile(path, scratch)
     try:
         db = sqlite3.connect(scratch)
         try:
-            page = db.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (name,)).fetchone()[0]
-            size = db.execute("PRAGMA page_size").fetchone()[0]
+            return db.execute(sql, args).fetchall()
         finally:
             db.close()
     finally:
         for leftover in scratch.parent.glob(scratch.name + "*"):
             leftover.unlink()
+
+
+def submitter_of(fixture: Path, task: str) -> str | None:
+    """Who submitted the job of `task` as the recording release kept it (None: a release
+    before the column, or before issue 17 item 7 filled it)."""
+    if "submitter" not in {row[1] for row in _read(fixture, "PRAGMA table_info(jobs)")}:
+        return None
+    return _read(fixture, "SELECT submitter FROM jobs WHERE task=?", task)[0][0]
+
+
+def _page_of(path: Path, name: str) -> tuple[int, int]:
+    """(page number, page size) of the root page of table or index `name`."""
+    [(page,)] = _read(path, "SELECT rootpage FROM sqlite_master WHERE name=?", name)
+    [(size,)] = _read(path, "PRAGMA page_size")
     return page, size
 
 

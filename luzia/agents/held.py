@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from luzia import protocol
-from luzia.agents import attention, outcome, processes, stall
+from luzia.agents import attention, outcome, processes, stall, worktrees
 from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
@@ -58,6 +58,7 @@ class Run:
     usage: protocol.Usage | None = None    # what its output adapter reported, once it ended
     limited_until: float = 0.0    # a provider's usage limit ended it: the reset (unix time)
     limit: str = ""               # ... and the line that showed it
+    workspace: worktrees.JobWorkspace | worktrees.NoWorkspace = worktrees.NO_WORKSPACE
 
     @property
     def id(self) -> str:
@@ -131,7 +132,7 @@ class HeldJobs:
         run.attempt = attempt
         self._record(run, attempt=attempt)
         self.send(protocol.Started(job_id=run.id, attempt=attempt, session=run.dir.status().session,
-                                   pid=run.dir.pid()))
+                                   pid=run.dir.pid(), **run.workspace.started()))
         if run.state.ended:
             self.send_done(run)
 
@@ -144,6 +145,7 @@ class HeldJobs:
         self.jobs[job.id] = run
         try:
             jd.create(self.cfg, job, attempt, account, resume)
+            run.workspace = worktrees.workspace_of(jd.path)
             session = self.runner.start(jd)
         except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
             log.error("job %s never started: %s", job.id, exc)
@@ -151,7 +153,8 @@ class HeldJobs:
             run.never_started = True
             self._ended(run, -1, f"runner: {exc}"[:protocol.MAX_LINE])
             return
-        self.send(protocol.Started(job_id=job.id, attempt=attempt, session=session, pid=jd.pid()))
+        self.send(protocol.Started(job_id=job.id, attempt=attempt, session=session, pid=jd.pid(),
+                                   **run.workspace.started()))
         log.info("job %s started (attempt %d) with the %s runner%s", job.id, attempt,
                  self.runner.name, f" in session {session}" if session else "")
 
@@ -263,7 +266,8 @@ class HeldJobs:
                                     stalled_for=watch.idle(now) if watch and watch.stalled else 0.0,
                                     usage=usage, needs_input=attention is not None,
                                     needs_input_lines=attention.lines[-protocol.MAX_TAIL_LINES:]
-                                    if attention else []))
+                                    if attention else [],
+                                    base_commit=run.workspace.base_commit()))
 
     def _check_attention(self, run: Run, now: float) -> None:
         """Flag a job whose pane waits for a person; clear it when the pane moves on."""
@@ -302,6 +306,7 @@ class HeldJobs:
         """Begin stopping: SIGTERM now (or as soon as the command's pid is known)."""
         run.move(RunState.STOPPING)
         run.reason, run.stop_at = reason, time.monotonic()
+        run.dir.set_status(reason=reason)     # the wrapper's end commit says why it ended
         log.info("job %s: stopping (%s)", run.id, reason)
         self._stopping(run, run.stop_at)
 
@@ -336,7 +341,7 @@ class HeldJobs:
             log.info("job %s: dropped run ended (exit %d); forgotten", run.id, code)
             self.forget(run)
             return
-        reason = reason or run.reason
+        reason = reason or run.reason or run.workspace.failure()
         if reason == "orphan":   # the broker forgot it: for the broker it is a kill
             reason = "cancelled"
         run.reason = reason
@@ -358,7 +363,7 @@ class HeldJobs:
                                 reason=run.reason[:protocol.MAX_LINE],
                                 tail=run.dir.tail(self.tail_lines()), usage=run.usage,
                                 limited_until=run.limited_until, limit=run.limit,
-                                started=not run.never_started))
+                                started=not run.never_started, **run.workspace.done()))
 
     def forget(self, run: Run) -> None:
         """The broker has this job's end (or never wanted it): no longer ours to report."""

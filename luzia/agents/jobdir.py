@@ -18,6 +18,7 @@ from typing import Any
 
 from luzia import layout, protocol
 from luzia.agentconf import AgentCommand
+from luzia.agents import worktrees
 from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.config import Config
 from luzia.text import strip_terminal
@@ -69,7 +70,8 @@ class JobDir:
                          f"luzia: session {resume} is not on this host under account "
                          f"{account or '(none)'}: starting the task afresh\n").encode())
         self.progress_file.touch()
-        workdir = job.workdir or str(self.path)
+        ws = worktrees.plan(cfg, job, attempt)      # None: no repo, no workspace
+        workdir = ws["path"] if ws else job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir, session)
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
@@ -78,7 +80,8 @@ class JobDir:
             env.update(cfg.accounts[account].env)
             env["LUZIA_ACCOUNT"] = account
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
-                "env": env, "created_at": time.time(), "git_snapshots": cfg.agent.git_snapshots,
+                "env": env, "created_at": time.time(), "host": cfg.agent.name,
+                "git_snapshots": cfg.agent.git_snapshots and not ws, "workspace": ws,
                 "format": command.format, "account": account, "resumed": session}
         write_atomic(self.path / layout.META, json.dumps(meta, indent=1))
         # the agent's environment now, not the tmux server's (issue 17); it may hold secrets

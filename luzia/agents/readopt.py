@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from luzia.agents import attention, processes, stall
+from luzia.agents import attention, processes, stall, worktrees
 from luzia.agents.held import ADOPT_GRACE, Run
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState, JobStatus
@@ -52,7 +52,8 @@ def readopt(cfg: Config, runner: Runner) -> list[Run]:
 
 def _found(cfg: Config, runner: Runner, jd: JobDir, status: JobStatus) -> Run | None:
     """The run of one unacknowledged job directory, or None when it is left to the broker."""
-    run = Run(dir=jd, attempt=max(1, status.attempt), grace=ADOPT_GRACE)
+    run = Run(dir=jd, attempt=max(1, status.attempt), grace=ADOPT_GRACE,
+              workspace=worktrees.workspace_of(jd.path))    # kept as it is: the job goes on
     run.exit_code = jd.exit_code()
     if run.exit_code is not None:
         run.reason = status.reason

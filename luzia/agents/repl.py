@@ -14,6 +14,7 @@ started or never became ready.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -212,12 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             settings = json.loads((job_dir / "interactive.json").read_text())
             meta = json.loads((job_dir / layout.META).read_text())
             task, cwd = str(meta["job"]["task"]), str(meta["cwd"])
-            any_cwd = not meta["job"].get("workdir")
+            ws = meta.get("workspace")
+            any_cwd = not meta["job"].get("workdir") and not ws
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.write(f"luzia: unreadable job settings in {job_dir}: {exc}\n".encode())
             write_atomic(job_dir / layout.EXIT_CODE, "127\n")
             return 0
         job = SlotJob(job_dir, settings, meta, log)
+        if ws:    # its own worktree (docs/WORKSPACES.md): the slot's REPL is restarted in it
+            from luzia.agents import workspace
+            try:
+                workspace.prepare(ws, str(job_dir), {**os.environ, **meta.get("env", {})}, log,
+                                  host=str(meta.get("host", "")))
+            except workspace.WorkspaceError as exc:
+                with contextlib.suppress(OSError, ValueError):
+                    os.close(int(args[1]))     # the slot is free again
+                write_atomic(job_dir / layout.EXIT_CODE, f"{exc.code}\n")
+                return 0
 
         def stop(signum, _frame):
             job.stop_signal = signum
@@ -228,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         except TmuxError as exc:
             job.say(str(exc))
             code = NOT_READY
+        if ws:
+            workspace.finish(ws, task, code, workspace.stop_reason(str(job_dir)), log)
     try:
         os.close(int(args[1]))   # the slot is free before the agent can see the job ended
     except (OSError, ValueError):

@@ -10,6 +10,7 @@ not end the wrapper.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -111,7 +112,7 @@ class TmuxRunner:
         session = layout.job_session(job.id)
         job.set_status(runner=self.name, session=session, socket=self.socket)
         # the session's command holds only our interpreter and the job dir (shell-quoted)
-        self.tmux.start_session(session, wrapper_argv(job, pty=True))
+        self.tmux.start_session(session, wrapper_argv(job, pty=True), cwd=_cwd(job))
         self._listed_at = -1e9
         return session
 
@@ -150,6 +151,15 @@ class TmuxRunner:
             if self._listed is None:
                 log.warning("tmux could not list its sessions; taking the jobs as alive")
         return self._listed
+
+
+def _cwd(job: JobDir) -> str:
+    """Where the session starts (a new window opens there): the job's work directory."""
+    try:
+        cwd = str(job.meta().get("cwd") or "")
+    except (OSError, ValueError):
+        return ""
+    return cwd if os.path.isdir(cwd) else ""
 
 
 def make_runner(cfg: Config) -> Runner:

@@ -22,8 +22,9 @@ import hashlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 
@@ -67,7 +68,7 @@ class BrokerSession:
     """One connection to the broker at a time; the worker's tick beats and reconnects."""
 
     def __init__(self, cfg: Config, ctx: zmq.Context, poller: zmq.Poller, holder: Holder,
-                 gpus: metrics.Gpus) -> None:
+                 gpus: metrics.Gpus, beat_extra: Callable[[], dict[str, Any]] = dict) -> None:
         self.cfg = cfg
         self.name = cfg.agent.name
         self.instance = instance_token(cfg.home)
@@ -75,6 +76,7 @@ class BrokerSession:
         self.poller = poller
         self.holder = holder
         self.gpus = gpus
+        self.beat_extra = beat_extra      # more heartbeat fields (the workspaces')
         self.credits = credits.AdaptiveSlots(cfg)
         self.curve = keys.client_keys(cfg, cfg.endpoints.agents)
         self.interval = cfg.broker.heartbeat_interval
@@ -204,4 +206,5 @@ class BrokerSession:
                                      gpu_util=gpu.util, gpu_free_gb=gpu.free_gb,
                                      running=self.holder.for_beat(),
                                      slots=self.credits.update(gpu),
-                                     degraded=self.holder.degraded()[:protocol.MAX_LINE]))
+                                     degraded=self.holder.degraded()[:protocol.MAX_LINE],
+                                     **self.beat_extra()))

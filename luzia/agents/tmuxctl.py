@@ -61,11 +61,11 @@ class TmuxController:
 
     # sessions -----------------------------------------------------------------------
     def start_session(self, name: str, argv: Sequence[str], width: int = 200,
-                      height: int = 50) -> None:
-        """A detached session running `argv` (shell-quoted: tmux hands it to sh -c); it ends
-        when the command ends."""
+                      height: int = 50, cwd: str = "") -> None:
+        """A detached session running `argv` (shell-quoted: tmux hands it to sh -c) in `cwd`
+        (default: ours); it ends when the command ends."""
         self._start(name, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-                    shlex.join(argv))
+                    *(["-c", cwd] if cwd else []), shlex.join(argv))
 
     def new_session(self, name: str, argv: Sequence[str], cwd: str, width: int = 200,
                     height: int = 50, options: dict[str, str] | None = None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import zmq
 
 from luzia import layout, pidlock, protocol, rpc
-from luzia.agents import metrics, runners
+from luzia.agents import metrics, runners, worktrees
 from luzia.agents.held import HeldJobs, Run
 from luzia.agents.jobdir import JobDir, prune
 from luzia.agents.readopt import readopt
@@ -64,8 +64,9 @@ class Worker:
         self.held = HeldJobs(cfg, self.runner, self.send)
         for run in readopt(cfg, self.runner):
             self.held.jobs[run.id] = run
+        self.worktrees = worktrees.Worktrees(cfg)
         self.session = BrokerSession(cfg, self.ctx, self.poller, self.held,
-                                     gpus or metrics.Gpus())
+                                     gpus or metrics.Gpus(), self.worktrees.beat)
         self.session.connect()
 
     @property
@@ -111,6 +112,7 @@ class Worker:
         self.session.reconnect_if_silent(now)
         self.held.disk.probe(now)
         self.held.watch(now)
+        self.worktrees.tick(now, set(self.held.jobs))
         self.files.check(now)
         self.session.beat_if_due(now)
         if now >= self.next_prune:
@@ -138,6 +140,8 @@ class Worker:
             self.held.welcome(msg.adopt, msg.drop)
         elif isinstance(msg, protocol.Heartbeat):
             self.held.broker_beat(set(msg.running), self.session.interval)
+            if msg.discard:
+                self.worktrees.discard(msg.discard)
         elif isinstance(msg, protocol.Assign):
             self.held.assign(msg, self.session.credits.slots)
         elif isinstance(msg, protocol.Cancel):

@@ -84,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         log.write(f"luzia: unreadable {job_dir / layout.META}: {exc}\n".encode())
         write_atomic(job_dir / layout.EXIT_CODE, "127\n")
         return 0
+    ws = meta.get("workspace")
+    ws_failed: tuple[type[Exception], ...] = ()
+    if ws:          # its own git worktree (docs/WORKSPACES.md); imported only for such a job
+        from luzia.agents import workspace
+        ws_failed = (workspace.WorkspaceError,)
     try:
+        if ws:
+            workspace.prepare(ws, str(job_dir), env, log, str(job_dir / layout.PID),
+                              str(meta.get("host", "")))
         if not os.path.isdir(cwd):
             raise FileNotFoundError(f"work directory {cwd} does not exist")
         snapshots.record_for_job(meta, job_dir.name, "before", log)
@@ -99,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.write(f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         code = 127
+    except ws_failed as exc:    # said in the log already; nothing of it is left
+        code = int(getattr(exc, "code", 125))
+    if ws:
+        workspace.finish(ws, str(meta["job"].get("task", "")), code,
+                         workspace.stop_reason(str(job_dir)), log)
     write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
     return 0
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from luzia import __version__, protocol
-from luzia.broker import gpu, lifecycle, versions
+from luzia.broker import gpu, lifecycle, versions, workspace
 from luzia.broker.accounts import own_account
 from luzia.broker.fleet import Agent
 from luzia.broker.lifecycle import HOLDING
@@ -188,6 +188,7 @@ class AgentHandler:
         if msg.slots and msg.slots != agent.slots:
             m.fleet.set_slots(agent, msg.slots)
         agent.reported = set(msg.running)
+        workspace.heartbeat(m, agent, msg)
         # an Assign may still be in flight behind this beat; only a long silence means it was lost
         patience = m.cfg.broker.liveness * m.cfg.broker.heartbeat_interval + NEVER_STARTED
         wall = time.time()
@@ -208,6 +209,7 @@ class AgentHandler:
         if job is not None and msg.session:
             job.session = msg.session          # `luzia attach` asks for it (jobs.get)
         if job is not None and job.state in (JobState.ASSIGNED, JobState.LOST):
+            workspace.started(job, agent, msg)
             lifecycle.start(self.m, job,
                             f"started on {agent.name} session={msg.session} pid={msg.pid}")
 
@@ -226,6 +228,7 @@ class AgentHandler:
         if msg.tail:
             job.tail = list(msg.tail)
         self.m.budgets.record(job, msg.usage)
+        workspace.progress(job, msg)
         if msg.needs_input != job.needs_input:
             lifecycle.needs_input(self.m, job, msg.needs_input, list(msg.needs_input_lines))
             return
@@ -240,6 +243,7 @@ class AgentHandler:
         if msg.tail:
             job.tail = list(msg.tail)
         agent.ended.add(job.id)
+        workspace.done(job, msg)
         if not msg.started:          # its command never ran: tried again, not failed
             lifecycle.unstarted(self.m, job, msg.reason)
             return
@@ -271,7 +275,7 @@ class AgentHandler:
                 if now - agent.last_seen > cfg.liveness * cfg.heartbeat_interval:
                     self._bury(agent, now)
                 elif agent.identity in m.fleet.by_identity:
-                    m.out.send(agent.identity, agent.beat())
+                    m.out.send(agent.identity, workspace.beat_for(m, agent))
             elif agent.dead_since is not None and now - agent.dead_since > cfg.lost_grace:
                 for job_id in sorted(agent.jobs):
                     job = m.jobs.get(job_id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from luzia import __version__
 from luzia.broker import migrations
 from luzia.errors import StoreError
 from luzia.states import JOB_STATE_NAMES
@@ -114,6 +115,24 @@ def integrity(db: sqlite3.Connection, full: bool = False,
     lines = [ln for r in rows for ln in r.splitlines() if ln.strip() and not ln.startswith("***")]
     more = f" (and {len(lines) - 3} more)" if len(lines) > 3 else ""
     return "; ".join(lines[:3]) + more
+
+
+def refuse(path: str, found: Probe) -> None:
+    """StoreError for a database the broker must not open: unreadable, damaged, or from a
+    newer release (dbopen.open_db, before anything writes it)."""
+    name = os.path.basename(path)
+    if found.unreadable:
+        raise StoreError(f"job database {path} is {found.unreadable}: see `luzia db check`; "
+                         f"`luzia db recover` salvages what it can and keeps the file aside")
+    if found.version > migrations.LATEST:
+        raise StoreError(
+            f"job database {path} is schema {found.version}, from a newer Luzia release (this "
+            f"one, {__version__}, knows schema {migrations.LATEST} at most): run the newer "
+            f"release, or put back the copy it kept before migrating ({name}.schema"
+            f"{migrations.LATEST}-*.bak)")
+    if found.damage:
+        raise StoreError(f"job database {path} is damaged ({found.damage}): see `luzia db "
+                         f"check`, then `luzia db recover` with the broker stopped")
 
 
 def one_line(text: str, limit: int = 300) -> str:

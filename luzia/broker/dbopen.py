@@ -12,7 +12,6 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from luzia import __version__
 from luzia.broker import dbfile, migrations
 from luzia.errors import StoreError
 
@@ -38,7 +37,7 @@ def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
     copied beside itself, then migrated in one transaction; a missing one is created."""
     failed = dbfile.failed_mark(path)       # the broker stopped on a database error last time
     found = dbfile.probe(path, full=bool(failed), budget=START_CHECK_BUDGET)
-    _refuse(path, found)
+    dbfile.refuse(path, found)
     if not found.checked:
         log.warning("job database %s (%.0f MB): the %s check did not finish in %.0fs; the "
                     "broker starts without it. `luzia db check` checks it in full", path,
@@ -61,22 +60,6 @@ def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
                     path, failed)
         dbfile.clear_failed(path)
     return db, opened
-
-
-def _refuse(path: str, found: dbfile.Probe) -> None:
-    name = os.path.basename(path)
-    if found.unreadable:
-        raise StoreError(f"job database {path} is {found.unreadable}: see `luzia db check`; "
-                         f"`luzia db recover` salvages what it can and keeps the file aside")
-    if found.version > migrations.LATEST:
-        raise StoreError(
-            f"job database {path} is schema {found.version}, from a newer Luzia release (this "
-            f"one, {__version__}, knows schema {migrations.LATEST} at most): run the newer "
-            f"release, or put back the copy it kept before migrating ({name}.schema"
-            f"{migrations.LATEST}-*.bak)")
-    if found.damage:
-        raise StoreError(f"job database {path} is damaged ({found.damage}): see `luzia db "
-                         f"check`, then `luzia db recover` with the broker stopped")
 
 
 def _migrate(db: sqlite3.Connection, path: str, opened: Opened) -> None:

@@ -54,6 +54,8 @@ class Agent:
     limited: str = ""                # which: "account team-a"
     protocol: int = 1                # as its Hello said (docs/PROTOCOL.md, "Versions")
     version: str = ""                # its Luzia release ("": the first release did not say)
+    workspace_bytes: int = -1        # disk its worktrees and mirrors use (-1: not reported)
+    workspaces: int = 0              # worktrees on it
 
     @property
     def live(self) -> bool:
@@ -77,7 +79,8 @@ class Agent:
                 "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
                 "degraded": self.degraded, "protocol": self.protocol,
                 "version": self.version, "accounts": list(self.accounts),
-                "limited_until": self.limited_until or None}
+                "limited_until": self.limited_until or None,
+                "workspace_bytes": self.workspace_bytes, "workspaces": self.workspaces}
 
 
 @dataclass(slots=True)

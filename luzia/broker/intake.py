@@ -113,7 +113,8 @@ def _new_job(m: Model, spec: protocol.JobSpec, seq: int) -> Job:
                timeout=spec.timeout or sched.timeouts.get(kind) or m.cfg.timeout,
                max_retries=spec.max_retries, workdir=spec.workdir,
                submitted_at=spec.submitted_at or now, after=list(spec.after),
-               metadata=dict(spec.metadata), updated_at=now)
+               metadata=dict(spec.metadata), updated_at=now, repo=spec.repo, base=spec.base,
+               base_commit=spec.base_commit)
 
 
 def queue_full(m: Model, pending: int | None = None) -> bool:

@@ -38,7 +38,7 @@ import re
 import time
 
 from luzia import protocol
-from luzia.broker import gpu
+from luzia.broker import gpu, workspace
 from luzia.broker.fleet import Agent
 from luzia.broker.model import Model
 from luzia.broker.rules import SchedJob, over_ceiling
@@ -73,7 +73,8 @@ def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
     seq = job.seq - AHEAD if job.pauses else job.seq
     return SchedJob(id=job.id, seq=seq, priority=job.priority, user=job.user,
                     project=job.project, type=job.type, after=after, submitted=time.monotonic(),
-                    gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid)
+                    gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid,
+                    shared=workspace.shared_workdir(m.cfg, job))
 
 
 def _failed_on(m: Model, job: Job) -> frozenset[str]:
@@ -123,6 +124,9 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
                    + (f" account {job.account}" if job.account else "")
                    + (f" resuming session {resume}" if resume else "") + busy)
     m.store.save_attempt(job)
+    if workspace.unfit(job, agent):         # tried elsewhere, as a job that never started
+        unstarted(m, job, workspace.unfit(job, agent))
+        return
     m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt,
                                                account=job.account, resume=resume))
     log.info("job %s assigned to %s (attempt %d)%s", job.id, agent.name, job.attempt, busy)
@@ -414,4 +418,5 @@ def _spec(job: Job) -> protocol.JobSpec:
                             priority=job.priority, type=job.type, timeout=job.timeout,
                             max_retries=job.max_retries, after=list(job.after),
                             metadata=dict(job.metadata), workdir=job.workdir,
-                            submitted_at=job.submitted_at)
+                            submitted_at=job.submitted_at, repo=job.repo, base=job.base,
+                            base_commit=job.base_commit)

@@ -92,11 +92,23 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
     # who submitted the job (the Unix user or CURVE key's user: issue 17 item 7); NULL for
     # the jobs older releases wrote
     2: ("ALTER TABLE jobs ADD COLUMN submitter TEXT",),
+    # workspaces (issue 12, docs/WORKSPACES.md): a job's repo and base as submitted, the base
+    # commit its first attempt fixed, its branch and worktree (path, host), its end on the
+    # branch (commit, files, lines), the push home, and whether it was merged or discarded;
+    # each attempt's base commit (a retry says it kept it)
+    3: tuple(f"ALTER TABLE jobs ADD COLUMN {column}" for column in (
+        "repo TEXT NOT NULL DEFAULT ''", "base TEXT NOT NULL DEFAULT ''",
+        "base_commit TEXT NOT NULL DEFAULT ''", "branch TEXT NOT NULL DEFAULT ''",
+        "workspace TEXT NOT NULL DEFAULT ''", "workspace_host TEXT NOT NULL DEFAULT ''",
+        "head_commit TEXT NOT NULL DEFAULT ''", "files_changed INTEGER",
+        "lines_added INTEGER NOT NULL DEFAULT 0", "lines_removed INTEGER NOT NULL DEFAULT 0",
+        "push TEXT NOT NULL DEFAULT ''", "outcome TEXT NOT NULL DEFAULT ''", "outcome_at REAL",
+    )) + ("ALTER TABLE attempts ADD COLUMN base_commit TEXT NOT NULL DEFAULT ''",),
     # agent-aware jobs (issue 13, docs/AGENTS.md): cost, tokens, turns, model, session and
     # account per job (the sum of its attempts) and per attempt; the session the next attempt
     # resumes; paused jobs' reset time and pause count; a ledger of spend per UTC day for
     # the budgets (kept when old jobs are pruned)
-    3: (*(f"ALTER TABLE {table} ADD COLUMN {column}" for table in ("jobs", "attempts")
+    4: (*(f"ALTER TABLE {table} ADD COLUMN {column}" for table in ("jobs", "attempts")
           for column in ("cost_usd REAL", "tokens_in INTEGER NOT NULL DEFAULT 0",
                          "tokens_out INTEGER NOT NULL DEFAULT 0",
                          "cache_read INTEGER NOT NULL DEFAULT 0",

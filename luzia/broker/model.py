@@ -102,6 +102,7 @@ class Model(Protocol):
     bad: dict[str, rpc.BadFrames]     # frames dropped, per socket
     started: float                    # time.monotonic() of the broker's start
     dirty: bool                       # something may be schedulable: run the scheduler this turn
+    discards: dict[str, set[str]]     # agent -> discarded workspaces it has still to remove
 
 
 @dataclass(eq=False)
@@ -125,6 +126,7 @@ class BrokerModel:
     bad: dict[str, rpc.BadFrames] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     dirty: bool = True
+    discards: dict[str, set[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.budgets = Budgets(self.cfg, self.store, self.sched)

@@ -48,6 +48,10 @@ class ReferenceScheduler:
     def _project_running(self, project: str) -> int:
         return sum(1 for j, _, _ in self.placed.values() if j.project == project)
 
+    def _sharing(self, shared: str) -> list[str]:
+        """The placed jobs in the shared work directory `shared` (none for "")."""
+        return [j.id for j, _, _ in self.placed.values() if shared and j.shared == shared]
+
     def _running(self, agent: str) -> int:
         return sum(1 for _, a, _ in self.placed.values() if a == agent)
 
@@ -59,6 +63,7 @@ class ReferenceScheduler:
         return (not job.after and not self._blocked(job)
                 and (not limit or len(self._user_jobs(job.user)) < limit)
                 and (not cap or self._project_running(job.project) < cap)
+                and not self._sharing(job.shared)
                 and (not total or len(self.placed) < total))
 
     def _blocked(self, job: SchedJob) -> str:
@@ -164,7 +169,8 @@ class ReferenceScheduler:
             return ""
         return explain(self.cfg, job, self.agents.values(), self._running,
                        self._user_jobs(job.user), self._project_running(job.project),
-                       len(self.placed), self._blocked(job), wall) or BEHIND
+                       len(self.placed), self._sharing(job.shared), self._blocked(job),
+                       wall) or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
         self.expire(now)
@@ -178,7 +184,8 @@ class ReferenceScheduler:
             if (job.priority != Priority.CRITICAL or job.after or self._blocked(job)
                     or now - job.submitted < self.cfg.preempt_after
                     or (limit and len(self._user_jobs(job.user)) >= limit)
-                    or (cap and self._project_running(job.project) >= cap)):
+                    or (cap and self._project_running(job.project) >= cap)
+                    or self._sharing(job.shared)):
                 continue
             if self._eligible(job) and self._agent_for(job) is not None:
                 continue

@@ -32,6 +32,7 @@ class SchedJob:
     submitted: float = 0.0                # time.monotonic() when it became pending
     gpu_mem_gb: float = 0.0               # needed free GPU memory (0: none)
     avoid: frozenset[str] = frozenset()   # agents it failed on: used only if no other can take it
+    shared: str = ""                      # the work directory it shares with other jobs ("": own)
 
     def __lt__(self, other: SchedJob) -> bool:   # a bucket's heap orders its jobs by arrival
         return self.seq < other.seq
@@ -78,14 +79,15 @@ def _ids(ids: Iterable[str]) -> str:
 
 def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
             running_of: Callable[[str], int], user_jobs: Iterable[str],
-            project_running: int, total_running: int, blocked: str = "",
-            wall: float | None = None) -> str:
+            project_running: int, total_running: int, sharing: Iterable[str] = (),
+            blocked: str = "", wall: float | None = None) -> str:
     """Why `job` cannot start now, first obstacle first; "" if nothing stops it. `blocked`
     is why its user or project may start nothing (a budget); `wall` the time now (unix),
     for "limited until 15:00 (in 42m)".
 
     Both schedulers call this with counts they keep (or compute) their own way, so the
     property test comparing their why() checks their bookkeeping, not this wording.
+    `sharing`: the placed jobs in the job's shared work directory (one at a time there).
     """
     if job.after:
         return f"waiting for {_ids(job.after)}"
@@ -98,6 +100,10 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
     cap = cfg.max_per_project
     if cap and project_running >= cap:
         return f"project {job.project} at its cap ({project_running}/{cap})"
+    sharing = list(sharing)
+    if job.shared and sharing:
+        return (f"workdir {job.shared} in use by {_ids(sharing)} (one job at a time in a "
+                "shared workdir; a project with `repo` gives each job its own worktree)")
     if cfg.max_concurrent and total_running >= cfg.max_concurrent:
         return f"global cap reached ({total_running}/{cfg.max_concurrent})"
     return _no_agent(cfg, job, agents, running_of, time.time() if wall is None else wall)

@@ -4,21 +4,22 @@ Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) with
 priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
 default; a placed job holds its user's lock until it ends, its agent is lost, or it has
 run `user_lock_stale` seconds), its project fewer than `max_per_project`, neither its user
-nor its project is blocked (over a budget: budgets.py), the global cap is not reached, its
-dependencies are done, and a live, non-draining agent not held by usage limits, under both
-ceilings (or running none of ours: rules.may_add), with a free slot and enough free GPU
-memory, offers its type — to the one with the lowest load score (ties by name). An
-ineligible job never blocks the ones behind it.
+nor its project is blocked (over a budget: budgets.py), no other job in its shared work
+directory (a project without `repo`), the global cap is not reached, its dependencies are
+done, and a live, non-draining agent not held by usage limits, under both ceilings (or
+running none of ours: rules.may_add), with a free slot and enough free GPU memory, offers
+its type — to the one with the lowest load score (ties by name). An ineligible job never
+blocks the ones behind it.
 A retry avoids the agents it failed on while another offers its type (rules.py).
 
-Cost. Pending jobs sit in buckets keyed by (priority, type, GPU need, user, project, avoided
-agents): every job of a bucket is eligible or not for the same reasons, so only a bucket's
-oldest job is ever a candidate. Per (priority, type, GPU need, avoided) a heap holds one
-entry per bucket, ordered by its head's seq. A decision looks at the top of each heap whose
-type some agent can take now; a bucket met there whose user or project is at its limit is
-*parked* on that user or project and pushed back only when it frees a slot. So a decision
-only pops entries that went stale or blocked since they were pushed — never a scan of a
-user's or project's jobs.
+Cost. Pending jobs sit in buckets (buckets.py) keyed by (priority, type, GPU need, user,
+project, avoided agents, shared workdir): every job of a bucket is eligible or not for the
+same reasons, so only a bucket's oldest job is ever a candidate. Per (priority, type, GPU
+need, avoided) a heap holds one entry per bucket, ordered by its head's seq. A decision
+looks at the top of each heap whose type some agent can take now; a bucket met there whose
+user, project or shared workdir is at its limit is *parked* on that limit and pushed back
+only when it frees a slot. So a decision only pops entries that went stale or blocked since
+they were pushed — never a scan of a user's or project's jobs.
 `ReferenceScheduler` (reference.py) is the plain version this one is proven against.
 """
 
@@ -30,6 +31,7 @@ import logging
 from collections.abc import Iterable
 
 from luzia.broker import rules
+from luzia.broker.buckets import Bucket, bucket_cls, bucket_key, discard, limits
 from luzia.broker.rules import BEHIND, SchedAgent, SchedJob, load_score, may_add, user_limit
 from luzia.config import SchedulerConfig
 from luzia.states import Priority
@@ -37,27 +39,6 @@ from luzia.states import Priority
 log = logging.getLogger(__name__)
 
 LEVELS = len(Priority)
-
-
-class _Bucket:
-    """The pending jobs of one (priority, type, GPU need, user, project), a heap by seq.
-
-    `entry` is its one valid entry in the ready heap (None when absent); entries it left
-    behind there are recognised by identity and dropped when met. `live` counts the jobs
-    of `heap` still pending: cancelled ones leave lazily, or in a compaction.
-    """
-
-    __slots__ = ("key", "heap", "live", "entry", "parked")
-
-    def __lt__(self, other: _Bucket) -> bool:   # only met when two entries share a seq
-        return False
-
-    def __init__(self, key: tuple) -> None:
-        self.key = key
-        self.heap: list[SchedJob] = []
-        self.live = 0
-        self.entry: tuple | None = None
-        self.parked = False
 
 
 class Scheduler:
@@ -71,17 +52,18 @@ class Scheduler:
         self.dependents: dict[str, set[str]] = {}       # dependency id -> waiting job ids
         self.critical: dict[str, SchedJob] = {}         # pending critical jobs (preemption)
         self.counts = [0] * LEVELS                      # pending (both kinds) per priority
-        self.buckets: dict[tuple, _Bucket] = {}
+        self.buckets: dict[tuple, Bucket] = {}
         # priority -> (type, gpu need, avoid) -> heap of (head seq, bucket)
         self.ready: list[dict[tuple[str, float, frozenset[str]], list]] = [{} for _ in range(LEVELS)]
-        self.parked_user: dict[str, list[_Bucket]] = {}
-        self.parked_project: dict[str, list[_Bucket]] = {}
+        # (limit, name) -> buckets parked on it: ("user", u), ("project", p), ("shared", dir)
+        self.parked: dict[tuple[str, str], list[Bucket]] = {}
         self._tick = itertools.count()
         # placements: the counts every rule reads
         self.placed: dict[str, tuple[SchedJob, str, int]] = {}   # id -> (job, agent, order)
         self.on_agent: dict[str, set[str]] = {}
         self.by_user: dict[str, set[str]] = {}          # user -> placed jobs holding its lock
         self.by_project: dict[str, int] = {}
+        self.by_shared: dict[str, set[str]] = {}       # shared workdir -> placed jobs in it
         # user locks going stale: heap of (deadline, job id); placed jobs whose lock went stale
         self.now = 0.0
         self.lock_deadlines: list[tuple[float, int, str]] = []
@@ -106,20 +88,20 @@ class Scheduler:
 
     def _enqueue(self, job: SchedJob) -> None:
         self.pending[job.id] = job
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
+        key = bucket_key(job)
         bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self.buckets[key] = _Bucket(key)
+            bucket = self.buckets[key] = Bucket(key)
         heapq.heappush(bucket.heap, job)
         bucket.live += 1
         if not bucket.parked and (bucket.entry is None or job.seq < bucket.entry[0]):
             self._announce(bucket, job)
 
-    def _announce(self, bucket: _Bucket, head: SchedJob) -> None:
+    def _announce(self, bucket: Bucket, head: SchedJob) -> None:
         """Put `bucket` in its ready heap under its head `head` (older entries go stale)."""
         entry = (head.seq, bucket)
         bucket.entry = entry
-        priority, cls = bucket.key[0], _cls(bucket.key)
+        priority, cls = bucket.key[0], bucket_cls(bucket.key)
         heap = self.ready[priority].get(cls)
         if heap is None:
             heap = self.ready[priority][cls] = []
@@ -146,7 +128,7 @@ class Scheduler:
 
     def _left_bucket(self, job: SchedJob) -> None:
         """`job` left `pending`; its heap entry goes lazily, or all at once if few remain."""
-        key = (job.priority, job.type, job.gpu_mem_gb, job.user, job.project, job.avoid)
+        key = bucket_key(job)
         bucket = self.buckets[key]
         bucket.live -= 1
         if not bucket.live:
@@ -157,7 +139,7 @@ class Scheduler:
             bucket.heap = [j for j in bucket.heap if self.pending.get(j.id) is j]
             heapq.heapify(bucket.heap)
 
-    def _head(self, bucket: _Bucket) -> SchedJob | None:
+    def _head(self, bucket: Bucket) -> SchedJob | None:
         heap = bucket.heap
         while heap:
             job = heap[0]
@@ -180,6 +162,8 @@ class Scheduler:
         self.placed[job.id] = (job, agent, order)
         self.on_agent.setdefault(agent, set()).add(job.id)
         self.by_project[job.project] = self.by_project.get(job.project, 0) + 1
+        if job.shared:
+            self.by_shared.setdefault(job.shared, set()).add(job.id)
         stale_after = self.cfg.user_lock_stale
         if stale_after > 0:
             if rules.lock_expired(since, stale_after, self.now):
@@ -200,17 +184,15 @@ class Scheduler:
             self.lock_deadlines = [e for e in self.lock_deadlines
                                    if e[2] in self.placed and self.placed[e[2]][2] == e[1]]
             heapq.heapify(self.lock_deadlines)
-        _discard(self.on_agent, agent, job_id)
-        _discard(self.by_user, job.user, job_id)
-        left = self.by_project[job.project] - 1
-        if left:
-            self.by_project[job.project] = left
-        else:
+        discard(self.on_agent, agent, job_id)
+        discard(self.by_user, job.user, job_id)
+        self.by_project[job.project] -= 1
+        if not self.by_project[job.project]:
             del self.by_project[job.project]
-        if self._user_ok(job.user):
-            self._wake(self.parked_user.pop(job.user, ()))
-        if self._project_ok(job.project):
-            self._wake(self.parked_project.pop(job.project, ()))
+        discard(self.by_shared, job.shared, job_id)
+        for limit, name in limits(job):
+            if self._ok(limit, name):
+                self._wake(self.parked.pop((limit, name), ()))
 
     def expire(self, now: float) -> bool:
         """The clock moves to `now`: user locks held longer than `user_lock_stale` are freed.
@@ -238,9 +220,9 @@ class Scheduler:
         holders = self.by_user.get(user)
         if holders is None or job_id not in holders:
             return False
-        _discard(self.by_user, user, job_id)
+        discard(self.by_user, user, job_id)
         if self._user_ok(user):
-            self._wake(self.parked_user.pop(user, ()))
+            self._wake(self.parked.pop(("user", user), ()))
         return True
 
     def _relock(self, agent_name: str) -> None:
@@ -252,7 +234,7 @@ class Scheduler:
             else:
                 self._unlock(job.user, job_id)
 
-    def _wake(self, buckets: Iterable[_Bucket]) -> None:
+    def _wake(self, buckets: Iterable[Bucket]) -> None:
         for bucket in buckets:
             if bucket.parked:
                 bucket.parked = False
@@ -313,12 +295,8 @@ class Scheduler:
         self.blocked[(kind, name)] = reason
 
     def unblock(self, kind: str, name: str) -> None:
-        if self.blocked.pop((kind, name), None) is None:
-            return
-        if kind == "user" and self._user_ok(name):
-            self._wake(self.parked_user.pop(name, ()))
-        elif kind == "project" and self._project_ok(name):
-            self._wake(self.parked_project.pop(name, ()))
+        if self.blocked.pop((kind, name), None) is not None and self._ok(kind, name):
+            self._wake(self.parked.pop((kind, name), ()))
 
     # rules -----------------------------------------------------------------------
     def _user_ok(self, user: str) -> bool:
@@ -330,6 +308,17 @@ class Scheduler:
         cap = self.cfg.max_per_project
         return (("project", project) not in self.blocked
                 and (not cap or self.by_project.get(project, 0) < cap))
+
+    def _ok(self, limit: str, name: str) -> bool:
+        """Room under one limit: its user's locks, its project's cap, or one job at a time
+        in its shared work directory (a project without `repo`)."""
+        if limit == "user":
+            return self._user_ok(name)
+        return self._project_ok(name) if limit == "project" else not self.by_shared.get(name)
+
+    def _full(self, job: SchedJob) -> tuple[str, str] | None:
+        """The first limit `job` is held by that has no room now (None: none is full)."""
+        return next((limit for limit in limits(job) if not self._ok(*limit)), None)
 
     def _open_agents(self) -> list[SchedAgent]:
         """Agents that may take a job now: live, not draining nor limited, a slot free, and
@@ -401,24 +390,18 @@ class Scheduler:
                 heapq.heappop(heap)
                 self._announce(bucket, head)
                 continue
-            user, project = bucket.key[3], bucket.key[4]
-            if not self._user_ok(user):
-                self._park(heap, bucket, self.parked_user, user)
-            elif not self._project_ok(project):
-                self._park(heap, bucket, self.parked_project, project)
-            else:
+            full = self._full(head)             # the bucket's jobs share user, project, workdir
+            if full is None:
                 return entry
+            heapq.heappop(heap)                 # parked until that limit has room
+            bucket.entry = None
+            bucket.parked = True
+            self.parked.setdefault(full, []).append(bucket)
         return None
-
-    def _park(self, heap: list, bucket: _Bucket, parked: dict[str, list[_Bucket]], name: str) -> None:
-        heapq.heappop(heap)
-        bucket.entry = None
-        bucket.parked = True
-        parked.setdefault(name, []).append(bucket)
 
     def _start(self, entry: tuple, agent: SchedAgent) -> tuple[str, str]:
         bucket = entry[1]
-        heap = self.ready[bucket.key[0]][_cls(bucket.key)]
+        heap = self.ready[bucket.key[0]][bucket_cls(bucket.key)]
         heapq.heappop(heap)                     # `entry` is its top
         bucket.entry = None
         job = heapq.heappop(bucket.heap)
@@ -447,6 +430,7 @@ class Scheduler:
                                lambda name: len(self.on_agent.get(name, ())),
                                self.by_user.get(job.user, ()),
                                self.by_project.get(job.project, 0), len(self.placed),
+                               self.by_shared.get(job.shared, ()) if job.shared else (),
                                blocked or "", wall)
         return reason or BEHIND
 
@@ -467,7 +451,7 @@ class Scheduler:
         out = []
         for job in sorted(self.critical.values(), key=lambda j: j.seq):
             if (job.after or now - job.submitted < self.cfg.preempt_after
-                    or not self._user_ok(job.user) or not self._project_ok(job.project)):
+                    or self._full(job) is not None):
                 continue
             cap = self.cfg.max_concurrent
             fits = self._best(agents, job.type, job.gpu_mem_gb, job.avoid)
@@ -508,16 +492,3 @@ class Scheduler:
         """The agent's load score (rules.load_score); 0 if unknown."""
         agent = self.agents.get(name)
         return load_score(self.cfg, agent, len(self.on_agent.get(name, ()))) if agent else 0.0
-
-
-def _cls(key: tuple) -> tuple[str, float, frozenset[str]]:
-    """The (type, GPU need, avoided agents) of a bucket key: which agents may take its jobs."""
-    return key[1], key[2], key[5]
-
-
-def _discard(index: dict[str, set[str]], key: str, job_id: str) -> None:
-    ids = index.get(key)
-    if ids is not None:
-        ids.discard(job_id)
-        if not ids:
-            del index[key]

@@ -20,7 +20,19 @@ from pathlib import Path
 import zmq
 
 from luzia import __version__, layout, protocol, rpc
-from luzia.broker import curve, intake, lifecycle, lock, metrics, ops, peers, rebuild, spool, versions
+from luzia.broker import (
+    curve,
+    intake,
+    lifecycle,
+    lock,
+    metrics,
+    ops,
+    peers,
+    rebuild,
+    spool,
+    versions,
+    workspace,
+)
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
 from luzia.broker.model import BrokerModel
@@ -113,6 +125,7 @@ class Broker:
             m.jobs[job.id] = job
         for job in m.jobs.values():
             lifecycle.restore(m, job)
+        workspace.restore(m)
         log.info("broker %s up: %d unfinished jobs restored from %s", __version__,
                  len(m.jobs), self.cfg.broker.db)
 

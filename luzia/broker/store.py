@@ -32,7 +32,12 @@ _AGENTWORK = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write"
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
-            "finished_at", "updated_at", "submitter") + _AGENTWORK
+            "finished_at", "updated_at", "submitter") + (
+    # schema 3: workspaces (docs/WORKSPACES.md), written by `save_workspace`
+    "repo", "base", "base_commit", "branch", "workspace", "workspace_host", "head_commit",
+    "files_changed", "lines_added", "lines_removed", "push", "outcome", "outcome_at") + _AGENTWORK
+# what a job's workspace changes: schema 3's columns after the repo and base it was given
+_WORKSPACE = _SCALARS[_SCALARS.index("base_commit"):_SCALARS.index(_AGENTWORK[0])]
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
 _MUTABLE = ("retries", "state", "reason", "host", "attempt", "progress", "message", "tail",
             "exit_code", "stalled", "assigned_at", "started_at", "finished_at", "updated_at",
@@ -40,7 +45,7 @@ _MUTABLE = ("retries", "state", "reason", "host", "attempt", "progress", "messag
 USAGE_COLUMNS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
                  "model", "session_id")     # an attempt's, as protocol.Usage names them
 _ATTEMPT_COLUMNS = ("job_id", "attempt", "host", "assigned_at", "started_at", "finished_at",
-                    "exit_code", "reason", *USAGE_COLUMNS, "account")
+                    "exit_code", "reason", "base_commit", *USAGE_COLUMNS, "account")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _STATE = _SCALARS.index("state")
 _INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
@@ -86,7 +91,20 @@ class Job:
     finished_at: float | None = None
     updated_at: float = 0.0
     submitter: str | None = None          # schema 2; filled in by issue 17 item 7
-    # schema 3 (docs/AGENTS.md): the sums over its attempts, as their output adapters saw them
+    repo: str = ""                        # schema 3 (workspaces): as submitted, "" for none
+    base: str = ""                        # the base asked for ("": the repo's HEAD)
+    base_commit: str = ""                 # fixed at the first attempt, kept for retries
+    branch: str = ""                      # luzia/<job id>, once an agent made the worktree
+    workspace: str = ""                   # the worktree's path on workspace_host ("": removed)
+    workspace_host: str = ""
+    head_commit: str = ""                 # the branch's tip after the end commit ("": no changes)
+    files_changed: int | None = None      # None: not known (yet)
+    lines_added: int = 0
+    lines_removed: int = 0
+    push: str = ""                        # a URL repo's branch: "pushed", "failed: ..." or ""
+    outcome: str = ""                     # "merged", "squashed", "discarded" or ""
+    outcome_at: float | None = None
+    # schema 4 (docs/AGENTS.md): the sums over its attempts, as their output adapters saw them
     cost_usd: float | None = None         # None: no attempt reported a cost
     tokens_in: int = 0
     tokens_out: int = 0
@@ -292,8 +310,18 @@ class Store:
         values[_MUTABLE.index("stalled")] = int(job.stalled)
         self.db.execute(f"UPDATE jobs SET {', '.join(f'{n}=?' for n in _MUTABLE)} WHERE id=?",
                         (*values, job.id))
+        if job.repo:
+            self.save_workspace(job)
         if event is not None:
             self._event(job, event, name)
+
+    def save_workspace(self, job: Job, event: str | None = None) -> None:
+        """Write what the job's workspace changed (schema 3); `event` logs it too."""
+        self._begin()
+        self.db.execute(f"UPDATE jobs SET {', '.join(c + '=?' for c in _WORKSPACE)} WHERE id=?",
+                        (*(getattr(job, c) for c in _WORKSPACE), job.id))
+        if event is not None:
+            self._event(job, event)
 
     def save_attempt(self, job: Job, reason: str | None = "") -> None:
         """Write the job's current attempt (its usage too); reason None keeps the stored one."""
@@ -308,8 +336,8 @@ class Store:
             f"INSERT OR REPLACE INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})",
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
-             job.exit_code, reason, cost, *(getattr(usage, n) for n in USAGE_COLUMNS[1:]),
-             job.account))
+             job.exit_code, reason, job.base_commit, cost,
+             *(getattr(usage, n) for n in USAGE_COLUMNS[1:]), job.account))
 
     def attempt_usage(self, job_id: str, attempt: int) -> protocol.Usage:
         """The usage stored for one attempt (after a restart: the running attempt's so far)."""

@@ -43,10 +43,11 @@ def agents() -> None:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def agents_status(sort_by, as_json) -> None:
     """Each agent's slots in use, load score, its level (low, moderate, high, critical) and
-    parts, capabilities, GPU, release, last heartbeat and health: ok, busy (its host is over
-    a ceiling with none of our jobs: it takes one), full, draining, over-ceiling (runs ours,
-    takes no more), dead, gone (dead longer than broker.gone_after: no alert; `luzia agents
-    forget NAME` removes it), refused (a protocol older than the broker serves)."""
+    parts, capabilities, GPU, worktrees and their disk use, release, last heartbeat and
+    health: ok, busy (its host is over a ceiling with none of our jobs: it takes one), full,
+    draining, over-ceiling (runs ours, takes no more), dead, gone (dead longer than
+    broker.gone_after: no alert; `luzia agents forget NAME` removes it), refused (a protocol
+    older than the broker serves)."""
     found = [a for a in ask("agents.status", list) if isinstance(a, dict)]
     found.sort(key=SORT_KEYS[sort_by])
     dump(found) if as_json else show_status(found)
@@ -124,7 +125,7 @@ def show_status(found: list[dict[str, Any]]) -> None:
         print("no agents have connected; start one with: luzia-agent (or luzia-supervisor)")
         return
     table(("AGENT", "HEALTH", "SLOTS", "LOAD", "LEVEL", "LOAD PARTS", "CPU", "MEM", "GPU",
-           "CAPABILITIES", "RELEASE", "HEARTBEAT"), [_row(a) for a in found],
+           "CAPABILITIES", "WORKTREES", "RELEASE", "HEARTBEAT"), [_row(a) for a in found],
           {1: HEALTH_STYLE, 4: LOAD_LEVEL_STYLE})
     gone = [clean(a.get("name")) for a in found if a.get("health") == "gone"]
     if gone:
@@ -144,8 +145,20 @@ def _row(a: dict[str, Any]) -> tuple[Any, ...]:
             f"cpu {num(parts.get('cpu')) or 0:.2f} mem {num(parts.get('memory')) or 0:.2f} "
             f"queue {num(parts.get('queue')) or 0:.2f}",
             pct(a.get("cpu")), pct(a.get("memory")), gpu_cell(a),
-            ",".join(clean(c) for c in a.get("capabilities") or []), release(a),
+            ",".join(clean(c) for c in a.get("capabilities") or []), worktrees_cell(a), release(a),
             f"{seconds(a.get('heartbeat_age'))} ago")
+
+
+def worktrees_cell(agent: dict[str, Any]) -> str:
+    """`3, 1.2 GB`: its workspaces' worktrees and the disk they (and its mirrors) use."""
+    used = num(agent.get("workspace_bytes"))
+    count = int(num(agent.get("workspaces")) or 0)
+    if used is None or used <= 0 and not count:      # not reported, or none ever made there
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if used >= size:
+            return f"{count}, {used / size:.1f} {unit}"
+    return f"{count}, {used:.0f} B"
 
 
 def release(agent: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ def config() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON, with `source` and `candidates`.")
 def config_show(as_json) -> None:
     """Print the effective config (file < LUZIA_* env vars) and where it was read from."""
-    from luzia.configfile import config_candidates
+    from luzia.config import config_candidates
     cfg = load_config()
     data = cfg.to_dict()
     data["candidates"] = [str(p) for p in config_candidates()]

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from luzia import snapshots
+from luzia.cli import branch as branches
 from luzia.cli.control import connect, dump, fetch_job
 from luzia.cli.render import TERMINAL, clean
 from luzia.errors import LuziaError
@@ -25,9 +26,11 @@ from luzia.errors import LuziaError
 class GitJob:
     """A job and its repository on this host, with the refs the wrapper left in it."""
 
-    def __init__(self, job_id: str) -> None:
-        with connect() as ctl:
-            self.job: dict[str, Any] = fetch_job(ctl, job_id)
+    def __init__(self, job_id: str, job: dict[str, Any] | None = None) -> None:
+        if job is None:
+            with connect() as ctl:
+                job = fetch_job(ctl, job_id)
+        self.job: dict[str, Any] = job
         self.id = clean(self.job["id"], 64)
         self.state = clean(self.job.get("state"), 32)
         workdir = self.job.get("workdir")
@@ -65,8 +68,8 @@ class GitJob:
         return snapshots.capture(self.repo, f"luzia: job {self.id} so far")
 
 
-def _git_errors(fn):
-    """A git failure is a one-line error, not a traceback."""
+def git_errors(fn):
+    """A git failure is a one-line error, not a traceback (here and in workspace.py)."""
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         try:
@@ -81,26 +84,40 @@ def _git_errors(fn):
 @click.option("--stat", is_flag=True, help="Only the changed files and their line counts.")
 @click.option("--json", "as_json", is_flag=True,
               help="JSON: {id, state, repo, before, after, files: [{path, added, removed}], patch}.")
-@_git_errors
+@git_errors
 def diff(job_id: str, stat: bool, as_json: bool) -> None:
     """What job JOB_ID changed in its git work directory (all attempts; so far, while it
-    runs). Untracked files count, ignored ones do not."""
-    job = GitJob(job_id)
+    runs), or on its branch when it had a workspace (docs/WORKSPACES.md). Untracked files
+    count, ignored ones do not."""
+    with connect() as ctl:
+        found = fetch_job(ctl, job_id)
+    if found.get("repo"):
+        ws = branches.JobBranch.of(found)
+        repo, after = ws.here()
+        job_id, state, before = ws.id, ws.state, ws.base_commit
+    else:
+        job = GitJob(job_id, found)
+        repo, before, after = job.repo, job.before, job.after()
+        job_id, state = job.id, job.state
     if as_json:
-        after = job.after()
-        files = []
-        numstat = snapshots.git(job.repo, "diff", "--numstat", job.before, after).stdout
-        for line in numstat.decode(errors="replace").splitlines():
-            added, removed, path = (line.split("\t", 2) + ["", ""])[:3]
-            files.append({"path": path, "added": int(added) if added.isdigit() else None,
-                          "removed": int(removed) if removed.isdigit() else None})
-        patch = snapshots.diff(job.repo, job.before, after).decode(errors="replace")
-        dump({"id": job.id, "state": job.state, "repo": job.repo, "before": job.before,
-              "after": after, "files": files, "patch": patch})
+        dump({"id": job_id, "state": state, "repo": repo, "before": before, "after": after,
+              "files": _numstat(repo, before, after),
+              "patch": snapshots.diff(repo, before, after).decode(errors="replace")})
         return
-    out = snapshots.diff(job.repo, job.before, job.after(), *(["--stat"] if stat else []))
+    out = snapshots.diff(repo, before, after, *(["--stat"] if stat else []))
     sys.stdout.buffer.write(out)     # bytes as git wrote them (click's get_binary_stream is deprecated)
     sys.stdout.buffer.flush()
+
+
+def _numstat(repo: str, before: str, after: str) -> list[dict[str, Any]]:
+    """Each changed file with its lines added and removed (None for a binary file)."""
+    files = []
+    numstat = snapshots.git(repo, "diff", "--numstat", before, after).stdout
+    for line in numstat.decode(errors="replace").splitlines():
+        added, removed, path = (line.split("\t", 2) + ["", ""])[:3]
+        files.append({"path": path, "added": int(added) if added.isdigit() else None,
+                      "removed": int(removed) if removed.isdigit() else None})
+    return files
 
 
 @click.command()
@@ -108,7 +125,7 @@ def diff(job_id: str, stat: bool, as_json: bool) -> None:
 @click.option("--dry-run", "-n", "check", is_flag=True,
               help="Only say what it would restore, and whether it would apply; change nothing.")
 @click.option("--check", "check", is_flag=True, hidden=True)      # the older spelling
-@_git_errors
+@git_errors
 def revert(job_id: str, check: bool) -> None:
     """Undo what job JOB_ID changed in its work directory, keeping later changes to other
     lines; refused (nothing changed) when later changes conflict with it."""

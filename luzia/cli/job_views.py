@@ -131,7 +131,7 @@ def job_lines(job: dict[str, Any], now: float | None = None) -> list[str]:
         f"task       {clean(job.get('task'), 200)}",
     ]
     return (lines + _time_lines(job, now) + _note_lines(job, now) + usage_lines(job, now)
-            + _more_lines(job))
+            + workspace_lines(job) + _more_lines(job))
 
 
 def attempts_text(job: dict[str, Any]) -> str:
@@ -242,7 +242,51 @@ def attempt_line(attempt: dict[str, Any]) -> str:
         exit_text(None if code is None else int(code))
     return (f"#{int(num(attempt.get('attempt')) or 0)} {clean(attempt.get('host'), 30) or '-'}  "
             f"{stamp(attempt.get('started_at'))}  {ended}{attempt_cost(attempt)}  "
-            f"{clean(attempt.get('reason'), 80)}").rstrip()
+            f"{clean(attempt.get('reason'), 80)}"
+            + (f"  base {clean(attempt['base_commit'], 64)[:10]}" if attempt.get("base_commit") else "")
+            ).rstrip()
+
+
+def workspace_lines(job: dict[str, Any], verbose: bool = False) -> list[str]:
+    """The workspace part of a job's detail view (none without a repo)."""
+    if not job.get("repo"):
+        return []
+    lines = []
+    name = clean(job.get("branch"), 256)
+    if name:
+        lines.append(f"branch     {name}  ({_changes(job)}; {_outcome(job)})")
+    base, commit = clean(job.get("base"), 256), clean(job.get("base_commit"), 64)
+    lines.append(f"base       {base or 'HEAD'}" + (f" @ {commit[:10]}" if commit else
+                                                   " (fixed when it starts)"))
+    path, host = clean(job.get("workspace"), 4096), clean(job.get("workspace_host"), 255)
+    if path:
+        lines.append(f"workspace  {host}:{path}")
+    elif name:
+        why = "discarded" if job.get("outcome") == "discarded" else "after agent.workspace_keep"
+        lines.append(f"workspace  removed ({why})")
+    if job.get("push"):
+        lines.append(f"push       {clean(job.get('push'), 200)}")
+    if verbose:
+        lines.append(f"repo       {clean(job.get('repo'), 300)}")
+    return lines
+
+
+def _changes(job: dict[str, Any]) -> str:
+    files = num(job.get("files_changed"))
+    if clean(job.get("state")) not in TERMINAL:
+        return "running"
+    if files is None:
+        return "changes not known"
+    if files == 0:
+        return "no changes"
+    added, removed = int(num(job.get("lines_added")) or 0), int(num(job.get("lines_removed")) or 0)
+    return f"{int(files)} files, +{added} −{removed}"
+
+
+def _outcome(job: dict[str, Any]) -> str:
+    outcome = clean(job.get("outcome"), 32)
+    return {"merged": "merged", "squashed": "merged (squash)", "discarded": "discarded"}.get(
+        outcome, "not merged")
 
 
 def rich_job(job: dict[str, Any]) -> Any:

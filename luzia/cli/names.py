@@ -12,6 +12,7 @@ COMMANDS_BY_NOUN = {
     "top": ("top",),
     "imports": ("import",),
     "git": ("diff", "revert"),
+    "workspace": ("workspace", "merge", "discard", "pr"),
     "config": ("config",),
     "keys": ("keys",),
     "supervisor": ("supervisor",),

@@ -27,6 +27,7 @@ from luzia.cli import (
     supervisor,
     top,
     web,
+    workspace,
 )
 from luzia.cli.render import clean
 from luzia.errors import LuziaError
@@ -37,8 +38,13 @@ HELP = """Dispatch AI-agent tasks to a fleet of GPU hosts.
 Submit (returns at once, prints agent:PROJECT:JOB_ID):
   luzia PROJECT TASK... [--priority critical|high|normal|low] [--type T]
         [--user U] [--timeout S] [--max-retries N] [--after ID[,ID]]
-        [--metadata JSON] [--dry-run] [--json]
+        [--metadata JSON] [--base REF | --with-local-changes] [--dry-run] [--json]
   (luzia PROJECT --help for the details)
+
+\b
+A project with a git `repo` runs each job in its own worktree, on branch luzia/ID:
+  luzia diff ID, luzia merge ID [--squash], luzia discard ID, luzia workspace ID,
+  luzia pr ID (docs/WORKSPACES.md)
 
 \b
 Operators: luzia queue status|add|flush|locks,
@@ -66,8 +72,8 @@ Exit codes:
       or luzia db recover while the broker runs
 """
 
-NOUNS = (jobs, logs, queue, agents, history, top, imports, git, config, keys, supervisor, db, web,
-         budget, notify, reply)
+NOUNS = (jobs, logs, queue, agents, history, top, imports, git, workspace, config, keys,
+         supervisor, db, web, budget, notify, reply)
 
 
 @click.group(help=HELP, invoke_without_command=True,

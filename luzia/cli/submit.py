@@ -95,6 +95,13 @@ def parser() -> argparse.ArgumentParser:
                    help="run only after these jobs completed (repeatable; unique prefixes "
                         "are resolved by the broker)")
     p.add_argument("--metadata", type=_metadata, metavar="JSON", help="a JSON object kept with the job")
+    ws = p.add_mutually_exclusive_group()
+    ws.add_argument("--base", metavar="REF", help="with a project `repo`: the branch, tag or "
+                                                  "commit its worktree starts from (default: "
+                                                  "the project's base, else the repo's HEAD)")
+    ws.add_argument("--with-local-changes", action="store_true",
+                    help="with a local project `repo` on this host: start from its checkout "
+                         "as it is now, uncommitted changes included")
     p.add_argument("--dry-run", "-n", action="store_true",
                    help="say what would be queued, with the project's defaults; queue nothing")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of the id line")
@@ -136,7 +143,9 @@ def _run(argv: list[str]) -> int:
     after = [_full_id(cfg, a) for a in args.after]
     spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
                         type=args.type, user=args.user, timeout=args.timeout,
-                        max_retries=args.max_retries, after=after, metadata=args.metadata)
+                        max_retries=args.max_retries, after=after, metadata=args.metadata,
+                        base=args.base, with_local_changes=args.with_local_changes,
+                        dry_run=args.dry_run)
     if args.dry_run:
         _would(cfg, spec, args.json)
         return 0
@@ -206,13 +215,15 @@ def _would(cfg: Any, spec: Any, as_json: bool) -> None:
               "priority": Priority(spec.priority).label, "type": spec.type or None,
               "timeout": spec.timeout or None, "max_retries": spec.max_retries,
               "after": list(spec.after), "metadata": dict(spec.metadata),
-              "workdir": spec.workdir or None, "task": spec.task, "to": where}
+              "workdir": spec.workdir or None, "repo": spec.repo or None,
+              "base": spec.base or None, "task": spec.task, "to": where}
     if as_json:
         import json
         print(json.dumps({"dry_run": True, **fields}))
         return
     words = {"type": "detected by the broker from the text",
-             "timeout": "the type's or the global default", "workdir": "its job directory"}
+             "timeout": "the type's or the global default", "workdir": "its job directory",
+             "repo": "none: no worktree", "base": "the repo's HEAD" if spec.repo else "-"}
     print(f"would queue for {spec.project}:")
     for name, value in fields.items():
         shown = ", ".join(value) if isinstance(value, list) else value

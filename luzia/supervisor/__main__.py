@@ -14,7 +14,7 @@ import logging.handlers
 import os
 import sys
 
-from luzia import config, configfile
+from luzia import config
 from luzia.errors import LuziaError
 
 log = logging.getLogger("luzia.supervisor")
@@ -86,7 +86,7 @@ def own_log(cfg: config.Config) -> None:
 
 def banner(cfg: config.Config, children: list[str]) -> list[str]:
     """What an operator needs to find things: state, config, endpoints, logs, a first job."""
-    candidates = ", ".join(str(c) for c in configfile.config_candidates())
+    candidates = ", ".join(str(c) for c in config.config_candidates())
     ep = cfg.endpoints
     lines = [
         f"luzia-supervisor (pid {os.getpid()}): running {', '.join(children) or 'nothing'}",

@@ -9,8 +9,8 @@
   needs no server-side session and a rotated token voids it too. A POST whose Origin is
   another site's is refused as well. Bearer requests need no CSRF token (a browser never
   adds that header by itself).
-- A job's user (or its submitter, when the broker records one) may cancel, retry or
-  merge it; an admin may act on every job.
+- A job's user (or its submitter, when the broker records one) may cancel or retry it;
+  an admin may act on every job.
 """
 
 from __future__ import annotations

@@ -164,9 +164,7 @@ def actions(job: dict[str, Any], caller: Caller) -> list[str]:
         out.append("cancel")
     if state in RETRYABLE_NAMES:
         out.append("retry")
-    if job.get("branch") and state == "completed" and not job.get("merged"):
-        out.append("merge")
-    return out
+    return out      # no Merge: `luzia merge` merges in the user's checkout (WORKSPACES.md)
 
 
 def attention(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -205,11 +203,11 @@ def usage(job: dict[str, Any]) -> list[tuple[str, Any]]:
 
 USAGE_KEYS = ("tokens_in", "tokens_out", "cache_read", "cache_write", "turns")
 
-OPS = {"cancel": ("jobs.cancel", "ids"), "retry": ("jobs.retry", "ids"), "merge": ("jobs.merge", "id")}
+OPS = {"cancel": ("jobs.cancel", "ids"), "retry": ("jobs.retry", "ids")}
 
 
 async def act(web: Web, request: Request, caller: Caller) -> Response:
-    """POST /jobs/ID/cancel|retry|merge: a button, checked for CSRF and for the caller's right."""
+    """POST /jobs/ID/cancel|retry: a button, checked for CSRF and for the caller's right."""
     action = request.path_params["action"]
     if action not in OPS:
         raise Refused(404, f"no action {action!r}; there are {', '.join(OPS)}")

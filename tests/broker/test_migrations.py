@@ -27,6 +27,7 @@ from tests.dbfixtures import (
     damage_id_index,
     garble_text,
     recorded,
+    submitter_of,
     zero_page,
 )
 
@@ -70,7 +71,12 @@ def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_pat
     jobs = by_task(store)
     assert {task: j.state.value for task, j in jobs.items()} == STATES
     alice = jobs[WITH_METADATA].to_dict()
-    assert (alice["user"], alice["metadata"], alice["submitter"]) == ("alice", {"k": "v"}, None)
+    assert (alice["user"], alice["metadata"], alice["submitter"]) == \
+        ("alice", {"k": "v"}, submitter_of(fixture, WITH_METADATA))
+    # schema 3's workspace fields: present, empty (no workspace)
+    assert (alice["repo"], alice["branch"], alice["files_changed"], alice["outcome"]) == \
+        ("", "", None, "")
+    assert {a["base_commit"] for a in store.attempts(jobs[WITH_METADATA].id)} == {""}
     assert store.drained() == {"vm"}
     store.close()
     if version == migrations.LATEST:

@@ -3,10 +3,11 @@
 Hypothesis drives both with the same random sequence of what the broker does — submit
 (with dependencies and GPU needs), cancel, agents joining / leaving / reporting load /
 draining / being forgotten / held by their accounts' usage limits, a restart's restore,
-picks, jobs ending (completed or failed, settling their dependents), requeues, retries that
-avoid the agent a job failed on, preemption queries, users and projects blocked and freed
-by their budgets, and the clock moving on (user locks going stale) — and checks after every step
-that both agree on every answer, and that every pick keeps the rules.
+jobs sharing a work directory, picks, jobs ending (completed or failed, settling their
+dependents), requeues, retries that avoid the agent a job failed on, preemption queries,
+users and projects blocked and freed by their budgets, and the clock moving on (user locks
+going stale) — and checks after every step that both agree on every answer, and that every
+pick keeps the rules.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from tests.helpers import examples
 
 TYPES = ["code", "text", "reasoning"]
 AGENTS = ["surtr", "fenrir", "skadi", "ymir"]
+SHARED = ["", "", "", "/w/a", "/w/b"]     # jobs in a shared workdir (a project without repo)
 
 op = st.one_of(
     st.tuples(st.just("add"), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2),
               st.sampled_from(TYPES), st.sampled_from([0.0, 0.0, 0.0, 4.0, 16.0]),
-              st.integers(-3, 40), st.floats(0, 20)),
+              st.integers(-3, 40), st.floats(0, 20), st.sampled_from(SHARED)),
     st.tuples(st.just("cancel"), st.integers(0, 60)),
     st.tuples(st.just("agent_up"), st.sampled_from(AGENTS), st.integers(1, 3),
               st.sets(st.sampled_from(TYPES), min_size=1)),
@@ -93,12 +95,12 @@ class Broker:
         known = sorted(self.jobs)
         pending = [j for j in known if j not in self.placed]
         if kind == "add":
-            _, prio, user, project, type_, gpu, dep, submitted = o
+            _, prio, user, project, type_, gpu, dep, submitted = o[:8]
             self.seq += 1
             after = frozenset({known[dep % len(known)]}) if dep >= 0 and known else frozenset()
             job = SchedJob(id=f"j{self.seq:03d}", seq=self.seq, priority=prio, user=f"u{user}",
                            project=f"p{project}", type=type_, after=after, submitted=submitted,
-                           gpu_mem_gb=gpu)
+                           gpu_mem_gb=gpu, shared=o[8] if len(o) > 8 else "")
             self.jobs[job.id] = job
             self.add(job)
         elif kind == "cancel" and pending:
@@ -213,6 +215,7 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     limit = user_limit(cfg, job.user)
     assert not limit or len(s.by_user.get(job.user, ())) <= limit
     assert not cfg.max_per_project or s.by_project[job.project] <= cfg.max_per_project
+    assert not job.shared or s.by_shared[job.shared] == {job.id}    # alone in its workdir
     assert not cfg.max_concurrent or len(s.placed) <= cfg.max_concurrent
 
 
@@ -290,7 +293,7 @@ def random_walk(seed: int, steps: int) -> None:
         if k < 0.45:
             broker.step(("add", rng.choice([0, 2, 3]), rng.randint(0, 2), rng.randint(0, 1),
                          rng.choice(TYPES[:2]), 0.0, rng.choice([-1, -1, -1, rng.randint(0, 40)]),
-                         rng.uniform(0, 5)))
+                         rng.uniform(0, 5), rng.choice(SHARED)))
         elif k < 0.65:
             broker.step(("cancel", rng.randint(0, 60)))
         elif k < 0.8:

@@ -138,3 +138,25 @@ def test_min_protocol_must_be_one_this_release_speaks(home):
     with pytest.raises(ConfigError, match="broker.min_protocol = 9"):
         make_broker(home, "min_protocol = 9")
     assert versions.REFUSE_QUIET >= 10      # the first release says Hello again at once
+
+
+def test_a_workspace_job_is_never_sent_to_an_agent_older_than_workspaces(broker, ctx):
+    """A protocol-2 agent would ignore the job's repo and run it in a directory of its own:
+    the attempt closes as never started (another host is preferred) and the job goes to an
+    agent that makes its worktree (issue 12)."""
+    old = Peer(ctx, zmq.DEALER, broker.cfg.endpoints.agents, b"old2/00000000000000aa")
+    old.send(protocol.Hello(name="old2", slots=1, capabilities=["code"], protocol=2,
+                            version="0.2.0", instance="00000000000000aa"))
+    old.recv(broker, protocol.Welcome)
+    job = spec(type="code", repo="/srv/src", base="main")
+    broker.submit(job)
+    pump(broker, lambda: any(a["reason"].startswith("never started on old2")
+                             for a in broker.model.store.attempts(job.id)))
+    [attempt] = broker.model.store.attempts(job.id)
+    assert "a job with a workspace needs protocol 3: upgrade it" in attempt["reason"]
+    assert not any(isinstance(m, protocol.Assign) for m in old.drain())
+    new = FakeAgent(ctx, broker, "new3")                    # this release: protocol 3
+    assign = new.recv(broker, protocol.Assign, timeout=10)
+    assert (assign.job.id, assign.job.repo, assign.attempt) == (job.id, "/srv/src", 2)
+    old.close()
+    new.close()

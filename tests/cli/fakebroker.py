@@ -36,6 +36,10 @@ def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
         "message": "", "exit_code": None, "why": "no agent is connected", "stalled": False,
         "stalled_since": None, "submitter": None, "session": "", "needs_input": False,
         "needs_input_since": None,
+        # workspaces (docs/WORKSPACES.md): empty without a repo
+        "repo": spec.repo, "base": spec.base, "base_commit": spec.base_commit, "branch": "",
+        "workspace": "", "workspace_host": "", "head_commit": "", "files_changed": None,
+        "lines_added": 0, "lines_removed": 0, "push": "", "outcome": "", "outcome_at": None,
         "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
         "submitted_at": spec.submitted_at or time.time(), "assigned_at": None,
         "started_at": None, "finished_at": None, "updated_at": time.time(),

@@ -27,11 +27,12 @@ A = "140000-aaaaaaaaaaaa"
 QUERIES = {"jobs", "logs", "queue status", "queue locks", "agents status", "agents allocate",
            "history", "stats", "top", "diff", "config show", "keys show", "supervisor status",
            "supervisor tail", "attach", "db check", "db backup", "web url", "web token show",
-           "budget", "notify status"}
+           "budget", "notify status", "workspace"}
 CHANGES = {"cancel", "retry", "queue add", "queue flush", "agents drain", "agents undrain",
            "agents forget", "import pending-requests", "import beads", "revert", "keys generate",
            "supervisor start", "supervisor stop", "supervisor restart", "db recover",
-           "web token rotate", "web token revoke", "notify test", "reply"}
+           "web token rotate", "web token revoke", "notify test", "reply", "merge", "discard",
+           "pr"}
 
 
 def leaves(group: click.Group, path: tuple[str, ...] = ()):

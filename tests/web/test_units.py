@@ -91,7 +91,7 @@ def test_csrf_tokens_follow_the_token_and_the_job_rule():
     assert pages.actions({"user": "bob", "state": "paused"}, bob) == ["cancel", "retry"]   # a usage limit
     assert pages.usage({"cost_usd": 0.5, "tokens_in": 1200, "tokens_out": 0}) == [
         ("cost", 0.5), ("tokens in", 1200)]
-    assert pages.actions({"user": "bob", "state": "completed", "branch": "luzia/x"}, bob) == ["merge"]
+    assert pages.actions({"user": "bob", "state": "completed", "branch": "luzia/x"}, bob) == []
     assert pages.actions({"user": "bob", "state": "completed"}, bob) == []
     assert pages.actions(running, Caller("eve", False, "z")) == []
 
@@ -163,6 +163,20 @@ def test_every_page_renders_whole_and_as_its_live_fragment(cfg, name):
         assert "Proceed? (y/n)" in part and "$0.42" in part and "1,200" in part
         assert 'name="csrf" value="csrf-value"' in part
         assert "\x1b" not in whole
+
+
+def test_a_workspace_jobs_page_shows_its_branch_and_worktree(cfg):
+    job = {**JOB, "state": "completed", "needs_input": None, "repo": "/src/x", "base": "main",
+           "base_commit": "ab" * 20, "branch": "luzia/101010-abcdefabcdef",
+           "workspace": "/h/workspaces/demo/101010-abcdefabcdef", "workspace_host": "gpu1",
+           "files_changed": 2, "lines_added": 3, "lines_removed": 1, "push": "", "outcome": ""}
+    page = bytes(Web(cfg, health=False).render(
+        request("/x", fragment=True), "job.html", caller=Caller("bob", False, "c"), live="x",
+        job=job, diff=None, actions=pages.actions(job, Caller("bob", False, "c")), flash="",
+        attention=None, usage=[]).body).decode()
+    assert "luzia/101010-abcdefabcdef" in page and "2 files, +3 −1" in page
+    assert "gpu1:/h/workspaces/demo/101010-abcdefabcdef" in page and "main @ abababab" in page
+    assert "luzia merge 101010-abcdefabcdef" in page and "not merged" in page
 
 
 def run(coro: Any) -> Any:
