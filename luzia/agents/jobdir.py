@@ -71,6 +71,8 @@ class JobDir:
                          f"{account or '(none)'}: starting the task afresh\n").encode())
         self.progress_file.touch()
         ws = worktrees.plan(cfg, job, attempt)      # None: no repo, no workspace
+        if ws and session and command.resume_argv:  # the resumed agent remembers its work
+            ws["resume"] = True
         workdir = ws["path"] if ws else job.workdir or str(self.path)
         argv = build_argv(cfg, job, self.path, workdir, session)
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),

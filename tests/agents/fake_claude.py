@@ -6,8 +6,10 @@ tool result, a line that is not JSON, the result object), driven by words in its
     limit=5     a usage limit: the result is the error "Claude AI usage limit reached|<epoch
                 5 s ahead>" and the exit code 1 (a resumed run never hits it)
     sleep=2     seconds of work before the result
+    write=a.txt a file it writes in its working directory (its work, for a workspace)
 
-`--resume ID -p TEXT` resumes the session ID: it says so and completes.
+`--resume ID -p TEXT` resumes the session ID: it says so, names the files it finds, writes
+resumed.txt and completes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def main() -> int:
     emit({"type": "system", "subtype": "init", "session_id": session, "model": "claude-fake-1",
           "cwd": os.getcwd(), "tools": ["Bash", "Read"]})
     said = f"resumed session {session}" if resume else f"working on {task} as {account}"
+    if resume:
+        said += f" with {', '.join(sorted(n for n in os.listdir('.') if not n.startswith('.')))}"
+        with open("resumed.txt", "w") as f:
+            f.write("went on\n")
+    if "write" in opts:
+        with open(opts["write"], "w") as f:
+            f.write(f"{task}\n")
     emit({"type": "assistant", "session_id": session, "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-fake-1",
         "content": [{"type": "text", "text": said}],

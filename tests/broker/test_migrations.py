@@ -77,6 +77,12 @@ def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_pat
     assert (alice["repo"], alice["branch"], alice["files_changed"], alice["outcome"]) == \
         ("", "", None, "")
     assert {a["base_commit"] for a in store.attempts(jobs[WITH_METADATA].id)} == {""}
+    # schema 4's agent fields (docs/AGENTS.md): present, empty (no adapter reported any)
+    assert (alice["cost_usd"], alice["tokens_in"], alice["session_id"], alice["pauses"],
+            alice["paused_until"], alice["resume"]) == (None, 0, "", 0, None, "")
+    assert [(a["cost_usd"], a["tokens_out"], a["account"])
+            for a in store.attempts(jobs[WITH_METADATA].id)] == [(None, 0, "")]
+    assert store.spend_since("1970-01-01") == []
     assert store.drained() == {"vm"}
     store.close()
     if version == migrations.LATEST:

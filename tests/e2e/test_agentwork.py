@@ -1,7 +1,8 @@
 """Agent-aware jobs end to end (issue 13, docs/AGENTS.md): a real broker and real agents,
 each in its own LUZIA_HOME like a host, run tests/agents/fake_claude.py, which prints Claude
 Code's stream-json (a session id, a line that is not JSON, cost and tokens, and on demand a
-usage limit whose reset is a few seconds ahead)."""
+usage limit whose reset is a few seconds ahead); one project has a real git repo, so its
+jobs run in workspaces (docs/WORKSPACES.md) through the same adapter."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.e2e import test_fleet_of_one as fleets
+from tests.e2e.test_fleet_of_one import fleet_config
 from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, joined_host
+from tests.gitrepo import git, make_repo, user_state
 from tests.helpers import wait_for
+
+make_fleet = fleets.make_fleet      # the fixture, under the name the tests ask for
 
 FAKE = str(Path(__file__).resolve().parents[1] / "agents" / "fake_claude.py")
 COMMAND = [PY, FAKE, "-p", "{task}", "--output-format", "stream-json", "--verbose"]
@@ -130,3 +136,37 @@ def test_a_job_retried_after_its_agent_was_killed_resumes_its_session(short_tmp)
         for fleet in (host, main):
             if fleet is not None:
                 fleet.close()
+
+
+def test_a_workspace_job_through_the_claude_adapter_commits_and_resumes_on_its_branch(
+        make_fleet, short_tmp):
+    repo = make_repo(short_tmp / "repo")
+    before = user_state(repo)
+    fleet = make_fleet(fleet_config(
+        f'runner = "subprocess"\ncommand = {json.dumps(COMMAND)}\nformat = "claude"\n'
+        f'resume_argv = {json.dumps(RESUME)}') + f"\n[projects.app]\nrepo = {json.dumps(str(repo))}\n")
+    fleet.start_broker()
+    fleet.start_agent("local")
+    wait_for(lambda: fleet.live_agents() == {"local"}, 20)
+
+    # its own worktree, cost and tokens from the stream, one commit on its branch
+    first = fleet.submit("app", "write=a.txt cost=0.30")
+    wait_for(lambda: fleet.state(first) == "completed", 60)
+    job = job_of(fleet, first)
+    assert (job["cost_usd"], job["tokens_in"], job["session_id"]) == (0.30, 100, f"sess-{first}")
+    assert (job["branch"], job["files_changed"]) == (f"luzia/{first}", 1), job
+    assert git(repo, "show", f"luzia/{first}:a.txt") == "write=a.txt cost=0.30\n"
+    assert "working on write=a.txt cost=0.30" in log_of(fleet, first)
+    assert user_state(repo) == before
+
+    # a usage limit halfway: its work so far is the branch's end commit, and the attempt that
+    # resumes the conversation at the reset goes on from there, not from the base
+    paused = fleet.submit("app", "write=b.txt limit=3")
+    wait_for(lambda: fleet.state(paused) == "paused", 60)
+    wait_for(lambda: fleet.state(paused) == "completed", 60)
+    job = job_of(fleet, paused)
+    assert (len(job["attempts"]), job["pauses"]) == (2, 1)
+    assert {"b.txt", "resumed.txt"} <= set(git(repo, "ls-tree", "--name-only", job["branch"]).split())
+    assert f"resumed session sess-{paused} with b.txt" in log_of(fleet, paused)
+    assert job["cost_usd"] == 0.06 and job["files_changed"] == 2      # $0.01 + $0.05, both files
+    assert user_state(repo) == before
