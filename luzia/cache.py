@@ -20,13 +20,22 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from luzia import layout
 
 if TYPE_CHECKING:
-    from luzia.client import Control
     from luzia.config import Config
+
+
+class Control(Protocol):
+    """What the cache needs of a control connection (luzia.client.Control is one)."""
+
+    cfg: Config
+    what: str
+    endpoint: str
+
+    def call(self, op: str, **args: Any) -> Any: ...
 
 CACHED_OPS = frozenset({"jobs.list", "jobs.get", "queue.status", "agents.status", "status"})
 CHANGING_OPS = frozenset({"jobs.cancel", "jobs.retry", "queue.flush", "agents.drain",

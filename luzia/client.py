@@ -305,7 +305,7 @@ def _wait_writable(sock: zmq.Socket, monitor: zmq.Socket | None, seconds: float,
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         ready = dict(poller.poll(int(left * 1000) + 1))
-        if monitor in ready:
+        if monitor is not None and monitor in ready:
             failed = keys.handshake_failure(monitor, cfg, cfg.endpoints.submit)
             if failed:
                 return failed

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -13,7 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import HYPOTHESIS_PROFILE
+from tests.fleet import LocalFleet
+from tests.helpers import HYPOTHESIS_PROFILE, kill_tmux_server
 
 # deadline and too_slow are about time: on a loaded box they fail a test whose answers are
 # right. How many examples each test tries: tests.helpers.examples.
@@ -56,7 +56,7 @@ def tmux_socket():
         pytest.skip("tmux is not installed")
     name = f"lzt{uuid.uuid4().hex[:8]}"
     yield name
-    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+    kill_tmux_server(name)
 
 
 def write_config(home: Path, text: str = "", tmux_socket: str = "") -> Path:
@@ -82,3 +82,14 @@ def luzia_env(short_tmp, monkeypatch):
     return home, path
 
 
+@pytest.fixture
+def make_fleet(short_tmp, request):
+    fleets: list[LocalFleet] = []
+
+    def make(config: str = "", tmux_socket: str = "", **env: str) -> LocalFleet:
+        fleet = LocalFleet(short_tmp / f"f{len(fleets)}", config, tmux_socket, env)
+        fleets.append(fleet)
+        return fleet
+    yield make
+    for fleet in fleets:
+        fleet.close()

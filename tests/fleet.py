@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from luzia import protocol
-from tests.helpers import printed_id, wait_for
+from tests.helpers import kill_tmux_server, printed_id, wait_for
 
 PY = sys.executable
 # a broker whose placement counts running/slots only, so which agent is least loaded is
@@ -104,7 +104,7 @@ class LocalFleet:
         self._reset_control()
         self.ctx.destroy(linger=0)
         if self.own_tmux and shutil.which("tmux"):
-            subprocess.run(["tmux", "-L", self.own_tmux, "kill-server"], capture_output=True)
+            kill_tmux_server(self.own_tmux)
 
     # talking to it ----------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -144,7 +144,7 @@ class LocalFleet:
     def ping(self) -> bool:
         return self.control("ping", timeout=0.5) is not None
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: str) -> dict[str, Any]:
         return self.control("jobs.get", id=job_id)
 
     def state(self, job_id: str) -> str | None:
@@ -195,3 +195,21 @@ def close_fleet(main: LocalFleet, hosts: list[LocalFleet], busy: list[str]) -> N
         wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 20)
     for fleet in (*hosts, main):
         fleet.close()
+# a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
+# silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
+FAST = """
+[broker]
+heartbeat_interval = 0.1
+liveness = 20
+spool_sweep = 0.2
+"""
+
+SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
+
+
+def fleet_config(agent: str = "", scheduler: str = "") -> str:
+    # a 2-core CI box runs these at 100 % CPU; the ceilings are the scheduler tests' business
+    text = FAST + f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
+    if agent:
+        text += f"[agent]\n{agent}\n"
+    return text

@@ -91,3 +91,12 @@ def printed_id(out: subprocess.CompletedProcess) -> str:
     line = out.stdout.decode().strip()
     assert line.startswith("agent:"), line
     return line.rsplit(":", 1)[1]
+
+
+def kill_tmux_server(name: str) -> None:
+    """End the private tmux server `name` (tmux -L) and remove its socket file: a server
+    killed with its last session, or by kill-server, may leave the file, and thousands of
+    them make every `tmux -L` lookup on this host slower."""
+    subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
+    tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    Path(tmpdir, f"tmux-{os.getuid()}", name).unlink(missing_ok=True)

@@ -43,7 +43,8 @@ class Disk:
         if not self.full:
             log.error("disk full under %s (%s): taking no new jobs until there is space again",
                       self.root, exc.strerror if isinstance(exc, OSError) else exc)
-        self.full = f"disk full: cannot write under {self.root} ({os.strerror(exc.errno)})"
+        code = getattr(exc, "errno", None) or errno.ENOSPC
+        self.full = f"disk full: cannot write under {self.root} ({os.strerror(code)})"
         self.next_probe = now + PROBE_EVERY
         return True
 

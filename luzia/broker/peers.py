@@ -69,7 +69,7 @@ def receive(sock: zmq.Socket) -> tuple[list[bytes], zmq.Frame]:
 
 def _property(frame: zmq.Frame, name: str) -> str:
     try:
-        return frame.get(name)
+        return str(frame.get(name))
     except zmq.ZMQError:          # not set on this connection (no ZAP, not ipc)
         return ""
 

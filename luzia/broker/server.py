@@ -168,6 +168,7 @@ class Broker:
     def _drain(self, sock: zmq.Socket, name: str, handle: Callable[..., None],
                identify: bool = False) -> None:
         """Handle what `sock` has (at most a batch); with `identify`, with who sent each."""
+        sender: tuple[Submitter, ...]
         for _ in range(self.cfg.broker.batch):
             try:
                 if identify:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from tests.e2e.test_fleet_of_one import PY, SLEEPER, fleet_config, make_fleet  # noqa: F401
-from tests.fleet import LocalFleet
+from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 
@@ -57,8 +56,8 @@ def test_a_second_live_agent_under_a_taken_name_is_refused_and_takes_it_only_onc
     assert "refused" in status.stdout.decode() and str(second.pid) in status.stdout.decode()
 
     # the first keeps its name and its jobs: each ran once, on it
+    wait_for(lambda: all(fleet.state(j) == "completed" for j in jobs), 60)
     for job_id in jobs:
-        wait_for(lambda: fleet.state(job_id) == "completed", 60)
         job = fleet.job(job_id)
         assert job["attempt"] == 1 and job["host"] == "gpu", job
     assert agent_pid(fleet, "gpu") == first.pid

@@ -10,13 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.e2e import test_fleet_of_one as fleets
-from tests.e2e.test_fleet_of_one import fleet_config
-from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, joined_host
+from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, fleet_config, joined_host
 from tests.gitrepo import git, make_repo, user_state
 from tests.helpers import wait_for
-
-make_fleet = fleets.make_fleet      # the fixture, under the name the tests ask for
 
 FAKE = str(Path(__file__).resolve().parents[1] / "agents" / "fake_claude.py")
 COMMAND = [PY, FAKE, "-p", "{task}", "--output-format", "stream-json", "--verbose"]

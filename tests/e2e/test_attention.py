@@ -10,8 +10,7 @@ import json
 import pytest
 
 from tests.agents.test_interactive import FAKE_REPL
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import PY, jobs_json
+from tests.fleet import PY, fleet_config, jobs_json
 from tests.helpers import wait_for
 from tests.notify.conftest import webhook  # noqa: F401  (fixture)
 from tests.notify.rig import notify_config, start_notifier

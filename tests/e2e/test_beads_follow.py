@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from luzia.beadsfile import BeadsFile
-from tests.e2e.test_fleet_of_one import fleet_config
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PY, LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 PROJECT = '[projects.overbits]\nuser = "ops"\n'

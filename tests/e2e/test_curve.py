@@ -25,7 +25,7 @@ per_user = false
 
 @pytest.fixture(scope="module")
 def ports():
-    return dict(zip(("submit", "agents", "control", "events"), free_ports(4)))
+    return dict(zip(("submit", "agents", "control", "events"), free_ports(4), strict=True))
 
 
 def host(root, name: str, ports: dict[str, int], agent: str = "") -> LocalFleet:

@@ -19,11 +19,11 @@ import os
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import PY
+from tests.fleet import PY, fleet_config
 from tests.helpers import wait_for
 
 
@@ -102,7 +102,7 @@ def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(mak
 
     small_disk.fill()
     second = fleet.submit("demo", "two")
-    health = lambda: next((a for a in fleet.control("agents.status") or []  # noqa: E731
+    health: Any = lambda: next((a for a in fleet.control("agents.status") or []  # noqa: E731
                            if a["name"] == "a"), {})
     wait_for(lambda: health().get("health") == "degraded", 60, message="the agent degrades")
     assert "disk full" in health()["degraded"]

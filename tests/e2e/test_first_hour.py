@@ -12,8 +12,7 @@ import pytest
 from luzia import client
 from luzia.config import load
 from luzia.errors import NotFound, WaitTimeout
-from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
-from tests.fleet import PY, LocalFleet, jobs_json
+from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config, jobs_json
 from tests.helpers import wait_for
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 import uuid
 from collections import Counter
@@ -13,40 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import PY, LocalFleet, jobs_json
+from tests.fleet import PY, SLEEPER, fleet_config, jobs_json
 from tests.helpers import wait_for, wait_for_count
-
-# a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
-# silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
-FAST = """
-[broker]
-heartbeat_interval = 0.1
-liveness = 20
-spool_sweep = 0.2
-"""
-
-SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
-
-
-def fleet_config(agent: str = "", scheduler: str = "") -> str:
-    # a 2-core CI box runs these at 100 % CPU; the ceilings are the scheduler tests' business
-    text = FAST + f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
-    if agent:
-        text += f"[agent]\n{agent}\n"
-    return text
-
-
-@pytest.fixture
-def make_fleet(short_tmp, request):
-    fleets = []
-
-    def make(config: str = "", tmux_socket: str = "", **env: str) -> LocalFleet:
-        fleet = LocalFleet(short_tmp / f"f{len(fleets)}", config, tmux_socket, env)
-        fleets.append(fleet)
-        return fleet
-    yield make
-    for fleet in fleets:
-        fleet.close()
 
 
 def test_submit_runs_to_completed_in_tmux(make_fleet, tmux_socket):
@@ -85,7 +51,8 @@ def test_hostile_task_text_reaches_the_command_literally(make_fleet, short_tmp):
 
 
 def test_priorities_decide_who_gets_the_only_slot(make_fleet):
-    fleet = make_fleet(fleet_config(f'slots = 1\nrunner = "subprocess"\n{SLEEPER}', "per_user = false\nmax_per_project = 0"))
+    fleet = make_fleet(fleet_config(f'slots = 1\nrunner = "subprocess"\n{SLEEPER}',
+                                    "per_user = false\nmax_per_project = 0"))
     fleet.start_broker()
     fleet.start_agent("local")
     wait_for(lambda: "local" in fleet.live_agents(), 15)
@@ -102,7 +69,8 @@ def test_priorities_decide_who_gets_the_only_slot(make_fleet):
 
 
 def test_credits_are_never_exceeded(make_fleet):
-    fleet = make_fleet(fleet_config(f'slots = 2\nrunner = "subprocess"\n{SLEEPER}', "per_user = false\nmax_per_project = 0"))
+    fleet = make_fleet(fleet_config(f'slots = 2\nrunner = "subprocess"\n{SLEEPER}',
+                                    "per_user = false\nmax_per_project = 0"))
     fleet.start_broker()
     ids = [fleet.submit("demo", "0.3") for _ in range(7)]
     # all seven wait before the agent's two slots exist (one CLI at a time, on a loaded box,
@@ -138,7 +106,8 @@ def test_broker_down_job_is_spooled_and_runs_when_it_is_back(make_fleet):
 
 
 def test_killed_agent_gets_no_work_while_dead(make_fleet):
-    fleet = make_fleet(fleet_config('slots = 1\nrunner = "subprocess"', "per_user = false\nmax_per_project = 0"))
+    fleet = make_fleet(fleet_config('slots = 1\nrunner = "subprocess"',
+                                    "per_user = false\nmax_per_project = 0"))
     fleet.start_broker()
     fleet.start_agent("a")
     fleet.start_agent("b")
@@ -176,15 +145,17 @@ def test_sigkill_broker_during_1000_submissions_loses_nothing_and_runs_nothing_t
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     printed: list[str] = []
     # kill the broker once some ids are out, while the writers keep going
-    first = writers[0].stdout.readline().decode().strip()
+    ids_out = writers[0].stdout
+    assert ids_out is not None
+    first = ids_out.readline().decode().strip()
     printed.append(first)
     for _ in range(60):
-        printed.append(writers[0].stdout.readline().decode().strip())
+        printed.append(ids_out.readline().decode().strip())
     fleet.kill("broker", signal.SIGKILL)
     for w in writers:
         # through the same buffered file readline() used: communicate() reads the raw pipe
         # and would miss what readline() had buffered beyond the lines it returned
-        out, err = w.stdout.read(), w.stderr.read()
+        out, err = w.stdout.read(), w.stderr.read()  # type: ignore[union-attr]
         assert w.wait(timeout=120) == 0, err.decode()
         printed += out.decode().split()
     printed = [p for p in printed if p]

@@ -19,7 +19,6 @@ import time
 import pytest
 
 from luzia import client, config
-from tests.e2e.test_fleet_of_one import make_fleet  # noqa: F401 (fixture)
 from tests.fleet import PY
 from tests.helpers import wait_for
 
@@ -97,7 +96,8 @@ def check_rules(jobs: dict[str, dict]) -> None:
                 project_busy = sum(b["job"]["project"] == other["project"] for b in before)
                 assert (user_busy >= USER_LIMITS.get(other["user"], 1)
                         or project_busy >= PROJECT_CAP), \
-                    f"{job['id']} ({job['priority']}) started before eligible {other['id']} ({other['priority']})"
+                    (f"{job['id']} ({job['priority']}) started before eligible "
+                     f"{other['id']} ({other['priority']})")
 
 
 @pytest.mark.timeout(90)
@@ -119,7 +119,7 @@ def test_seed003_fleet_keeps_every_rule_and_routes_around_a_silent_agent(make_fl
     wait_for(lambda: counts().get("completed") == len(ids), 60, message="all 24 completed")
 
     jobs = {i: fleet.job(i) for i in ids}
-    for spec, job_id in zip(specs, ids):
+    for spec, job_id in zip(specs, ids, strict=True):
         job = jobs[job_id]
         assert job["type"] == spec["kind"] and job["attempt"] == 1, job
         assert job["user"] == (spec["user"] or OWNERS[spec["project"]])

@@ -13,8 +13,7 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from luzia import protocol
 from luzia.ids import new_job_id
@@ -25,7 +24,8 @@ EXAMPLES = settings(max_examples=150, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.too_slow])
 KINDS = sorted(protocol.MESSAGES) + [b"", b"NOPE"]
 
-plain = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text(max_size=30)
+plain = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats()
+                     | st.text(max_size=30)
                      | st.binary(max_size=30),
                      lambda inner: st.lists(inner, max_size=4)
                      | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=12)
@@ -43,7 +43,8 @@ def fleet():
     tmp = Path(tempfile.mkdtemp(prefix="lz", dir="/tmp"))
     fleet = LocalFleet(tmp / "h")
     fleet.start_broker()
-    fleet.submitted = [fleet.submit("demo", "before the fuzzing")]
+    fleet.submitted = [  # type: ignore[attr-defined]  # the ids the module's tests add to
+fleet.submit("demo", "before the fuzzing")]
     yield fleet
     fleet.close()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -70,7 +71,7 @@ class Fuzzer:
             spec = protocol.JobSpec(id=new_job_id(), project="demo", task=f"amid fuzz {self.sent}",
                                     user="fuzz", submitted_at=time.time())
             self.push.send_multipart(protocol.encode(protocol.Submit(job=spec)))
-            self.fleet.submitted.append(spec.id)
+            self.fleet.submitted.append(spec.id)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.sock.close(0)

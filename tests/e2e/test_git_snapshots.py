@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import PY
+from tests.fleet import PY, fleet_config
 from tests.helpers import wait_for
 
 EDITOR = """

@@ -128,7 +128,9 @@ def push_as(fleet: LocalFleet, spec) -> None:
     cfg = load(env={"LUZIA_CONFIG": str(fleet.config), "LUZIA_HOME": str(fleet.home)})
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
-    keys.client_keys(cfg, cfg.endpoints.submit).apply(sock)
+    client = keys.client_keys(cfg, cfg.endpoints.submit)
+    assert client is not None
+    client.apply(sock)
     sock.connect(cfg.endpoints.submit)
     sock.send_multipart(protocol.encode(protocol.Submit(job=spec)))
     sock.close(linger=5000)

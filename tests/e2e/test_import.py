@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import fleet_config
-from tests.fleet import LocalFleet
+from tests.fleet import LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 DATA = Path(__file__).parent / "data"

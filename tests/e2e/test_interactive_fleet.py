@@ -7,13 +7,12 @@ import json
 import subprocess
 
 from tests.agents.test_interactive import FAKE_REPL
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
 from tests.e2e.test_git_snapshots import repo  # noqa: F401  (fixture)
-from tests.fleet import jobs_json
+from tests.fleet import fleet_config, jobs_json
 from tests.helpers import wait_for
 
 
-def test_jobs_typed_into_a_slot_repl_complete_and_leave_a_diff(make_fleet, tmux_socket, repo):
+def test_jobs_typed_into_a_slot_repl_complete_and_leave_a_diff(make_fleet, tmux_socket, repo):  # noqa: F811
     agent = f'runner = "interactive"\nslots = 1\ntmux_socket = "{tmux_socket}"'
     fleet = make_fleet(fleet_config(agent) + f'''
 [interactive]

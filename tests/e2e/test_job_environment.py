@@ -15,8 +15,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import LocalFleet, jobs_json
+from tests.fleet import LocalFleet, fleet_config, jobs_json
 from tests.helpers import wait_for
 
 SCRIPT = ('echo "home=$LUZIA_HOME mark=$AGENT_MARK job=$LUZIA_JOB_ID"; '

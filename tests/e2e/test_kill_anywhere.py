@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from luzia import protocol
-from tests.e2e.test_fleet_of_one import SUBMITTER, make_fleet  # noqa: F401  (fixture)
+from tests.e2e.test_fleet_of_one import SUBMITTER
 from tests.fleet import PY, LocalFleet
 from tests.helpers import wait_for
 
@@ -122,7 +122,7 @@ def test_cli_killed_mid_submit_loses_no_printed_id_and_leaves_nothing_that_break
                                  env=fleet.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
                 for n in range(4)]
         start = time.monotonic()
-        for cli, at in zip(clis, sorted(rng.uniform(0, 3 * whole) for _ in clis)):
+        for cli, at in zip(clis, sorted(rng.uniform(0, 3 * whole) for _ in clis), strict=True):
             time.sleep(max(0.0, start + at - time.monotonic()))   # the random kill point
             cli.kill()
         for cli in clis:

@@ -7,8 +7,7 @@ import urllib.request
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_fleet_of_one import fleet_config
-from tests.fleet import LocalFleet
+from tests.fleet import LocalFleet, fleet_config
 from tests.helpers import free_ports, wait_for
 
 

@@ -9,15 +9,14 @@ job after a few such attempts, saying so, instead of looping for ever."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from luzia.broker.lifecycle import NEVER_STARTED, NEVER_STARTED_MAX
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import LocalFleet
+from tests.fleet import LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 
-def broken_tmux_fleet(make_fleet, short_tmp) -> tuple[LocalFleet, os.PathLike]:
+def broken_tmux_fleet(make_fleet, short_tmp) -> tuple[LocalFleet, Path]:
     tmpdir = short_tmp / "tmuxdir"
     tmpdir.write_text("a file where tmux wants its socket directory")
     fleet = make_fleet(fleet_config('runner = "tmux"'))

@@ -10,7 +10,8 @@ from tests.fleet import LocalFleet, jobs_json
 from tests.helpers import wait_for
 
 
-def run(fleet: LocalFleet, *args: str, code: int = 0) -> str:
+def run(fleet: LocalFleet,  # noqa: F811 (not the fixture: the fleet it was given)
+         *args: str, code: int = 0) -> str:
     out = fleet.cli(*args)
     assert out.returncode == code, (args, out.stdout, out.stderr)
     text = out.stdout.decode()
@@ -18,7 +19,7 @@ def run(fleet: LocalFleet, *args: str, code: int = 0) -> str:
     return text
 
 
-def test_operator_commands(fleet):
+def test_operator_commands(fleet):  # noqa: F811
     assert "draining" in run(fleet, "agents", "drain", "a2")
     assert "draining" in run(fleet, "agents", "drain", "a1")
     added = json.loads(run(fleet, "queue", "add", "ops", "0", "--priority", "high",
@@ -31,8 +32,8 @@ def test_operator_commands(fleet):
     assert "by priority critical 0  high 1  normal 0  low 1" in status
     assert "by project  demo 1, ops 1" in status
     lines = status.splitlines()
-    assert lines.index(next(l for l in lines if added["id"] in l)) < \
-        lines.index(next(l for l in lines if low in l))          # high runs first
+    assert lines.index(next(line for line in lines if added["id"] in line)) < \
+        lines.index(next(line for line in lines if low in line))          # high runs first
     assert jobs_json(fleet.cli("queue", "status", "--json"))["by_user"]
 
     table = run(fleet, "agents", "status", "--sort-by", "load")

@@ -7,8 +7,7 @@ import signal
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
-from tests.fleet import LocalFleet
+from tests.fleet import SLEEPER, LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 PROJECTS = """

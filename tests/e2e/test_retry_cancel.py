@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
+from tests.fleet import fleet_config
 from tests.helpers import wait_for
 
 # attempt 1 fails (or, for the task "sleep", runs until stopped); later attempts succeed

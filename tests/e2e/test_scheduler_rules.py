@@ -3,8 +3,7 @@ submitting CLI, and preemption stopping a running low job for a critical one."""
 
 from __future__ import annotations
 
-from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config, make_fleet  # noqa: F401 (fixture)
-from tests.fleet import PY, jobs_json
+from tests.fleet import PY, fleet_config, jobs_json
 from tests.helpers import wait_for
 
 

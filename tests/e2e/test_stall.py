@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import fleet_config, make_fleet  # noqa: F401  (fixture)
-from tests.fleet import PY
+from tests.fleet import PY, fleet_config
 from tests.helpers import wait_for
 
 # prints a line, is silent until the test makes the file argv[1], prints again, then is

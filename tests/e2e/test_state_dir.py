@@ -29,6 +29,7 @@ def start(short_tmp, home: str, component: str, file_limit: int | None = None,
     env["LUZIA_CONFIG"] = str(config)
 
     def limit() -> None:
+        assert file_limit is not None
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # EFBIG instead of a signal
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
     return subprocess.run([PY, "-m", ENTRY[component], *args], env=env, capture_output=True, timeout=30,

@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
-from tests.fleet import PY, LocalFleet, jobs_json
+from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config, jobs_json
 from tests.helpers import wait_for
 
 RECORDER = """#!/bin/sh

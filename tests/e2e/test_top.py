@@ -7,8 +7,7 @@ import json
 import shlex
 import subprocess
 
-from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config
 from tests.helpers import wait_for
 
 

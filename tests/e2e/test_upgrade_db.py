@@ -23,8 +23,7 @@ from tests.dbfixtures import (
     recorded,
     submitter_of,
 )
-from tests.e2e.test_fleet_of_one import fleet_config
-from tests.fleet import PY, LocalFleet, jobs_json
+from tests.fleet import PY, LocalFleet, fleet_config, jobs_json
 from tests.helpers import wait_for
 
 

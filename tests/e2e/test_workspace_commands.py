@@ -12,13 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import test_fleet_of_one as fleets
 from tests.e2e.test_workspaces import config, ended, project
 from tests.fleet import PY, jobs_json
 from tests.gitrepo import git, job_branches, make_repo, user_state, worktrees
 from tests.helpers import wait_for
-
-make_fleet = fleets.make_fleet      # the fixture, under the name the tests ask for
 
 # copies user.txt into job.txt; a task naming a path renames that path away (an origin
 # that becomes unreachable while the job runs)

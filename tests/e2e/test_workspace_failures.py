@@ -10,12 +10,9 @@ import subprocess
 
 import pytest
 
-from tests.e2e import test_fleet_of_one as fleets
 from tests.e2e.test_workspaces import config, ended, project
 from tests.fleet import PY
 from tests.gitrepo import git, job_branches, make_repo, user_state, worktrees
-
-make_fleet = fleets.make_fleet      # the fixture, under the name the tests ask for
 
 
 @pytest.fixture(autouse=True)

@@ -19,13 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import test_fleet_of_one as fleets
-from tests.e2e.test_fleet_of_one import fleet_config
-from tests.fleet import PY, LocalFleet, jobs_json
+from tests.fleet import PY, LocalFleet, fleet_config, jobs_json
 from tests.gitrepo import commit_all, git, job_branches, make_repo, user_state, worktrees
 from tests.helpers import wait_for
-
-make_fleet = fleets.make_fleet      # the fixture, under the name the tests ask for
 
 # the job: line 2 of notes.txt becomes the task's first word, once every job sharing the
 # barrier directory has started (so they provably run at the same time)

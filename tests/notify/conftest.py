@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import make_fleet  # noqa: F401  (a fixture, offered here)
 from tests.notify.webhook import Webhook
 
 

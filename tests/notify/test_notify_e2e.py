@@ -9,9 +9,8 @@ import statistics
 
 import pytest
 
-from tests.e2e.test_fleet_of_one import SLEEPER, fleet_config
 from tests.e2e.test_metrics import scrape
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config
 from tests.helpers import free_ports, wait_for
 from tests.notify.rig import ask, notify_config, ping_times, start_notifier, target
 from tests.notify.webhook import Webhook
