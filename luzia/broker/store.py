@@ -26,7 +26,7 @@ from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
 
-# schema 3: agent-aware jobs (docs/AGENTS.md), mutable as the job runs
+# schema 4: agent-aware jobs (docs/AGENTS.md), mutable as the job runs
 _AGENTWORK = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
               "model", "session_id", "account", "resume", "paused_until", "pauses")
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",

@@ -1,15 +1,17 @@
 """Agent-aware jobs in the broker's model (docs/AGENTS.md): usage summed over attempts and
 into the spend ledger, budgets blocking a user with the reason, a usage limit pausing a job
-and its account fleet-wide, the pause cap, cancel and retry (--fresh) of a paused job."""
+and its account fleet-wide, the pause cap, cancel and retry (--fresh) of a paused job; the
+agent fields on the wire (protocol 4) and what an older peer's silence means."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
 
+import msgpack
 import pytest
 
-from luzia import protocol
+from luzia import message, protocol
 from luzia.agentconf import Budget, BudgetsConfig, LimitsConfig
 from luzia.broker import intake, lifecycle, ops
 from luzia.broker.agents import AgentHandler
@@ -112,3 +114,32 @@ def test_the_pause_cap_fails_the_job(m):
         handler.done(a, protocol.Done(job_id=job.id, attempt=job.attempt, exit_code=1,
                                       limited_until=time.time() - 1, limit="limit reached"))
     assert job.state is JobState.FAILED and "paused 2 times already" in job.reason
+
+
+JOB = "113754-a2f5c10e9b3d"
+
+
+def test_the_agent_fields_are_protocol_4_and_an_older_peer_means_none():
+    # what a protocol-3 agent or broker sends: the fields of protocol 4 take their defaults
+    done = protocol.decode([b"LZ1", b"DONE", msgpack.packb(
+        {"job_id": JOB, "attempt": 1, "exit_code": 1, "files_changed": -1})])
+    assert isinstance(done, protocol.Done)
+    assert (done.usage, done.limited_until, done.limit) == (protocol.NO_USAGE, 0.0, "")
+    hello = protocol.decode([b"LZ1", b"HELLO", msgpack.packb(
+        {"name": "old", "slots": 1, "capabilities": ["code"], "protocol": 3})])
+    assert isinstance(hello, protocol.Hello) and hello.accounts == []
+    assign = protocol.decode([b"LZ1", b"ASSIGN", msgpack.packb({"job": protocol.to_plain(
+        spec(id=JOB))})])
+    assert isinstance(assign, protocol.Assign) and (assign.account, assign.resume) == ("", "")
+    # this release's say everything; a protocol-1 peer is sent none of it
+    usage = protocol.Usage(cost_usd=0.25, tokens_in=100, session_id="sess-1", model="m")
+    new = [protocol.Done(job_id=JOB, attempt=1, exit_code=1, usage=usage,
+                         limited_until=1.8e9, limit="usage limit reached"),
+           protocol.Progress(job_id=JOB, attempt=1, usage=usage),
+           protocol.Assign(job=spec(id=JOB), account="team-a", resume="sess-1"),
+           protocol.Hello(name="a", slots=1, capabilities=["code"], accounts=["team-a"])]
+    for msg in new:
+        assert protocol.decode(protocol.encode(msg)) == msg
+        sent = msgpack.unpackb(protocol.encode(msg, peer=1)[2])
+        assert set(sent) <= message.V1_FIELDS[type(msg).__name__], msg
+    assert protocol.PROTOCOL >= 4
