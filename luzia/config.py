@@ -15,7 +15,6 @@ import getpass
 import os
 import re
 import socket
-import stat
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -23,12 +22,16 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from luzia import gitref
+from luzia import agentconf, gitref
+from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
 from luzia.configbuild import build, from_env, merge
-from luzia.errors import ConfigError, StateDirError, UsageError
+from luzia.errors import ConfigError, UsageError
 from luzia.frozen import Frozen, frozen
-
-IPC_PATH_MAX = 100  # a Unix socket path must fit in sun_path (108 bytes with the NUL)
+from luzia.places import (  # its own module; here for the modules that take them from config
+    check_endpoint as check_endpoint,
+    ensure_private_dir as ensure_private_dir,
+    is_local as is_local,
+)
 
 TYPE_RULES_DEFAULT = {
     # the async dispatcher's routing (seed 003): the first rule whose keyword occurs in the task
@@ -119,7 +122,9 @@ class AgentConfig(Frozen):
     capabilities: list[str] = field(default_factory=lambda: ["code", "text", "reasoning"])
     tags: list[str] = field(default_factory=list)
     command: list[str] = field(default_factory=list)  # default: the built-in demo agent
-    commands: dict[str, list[str]] = field(default_factory=dict)  # per task type
+    commands: dict[str, AgentCommand] = field(default_factory=dict)  # per task type
+    format: str = "none"              # the output format of `command`: none | claude | codex
+    resume_argv: list[str] = field(default_factory=list)   # resumes `command`'s conversation
     runner: str = "auto"              # auto | tmux | subprocess | interactive
     tmux_socket: str = ""             # tmux -L name; default: luzia-<hash of the state dir>
     tmux_prefix: list[str] = field(default_factory=list)  # tmux through it, for both tmux runners
@@ -282,6 +287,9 @@ class Config(Frozen):
     web: WebConfig = field(default_factory=WebConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     projects: dict[str, Project] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)   # this host's agent's accounts
+    budgets: BudgetsConfig = field(default_factory=BudgetsConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     source: str = ""                  # the file this was read from, "" for none
 
     # derived paths ---------------------------------------------------------
@@ -401,6 +409,7 @@ def _finish(cfg: Config) -> Config:
                           f"not {agent.runner!r}")
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
+    agentconf.check(agent, cfg.accounts, cfg.limits)
     _check_attention(cfg.attention)
     adaptive = dataclasses.replace(
         cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
@@ -486,54 +495,3 @@ def _keys(keys: KeysConfig, home: str) -> KeysConfig:
     return dataclasses.replace(keys, dir=directory,
                                authorized=path(directory, keys.authorized or "authorized"),
                                broker=path(directory, keys.broker or "broker.key"))
-
-
-def check_endpoint(endpoint: str, where: str) -> None:
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep or scheme not in ("ipc", "tcp"):
-        raise ConfigError(f"{where}: {endpoint!r} is not an ipc:// or tcp:// endpoint")
-    if scheme == "ipc" and len(rest.encode()) > IPC_PATH_MAX:
-        raise ConfigError(f"{where}: socket path {rest!r} is longer than {IPC_PATH_MAX} bytes; "
-                          "set LUZIA_HOME to a shorter directory")
-
-
-def is_local(endpoint: str) -> bool:
-    """True for endpoints that only this host can reach: ipc, and tcp on loopback."""
-    scheme, _, rest = endpoint.partition("://")
-    if scheme == "ipc":
-        return True
-    host = rest.rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for its last part; refuse if not writable.
-    An existing directory keeps its mode (only a directory made here is chmod'ed: LUZIA_HOME
-    pointed at /tmp must not take its sticky bit), and one other users may write is refused:
-    they could put their own files where Luzia expects its own (decision 61)."""
-    try:
-        path.mkdir(parents=True)
-        os.chmod(path, 0o700)
-    except FileExistsError:
-        _refuse_shared(path)
-    except OSError as exc:
-        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise StateDirError(f"state directory {path} is not writable")
-    return path
-
-
-def _refuse_shared(path: Path) -> None:
-    """StateDirError for an existing `path` that is not a directory, or that users other
-    than its owner may write: world-writable, or group-writable and not ours."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise StateDirError(f"cannot use state directory {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise StateDirError(f"cannot use state directory {path}: not a directory")
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and st.st_uid != os.geteuid()):
-        raise StateDirError(f"refusing state directory {path}: other users may write it (mode "
-                            f"{mode:04o}); point LUZIA_HOME at a directory of Luzia's own, e.g. "
-                            f"{path / 'luzia'} (made 0700; an existing one keeps its mode)")

@@ -1,6 +1,7 @@
 """Building the typed config from its layers (config.py): TOML tables and LUZIA_* strings,
 merged, then checked and coerced into the frozen dataclasses, field by field, with the
-key's dotted path in every error. Knows nothing of Luzia's own sections.
+key's dotted path in every error. Knows nothing of Luzia's own sections; a section whose
+class has `PLAIN_LIST = "field"` may be written as a plain list, which is that field.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def _join(where: str, name: str) -> str:
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        plain = getattr(hint, "PLAIN_LIST", "")   # a section a plain list may stand for
+        if plain and isinstance(value, list):
+            value = {plain: value}
         return build(hint, value, where)
     if origin is dict:
         key_t, val_t = typing.get_args(hint)

@@ -18,8 +18,11 @@ TASK = "task.txt"           # the task text, for commands that take a file
 ENV = "env.json"            # the agent's environment for the wrapper (0600; removed once read)
 PANE_ENV = ("TERM", "TMUX", "TMUX_PANE")   # a pane's own: the terminal a job really draws on
 STALL_SNAPSHOT = "stall-snapshot.txt"
+RAW_OUTPUT = "output.jsonl"  # an agent command's own output, when it declares a format (JSON lines)
+USAGE = "usage.json"        # what its output adapter learnt of the attempt (written by the wrapper)
+SESSIONS = "sessions.json"  # the agent's conversations this host holds for the job: id -> account
 WORKSPACE_ERROR = "workspace-error"   # why its worktree could not be made (one line, the wrapper)
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, WORKSPACE_ERROR)   # cleared at a new attempt
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE, WORKSPACE_ERROR)   # cleared at a new attempt
 RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`, `.exit_code.tmp`
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------

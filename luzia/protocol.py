@@ -75,8 +75,8 @@ from luzia.message import (  # MAX_*, check, from_plain, to_plain: for the modul
 )
 
 VERSION = b"LZ1"               # the frame layout (never changes while it holds)
-PROTOCOL = 3                   # this release's messages: 1 the first release, 2 + versions,
-                               # 3 + workspaces
+PROTOCOL = 4                   # this release's messages: 1 the first release, 2 + versions,
+                               # 3 + workspaces, 4 + agent-aware jobs (usage, accounts)
 OLDEST = 1                     # the oldest peer protocol this release still serves
 MAX_TASK = 64 * 1024           # bytes of task text
 MAX_METADATA = 16 * 1024       # bytes of a job's metadata, msgpack-encoded
@@ -128,6 +128,30 @@ class JobSpec(Message, frozen=True):
             raise ProtocolError(f"JobSpec.metadata: larger than {MAX_METADATA} bytes")
 
 
+class Usage(Message, frozen=True):
+    """What an agent's output adapter saw of one attempt (docs/AGENTS.md): cost, tokens, turns,
+    model and the conversation's session id. In Progress and Done (protocol 4); all unknown
+    by default."""
+
+    cost_usd: Annotated[float, Meta(ge=-1, le=1e9)] = -1.0     # -1: the adapter reported no cost
+    tokens_in: Count = 0
+    tokens_out: Count = 0
+    cache_read: Count = 0
+    cache_write: Count = 0
+    turns: Annotated[int, Meta(ge=0, le=1 << 31)] = 0
+    model: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""
+    session_id: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""
+    malformed: Count = 0                    # output lines the adapter could not read
+
+    @property
+    def known(self) -> bool:
+        """The adapter saw anything at all."""
+        return self != NO_USAGE
+
+
+NO_USAGE = Usage()
+
+
 class HeldJob(Message, frozen=True):
     """A job an agent still knows about when it says Hello: running, or ended while unobserved."""
 
@@ -167,6 +191,8 @@ class Hello(Message, frozen=True):
     # protocol 2 (issue 17): its host and state directory (a hash); the same name and instance
     # is the same agent restarted, another instance under a live agent's name is refused
     instance: Annotated[str, Meta(max_length=64)] = ""      # "": not told (protocol 1)
+    # protocol 4 (issue 13): its [accounts.*] (docs/AGENTS.md); []: none declared
+    accounts: Annotated[list[Name], Meta(max_length=64)] = []
 
 
 class Heartbeat(Message, frozen=True):
@@ -215,6 +241,7 @@ class Progress(Message, frozen=True):
     tail: Tail = []
     stalled: bool = False                   # output unchanged for the agent's stall_after
     stalled_for: Seconds = 0.0              # seconds since it last changed
+    usage: Usage = NO_USAGE                 # protocol 4 (issue 13): its cost and tokens so far
     # protocol 2 (issue 14): its pane waits for a person (attention.py), and its last lines then
     needs_input: bool = False
     needs_input_lines: Tail = []
@@ -239,6 +266,10 @@ class Done(Message, frozen=True):
     lines_removed: Count = 0
     workspace_note: Line = ""               # "no changes", why it could not be made, ...
     push: Line = ""                         # "", "pushed", "failed: <why> (retrying)"
+    # protocol 4 (issue 13, docs/AGENTS.md): its cost and tokens; a usage limit ended it
+    usage: Usage = NO_USAGE
+    limited_until: Annotated[float, Meta(ge=0, le=2**40)] = 0.0   # the limit's reset (unix time)
+    limit: Line = ""                        # the output line that showed the limit
 
 
 class LogChunk(Message, frozen=True):
@@ -275,6 +306,9 @@ class Assign(Message, frozen=True):
     kind: ClassVar[bytes] = b"ASSIGN"
     job: JobSpec
     attempt: Attempt = 1
+    # protocol 4 (issue 13): the [accounts.*] to run it under, the agent's session to resume
+    account: Annotated[str, Meta(max_length=MAX_NAME)] = ""     # "": none
+    resume: Annotated[str, Meta(max_length=MAX_NAME * 2)] = ""  # "": a fresh start
 
 
 class Cancel(Message, frozen=True):

@@ -16,6 +16,7 @@ class JobState(str, enum.Enum):
     KILLED = "killed"
     REJECTED = "rejected"
     LOST = "lost"
+    PAUSED = "paused"       # its provider's usage limit: waits for the reset, holds no credit
 
     @property
     def terminal(self) -> bool:
@@ -31,6 +32,9 @@ class JobState(str, enum.Enum):
 TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED, JobState.REJECTED})
 TERMINAL_NAMES = frozenset(s.value for s in TERMINAL)      # as the wire and the store spell them
 JOB_STATE_NAMES = tuple(s.value for s in JobState)
+# what an operator's `luzia retry` runs again (a paused job without waiting for its reset)
+RETRYABLE = frozenset({JobState.FAILED, JobState.KILLED, JobState.LOST, JobState.PAUSED})
+RETRYABLE_NAMES = frozenset(s.value for s in RETRYABLE)
 # not a state: a running job began to wait for a person (issue 14). Its events row and PUB
 # topic (`job.needs-input`) carry this name; the job stays running, with `needs_input` set
 NEEDS_INPUT = "needs-input"
@@ -40,12 +44,16 @@ _JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.ASSIGNED, JobState.KILLED, JobState.FAILED, JobState.REJECTED}),
     # assigned -> pending: the agent never confirmed (lost message, agent gone) and the job is requeued
     JobState.ASSIGNED: frozenset({JobState.RUNNING, JobState.PENDING, JobState.COMPLETED,
-                                  JobState.FAILED, JobState.KILLED, JobState.LOST}),
+                                  JobState.FAILED, JobState.KILLED, JobState.LOST,
+                                  JobState.PAUSED}),
     JobState.RUNNING: frozenset({JobState.COMPLETED, JobState.FAILED, JobState.KILLED,
-                                 JobState.LOST, JobState.PENDING}),
+                                 JobState.LOST, JobState.PENDING, JobState.PAUSED}),
     # lost: its agent stopped beating; it comes back (running/completed/...) or is requeued (pending)
     JobState.LOST: frozenset({JobState.RUNNING, JobState.PENDING, JobState.COMPLETED,
-                              JobState.FAILED, JobState.KILLED}),
+                              JobState.FAILED, JobState.KILLED, JobState.PAUSED}),
+    # paused: its attempt ended on a usage limit; pending again at the reset (or an operator's
+    # retry), killed by a cancel, failed when it may pause no more
+    JobState.PAUSED: frozenset({JobState.PENDING, JobState.KILLED, JobState.FAILED}),
     # a failed or killed job may be retried as a new attempt
     JobState.FAILED: frozenset({JobState.PENDING}),
     JobState.KILLED: frozenset({JobState.PENDING}),

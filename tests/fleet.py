@@ -21,6 +21,21 @@ from luzia import protocol
 from tests.helpers import kill_tmux_server, printed_id, wait_for
 
 PY = sys.executable
+# a broker whose placement counts running/slots only, so which agent is least loaded is
+# known; no per-user or per-project limits; a live agent on a loaded box may miss a few
+# beats without being taken for dead (liveness). [broker] is its last section: add keys to it
+PLACEMENT_BY_SLOTS = """
+[scheduler]
+cpu_ceiling = 1.0
+memory_ceiling = 1.0
+weight_cpu = 0.0
+weight_memory = 0.0
+per_user = false
+max_per_project = 0
+[broker]
+heartbeat_interval = 0.1
+liveness = 20
+"""
 
 
 class LocalFleet:
@@ -148,6 +163,38 @@ def jobs_json(out: subprocess.CompletedProcess) -> Any:
     return json.loads(out.stdout.decode())
 
 
+def joined_host(main: LocalFleet, name: str, command: list[str], slots: int = 1,
+                extra: str = "") -> LocalFleet:
+    """Another host of `main`'s fleet: a LUZIA_HOME of its own beside main's, its agent
+    `name` on main's broker running `command` with the subprocess runner (`extra`: more of
+    its config, the [agent] section's first), the agent started."""
+    run = main.home / "run"
+    fleet = LocalFleet(main.home.parent / name, f"""
+[endpoints]
+agents = "ipc://{run}/agents"
+submit = "ipc://{run}/submit"
+control = "ipc://{run}/control"
+[broker]
+heartbeat_interval = 0.1
+[agent]
+name = "{name}"
+slots = {slots}
+runner = "subprocess"
+command = {json.dumps(command)}
+{extra}
+""")
+    fleet.start_agent(name)
+    return fleet
+
+
+def close_fleet(main: LocalFleet, hosts: list[LocalFleet], busy: list[str]) -> None:
+    """The end of a test of joined hosts: the jobs in `busy` cancelled first (agents leave
+    their jobs running when they stop), then every host and main closed."""
+    if busy:
+        main.cli("cancel", *busy)
+        wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 20)
+    for fleet in (*hosts, main):
+        fleet.close()
 # a live agent on a loaded box can miss a few beats: it counts as dead only after 2 s of
 # silence, and its jobs wait the default lost_grace for it (tests of a lost agent set theirs)
 FAST = """

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from luzia import protocol
-from luzia.agents import attention, processes, stall, worktrees
+from luzia.agents import attention, outcome, processes, stall, worktrees
 from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
@@ -57,6 +57,9 @@ class Run:
     stop_at: float = 0.0          # when stopping began
     stop_deadline: float = 0.0    # when the stop sequence takes its next step
     next_look: float = 0.0        # when `watch` looks at its files again
+    usage: protocol.Usage | None = None    # what its output adapter reported, once it ended
+    limited_until: float = 0.0    # a provider's usage limit ended it: the reset (unix time)
+    limit: str = ""               # ... and the line that showed it
     workspace: worktrees.JobWorkspace | worktrees.NoWorkspace = worktrees.NO_WORKSPACE
 
     @property
@@ -115,7 +118,7 @@ class HeldJobs:
         if self.busy() >= slots:
             log.warning("job %s assigned with all %d slots busy; running it anyway", msg.job.id,
                         slots)
-        self._start(msg.job, msg.attempt)
+        self._start(msg.job, msg.attempt, msg.account, msg.resume)
 
     def _assigned_again(self, run: Run, attempt: int) -> None:
         """DECISIONS 14: a repeated Assign never runs a job twice on this agent."""
@@ -135,14 +138,15 @@ class HeldJobs:
         if run.state.ended:
             self.send_done(run)
 
-    def _start(self, job: protocol.JobSpec, attempt: int) -> None:
+    def _start(self, job: protocol.JobSpec, attempt: int, account: str = "",
+               resume: str = "") -> None:
         jd = JobDir(self.root, job.id)
         run = Run(dir=jd, attempt=attempt, timeout=job.timeout,
                   stall=stall.watch_for(self.cfg, job.project),
                   attention=attention.watch_for(self.cfg))
         self.jobs[job.id] = run
         try:
-            jd.create(self.cfg, job, attempt)
+            jd.create(self.cfg, job, attempt, account, resume)
             run.workspace = worktrees.workspace_of(jd.path)
             session = self.runner.start(jd)
         except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
@@ -268,12 +272,13 @@ class HeldJobs:
     def _send_progress(self, run: Run) -> None:
         pct, message = run.progress
         watch, now = run.stall, time.monotonic()
+        usage = outcome.seen(run.dir)
         attention = run.attention if run.attention and run.attention.flagged else None
         self.send(protocol.Progress(job_id=run.id, attempt=run.attempt, percent=pct,
                                     message=message, tail=run.dir.tail(self.tail_lines()),
                                     stalled=bool(watch and watch.stalled),
                                     stalled_for=watch.idle(now) if watch and watch.stalled else 0.0,
-                                    needs_input=attention is not None,
+                                    usage=usage, needs_input=attention is not None,
                                     needs_input_lines=attention.lines[-protocol.MAX_TAIL_LINES:]
                                     if attention else [],
                                     base_commit=run.workspace.base_commit()))
@@ -365,10 +370,15 @@ class HeldJobs:
     def send_done(self, run: Run) -> None:
         run.move(RunState.DONE_SENT)
         run.done_sent = time.monotonic()
-        self.send(protocol.Done(job_id=run.id, attempt=run.attempt,
-                                exit_code=run.exit_code if run.exit_code is not None else -1,
+        code = run.exit_code if run.exit_code is not None else -1
+        if run.usage is None:     # once per run: a Done sent again says the same
+            run.usage, limit = outcome.ended(self.cfg, run.dir, code)
+            if limit is not None and run.reason in ("", "stalled"):
+                run.limited_until, run.limit = limit.until, limit.line[:protocol.MAX_LINE]
+        self.send(protocol.Done(job_id=run.id, attempt=run.attempt, exit_code=code,
                                 reason=run.reason[:protocol.MAX_LINE],
-                                tail=run.dir.tail(self.tail_lines()),
+                                tail=run.dir.tail(self.tail_lines()), usage=run.usage,
+                                limited_until=run.limited_until, limit=run.limit,
                                 started=not run.never_started, **run.workspace.done()))
 
     def forget(self, run: Run) -> None:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
+from luzia.agentconf import AgentCommand
 from luzia.agents import worktrees
 from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.config import Config
 from luzia.text import strip_terminal
 
 PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")
+ATTEMPT_MARK = "--- luzia: attempt "    # output.log's line between two attempts' output
 
 
 def write_atomic(path: Path, data: bytes | str, sync: bool = True, mode: int = 0o644) -> None:
@@ -53,14 +55,19 @@ class JobDir:
         self.laid_out: dict[str, Any] = {}      # meta.json as this object wrote it
 
     # creation ------------------------------------------------------------------
-    def create(self, cfg: Config, job: protocol.JobSpec, attempt: int) -> None:
+    def create(self, cfg: Config, job: protocol.JobSpec, attempt: int, account: str = "",
+               resume: str = "") -> None:
         """Lay out the directory for this attempt; its tracker reads meta.json to run it.
+        `account` names the [accounts.*] whose environment it gets; `resume` a session of
+        the agent's to resume (when this host holds it under that account, docs/AGENTS.md).
         Few files, none synced, nothing renamed but status.json: until its exit code the
         directory only mirrors the broker's record (a power cut that loses it also ended the
         command, and what the agent no longer holds the broker requeues), and every file
         operation here is paid for each job (DECISIONS: the spawner). The command writes
         progress.md when it has progress to tell, its tracker output.log (for_wrapper: what
         a wrapper needs more)."""
+        command = command_for(cfg, job.type)
+        session = resume if resume and self.holds_session(resume, account) else ""
         try:
             self.path.mkdir(parents=True)
         except FileExistsError:                    # a new attempt starts clean
@@ -68,19 +75,30 @@ class JobDir:
                 (self.path / name).unlink(missing_ok=True)
             if _size(self.output):                 # earlier attempts' output stays, marked off
                 with open(self.output, "ab") as f:
-                    f.write(f"\n--- luzia: attempt {attempt} ---\n".encode())
+                    f.write(f"\n{ATTEMPT_MARK}{attempt} ---\n".encode())
+        if resume and command.resume_argv:
+            with open(self.output, "ab") as f:
+                f.write((f"luzia: resuming the agent's session {resume}\n" if session else
+                         f"luzia: session {resume} is not on this host under account "
+                         f"{account or '(none)'}: starting the task afresh\n").encode())
         ws = worktrees.plan(cfg, job, attempt)      # None: no repo, no workspace
+        if ws and session and command.resume_argv:  # the resumed agent remembers its work
+            ws["resume"] = True
         workdir = ws["path"] if ws else job.workdir or str(self.path)
-        argv = build_argv(cfg, job, self.path, workdir)
+        argv = build_argv(cfg, job, self.path, workdir, session)
         task_file = str(self.path / layout.TASK)
         if any(task_file in arg for arg in argv):      # only a command that reads it ({task_file})
             _put(self.path / layout.TASK, job.task.encode())
         env = {"LUZIA_JOB_ID": job.id, "LUZIA_JOB_DIR": str(self.path),
                "LUZIA_PROJECT": job.project, "LUZIA_ATTEMPT": str(attempt),
                "LUZIA_PROGRESS_FILE": str(self.progress_file)}
+        if account in cfg.accounts:
+            env.update(cfg.accounts[account].env)
+            env["LUZIA_ACCOUNT"] = account
         meta = {"job": protocol.to_plain(job), "attempt": attempt, "argv": argv, "cwd": workdir,
                 "env": env, "created_at": time.time(), "host": cfg.agent.name,
-                "git_snapshots": cfg.agent.git_snapshots and not ws, "workspace": ws}
+                "git_snapshots": cfg.agent.git_snapshots and not ws, "workspace": ws,
+                "format": command.format, "account": account, "resumed": session}
         _put(self.path / layout.META, json.dumps(meta, indent=1).encode())
         self.laid_out = meta
         # room for the tracker's pid and exit code, taken now: on a disk that fills while the
@@ -188,6 +206,26 @@ class JobDir:
             f.seek(min(offset, size))
             return f.read(limit), size
 
+    # the agent's conversations (docs/AGENTS.md) ----------------------------------------
+    def sessions(self) -> dict[str, str]:
+        """The agent's session ids this host holds for the job, each with its account."""
+        try:
+            data = json.loads((self.path / layout.SESSIONS).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def holds_session(self, session_id: str, account: str) -> bool:
+        held = self.sessions()
+        return session_id in held and held[session_id] == account
+
+    def keep_session(self, session_id: str, account: str) -> None:
+        """Remember that an attempt here made `session_id` under `account` (to resume it)."""
+        held = self.sessions()
+        if session_id and held.get(session_id) != account:
+            held[session_id] = account
+            write_atomic(self.path / layout.SESSIONS, json.dumps(held), sync=False)
+
     def signature(self) -> tuple[int, float, float]:
         """Changes when output or progress change (cheap: sizes and mtimes; either file may
         not be there yet)."""
@@ -222,11 +260,26 @@ def agent_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in layout.PANE_ENV}
 
 
-def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str) -> list[str]:
-    """The command for this job with placeholders replaced; the task is one argument."""
-    template = cfg.agent.commands.get(job.type) or cfg.agent.command
+def command_for(cfg: Config, kind: str) -> AgentCommand:
+    """The command of a task type: `[agent.commands]`, else `[agent] command`."""
+    command = cfg.agent.commands.get(kind)
+    if command is not None:
+        return command
+    return AgentCommand(argv=cfg.agent.command, format=cfg.agent.format,
+                        resume_argv=cfg.agent.resume_argv)
+
+
+def build_argv(cfg: Config, job: protocol.JobSpec, job_dir: Path, workdir: str,
+               session_id: str = "") -> list[str]:
+    """The command for this job with placeholders replaced; the task is one argument. With
+    `session_id`, the command's resume_argv (when it has one) with {session_id} too."""
+    command = command_for(cfg, job.type)
+    template = command.argv
+    if session_id and command.resume_argv:
+        template = command.resume_argv
     values = {"{task}": job.task, "{task_file}": str(job_dir / layout.TASK), "{job_id}": job.id,
-              "{project}": job.project, "{job_dir}": str(job_dir), "{workdir}": workdir}
+              "{project}": job.project, "{job_dir}": str(job_dir), "{workdir}": workdir,
+              "{session_id}": session_id}
     out = []
     for arg in template:
         if arg in values:             # whole-argument placeholder: no further substitution

@@ -118,7 +118,7 @@ class BrokerSession:
                                  capabilities=list(self.cfg.agent.capabilities),
                                  tags=list(self.cfg.agent.tags), held=held, pid=os.getpid(),
                                  protocol=protocol.PROTOCOL, version=__version__,
-                                 instance=self.instance))
+                                 instance=self.instance, accounts=sorted(self.cfg.accounts)))
         log.info("hello to %s as %s: slots=%d capabilities=%s held=%d", self.cfg.endpoints.agents,
                  self.name, self.credits.slots, ",".join(self.cfg.agent.capabilities), len(held))
 

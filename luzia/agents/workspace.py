@@ -154,19 +154,23 @@ def _make(ws: dict[str, Any], record: Record, log) -> dict[str, str]:
         record.save(base_commit=commit)     # the agent reports it: retries start from it
         old_tip, lease = _branch(ws)
         made = {"commit": commit, "old_tip": old_tip}
+        # an attempt that resumes the agent's conversation (docs/AGENTS.md) goes on from
+        # where the last one ended: the agent remembers that work
+        start = old_tip if ws.get("resume") and old_tip else commit
         if os.path.isdir(ws["path"]) and os.listdir(ws["path"]):
             shutil.rmtree(ws["path"])       # an earlier attempt's, no longer registered
         try:
             git(ws["git_dir"], "worktree", "add", "-q", "-B" if old_tip else "-b", ws["branch"],
-                ws["path"], commit, what="cannot make the worktree")
+                ws["path"], start, what="cannot make the worktree")
         except WorkspaceError as exc:
             full = disk_note(os.path.dirname(ws["path"]))     # before the clean-up frees it
             _unmake(ws, made, locked_already=True)
             raise WorkspaceError(f"{exc}{full}") from None
     record.save(base_commit=commit, push={"lease": lease, "retry": ws.get("push_retry", 60.0)}
                 if ws["url"] else {})
-    say(log, f"worktree {ws['path']} on branch {ws['branch']} at {gitref.short(commit)}"
-             f"{' (' + ws['base'] + ')' if ws['base'] else ''}")
+    say(log, f"worktree {ws['path']} on branch {ws['branch']} at {gitref.short(start)}"
+             + (" (the last attempt's end: resumed)" if start != commit else
+                f"{' (' + ws['base'] + ')' if ws['base'] else ''}"))
     return made
 
 

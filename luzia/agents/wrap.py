@@ -6,6 +6,8 @@ Reads argv, cwd and env from meta.json (so the task text never passes through a 
 writes `pid`, copies all output into output.log (with --pty: through a pseudo-terminal,
 also to our stdout, the tmux pane, so a person attached sees it and can type), forwards
 SIGTERM/SIGINT/SIGHUP to the command's process group, and writes `exit_code` atomically.
+A command with an output format (meta.json's `format`, docs/AGENTS.md) has its output read
+through the format's adapter (luzia/agents/adapters/stream.py, imported only then).
 """
 
 from __future__ import annotations
@@ -99,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"work directory {cwd} does not exist")
         from luzia import snapshots  # here: a plain job's wrapper starts without it
         snapshots.record_for_job(meta, job_dir.name, "before", log)
-        code = run_pty(argv, cwd, env, log, job_dir) if use_pty else \
-            run_plain(argv, cwd, env, log, job_dir)
+        tee = _tee(meta, job_dir, log, use_pty)
+        try:
+            code = run_pty(argv, cwd, env, log, job_dir, tee) if use_pty else \
+                run_plain(argv, cwd, env, log, job_dir, tee)
+        finally:
+            if tee is not None:
+                tee.close()
         snapshots.record_for_job(meta, job_dir.name, "after", log)
     except OSError as exc:
         log.write(f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
@@ -112,6 +119,15 @@ def main(argv: list[str] | None = None) -> int:
                          workspace.stop_reason(str(job_dir)), log)
     write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
     return 0
+
+
+def _tee(meta: dict, job_dir: Path, log, pane: bool):
+    """The output adapter's tee when the command declares a format, else None."""
+    fmt = meta.get("format") or "none"
+    if fmt == "none":
+        return None
+    from luzia.agents.adapters.stream import Tee
+    return Tee(job_dir, fmt, log, pane, write_atomic)
 
 
 def exec_with(env_file: Path, argv: list[str]) -> int:
@@ -148,17 +164,23 @@ def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def run_plain(argv, cwd, env, log, job_dir: Path) -> int:
-    """No terminal: the command's stdout and stderr go straight into output.log."""
+def run_plain(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
+    """No terminal: the command's stdout and stderr go straight into output.log (through
+    the tee when it has one)."""
     import subprocess  # here: a pane's wrapper has no use for it
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=log if tee is None else subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     write_atomic(job_dir / layout.PID, f"{proc.pid}\n")
     _forward_signals(proc.pid)
+    if tee is not None and proc.stdout is not None:
+        fd = proc.stdout.fileno()
+        while data := os.read(fd, 65536):     # PEP 475: a forwarded signal does not cut it
+            tee.write(data)
     return _status(proc.wait())
 
 
-def run_pty(argv, cwd, env, log, job_dir: Path) -> int:
+def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
     """In a pseudo-terminal (a TUI works): output to output.log and to our stdout (the tmux
     pane), the pane's keystrokes to the command."""
     pid, fd = pty.fork()
@@ -179,7 +201,7 @@ def run_pty(argv, cwd, env, log, job_dir: Path) -> int:
         saved = termios.tcgetattr(0)
         tty.setraw(0)   # keys go to the command as typed; its own pty echoes and edits
     try:
-        _pump(fd, log, pane)
+        _pump(fd, log, pane, tee)
     finally:
         if saved is not None:
             termios.tcsetattr(0, termios.TCSAFLUSH, saved)
@@ -187,8 +209,9 @@ def run_pty(argv, cwd, env, log, job_dir: Path) -> int:
     return _status(os.waitstatus_to_exitcode(status))
 
 
-def _pump(fd: int, log, pane: bool) -> None:
-    """Copy the command's output until its pty closes, and the pane's input to it."""
+def _pump(fd: int, log, pane: bool, tee=None) -> None:
+    """Copy the command's output until its pty closes (to output.log and the pane, or to
+    the tee that shows its readable form there), and the pane's input to it."""
     reading_pane = pane
     while True:
         fds = [fd] + ([0] if reading_pane else [])
@@ -202,11 +225,14 @@ def _pump(fd: int, log, pane: bool) -> None:
                 data = b""
             if not data:
                 return
-            log.write(data)
-            try:
-                os.write(1, data)
-            except OSError:          # the pane went away; output.log still gets everything
-                pass
+            if tee is not None:
+                tee.write(data)
+            else:
+                log.write(data)
+                try:
+                    os.write(1, data)
+                except OSError:      # the pane went away; output.log still gets everything
+                    pass
         if 0 in ready:
             data = os.read(0, 4096)
             if data:

@@ -1,5 +1,6 @@
 """Job accounting from the SQLite store (what Slurm's sacct reports): jobs, run time,
-failures and mean wait per user or project, each answered by one GROUP BY query.
+failures, mean wait, and the agents' cost and tokens (docs/AGENTS.md) per user, project,
+day or agent, each answered by one GROUP BY query.
 
 Finished jobs only; the table holds at most `max_jobs` of them (the broker prunes), and
 the indexes on finished_at and submitted_at (made here if missing) keep `since` cheap.
@@ -15,7 +16,10 @@ from typing import Any
 from luzia.states import TERMINAL_NAMES
 
 COLUMNS = ("jobs", "completed", "failed", "killed", "rejected", "run_seconds", "mean_wait",
-           "mean_run")
+           "mean_run", "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write")
+_USAGE_SUMS = ("COALESCE(SUM(cost_usd), 0), SUM(tokens_in), SUM(tokens_out), SUM(cache_read), "
+               "SUM(cache_write)")
+_ZERO = ("all", 0, 0, 0, 0, 0, 0, None, None, 0, 0, 0, 0, 0)
 
 _SELECT = """
 SELECT {group} AS name, COUNT(*),
@@ -23,7 +27,8 @@ SELECT {group} AS name, COUNT(*),
        SUM(state = 'rejected'),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
        AVG(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END),
-       AVG(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END)
+       AVG(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END),
+       """ + _USAGE_SUMS + """
 FROM {source} WHERE state IN ({terminal}) {where}
 {group_by}
 """
@@ -51,7 +56,7 @@ def totals(db: sqlite3.Connection, group: str | None, since: float | None,
                          where="".join(f" AND {c}" for c in clauses),
                          group_by=f"GROUP BY {group} ORDER BY {group}" if group else "")
     rows = db.execute(sql, params).fetchall()
-    return [_row(r) for r in rows if r[1]] or ([] if group else [_row(("all", 0, 0, 0, 0, 0, 0, None, None))])
+    return [_row(r) for r in rows if r[1]] or ([] if group else [_row(_ZERO)])
 
 
 def _source(since: float | None) -> str:
@@ -90,7 +95,8 @@ SELECT user, project, COALESCE(submitter, '-'), COUNT(*),
        SUM(state = 'rejected'),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END), 0),
        COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN started_at - submitted_at END), 0),
-       COUNT(started_at)
+       COUNT(started_at),
+       """ + _USAGE_SUMS + """
 FROM {source} WHERE state IN ({terminal}) {where}
 GROUP BY user, project, submitter
 """
@@ -115,15 +121,17 @@ def breakdown(db: sqlite3.Connection, since: float | None,
 
     def rows(kind: str) -> list[dict[str, Any]]:
         return [_summed(name, acc) for name, acc in sorted(sums[kind].items())]
-    return {"by_user": rows("user"), "by_submitter": rows("submitter"), "by_project": rows("project"),
-            "total": rows("total")[0] if sums["total"] else _row(("all", 0, 0, 0, 0, 0, 0, None, None))}
+    return {"by_user": rows("user"), "by_submitter": rows("submitter"),
+            "by_project": rows("project"),
+            "total": rows("total")[0] if sums["total"] else _row(_ZERO)}
 
 
 def _summed(name: str, acc: list[float]) -> dict[str, Any]:
-    """A totals row from sums: jobs, completed, failed, killed, rejected, run, wait, started."""
-    *counts, run, wait, started = acc
+    """A totals row from sums: jobs, completed, failed, killed, rejected, run, wait, started,
+    then the usage sums."""
+    *counts, run, wait, started = acc[:8]
     return _row((name, *counts, run, wait / started if started else None,
-                 run / started if started else None))
+                 run / started if started else None, *acc[8:]))
 
 
 def by_day(db: sqlite3.Connection, days: int, where: dict[str, str | None]) -> list[dict[str, Any]]:
@@ -136,7 +144,7 @@ def by_day(db: sqlite3.Connection, days: int, where: dict[str, str | None]) -> l
     out = []
     for n in range(days):
         day = (first + datetime.timedelta(days=n)).isoformat()
-        row = found.get(day) or _row((day, 0, 0, 0, 0, 0, 0, None, None))
+        row = found.get(day) or _row((day, *_ZERO[1:]))
         row["day"] = row.pop("name")
         out.append(row)
     return out
@@ -156,12 +164,16 @@ def span(start: float | None, end: float | None) -> float | None:
     return round(max(0.0, end - start), 3)
 
 
-AGENT_COLUMNS = ("jobs", "attempts", "completed", "failed", "run_seconds", "mean_run")
+AGENT_COLUMNS = ("jobs", "attempts", "completed", "failed", "run_seconds", "mean_run",
+                 "cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write")
 
 _BY_HOST = """
 SELECT a.host, COUNT(DISTINCT a.job_id), COUNT(*), SUM(a.exit_code = 0),
-       SUM(a.exit_code != 0 AND a.reason != 'cancelled' AND a.reason NOT LIKE 'preempted by %'),
-       COALESCE(SUM(a.finished_at - a.started_at), 0), AVG(a.finished_at - a.started_at)
+       SUM(a.exit_code != 0 AND a.reason != 'cancelled' AND a.reason NOT LIKE 'preempted by %'
+           AND a.reason NOT LIKE 'usage limit: %'),
+       COALESCE(SUM(a.finished_at - a.started_at), 0), AVG(a.finished_at - a.started_at),
+       COALESCE(SUM(a.cost_usd), 0), SUM(a.tokens_in), SUM(a.tokens_out), SUM(a.cache_read),
+       SUM(a.cache_write)
 FROM attempts a JOIN jobs j ON j.id = a.job_id
 WHERE a.finished_at IS NOT NULL AND a.host != '' {where}
 GROUP BY a.host ORDER BY a.host
@@ -172,7 +184,8 @@ def by_host(db: sqlite3.Connection, since: float | None,
             where: dict[str, str | None]) -> list[dict[str, Any]]:
     """Per agent, over the attempts that ended there (a job retried elsewhere counts on each
     host it ran on): jobs, attempts, completed (exit 0), failed (any other exit but a
-    cancel or a preemption), run seconds and mean run. One GROUP BY."""
+    cancel, a preemption or a usage limit), run seconds, mean run, and the agents' cost
+    and tokens (docs/AGENTS.md; a paused attempt's too). One GROUP BY."""
     clauses, params = _clauses(since, where, "a.finished_at", "j.")
     rows = db.execute(_BY_HOST.format(where="".join(f" AND {c}" for c in clauses)), params)
     return [{"name": r[0], **{k: round(v, 3) if isinstance(v, float) else (v or 0)

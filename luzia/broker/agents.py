@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from luzia import __version__, protocol
 from luzia.broker import gpu, lifecycle, versions, workspace
+from luzia.broker.accounts import own_account
 from luzia.broker.fleet import Agent
 from luzia.broker.lifecycle import HOLDING
 from luzia.broker.model import Model
@@ -80,8 +81,9 @@ class AgentHandler:
         agent = Agent(name=msg.name, identity=identity, slots=msg.slots,
                       capabilities=list(msg.capabilities), tags=list(msg.tags), pid=msg.pid,
                       instance=msg.instance, last_seen=now, protocol=msg.protocol,
-                      version=msg.version)
+                      version=msg.version, accounts=list(msg.accounts))
         old = m.fleet.join(agent)
+        m.accounts.apply()
         # an agent may say Hello twice in a row (one queued while we were down, one asked
         # for): the same process again is not news
         again = old is not None and old.pid == agent.pid and old.instance == agent.instance \
@@ -225,6 +227,7 @@ class AgentHandler:
         job.stalled_since = time.time() - msg.stalled_for if msg.stalled else None
         if msg.tail:
             job.tail = list(msg.tail)
+        self.m.budgets.record(job, msg.usage)
         workspace.progress(job, msg)
         if msg.needs_input != job.needs_input:
             lifecycle.needs_input(self.m, job, msg.needs_input, list(msg.needs_input_lines))
@@ -246,7 +249,11 @@ class AgentHandler:
             return
         if job.state is JobState.ASSIGNED and job.started_at is None:
             job.started_at = time.time()
-        lifecycle.end(self.m, job, msg.exit_code, msg.reason)
+        self.m.budgets.record(job, msg.usage)
+        if msg.limited_until and self.m.cfg.limits.enabled:
+            self.m.accounts.mark(job.account or own_account(agent), msg.limited_until, msg.limit)
+            self.m.dirty = True
+        lifecycle.end(self.m, job, msg.exit_code, msg.reason, msg.limited_until, msg.limit)
 
     def _own(self, agent: Agent, job_id: str, attempt: int) -> Job | None:
         """The job a report is about, if it is still this agent's attempt."""

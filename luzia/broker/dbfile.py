@@ -1,7 +1,7 @@
 """The job database as a file: its schema version and whether it is whole (probe, check),
 and consistent copies of it (backup, with SQLite's backup API).
 
-Used at broker start (store.open_db) and by `luzia db` on the broker's host. Nothing here
+Used at broker start (dbopen.open_db) and by `luzia db` on the broker's host. Nothing here
 needs the broker, and nothing here writes the database: a probe or a check opens it
 read-only, so it is safe while the broker runs (salvage.py makes a new file instead).
 """
@@ -119,7 +119,7 @@ def integrity(db: sqlite3.Connection, full: bool = False,
 
 def refuse(path: str, found: Probe) -> None:
     """StoreError for a database the broker must not open: unreadable, damaged, or from a
-    newer release (store.open_db, before anything writes it)."""
+    newer release (dbopen.open_db, before anything writes it)."""
     name = os.path.basename(path)
     if found.unreadable:
         raise StoreError(f"job database {path} is {found.unreadable}: see `luzia db check`; "

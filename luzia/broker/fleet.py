@@ -49,6 +49,9 @@ class Agent:
     ended: set[str] = field(default_factory=set)     # Dones taken since our last heartbeat to it
     draining: bool = False           # an operator's `luzia agents drain`: no new jobs
     degraded: str = ""               # why it takes no new jobs by itself (its disk is full)
+    accounts: list[str] = field(default_factory=list)   # its [accounts.*] (accounts.py)
+    limited_until: float = 0.0       # all its accounts are limited until then (unix time)
+    limited: str = ""                # which: "account team-a"
     protocol: int = 1                # as its Hello said (docs/PROTOCOL.md, "Versions")
     version: str = ""                # its Luzia release ("": the first release did not say)
     workspace_bytes: int = -1        # disk its worktrees and mirrors use (-1: not reported)
@@ -75,7 +78,8 @@ class Agent:
                 "gpu_free_gb": self.gpu_free_gb, "gpu_total_gb": self.gpu_total_gb,
                 "gpu_reserved_gb": self.gpu_reserved_gb, "draining": self.draining,
                 "degraded": self.degraded, "protocol": self.protocol,
-                "version": self.version,
+                "version": self.version, "accounts": list(self.accounts),
+                "limited_until": self.limited_until or None,
                 "workspace_bytes": self.workspace_bytes, "workspaces": self.workspaces}
 
 
@@ -191,6 +195,12 @@ class Fleet:
         self.sched.set_draining(agent.name, draining or bool(agent.degraded))
         self.drained = self.drained | {agent.name} if draining else self.drained - {agent.name}
 
+    def set_limited(self, agent: Agent, until: float, what: str) -> None:
+        """Its accounts' usage limits (accounts.py): no new job for it until `until` (0: free)."""
+        if (agent.limited_until, agent.limited) != (until, what):
+            agent.limited_until, agent.limited = until, what
+            self.sched.set_limited(agent.name, until, what)
+
     def degrade(self, agent: Agent, reason: str) -> None:
         """The agent says it takes no new work (reason), or again takes it (""): placed as
         if drained meanwhile; an operator's drain is kept apart and outlives it."""
@@ -252,4 +262,5 @@ class Fleet:
         return SchedAgent(name=agent.name, slots=agent.slots,
                           capabilities=frozenset(agent.capabilities), cpu=agent.cpu,
                           memory=agent.memory, gpu_free_gb=self._gpu_offer(agent),
-                          live=agent.live, draining=agent.draining or bool(agent.degraded))
+                          live=agent.live, draining=agent.draining or bool(agent.degraded),
+                          limited_until=agent.limited_until, limited=agent.limited)

@@ -7,20 +7,27 @@ and tells the scheduler: a credit freed (`Fleet.release`), a job pending again
 messages, ops/ for the operators' requests, server.py for submissions and the clock)
 decide *which* edge; only this module says what an edge does.
 
-    accept       a submission → pending, or rejected (its user not the submitter's to
-                 name, queue full, unknown dependency)
+    accept       a submission → pending, or rejected (intake.py: its user not the
+                 submitter's to name, queue full, unknown dependency)
     assign       pending → assigned (attempt n+1, on the agent the scheduler picked)
     start        assigned | lost → running          (Started)
     lose         assigned | running → lost          (its agent stopped beating)
     resume       lost → running                     (its agent is back with it)
-    end          an agent's Done → finish, requeue (preempted) or retry_later
+    end          an agent's Done → finish, requeue (preempted), pause or retry_later
     unstarted    an agent's Done for a command that never started → pending after a backoff
-    finish       → completed | failed | killed      (also a pending job: cancel, flush)
+    finish       → completed | failed | killed      (also a pending or paused job: cancel,
+                                                     flush)
     retry_later  → pending after a backoff          (a failure with retries left)
     requeue      assigned | running | lost → pending now (agent gone, preempted)
-    retry        failed | killed | lost → pending   (an operator's `luzia retry`)
+    pause        assigned | running | lost → paused (a usage limit: until its reset)
+    unpause      paused → pending                   (the reset came: ahead of its peers)
+    retry        failed | killed | lost | paused → pending   (an operator's `luzia retry`)
     cancel, preempt: ask the job's agent to stop it; its Done ends it (`end`)
     needs_input  a running job's pane waits for a person, or no longer (a flag, no edge)
+
+A job with an agent's session id resumes that conversation on its next attempt (`resume`,
+docs/AGENTS.md) after a pause, a lost agent, a preemption or an operator's retry (unless
+--fresh); a retry after a failure starts afresh.
 """
 
 from __future__ import annotations
@@ -34,10 +41,8 @@ from luzia import protocol
 from luzia.broker import gpu, workspace
 from luzia.broker.fleet import Agent
 from luzia.broker.model import Model
-from luzia.broker.routing import detect_type
 from luzia.broker.rules import SchedJob, over_ceiling
 from luzia.broker.store import Job
-from luzia.identity import Submitter, refusal as refusal_for_user
 from luzia.states import NEEDS_INPUT, JobState, exit_text
 
 log = logging.getLogger(__name__)
@@ -48,145 +53,13 @@ NEVER_STARTED_MAX = 5            # such attempts of one job before it fails: a h
 AUTOMATIC = "retry"              # "retry 1/2 after exit 1": pending for an automatic retry
 RETRY_REQUESTED = "retry requested"   # pending again by an operator's `luzia retry`
 RETRY_BACKOFF_MAX = 300.0
-LOG_EACH = 8            # a turn that takes more submissions logs them in one line
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
+KILLED_AT_ONCE = (JobState.PENDING, JobState.PAUSED)   # a cancel needs no agent for these
+LIMIT_REASON = "usage limit: "   # an attempt that ended on a provider's usage limit
+AHEAD = 1 << 40           # a job back from a pause goes before its priority peers (their seq)
 
 
-# submission and the queue ---------------------------------------------------------------
-def accept(m: Model, spec: protocol.JobSpec, by: Submitter | None = None) -> Job | None:
-    """A submission from `by` becomes a pending job, or a rejected one (its user is not
-    `by`'s to name, queue full, unknown dependency) that stays visible; None for an id the
-    broker has (idempotent). `by` None: a submission from inside (not judged, no submitter)."""
-    return accept_all(m, [spec], [by])[0]
-
-
-def accept_all(m: Model, specs: list[protocol.JobSpec],
-               by: list[Submitter | None] | None = None) -> list[Job | None]:
-    """`accept` for the submissions of one turn, in order, each from its `by` (None: all
-    from inside): one query finds the ids the store has, one statement writes the new jobs
-    and their event rows."""
-    stored = m.store.existing([s.id for s in specs if s.id not in m.jobs])
-    new: dict[str, Job] = {}
-    ends: set[str] = set()              # this turn's jobs that end at once: rejected, or failed
-    pending = m.sched.pending_count()   # once this turn's jobs before a job are in
-    taken: list[Job | None] = []
-    for spec, sender in zip(specs, by or [None] * len(specs), strict=True):
-        if spec.id in m.jobs or spec.id in stored or spec.id in new:
-            m.counters["duplicates"] += 1
-            taken.append(None)
-            continue
-        job = new[spec.id] = _new_job(m, spec, m.store.next_seq + len(new))
-        refusal = _user_refusal(m, job, sender) or _refusal(m, job, pending, new)
-        if refusal:
-            job.move(JobState.REJECTED, refusal)
-            job.finished_at = job.updated_at
-            ends.add(job.id)
-        elif _fails_at_once(m, job, new, ends):
-            ends.add(job.id)
-        else:
-            pending += 1
-        taken.append(job)
-    m.store.insert_all(list(new.values()))
-    each = len(new) <= LOG_EACH
-    for job in new.values():
-        _accepted(m, job, each)
-    if not each:
-        _log_many(list(new.values()))
-    return taken
-
-
-def _user_refusal(m: Model, job: Job, by: Submitter | None) -> str:
-    """Records who submitted `job`; why its user is not theirs to name ("" if it is)."""
-    if by is None:
-        return ""
-    job.submitter = by.name
-    project = m.cfg.projects.get(job.project)
-    return refusal_for_user(by.name, job.user, project.user if project else None, by.admin)
-
-
-def _accepted(m: Model, job: Job, log_it: bool) -> None:
-    """A new job is stored: publish it, and queue it (or fail it: a dependency failed)."""
-    m.counters["submissions"] += 1
-    m.out.publish(job)
-    if job.state is JobState.REJECTED:
-        m.counters["rejections"] += 1
-        (log.warning if log_it else log.debug)("job %s rejected: %s", job.id, job.reason)
-        return
-    m.jobs[job.id] = job
-    (log.info if log_it else log.debug)(
-        "job %s pending: project=%s user=%s priority=%d type=%s", job.id, job.project,
-        job.user, job.priority, job.type)
-    deps = _dependency_states(m, job)
-    failed = [(d, s) for d, s in deps.items()
-              if s is not None and s.terminal and s is not JobState.COMPLETED]
-    if failed:
-        finish(m, job, JobState.FAILED, f"dependency {failed[0][0]} {failed[0][1].value}")
-    else:
-        enqueue(m, job, pending_deps=[d for d, s in deps.items() if s is not JobState.COMPLETED])
-
-
-def _log_many(jobs: list[Job]) -> None:
-    """One line for a turn's many submissions (a line per job would cost a quarter of the
-    broker's time in a flood, and say less): the first and last ids, the rejections."""
-    rejected = [j for j in jobs if j.state is JobState.REJECTED]
-    log.info("%d jobs submitted (%s ... %s): %d pending, %d rejected%s", len(jobs), jobs[0].id,
-             jobs[-1].id, len(jobs) - len(rejected), len(rejected),
-             f" ({rejected[0].reason}, ...)" if rejected else "")
-
-
-def _new_job(m: Model, spec: protocol.JobSpec, seq: int) -> Job:
-    now = time.time()
-    sched = m.cfg.scheduler
-    kind = spec.type or detect_type(spec.task, sched.type_rules, sched.default_type)
-    return Job(id=spec.id, seq=seq, project=spec.project, user=spec.user,
-               task=spec.task, priority=spec.priority, type=kind,
-               # no --timeout and none from the project: the task type's default, else the global
-               timeout=spec.timeout or sched.timeouts.get(kind) or m.cfg.timeout,
-               max_retries=spec.max_retries, workdir=spec.workdir,
-               submitted_at=spec.submitted_at or now, after=list(spec.after),
-               metadata=dict(spec.metadata), updated_at=now, repo=spec.repo, base=spec.base,
-               base_commit=spec.base_commit)
-
-
-def queue_full(m: Model, pending: int | None = None) -> bool:
-    """The queue holds broker.max_pending jobs (or would, with `pending` jobs in it): a
-    submission now is rejected."""
-    limit = m.cfg.broker.max_pending
-    return bool(limit) and (m.sched.pending_count() if pending is None else pending) >= limit
-
-
-def _refusal(m: Model, job: Job, pending: int, new: dict[str, Job]) -> str:
-    """Why `job` is rejected ("" if it is not), with `pending` jobs queued before it and
-    `new` the jobs of its turn (a dependency may be among them)."""
-    if queue_full(m, pending):
-        return f"queue full ({pending} pending, max_pending={m.cfg.broker.max_pending})"
-    if job.after:
-        unknown = [d for d in job.after
-                   if d not in m.jobs and (d not in new or d == job.id) and m.store.get(d) is None]
-        if unknown:
-            return f"unknown dependency {unknown[0]}"
-    return ""
-
-
-def _fails_at_once(m: Model, job: Job, new: dict[str, Job], ends: set[str]) -> bool:
-    """Has a dependency of `job` failed, or will it fail in this turn (`ends`)?"""
-    if not job.after:
-        return False
-    if any(d in ends for d in job.after):
-        return True
-    states = m.store.states_of(d for d in job.after if d not in m.jobs and d not in new)
-    return any(s.terminal and s is not JobState.COMPLETED for s in states.values())
-
-
-def _dependency_states(m: Model, job: Job) -> dict[str, JobState | None]:
-    """Each dependency's state; None for one still unfinished."""
-    if not job.after:
-        return {}
-    states: dict[str, JobState | None] = {d: None for d in job.after if d in m.jobs}
-    states.update(m.store.states_of(d for d in job.after if d not in m.jobs))
-    return states
-
-
+# the queue ---------------------------------------------------------------------------------
 def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None) -> None:
     """Hand a pending job to the scheduler (new, requeued, retried, restored)."""
     after = job.after if pending_deps is None else pending_deps
@@ -197,7 +70,8 @@ def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None) -> None:
 
 def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
                avoid: frozenset[str] = frozenset()) -> SchedJob:
-    return SchedJob(id=job.id, seq=job.seq, priority=job.priority, user=job.user,
+    seq = job.seq - AHEAD if job.pauses else job.seq
+    return SchedJob(id=job.id, seq=seq, priority=job.priority, user=job.user,
                     project=job.project, type=job.type, after=after, submitted=time.monotonic(),
                     gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid,
                     shared=workspace.shared_workdir(m.cfg, job))
@@ -208,7 +82,8 @@ def _failed_on(m: Model, job: Job) -> frozenset[str]:
     if not job.attempt:
         return frozenset()
     return frozenset(a["host"] for a in m.store.attempts(job.id)
-                     if a["host"] and a["exit_code"] not in (None, 0))
+                     if a["host"] and a["exit_code"] not in (None, 0)
+                     and not (a["reason"] or "").startswith(LIMIT_REASON))   # not the host's fault
 
 
 def restore(m: Model, job: Job) -> None:
@@ -216,6 +91,10 @@ def restore(m: Model, job: Job) -> None:
     if job.state is JobState.PENDING:
         enqueue(m, job)
         return
+    if job.state is JobState.PAUSED:
+        heapq.heappush(m.resume_at, (job.paused_until or 0.0, job.id))
+        return
+    job.attempt_usage = m.store.attempt_usage(job.id, job.attempt)
     # assigned / running / lost: the credit stays taken until its agent says otherwise
     job.session = started_session(m, job)
     held_for = max(0.0, time.time() - (job.assigned_at or time.time()))
@@ -236,15 +115,20 @@ def assign(m: Model, job: Job, agent: Agent) -> None:
     job.host = agent.name
     job.attempt += 1
     job.assigned_at = time.time()
+    job.account = m.accounts.pick(agent, job.account)
+    resume = job.resume if m.cfg.limits.resume else ""
     busy = over_ceiling(m.cfg.scheduler, agent.cpu, agent.memory)
     busy = f"; its host is over its {busy}, it runs this one job only" if busy else ""
     m.fleet.hold(agent, job.id)
-    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt}){busy}")
+    _saved(m, job, f"assigned to {agent.name} (attempt {job.attempt})"
+                   + (f" account {job.account}" if job.account else "")
+                   + (f" resuming session {resume}" if resume else "") + busy)
     m.store.save_attempt(job)
     if workspace.unfit(job, agent):         # tried elsewhere, as a job that never started
         unstarted(m, job, workspace.unfit(job, agent))
         return
-    m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt))
+    m.out.send(agent.identity, protocol.Assign(job=_spec(job), attempt=job.attempt,
+                                               account=job.account, resume=resume))
     log.info("job %s assigned to %s (attempt %d)%s", job.id, agent.name, job.attempt, busy)
 
 
@@ -300,15 +184,23 @@ def needs_input(m: Model, job: Job, waiting: bool, lines: list[str]) -> None:
     _saved(m, job, f"no longer waiting for input (waited {waited:.0f}s)")
 
 
-def end(m: Model, job: Job, exit_code: int, reason: str) -> None:
-    """An attempt ended on its agent (Done): completed, preempted, killed, retried or failed."""
+def end(m: Model, job: Job, exit_code: int, reason: str, limited_until: float = 0.0,
+        limit: str = "") -> None:
+    """An attempt ended on its agent (Done): completed, preempted, killed, paused (a usage
+    limit until `limited_until`, shown by the line `limit`), retried or failed."""
     preempted_by = m.stopping.pop(job.id, "")
-    if exit_code == 0 and not reason:
-        finish(m, job, JobState.COMPLETED, "", exit_code)
-    elif preempted_by:                    # stopped for a critical job, whatever it says
+    limits = m.cfg.limits
+    if preempted_by:                      # stopped for a critical job, whatever it says
         requeue(m, job, PREEMPTED_BY + preempted_by, exit_code)
     elif reason == "cancelled":
         finish(m, job, JobState.KILLED, "cancelled", exit_code)
+    elif limited_until and limits.enabled and job.pauses < limits.max_pauses:
+        pause(m, job, limited_until, limit, exit_code)
+    elif exit_code == 0 and not reason and not limited_until:
+        finish(m, job, JobState.COMPLETED, "", exit_code)
+    elif limited_until and limits.enabled:
+        finish(m, job, JobState.FAILED, f"usage limit, paused {job.pauses} times already: "
+                                        f"{limit}", exit_code)
     elif job.retries < job.max_retries:
         retry_later(m, job, exit_code, reason or exit_text(exit_code))
     else:
@@ -342,7 +234,7 @@ def unstarted(m: Model, job: Job, reason: str) -> None:
 def finish(m: Model, job: Job, state: JobState, reason: str = "",
            exit_code: int | None = None) -> None:
     """→ completed | failed | killed: persist, free its credit, settle its dependents."""
-    was_pending = job.state is JobState.PENDING
+    was_pending = job.state in (JobState.PENDING, JobState.PAUSED)    # no attempt is open
     job.move(state, reason)
     if was_pending:
         m.sched.remove(job.id)
@@ -366,6 +258,7 @@ def retry_later(m: Model, job: Job, exit_code: int, why: str) -> None:
     job.retries += 1
     job.move(JobState.PENDING, f"{AUTOMATIC} {job.retries}/{job.max_retries} after {why}")
     job.reset_attempt()
+    job.resume = ""          # a conversation that failed is not one to go on with
     delay = min(RETRY_BACKOFF_MAX, 2.0 ** (job.retries - 1))
     heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
     _saved(m, job, job.reason)
@@ -378,17 +271,53 @@ def requeue(m: Model, job: Job, reason: str, exit_code: int | None = None) -> No
     _close_attempt(m, job, reason, exit_code)
     job.move(JobState.PENDING, reason)
     job.reset_attempt()
+    job.resume = job.session_id      # the same conversation goes on (docs/AGENTS.md)
     _saved(m, job, reason)
     enqueue(m, job)
     log.info("job %s requeued: %s", job.id, reason)
 
 
-def retry(m: Model, job: Job) -> None:
-    """failed | killed | lost → pending, by an operator (`luzia retry`): the next Assign
-    makes attempt n+1, with a fresh retry budget; a lost job does not wait out the grace."""
-    reason = RETRY_REQUESTED
+def pause(m: Model, job: Job, until: float, line: str, exit_code: int | None = None) -> None:
+    """assigned | running | lost → paused: its attempt ended on a provider's usage limit;
+    it waits, holding no credit, until the reset (`unpause`). Its event is job.paused."""
+    _close_attempt(m, job, f"{LIMIT_REASON}{line}", exit_code)
+    job.pauses += 1
+    job.paused_until = until
+    clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(until))
+    job.move(JobState.PAUSED, f"usage limit until {clock}: {line}")
+    job.reset_attempt()
+    job.resume = job.session_id
+    heapq.heappush(m.resume_at, (until, job.id))
+    m.budgets.totals.pauses += 1
+    _saved(m, job, job.reason)
+    log.info("job %s paused until %s (pause %d/%d): %s", job.id, clock, job.pauses,
+             m.cfg.limits.max_pauses, line)
+
+
+def unpause(m: Model, job: Job, why: str = "usage limit reset") -> None:
+    """paused → pending: the reset came (or an operator's retry); it goes before its
+    priority peers, resuming its conversation."""
+    job.move(JobState.PENDING, why)
+    job.paused_until = None
+    _saved(m, job, why)
+    enqueue(m, job)
+    log.info("job %s pending again: %s", job.id, why)
+
+
+def retry(m: Model, job: Job, fresh: bool = False) -> None:
+    """failed | killed | lost | paused → pending, by an operator (`luzia retry`): the next
+    Assign makes attempt n+1, with a fresh retry budget; a lost job does not wait out the
+    grace, a paused one its reset. It resumes its conversation unless `fresh`."""
+    reason = RETRY_REQUESTED + (" (fresh)" if fresh else "")
     if job.state is JobState.LOST:
         requeue(m, job, f"{reason} (its agent {job.host} is lost)")
+        if fresh:
+            job.resume = ""
+            m.store.save(job)
+        return
+    job.resume = "" if fresh else job.session_id
+    if job.state is JobState.PAUSED:
+        unpause(m, job, reason)
         return
     job.move(JobState.PENDING, reason)
     job.retries = 0
@@ -414,9 +343,9 @@ def _close_attempt(m: Model, job: Job, reason: str, exit_code: int | None) -> No
 
 # stopping a job ------------------------------------------------------------------------
 def cancel(m: Model, job: Job) -> str:
-    """An operator's cancel: a pending job is killed at once ("killed"); a held one is
-    stopped by its agent, whose Done ends it ("cancelling")."""
-    if job.state is JobState.PENDING:
+    """An operator's cancel: a pending or paused job is killed at once ("killed"); a held
+    one is stopped by its agent, whose Done ends it ("cancelling")."""
+    if job.state in KILLED_AT_ONCE:
         finish(m, job, JobState.KILLED, "cancelled")
         return "killed"
     m.stopping[job.id] = ""       # a user's cancel wins over a preemption

@@ -48,7 +48,13 @@ class BrokerMetrics:
         self.running = Gauge("luzia_agent_running", "Jobs holding a slot on the agent", ["agent"],
                              registry=r)
         self.up = Gauge("luzia_agent_up", "1 if the agent is beating, 0 if not", ["agent"], registry=r)
-        self._seen: dict[str, int] = {}
+        # agent-aware jobs (docs/AGENTS.md): what the agents' output adapters reported
+        self.cost = Counter("luzia_agent_cost_usd", "USD the agents reported spending", registry=r)
+        self.tokens = Counter("luzia_agent_tokens", "Tokens the agents reported", ["kind"],
+                              registry=r)
+        self.pauses = Counter("luzia_job_pauses", "Jobs paused on a provider's usage limit",
+                              registry=r)
+        self._seen: dict[str, float] = {}
         self._next = 0.0
         self._agents: set[str] = set()
         self.server = self._serve(host, port)
@@ -90,9 +96,14 @@ class BrokerMetrics:
         self._count(self.duplicates, "duplicates", m.counters["duplicates"])
         for socket_name, bad in m.bad.items():
             self._count(self.bad_frames.labels(socket_name), f"bad:{socket_name}", bad.count)
+        totals = m.budgets.totals
+        self._count(self.cost, "cost", totals.cost_usd)
+        self._count(self.pauses, "pauses", totals.pauses)
+        for kind in ("tokens_in", "tokens_out", "cache_read", "cache_write"):
+            self._count(self.tokens.labels(kind), kind, getattr(totals, kind))
         self._agents_now(m)
 
-    def _count(self, counter: Any, key: str, total: int) -> None:
+    def _count(self, counter: Any, key: str, total: float) -> None:
         """Advance a counter to the broker's running total."""
         grown = total - self._seen.get(key, 0)
         if grown > 0:

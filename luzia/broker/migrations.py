@@ -7,7 +7,7 @@ so a new database is made by the same steps that upgrade an old one.
 
 Migrations are forward-only and run at broker start, all that are due in one transaction
 (SQLite's DDL is transactional: a failure leaves the database as it was). Before that the
-broker keeps a copy of the old file beside it (store.open_db; docs/DEPLOY.md "Upgrading").
+broker keeps a copy of the old file beside it (dbopen.open_db; docs/DEPLOY.md "Upgrading").
 A database newer than LATEST comes from a newer release and is refused, never written.
 
 Adding a migration, the whole recipe:
@@ -104,10 +104,32 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
         "lines_added INTEGER NOT NULL DEFAULT 0", "lines_removed INTEGER NOT NULL DEFAULT 0",
         "push TEXT NOT NULL DEFAULT ''", "outcome TEXT NOT NULL DEFAULT ''", "outcome_at REAL",
     )) + ("ALTER TABLE attempts ADD COLUMN base_commit TEXT NOT NULL DEFAULT ''",),
+    # agent-aware jobs (issue 13, docs/AGENTS.md): cost, tokens, turns, model, session and
+    # account per job (the sum of its attempts) and per attempt; the session the next attempt
+    # resumes; paused jobs' reset time and pause count; a ledger of spend per UTC day for
+    # the budgets (kept when old jobs are pruned)
+    4: (*(f"ALTER TABLE {table} ADD COLUMN {column}" for table in ("jobs", "attempts")
+          for column in ("cost_usd REAL", "tokens_in INTEGER NOT NULL DEFAULT 0",
+                         "tokens_out INTEGER NOT NULL DEFAULT 0",
+                         "cache_read INTEGER NOT NULL DEFAULT 0",
+                         "cache_write INTEGER NOT NULL DEFAULT 0",
+                         "turns INTEGER NOT NULL DEFAULT 0", "model TEXT NOT NULL DEFAULT ''",
+                         "session_id TEXT NOT NULL DEFAULT ''",
+                         "account TEXT NOT NULL DEFAULT ''")),
+        "ALTER TABLE jobs ADD COLUMN resume TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN paused_until REAL",
+        "ALTER TABLE jobs ADD COLUMN pauses INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE spend (
+    day TEXT NOT NULL,
+    user TEXT NOT NULL,
+    project TEXT NOT NULL,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, user, project)
+)"""),
 }
 LATEST = max(MIGRATIONS)
 
-TABLES = ("meta", "jobs", "attempts", "events")     # what a Luzia job database holds
+TABLES = ("meta", "jobs", "attempts", "events", "spend")     # what a Luzia job database holds
 
 
 class NotLuzia(Exception):

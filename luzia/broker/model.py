@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from luzia import protocol, rpc
+from luzia.broker.accounts import Accounts
+from luzia.broker.budgets import Budgets
 from luzia.broker.fleet import Fleet
 from luzia.broker.scheduler import Scheduler
 from luzia.broker.store import Job, Store
@@ -92,6 +94,9 @@ class Model(Protocol):
     stopping: dict[str, str]          # held jobs being stopped -> the critical job they make
                                       # room for ("": an operator's cancel)
     retry_at: list[tuple[float, str]]   # heap of (monotonic due, job id): retries in backoff
+    resume_at: list[tuple[float, str]]  # heap of (unix time, job id): paused jobs' resets
+    budgets: Budgets                  # cost accounting and the budgets' blocks
+    accounts: Accounts                # provider accounts' usage limits, fleet-wide
     log_waits: LogWaits
     counters: dict[str, int]          # submissions, duplicates, rejections since start
     bad: dict[str, rpc.BadFrames]     # frames dropped, per socket
@@ -112,6 +117,9 @@ class BrokerModel:
     jobs: dict[str, Job] = field(default_factory=dict)
     stopping: dict[str, str] = field(default_factory=dict)
     retry_at: list[tuple[float, str]] = field(default_factory=list)
+    resume_at: list[tuple[float, str]] = field(default_factory=list)
+    budgets: Budgets = field(init=False)
+    accounts: Accounts = field(init=False)
     log_waits: LogWaits = field(default_factory=LogWaits)
     counters: dict[str, int] = field(default_factory=lambda: {
         "submissions": 0, "duplicates": 0, "rejections": 0})
@@ -119,3 +127,7 @@ class BrokerModel:
     started: float = field(default_factory=time.monotonic)
     dirty: bool = True
     discards: dict[str, set[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.budgets = Budgets(self.cfg, self.store, self.sched)
+        self.accounts = Accounts(self.store, self.fleet)

@@ -36,6 +36,7 @@ class ReferenceScheduler:
         self.since: dict[str, float] = {}                        # id -> when it was placed
         self.now = 0.0
         self._order = itertools.count()
+        self.blocked: dict[tuple[str, str], str] = {}            # budgets: (kind, name) -> why
 
     # counts, recomputed every time -------------------------------------------------
     def _user_jobs(self, user: str) -> list[str]:
@@ -59,16 +60,19 @@ class ReferenceScheduler:
         limit = user_limit(self.cfg, job.user)
         cap = self.cfg.max_per_project
         total = self.cfg.max_concurrent
-        return (not job.after
+        return (not job.after and not self._blocked(job)
                 and (not limit or len(self._user_jobs(job.user)) < limit)
                 and (not cap or self._project_running(job.project) < cap)
                 and not self._sharing(job.shared)
                 and (not total or len(self.placed) < total))
 
+    def _blocked(self, job: SchedJob) -> str:
+        return self.blocked.get(("user", job.user)) or self.blocked.get(("project", job.project)) or ""
+
     def _agent_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
         cfg = self.cfg
         running = self._running(agent.name)
-        return (agent.live and not agent.draining
+        return (agent.live and not agent.draining and not agent.limited_until
                 and job.type in agent.capabilities
                 and may_add(cfg, agent, running)       # over a ceiling: only while it runs none
                 and running < agent.slots
@@ -136,6 +140,17 @@ class ReferenceScheduler:
         if name in self.agents:
             self.agents[name].draining = draining
 
+    def set_limited(self, name: str, until: float, what: str = "") -> None:
+        if name in self.agents:
+            self.agents[name].limited_until = until
+            self.agents[name].limited = what if until else ""
+
+    def block(self, kind: str, name: str, reason: str) -> None:
+        self.blocked[(kind, name)] = reason
+
+    def unblock(self, kind: str, name: str) -> None:
+        self.blocked.pop((kind, name), None)
+
     # decisions -------------------------------------------------------------------
     def pick(self, now: float | None = None) -> tuple[str, str] | None:
         if now is not None:
@@ -148,13 +163,14 @@ class ReferenceScheduler:
                     return job.id, agent
         return None
 
-    def why(self, job_id: str) -> str:
+    def why(self, job_id: str, wall: float | None = None) -> str:
         job = self.jobs.get(job_id)
         if job is None:
             return ""
         return explain(self.cfg, job, self.agents.values(), self._running,
                        self._user_jobs(job.user), self._project_running(job.project),
-                       len(self.placed), self._sharing(job.shared)) or BEHIND
+                       len(self.placed), self._sharing(job.shared), self._blocked(job),
+                       wall) or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
         self.expire(now)
@@ -165,7 +181,7 @@ class ReferenceScheduler:
         for job in sorted(self.jobs.values(), key=lambda j: j.seq):
             limit = user_limit(self.cfg, job.user)
             cap = self.cfg.max_per_project
-            if (job.priority != Priority.CRITICAL or job.after
+            if (job.priority != Priority.CRITICAL or job.after or self._blocked(job)
                     or now - job.submitted < self.cfg.preempt_after
                     or (limit and len(self._user_jobs(job.user)) >= limit)
                     or (cap and self._project_running(job.project) >= cap)
@@ -184,7 +200,8 @@ class ReferenceScheduler:
 
     def _victim_host_ok(self, agent: SchedAgent, job: SchedJob) -> bool:
         """Could `job` go where the victim runs, once the victim is gone?"""
-        return (agent.live and not agent.draining and job.type in agent.capabilities
+        return (agent.live and not agent.draining and not agent.limited_until
+                and job.type in agent.capabilities
                 and may_add(self.cfg, agent, self._running(agent.name) - 1))
 
     # introspection -----------------------------------------------------------------

@@ -9,6 +9,7 @@ the wording of "why is this job pending" (`explain`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -49,6 +50,13 @@ class SchedAgent:
     gpu_free_gb: float = -1.0  # -1: no GPU information
     live: bool = True
     draining: bool = False
+    limited_until: float = 0.0   # its accounts' usage limits: no new job until then (unix time)
+    limited: str = ""            # which, for people: "account team-a"
+
+    @property
+    def open(self) -> bool:
+        """Healthy for new work: live, not drained, not limited (load and slots aside)."""
+        return self.live and not self.draining and not self.limited_until
 
 
 def user_limit(cfg: SchedulerConfig, user: str) -> int:
@@ -71,8 +79,11 @@ def _ids(ids: Iterable[str]) -> str:
 
 def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
             running_of: Callable[[str], int], user_jobs: Iterable[str],
-            project_running: int, total_running: int, sharing: Iterable[str] = ()) -> str:
-    """Why `job` cannot start now, first obstacle first; "" if nothing stops it.
+            project_running: int, total_running: int, sharing: Iterable[str] = (),
+            blocked: str = "", wall: float | None = None) -> str:
+    """Why `job` cannot start now, first obstacle first; "" if nothing stops it. `blocked`
+    is why its user or project may start nothing (a budget); `wall` the time now (unix),
+    for "limited until 15:00 (in 42m)".
 
     Both schedulers call this with counts they keep (or compute) their own way, so the
     property test comparing their why() checks their bookkeeping, not this wording.
@@ -80,6 +91,8 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
     """
     if job.after:
         return f"waiting for {_ids(job.after)}"
+    if blocked:
+        return blocked
     user_jobs = list(user_jobs)
     limit = user_limit(cfg, job.user)
     if limit and len(user_jobs) >= limit:
@@ -93,11 +106,11 @@ def explain(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
                 "shared workdir; a project with `repo` gives each job its own worktree)")
     if cfg.max_concurrent and total_running >= cfg.max_concurrent:
         return f"global cap reached ({total_running}/{cfg.max_concurrent})"
-    return _no_agent(cfg, job, agents, running_of)
+    return _no_agent(cfg, job, agents, running_of, time.time() if wall is None else wall)
 
 
 def _no_agent(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
-              running_of: Callable[[str], int]) -> str:
+              running_of: Callable[[str], int], wall: float) -> str:
     """Why no agent takes `job` now (every other rule lets it start); "" if one does."""
     offering = sorted((a for a in agents if job.type in a.capabilities), key=lambda a: a.name)
     live = [a for a in offering if a.live]
@@ -109,9 +122,12 @@ def _no_agent(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
         live = [a for a in live if a.name not in job.avoid]
         avoiding = f"avoiding {_ids(job.avoid)} (failed there); "
     reasons, full = [], []
+    limited = [a for a in live if a.limited_until and not a.draining]
+    if limited and len(limited) == len(live):
+        return "; ".join(limited_text(a.limited, a.limited_until, wall) for a in limited)
     for a in live:
         running = running_of(a.name)
-        reason = _refuses(cfg, a, running, job.gpu_mem_gb)
+        reason = _refuses(cfg, a, running, job.gpu_mem_gb, wall)
         if not reason:
             return ""
         reasons.append(reason)
@@ -122,10 +138,13 @@ def _no_agent(cfg: SchedulerConfig, job: SchedJob, agents: Iterable[SchedAgent],
     return avoiding + "; ".join(reasons)
 
 
-def _refuses(cfg: SchedulerConfig, a: SchedAgent, running: int, gpu_mem_gb: float) -> str:
+def _refuses(cfg: SchedulerConfig, a: SchedAgent, running: int, gpu_mem_gb: float,
+             wall: float) -> str:
     """Why live agent `a` (running `running` jobs) takes no job of this kind now, or ""."""
     if a.draining:
         return f"{a.name} draining"
+    if a.limited_until:
+        return f"{a.name}: {limited_text(a.limited, a.limited_until, wall)}"
     over = over_ceiling(cfg, a.cpu, a.memory)
     if over and not may_add(cfg, a, running):
         return f"{a.name} over {over}; running {running}, it takes more once under"
@@ -160,10 +179,17 @@ def load_score(cfg: SchedulerConfig, agent: SchedAgent, running: int) -> float:
 
 
 def others_offer(agents: Iterable[SchedAgent], kind: str, avoid: frozenset[str]) -> bool:
-    """Does a healthy (live, not draining) agent outside `avoid` offer `kind`? While one
-    does, a retried job waits for it rather than go back where it failed."""
-    return any(a.live and not a.draining and kind in a.capabilities and a.name not in avoid
-               for a in agents)
+    """Does a healthy (live, not draining, not limited) agent outside `avoid` offer `kind`?
+    While one does, a retried job waits for it rather than go back where it failed."""
+    return any(a.open and kind in a.capabilities and a.name not in avoid for a in agents)
+
+
+def limited_text(what: str, until: float, wall: float) -> str:
+    """"account team-a limited until 15:00 (in 42m)" (the broker's local time)."""
+    left = max(0, int(until - wall + 59) // 60)
+    span = f"{left // 60}h{left % 60:02d}m" if left >= 60 else f"{left}m"
+    fmt = "%H:%M" if until - wall < 86400 else "%b %d %H:%M"
+    return f"{what or 'account'} limited until {time.strftime(fmt, time.localtime(until))} (in {span})"
 
 
 BEHIND = "behind higher-priority or older jobs"

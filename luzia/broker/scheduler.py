@@ -3,11 +3,12 @@
 Rules (seeds 002–004): strict priority, FIFO (the broker's arrival `seq`) within a
 priority, among the jobs eligible now — its user holds fewer locks than its limit (one by
 default; a placed job holds its user's lock until it ends, its agent is lost, or it has
-run `user_lock_stale` seconds), its project fewer than `max_per_project`, no other job in
-its shared work directory (a project without `repo`), the global cap is not reached, its
-dependencies are done, and a live, non-draining agent under both ceilings (or running
-none of ours: rules.may_add), with a free slot and enough free GPU memory, offers its
-type — to the one with the lowest load score (ties by name). An ineligible job never
+run `user_lock_stale` seconds), its project fewer than `max_per_project`, neither its user
+nor its project is blocked (over a budget: budgets.py), no other job in its shared work
+directory (a project without `repo`), the global cap is not reached, its dependencies are
+done, and a live, non-draining agent not held by usage limits, under both ceilings (or
+running none of ours: rules.may_add), with a free slot and enough free GPU memory, offers
+its type — to the one with the lowest load score (ties by name). An ineligible job never
 blocks the ones behind it.
 A retry avoids the agents it failed on while another offers its type (rules.py).
 
@@ -67,6 +68,7 @@ class Scheduler:
         self.now = 0.0
         self.lock_deadlines: list[tuple[float, int, str]] = []
         self.stale: set[str] = set()
+        self.blocked: dict[tuple[str, str], str] = {}   # ("user"|"project", name) -> why
 
     # pending ---------------------------------------------------------------------
     def add(self, job: SchedJob) -> None:
@@ -281,14 +283,31 @@ class Scheduler:
         if agent is not None:
             agent.draining = draining
 
+    def set_limited(self, name: str, until: float, what: str = "") -> None:
+        """The agent's accounts are all limited until `until` (0: it has one free again)."""
+        agent = self.agents.get(name)
+        if agent is not None:
+            agent.limited_until, agent.limited = until, what if until else ""
+
+    # blocks (budgets) ----------------------------------------------------------------
+    def block(self, kind: str, name: str, reason: str) -> None:
+        """No job of this user or project (`kind`) starts until `unblock`; `reason` says why."""
+        self.blocked[(kind, name)] = reason
+
+    def unblock(self, kind: str, name: str) -> None:
+        if self.blocked.pop((kind, name), None) is not None and self._ok(kind, name):
+            self._wake(self.parked.pop((kind, name), ()))
+
     # rules -----------------------------------------------------------------------
     def _user_ok(self, user: str) -> bool:
         limit = user_limit(self.cfg, user)
-        return not limit or len(self.by_user.get(user, ())) < limit
+        return (("user", user) not in self.blocked
+                and (not limit or len(self.by_user.get(user, ())) < limit))
 
     def _project_ok(self, project: str) -> bool:
         cap = self.cfg.max_per_project
-        return not cap or self.by_project.get(project, 0) < cap
+        return (("project", project) not in self.blocked
+                and (not cap or self.by_project.get(project, 0) < cap))
 
     def _ok(self, limit: str, name: str) -> bool:
         """Room under one limit: its user's locks, its project's cap, or one job at a time
@@ -302,12 +321,12 @@ class Scheduler:
         return next((limit for limit in limits(job) if not self._ok(*limit)), None)
 
     def _open_agents(self) -> list[SchedAgent]:
-        """Agents that may take a job now: live, not draining, a slot free, and under the
-        ceilings unless they run nothing of ours (rules.may_add)."""
+        """Agents that may take a job now: live, not draining nor limited, a slot free, and
+        under the ceilings unless they run nothing of ours (rules.may_add)."""
         out = []
         for a in self.agents.values():
             running = len(self.on_agent.get(a.name, ()))
-            if a.live and not a.draining and running < a.slots and may_add(self.cfg, a, running):
+            if a.open and running < a.slots and may_add(self.cfg, a, running):
                 out.append(a)
         return out
 
@@ -400,16 +419,19 @@ class Scheduler:
         self._hold(job, agent.name, self.now)
         return job.id, agent.name
 
-    def why(self, job_id: str) -> str:
-        """Why a pending job is not running now; "" if it is not pending here."""
+    def why(self, job_id: str, wall: float | None = None) -> str:
+        """Why a pending job is not running now; "" if it is not pending here. `wall`: the
+        time now (unix), for how long a usage limit still holds."""
         job = self.pending.get(job_id) or self.waiting.get(job_id)
         if job is None:
             return ""
+        blocked = self.blocked.get(("user", job.user)) or self.blocked.get(("project", job.project))
         reason = rules.explain(self.cfg, job, self.agents.values(),
                                lambda name: len(self.on_agent.get(name, ())),
                                self.by_user.get(job.user, ()),
                                self.by_project.get(job.project, 0), len(self.placed),
-                               self.by_shared.get(job.shared, ()) if job.shared else ())
+                               self.by_shared.get(job.shared, ()) if job.shared else (),
+                               blocked or "", wall)
         return reason or BEHIND
 
     def preemptions(self, now: float) -> list[tuple[str, str]]:
@@ -446,7 +468,7 @@ class Scheduler:
         for placed, agent_name, order in self.placed.values():
             agent = self.agents.get(agent_name)
             if (placed.priority == Priority.LOW and placed.id not in chosen and order > best_order
-                    and agent is not None and agent.live and not agent.draining
+                    and agent is not None and agent.open
                     and job.type in agent.capabilities   # the ceilings as without the victim
                     and may_add(self.cfg, agent, len(self.on_agent.get(agent_name, ())) - 1)):
                 best, best_order = placed.id, order

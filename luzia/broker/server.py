@@ -22,6 +22,7 @@ import zmq
 from luzia import __version__, layout, protocol, rpc
 from luzia.broker import (
     curve,
+    intake,
     lifecycle,
     lock,
     metrics,
@@ -47,6 +48,7 @@ from luzia.states import JobState
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0          # seconds between history prunes
+BUDGET_CHECK_EVERY = 10.0   # seconds between looks for a new budget day (UTC midnight)
 SOCKETS = ("submit", "agents", "control")   # the sockets the broker reads
 _SUBMIT = (protocol.Submit,)
 _SNDMORE = int(zmq.SNDMORE)
@@ -79,6 +81,7 @@ class Broker:
         self.queue_full = False
         self.running = False
         self._next = {"beat": 0.0, "sweep": 0.0, "prune": time.monotonic() + PRUNE_EVERY}
+        self._next_budget_check = 0.0
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.files = SocketFiles(log)      # bound again if a tmp cleaner deletes them
@@ -146,9 +149,11 @@ class Broker:
         """One loop turn: receive, decide, commit, act."""
         now = time.monotonic()
         if timeout is None:
-            retry_at = self.model.retry_at
+            retry_at, resume_at = self.model.retry_at, self.model.resume_at
             timeout = max(0.0, min(self._next["beat"], self._next["sweep"],
-                                   retry_at[0][0] if retry_at else now + 1) - now)
+                                   retry_at[0][0] if retry_at else now + 1,
+                                   now + resume_at[0][0] - time.time() if resume_at else now + 1)
+                          - now)
         ready = dict(self.poller.poll(int(timeout * 1000)))
         if self.pull in ready:
             self._take_submissions()
@@ -198,7 +203,7 @@ class Broker:
         this host that sees it asks what became of its job, and reports a rejection. The
         change is published too (`queue.rejecting` / `queue.accepting`: luzia-notify)."""
         limit = self.cfg.broker.max_pending
-        full = lifecycle.queue_full(self.model)
+        full = intake.queue_full(self.model)
         if full != self.queue_full:
             self.queue_full = full
             if full:
@@ -226,6 +231,7 @@ class Broker:
             job = m.jobs.get(job_id)
             if job is not None and job.state is JobState.PENDING:
                 lifecycle.enqueue(m, job)
+        self._resets(time.time())
         if m.sched.expire(now):      # a user's lock went stale: its next job may start
             m.dirty = True
         logs.expire(m, now)
@@ -236,6 +242,22 @@ class Broker:
             pruned = m.store.prune(self.cfg.max_jobs)
             if pruned:
                 log.info("pruned %d finished jobs beyond max_jobs=%d", pruned, self.cfg.max_jobs)
+
+    def _resets(self, wall: float) -> None:
+        """Usage limits and budgets whose time has come: accounts free again, paused jobs
+        back in the queue, a new day's or month's budgets (docs/AGENTS.md)."""
+        m = self.model
+        if m.accounts.expire(wall):
+            m.dirty = True
+        while m.resume_at and m.resume_at[0][0] <= wall:
+            _, job_id = heapq.heappop(m.resume_at)
+            job = m.jobs.get(job_id)
+            if job is not None and job.state is JobState.PAUSED:
+                lifecycle.unpause(m, job)
+        if wall >= self._next_budget_check:
+            self._next_budget_check = wall + BUDGET_CHECK_EVERY
+            if m.budgets.tick(wall):
+                m.dirty = True
 
     def dispatch(self) -> None:
         """Start what the scheduler picks, until nothing more can start."""
@@ -266,7 +288,7 @@ class Broker:
     # submissions ----------------------------------------------------------------
     def _take_submissions(self) -> None:
         """The submissions waiting on the submit socket (at most `broker.batch`), decoded
-        with who sent each (peers.py), then taken together (lifecycle.accept_all)."""
+        with who sent each (peers.py), then taken together (intake.accept_all)."""
         specs: list[protocol.JobSpec] = []
         by: list[Submitter | None] = []
         ipc = self.ipc["submit"]
@@ -289,16 +311,16 @@ class Broker:
                         [self.peers.of_uid(owner) for _, _, owner in found])  # who wrote each
 
     def submit(self, spec: protocol.JobSpec, by: Submitter | None = None) -> Job | None:
-        """Take a submission (lifecycle.accept) from `by` (None: not checked, as in tests);
+        """Take a submission (intake.accept) from `by` (None: not checked, as in tests);
         its spool file goes once committed."""
         return self.submit_all([spec], [by])[0]
 
     def submit_all(self, specs: list[protocol.JobSpec],
                    by: list[Submitter | None] | None = None) -> list[Job | None]:
-        """Take submissions (lifecycle.accept_all; a job the broker has is a no-op), each
+        """Take submissions (intake.accept_all; a job the broker has is a no-op), each
         from its `by`; their spool files go once committed."""
         self.model.out.unspool.extend(s.id for s in specs)
-        return lifecycle.accept_all(self.model, specs, by)
+        return intake.accept_all(self.model, specs, by)
 
     # control ------------------------------------------------------------------------
     def _on_control_frames(self, frames: list[bytes], peer: Submitter) -> None:

@@ -5,37 +5,47 @@ commit), and only then acts on what it wrote (sends Assign, unlinks spool files,
 The interface is small on purpose, so a fleet that outgrows one host can put the job table
 elsewhere without touching the scheduler.
 
-Opening (`open_db`) refuses a damaged database or one from a newer release before anything
-writes it, copies an older one beside itself and migrates it (luzia/broker/migrations.py
-says how versions work and how to add a migration).
+Opening it is luzia/broker/dbopen.py's (the refusals, the copy, the migrations).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from luzia.broker import dbfile, migrations
+from luzia import protocol
+from luzia.broker import dbfile
+from luzia.broker.dbopen import open_db
 from luzia.errors import StoreError
 from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
 
+# schema 4: agent-aware jobs (docs/AGENTS.md), mutable as the job runs
+_AGENTWORK = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
+              "model", "session_id", "account", "resume", "paused_until", "pauses")
 _SCALARS = ("id", "seq", "project", "user", "task", "priority", "type", "timeout",
             "max_retries", "retries", "workdir", "state", "reason", "host", "attempt",
             "progress", "message", "exit_code", "submitted_at", "assigned_at", "started_at",
             "finished_at", "updated_at", "submitter") + (
     # schema 3: workspaces (docs/WORKSPACES.md), written by `save_workspace`
     "repo", "base", "base_commit", "branch", "workspace", "workspace_host", "head_commit",
-    "files_changed", "lines_added", "lines_removed", "push", "outcome", "outcome_at")
-_WORKSPACE = _SCALARS[_SCALARS.index("base_commit"):]       # what a job's workspace changes
+    "files_changed", "lines_added", "lines_removed", "push", "outcome", "outcome_at") + _AGENTWORK
+# what a job's workspace changes: schema 3's columns after the repo and base it was given
+_WORKSPACE = _SCALARS[_SCALARS.index("base_commit"):_SCALARS.index(_AGENTWORK[0])]
 _COLUMNS = _SCALARS + ("after", "metadata", "tail", "stalled")
+_MUTABLE = ("retries", "state", "reason", "host", "attempt", "progress", "message", "tail",
+            "exit_code", "stalled", "assigned_at", "started_at", "finished_at", "updated_at",
+            *_AGENTWORK)
+USAGE_COLUMNS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_write", "turns",
+                 "model", "session_id")     # an attempt's, as protocol.Usage names them
+_ATTEMPT_COLUMNS = ("job_id", "attempt", "host", "assigned_at", "started_at", "finished_at",
+                    "exit_code", "reason", "base_commit", *USAGE_COLUMNS, "account")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _STATE = _SCALARS.index("state")
 _INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
@@ -94,6 +104,20 @@ class Job:
     push: str = ""                        # a URL repo's branch: "pushed", "failed: ..." or ""
     outcome: str = ""                     # "merged", "squashed", "discarded" or ""
     outcome_at: float | None = None
+    # schema 4 (docs/AGENTS.md): the sums over its attempts, as their output adapters saw them
+    cost_usd: float | None = None         # None: no attempt reported a cost
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    turns: int = 0
+    model: str = ""                       # the last attempt's that said
+    session_id: str = ""                  # the agent's conversation, the last one seen
+    account: str = ""                     # the [accounts.*] of its current (or last) attempt
+    resume: str = ""                      # the session its next attempt resumes ("": fresh)
+    paused_until: float | None = None     # paused: the usage limit's reset (unix time)
+    pauses: int = 0                       # times a usage limit paused it
+    attempt_usage: protocol.Usage = protocol.NO_USAGE   # its current attempt's (in the attempts row)
 
     def move(self, new: JobState, reason: str | None = None) -> None:
         """Change state through the state machine (raises IllegalTransition on a bug)."""
@@ -108,6 +132,7 @@ class Job:
         self.assigned_at = self.started_at = self.finished_at = self.exit_code = None
         self.progress, self.message = -1.0, ""
         self.stalled, self.stalled_since = False, None
+        self.attempt_usage = protocol.NO_USAGE
         self.clear_needs_input()
         self.session = ""
 
@@ -120,6 +145,7 @@ class Job:
                 "user": self.user, "priority": Priority(self.priority).label, "host": self.host,
                 "attempt": self.attempt, "progress": self.progress, "message": self.message,
                 "exit_code": self.exit_code, "reason": self.reason, "stalled": self.stalled,
+                "cost_usd": self.cost_usd, "paused_until": self.paused_until,
                 "needs_input": self.needs_input}
 
     def to_dict(self, with_tail: bool = False) -> dict[str, Any]:
@@ -278,13 +304,12 @@ class Store:
         as the job's state or as `name` (an event that is no state: states.NEEDS_INPUT)."""
         self._begin()
         job.updated_at = time.time()
-        self.db.execute(
-            "UPDATE jobs SET retries=?, state=?, reason=?, host=?, attempt=?, progress=?, message=?,"
-            " tail=?, exit_code=?, stalled=?, assigned_at=?, started_at=?, finished_at=?,"
-            " updated_at=? WHERE id=?",
-            (job.retries, job.state.value, job.reason, job.host, job.attempt, job.progress,
-             job.message, json.dumps(job.tail), job.exit_code, int(job.stalled), job.assigned_at,
-             job.started_at, job.finished_at, job.updated_at, job.id))
+        values = [getattr(job, column) for column in _MUTABLE]
+        values[_MUTABLE.index("state")] = job.state.value
+        values[_MUTABLE.index("tail")] = json.dumps(job.tail)
+        values[_MUTABLE.index("stalled")] = int(job.stalled)
+        self.db.execute(f"UPDATE jobs SET {', '.join(f'{n}=?' for n in _MUTABLE)} WHERE id=?",
+                        (*values, job.id))
         if job.repo:
             self.save_workspace(job)
         if event is not None:
@@ -298,13 +323,46 @@ class Store:
         if event is not None:
             self._event(job, event)
 
-    def save_attempt(self, job: Job, reason: str = "") -> None:
+    def save_attempt(self, job: Job, reason: str | None = "") -> None:
+        """Write the job's current attempt (its usage too); reason None keeps the stored one."""
         self._begin()
+        usage = job.attempt_usage
+        if reason is None:
+            row = self.db.execute("SELECT reason FROM attempts WHERE job_id=? AND attempt=?",
+                                  (job.id, job.attempt)).fetchone()
+            reason = row[0] if row else ""
+        cost = usage.cost_usd if usage.cost_usd >= 0 else None
         self.db.execute(
-            "INSERT OR REPLACE INTO attempts (job_id, attempt, host, assigned_at, started_at,"
-            " finished_at, exit_code, reason, base_commit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO attempts ({', '.join(_ATTEMPT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})",
             (job.id, job.attempt, job.host, job.assigned_at, job.started_at, job.finished_at,
-             job.exit_code, reason, job.base_commit))
+             job.exit_code, reason, job.base_commit, cost,
+             *(getattr(usage, n) for n in USAGE_COLUMNS[1:]), job.account))
+
+    def attempt_usage(self, job_id: str, attempt: int) -> protocol.Usage:
+        """The usage stored for one attempt (after a restart: the running attempt's so far)."""
+        row = self.db.execute(f"SELECT {', '.join(USAGE_COLUMNS)} FROM attempts WHERE job_id=?"
+                              " AND attempt=?", (job_id, attempt)).fetchone()
+        if row is None:
+            return protocol.NO_USAGE
+        values = dict(zip(USAGE_COLUMNS, row, strict=True))
+        values["cost_usd"] = -1.0 if values["cost_usd"] is None else values["cost_usd"]
+        try:
+            return protocol.check(protocol.Usage(**values))
+        except protocol.ProtocolError:
+            return protocol.NO_USAGE
+
+    # spend (the budgets' ledger) ----------------------------------------------------------
+    def add_spend(self, day: str, user: str, project: str, cost: float) -> None:
+        self._begin()
+        self.db.execute("INSERT INTO spend VALUES (?, ?, ?, ?) ON CONFLICT (day, user, project) "
+                        "DO UPDATE SET cost_usd = cost_usd + excluded.cost_usd",
+                        (day, user, project, cost))
+
+    def spend_since(self, day: str) -> list[tuple[str, str, str, float]]:
+        """(day, user, project, cost) from `day` (YYYY-MM-DD, UTC) on."""
+        return self.db.execute("SELECT day, user, project, cost_usd FROM spend WHERE day >= ?",
+                               (day,)).fetchall()
 
     def _event(self, job: Job, detail: str, name: str | None = None) -> None:
         self.db.execute(_INSERT_EVENT, (job.id, time.time(), name or job.state.value, detail))
@@ -368,11 +426,9 @@ class Store:
         return total, by_state
 
     def attempts(self, job_id: str) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT attempt, host, assigned_at, started_at, finished_at, exit_code, reason,"
-            " base_commit FROM attempts WHERE job_id=? ORDER BY attempt", (job_id,)).fetchall()
-        keys = ("attempt", "host", "assigned_at", "started_at", "finished_at", "exit_code", "reason",
-                "base_commit")
+        keys = _ATTEMPT_COLUMNS[1:]
+        rows = self.db.execute(f"SELECT {', '.join(keys)} FROM attempts WHERE job_id=? "
+                               "ORDER BY attempt", (job_id,)).fetchall()
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def counts(self) -> dict[str, int]:
@@ -418,74 +474,3 @@ class Store:
                              f"({dbfile.one_line(str(exc), 120)}): see `luzia db check`") from None
         values["stalled"] = bool(values["stalled"])
         return Job(**values)
-
-
-# opening ---------------------------------------------------------------------------------
-# The start's integrity check gives up after this long (a very large database, a cold
-# cache): the supervisor counts a broker silent for start_grace + ping_timeout as hung.
-START_CHECK_BUDGET = 8.0
-
-@dataclass
-class Opened:
-    """What opening the database found and did."""
-
-    created: bool = False          # there was no database (missing or empty file): a new one
-    existed: bool = False          # a file was there (zero-length, when created)
-    from_version: int = 0
-    backup: str | None = None      # the copy kept before migrating
-
-
-def open_db(path: str) -> tuple[sqlite3.Connection, Opened]:
-    """Open the job database for the broker. A damaged database, or one from a newer release,
-    is refused before anything writes it (StoreError: one line, exit 73); an older one is
-    copied beside itself, then migrated in one transaction; a missing one is created."""
-    failed = dbfile.failed_mark(path)       # the broker stopped on a database error last time
-    found = dbfile.probe(path, full=bool(failed), budget=START_CHECK_BUDGET)
-    dbfile.refuse(path, found)
-    if not found.checked:
-        log.warning("job database %s (%.0f MB): the %s check did not finish in %.0fs; the "
-                    "broker starts without it. `luzia db check` checks it in full", path,
-                    found.size / 1e6, "full" if failed else "quick", START_CHECK_BUDGET)
-    opened = Opened(created=found.empty, existed=found.exists, from_version=found.version)
-    try:
-        if 0 < found.version < migrations.LATEST:
-            opened.backup = dbfile.backup_beside(path, found.version)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the broker acts on it (acknowledged = durable)
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
-        if found.version < migrations.LATEST:
-            _migrate(db, path, opened)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open job database {path}: {dbfile.one_line(str(exc))}") from None
-    if failed and found.checked:
-        log.warning("job database %s: full integrity check after the last failure (%s): ok",
-                    path, failed)
-        dbfile.clear_failed(path)
-    return db, opened
-
-
-def _migrate(db: sqlite3.Connection, path: str, opened: Opened) -> None:
-    """All the migrations due, in one transaction (taken before the version is read again)."""
-    started = time.monotonic()
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        current = migrations.version_of(db)
-        migrations.upgrade(db, current)
-        db.execute("COMMIT")
-    except Exception as exc:      # a migration step of any kind: one line, nothing changed
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass                 # SQLite rolled it back itself (disk full, I/O error)
-        kept = f"; the copy from before: {opened.backup}" if opened.backup else ""
-        raise StoreError(f"migrating job database {path} from schema {opened.from_version} to "
-                         f"{migrations.LATEST} failed, nothing changed: {type(exc).__name__}: "
-                         f"{dbfile.one_line(str(exc))}{kept}") from None
-    name = os.path.basename(path)
-    if current == 0:        # a first start: not news (a lost database is: rebuild.py)
-        log.debug("created %s (schema %d) at %s", name, migrations.LATEST, path)
-        return
-    log.info("migrated %s from schema %d to %d in %.2fs; the copy from before: %s", name,
-             current, migrations.LATEST, time.monotonic() - started, opened.backup)

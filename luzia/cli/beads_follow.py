@@ -38,7 +38,7 @@ from luzia.cli.oldqueues import BEADS_TAKEN, Item, bead, place, when
 from luzia.errors import BrokerUnreachable, LuziaError
 from luzia.states import TERMINAL_NAMES, exit_text
 
-RUNNING = ("assigned", "running", "lost")
+RUNNING = ("assigned", "running", "lost", "paused")   # begun: the issue is in_progress
 EXIST_BATCH = 10_000        # ids per jobs.exist (the broker's limit)
 REOPENS_MAX = 100           # generations followed for one issue in one round
 

@@ -10,14 +10,17 @@ from typing import Any
 
 import click
 
+from luzia.cli.budget import money, tokens
 from luzia.cli.control import JSON_HELP, ask, dump
 from luzia.cli.render import STATE_STYLE, clean, num, seconds, stamp, table
 from luzia.errors import UsageError
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN")
-AGENT_HEAD = ("JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN TIME", "MEAN RUN")
+USAGE_HEAD = ("COST", "TOKENS IN", "TOKENS OUT")    # the agents' (docs/AGENTS.md)
+STATS_HEAD = ("JOBS", "COMPLETED", "FAILED", "KILLED", "REJECTED", "RUN TIME", "MEAN WAIT", "MEAN RUN",
+              *USAGE_HEAD)
+AGENT_HEAD = ("JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN TIME", "MEAN RUN", *USAGE_HEAD)
 GROUPS = ("user", "submitter", "project", "agent")
 DEFAULT_GROUPS = ("user", "submitter", "project")
 
@@ -59,9 +62,9 @@ def history(user, project, since, limit, as_json) -> None:
               help="Which tables (repeatable; default: user, submitter and project).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def stats(user, project, since, groups, as_json) -> None:
-    """Per user, submitter and project: jobs, completed, failed, run time, mean wait and run;
-    --by agent: per host, the attempts that ran there (a job retried elsewhere counts on
-    each), completed, failed, run time."""
+    """Per user, submitter and project: jobs, completed, failed, run time, mean wait and run,
+    and the agents' cost and tokens; --by agent: per host, the attempts that ran there (a
+    job retried elsewhere counts on each), completed, failed, run time, cost and tokens."""
     result = ask("stats", dict, user=user, project=project, since=since_time(since))
     dump(result) if as_json else show_stats(result, groups or DEFAULT_GROUPS)
 
@@ -71,11 +74,11 @@ def show_history(jobs: list[dict[str, Any]]) -> None:
         print("no finished jobs match")
         return
     table(("ID", "STATE", "PROJECT", "USER", "BY", "PRIO", "HOST", "FINISHED", "WAIT", "RUN",
-           "REASON"),
+           "COST", "REASON"),
           [(j.get("id"), j.get("state"), j.get("project"), j.get("user"),
             j.get("submitter") or "-", j.get("priority"),
             j.get("host") or "-", stamp(j.get("finished_at")), seconds(j.get("wait")),
-            seconds(j.get("run")), clean(j.get("reason"), 40))
+            seconds(j.get("run")), money(j.get("cost_usd")), clean(j.get("reason"), 40))
            for j in jobs if isinstance(j, dict)],
           {1: STATE_STYLE})
 
@@ -99,7 +102,7 @@ def _agent_cells(row: dict[str, Any]) -> tuple[Any, ...]:
     """One agent's figures (over the attempts that ended on it)."""
     return (int(num(row.get("jobs")) or 0), int(num(row.get("attempts")) or 0),
             int(num(row.get("completed")) or 0), int(num(row.get("failed")) or 0),
-            seconds(row.get("run_seconds")), seconds(row.get("mean_run")))
+            seconds(row.get("run_seconds")), seconds(row.get("mean_run")), *_usage_cells(row))
 
 
 def _cells(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -107,7 +110,12 @@ def _cells(row: dict[str, Any]) -> tuple[Any, ...]:
     return (int(num(row.get("jobs")) or 0), int(num(row.get("completed")) or 0),
             int(num(row.get("failed")) or 0), int(num(row.get("killed")) or 0),
             int(num(row.get("rejected")) or 0), seconds(row.get("run_seconds")),
-            seconds(row.get("mean_wait")), seconds(row.get("mean_run")))
+            seconds(row.get("mean_wait")), seconds(row.get("mean_run")), *_usage_cells(row))
+
+
+def _usage_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    """The agents' cost and tokens in a row (USAGE_HEAD)."""
+    return money(row.get("cost_usd")), tokens(row.get("tokens_in")), tokens(row.get("tokens_out"))
 
 
 COMMANDS = (history, stats)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from luzia.cli.budget import attempt_cost, cost_cell, usage_lines
 from luzia.cli.render import STATE_STYLE, TERMINAL, age, bar, clean, fancy, num, stamp
 from luzia.states import exit_text
 
-TABLE_HEAD = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "HOST", "NOTE")
+TABLE_HEAD = ("ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "COST", "HOST", "NOTE")
 
 
 def show(view: Any) -> None:
@@ -41,7 +42,7 @@ def table_rows(jobs: list[dict[str, Any]], now: float | None = None) -> list[tup
         rows.append((clean(j.get("id"), 24), state_cell(j, now), clean(j.get("project"), 24),
                      clean(j.get("user"), 16), clean(j.get("priority"), 10),
                      age(now - submitted) if submitted is not None else "-",
-                     bar(j.get("progress"), 10), clean(j.get("host"), 20) or "-",
+                     bar(j.get("progress"), 10), cost_cell(j), clean(j.get("host"), 20) or "-",
                      clean(note(j), 50)))
     return rows
 
@@ -129,8 +130,8 @@ def job_lines(job: dict[str, Any], now: float | None = None) -> list[str]:
         f"host       {clean(job.get('host')) or '-'}",
         f"task       {clean(job.get('task'), 200)}",
     ]
-    return lines + _time_lines(job, now) + _note_lines(job, now) + workspace_lines(job) + \
-        _more_lines(job)
+    return (lines + _time_lines(job, now) + _note_lines(job, now) + usage_lines(job, now)
+            + workspace_lines(job) + _more_lines(job))
 
 
 def attempts_text(job: dict[str, Any]) -> str:
@@ -240,7 +241,8 @@ def attempt_line(attempt: dict[str, Any]) -> str:
     ended = "running" if code is None and not attempt.get("finished_at") else \
         exit_text(None if code is None else int(code))
     return (f"#{int(num(attempt.get('attempt')) or 0)} {clean(attempt.get('host'), 30) or '-'}  "
-            f"{stamp(attempt.get('started_at'))}  {ended}  {clean(attempt.get('reason'), 80)}"
+            f"{stamp(attempt.get('started_at'))}  {ended}{attempt_cost(attempt)}  "
+            f"{clean(attempt.get('reason'), 80)}"
             + (f"  base {clean(attempt['base_commit'], 64)[:10]}" if attempt.get("base_commit") else "")
             ).rstrip()
 

@@ -130,23 +130,29 @@ def cancel(job_ids, dry_run, as_json) -> None:
 @click.argument("job_ids", nargs=-1, required=True)
 @click.option("--dry-run", "-n", is_flag=True, help=DRY_RUN_HELP)
 @click.option("--json", "as_json", is_flag=True, help="JSON: a list of {id, state, result}.")
-def retry(job_ids, dry_run, as_json) -> None:
-    """Run failed, killed or lost jobs again: same id, next attempt, back in the queue.
+@click.option("--fresh", is_flag=True,
+              help="Start the agent's conversation afresh instead of resuming it.")
+def retry(job_ids, dry_run, as_json, fresh) -> None:
+    """Run failed, killed, lost or paused jobs again: same id, next attempt, back in the
+    queue (a paused job without waiting for its reset). A job whose agent reported a
+    session resumes that conversation unless --fresh (docs/AGENTS.md).
 
     One line per job: retrying (with --dry-run: would retry as attempt N), or not retried
     and why (a completed job is not run again: submit its task anew; a pending or running
     one is left alone). Exit 1 if any job was not retried; an unknown id retries none of
     them (exit 2)."""
-    results = _each("jobs.retry", job_ids, dry_run, as_json)
+    results = _each("jobs.retry", job_ids, dry_run, as_json, fresh=fresh or None)
     refused = [r for r in results if str(r.get("result")).startswith("not retried")]
     if refused:
         raise NotRetried(f"{len(refused)} of {len(results)} jobs not retried")
 
 
-def _each(op: str, job_ids: tuple[str, ...], dry_run: bool, as_json: bool) -> list[dict[str, Any]]:
+def _each(op: str, job_ids: tuple[str, ...], dry_run: bool, as_json: bool,
+          **args: Any) -> list[dict[str, Any]]:
     """One request for all the named jobs, then a line (or an object) per job."""
     with connect() as ctl:
-        results = checked_results(call(ctl, op, ids=list(job_ids), dry_run=dry_run or None), op)
+        results = checked_results(call(ctl, op, ids=list(job_ids), dry_run=dry_run or None,
+                                       **args), op)
     if as_json:
         dump(results)
     else:

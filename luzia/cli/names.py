@@ -18,6 +18,7 @@ COMMANDS_BY_NOUN = {
     "supervisor": ("supervisor",),
     "db": ("db",),
     "web": ("web",),
+    "budget": ("budget",),
     "notify": ("notify",),
     "reply": ("reply",),
 }

@@ -19,7 +19,8 @@ from luzia.text import one_line
 
 TERMINAL = TERMINAL_NAMES
 STATE_STYLE = {"pending": "yellow", "assigned": "cyan", "running": "cyan", "completed": "green",
-               "failed": "red", "killed": "magenta", "rejected": "red"}
+               "failed": "red", "killed": "magenta", "rejected": "red", "paused": "blue",
+               "lost": "yellow"}
 HEALTH_STYLE = {"ok": "green", "busy": "yellow", "full": "yellow", "draining": "cyan",
                 "over-ceiling": "red", "degraded": "bold red", "dead": "bold red", "gone": "dim",
                 "refused": "bold red"}

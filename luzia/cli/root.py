@@ -12,6 +12,7 @@ import click
 from luzia import __version__
 from luzia.cli import (
     agents,
+    budget,
     config,
     db,
     git,
@@ -48,8 +49,8 @@ A project with a git `repo` runs each job in its own worktree, on branch luzia/I
 \b
 Operators: luzia queue status|add|flush|locks,
   luzia agents status|allocate|drain|undrain|forget, luzia top, luzia history,
-  luzia stats [--by agent], luzia import pending-requests|beads [--follow],
-  luzia notify status|test
+  luzia stats [--by agent], luzia budget, luzia retry [--fresh],
+  luzia import pending-requests|beads [--follow], luzia notify status|test
   (every query takes --json, every command that changes something --dry-run;
   no colour without a terminal or with NO_COLOR)
 
@@ -72,7 +73,7 @@ Exit codes:
 """
 
 NOUNS = (jobs, logs, queue, agents, history, top, imports, git, workspace, config, keys,
-         supervisor, db, web, notify, reply)
+         supervisor, db, web, budget, notify, reply)
 
 
 @click.group(help=HELP, invoke_without_command=True,

@@ -10,8 +10,7 @@ Kinds come from three places (docs/NOTIFY.md has the table):
   stalled (one notification per attempt);
 - the fleet, from PUB events and `agents.status` / `queue.status` after a (re)start:
   agent_dead, queue_rejecting (one per episode).
-A kind the broker does not emit yet (paused) is accepted by name and works once a later
-release emits it.
+Every kind here is emitted by the broker of this release.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ JOB_ROWS = JOB_ENDS + JOB_WAITS       # the kinds read from the broker's events 
 JOB_FLAGS = ("stalled",)
 FLEET = ("agent_dead", "queue_rejecting")
 KINDS = JOB_ENDS + JOB_WAITS + JOB_FLAGS + FLEET
-NOT_EMITTED_YET = frozenset({"paused"})    # named now, emitted by later releases
 _ROW_NAMES = {"needs_input": NEEDS_INPUT}
 
 

@@ -16,18 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from luzia.errors import BadRequest
-from luzia.states import JOB_STATE_NAMES, TERMINAL_NAMES
+from luzia.states import JOB_STATE_NAMES, RETRYABLE_NAMES, TERMINAL_NAMES
 from luzia.web import charts
 from luzia.web.auth import Caller, Refused
 from luzia.web.diff import job_diff
 from luzia.web.fmt import seconds
 
 if TYPE_CHECKING:
-    from luzia.web.app import Web
+    from luzia.web.site import Web
 
 Page = Callable[["Web", Request, Caller], Awaitable[Response]]
-ACTIVE = ("pending", "assigned", "running", "lost")
-RETRYABLE = ("failed", "killed", "lost")
+ACTIVE = tuple(s for s in JOB_STATE_NAMES if s not in TERMINAL_NAMES)   # paused too: cancel ends it
 STATE_GROUPS = {"active": list(ACTIVE), "finished": sorted(TERMINAL_NAMES)}
 FILTERS = ("user", "project", "host", "q")
 FLASH = "luzia_flash"
@@ -163,7 +162,7 @@ def actions(job: dict[str, Any], caller: Caller) -> list[str]:
     out = []
     if state in ACTIVE:
         out.append("cancel")
-    if state in RETRYABLE:
+    if state in RETRYABLE_NAMES:
         out.append("retry")
     return out      # no Merge: `luzia merge` merges in the user's checkout (WORKSPACES.md)
 
@@ -185,11 +184,14 @@ def attention(job: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def usage(job: dict[str, Any]) -> list[tuple[str, Any]]:
-    """Cost and tokens, when the broker knows them: [(label, value)]."""
+    """Cost and tokens, when the broker knows them: [(label, value)] (the broker's
+    `cost_usd`, `tokens_in`… of docs/AGENTS.md, or a `cost` and a `tokens` dict)."""
     out: list[tuple[str, Any]] = []
     cost = job.get("cost", job.get("cost_usd"))
     if isinstance(cost, (int, float)):
         out.append(("cost", cost))
+    out += [(key.replace("_", " "), job[key]) for key in USAGE_KEYS
+            if isinstance(job.get(key), (int, float)) and job[key]]
     tokens = job.get("tokens")
     if isinstance(tokens, dict):
         out += [(f"tokens {k.replace('_', ' ')}", v) for k, v in tokens.items()
@@ -198,6 +200,8 @@ def usage(job: dict[str, Any]) -> list[tuple[str, Any]]:
         out.append(("tokens", tokens))
     return out
 
+
+USAGE_KEYS = ("tokens_in", "tokens_out", "cache_read", "cache_write", "turns")
 
 OPS = {"cancel": ("jobs.cancel", "ids"), "retry": ("jobs.retry", "ids")}
 
@@ -266,9 +270,10 @@ async def stats(web: Web, request: Request, caller: Caller) -> Response:
         charts_out.append(("Mean wait per day", charts.bars("mean wait per day", labels, [
             charts.Series("mean wait", "wait", [r.get("mean_wait") or 0 for r in by_day])],
             label=seconds)))
-        if any(isinstance(r.get("cost"), (int, float)) for r in by_day):
+        costs = [r.get("cost", r.get("cost_usd")) for r in by_day]
+        if any(isinstance(c, (int, float)) and c > 0 for c in costs):
             charts_out.append(("Cost per day", charts.bars("cost per day", labels, [
-                charts.Series("cost", "cost", [r.get("cost") or 0 for r in by_day])],
+                charts.Series("cost", "cost", [c or 0 for c in costs])],
                 label=lambda v: f"${v:,.2f}")))
     return web.render(request, "stats.html", live="stats", caller=caller, nav="stats",
                       data=data, charts=charts_out, days=days)

@@ -25,7 +25,7 @@ from luzia.web.auth import Caller
 from luzia.web.broker import CLOSED, TIMED_OUT
 
 if TYPE_CHECKING:
-    from luzia.web.app import Web
+    from luzia.web.site import Web
 
 KEEPALIVE = 15.0           # seconds between comments on a quiet stream (proxies close idle ones)
 LOG_TAIL = 64 * 1024       # a log stream starts this far from the end of the log

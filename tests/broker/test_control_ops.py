@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from luzia.broker import accounting, lifecycle, ops
+from luzia.broker import accounting, intake, lifecycle, ops
 from luzia.broker.fleet import Agent
 from luzia.broker.ops.request import Args
 from luzia.broker.store import Job
@@ -31,7 +31,7 @@ def op(m, op_name: str, **args):
 
 def test_sustained_growth_and_waiting_types_are_recommended(m):
     for _ in range(12):
-        lifecycle.accept(m, spec(type="reasoning"))
+        intake.accept(m, spec(type="reasoning"))
     m.store.commit()
     advice = op(m, "agents.allocate")
     reasoning = next(p for p in advice["placements"] if p["type"] == "reasoning")
@@ -56,7 +56,8 @@ def test_stats_of_an_empty_store(m):
     assert op(m, "stats") == {"by_user": [], "by_submitter": [], "by_project": [], "by_agent": [],
                               "total": {
         "name": "all", "jobs": 0, "completed": 0, "failed": 0, "killed": 0, "rejected": 0,
-        "run_seconds": 0, "mean_wait": 0, "mean_run": 0}}
+        "run_seconds": 0, "mean_wait": 0, "mean_run": 0, "cost_usd": 0, "tokens_in": 0,
+        "tokens_out": 0, "cache_read": 0, "cache_write": 0}}
     assert accounting.span(None, 3.0) is None and accounting.span(1.0, 3.5) == 2.5
 
 
@@ -69,7 +70,7 @@ def test_every_op_is_documented_by_its_docstring_and_in_the_protocol_doc():
 
 
 def accept(m, **kw) -> Job:
-    job = lifecycle.accept(m, spec(**kw))
+    job = intake.accept(m, spec(**kw))
     assert job is not None
     return job
 
@@ -286,7 +287,8 @@ def test_stats_by_agent_count_each_attempt_where_it_ran(m):
     m.store.commit()
     (row,) = op(m, "stats")["by_agent"]
     assert {k: v for k, v in row.items() if k not in ("run_seconds", "mean_run")} == {
-        "name": "gpu1", "jobs": 2, "attempts": 3, "completed": 1, "failed": 2}
+        "name": "gpu1", "jobs": 2, "attempts": 3, "completed": 1, "failed": 2,
+        "cost_usd": 0, "tokens_in": 0, "tokens_out": 0, "cache_read": 0, "cache_write": 0}
     assert op(m, "stats", user="a")["by_agent"][0]["attempts"] == 1
 
 

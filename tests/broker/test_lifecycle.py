@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from luzia import protocol
-from luzia.broker import lifecycle
+from luzia.broker import intake, lifecycle
 from luzia.broker.fleet import Agent
 from luzia.broker.model import BrokerModel
 from luzia.broker.store import Job
@@ -27,7 +27,7 @@ def m():
 
 
 def submit(m: BrokerModel, **kw) -> Job:
-    job = lifecycle.accept(m, spec(**kw))
+    job = intake.accept(m, spec(**kw))
     assert job is not None
     return job
 
@@ -79,7 +79,7 @@ def test_a_rejection_goes_through_the_state_machine_and_is_kept(m):
     assert stored(m, refused.id).state is JobState.REJECTED
     assert topics(m) == ["job.pending", "job.pending", "job.rejected"]
     assert m.counters == {"submissions": 3, "duplicates": 0, "rejections": 1}
-    assert lifecycle.accept(m, spec(id=first.id)) is None      # a repeat is a no-op
+    assert intake.accept(m, spec(id=first.id)) is None      # a repeat is a no-op
     assert m.counters["duplicates"] == 1 and second.id in m.jobs
 
 
@@ -190,7 +190,7 @@ def test_a_turn_of_submissions_is_taken_as_each_would_be_alone(m):
     full = spec(user="u4")
     on_rejected = spec(user="u5", after=[full.id])
     fails_too = spec(user="u6", after=[fails.id])
-    taken = lifecycle.accept_all(m, [fails, fails_too, first, first, spec(id=done.id), depends,
+    taken = intake.accept_all(m, [fails, fails_too, first, first, spec(id=done.id), depends,
                                      full, on_rejected])
     assert [j.id if j else None for j in taken] == [
         fails.id, fails_too.id, first.id, None, None, depends.id, full.id, on_rejected.id]
@@ -217,7 +217,7 @@ def test_a_turn_judges_each_submission_by_its_own_sender():
     m = make_model()
     try:
         mine, theirs, admins, inside = (spec(user=u) for u in ("bob", "carol", "carol", "carol"))
-        lifecycle.accept_all(m, [mine, theirs, admins, inside], [
+        intake.accept_all(m, [mine, theirs, admins, inside], [
             Submitter("bob"), Submitter("bob"), Submitter("root", admin=True), None])
         assert [stored(m, s.id).submitter for s in (mine, theirs, admins, inside)] == [
             "bob", "bob", "root", None]
@@ -233,10 +233,10 @@ def test_a_job_waiting_for_a_rejected_job_of_its_own_turn_fails():
     try:
         bad = spec(after=["000000-0123456789ab"])          # unknown dependency: rejected
         waiting = spec(after=[bad.id])
-        lifecycle.accept_all(m, [bad, waiting])
+        intake.accept_all(m, [bad, waiting])
         assert stored(m, bad.id).state is JobState.REJECTED
         assert stored(m, waiting.id).state is JobState.FAILED
         assert stored(m, waiting.id).reason == f"dependency {bad.id} rejected"
-        assert lifecycle.accept(m, spec(after=[spec().id])) is not None    # unknown: rejected
+        assert intake.accept(m, spec(after=[spec().id])) is not None    # unknown: rejected
     finally:
         m.store.close()

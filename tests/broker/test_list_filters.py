@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from luzia.broker import lifecycle, ops
+from luzia.broker import intake, ops
 from luzia.broker.ops.request import Args
 from luzia.errors import BadRequest
 from tests.broker.harness import make_model, spec
@@ -31,7 +31,7 @@ def fill(m, n: int = 30) -> list[str]:
     for i in range(n):
         s = spec(user="alice" if i % 2 else "bob", project="web" if i % 3 == 0 else "demo",
                  task=f"task number {i} {'fix_the 100% bug' if i == 7 else ''}")
-        lifecycle.accept(m, s)
+        intake.accept(m, s)
         ids.append(s.id)
     m.store.commit()
     return ids

@@ -1,5 +1,5 @@
 """The job database across releases and bad disks, in-process: migrations (luzia/broker/
-migrations.py, store.open_db), the start-up refusals, luzia/broker/dbfile.py (check,
+migrations.py, dbopen.open_db), the start-up refusals, luzia/broker/dbfile.py (check,
 backup) and luzia/broker/salvage.py (recover), on the recorded fixtures and damaged copies."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_a_new_database_is_made_by_the_migrations_and_is_at_the_latest_schema(tm
 @pytest.mark.parametrize("fixture", recorded(), ids=lambda p: p.name)
 def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_path, caplog, fixture):
     path = copy_fixture(fixture, tmp_path / "luzia.db")
-    caplog.set_level(logging.INFO, logger="luzia.broker.store")
+    caplog.set_level(logging.INFO, logger="luzia.broker.dbopen")
     store = Store(str(path))
     version = store.opened.from_version
     jobs = by_task(store)
@@ -77,6 +77,12 @@ def test_a_recorded_database_is_copied_then_migrated_and_keeps_every_job(tmp_pat
     assert (alice["repo"], alice["branch"], alice["files_changed"], alice["outcome"]) == \
         ("", "", None, "")
     assert {a["base_commit"] for a in store.attempts(jobs[WITH_METADATA].id)} == {""}
+    # schema 4's agent fields (docs/AGENTS.md): present, empty (no adapter reported any)
+    assert (alice["cost_usd"], alice["tokens_in"], alice["session_id"], alice["pauses"],
+            alice["paused_until"], alice["resume"]) == (None, 0, "", 0, None, "")
+    assert [(a["cost_usd"], a["tokens_out"], a["account"])
+            for a in store.attempts(jobs[WITH_METADATA].id)] == [(None, 0, "")]
+    assert store.spend_since("1970-01-01") == []
     assert store.drained() == {"vm"}
     store.close()
     if version == migrations.LATEST:
@@ -162,7 +168,7 @@ def test_a_start_check_that_runs_out_of_time_is_said_and_the_start_goes_on(tmp_p
                          submitted_at=1.0, state=JobState.COMPLETED))
     store.close()
     assert dbfile.probe(str(tmp_path / "luzia.db"), budget=-1.0).checked is False
-    monkeypatch.setattr("luzia.broker.store.START_CHECK_BUDGET", -1.0)
+    monkeypatch.setattr("luzia.broker.dbopen.START_CHECK_BUDGET", -1.0)
     caplog.set_level(logging.WARNING)
     Store(str(tmp_path / "luzia.db")).close()
     assert "did not finish" in caplog.text and "luzia db check" in caplog.text

@@ -2,11 +2,12 @@
 
 Hypothesis drives both with the same random sequence of what the broker does — submit
 (with dependencies and GPU needs), cancel, agents joining / leaving / reporting load /
-draining / being forgotten, a restart's restore, jobs sharing a work directory, picks,
-jobs ending (completed or failed, settling their dependents), requeues, retries that
-avoid the agent a job failed on, preemption queries and the clock moving on (user locks
-going stale) — and checks after every step that both agree on every answer, and that
-every pick keeps the rules.
+draining / being forgotten / held by their accounts' usage limits, a restart's restore,
+jobs sharing a work directory, picks, jobs ending (completed or failed, settling their
+dependents), requeues, retries that avoid the agent a job failed on, preemption queries,
+users and projects blocked and freed by their budgets, and the clock moving on (user locks
+going stale) — and checks after every step that both agree on every answer, and that every
+pick keeps the rules.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ op = st.one_of(
     st.tuples(st.just("readd"), st.integers(0, 60), st.integers(0, 3)),
     st.tuples(st.just("same_object"), st.integers(0, 60)),
     st.tuples(st.just("retry"), st.integers(0, 60)),
+    st.tuples(st.just("limit"), st.sampled_from(AGENTS), st.sampled_from([0.0, 0.0, 5000.0])),
+    st.tuples(st.just("block"), st.sampled_from(["user", "project"]), st.integers(0, 4),
+              st.booleans()),
 )
+WALL = 1000.0       # the wall clock every why() is asked at (limits show "until ... (in ...)")
 
 configs = st.builds(
     SchedulerConfig, per_user=st.booleans(), max_per_project=st.integers(0, 3),
@@ -112,6 +117,15 @@ class Broker:
             self.both("agent_load", *o[1:])
         elif kind == "drain":
             self.both("set_draining", o[1], o[2])
+        elif kind == "limit":
+            self.both("set_limited", o[1], o[2], "account a")
+        elif kind == "block":
+            _, what, n, on = o
+            name = f"u{n}" if what == "user" else f"p{n % 3}"
+            if on:
+                self.both("block", what, name, f"budget: {what} {name} over")
+            else:
+                self.both("unblock", what, name)
         elif kind == "pick":
             for _ in range(o[1]):
                 if not self.pick():
@@ -164,7 +178,7 @@ class Broker:
         if picked is None:
             # nothing startable is left: every pending job has a reason of its own
             for job_id in self.fast.pending:
-                assert self.fast.why(job_id) != BEHIND, job_id
+                assert self.fast.why(job_id, WALL) != BEHIND, job_id
             return False
         job_id, agent_name = picked
         self.placed.append(job_id)
@@ -181,7 +195,7 @@ class Broker:
             assert fast.agent_score(name) == ref.agent_score(name)
             assert sorted(fast.gpu_needs(name)) == sorted(ref.gpu_needs(name))
         for job_id in ref.jobs:
-            assert fast.why(job_id) == ref.why(job_id)
+            assert fast.why(job_id, WALL) == ref.why(job_id, WALL)
         for user in {j.user for j in self.jobs.values()}:   # who holds each user's lock
             assert sorted(fast.by_user.get(user, ())) == sorted(ref._user_jobs(user)), user
 
@@ -190,10 +204,12 @@ def check_pick(s: Scheduler, cfg: SchedulerConfig, job: SchedJob, agent_name: st
     """The rules hold right after a pick (a restore may legitimately break them before)."""
     agent = s.agents[agent_name]
     assert agent.live and not agent.draining and job.type in agent.capabilities
+    assert not agent.limited_until
+    assert ("user", job.user) not in s.blocked and ("project", job.project) not in s.blocked
     assert may_add(cfg, agent, len(s.running_on(agent_name)) - 1)   # over a ceiling: its only job
     assert job.gpu_mem_gb <= 0 or agent.gpu_free_gb >= job.gpu_mem_gb
     if agent_name in job.avoid:    # back where it failed only when no other healthy agent offers it
-        assert not any(a.live and not a.draining and job.type in a.capabilities
+        assert not any(a.open and job.type in a.capabilities
                        and a.name not in job.avoid for a in s.agents.values())
     assert len(s.running_on(agent_name)) <= agent.slots
     limit = user_limit(cfg, job.user)

@@ -43,6 +43,10 @@ def job_object(spec: protocol.JobSpec, **over: Any) -> dict[str, Any]:
         "after": list(spec.after), "metadata": dict(spec.metadata), "workdir": spec.workdir,
         "submitted_at": spec.submitted_at or time.time(), "assigned_at": None,
         "started_at": None, "finished_at": None, "updated_at": time.time(),
+        # agent-aware jobs (docs/AGENTS.md)
+        "cost_usd": None, "tokens_in": 0, "tokens_out": 0, "cache_read": 0, "cache_write": 0,
+        "turns": 0, "model": "", "session_id": "", "account": "", "resume": "",
+        "paused_until": None, "pauses": 0,
     }
     job.update(over)
     return job

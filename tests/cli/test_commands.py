@@ -37,7 +37,8 @@ def test_jobs_table(home, fake):
     out = home.cli("jobs")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.decode().splitlines()
-    assert lines[0].split() == ["ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "HOST", "NOTE"]
+    assert lines[0].split() == ["ID", "STATE", "PROJECT", "USER", "PRIO", "AGE", "PROGRESS", "COST",
+                                "HOST", "NOTE"]
     assert [line.split()[0] for line in lines[1:4]] == [C, B, A]        # newest first
     assert lines[2].split()[1:5] == ["running", "overbits", "overbits", "normal"]
     assert "[███░░░░░░░] 30%" in lines[2] and "gpu1" in lines[2] and "step 3 of 10" in lines[2]

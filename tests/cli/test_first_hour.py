@@ -27,7 +27,7 @@ A = "140000-aaaaaaaaaaaa"
 QUERIES = {"jobs", "logs", "queue status", "queue locks", "agents status", "agents allocate",
            "history", "stats", "top", "diff", "config show", "keys show", "supervisor status",
            "supervisor tail", "attach", "db check", "db backup", "web url", "web token show",
-           "notify status", "workspace"}
+           "budget", "notify status", "workspace"}
 CHANGES = {"cancel", "retry", "queue add", "queue flush", "agents drain", "agents undrain",
            "agents forget", "import pending-requests", "import beads", "revert", "keys generate",
            "supervisor start", "supervisor stop", "supervisor restart", "db recover",
@@ -220,8 +220,8 @@ def test_load_levels_gone_agents_locks_and_agent_stats_in_the_views(capsys):
                                       "failed": 2, "run_seconds": 120, "mean_run": 30}]}, ("agent",))
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["AGENT", "JOBS", "ATTEMPTS", "COMPLETED", "FAILED", "RUN", "TIME",
-                              "MEAN", "RUN"]
-    assert out[1].split() == ["gpu1", "2", "3", "1", "2", "2m", "30s"]
+                              "MEAN", "RUN", "COST", "TOKENS", "IN", "TOKENS", "OUT"]
+    assert out[1].split() == ["gpu1", "2", "3", "1", "2", "2m", "30s", "-", "0", "0"]   # no cost reported
 
 
 def test_db_recover_dry_run_says_what_it_would_do_and_touches_nothing(home):

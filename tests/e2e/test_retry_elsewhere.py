@@ -4,45 +4,15 @@ the failing one is the least loaded."""
 
 from __future__ import annotations
 
-import json
-
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, joined_host
 from tests.helpers import wait_for
 
-# placement by running/slots only, so which agent is least loaded is known; a live agent
-# on a loaded box may miss a few beats without being taken for dead (liveness)
-BROKER = """
-[broker]
-heartbeat_interval = 0.1
-liveness = 20
-[scheduler]
-cpu_ceiling = 1.0
-memory_ceiling = 1.0
-weight_cpu = 0.0
-weight_memory = 0.0
-per_user = false
-max_per_project = 0
-"""
+BROKER = PLACEMENT_BY_SLOTS
 SLEEP = [PY, "-c", "import sys, time; time.sleep(float(sys.argv[1]))", "{task}"]
 
 
 def agent_host(main: LocalFleet, name: str, command: list[str]) -> LocalFleet:
-    run = main.home / "run"
-    fleet = LocalFleet(main.home.parent / name, f"""
-[endpoints]
-agents = "ipc://{run}/agents"
-submit = "ipc://{run}/submit"
-control = "ipc://{run}/control"
-[broker]
-heartbeat_interval = 0.1
-[agent]
-name = "{name}"
-slots = 2
-runner = "subprocess"
-command = {json.dumps(command)}
-""")
-    fleet.start_agent(name)
-    return fleet
+    return joined_host(main, name, command, slots=2)
 
 
 def test_a_failed_job_is_retried_on_another_agent(short_tmp):
@@ -54,20 +24,17 @@ def test_a_failed_job_is_retried_on_another_agent(short_tmp):
         hosts += [agent_host(main, "good1", SLEEP), agent_host(main, "good2", SLEEP)]
         wait_for(lambda: main.live_agents() == {"good1", "good2"}, 15)
         busy += [main.submit("demo", "60") for _ in range(2)]    # one on each: 1/2 slots used
-        wait_for(lambda: {main.job(i)["host"] for i in busy} == {"good1", "good2"}, 15)
+        wait_for(lambda: {(main.job(i) or {}).get("host") for i in busy} == {"good1", "good2"}, 15)
         hosts.append(agent_host(main, "bad", ["false"]))
         wait_for(lambda: "bad" in main.live_agents(), 15)
 
         job_id = main.submit("demo", "0", "--max-retries", "2")
         wait_for(lambda: main.state(job_id) == "completed", 20)
         job = main.job(job_id)
+        assert job is not None
         attempts = [(a["host"], a["exit_code"]) for a in job["attempts"]]
         # bad was idle, so the first attempt went there; the retry avoided it
         assert attempts == [("bad", 1), ("good1", 0)], attempts
         assert job["retries"] == 1
     finally:
-        if busy:      # agents leave their jobs running when they stop: end these first
-            main.cli("cancel", *busy)
-            wait_for(lambda: all(main.state(i) in ("killed", None) for i in busy), 15)
-        for fleet in (*hosts, main):
-            fleet.close()
+        close_fleet(main, hosts, busy)

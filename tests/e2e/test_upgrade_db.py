@@ -55,6 +55,9 @@ def test_the_new_broker_takes_over_a_recorded_database_and_its_work(short_tmp, f
         # new in schema 2: empty for older jobs, what the recording release kept for its own
         assert "submitter" in alice and alice["submitter"] == submitter_of(fixture, WITH_METADATA)
         assert all("submitter" in j for j in listed)
+        # new in schema 4: no cost known, no tokens, never paused
+        assert (alice["cost_usd"], alice["tokens_in"], alice["pauses"]) == (None, 0, 0)
+        assert fleet.control("budget") == {"budgets": [], "accounts": [], "paused": []}
 
         # the drain was kept: the critical job waits while "vm" is live and has a free slot
         critical, depends = by_task[CRITICAL]["id"], by_task[DEPENDS]["id"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from luzia.broker import lifecycle, ops
+from luzia.broker import intake, lifecycle, ops
 from luzia.broker.ops.request import Args
 from luzia.config import NotifyConfig, NotifyRule
 from luzia.errors import BadRequest
@@ -42,7 +42,7 @@ def make_feed(b, tmp_path, rules: list[NotifyRule]) -> Feed:
 
 
 def killed(m, **kw) -> str:
-    job = lifecycle.accept(m, spec(**kw))
+    job = intake.accept(m, spec(**kw))
     assert job is not None
     lifecycle.cancel(m, job)
     m.store.commit()
@@ -116,7 +116,7 @@ def waiting(m, lines: list[str], **kw):
     from tests.broker.test_lifecycle import dispatch, join
     if m.fleet.get("gpu1") is None:
         join(m, "gpu1", slots=8)
-    job = lifecycle.accept(m, spec(**kw))
+    job = intake.accept(m, spec(**kw))
     assert job is not None and dispatch(m) == [job.id]
     lifecycle.start(m, job, "started on gpu1")
     lifecycle.needs_input(m, job, True, lines)

@@ -18,8 +18,8 @@ from luzia.supervisor.__main__ import banner
 from luzia.supervisor.arbiter import default_programs
 from luzia.web import charts, pages, tokens
 from luzia.web.__main__ import check_bind
-from luzia.web.app import FRAGMENT, Web
 from luzia.web.auth import Caller, csrf_for
+from luzia.web.site import FRAGMENT, Web
 from tests.fleet import PY
 
 
@@ -88,6 +88,9 @@ def test_csrf_tokens_follow_the_token_and_the_job_rule():
     running = {"user": "bob", "state": "running"}
     assert pages.actions(running, bob) == ["cancel"]
     assert pages.actions({"user": "bob", "state": "failed"}, bob) == ["retry"]
+    assert pages.actions({"user": "bob", "state": "paused"}, bob) == ["cancel", "retry"]   # a usage limit
+    assert pages.usage({"cost_usd": 0.5, "tokens_in": 1200, "tokens_out": 0}) == [
+        ("cost", 0.5), ("tokens in", 1200)]
     assert pages.actions({"user": "bob", "state": "completed", "branch": "luzia/x"}, bob) == []
     assert pages.actions({"user": "bob", "state": "completed"}, bob) == []
     assert pages.actions(running, Caller("eve", False, "z")) == []

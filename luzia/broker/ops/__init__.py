@@ -1,8 +1,8 @@
 """Control operations: what the CLI asks the broker over the control socket.
 
 One module per noun, named as the CLI's `luzia/cli/<noun>.py`: broker (ping, status),
-jobs, logs, queue, agents, history, workspace; and events (luzia-notify's). An op is a
-function `(model, args) -> result` listed under its wire name in its module's `OPS`; its
+jobs, logs, queue, agents, history, budget, workspace; and events (luzia-notify's). An op
+is a function `(model, args) -> result` listed under its wire name in its module's `OPS`; its
 docstring is its protocol documentation (docs/PROTOCOL.md). A LuziaError it raises is
 answered with its message and its wire code (errors.py); an op that answers later
 returns DEFERRED (logs.read).
@@ -16,14 +16,14 @@ from typing import Any
 from luzia import protocol, rpc
 from luzia.broker import versions
 from luzia.broker.model import Model
-from luzia.broker.ops import agents, broker, events, history, jobs, logs, queue, workspace
+from luzia.broker.ops import agents, broker, budget, events, history, jobs, logs, queue, workspace
 from luzia.broker.ops.request import DEFERRED, Args
 from luzia.errors import BadRequest, Outdated
 from luzia.identity import Submitter
 
 Op = Callable[[Model, Args], Any]
 
-NOUNS = (broker, jobs, logs, queue, agents, history, workspace, events)
+NOUNS = (broker, jobs, logs, queue, agents, history, budget, workspace, events)
 OPS: dict[str, Op] = {name: op for noun in NOUNS for name, op in noun.OPS.items()}
 
 

@@ -33,11 +33,13 @@ def history(m: Model, args: Args) -> list[dict[str, Any]]:
 def stats(m: Model, args: Args) -> dict[str, Any]:
     """stats {since, user, project, days} → {by_user: [row], by_submitter: [row],
     by_project: [row], by_agent: [agent row], total: row, by_day?: [row + {day}]}; a row
-    is {name, jobs, completed, failed, killed, rejected, run_seconds, mean_wait, mean_run}
-    over finished jobs (one GROUP BY in SQLite; submitter "-": none recorded), an agent
-    row {name, jobs, attempts, completed, failed, run_seconds, mean_run} over the attempts
-    that ended on that agent; with `days` (1–366), `by_day` has one row per day
-    (YYYY-MM-DD, the broker's local time) of the last `days` days, oldest first, days
+    is {name, jobs, completed, failed, killed, rejected, run_seconds, mean_wait, mean_run,
+    cost_usd, tokens_in, tokens_out, cache_read, cache_write} over finished jobs (one GROUP
+    BY in SQLite; submitter "-": none recorded), an agent row {name, jobs, attempts,
+    completed, failed, run_seconds, mean_run, cost_usd, tokens_in, tokens_out, cache_read,
+    cache_write} over the attempts that ended on that agent (cost and tokens:
+    docs/AGENTS.md); with `days` (1–366), `by_day` has one row per day (YYYY-MM-DD, the
+    broker's local time) of the last `days` days, oldest first, days
     without a finished job included."""
     since = args.get("since", (int, float))
     where = {"user": args.get("user", str), "project": args.get("project", str)}

@@ -9,12 +9,11 @@ from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view, resolve, resolve_all
 from luzia.broker.store import Job
 from luzia.errors import BadRequest
-from luzia.states import JOB_STATE_NAMES, JobState
+from luzia.states import JOB_STATE_NAMES, RETRYABLE, JobState
 
 LIST_MAX = 10_000
 TEXT_MAX = 200              # characters of a jobs.list text search
 IDS_MAX = 10_000
-RETRYABLE = (JobState.FAILED, JobState.KILLED, JobState.LOST)
 
 
 def list_jobs(m: Model, args: Args) -> list[dict[str, Any]]:
@@ -84,8 +83,8 @@ def causes(m: Model, job: Job) -> dict[str, Any]:
 
 
 def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
-    """jobs.cancel {ids, dry_run=false} → [{id, state, result}]: pending → killed at once;
-    running → the agent stops it (result "cancelling"); finished → result "already
+    """jobs.cancel {ids, dry_run=false} → [{id, state, result}]: pending or paused → killed
+    at once; running → the agent stops it (result "cancelling"); finished → result "already
     <state>". An unknown id fails the whole request (not_found). With dry_run nothing
     changes and the results say what would happen ("would kill", "would cancel: ...")."""
     dry_run = args.get("dry_run", bool, False)
@@ -95,7 +94,7 @@ def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
         if live is None:
             result = f"already {job.state.value}"
         elif dry_run:
-            result = ("would kill" if live.state is JobState.PENDING
+            result = ("would kill" if live.state in lifecycle.KILLED_AT_ONCE
                       else f"would cancel: its agent {live.host} stops it")
         else:
             result = lifecycle.cancel(m, live)
@@ -105,11 +104,13 @@ def cancel(m: Model, args: Args) -> list[dict[str, Any]]:
 
 
 def retry(m: Model, args: Args) -> list[dict[str, Any]]:
-    """jobs.retry {ids, dry_run=false} → [{id, state, result}]: a failed, killed or lost
-    job goes back to pending as a new attempt (same id; its retry budget starts again),
-    result "retrying"; any other job is left alone, result "not retried: <why>". An
-    unknown id fails the whole request (not_found), as for jobs.cancel. With dry_run
-    nothing changes: "would retry as attempt N"."""
+    """jobs.retry {ids, fresh=false, dry_run=false} → [{id, state, result}]: a failed,
+    killed, lost or paused job goes back to pending as a new attempt (same id; its retry
+    budget starts again; a paused one does not wait for its reset), result "retrying"; it
+    resumes its agent's conversation (docs/AGENTS.md) unless `fresh`. Any other job is left
+    alone, result "not retried: <why>". An unknown id fails the whole request (not_found),
+    as for jobs.cancel. With dry_run nothing changes: "would retry as attempt N"."""
+    fresh = bool(args.get("fresh", bool, False))
     dry_run = args.get("dry_run", bool, False)
     out = []
     for job in resolve_all(m, args):
@@ -120,7 +121,7 @@ def retry(m: Model, args: Args) -> list[dict[str, Any]]:
             result = f"would retry as attempt {job.attempt + 1}"
         else:
             job = m.jobs.get(job.id) or job
-            lifecycle.retry(m, job)
+            lifecycle.retry(m, job, fresh)
             result = "retrying"
         out.append({"id": job.id, "state": job.state.value, "result": result})
     return out

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from luzia.broker import accounting, lifecycle
+from luzia.broker import accounting, intake, lifecycle
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view
 from luzia.broker.rules import user_limit
@@ -39,7 +39,7 @@ def status(m: Model, args: Args) -> dict[str, Any]:
            "running": len(m.jobs) - len(pending),
            "rejected": accounting.count_state(m.store.db, JobState.REJECTED.value),
            "rejected_since_start": m.counters["rejections"],
-           "rejecting": lifecycle.queue_full(m), "max_pending": m.cfg.broker.max_pending}
+           "rejecting": intake.queue_full(m), "max_pending": m.cfg.broker.max_pending}
     if args.get("verbose", bool, False):
         out["jobs"] = [job_view(m, j) for j in heapq.nsmallest(limit, pending, key=run_order)]
     return out
