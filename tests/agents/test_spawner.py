@@ -94,3 +94,16 @@ def test_a_spawner_killed_ends_its_jobs_as_vanished_and_the_next_job_gets_a_new_
     done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == second.id)
     assert done.exit_code == 7
     os.killpg(jd.pid(), signal.SIGKILL)    # the first command, orphaned when its spawner died
+
+
+def test_what_the_spawner_does_not_do_goes_to_the_wrapper(short_tmp):
+    needed = runners.WrapperNeeded()
+    repo = short_tmp / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "sub").mkdir()
+    plain = {"cwd": str(short_tmp), "git_snapshots": True, "workspace": None, "format": "none"}
+    assert needed(plain) == ""
+    assert needed({**plain, "format": "claude"}) == "output adapter"
+    assert needed({**plain, "workspace": {"path": str(short_tmp / "w")}}) == "workspace"
+    assert needed({**plain, "cwd": str(repo / "sub")}) == "git snapshots"
+    assert needed({**plain, "cwd": str(repo / "sub"), "git_snapshots": False}) == ""
