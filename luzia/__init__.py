@@ -1,3 +1,3 @@
 """Luzia: dispatch AI-agent tasks to a small fleet of GPU hosts."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

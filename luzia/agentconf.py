@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import field
-from typing import TYPE_CHECKING
 
 from luzia.errors import ConfigError
 from luzia.frozen import Frozen, frozen
-
-if TYPE_CHECKING:
-    from luzia.config import AgentConfig
 
 ADAPTER_FORMATS = ("none", "claude", "codex")   # luzia/agents/adapters/: what an agent's output says
 
@@ -70,10 +66,11 @@ class LimitsConfig(Frozen):
     patterns: list[str] = field(default_factory=list)   # more regexes that mean a usage limit
 
 
-def check(agent: AgentConfig, accounts: dict[str, Account], limits: LimitsConfig) -> None:
-    """ConfigError for a bad output format, resume_argv, account name or limit pattern."""
-    commands = [("agent", AgentCommand(agent.command, agent.format, agent.resume_argv))]
-    commands += [(f"agent.commands.{k}", c) for k, c in agent.commands.items()]
+def check(default: AgentCommand, named: dict[str, AgentCommand], accounts: dict[str, Account],
+          limits: LimitsConfig) -> None:
+    """ConfigError for a bad output format, resume_argv, account name or limit pattern;
+    `default` is [agent]'s own command, `named` its [agent.commands]."""
+    commands = [("agent", default)] + [(f"agent.commands.{k}", c) for k, c in named.items()]
     for where, command in commands:
         if command.format not in ADAPTER_FORMATS:
             raise ConfigError(f"{where}.format must be one of {', '.join(ADAPTER_FORMATS)}, "
@@ -83,7 +80,7 @@ def check(agent: AgentConfig, accounts: dict[str, Account], limits: LimitsConfig
         if command.resume_argv and not any("{session_id}" in a for a in command.resume_argv):
             raise ConfigError(f"{where}.resume_argv must contain {{session_id}}")
     for name in accounts:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
             raise ConfigError(f"accounts.{name}: an account name is letters, digits, . _ - "
                               "(at most 64)")
     for i, pattern in enumerate(limits.patterns):

@@ -27,6 +27,7 @@ from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
 from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, UsageError
 from luzia.frozen import Frozen, frozen
+from luzia.notifyconf import NotifyConfig, check_config
 from luzia.places import (  # its own module; here for the modules that take them from config
     check_endpoint as check_endpoint,
     ensure_private_dir as ensure_private_dir,
@@ -222,33 +223,6 @@ class KeysConfig(Frozen):
 
 
 @frozen
-class NotifyRule(Frozen):
-    """[[notify.rules]]: these events of these users'/projects' jobs go to these targets."""
-
-    events: list[str] = field(default_factory=list)    # luzia/notify/events.py: KINDS
-    targets: list[str] = field(default_factory=list)   # names in notify.targets
-    users: list[str] = field(default_factory=list)     # empty: every user
-    projects: list[str] = field(default_factory=list)  # empty: every project
-
-
-@frozen
-class NotifyConfig(Frozen):
-    """[notify]: luzia-notify, run by the supervisor beside the broker when there are rules."""
-
-    targets: dict[str, str] = field(default_factory=dict)   # name -> Apprise URL
-    rules: list[NotifyRule] = field(default_factory=list)
-    rate: float = 20.0                # notifications per target per minute (and the burst)
-    retry_initial: float = 2.0        # seconds before the first retry, doubling ...
-    retry_max: float = 300.0          # ... up to this
-    give_up_after: float = 86400.0    # seconds after which an undelivered notification fails
-    poll: float = 5.0                 # seconds between catch-ups when no event says there is news
-    link: str = ""                    # a job's page, "https://lz.example/jobs/{id}"; "": the dashboard's
-    db: str = ""                      # default: $LUZIA_HOME/notify.db
-    keep_days: float = 30.0           # delivered and failed notifications kept this long
-    metrics_port: int = 0             # 0: broker.metrics_port + 1 when the broker's are on
-
-
-@frozen
 class Project(Frozen):
     workdir: str = ""                 # "" : the job runs in its own job directory
     user: str = ""                    # owner; default: the login name
@@ -409,7 +383,8 @@ def _finish(cfg: Config) -> Config:
                           f"not {agent.runner!r}")
     if agent.runner == "interactive":
         _check_interactive(cfg.interactive)
-    agentconf.check(agent, cfg.accounts, cfg.limits)
+    agentconf.check(AgentCommand(agent.command, agent.format, agent.resume_argv), agent.commands,
+                    cfg.accounts, cfg.limits)
     _check_attention(cfg.attention)
     adaptive = dataclasses.replace(
         cfg.adaptive, max_slots=max(cfg.adaptive.max_slots, agent.slots),
@@ -437,7 +412,6 @@ def _finish(cfg: Config) -> Config:
         raise ConfigError("broker.heartbeat_interval must be positive")
     notify = dataclasses.replace(cfg.notify, db=cfg.notify.db or os.path.join(home, "notify.db"))
     if notify.rules or notify.targets:
-        from luzia.notify.events import check_config  # only with [notify]: the CLI stays lean
         check_config(notify)
     return dataclasses.replace(
         cfg, home=home, jobs_dir=os.path.abspath(cfg.jobs_dir or os.path.join(home, "jobs")),

@@ -16,31 +16,13 @@ Every kind here is emitted by the broker of this release.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from luzia.errors import ConfigError
-from luzia.states import NEEDS_INPUT
-
-if TYPE_CHECKING:
-    from luzia.config import NotifyConfig
-
-JOB_ENDS = ("completed", "failed", "killed", "rejected", "lost", "paused")
-JOB_WAITS = ("needs_input",)         # a running job's events row that is no state
-JOB_ROWS = JOB_ENDS + JOB_WAITS       # the kinds read from the broker's events table
-JOB_FLAGS = ("stalled",)
-FLEET = ("agent_dead", "queue_rejecting")
-KINDS = JOB_ENDS + JOB_WAITS + JOB_FLAGS + FLEET
-_ROW_NAMES = {"needs_input": NEEDS_INPUT}
-
-
-def row_name(kind: str) -> str:
-    """A kind as the broker's events table (and its PUB topics) spell it: `needs-input`."""
-    return _ROW_NAMES.get(kind, kind)
-
-
-def kind_name(text: str) -> str:
-    """A kind as the config may spell it (`needs-input`, `Agent_Dead`) in its one spelling."""
-    return text.strip().lower().replace("-", "_").replace(" ", "_")
+from luzia.notifyconf import (
+    FLEET,
+    NotifyConfig,
+    kind_name,
+)
 
 
 @dataclass(frozen=True)
@@ -86,29 +68,3 @@ class Rules:
                 continue
             out.extend(t for t in targets if t not in out)
         return out
-
-
-def check_config(cfg: NotifyConfig) -> None:
-    """ConfigError for a rule that could never work: unknown kind or target, no targets."""
-    for name, url in cfg.targets.items():
-        if "://" not in url:
-            raise ConfigError(f"notify.targets.{name}: {url!r} is not an Apprise URL "
-                              "(like slack://..., ntfy://..., json://host/path)")
-    for i, rule in enumerate(cfg.rules):
-        where = f"notify.rules[{i}]"
-        if not rule.events:
-            raise ConfigError(f"{where}: no events; name some of: {', '.join(KINDS)}")
-        for event in rule.events:
-            if kind_name(event) not in KINDS:
-                raise ConfigError(f"{where}: unknown event {event!r}; known: {', '.join(KINDS)}")
-        if not rule.targets:
-            raise ConfigError(f"{where}: no targets; name some of [notify.targets]")
-        for target in rule.targets:
-            if target not in cfg.targets:
-                known = ", ".join(sorted(cfg.targets)) or "(none)"
-                raise ConfigError(f"{where}: unknown target {target!r}; [notify.targets] has {known}")
-    if cfg.rate <= 0 or cfg.retry_initial <= 0 or cfg.retry_max < cfg.retry_initial:
-        raise ConfigError("notify: rate and retry_initial must be positive and retry_max at "
-                          "least retry_initial")
-    if cfg.poll <= 0:
-        raise ConfigError("notify.poll must be positive")

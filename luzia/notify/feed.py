@@ -20,17 +20,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from luzia.errors import NotFound
-from luzia.notify.events import (
-    JOB_FLAGS,
-    JOB_ROWS,
-    JOB_WAITS,
-    NotifyEvent,
-    Rules,
-    kind_name,
-    row_name,
-)
+from luzia.notify.events import NotifyEvent, Rules
 from luzia.notify.message import compose
 from luzia.notify.outbox import Outbox
+from luzia.notifyconf import JOB_FLAGS, JOB_ROWS, JOB_WAITS, kind_name, row_name
 
 log = logging.getLogger(__name__)
 

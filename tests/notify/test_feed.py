@@ -8,12 +8,12 @@ import pytest
 
 from luzia.broker import intake, lifecycle, ops
 from luzia.broker.ops.request import Args
-from luzia.config import NotifyConfig, NotifyRule
 from luzia.errors import BadRequest
 from luzia.notify import feed as feed_module
 from luzia.notify.events import Rules
 from luzia.notify.feed import Feed
 from luzia.notify.outbox import Outbox
+from luzia.notifyconf import NotifyConfig, NotifyRule
 from tests.broker.harness import make_model, spec
 
 

@@ -6,7 +6,8 @@ import pytest
 
 from luzia import config
 from luzia.errors import ConfigError
-from luzia.notify.events import KINDS, NotifyEvent, Rules, kind_name
+from luzia.notify.events import NotifyEvent, Rules
+from luzia.notifyconf import KINDS, kind_name
 from luzia.supervisor.arbiter import default_programs
 
 
@@ -60,7 +61,7 @@ def test_a_target_that_is_not_a_url_is_a_config_error(short_tmp):
 
 
 def rules(*specs: tuple) -> Rules:
-    from luzia.config import NotifyConfig, NotifyRule
+    from luzia.notifyconf import NotifyConfig, NotifyRule
     return Rules(NotifyConfig(targets={t: "json://x/" for s in specs for t in s[1]},
                               rules=[NotifyRule(events=list(e), targets=list(t), users=list(u),
                                                 projects=list(p)) for e, t, u, p in specs]))
