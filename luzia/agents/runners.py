@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -248,15 +247,3 @@ def _cwd(job: JobDir) -> str:
     except (OSError, ValueError):
         return ""
     return cwd if os.path.isdir(cwd) else ""
-
-
-def make_runner(cfg: Config) -> Runner:
-    kind = cfg.agent.runner
-    if kind == "auto":
-        kind = "tmux" if shutil.which("tmux") else "subprocess"
-    if kind == "tmux":
-        return TmuxRunner(cfg)
-    if kind == "interactive":
-        from luzia.agents.interactive import InteractiveRunner
-        return InteractiveRunner(cfg)
-    return SubprocessRunner(cfg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import zmq
 from luzia import layout, pidlock, protocol, rpc
 from luzia.agents import metrics, runners, worktrees
 from luzia.agents.held import HeldJobs, Run
+from luzia.agents.interactive import InteractiveRunner
 from luzia.agents.jobdir import JobDir, prune
 from luzia.agents.readopt import readopt
+from luzia.agents.runners import Runner
 from luzia.agents.session import BrokerSession
 from luzia.config import Config, check_endpoint, ensure_private_dir
 from luzia.errors import BadRequest
@@ -49,7 +52,7 @@ class Worker:
             "give this one another agent.name, or stop that one first", must_write=False)
         ping_endpoint = f"ipc://{cfg.run_dir}/agent-{self.name}"
         check_endpoint(ping_endpoint, "agent health socket")
-        self.runner = runners.make_runner(cfg)
+        self.runner = make_runner(cfg)
         self.ctx = ctx or zmq.Context.instance()
         self.next_prune = time.monotonic() + PRUNE_EVERY
         self.running = False
@@ -192,3 +195,15 @@ class Worker:
             raise BadRequest(f"unknown operation {op!r}; this socket answers ping")
         return {"pid": os.getpid(), "name": self.name, "running": self.held.busy(),
                 "refused": self.session.refused, "degraded": self.held.degraded()}
+
+
+def make_runner(cfg: Config) -> Runner:
+    """The runner agent.runner names (auto: tmux when it is installed)."""
+    kind = cfg.agent.runner
+    if kind == "auto":
+        kind = "tmux" if shutil.which("tmux") else "subprocess"
+    if kind == "tmux":
+        return runners.TmuxRunner(cfg)
+    if kind == "interactive":
+        return InteractiveRunner(cfg)
+    return runners.SubprocessRunner(cfg)
