@@ -91,15 +91,20 @@ class LocalFleet:
         return (self.home / f"{name}.out").read_text(errors="replace")
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # the broker last: a client of it (luzia-notify, the dashboard) stopped at the same
+        # time may be inside a request to it and wait out that request's timeout (5 s)
+        clients = [p for name, p in self.procs.items() if name != "broker"]
+        broker = [self.procs["broker"]] if "broker" in self.procs else []
+        for group in (clients, broker):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         self.procs.clear()
         self._reset_control()
         self.ctx.destroy(linger=0)
