@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from luzia.errors import (
     WaitTimeout,
     error_for_code,
 )
+from luzia.frozen import Frozen, frozen
 from luzia.ids import JOB_ID_RE, new_job_id
 from luzia.states import Priority
 from luzia.text import clip, not_utf8
@@ -49,8 +49,8 @@ CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's k
 MAX_METADATA_DEPTH = 32    # levels of --metadata: a job's notes, not a data structure
 
 
-@dataclass(frozen=True)
-class Submitted:
+@frozen
+class Submitted(Frozen):
     """What became of a submission: spooled here, pushed to the broker, or both."""
 
     id: str
