@@ -11,10 +11,8 @@ apply flags with `load(overrides=...)`.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import re
-import socket
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -58,8 +56,14 @@ ATTENTION_PATTERNS = (
 
 
 def _login_name() -> str:
+    """getpass.getuser()'s answer without importing getpass (and termios with it) on every
+    submit: the first of LOGNAME, USER, LNAME, USERNAME, else the passwd entry."""
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        if os.environ.get(name):
+            return os.environ[name]
     try:
-        return getpass.getuser()
+        import pwd
+        return pwd.getpwuid(os.getuid()).pw_name
     except Exception:  # no passwd entry (containers): any stable name will do
         return f"uid{os.getuid()}"
 
@@ -369,7 +373,7 @@ def _finish(cfg: Config) -> Config:
     agent = cfg.agent
     agent = dataclasses.replace(
         agent,
-        name=agent.name or socket.gethostname().split(".")[0] or "localhost",
+        name=agent.name or os.uname().nodename.split(".")[0] or "localhost",
         command=agent.command or demo_command(),
         workspace_dir=os.path.abspath(os.path.expanduser(
             agent.workspace_dir or os.path.join(home, "workspaces"))),
@@ -423,8 +427,20 @@ def _finish(cfg: Config) -> Config:
 def default_tmux_socket(home: str) -> str:
     """The agents' tmux server of one state directory (issue 17): two fleets on one host
     never share a server, so never its environment or its sessions."""
-    import hashlib
-    return "luzia-" + hashlib.sha256(os.path.realpath(home).encode()).hexdigest()[:8]
+    return "luzia-" + _sha256(os.path.realpath(home).encode()).hexdigest()[:8]
+
+
+def _sha256(data: bytes) -> Any:
+    """SHA-256 from CPython's builtin module: hashlib loads OpenSSL (~2.5 ms), and every
+    submit computes this name; hashlib where the builtin is missing."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]  # 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 def _check_programs(programs: dict[str, list[str]]) -> None:

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from luzia.config import Config, ensure_private_dir, is_local
 from luzia.errors import BrokerUnreachable, ConfigError
+from luzia.frozen import Frozen, frozen
 
 if TYPE_CHECKING:
     import zmq
@@ -37,8 +37,8 @@ class MissingKeys(BrokerUnreachable):
     broker that cannot be reached: the message says which file and how to make it)."""
 
 
-@dataclass(frozen=True)
-class Pair:
+@frozen
+class Pair(Frozen):
     """A host's key pair, Z85-encoded as zmq wants them."""
 
     public: bytes
@@ -119,8 +119,8 @@ def reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-@dataclass(frozen=True)
-class ClientKeys:
+@frozen
+class ClientKeys(Frozen):
     """What a connecting socket needs: our pair and the server's public key."""
 
     pair: Pair

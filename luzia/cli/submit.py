@@ -44,6 +44,28 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, minus its `import shutil` (and bz2, lzma, zlib): argparse
+    builds one per add_argument, and the submit path pays for every import. The width is
+    shutil.get_terminal_size()'s: $COLUMNS, else the terminal's, else 80."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)
+
+
+def _columns() -> int:
+    import os
+    try:
+        if int(os.environ["COLUMNS"]) > 0:
+            return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def _seconds(value: str) -> float:
     try:
         seconds = float(value)
@@ -79,7 +101,7 @@ def _metadata(value: str) -> dict[str, Any]:
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="luzia", usage="luzia PROJECT TASK... [options]", description=DESCRIPTION,
-                epilog=EPILOG, allow_abbrev=False)
+                epilog=EPILOG, allow_abbrev=False, formatter_class=_Formatter)
     p.add_argument("project", help="a project declared in luzia.toml ([projects.NAME])")
     p.add_argument("task", nargs="*", help="what to do")
     p.add_argument("--priority", choices=PRIORITIES, help="default: the project's")

@@ -196,6 +196,16 @@ def test_the_fast_path_imports_no_click_rich_or_broker(home, fake):
     assert json.loads(out.stdout.decode().splitlines()[0])["broker"] == "reachable"
 
 
+def test_the_fast_path_leaves_out_the_stdlib_it_does_not_need(home, fake):
+    """Issue 15's one-shot submit: no OpenSSL (hashlib), socket.py, getpass or shutil
+    (argparse's formatter) on an ipc submit; each cost 1-3 ms of every `luzia PROJECT TASK`."""
+    code = ("import sys; sys.argv = ['luzia', 'demo', 'x']; from luzia.cli.main import main; "
+            "code = main(); print('MODULES', code, sorted(m for m in ('hashlib', 'socket', "
+            "'getpass', 'shutil') if m in sys.modules))")
+    out = subprocess.run([PY, "-c", code], env=home.env, capture_output=True)
+    assert out.stdout.decode().strip().splitlines()[-1] == "MODULES 0 []", out.stderr
+
+
 def test_python_client_submit(home, fake):
     from luzia import client
     from luzia.errors import UsageError
