@@ -20,7 +20,9 @@ def rig(short_tmp, monkeypatch):
     monkeypatch.setenv("LUZIA_DEMO_SECONDS", "0.2")
     made = []
 
-    def build(agent: str = 'runner = "subprocess"'):
+    def build(agent: str = 'runner = "subprocess"', liveness: int = 100):
+        # beats every 50 ms, but silence only after 5 s: a test descheduled on a loaded box
+        # must not look like a silent broker (the tests of silence ask for a short one)
         home = short_tmp / "h"
         home.mkdir(exist_ok=True)
         cfg = agent_config(home, agent)
@@ -28,7 +30,8 @@ def rig(short_tmp, monkeypatch):
         worker = Worker(cfg, ctx=zmq.Context())
         made.append((broker, worker))
         hello = broker.recv(worker, protocol.Hello)
-        broker.send(protocol.Welcome(heartbeat_interval=0.05, adopt=[h.job_id for h in hello.held]))
+        broker.send(protocol.Welcome(heartbeat_interval=0.05, liveness=liveness,
+                                     adopt=[h.job_id for h in hello.held]))
         return cfg, broker, worker, hello
     yield build
     for broker, worker in made:

@@ -140,7 +140,7 @@ def test_garbage_from_the_broker_is_dropped(rig):
 
 
 def test_silent_broker_means_reconnect_and_a_new_hello(rig):
-    _, broker, worker, _ = rig()
+    _, broker, worker, _ = rig(liveness=4)
     broker.beating = False
     broker.recv(worker, protocol.Heartbeat)
     # the broker says nothing back: after liveness x interval the agent says Hello again
