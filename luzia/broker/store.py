@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -48,6 +49,7 @@ _ATTEMPT_COLUMNS = ("job_id", "attempt", "host", "assigned_at", "started_at", "f
                     "exit_code", "reason", "base_commit", *USAGE_COLUMNS, "account")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 _STATE = _SCALARS.index("state")
+_scalars_of = operator.attrgetter(*_SCALARS)
 _INSERT_EVENT = "INSERT INTO events (job_id, at, state, detail) VALUES (?, ?, ?, ?)"
 
 
@@ -455,7 +457,7 @@ class Store:
     # rows ---------------------------------------------------------------------
     @staticmethod
     def _row(job: Job) -> tuple:
-        values = [getattr(job, name) for name in _SCALARS]
+        values = list(_scalars_of(job))     # one C call: a getattr per column costs a job ~5 µs
         values[_STATE] = job.state.value
         return (*values, _json(job.after, "[]"), _json(job.metadata, "{}"), _json(job.tail, "[]"),
                 int(job.stalled))
