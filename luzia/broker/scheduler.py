@@ -75,7 +75,8 @@ class Scheduler:
         """`job` becomes pending (new, requeued, retried); a second add replaces the first."""
         if job.id in self.placed:
             self.release(job.id)
-        self.remove(job.id)
+        if job.id in self.pending or job.id in self.waiting:   # a second add; a new job skips it
+            self.remove(job.id)
         self.counts[job.priority] += 1
         if job.priority == Priority.CRITICAL:
             self.critical[job.id] = job
@@ -154,7 +155,8 @@ class Scheduler:
         a broker restart; the agent may be unknown."""
         if job.id in self.placed:
             self.release(job.id)
-        self.remove(job.id)
+        if job.id in self.pending or job.id in self.waiting:   # a second add; a new job skips it
+            self.remove(job.id)
         self._hold(job, agent, self.now if since is None else since)
 
     def _hold(self, job: SchedJob, agent: str, since: float) -> None:
