@@ -155,8 +155,7 @@ class Scheduler:
         a broker restart; the agent may be unknown."""
         if job.id in self.placed:
             self.release(job.id)
-        if job.id in self.pending or job.id in self.waiting:   # a second add; a new job skips it
-            self.remove(job.id)
+        self.remove(job.id)
         self._hold(job, agent, self.now if since is None else since)
 
     def _hold(self, job: SchedJob, agent: str, since: float) -> None:
