@@ -18,6 +18,8 @@ from luzia.config import SchedulerConfig
 
 def need(cfg: SchedulerConfig, job_type: str, metadata: Any) -> float:
     """GB of free GPU memory a job needs on its host (0: none)."""
+    if not metadata:        # most jobs, and a flood of submissions: only the type's default
+        return max(cfg.gpu_mem_gb.get(job_type, 0.0), 0.0)
     asked = metadata.get("gpu_mem_gb", 0) if isinstance(metadata, dict) else 0
     asked = float(asked) if isinstance(asked, (int, float)) and not isinstance(asked, bool) else 0.0
     return max(cfg.gpu_mem_gb.get(job_type, 0.0), asked if math.isfinite(asked) else 0.0, 0.0)

@@ -56,9 +56,11 @@ def accept_all(m: Model, specs: list[protocol.JobSpec],
             pending += 1
         taken.append(job)
     m.store.insert_all(list(new.values()))
+    m.counters["submissions"] += len(new)
     each = len(new) <= LOG_EACH
+    now = time.monotonic()      # when this turn's jobs became pending (the scheduler's age)
     for job in new.values():
-        _accepted(m, job, each)
+        _accepted(m, job, each, now)
     if not each:
         _log_many(list(new.values()))
     return taken
@@ -73,9 +75,8 @@ def _user_refusal(m: Model, job: Job, by: Submitter | None) -> str:
     return refusal_for_user(by.name, job.user, project.user if project else None, by.admin)
 
 
-def _accepted(m: Model, job: Job, log_it: bool) -> None:
+def _accepted(m: Model, job: Job, log_it: bool, now: float) -> None:
     """A new job is stored: publish it, and queue it (or fail it: a dependency failed)."""
-    m.counters["submissions"] += 1
     m.out.publish(job)
     if job.state is JobState.REJECTED:
         m.counters["rejections"] += 1
@@ -85,6 +86,9 @@ def _accepted(m: Model, job: Job, log_it: bool) -> None:
     (log.info if log_it else log.debug)(
         "job %s pending: project=%s user=%s priority=%d type=%s", job.id, job.project,
         job.user, job.priority, job.type)
+    if not job.after:       # most jobs: nothing to wait for, nothing that failed
+        enqueue(m, job, pending_deps=[], now=now)
+        return
     deps = _dependency_states(m, job)
     failed = [(d, s) for d, s in deps.items()
               if s is not None and s.terminal and s is not JobState.COMPLETED]

@@ -56,23 +56,28 @@ RETRY_BACKOFF_MAX = 300.0
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
 KILLED_AT_ONCE = (JobState.PENDING, JobState.PAUSED)   # a cancel needs no agent for these
 LIMIT_REASON = "usage limit: "   # an attempt that ended on a provider's usage limit
+_NONE: frozenset[str] = frozenset()
 AHEAD = 1 << 40           # a job back from a pause goes before its priority peers (their seq)
 
 
 # the queue ---------------------------------------------------------------------------------
-def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None) -> None:
-    """Hand a pending job to the scheduler (new, requeued, retried, restored)."""
+def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None,
+            now: float | None = None) -> None:
+    """Hand a pending job to the scheduler (new, requeued, retried, restored); `now`, the
+    monotonic time it became pending, is given by a caller that enqueues many at once."""
     after = job.after if pending_deps is None else pending_deps
-    waits_for = frozenset(d for d in after if d in m.jobs) if after else frozenset()
-    m.sched.add(_sched_job(m, job, after=waits_for, avoid=_failed_on(m, job)))
+    waits_for = frozenset(d for d in after if d in m.jobs) if after else _NONE
+    m.sched.add(_sched_job(m, job, after=waits_for,
+                           avoid=_failed_on(m, job) if job.attempt else _NONE, now=now))
     m.dirty = True
 
 
 def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
-               avoid: frozenset[str] = frozenset()) -> SchedJob:
+               avoid: frozenset[str] = frozenset(), now: float | None = None) -> SchedJob:
     seq = job.seq - AHEAD if job.pauses else job.seq
     return SchedJob(id=job.id, seq=seq, priority=job.priority, user=job.user,
-                    project=job.project, type=job.type, after=after, submitted=time.monotonic(),
+                    project=job.project, type=job.type, after=after,
+                    submitted=time.monotonic() if now is None else now,
                     gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid,
                     shared=workspace.shared_workdir(m.cfg, job))
 

@@ -75,7 +75,8 @@ class Scheduler:
         """`job` becomes pending (new, requeued, retried); a second add replaces the first."""
         if job.id in self.placed:
             self.release(job.id)
-        self.remove(job.id)
+        if job.id in self.pending or job.id in self.waiting:   # a second add; a new job skips it
+            self.remove(job.id)
         self.counts[job.priority] += 1
         if job.priority == Priority.CRITICAL:
             self.critical[job.id] = job

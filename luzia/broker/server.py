@@ -113,7 +113,10 @@ class Broker:
         self.pull = self._socket(zmq.PULL, ep.submit, "submit")
         self.router = self._socket(zmq.ROUTER, ep.agents, "agents")
         self.control = self._socket(zmq.ROUTER, ep.control, "control")
-        self.pub = self._socket(zmq.PUB, ep.events, "events")
+        # XPUB, not PUB: the same to a subscriber, but the broker learns the topics anyone
+        # subscribes to and does not encode a flood's events nobody would receive
+        self.pub = self._socket(zmq.XPUB, ep.events, "events")
+        self.watched: set[bytes] = set()     # the topic prefixes subscribed to
         self.poller = zmq.Poller()
         for sock in (self.pull, self.router, self.control):
             self.poller.register(sock, zmq.POLLIN)
@@ -191,12 +194,31 @@ class Broker:
             for frames in queue:
                 _send(sock, frames)
             queue.clear()
-        for topic, data in out.events:
-            _publish(self.pub, protocol.encode_event(topic, data))
+        self._subscriptions()
+        if self.watched:
+            prefixes = tuple(self.watched)
+            for topic, data in out.events:
+                if topic.encode().startswith(prefixes):
+                    _publish(self.pub, protocol.encode_event(topic, data))
         out.events.clear()
         self.spool.remove(out.unspool)
         out.unspool.clear()
         self._mark_queue_full()
+
+    def _subscriptions(self) -> None:
+        """Take the (un)subscriptions waiting on the XPUB socket: a first byte 1 subscribes
+        to the prefix after it, 0 drops it (XPUB passes the first subscription to a prefix
+        and the last one's end). Read just before the events are sent, so an event goes to
+        every subscription that had reached the socket, as with PUB."""
+        while True:
+            try:
+                frame = self.pub.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frame[:1] == b"\x01":
+                self.watched.add(frame[1:])
+            elif frame[:1] == b"\x00":
+                self.watched.discard(frame[1:])
 
     def _mark_queue_full(self) -> None:
         """run/queue-full exists while submissions are rejected for a full queue: a CLI on
