@@ -152,7 +152,9 @@ def test_a_job_lost_with_its_agent_is_retried_elsewhere_from_the_same_base(make_
     moved = commit_all(origin, "later work on main")
     # the host is lost: its agent and the job's processes die with it
     log = first_home / "jobs" / job_id / "output.log"
-    wait_for(lambda: "holding" in log.read_text(), 60)
+    # the command may say so before its wrapper has written the pid file
+    wait_for(lambda: "holding" in log.read_text()
+             and (first_home / "jobs" / job_id / "pid").exists(), 60)
     status = json.loads((first_home / "jobs" / job_id / "status.json").read_text())
     fleet.kill("agent-one")
     for pid in (status["wrapper_pid"], int((first_home / "jobs" / job_id / "pid").read_text())):
