@@ -14,7 +14,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from luzia import protocol
 from luzia.cli.names import COMMANDS
@@ -123,6 +123,7 @@ def fuzz_home():
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(parts=argvs)
+@example(parts=("demo", ["--help"], []))          # found by this test once: the help, exit 0
 def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, parts):
     project, words, options = parts
     argv = [project, *words, *(item for opt in options for item in opt)]
@@ -133,7 +134,13 @@ def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, par
     env.update({k: v for k, v in fuzz_home.env.items() if k.startswith("LUZIA_")})
     with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(out), \
             contextlib.redirect_stderr(err):
-        code = main(argv)
+        try:
+            code = main(argv)
+        except SystemExit as exc:          # -h/--help among the options: the help, exit 0
+            assert exc.code == 0 and {"-h", "--help"} & set(argv), (exc.code, argv)
+            assert "usage: luzia PROJECT TASK" in out.getvalue()
+            assert set(spool_entries(fuzz_home)) == before
+            return
     after = set(spool_entries(fuzz_home))
     new = sorted(after - before)
     lines = err.getvalue().splitlines()
