@@ -355,7 +355,8 @@ def finish(ws: dict[str, Any], task: str, code: int, reason: str, log) -> None:
         return          # no worktree was made (its failure is recorded already)
     end = f"{reason or ('completed' if code == 0 else 'failed')} (exit {code})"
     try:
-        summary = commit_end(ws, record, task, end)
+        with locked(ws["lock"]):     # one git writer per repository: two jobs ending at once
+            summary = commit_end(ws, record, task, end)     # (or a commit's auto gc) collide
     except (WorkspaceError, OSError) as exc:
         summary = {"commit": "", "files": -1, "added": 0, "removed": 0,
                    "note": f"end commit failed: {exc}"}
