@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 
 from luzia import protocol
-from tests.helpers import kill_tmux_server, printed_id, wait_for
+from tests.helpers import kill_jobs, kill_tmux_server, printed_id, wait_for
 
 PY = sys.executable
 # a broker whose placement counts running/slots only, so which agent is least loaded is
@@ -106,20 +106,11 @@ class LocalFleet:
                     proc.kill()
                     proc.wait()
         self.procs.clear()
-        self.kill_jobs()
+        kill_jobs(self.home / "jobs")
         self._reset_control()
         self.ctx.destroy(linger=0)
         if self.own_tmux and shutil.which("tmux"):
             kill_tmux_server(self.own_tmux)
-
-    def kill_jobs(self) -> None:
-        """End the jobs this fleet left running: a job outlives its agent by design (the
-        next agent adopts it), so a test's fleet that stops would leave them behind."""
-        for pid_file in (self.home / "jobs").glob("*/pid"):
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError, ValueError, OSError):
-                pass
 
     # talking to it ----------------------------------------------------------------
     def cli(self, *args: str, timeout: float = 30, input: bytes | None = None) -> subprocess.CompletedProcess:

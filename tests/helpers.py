@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import subprocess
 import time
@@ -100,3 +101,13 @@ def kill_tmux_server(name: str) -> None:
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
     tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
     Path(tmpdir, f"tmux-{os.getuid()}", name).unlink(missing_ok=True)
+
+
+def kill_jobs(jobs_dir: Path) -> None:
+    """End the jobs left running under `jobs_dir` (each job's process group, from its pid
+    file): a job outlives its agent by design, so a test that stops would leave them behind."""
+    for pid_file in Path(jobs_dir).glob("*/pid"):
+        try:
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, ValueError, OSError):
+            pass

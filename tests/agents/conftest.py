@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import zmq
 from luzia import protocol
 from luzia.agents.worker import Worker
 from tests.agents.fakebroker import FakeBroker, agent_config
+from tests.helpers import kill_jobs
 
 
 @pytest.fixture
@@ -38,8 +37,4 @@ def rig(short_tmp, monkeypatch):
         worker.close()
         worker.ctx.term()
         broker.close()
-        for pid_file in Path(worker.cfg.jobs_dir).glob("*/pid"):   # jobs a failed test left
-            try:
-                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
+        kill_jobs(Path(worker.cfg.jobs_dir))     # jobs a failed test left

@@ -15,7 +15,7 @@ from luzia.agents.jobdir import JobDir
 from luzia.ids import new_job_id
 from tests.agents.fakebroker import PY, SLEEP, FakeBroker
 from tests.conftest import write_config
-from tests.helpers import wait_for
+from tests.helpers import kill_jobs, wait_for
 
 
 @pytest.fixture
@@ -42,11 +42,7 @@ def agent_rig(luzia_env):
         proc.wait()
         if proc.stderr:
             proc.stderr.close()
-    for pid_file in Path(cfg.jobs_dir).glob("*/pid"):
-        try:
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, ValueError):
-            pass
+    kill_jobs(Path(cfg.jobs_dir))
     broker.close()
 
 
