@@ -25,6 +25,7 @@ from luzia.agents import processes
 from luzia.agents.attention import Screen
 from luzia.agents.jobdir import JobDir
 from luzia.agents.tmuxctl import TmuxController, TmuxError
+from luzia.agents.warm import WarmPanes
 from luzia.config import Config
 
 log = logging.getLogger(__name__)
@@ -192,15 +193,23 @@ class TmuxRunner(Untold):
         self.wrapper_needed = WrapperNeeded()
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
+        # idle sessions with a started wrapper (warm.py); none through a prefix (a container
+        # may not share our run directory's socket)
+        self.warm = WarmPanes(self.tmux, cfg.run_dir, cfg.agent.name,
+                              0 if cfg.tmux_prefix else cfg.agent.slots)
+        self.warm.top_up()
 
     def start(self, job: JobDir) -> str:
         session = layout.job_session(job.id)
         job.set_status(runner=self.name, session=session, socket=self.socket)
         job.for_wrapper()
-        lean = not self.wrapper_needed(job.meta())
-        # the session's command holds only our interpreter and the job dir (shell-quoted)
-        self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean), cwd=_cwd(job))
         self._listed_at = -1e9
+        if not self.warm.take(session, job.path):
+            lean = not self.wrapper_needed(job.meta())
+            # the session's command holds only our interpreter and the job dir (shell-quoted)
+            self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean),
+                                    cwd=_cwd(job))
+        self.warm.top_up()       # a new idle session for the next job, not waited for
         return session
 
     def alive(self, job: JobDir) -> bool:
@@ -228,6 +237,17 @@ class TmuxRunner(Untold):
 
     def screen(self, job: JobDir) -> Screen | None:
         return session_screen(self.tmux, layout.job_session(job.id))
+
+    def fileno(self) -> int | None:
+        return self.warm.fileno()
+
+    def ended(self) -> list[str]:
+        """Nothing to tell (the wrappers write exit_code); an idle wrapper connected."""
+        self.warm.top_up()
+        return []
+
+    def close(self) -> None:
+        self.warm.close()
 
     def _sessions(self) -> set[str] | None:
         """This server's `luzia-*` sessions (empty when no server runs; None: unknown)."""

@@ -67,6 +67,18 @@ class TmuxController:
         self._start(name, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                     *(["-c", cwd] if cwd else []), shlex.join(argv))
 
+    def spawn_session(self, name: str, argv: Sequence[str], width: int = 200,
+                      height: int = 50) -> subprocess.Popen:
+        """Start a detached session running `argv` without waiting for tmux: the caller
+        polls the process (a warm pane is started off a job's path)."""
+        return subprocess.Popen(
+            [*self.base, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+             shlex.join(argv)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, close_fds=True)
+
+    def rename_session(self, name: str, new: str) -> None:
+        self.run("rename-session", "-t", f"={name}", new)
+
     def new_session(self, name: str, argv: Sequence[str], cwd: str, width: int = 200,
                     height: int = 50, options: dict[str, str] | None = None) -> None:
         """A REPL's detached session running `argv` in `cwd`. One command sequence, so the

@@ -1,6 +1,8 @@
 """`python -m luzia.agents.wrap JOB_DIR [--pty]`: run a job's command and record its end.
 Also runs as a file, `python -S -I .../wrap.py JOB_DIR [--pty]`: no site-packages to load,
-for a plain job (runners.WrapperNeeded), whose steps here need none.
+for a plain job (runners.WrapperNeeded), whose steps here need none. And as a warm pane,
+`wrap.py --idle SOCKET SESSION` (luzia/agents/warm.py): started before its job, it waits on
+the agent's socket for the job directory, then runs it as `wrap.py JOB_DIR --pty` would.
 
 Reads argv, cwd and env from meta.json (so the task text never passes through a shell),
 writes `pid`, copies all output into output.log (with --pty: through a pseudo-terminal,
@@ -72,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if args[:1] == ["--exec"] and len(args) > 3 and args[2] == "--":
         return exec_with(Path(args[1]), args[3:])
+    if args[:1] == ["--idle"] and len(args) == 3:
+        job_dir = wait_for_job(args[1], args[2])
+        return main([job_dir, "--pty"]) if job_dir else 0
     if not args:
         print("usage: python -m luzia.agents.wrap JOB_DIR [--pty]", file=sys.stderr)
         return 2
@@ -128,6 +133,29 @@ def _tee(meta: dict, job_dir: Path, log, pane: bool):
         return None
     from luzia.agents.adapters.stream import Tee
     return Tee(job_dir, fmt, log, pane, write_atomic)
+
+
+def wait_for_job(address: str, session: str) -> str:
+    """`wrap --idle SOCKET SESSION`: a warm pane (luzia/agents/warm.py). Say our session's
+    name on the agent's socket and wait for a job directory's path; "" when the agent went
+    away first (its end closed: a stop, a crash), and the session ends with us."""
+    import socket
+    from luzia import snapshots  # noqa: F401  (loaded now: every job's wrapper imports it)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    data = b""
+    try:
+        sock.connect(address)
+        sock.sendall(session.encode() + b"\n")
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                return ""
+            data += chunk
+    except OSError:
+        return ""
+    finally:
+        sock.close()
+    return os.fsdecode(data[:-1])
 
 
 def exec_with(env_file: Path, argv: list[str]) -> int:
@@ -193,6 +221,10 @@ def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
         os._exit(127)
     write_atomic(job_dir / layout.PID, f"{pid}\n")
     _forward_signals(pid)
+    try:
+        os.chdir(cwd)     # the pane's current path is the job's (a warm pane started elsewhere)
+    except OSError:
+        pass
     pane = sys.stdin.isatty()
     saved = None
     if pane:
