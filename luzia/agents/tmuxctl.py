@@ -67,13 +67,17 @@ class TmuxController:
         self._start(name, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                     *(["-c", cwd] if cwd else []), shlex.join(argv))
 
-    def spawn_session(self, name: str, argv: Sequence[str], width: int = 200,
-                      height: int = 50) -> subprocess.Popen:
-        """Start a detached session running `argv` without waiting for tmux: the caller
-        polls the process (a warm pane is started off a job's path)."""
+    def spawn_session(self, name: str, argv: Sequence[str], delay: float = 0.0,
+                      width: int = 200, height: int = 50) -> subprocess.Popen:
+        """Start a detached session running `argv` (after `delay` seconds, in its shell)
+        without waiting for tmux: the caller polls the process (a warm pane is started off
+        a job's path)."""
+        command = shlex.join(argv)
+        if delay > 0:
+            command = f"sleep {delay:g}; exec {command}"
         return subprocess.Popen(
             [*self.base, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
-             shlex.join(argv)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+             command], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, close_fds=True)
 
     def rename_session(self, name: str, new: str) -> None:

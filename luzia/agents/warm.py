@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_IDLE = 2          # idle sessions kept at most (fewer with fewer slots): each is a process
 START_TTL = 30.0      # seconds an idle session may take to connect before it is given up
 RETRY_AFTER = 1.0     # seconds between starts after one failed (tmux down: no busy loop)
+# seconds a new idle wrapper waits in its shell before its interpreter starts, while another
+# is ready: its start (~30 ms of CPU) then does not compete with the job just handed over
+REFILL_DELAY = 0.3
 
 
 class Idle:
@@ -133,7 +136,7 @@ class WarmPanes:
             if code or now - at > START_TTL:
                 del self.starting[name]
         while len(self.ready) + len(self.starting) < self.size and now >= self.retry_at:
-            self._start_one(now)
+            self._start_one(now, REFILL_DELAY if self.ready else 0.0)
 
     def fileno(self) -> int | None:
         """Readable when an idle wrapper connects: the agent's loop wakes to take it."""
@@ -153,12 +156,12 @@ class WarmPanes:
             self.path.unlink(missing_ok=True)
 
     # inside --------------------------------------------------------------------------------
-    def _start_one(self, now: float) -> None:
+    def _start_one(self, now: float, delay: float) -> None:
         self.count += 1
         name = f"{self.prefix}{os.getpid()}-{self.count}"
         argv = [sys.executable, "-S", "-I", processes.WRAPPER_SCRIPT, "--idle", str(self.path), name]
         try:
-            self.starting[name] = (self.tmux.spawn_session(name, argv), now)
+            self.starting[name] = (self.tmux.spawn_session(name, argv, delay), now)
         except OSError as exc:
             log.warning("cannot start an idle session: %s", exc)
             self.retry_at = now + RETRY_AFTER

@@ -32,9 +32,9 @@ if __package__ in (None, ""):   # run as a file: our package is three levels up
 from luzia import layout  # noqa: E402  (after the path a file run needs)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write, fsync, rename. The temporary file is written in place, not truncated first:
-    the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
+def write_atomic(path: Path, text: str, sync: bool = True) -> None:
+    """Write, fsync (with `sync`), rename. The temporary file is written in place, not
+    truncated first: the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
     disk that filled meanwhile the pid and the exit code still fit (issue 17). Kept here
     rather than imported: the wrapper starts once per job and must start fast."""
     tmp = path.with_name(layout.atomic_tmp_name(path.name))
@@ -43,7 +43,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         os.write(fd, data)
         os.ftruncate(fd, len(data))
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -219,7 +220,9 @@ def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
         except OSError as exc:
             os.write(2, f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
-    write_atomic(job_dir / layout.PID, f"{pid}\n")
+    # not synced (as the spawner's): after a power cut no command runs, and no pid file
+    # reads as "never started", which the broker requeues
+    write_atomic(job_dir / layout.PID, f"{pid}\n", sync=False)
     _forward_signals(pid)
     try:
         os.chdir(cwd)     # the pane's current path is the job's (a warm pane started elsewhere)
