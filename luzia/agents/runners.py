@@ -183,7 +183,9 @@ class SubprocessRunner:
 
 class TmuxRunner(Untold):
     """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`),
-    reached through agent.tmux_prefix (e.g. into a container whose paths match ours)."""
+    reached through agent.tmux_prefix (e.g. into a container whose paths match ours). A job
+    is handed to a warm pane (warm.py: an idle session whose wrapper already runs) when one
+    is ready, else its session starts its own wrapper."""
 
     name = "tmux"
 
@@ -209,7 +211,7 @@ class TmuxRunner(Untold):
             # the session's command holds only our interpreter and the job dir (shell-quoted)
             self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean),
                                     cwd=_cwd(job))
-        self.warm.top_up()       # a new idle session for the next job, not waited for
+        self.warm.top_up(after_take=True)    # a new idle session, not waited for
         return session
 
     def alive(self, job: JobDir) -> bool:

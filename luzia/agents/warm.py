@@ -122,8 +122,10 @@ class WarmPanes:
         return False
 
     # off the path ------------------------------------------------------------------------
-    def top_up(self) -> None:
-        """Take what connected, reap finished starts, start idle sessions up to the size."""
+    def top_up(self, after_take: bool = False) -> None:
+        """Take what connected, reap finished starts, start idle sessions up to the size;
+        `after_take` (on a job's path) or while one is ready, each new one's interpreter
+        starts REFILL_DELAY later, not beside the job just handed over."""
         if self.listener is None:
             return
         self._accept()
@@ -136,7 +138,7 @@ class WarmPanes:
             if code or now - at > START_TTL:
                 del self.starting[name]
         while len(self.ready) + len(self.starting) < self.size and now >= self.retry_at:
-            self._start_one(now, REFILL_DELAY if self.ready else 0.0)
+            self._start_one(now, REFILL_DELAY if self.ready or after_take else 0.0)
 
     def fileno(self) -> int | None:
         """Readable when an idle wrapper connects: the agent's loop wakes to take it."""

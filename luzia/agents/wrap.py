@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["--exec"] and len(args) > 3 and args[2] == "--":
         return exec_with(Path(args[1]), args[3:])
     if args[:1] == ["--idle"] and len(args) == 3:
-        job_dir = wait_for_job(args[1], args[2])
-        return main([job_dir, "--pty"]) if job_dir else 0
+        handed = wait_for_job(args[1], args[2])
+        return main([handed, "--pty"]) if handed else 0
     if not args:
         print("usage: python -m luzia.agents.wrap JOB_DIR [--pty]", file=sys.stderr)
         return 2
@@ -141,6 +141,7 @@ def wait_for_job(address: str, session: str) -> str:
     name on the agent's socket and wait for a job directory's path; "" when the agent went
     away first (its end closed: a stop, a crash), and the session ends with us."""
     import socket
+
     from luzia import snapshots  # noqa: F401  (loaded now: every job's wrapper imports it)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     data = b""
