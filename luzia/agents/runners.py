@@ -197,7 +197,7 @@ class TmuxRunner(Untold):
         self._listed_at = -1e9
         # idle sessions with a started wrapper (warm.py); none through a prefix (a container
         # may not share our run directory's socket)
-        self.warm = WarmPanes(self.tmux, cfg.run_dir, cfg.agent.name,
+        self.warm = WarmPanes(self.tmux, cfg.run_dir, Path(cfg.jobs_dir), cfg.agent.name,
                               0 if cfg.tmux_prefix else cfg.agent.slots)
         self.warm.top_up()
 
@@ -206,7 +206,8 @@ class TmuxRunner(Untold):
         job.set_status(runner=self.name, session=session, socket=self.socket)
         job.for_wrapper()
         self._listed_at = -1e9
-        if not self.warm.take(session, job.path):
+        # a session of that name still listed (an earlier attempt's): tmux refuses it below
+        if (self._listed and session in self._listed) or not self.warm.take(session, job.path):
             lean = not self.wrapper_needed(job.meta())
             # the session's command holds only our interpreter and the job dir (shell-quoted)
             self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean),
@@ -217,8 +218,12 @@ class TmuxRunner(Untold):
     def alive(self, job: JobDir) -> bool:
         """Its session is listed, or tmux could not say (the worker looks again next tick;
         the wrapper's exit_code file is what ends a job)."""
+        session = layout.job_session(job.id)
+        if self.warm.renaming_to(session):     # handed to an idle session being renamed
+            self._listed_at = -1e9              # listed afresh once that is done
+            return True
         listed = self._sessions()
-        return listed is None or layout.job_session(job.id) in listed
+        return listed is None or session in listed
 
     def kill(self, job: JobDir) -> None:
         self._listed_at = -1e9

@@ -3,11 +3,14 @@
 line on a socket instead of an interpreter's start (docs/DECISIONS.md, "warm panes").
 
 Each idle wrapper connects to the agent's socket (run dir, `warm-<pid>.sock`), says its
-session's name and blocks reading. For a job the agent renames the session to the job's
-(`luzia-<job id>`), then writes the job directory's path; the wrapper does from there what
-a wrapper started for the job does. Renamed before the path is sent: an agent that dies in
-between leaves a job session whose wrapper read nothing and exits (its job never started:
-the broker requeues it), never a job running under an idle name.
+session's name and blocks reading. For a job the agent writes the job directory's path to
+one; the wrapper does from there what a wrapper started for the job does. The agent then
+renames the session to the job's (`luzia-<job id>`) with a tmux client it does not wait
+for (its start is not delayed by it), and counts the job alive while that runs. A client
+once started completes even if the agent dies; an agent that dies between the path and the
+client's start leaves an idle session holding a job, which the next agent finds (its
+wrapper has the job's output.log open) and renames before it re-adopts the jobs. A rename
+that fails ends the job (its wrapper records the exit). Never a job under an idle name.
 
 An idle session is never a job: its name is not `luzia-*`, so no listing, re-adoption or
 `luzia attach` sees it. It ends with its agent: the wrapper reads EOF when the agent's end
@@ -25,6 +28,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from luzia import layout
 from luzia.agents import processes
@@ -79,46 +84,63 @@ class Idle:
 class WarmPanes:
     """Up to `size` idle sessions of one agent on its tmux server."""
 
-    def __init__(self, tmux: TmuxController, run_dir: Path, agent: str, size: int) -> None:
+    def __init__(self, tmux: TmuxController, run_dir: Path, jobs_dir: Path, agent: str,
+                 size: int) -> None:
         self.tmux = tmux
+        self.jobs_dir = Path(jobs_dir)
         self.prefix = layout.warm_session_prefix(agent)
         self.size = max(0, min(size, MAX_IDLE))
         self.path = Path(run_dir) / layout.warm_socket(os.getpid())
         self.ready: list[Idle] = []          # named, waiting for a job
         self.unnamed: list[Idle] = []        # connected, name not read yet
         self.starting: dict[str, tuple[subprocess.Popen, float]] = {}   # name: tmux, when
+        self.renaming: dict[str, tuple[str, subprocess.Popen]] = {}   # job session: idle, tmux
         self.count = 0
         self.retry_at = 0.0
         self.listener: socket.socket | None = None
+        self.adopt_left_over(Path(run_dir))
         if self.size:
-            self._clear_left_over(Path(run_dir))
             self._listen()
 
     # the job's path --------------------------------------------------------------------
     def take(self, session: str, job_path: Path) -> bool:
-        """Give the job to an idle wrapper as session `session`; False when none could take
-        it (the caller starts one cold)."""
+        """Give the job to an idle wrapper, its session to be renamed `session`; False when
+        none could take it (the caller starts one cold)."""
         self._accept()
         while self.ready:
             idle = self.ready.pop(0)
-            if not idle.waiting():
-                idle.close()
-                continue
             try:
-                self.tmux.rename_session(idle.session, session)
-            except TmuxError as exc:
-                log.debug("idle session %s: %s", idle.session, exc)
-                idle.close()
-                continue
-            try:
+                if not idle.waiting():
+                    raise OSError("its wrapper is gone")
                 idle.sock.sendall(os.fsencode(str(job_path)) + b"\n")
-            except OSError as exc:       # it died after the rename: its session is gone too
-                log.warning("idle session %s died as it got a job: %s", idle.session, exc)
+            except OSError as exc:
+                log.debug("idle session %s: %s", idle.session, exc)
+                continue
+            finally:
                 idle.close()
-                self.tmux.kill_session(session)
-                return False
-            idle.close()
+            # renamed after the path is sent, by a tmux client not waited for: the command
+            # starts meanwhile, and the rename completes even if we die now (an agent that
+            # dies before it starts leaves an idle session holding a job: see adopt_left_over)
+            self.renaming[session] = (idle.session, self.tmux.spawn(
+                "rename-session", "-t", f"={idle.session}", session))
             return True
+        return False
+
+    def renaming_to(self, session: str) -> bool:
+        """Is an idle session still being renamed `session`? A rename that failed ends its
+        job (its wrapper records the exit): never a job left under an idle name."""
+        entry = self.renaming.get(session)
+        if entry is None:
+            return False
+        idle, proc = entry
+        code = proc.poll()
+        if code is None:
+            return True
+        del self.renaming[session]
+        if code:
+            log.error("tmux could not rename %s to %s (exit %d); ending its job", idle, session,
+                      code)
+            self.tmux.kill_session(idle)
         return False
 
     # off the path ------------------------------------------------------------------------
@@ -145,7 +167,9 @@ class WarmPanes:
         return self.listener.fileno() if self.listener is not None else None
 
     def close(self) -> None:
-        """The agent stops: every idle wrapper reads EOF and ends its session."""
+        """The agent stops: every idle wrapper reads EOF and ends its session (a rename
+        under way completes without us)."""
+        self.renaming.clear()
         for idle in self.ready + self.unnamed:
             idle.close()
         self.ready, self.unnamed = [], []
@@ -208,17 +232,35 @@ class WarmPanes:
         sock.setblocking(False)
         self.listener = sock
 
-    def _clear_left_over(self, run_dir: Path) -> None:
-        """What an agent of this name left when it was killed: its idle sessions (their
-        wrappers end on their own when it dies; this is for one that could not) and the
-        socket files of agents no longer running."""
+    def adopt_left_over(self, run_dir: Path) -> None:
+        """What an agent of this name left when it was killed: an idle session holding a
+        job (it died between handing the job over and the rename) gets the job's name, for
+        re-adoption; one still idle (its wrapper ends by itself; this is for one that could
+        not) is removed, and so are the socket files of agents no longer running."""
         for name in self.tmux.sessions(self.prefix) or ():
-            log.info("removing idle session %s left by an earlier agent", name)
-            self.tmux.kill_session(name)
+            job_id = self._job_in(name)
+            if job_id:
+                log.warning("idle session %s runs job %s: renamed to its session", name, job_id)
+                self.tmux.rename_session(name, layout.job_session(job_id))
+            else:
+                log.info("removing idle session %s left by an earlier agent", name)
+                self.tmux.kill_session(name)
         for path in run_dir.glob("warm-*.sock"):
             m = layout.WARM_SOCKET_RE.fullmatch(path.name)
             if m and not _running(int(m.group(1))):
                 path.unlink(missing_ok=True)
+
+    def _job_in(self, session: str) -> str:
+        """The job whose output.log the session's wrapper has open ("" while it is idle)."""
+        try:
+            files = psutil.Process(self.tmux.pane_pid(session)).open_files()
+        except (psutil.Error, ValueError, TmuxError):
+            return ""
+        for f in files:
+            path = Path(f.path)
+            if path.name == layout.OUTPUT and path.parent.parent == self.jobs_dir:
+                return path.parent.name
+        return ""
 
 
 def _running(pid: int) -> bool:

@@ -65,8 +65,8 @@ def test_a_job_in_a_warm_pane_keeps_every_promise_and_idle_panes_end_with_their_
     meta = json.loads((fleet.home / "jobs" / job_id / "meta.json").read_text())
     assert printed(fleet, job_id) == {"mark": "one", "job": job_id, "pwd": meta["cwd"]}
     session = f"luzia-{job_id}"
-    assert session in sessions(tmux_socket)
     # it ran in a pane started before it: the pane's process is the idle wrapper
+    wait_for(lambda: session in sessions(tmux_socket), 60, message="the job's session named")
     assert "--idle" in pane_cmdline(tmux_socket, session)
     # and one of the idle sessions became the job's (a new one replaces it)
     wait_for(lambda: len(idle(tmux_socket)) == 2 and idle(tmux_socket) != first_idle, 60,
@@ -83,13 +83,17 @@ def test_a_job_in_a_warm_pane_keeps_every_promise_and_idle_panes_end_with_their_
     wait_for(lambda: not idle(tmux_socket), 60, message="idle sessions ended with the agent")
     assert session in sessions(tmux_socket)
 
-    # what a killed agent could leave: a stuck idle session and its socket file
+    # what a killed agent could leave: a job still under its idle session's name (killed
+    # after handing the job over, before the rename), a stuck idle session, its socket file
+    subprocess.run(["tmux", "-L", tmux_socket, "rename-session", "-t", f"={session}",
+                    "lzwarm-a-1-2"], check=True)
     subprocess.run(["tmux", "-L", tmux_socket, "new-session", "-d", "-s", "lzwarm-a-1-1",
                     "sleep 600"], check=True)
     (fleet.home / "run" / "warm-999999999.sock").touch()
     fleet.start_agent("a", env={"AGENT_MARK": "two"})
     wait_for(lambda: "lzwarm-a-1-1" not in sessions(tmux_socket), 60,
              message="the left-over idle session removed")
+    wait_for(lambda: session in sessions(tmux_socket), 60, message="the job's session named")
     wait_for(lambda: not (fleet.home / "run" / "warm-999999999.sock").exists(), 60)
     wait_for(lambda: len(idle(tmux_socket)) == 2, 60, message="the new agent's idle sessions")
 
@@ -102,6 +106,7 @@ def test_a_job_in_a_warm_pane_keeps_every_promise_and_idle_panes_end_with_their_
     assert printed(fleet, again)["mark"] == "two"
     for jid in (job_id, again):
         assert (fleet.home / "jobs" / jid / "exit_code").read_text().strip() == "3"
+        assert fleet.job(jid)["exit_code"] == 3         # re-adopted, not "vanished" (-1)
 
     # the agent stopped for good: no idle session is left
     fleet.kill("agent-a", signal.SIGTERM)
