@@ -241,7 +241,10 @@ class WarmPanes:
             job_id = self._job_in(name)
             if job_id:
                 log.warning("idle session %s runs job %s: renamed to its session", name, job_id)
-                self.tmux.rename_session(name, layout.job_session(job_id))
+                try:
+                    self.tmux.rename_session(name, layout.job_session(job_id))
+                except TmuxError as exc:
+                    log.error("idle session %s: %s", name, exc)
             else:
                 log.info("removing idle session %s left by an earlier agent", name)
                 self.tmux.kill_session(name)
