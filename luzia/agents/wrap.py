@@ -240,7 +240,10 @@ def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
         _pump(fd, log, pane, tee)
     finally:
         if saved is not None:
-            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+            try:
+                termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+            except (termios.error, OSError):   # the pane is gone (its session was killed)
+                pass
     _, status = os.waitpid(pid, 0)
     return _status(os.waitstatus_to_exitcode(status))
 
@@ -270,7 +273,10 @@ def _pump(fd: int, log, pane: bool, tee=None) -> None:
                 except OSError:      # the pane went away; output.log still gets everything
                     pass
         if 0 in ready:
-            data = os.read(0, 4096)
+            try:
+                data = os.read(0, 4096)
+            except OSError:          # the pane hung up: the command goes on without its keys
+                data = b""
             if data:
                 os.write(fd, data)
             else:
