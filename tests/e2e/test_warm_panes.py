@@ -43,6 +43,23 @@ def pane_cmdline(socket: str, session: str) -> list[str]:
         return []
 
 
+def waiting(socket: str) -> bool:
+    """Two idle sessions whose wrappers are started and connected to their agent (a job
+    may find them ready: until then it starts cold, which is not what is tested here)."""
+    names = idle(socket)
+    return len(names) == 2 and all(connected(socket, name) for name in names)
+
+
+def connected(socket: str, session: str) -> bool:
+    out = subprocess.run(["tmux", "-L", socket, "list-panes", "-t", f"={session}:", "-F",
+                          "#{pane_pid}"], capture_output=True, text=True)
+    try:
+        proc = psutil.Process(int(out.stdout.split()[0]))
+        return "--idle" in proc.cmdline() and bool(proc.net_connections(kind="unix"))
+    except (IndexError, ValueError, psutil.Error):
+        return False
+
+
 def printed(fleet: LocalFleet, job_id: str) -> dict[str, str]:
     log = Path(fleet.home) / "jobs" / job_id / "output.log"
     text = log.read_text(errors="replace") if log.exists() else ""
@@ -56,7 +73,7 @@ def test_a_job_in_a_warm_pane_keeps_every_promise_and_idle_panes_end_with_their_
     fleet = make_fleet(fleet_config(f'{CONFIG}\ntmux_socket = "{tmux_socket}"'))
     fleet.start_broker()
     fleet.start_agent("a", env={"AGENT_MARK": "one"})
-    wait_for(lambda: len(idle(tmux_socket)) == 2, 60, message="two idle sessions")
+    wait_for(lambda: waiting(tmux_socket), 60, message="two idle sessions waiting")
     first_idle = idle(tmux_socket)
     assert all(s.startswith("lzwarm-a-") for s in first_idle)
 
