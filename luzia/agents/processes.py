@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
-import select
 import subprocess
 import sys
 import threading

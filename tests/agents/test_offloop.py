@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import select
 import threading
+from concurrent.futures import Future
+from typing import Any
 
 from luzia.agents.offloop import OffLoop
 
@@ -19,7 +21,7 @@ def test_a_finished_layout_wakes_the_loop_and_is_taken_once():
         run = Job()
         off.submit(run, lambda: "session-1")
         assert select.select([off.fileno()], [], [], 30)[0]
-        finished = []
+        finished: list[tuple[Any, Future]] = []
         while not finished:          # the wake may come just before the future is done
             finished = off.done()
         assert [(r, f.result()) for r, f in finished] == [(run, "session-1")]
