@@ -22,7 +22,6 @@ from luzia.agents import attention, outcome, processes, stall, worktrees
 from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
 from luzia.agents.jobstatus import AttemptState
-from luzia.agents.offloop import OffLoop
 from luzia.agents.runners import Runner
 from luzia.agents.runstate import RunState
 from luzia.config import Config
@@ -62,7 +61,6 @@ class Run:
     limited_until: float = 0.0    # a provider's usage limit ended it: the reset (unix time)
     limit: str = ""               # ... and the line that showed it
     workspace: worktrees.JobWorkspace | worktrees.NoWorkspace = worktrees.NO_WORKSPACE
-    told_ended: bool = False      # the runner told of its end while it was being laid out
 
     @property
     def id(self) -> str:
@@ -83,8 +81,6 @@ class HeldJobs:
         self.root = Path(cfg.jobs_dir)
         self.jobs: dict[str, Run] = {}
         self.disk = Disk(self.root)     # a full disk degrades the agent (no new work)
-        # starts laid out on threads (offloop.py), when the runner's start is safe there
-        self.off_loop = OffLoop() if getattr(runner, "starts_on_threads", False) else None
 
     # what the broker session reports ------------------------------------------------
     def for_hello(self) -> list[protocol.HeldJob]:
@@ -106,8 +102,6 @@ class HeldJobs:
     # the broker's messages --------------------------------------------------------------
     def assign(self, msg: protocol.Assign, slots: int) -> None:
         current = self.jobs.get(msg.job.id)
-        if current is not None:
-            self._settle(current)      # a repeat while its layout is under way: see it first
         if current is not None and current.never_started and current.state.ended:
             self.forget(current)       # nothing of it ran: the new attempt starts afresh
             current = None
@@ -151,61 +145,20 @@ class HeldJobs:
                   stall=stall.watch_for(self.cfg, job.project),
                   attention=attention.watch_for(self.cfg))
         self.jobs[job.id] = run
-        if self.off_loop is not None:
-            self.off_loop.submit(run, self._lay_out, run, job, attempt, account, resume)
-            return
         try:
-            session = self._lay_out(run, job, attempt, account, resume)
+            jd.create(self.cfg, job, attempt, account, resume)
+            run.workspace = worktrees.workspace_of(jd.path)
+            session = self.runner.start(jd)
         except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
-            self._unstarted(run, exc)
+            log.error("job %s never started: %s", job.id, exc)
+            self.disk.failed(exc, time.monotonic())
+            run.never_started = True
+            self._ended(run, -1, f"runner: {exc}"[:protocol.MAX_LINE])
             return
-        self._started(run, session)
-
-    def _lay_out(self, run: Run, job: protocol.JobSpec, attempt: int, account: str,
-                 resume: str) -> str:
-        """The job's directory and its hand-off to the runner (on a thread, with off_loop:
-        it touches nothing but this run's directory and the runner); its session."""
-        run.dir.create(self.cfg, job, attempt, account, resume)
-        run.workspace = worktrees.workspace_of(run.dir.path)
-        return self.runner.start(run.dir)
-
-    def laid_out(self) -> None:
-        """The starts whose layout finished on a thread: Started, or never started."""
-        if self.off_loop is not None:
-            for run, future in self.off_loop.done():
-                self._finish_start(run, future)
-
-    def _settle(self, run: Run) -> None:
-        """Wait for the run's layout, if it is under way, before anything acts on it."""
-        future = self.off_loop.settle(run) if self.off_loop is not None else None
-        if future is not None:
-            self._finish_start(run, future)
-
-    def _finish_start(self, run: Run, future) -> None:
-        exc = future.exception()
-        if exc is not None:
-            self._unstarted(run, exc)
-            return
-        self._started(run, future.result())
-        if run.told_ended:       # its end came first: looked at in this turn's tick
-            run.next_look = 0.0
-
-    def _unstarted(self, run: Run, exc: BaseException) -> None:
-        log.error("job %s never started: %s", run.id, exc)
-        self.disk.failed(exc, time.monotonic())
-        run.never_started = True
-        self._ended(run, -1, f"runner: {exc}"[:protocol.MAX_LINE])
-
-    def _started(self, run: Run, session: str) -> None:
-        self.send(protocol.Started(job_id=run.id, attempt=run.attempt, session=session,
-                                   pid=run.dir.pid(), **run.workspace.started()))
-        log.info("job %s started (attempt %d) with the %s runner%s", run.id, run.attempt,
+        self.send(protocol.Started(job_id=job.id, attempt=attempt, session=session, pid=jd.pid(),
+                                   **run.workspace.started()))
+        log.info("job %s started (attempt %d) with the %s runner%s", job.id, attempt,
                  self.runner.name, f" in session {session}" if session else "")
-
-    def close(self) -> None:
-        """Finish the layouts under way (their jobs are handed to the runner, or not)."""
-        if self.off_loop is not None:
-            self.off_loop.close()
 
     def cancel(self, job_id: str) -> None:
         run = self.jobs.get(job_id)
@@ -265,24 +218,17 @@ class HeldJobs:
         """The runner saw these jobs end: watch them now, not at the next tick."""
         for job_id in job_ids:
             run = self.jobs.get(job_id)
-            if run is None or run.state.ended:
-                continue
-            if self._laying_out(run):
-                run.told_ended = True        # its Started goes first
-                continue
-            self._watch(run, now)
+            if run is not None and not run.state.ended:
+                self._watch(run, now)
 
     def watch(self, now: float) -> None:
         """Progress, the end, the timeout and the stop sequence of every run, each looked at
         every LOOK_EVERY seconds (not every turn of a busy loop: an end the runner tells of
         is looked at at once, through `check`)."""
         for run in list(self.jobs.values()):
-            if not run.state.ended and now >= run.next_look and not self._laying_out(run):
+            if not run.state.ended and now >= run.next_look:
                 run.next_look = now + LOOK_EVERY
                 self._watch(run, now)
-
-    def _laying_out(self, run: Run) -> bool:
-        return self.off_loop is not None and self.off_loop.busy(run)
 
     def _watch(self, run: Run, now: float) -> None:
         if not run.dropped:
@@ -372,9 +318,6 @@ class HeldJobs:
     # stopping ---------------------------------------------------------------------------
     def stop(self, run: Run, reason: str) -> None:
         """Begin stopping: SIGTERM now (or as soon as the command's pid is known)."""
-        self._settle(run)
-        if run.state.ended:            # it never started (its layout failed)
-            return
         run.move(RunState.STOPPING)
         run.reason, run.stop_at = reason, time.monotonic()
         run.dir.set_status(reason=reason)     # the wrapper's end commit says why it ended

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -148,17 +146,12 @@ class SpawnerLink:
         self.sent: set[str] = set()     # jobs it runs for us whose end we have not heard
         self.buffer = b""
         self.mark: Path | None = None
-        self.lock = threading.RLock()   # ensure, send and close: jobs start on threads too
 
     def ensure(self) -> int:
         """A live spawner; its pid."""
-        with self.lock:
-            return self._ensure()
-
-    def _ensure(self) -> int:
         if self.proc is not None and self.proc.poll() is None and self.sock is not None:
             return self.proc.pid
-        self._close()
+        self.close()
         mark = self.run_dir / layout.spawner_mark(f"{os.getpid()}-{time.time_ns()}")
         mark.touch()      # before any job is sent: removed once the spawner has read them all
         ours, theirs = socket.socketpair()
@@ -178,22 +171,18 @@ class SpawnerLink:
         log.info("spawner started (pid %d)", self.proc.pid)
         return self.proc.pid
 
-    def send(self, job: JobDir, spawner: int = 0) -> None:
-        """Hand the job to the spawner (OSError: it is gone, the job did not start); with
-        `spawner`, only to that one (the pid its status.json names: another thread may
-        have started a new one since)."""
+    def send(self, job: JobDir) -> None:
+        """Hand the job to the spawner (OSError: it is gone, the job did not start)."""
         path = os.fsencode(str(job.path))
         if b"\n" in path:
             raise ValueError(f"a job directory with a newline in its path: {job.path!r}")
-        with self.lock:
-            if self.sock is None or self.proc is None or spawner not in (0, self.proc.pid):
-                raise OSError(f"the spawner is gone; job {job.id} not handed to it")
-            self.sent.add(job.id)           # before: its end may be told at once
-            try:
-                _send_all(self.sock, path + b"\n")
-            except OSError:
-                self.sent.discard(job.id)
-                raise
+        assert self.sock is not None      # ensure() came first
+        self.sock.setblocking(True)
+        try:
+            self.sock.sendall(path + b"\n")
+        finally:
+            self.sock.setblocking(False)
+        self.sent.add(job.id)
 
     def alive(self, job: JobDir) -> bool:
         return job.id in self.sent and self.proc is not None and self.proc.poll() is None
@@ -229,10 +218,6 @@ class SpawnerLink:
 
     def close(self) -> None:
         """Let go of the spawner: it finishes the commands it runs and then exits."""
-        with self.lock:
-            self._close()
-
-    def _close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -241,14 +226,3 @@ class SpawnerLink:
             if self.proc.poll() is not None and self.mark is not None:
                 self.mark.unlink(missing_ok=True)    # it died before it could
             self.proc = None
-
-
-def _send_all(sock: socket.socket, data: bytes) -> None:
-    """sendall on a non-blocking socket, without making it blocking: the loop reads the
-    same socket (`ended`) while a layout thread sends on it."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[sock.send(view):]
-        except BlockingIOError:
-            select.select([], [sock], [], 1.0)

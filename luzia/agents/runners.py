@@ -118,7 +118,6 @@ class SubprocessRunner:
     wrapper as a child in its own session; either outlives the agent."""
 
     name = "subprocess"
-    starts_on_threads = True    # start() may run on the agent's layout threads (offloop.py)
 
     def __init__(self, cfg: Config) -> None:
         self.wrappers = processes.Wrappers()
@@ -129,9 +128,8 @@ class SubprocessRunner:
         why = self.wrapper_needed(job.meta())
         if not why:
             # recorded before the job is sent, so a restarted agent knows who runs it
-            spawner = self.spawner.ensure()
-            job.set_status(wrapper_pid=spawner, runner=self.name)
-            self.spawner.send(job, spawner)
+            job.set_status(wrapper_pid=self.spawner.ensure(), runner=self.name)
+            self.spawner.send(job)
             return ""
         log.debug("job %s: the wrapper runs it (%s)", job.id, why)
         job.for_wrapper()

@@ -66,9 +66,6 @@ class Worker:
         self.poller.register(self.ping, zmq.POLLIN)
         self.runner_fd: int | None = None     # the runner's news of ended jobs wakes the loop
         self.held = HeldJobs(cfg, self.runner, self.send)
-        self.layouts_fd = self.held.off_loop.fileno() if self.held.off_loop else None
-        if self.layouts_fd is not None:      # a start laid out on a thread wakes the loop
-            self.poller.register(self.layouts_fd, zmq.POLLIN)
         for run in readopt(cfg, self.runner):
             self.held.jobs[run.id] = run
         self.worktrees = worktrees.Worktrees(cfg)
@@ -108,8 +105,6 @@ class Worker:
         ready = dict(self.poller.poll(int(timeout * 1000)))
         from_broker = self.session.sock in ready
         self.session.listened(time.monotonic() - polled, from_broker)
-        if self.layouts_fd is not None and self.layouts_fd in ready:
-            self.held.laid_out()        # before the ends: a job's Started goes first
         if self.runner_fd is not None and self.runner_fd in ready:
             self.held.check(self.runner.ended(), time.monotonic())
         if from_broker:
@@ -148,10 +143,6 @@ class Worker:
     def close(self) -> None:
         """Leave: the jobs keep running (tmux sessions, process groups) for the next agent."""
         self.session.close()
-        if self.layouts_fd is not None:
-            self.poller.unregister(self.layouts_fd)
-            self.layouts_fd = None
-        self.held.close()             # the starts under way reach the runner first
         if self.runner_fd is not None:
             self.poller.unregister(self.runner_fd)
             self.runner_fd = None
