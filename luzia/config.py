@@ -92,7 +92,7 @@ class BrokerConfig(Frozen):
                                       # listed, out of the alerts, until `luzia agents forget`
     max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself
     max_pending: int = 100_000        # backpressure: submissions past this are rejected
-    batch: int = 512                  # messages handled per loop turn (group commit size)
+    batch: int = 2048                 # messages handled per loop turn (group commit size)
     spool_sweep: float = 1.0          # seconds between spool sweeps
     insecure: bool = False            # allow non-loopback tcp without CURVE
     metrics_port: int = 0             # Prometheus /metrics on this port; 0: off
