@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("luzia.broker").info("broker stopped")
     return code
 
+
 def _collect_less() -> None:
     """The cycle collector, tuned for a broker that holds every unfinished job: what the
     start built (modules, config, the jobs read back) is frozen out of its sweeps, and its
