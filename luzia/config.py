@@ -20,7 +20,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from luzia import agentconf, gitref
+from luzia import agentconf, gitref, layout
 from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
 from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, UsageError
@@ -381,6 +381,9 @@ def _finish(cfg: Config) -> Config:
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
+    if not layout.TMUX_SOCKET_RE.fullmatch(agent.tmux_socket):
+        raise ConfigError(f"agent.tmux_socket {agent.tmux_socket[:120]!r}: a tmux server name is "
+                          f"1-100 letters, digits, '.', '_' or '-'")
     gitref.check_prefix(agent.branch_prefix)
     if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
         raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "
