@@ -24,6 +24,7 @@ from luzia import protocol
 from luzia.broker import dbfile
 from luzia.broker.dbopen import open_db
 from luzia.errors import StoreError
+from luzia.places import fsync_path
 from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
@@ -258,21 +259,13 @@ class Store:
 
     def _sync_wal(self) -> None:
         try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+            fsync_path(f"{self.path}-wal")
         except FileNotFoundError:       # no WAL (an in-memory database): nothing to sync
-            self._unsynced = False
-            return
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if not self._wal_dir_synced:    # the WAL's own entry, once (SQLite's FULL does too)
-            fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._wal_dir_synced = True
+            pass
+        else:
+            if not self._wal_dir_synced:    # the WAL's own entry, once (FULL does as much)
+                fsync_path(os.path.dirname(os.path.abspath(self.path)))
+                self._wal_dir_synced = True
         self._unsynced = False
 
     def close(self) -> None:
