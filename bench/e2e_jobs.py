@@ -79,6 +79,9 @@ class CpuMeter:
         for name, proc in self.procs.items():
             t = proc.cpu_times()
             out[name] = t.user + t.system
+            # the kernel's part: on this box most of it is ext4 choosing an inode for each
+            # file a job creates (BENCHMARKS.md, branch `e2e`)
+            out[f"{name} (kernel)"] = t.system
         # what the agent reaped: the per-job wrappers and their commands before the spawner
         out["agent's children"] = t.children_user + t.children_system
         spawner = self.spawner()
