@@ -187,22 +187,14 @@ class Broker:
                 self.model.bad[name].drop(str(exc))     # counted, logged rate-limited
 
     def flush(self) -> None:
-        """Commit, then act on what was committed. A turn that acts (sends to an agent,
-        replies, unspools, publishes to a subscriber) commits synced: what it acts on is on
-        disk first. A turn that only took news (an agent's Started, Progress, beats) is
-        written but not synced: a killed broker keeps it all the same, and a power cut that
-        loses it loses news the agents still hold (a Done stays held until a beat, a synced
-        turn's, acknowledges it; a lost Started is the one lost in flight, re-adopted at the
-        agent's Hello). The next synced commit makes it durable with its own fsync
-        (DECISIONS: the commit of a turn that acts on nothing)."""
+        """Commit, then act on what was committed."""
         out = self.model.out
-        self._subscriptions()
-        self.model.store.commit(sync=bool(out.to_agents or out.replies or out.unspool
-                                          or (out.events and self.watched)))
+        self.model.store.commit()
         for sock, queue in ((self.router, out.to_agents), (self.control, out.replies)):
             for frames in queue:
                 _send(sock, frames)
             queue.clear()
+        self._subscriptions()
         if self.watched:
             prefixes = tuple(self.watched)
             for topic, data in out.events:

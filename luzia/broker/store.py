@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -24,7 +23,6 @@ from luzia import protocol
 from luzia.broker import dbfile
 from luzia.broker.dbopen import open_db
 from luzia.errors import StoreError
-from luzia.places import fsync_path
 from luzia.states import TERMINAL_NAMES, JobState, Priority
 
 log = logging.getLogger(__name__)
@@ -221,10 +219,6 @@ class Store:
         self.path = path
         self.db, self.opened = open_db(path)
         self._in_tx = False
-        # commit() syncs the WAL itself (FULL's one fsync), and only when a turn acts on it
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._unsynced = False        # a commit not yet fsync'd
-        self._wal_dir_synced = False
         self.next_seq = (self.db.execute("SELECT MAX(seq) FROM jobs").fetchone()[0] or 0) + 1
 
     # transactions -------------------------------------------------------------
@@ -243,30 +237,13 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('drained', ?)",
                         (json.dumps(sorted(names)),))
 
-    def commit(self, sync: bool = True) -> bool:
-        """Commit the open transaction, if any. True if something was written. `sync`: on
-        disk (the WAL fsync'd) before this returns, with every commit before it; not
-        `sync`: written (a killed broker keeps it) but synced only with the next synced
-        commit (server.flush: a turn that acts on nothing)."""
-        wrote = self._in_tx
-        if wrote:
-            self.db.execute("COMMIT")
-            self._in_tx = False
-            self._unsynced = True
-        if sync and self._unsynced:
-            self._sync_wal()
-        return wrote
-
-    def _sync_wal(self) -> None:
-        try:
-            fsync_path(f"{self.path}-wal")
-        except FileNotFoundError:       # no WAL (an in-memory database): nothing to sync
-            pass
-        else:
-            if not self._wal_dir_synced:    # the WAL's own entry, once (FULL does as much)
-                fsync_path(os.path.dirname(os.path.abspath(self.path)))
-                self._wal_dir_synced = True
-        self._unsynced = False
+    def commit(self) -> bool:
+        """Commit the open transaction, if any. True if something was written."""
+        if not self._in_tx:
+            return False
+        self.db.execute("COMMIT")
+        self._in_tx = False
+        return True
 
     def close(self) -> None:
         if self._in_tx:
