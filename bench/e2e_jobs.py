@@ -11,11 +11,18 @@ Two ways in, both printed:
   figure set beside the peers, whose enqueue is one call per job on a warm connection.
 
 Run: .venv/bin/python bench/e2e_jobs.py [jobs] [slots] [client|push|both]
+With BENCH_JOBS_DIR=/dev/shm the job directories go to a fresh directory there (the database
+stays on the disk): the code's cost without this box's disk, whose ext4 (no journal) spends
+0.3-0.7 ms of kernel CPU choosing each new inode in /tmp (BENCHMARKS.md, branch `e2e`).
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -79,6 +86,9 @@ class CpuMeter:
         for name, proc in self.procs.items():
             t = proc.cpu_times()
             out[name] = t.user + t.system
+            # the kernel's part: on this box most of it is ext4 choosing an inode for each
+            # file a job creates (BENCHMARKS.md, branch `e2e`)
+            out[f"{name} (kernel)"] = t.system
         # what the agent reaped: the per-job wrappers and their commands before the spawner
         out["agent's children"] = t.children_user + t.children_system
         spawner = self.spawner()
@@ -105,7 +115,12 @@ def run(fleet, submit: Callable[[str], None], n: int, done_before: int) -> tuple
 
 
 def main(n: int = 300, slots: int = 8, how: str = "both") -> dict[str, float]:
-    fleet = temp_fleet(fleet_config(slots), LUZIA_MAX_JOBS="100000")
+    env = {"LUZIA_MAX_JOBS": "100000"}
+    if os.environ.get("BENCH_JOBS_DIR"):
+        jobs = tempfile.mkdtemp(prefix="lzj", dir=os.environ["BENCH_JOBS_DIR"])
+        atexit.register(shutil.rmtree, jobs, True)
+        env["LUZIA_JOBS_DIR"] = jobs
+    fleet = temp_fleet(fleet_config(slots), **env)
     res: dict[str, float] = {"slots": slots}
     try:
         start_one_agent(fleet)

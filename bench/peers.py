@@ -144,7 +144,7 @@ def luzia_figures(n: int, n_enqueue: int, slots: int) -> dict[str, float]:
     import submit_throughput
     e2e = e2e_jobs.main(n, slots)
     return {"enqueue": submit_throughput.client_rate(n_enqueue),
-            "ingest": submit_throughput.broker_rate(max(n_enqueue, 20_000)),
+            "ingest": submit_throughput.broker_rate(max(n_enqueue, 20_000))[0],
             "e2e": e2e["push_jobs_per_s"], "e2e_client": e2e["client_jobs_per_s"]}
 
 

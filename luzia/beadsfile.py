@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from luzia.places import fsync_path
+
 REPLACED_RETRIES = 20     # a file replaced under us this many times in a row: give up this round
 
 
@@ -165,7 +167,7 @@ class BeadsFile:
                 new.write(extra)
                 new.flush()
                 os.fsync(new.fileno())
-        _sync_dir(self.path.parent)
+        fsync_path(self.path.parent)
         return done
 
     @contextmanager
@@ -182,11 +184,3 @@ def _lines(data: bytes) -> list[bytes]:
     """The lines of `data` without their newlines (a last line without one kept as it is)."""
     parts = data.split(b"\n")
     return parts[:-1] if data.endswith(b"\n") else parts if data else []
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -322,13 +322,15 @@ class Control:
     a time, each with a timeout: `Control(cfg).call("jobs.get", id=...)`."""
 
     def __init__(self, cfg: Config | None = None, timeout: float = 3.0,
-                 endpoint: str | None = None, what: str = "broker") -> None:
+                 endpoint: str | None = None, what: str = "broker",
+                 stop_fd: int | None = None) -> None:
         import zmq
         self.zmq = zmq
         self.cfg = cfg or load()
         self.endpoint = endpoint or self.cfg.endpoints.control
         self.timeout = timeout
         self.what = what
+        self.stop_fd = stop_fd     # readable: a request waiting for its reply gives up at once
         self.ctx: zmq.Context = zmq.Context.instance()
         self.sock: zmq.Socket | None = None
         self.handshake: zmq.Socket | None = None    # CURVE handshake failures of `sock`
@@ -375,14 +377,21 @@ class Control:
         raise self._down()
 
     def _wait(self, sock: zmq.Socket, seconds: float) -> bool:
-        """Wait for a reply; a CURVE handshake that failed is said at once, not at the timeout."""
-        if self.handshake is None:
+        """Wait for a reply; a CURVE handshake that failed is said at once, not at the timeout,
+        and a process stopping (`stop_fd` readable) does not wait out the timeout either."""
+        if self.handshake is None and self.stop_fd is None:
             return bool(sock.poll(int(seconds * 1000)))
         poller = self.zmq.Poller()
         poller.register(sock, self.zmq.POLLIN)
-        poller.register(self.handshake, self.zmq.POLLIN)
+        if self.handshake is not None:
+            poller.register(self.handshake, self.zmq.POLLIN)
+        if self.stop_fd is not None:
+            poller.register(self.stop_fd, self.zmq.POLLIN)
         ready = dict(poller.poll(int(seconds * 1000)))
-        if self.handshake in ready:
+        if self.stop_fd is not None and self.stop_fd in ready and sock not in ready:
+            self.close()
+            raise BrokerUnreachable(f"the request to the {self.what} was given up: stopping")
+        if self.handshake is not None and self.handshake in ready:
             failed = keys.handshake_failure(self.handshake, self.cfg, self.endpoint)
             if failed:
                 self.close()

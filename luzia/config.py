@@ -20,7 +20,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from luzia import agentconf, gitref
+from luzia import agentconf, gitref, layout
 from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
 from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, UsageError
@@ -92,7 +92,7 @@ class BrokerConfig(Frozen):
                                       # listed, out of the alerts, until `luzia agents forget`
     max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself
     max_pending: int = 100_000        # backpressure: submissions past this are rejected
-    batch: int = 512                  # messages handled per loop turn (group commit size)
+    batch: int = 2048                 # messages handled per loop turn (group commit size)
     spool_sweep: float = 1.0          # seconds between spool sweeps
     insecure: bool = False            # allow non-loopback tcp without CURVE
     metrics_port: int = 0             # Prometheus /metrics on this port; 0: off
@@ -381,6 +381,9 @@ def _finish(cfg: Config) -> Config:
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
+    if not layout.TMUX_SOCKET_RE.fullmatch(agent.tmux_socket):
+        raise ConfigError(f"agent.tmux_socket {agent.tmux_socket[:120]!r}: a tmux server name is "
+                          f"1-100 letters, digits, '.', '_' or '-'")
     gitref.check_prefix(agent.branch_prefix)
     if agent.runner not in ("auto", "tmux", "subprocess", "interactive"):
         raise ConfigError("agent.runner must be auto, tmux, subprocess or interactive, "

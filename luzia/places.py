@@ -65,3 +65,12 @@ def _refuse_shared(path: Path) -> None:
         raise StateDirError(f"refusing state directory {path}: other users may write it (mode "
                             f"{mode:04o}); point LUZIA_HOME at a directory of Luzia's own, e.g. "
                             f"{path / 'luzia'} (made 0700; an existing one keeps its mode)")
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a file, or a directory's entries (a rename or a new file in it), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -51,6 +51,7 @@ def test_lists_and_booleans_from_env(tmp_path):
     ("[projects.x]\npriority = 'urgent'\n", {}, "priority must be one of"),
     ("[endpoints]\nsubmit = 'http://x'\n", {}, "not an ipc:// or tcp://"),
     ("this is not toml", {}, "cannot read config"),
+    ("[agent]\ntmux_socket = 'a b; rm -rf ~'\n", {}, "a tmux server name is"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, text, env, message):
     with pytest.raises(ConfigError, match=message):

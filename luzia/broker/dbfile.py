@@ -21,6 +21,7 @@ from typing import Any
 from luzia import __version__
 from luzia.broker import migrations
 from luzia.errors import StoreError
+from luzia.places import fsync_path
 from luzia.states import JOB_STATE_NAMES
 
 STAMP = "%Y%m%dT%H%M%S"      # local time, as in the logs: in the names of copies and set-asides
@@ -232,9 +233,9 @@ def backup(src: str, dest: str) -> dict[str, Any]:
                 copy.close()
         finally:
             source.close()
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, dest)
-        _fsync(os.path.dirname(os.path.abspath(dest)))
+        fsync_path(os.path.dirname(os.path.abspath(dest)))
     except (OSError, sqlite3.Error, migrations.NotLuzia) as exc:
         _remove(tmp, tmp + "-journal")
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -353,14 +354,6 @@ def _remove(*paths: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-
-def _fsync(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mtime(path: Path) -> float:

@@ -30,6 +30,7 @@ from typing import Any
 
 from luzia.broker import dbfile, migrations
 from luzia.errors import StoreError
+from luzia.places import fsync_path
 from luzia.states import JOB_STATE_NAMES
 
 SIDE_FILES = ("", "-wal", "-shm", "-journal")
@@ -64,13 +65,13 @@ def recover(path: str, force: bool = False) -> dict[str, Any]:
         method, tried, repaired = _salvage(aside, new, version)
         repaired += _repair(new, os.path.basename(aside))
         before, after = _counts(aside), _counts(new)
-        dbfile._fsync(new)
+        fsync_path(new)
         os.replace(new, path)
     except BaseException:
         dbfile._remove(*(new + s for s in SIDE_FILES))
         _put_back(aside, path)
         raise
-    dbfile._fsync(os.path.dirname(os.path.abspath(path)))
+    fsync_path(os.path.dirname(os.path.abspath(path)))
     dbfile.clear_failed(path)
     return {"path": path, "set_aside": [aside + s for s in SIDE_FILES if os.path.exists(aside + s)],
             "method": method, "tried": tried, "schema": version, "before": before,

@@ -48,6 +48,18 @@ USAGE_COLUMNS = ("cost_usd", "tokens_in", "tokens_out", "cache_read", "cache_wri
 _ATTEMPT_COLUMNS = ("job_id", "attempt", "host", "assigned_at", "started_at", "finished_at",
                     "exit_code", "reason", "base_commit", *USAGE_COLUMNS, "account")
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+# What a new job sets (intake._new_job, a rejection's reason and end): a submission's row
+# names these and the columns' defaults fill the other ~30. Binding 54 values a row was
+# most of the insert's cost (BENCHMARKS.md, "Narrower rows"); a job whose other fields are
+# not their defaults (`_fresh`) is written whole.
+_NEW = ("id", "seq", "project", "user", "task", "priority", "type", "timeout", "max_retries",
+        "workdir", "state", "reason", "submitted_at", "finished_at", "updated_at", "submitter",
+        "repo", "base", "base_commit", "after", "metadata")
+_INSERT_NEW = f"INSERT INTO jobs ({', '.join(_NEW)}) VALUES ({', '.join('?' * len(_NEW))})"
+_new_of = operator.attrgetter(*_NEW[:-2])
+_NEW_STATE = _NEW.index("state")
+_DEFAULTED = tuple(c for c in _COLUMNS if c not in _NEW)    # left to the columns' defaults
+_defaulted_of = operator.attrgetter(*_DEFAULTED)
 _STATE = _SCALARS.index("state")
 _scalars_of = operator.attrgetter(*_SCALARS)
 # an enum's .value / Priority(n).label go through Python-level descriptors (~1 µs each);
@@ -290,7 +302,16 @@ class Store:
         if not jobs:
             return
         self._begin()
-        self.db.executemany(_INSERT_JOB, [self._row(job) for job in jobs])
+        narrow: list[tuple] = []
+        whole: list[tuple] = []
+        for job in jobs:
+            if _defaulted_of(job) == _FRESH:
+                narrow.append(self._new_row(job))
+            else:
+                whole.append(self._row(job))
+        self.db.executemany(_INSERT_NEW, narrow)
+        if whole:
+            self.db.executemany(_INSERT_JOB, whole)
         now = time.time()
         self.db.executemany(_INSERT_EVENT, [(job.id, now, _STATE_VALUE[job.state], "") for job in jobs])
         self.next_seq = max(self.next_seq, max(job.seq for job in jobs) + 1)
@@ -467,6 +488,13 @@ class Store:
                 int(job.stalled))
 
     @staticmethod
+    def _new_row(job: Job) -> tuple:
+        """A new job's row in `_NEW`'s columns (the rest are their defaults: `_FRESH`)."""
+        values = list(_new_of(job))
+        values[_NEW_STATE] = _STATE_VALUE[job.state]
+        return (*values, _json(job.after, "[]"), _json(job.metadata, "{}"))
+
+    @staticmethod
     def _job(row: tuple) -> Job:
         values = dict(zip(_COLUMNS, row, strict=True))
         try:
@@ -480,3 +508,9 @@ class Store:
                              f"({dbfile.one_line(str(exc), 120)}): see `luzia db check`") from None
         values["stalled"] = bool(values["stalled"])
         return Job(**values)
+
+
+# a new Job's fields outside `_NEW`: what the jobs table's column defaults must read back as
+# (tests/test_store.py checks them against the schema)
+_FRESH = _defaulted_of(Job(id="", seq=0, project="", user="", task="", priority=0, type="",
+                           timeout=0.0, max_retries=0, workdir="", submitted_at=0.0))

@@ -121,7 +121,9 @@ def cost_of(job: dict[str, Any]) -> float | None:
 def _what(ev: NotifyEvent) -> str:
     job = ev.job
     reason = _clip(ev.detail or job.get("reason"))
-    host = _clip(job.get("host"), 64)
+    # a paused or requeued job has no host any more: the attempt that ended says where it ran
+    ended = ended_attempt(job, ev.at) if not job.get("host") else None
+    host = _clip(job.get("host") or (ended or {}).get("host"), 64)
     where = f"attempt {job.get('attempt') or '?'}"
     if num(job.get("max_retries")):
         where += f" of {int(job['max_retries']) + 1}"

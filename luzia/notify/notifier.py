@@ -62,9 +62,11 @@ class Notifier:
         self.limits = {name: RateLimit(self.ncfg.rate) for name in self.couriers}
         self.failures = {name: 0 for name in self.couriers}       # in a row, per target
         self.resume_at = {name: 0.0 for name in self.couriers}    # monotonic: backing off until
+        self._stop_r, self._stop_w = os.pipe()    # written at stop(): nothing waits past it
+        os.set_blocking(self._stop_w, False)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
-        self.broker = Control(cfg, timeout=BROKER_TIMEOUT)
+        self.broker = Control(cfg, timeout=BROKER_TIMEOUT, stop_fd=self._stop_r)
         self.feed = Feed(self.outbox, self.rules, self.broker, lambda: job_link(cfg))
         self.sub = self._subscribe()
         self.control = self._bind_control(cfg.endpoints.notify)
@@ -73,12 +75,14 @@ class Notifier:
         for sock in (self.sub, self.control):
             self.poller.register(sock, zmq.POLLIN)
         self.poller.register(self._wake_r, zmq.POLLIN)
+        self.poller.register(self._stop_r, zmq.POLLIN)
         self.broker_state = "not asked yet"
         self.catch_up_at = 0.0            # monotonic: read the broker's news then
         self.broker_failures = 0
         self.reconcile_due = True         # flags and fleet states: after a start or an outage
         self.next_housekeeping = 0.0
         self.running = False
+        self.stopping = False
         self.metrics = metrics.serve(cfg)
         for name, url in self.ncfg.targets.items():
             if not valid_url(url):
@@ -122,7 +126,14 @@ class Notifier:
         self.close()
 
     def stop(self) -> None:
+        """From the signal handler: the loop ends after this turn, and a request to the broker
+        in flight gives up now (a broker stopping beside us would make it wait the timeout)."""
         self.running = False
+        self.stopping = True
+        try:
+            os.write(self._stop_w, b"x")
+        except BlockingIOError:
+            pass
 
     def turn(self, timeout: float | None = None) -> None:
         now = time.monotonic()
@@ -193,6 +204,8 @@ class Notifier:
         self.catch_up_at = now if more else now + self.ncfg.poll
 
     def _broker_down(self, exc: LuziaError) -> None:
+        if self.stopping:      # a request given up at stop(): not an outage to tell of
+            return
         self.broker_failures += 1
         delay = min(BROKER_RETRY_MAX, 2.0 ** (self.broker_failures - 1))
         if self.broker_failures == 1:
@@ -309,6 +322,6 @@ class Notifier:
         if self._own_ctx:
             self.ctx.term()
         self.outbox.close()
-        for fd in (self._wake_r, self._wake_w, self._lock):
+        for fd in (self._wake_r, self._wake_w, self._stop_r, self._stop_w, self._lock):
             os.close(fd)
 

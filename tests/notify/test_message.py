@@ -75,3 +75,10 @@ def test_the_link_is_notify_link_else_the_dashboards_job_page_else_none(short_tm
     assert link("[web]\nenabled = true\nport = 8470\n") == "http://127.0.0.1:8470/jobs/{id}"
     assert link('[web]\nenabled = true\nurl = "https://lz.example/"\n') == "https://lz.example/jobs/{id}"
     assert link('[web]\nenabled = true\n[notify]\nlink = "https://x/{id}"\n') == "https://x/{id}"
+
+
+def test_a_paused_job_says_where_it_ran_though_it_holds_no_host_now():
+    job = {**JOB, "host": None, "attempt": 1, "max_retries": 0, "state": "pending",
+           "attempts": [{"attempt": 1, "host": "gpu2", "started_at": 1000.0, "finished_at": 1010.0}]}
+    msg = compose(NotifyEvent("paused", "k", job=job, detail="usage limit until 14:00", at=1010.5))
+    assert "(attempt 1, on gpu2)" in msg.body.splitlines()[1]

@@ -3,9 +3,11 @@ its outbox holds to a real local HTTP server: the rate per target, giving up, st
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+import zmq
 
 from luzia import config
 from luzia.errors import LuziaError
@@ -70,3 +72,32 @@ def test_one_notifier_per_state_dir(make_notifier, webhook):
     make_notifier({"hook": webhook.url()})
     with pytest.raises(LuziaError, match=r"another luzia-notify \(pid \d+\) is running"):
         make_notifier({"hook": webhook.url()})
+
+
+def test_a_stop_gives_up_a_request_the_broker_does_not_answer(make_notifier, webhook):
+    """The supervisor stops the broker and the notifier at once: a catch-up in flight must
+    not hold the notifier's stop for its whole timeout (made an hour here, so only giving
+    up lets the loop end before the test's own timeout)."""
+    n = make_notifier({"hook": webhook.url()})
+    silent: zmq.Socket = zmq.Context.instance().socket(zmq.ROUTER)   # never answers
+    silent.setsockopt(zmq.LINGER, 0)
+    silent.bind(n.cfg.endpoints.control)
+    n.broker.timeout = 3600.0
+    asked = threading.Event()
+
+    def broker():
+        if silent.poll(30_000):
+            silent.recv_multipart()
+            asked.set()
+            n.stop()              # as SIGTERM's handler does, while the request waits
+    thread = threading.Thread(target=broker)
+    thread.start()
+    try:
+        n.running = True
+        while n.running:          # run() without its close(): the fixture closes
+            n.turn()
+    finally:
+        thread.join(60)
+        silent.close(0)
+    assert asked.is_set(), "the notifier never asked the broker"
+    assert n.broker_state == "not asked yet"     # giving up at a stop is no outage
