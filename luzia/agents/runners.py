@@ -219,9 +219,10 @@ class TmuxRunner(Untold):
         """Its session is listed, or tmux could not say (the worker looks again next tick;
         the wrapper's exit_code file is what ends a job)."""
         session = layout.job_session(job.id)
-        if self.warm.renaming_to(session):     # handed to an idle session being renamed
-            self._listed_at = -1e9              # listed afresh once that is done
-            return True
+        if session in self.warm.renaming:       # handed to an idle session being renamed
+            if self.warm.renaming_to(session):
+                return True
+            self._listed_at = -1e9              # renamed just now: a listing from before lacks it
         listed = self._sessions()
         return listed is None or session in listed
 
