@@ -206,14 +206,23 @@ class TmuxRunner(Untold):
         job.set_status(runner=self.name, session=session, socket=self.socket)
         job.for_wrapper()
         self._listed_at = -1e9
-        # a session of that name still listed (an earlier attempt's): tmux refuses it below
-        if (self._listed and session in self._listed) or not self.warm.take(session, job.path):
+        if not self._warm_fits(job, session) or not self.warm.take(session, job.path):
             lean = not self.wrapper_needed(job.meta())
             # the session's command holds only our interpreter and the job dir (shell-quoted)
             self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean),
                                     cwd=_cwd(job))
         self.warm.top_up(after_take=True)    # a new idle session, not waited for
         return session
+
+    def _warm_fits(self, job: JobDir, session: str) -> bool:
+        """May a warm pane take this job? Not a job with its own worktree: its session starts
+        there (where a person's new window opens; tmux cannot move a session's directory),
+        nor one whose session name is still listed (an earlier attempt's: tmux refuses it)."""
+        try:
+            own_tree = bool(job.meta().get("workspace"))
+        except (OSError, ValueError):
+            own_tree = True
+        return not own_tree and not (self._listed and session in self._listed)
 
     def alive(self, job: JobDir) -> bool:
         """Its session is listed, or tmux could not say (the worker looks again next tick;
