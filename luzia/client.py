@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from luzia import keys, layout, protocol
+from luzia import keys, layout, submitbody
 from luzia.cache import changed
 from luzia.config import Config, ensure_private_dir, is_local, load
 from luzia.errors import (
@@ -38,8 +38,11 @@ from luzia.text import clip, not_utf8
 if TYPE_CHECKING:
     import zmq
 
+    from luzia import protocol
+
 # No logger here: the submit fast path pays for every import (logging costs ~5 ms) and the
-# CLI says what happened on stdout/stderr. zmq is imported only once a socket is needed.
+# CLI says what happened on stdout/stderr. zmq is imported only once a socket is needed, and
+# luzia.protocol (msgspec, ~18 ms) only for what luzia.submitbody does not pack (issue 15).
 
 HINT = "start it with `make run` or `luzia-supervisor`"
 SUPERVISED_HINT = ("this host's supervisor runs, the broker does not: start it with "
@@ -54,7 +57,7 @@ class Submitted(Frozen):
     """What became of a submission: spooled here, pushed to the broker, or both."""
 
     id: str
-    spec: protocol.JobSpec
+    spec: protocol.JobSpec | dict[str, Any]     # as given to send
     spooled: bool
     reachable: bool
     spool_dir: str
@@ -65,18 +68,26 @@ def submit(project: str, task: str, **options: Any) -> str:
     """Queue `task` for `project`; return its job id. Options: priority, type, user, timeout,
     max_retries, after (ids), metadata (dict), base (a branch, tag or commit),
     with_local_changes (bool), cfg (a Config)."""
-    return send(build(project, task, **options), options.get("cfg")).id
+    return send(prepare(project, task, **options), options.get("cfg")).id
 
 
-def build(project: str, task: str, *, cfg: Config | None = None, priority: str | int | None = None,
-          type: str | None = None, user: str | None = None, timeout: float | None = None,
-          max_retries: int | None = None, after: list[str] | tuple[str, ...] = (),
-          metadata: dict[str, Any] | None = None, base: str | None = None,
-          with_local_changes: bool = False, dry_run: bool = False) -> protocol.JobSpec:
-    """The job as it will be sent, with the project's defaults filled in. A project with a
-    `repo` runs it in a worktree of its own (docs/WORKSPACES.md) from `base` (default: the
-    project's), or from the uncommitted changes of a local repo (`with_local_changes`; with
-    `dry_run` they are checked, not snapshotted)."""
+def build(project: str, task: str, **options: Any) -> protocol.JobSpec:
+    """The job as it will be sent, as a protocol.JobSpec (prepare's fields, its options)."""
+    from luzia import protocol
+    return protocol.JobSpec(**prepare(project, task, **options))
+
+
+def prepare(project: str, task: str, *, cfg: Config | None = None,
+            priority: str | int | None = None, type: str | None = None, user: str | None = None,
+            timeout: float | None = None, max_retries: int | None = None,
+            after: list[str] | tuple[str, ...] = (), metadata: dict[str, Any] | None = None,
+            base: str | None = None, with_local_changes: bool = False,
+            dry_run: bool = False) -> dict[str, Any]:
+    """The job as it will be sent, a JobSpec's fields with the project's defaults filled in
+    and checked (UsageError). A project with a `repo` runs it in a worktree of its own
+    (docs/WORKSPACES.md) from `base` (default: the project's), or from the uncommitted
+    changes of a local repo (`with_local_changes`; with `dry_run` they are checked, not
+    snapshotted)."""
     cfg = cfg or load()
     proj = cfg.project(project)
     if not task.strip():
@@ -95,14 +106,20 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
     job_id = new_job_id()
     repo, base, base_commit = _workspace(project, proj, job_id, base, with_local_changes,
                                          dry_run)
+    job = dict(id=job_id, project=project, task=task, user=user or proj.user,
+               priority=int(prio), type=type or proj.type or "",
+               timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's
+               max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
+               workdir=proj.workdir, submitted_at=time.time(), repo=repo, base=base,
+               base_commit=base_commit)
+    _body(job)
+    return job
+
+
+def _body(job: dict[str, Any]) -> bytes:
+    """The Submit's body for a job's fields; UsageError if they break a limit."""
     try:
-        return protocol.check(protocol.JobSpec(
-            id=job_id, project=project, task=task, user=user or proj.user,
-            priority=int(prio), type=type or proj.type or "",
-            timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's default
-            max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
-            workdir=proj.workdir, submitted_at=time.time(), repo=repo, base=base,
-            base_commit=base_commit))
+        return submitbody.body(job)
     except LuziaError as exc:
         raise UsageError(f"invalid job: {exc}") from None
 
@@ -157,6 +174,8 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
             stack += [(v, depth + 1) for v in value]
         elif isinstance(value, str) and not_utf8(value):
             raise UsageError(f"--metadata {not_utf8(value)}")
+        elif isinstance(value, int) and not submitbody.INT_RANGE[0] <= value <= submitbody.INT_RANGE[1]:
+            raise UsageError(f"--metadata holds an integer out of range: {clip(str(value))}")
 
 
 def _check_args(args: dict[str, Any]) -> None:
@@ -168,31 +187,36 @@ def _check_args(args: dict[str, Any]) -> None:
                 raise UsageError(f"{name} {not_utf8(item)}")
 
 
-def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
-    """Spool (where the broker sweeps this home's spool) and push. Raises BrokerUnreachable
-    when the job could not be made durable anywhere: nothing answered, or the broker refused
-    this host's CURVE key (the message says which and what to do)."""
+def send(spec: protocol.JobSpec | dict[str, Any], cfg: Config | None = None) -> Submitted:
+    """Spool (where the broker sweeps this home's spool) and push a JobSpec, or a job's
+    fields from `prepare`. Raises BrokerUnreachable when the job could not be made durable
+    anywhere: nothing answered, or the broker refused this host's CURVE key (the message
+    says which and what to do)."""
     cfg = cfg or load()
-    msg = protocol.Submit(job=spec)
+    if isinstance(spec, dict):
+        job_id, body = spec["id"], _body(spec)
+    else:
+        from luzia import protocol
+        job_id, body = spec.id, protocol.spool_bytes(protocol.Submit(job=spec))
     spooled = False
     if sweeps_here(cfg):
         ensure_private_dir(Path(cfg.home))
-        _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
+        _spool(ensure_private_dir(cfg.spool_dir), job_id, body)
         spooled = True
     try:
         curve = keys.client_keys(cfg, cfg.endpoints.submit)
     except keys.MissingKeys as exc:
         if not spooled:
             raise
-        return Submitted(spec.id, spec, spooled, False, str(cfg.spool_dir), str(exc))
-    sent, refusal = _push(cfg, protocol.encode(msg), curve)
+        return Submitted(job_id, spec, spooled, False, str(cfg.spool_dir), str(exc))
+    sent, refusal = _push(cfg, submitbody.frames(body), curve)
     changed(cfg)              # this host's cached answers do not know the job
     if not sent and not spooled:
         endpoint = cfg.endpoints.submit
         raise BrokerUnreachable(f"{refusal}; the job was not queued" if refusal else
                                 f"broker not reachable at {endpoint}; the job was not queued "
                                 f"({HINT} on the broker's host){keys.silence_hint(cfg, endpoint)}")
-    return Submitted(spec.id, spec, spooled, sent, str(cfg.spool_dir), refusal)
+    return Submitted(job_id, spec, spooled, sent, str(cfg.spool_dir), refusal)
 
 
 def sweeps_here(cfg: Config) -> bool:
@@ -336,6 +360,7 @@ class Control:
 
     def _socket(self) -> zmq.Socket:
         if self.sock is None:
+            from luzia import protocol
             zmq = self.zmq
             if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
                 raise self._down()
@@ -357,6 +382,7 @@ class Control:
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and wait for its reply; the result, or the error its code names
         (errors.error_for_code), or BrokerUnreachable when nothing answers within the timeout."""
+        from luzia import protocol
         _check_args(args)
         sock = self._socket()
         req = next(self.ids)
@@ -449,6 +475,8 @@ class Events:
 
     def __init__(self, ctl: Control) -> None:
         import zmq
+
+        from luzia import protocol
         self.sub = ctl.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)

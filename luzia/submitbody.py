@@ -57,6 +57,16 @@ def frames(body: bytes) -> list[bytes]:
     return [*FRAMES, body]
 
 
+def body(job: dict[str, Any]) -> bytes:
+    """The Submit body for a JobSpec's fields, the spool file's and the wire's: packed here
+    when they are plainly valid, else by protocol, which judges them (ProtocolError)."""
+    data = pack(job)
+    if data is None:
+        from luzia import protocol
+        data = protocol.spool_bytes(protocol.Submit(job=protocol.check(protocol.JobSpec(**job))))
+    return data
+
+
 def pack(job: dict[str, Any]) -> bytes | None:
     """The Submit body for a JobSpec's fields (missing ones take their default), or None
     when they are not plainly valid: protocol judges those."""

@@ -1,8 +1,9 @@
 """`luzia PROJECT TASK... [options]`: queue a job and print `agent:PROJECT:ID` at once.
 
 The submit fast path: it runs for every submission, so it imports argparse and what a
-submission needs (config, protocol, zmq once a socket is opened), never click, rich or
-anything of the broker, agents or supervisor. main.py sends every first argument that is
+submission needs (config, msgpack and zmq once a socket is opened), never click, rich,
+msgspec (luzia.submitbody packs the Submit; issue 15) or anything of the broker, agents or
+supervisor. main.py sends every first argument that is
 not a command name or an option here.
 """
 
@@ -147,6 +148,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def run(argv: list[str]) -> int:
     """The fast path's whole life: parse, build, spool, push, print. Returns the exit code."""
+    _defer_inspect()
     try:
         return _run(argv)
     except LuziaError as exc:
@@ -156,6 +158,25 @@ def run(argv: list[str]) -> int:
         return 130
 
 
+def _defer_inspect() -> None:
+    """Import dataclasses (the config's) with `inspect` loaded at its first use, not at once:
+    inspect brings ast, dis and tokenize (~5 ms of every submit) for one call that an @frozen
+    class never makes (luzia/frozen.py). importlib's LazyLoader would not do: an `import`
+    statement of a lazy module loads it."""
+    if "dataclasses" in sys.modules or "inspect" in sys.modules:
+        return
+    import importlib
+    import types
+    stand_in = types.ModuleType("inspect")
+    stand_in.__getattr__ = lambda name: getattr(importlib.import_module("inspect"), name)
+    sys.modules["inspect"] = stand_in
+    try:
+        import dataclasses  # noqa: F401
+    finally:
+        if sys.modules.get("inspect") is stand_in:
+            del sys.modules["inspect"]
+
+
 def _run(argv: list[str]) -> int:
     args = parse(argv)
     from luzia import client
@@ -163,28 +184,28 @@ def _run(argv: list[str]) -> int:
     cfg = load()
     owner = cfg.project(args.project).user   # an unknown project fails before any round trip
     after = [_full_id(cfg, a) for a in args.after]
-    spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
-                        type=args.type, user=args.user, timeout=args.timeout,
-                        max_retries=args.max_retries, after=after, metadata=args.metadata,
-                        base=args.base, with_local_changes=args.with_local_changes,
-                        dry_run=args.dry_run)
+    job = client.prepare(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
+                         type=args.type, user=args.user, timeout=args.timeout,
+                         max_retries=args.max_retries, after=after, metadata=args.metadata,
+                         base=args.base, with_local_changes=args.with_local_changes,
+                         dry_run=args.dry_run)
     if args.dry_run:
-        _would(cfg, spec, args.json)
+        _would(cfg, job, args.json)
         return 0
-    other_user = spec.user != owner
+    other_user = job["user"] != owner
     if other_user:
-        _check_may_submit_as(cfg, spec.user, owner)
-    done = client.send(spec, cfg)
+        _check_may_submit_as(cfg, job["user"], owner)
+    done = client.send(job, cfg)
     if args.json:
         import json
 
         from luzia.states import Priority
-        print(json.dumps({"id": done.id, "project": spec.project, "user": spec.user,
-                          "priority": Priority(spec.priority).label, "state": "pending",
+        print(json.dumps({"id": done.id, "project": job["project"], "user": job["user"],
+                          "priority": Priority(job["priority"]).label, "state": "pending",
                           "broker": "reachable" if done.reachable else "unreachable",
                           "spooled": done.spooled}))
     else:
-        print(f"agent:{spec.project}:{done.id}")
+        print(f"agent:{job['project']}:{done.id}")
         if sys.stdout.isatty():      # a person, not a script: the next commands, dimmed
             _next_steps(done.id)
     if done.why:
@@ -226,27 +247,27 @@ def _next_steps(job_id: str) -> None:
     print(line if os.environ.get("NO_COLOR") else f"\x1b[2m{line}\x1b[0m", flush=True)
 
 
-def _would(cfg: Any, spec: Any, as_json: bool) -> None:
+def _would(cfg: Any, job: dict[str, Any], as_json: bool) -> None:
     """--dry-run: the job as it would be queued (the project's defaults applied), and where;
     in JSON, null where the broker decides (type, timeout)."""
     from luzia.client import sweeps_here
     from luzia.states import Priority
     where = (f"spool {cfg.spool_dir}, then {cfg.endpoints.submit}" if sweeps_here(cfg)
              else cfg.endpoints.submit)
-    fields = {"project": spec.project, "user": spec.user,
-              "priority": Priority(spec.priority).label, "type": spec.type or None,
-              "timeout": spec.timeout or None, "max_retries": spec.max_retries,
-              "after": list(spec.after), "metadata": dict(spec.metadata),
-              "workdir": spec.workdir or None, "repo": spec.repo or None,
-              "base": spec.base or None, "task": spec.task, "to": where}
+    fields = {"project": job["project"], "user": job["user"],
+              "priority": Priority(job["priority"]).label, "type": job["type"] or None,
+              "timeout": job["timeout"] or None, "max_retries": job["max_retries"],
+              "after": list(job["after"]), "metadata": dict(job["metadata"]),
+              "workdir": job["workdir"] or None, "repo": job["repo"] or None,
+              "base": job["base"] or None, "task": job["task"], "to": where}
     if as_json:
         import json
         print(json.dumps({"dry_run": True, **fields}))
         return
     words = {"type": "detected by the broker from the text",
              "timeout": "the type's or the global default", "workdir": "its job directory",
-             "repo": "none: no worktree", "base": "the repo's HEAD" if spec.repo else "-"}
-    print(f"would queue for {spec.project}:")
+             "repo": "none: no worktree", "base": "the repo's HEAD" if job["repo"] else "-"}
+    print(f"would queue for {job['project']}:")
     for name, value in fields.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"  {name:12} {shown if shown not in (None, '', {}) else words.get(name, '-')}")
