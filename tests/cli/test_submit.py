@@ -202,9 +202,10 @@ def test_the_fast_path_imports_no_click_rich_or_broker(home, fake):
 
 # each cost 1-18 ms of every `luzia PROJECT TASK` (issue 15's one-shot submit): msgspec and
 # luzia.protocol (luzia.submitbody packs the Submit), inspect (dataclasses imports it, with
-# ast and dis), OpenSSL (hashlib), socket.py, getpass, shutil (argparse's formatter)
-LEFT_OUT = ("msgspec", "luzia.protocol", "luzia.message", "inspect", "ast", "dis", "hashlib",
-            "socket", "getpass", "shutil")
+# ast and dis), argparse with gettext and locale (a plain command line is read without it),
+# OpenSSL (hashlib), socket.py, getpass, shutil (argparse's formatter)
+LEFT_OUT = ("msgspec", "luzia.protocol", "luzia.message", "inspect", "ast", "dis", "argparse",
+            "gettext", "locale", "hashlib", "socket", "getpass", "shutil")
 
 
 @pytest.mark.parametrize("argv", [["demo", "x"], ["overbits", "x", "--metadata", '{"a": [1.5]}',
