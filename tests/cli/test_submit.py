@@ -203,18 +203,21 @@ def test_the_fast_path_imports_no_click_rich_or_broker(home, fake):
 # each cost 1-18 ms of every `luzia PROJECT TASK` (issue 15's one-shot submit): msgspec and
 # luzia.protocol (luzia.submitbody packs the Submit), inspect (dataclasses imports it, with
 # ast and dis), argparse with gettext and locale (a plain command line is read without it),
-# OpenSSL (hashlib), socket.py, getpass, shutil (argparse's formatter)
+# tomllib (the config's table is parsed once per change: luzia.configcache), OpenSSL
+# (hashlib), socket.py, getpass, shutil (argparse's formatter)
 LEFT_OUT = ("msgspec", "luzia.protocol", "luzia.message", "inspect", "ast", "dis", "argparse",
-            "gettext", "locale", "hashlib", "socket", "getpass", "shutil")
+            "gettext", "locale", "tomllib", "hashlib", "socket", "getpass", "shutil")
 
 
 @pytest.mark.parametrize("argv", [["demo", "x"], ["overbits", "x", "--metadata", '{"a": [1.5]}',
                                                   "--after", FULL, "--json"]])
 def test_the_fast_path_leaves_out_the_stdlib_it_does_not_need(home, fake, argv):
+    env = {**home.env, "XDG_CACHE_HOME": str(home.path.parent / "cache")}
+    assert home.cli("demo", "first: the config is parsed", **env).returncode == 0
     code = (f"import sys; sys.argv = ['luzia', *{argv!r}]; from luzia.cli.main import main; "
             f"code = main(); print('MODULES', code, sorted(m for m in {LEFT_OUT!r} "
             "if m in sys.modules))")
-    out = subprocess.run([PY, "-c", code], env=home.env, capture_output=True)
+    out = subprocess.run([PY, "-c", code], env=env, capture_output=True)
     assert out.stdout.decode().strip().splitlines()[-1] == "MODULES 0 []", out.stderr
 
 
