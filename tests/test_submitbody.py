@@ -48,7 +48,7 @@ def test_the_fields_are_jobspecs_and_the_frames_protocols():
         default = f.default_factory() if f.default is msgspec.NODEFAULT and not f.required \
             else submitbody.REQUIRED if f.required else f.default
         theirs.append((f.name, default, *limits(f.type)))
-    assert list(submitbody.FIELDS) == theirs
+    assert list(submitbody.FIELDS) == theirs, "submitbody.FIELDS must repeat JobSpec's fields"
     submit = msgspec.inspect.type_info(protocol.Submit)
     assert [f.name for f in submit.fields] == ["job"]
     assert submitbody.FRAMES == (protocol.VERSION, protocol.Submit.kind)
