@@ -4,6 +4,7 @@ decline (None) whatever it is not sure of, so that protocol judges it (issue 15)
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import msgspec
 import pytest
@@ -43,6 +44,7 @@ def limits(t: msgspec.inspect.Type) -> tuple[str, tuple]:
 
 def test_the_fields_are_jobspecs_and_the_frames_protocols():
     info = msgspec.inspect.type_info(protocol.JobSpec)
+    assert isinstance(info, msgspec.inspect.StructType)
     theirs = []
     for f in info.fields:
         default = f.default_factory() if f.default is msgspec.NODEFAULT and not f.required \
@@ -50,12 +52,14 @@ def test_the_fields_are_jobspecs_and_the_frames_protocols():
         theirs.append((f.name, default, *limits(f.type)))
     assert list(submitbody.FIELDS) == theirs, "submitbody.FIELDS must repeat JobSpec's fields"
     submit = msgspec.inspect.type_info(protocol.Submit)
+    assert isinstance(submit, msgspec.inspect.StructType)
     assert [f.name for f in submit.fields] == ["job"]
     assert submitbody.FRAMES == (protocol.VERSION, protocol.Submit.kind)
     assert submitbody.MAX_METADATA == protocol.MAX_METADATA
-    job = {"id": "113754-a2f5c10e9b3d", "project": "p", "task": "t", "user": "u"}
-    assert submitbody.frames(submitbody.pack(job)) == \
-        protocol.encode(protocol.Submit(job=protocol.JobSpec(**job)))
+    job: dict[str, Any] = {"id": "113754-a2f5c10e9b3d", "project": "p", "task": "t", "user": "u"}
+    body = submitbody.pack(job)
+    assert body is not None
+    assert submitbody.frames(body) == protocol.encode(protocol.Submit(job=protocol.JobSpec(**job)))
 
 
 def pattern(regex: str) -> st.SearchStrategy[str]:

@@ -65,20 +65,20 @@ def _quick(argv: list[str]) -> Any:
         if option in FLAGS and not given:
             found[FLAGS[option]] = True
             continue
-        name = VALUED.get(option)
-        if name is None:
+        name = VALUED.get(option, "")
+        if not name:
             return None
         if not given:
             value = next(words, "-")
             if value.startswith("-"):
                 return None
-        value = _value(name, value)
-        if value is None:
+        converted = _value(name, value)
+        if converted is None:
             return None
         if name == "after":
-            found["after"].append(value)
+            found["after"].append(converted)
         else:
-            found[name] = value
+            found[name] = converted
     if not found["task"] or (found["base"] is not None and found["with_local_changes"]):
         return None
     import types
@@ -127,7 +127,8 @@ def _defer_inspect() -> None:
     import importlib
     import types
     stand_in = types.ModuleType("inspect")
-    stand_in.__getattr__ = lambda name: getattr(importlib.import_module("inspect"), name)
+    # a module's __getattr__ answers for the names it has not (PEP 562): all of them
+    vars(stand_in)["__getattr__"] = lambda name: getattr(importlib.import_module("inspect"), name)
     sys.modules["inspect"] = stand_in
     try:
         import dataclasses  # noqa: F401
