@@ -70,7 +70,8 @@ job_ids = pattern(protocol.JOB_ID_PATTERN)
 texts = st.text(max_size=40) | st.text(st.characters(codec="utf-8"), min_size=30, max_size=300)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(*submitbody.INT_RANGE) | st.floats() | texts,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(texts, children, max_size=4),
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(texts, children, max_size=4)),
     max_leaves=12)
 
 # every field of a JobSpec, within its limits; a field left out takes its default
