@@ -40,15 +40,15 @@ if TYPE_CHECKING:
 
     from luzia import protocol
 
-# No logger here: the submit fast path pays for every import (logging costs ~5 ms) and the
-# CLI says what happened on stdout/stderr. zmq is imported only once a socket is needed, and
-# luzia.protocol (msgspec, ~18 ms) only for what luzia.submitbody does not pack (issue 15).
+# No logger: the submit fast path pays for every import (logging ~5 ms; zmq once a socket
+# is needed; luzia.protocol, msgspec ~18 ms, for what luzia.submitbody does not pack).
 
 HINT = "start it with `make run` or `luzia-supervisor`"
 SUPERVISED_HINT = ("this host's supervisor runs, the broker does not: start it with "
                    "`luzia supervisor start broker` (`luzia supervisor status` says why it stopped)")
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's key check) in it
+PROBE_AFTER = 0.02   # ipc not writable this soon: is its socket file one a dead broker left?
 MAX_METADATA_DEPTH = 32    # levels of --metadata: a job's notes, not a data structure
 
 
@@ -83,11 +83,10 @@ def prepare(project: str, task: str, *, cfg: Config | None = None,
             after: list[str] | tuple[str, ...] = (), metadata: dict[str, Any] | None = None,
             base: str | None = None, with_local_changes: bool = False,
             dry_run: bool = False) -> dict[str, Any]:
-    """The job as it will be sent, a JobSpec's fields with the project's defaults filled in
-    and checked (UsageError). A project with a `repo` runs it in a worktree of its own
-    (docs/WORKSPACES.md) from `base` (default: the project's), or from the uncommitted
-    changes of a local repo (`with_local_changes`; with `dry_run` they are checked, not
-    snapshotted)."""
+    """The job as it will be sent: a JobSpec's fields, the project's defaults filled in,
+    checked (UsageError). A project with a `repo` runs it in a worktree of its own
+    (docs/WORKSPACES.md) from `base` (default: the project's), or from a local repo's
+    uncommitted changes (`with_local_changes`; `dry_run`: checked, not snapshotted)."""
     cfg = cfg or load()
     proj = cfg.project(project)
     if not task.strip():
@@ -179,8 +178,7 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
 
 
 def _check_args(args: dict[str, Any]) -> None:
-    """UsageError for a request argument that cannot travel as UTF-8 (typed on a terminal
-    whose locale is not UTF-8), instead of a UnicodeEncodeError from the encoder."""
+    """UsageError for a request argument that is not UTF-8 (a terminal's locale), at once."""
     for name, value in args.items():
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, str) and not_utf8(item):
@@ -188,10 +186,8 @@ def _check_args(args: dict[str, Any]) -> None:
 
 
 def send(spec: protocol.JobSpec | dict[str, Any], cfg: Config | None = None) -> Submitted:
-    """Spool (where the broker sweeps this home's spool) and push a JobSpec, or a job's
-    fields from `prepare`. Raises BrokerUnreachable when the job could not be made durable
-    anywhere: nothing answered, or the broker refused this host's CURVE key (the message
-    says which and what to do)."""
+    """Spool (where the broker sweeps this home's spool) and push a JobSpec or `prepare`'s
+    fields; BrokerUnreachable (saying why) when the job could not be made durable anywhere."""
     cfg = cfg or load()
     if isinstance(spec, dict):
         job_id, body = spec["id"], _body(spec)
@@ -289,8 +285,8 @@ def _push(cfg: Config, frames: list[bytes], curve: keys.ClientKeys | None = None
     hold a key of: `refusal` says which, as a socket monitor hears it at once (the socket
     itself only stays silent)."""
     endpoint = cfg.endpoints.submit
-    if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
-        return False, ""    # checked before importing zmq: the broker-down path stays fast
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[6:]):
+        return False, ""    # no broker ever listened here: zmq is not even imported
     import zmq
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
@@ -322,22 +318,28 @@ def _push(cfg: Config, frames: list[bytes], curve: keys.ClientKeys | None = None
 
 def _wait_writable(sock: zmq.Socket, monitor: zmq.Socket | None, seconds: float,
                    cfg: Config) -> str | None:
-    """None once `sock` can send; else "" (nothing answered in time) or why its CURVE
-    handshake failed. With IMMEDIATE a PUSH is writable only once the handshake is done."""
+    """None once `sock` can send (with IMMEDIATE: its handshake done); else "" (nothing
+    answered in time) or why its CURVE handshake failed. An ipc socket is probed only if
+    not writable at once, as a live broker's almost always is (the probe costs ~0.5 ms)."""
     import zmq
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLOUT)
     if monitor is not None:
         poller.register(monitor, zmq.POLLIN)
+    endpoint = cfg.endpoints.submit
+    probe = endpoint[6:] if endpoint.startswith("ipc://") else ""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        ready = dict(poller.poll(int(left * 1000) + 1))
+        ready = dict(poller.poll(int(min(left, PROBE_AFTER if probe else left) * 1000) + 1))
         if monitor is not None and monitor in ready:
-            failed = keys.handshake_failure(monitor, cfg, cfg.endpoints.submit)
+            failed = keys.handshake_failure(monitor, cfg, endpoint)
             if failed:
                 return failed
         if sock in ready:
             return None
+        if probe and not _listening(probe):
+            return ""
+        probe = ""
     return ""
 
 
