@@ -69,8 +69,8 @@ def main(runs: int = 30) -> dict[str, float]:
            "luzia_cpu_ms_p50": median(cpus["luzia"]) * 1000,
            "baseline_cpu_ms_p50": median(cpus["imports"]) * 1000,
            "pass_cpu_ms_p50": median(cpus["pass"]) * 1000,
-           "wall_ratio_paired": median([a / b for a, b in zip(ours, floor)]),
-           "cpu_ratio_paired": median([a / b for a, b in zip(cpus["luzia"], cpus["imports"])])}
+           "wall_ratio_paired": median([a / b for a, b in zip(ours, floor, strict=True)]),
+           "cpu_ratio_paired": median([a / b for a, b in zip(cpus["luzia"], cpus["imports"], strict=True)])}
     print(f"one-shot submit ({runs} runs each, alternated; load {before} -> {after}):\n"
           f"  luzia demo x: wall p50 {res['luzia_ms_p50']:.1f} ms (p90 "
           f"{res['luzia_ms_p90']:.1f}), cpu p50 {res['luzia_cpu_ms_p50']:.1f} ms\n"
