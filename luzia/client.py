@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from luzia import keys, layout, protocol
+from luzia import keys, layout, submitbody
 from luzia.cache import changed
 from luzia.config import Config, ensure_private_dir, is_local, load
 from luzia.errors import (
@@ -38,14 +38,17 @@ from luzia.text import clip, not_utf8
 if TYPE_CHECKING:
     import zmq
 
-# No logger here: the submit fast path pays for every import (logging costs ~5 ms) and the
-# CLI says what happened on stdout/stderr. zmq is imported only once a socket is needed.
+    from luzia import protocol
+
+# No logger: the submit fast path pays for every import (logging ~5 ms; zmq once a socket
+# is needed; luzia.protocol, msgspec ~18 ms, for what luzia.submitbody does not pack).
 
 HINT = "start it with `make run` or `luzia-supervisor`"
 SUPERVISED_HINT = ("this host's supervisor runs, the broker does not: start it with "
                    "`luzia supervisor start broker` (`luzia supervisor status` says why it stopped)")
 CONNECT_WAIT = 0.3   # seconds to wait for a tcp connection before calling the broker down
 CURVE_CONNECT_WAIT = 1.0   # the same with a CURVE handshake (and the broker's key check) in it
+PROBE_AFTER = 0.02   # ipc not writable this soon: is its socket file one a dead broker left?
 MAX_METADATA_DEPTH = 32    # levels of --metadata: a job's notes, not a data structure
 
 
@@ -54,7 +57,7 @@ class Submitted(Frozen):
     """What became of a submission: spooled here, pushed to the broker, or both."""
 
     id: str
-    spec: protocol.JobSpec
+    spec: protocol.JobSpec | dict[str, Any]     # as given to send
     spooled: bool
     reachable: bool
     spool_dir: str
@@ -65,18 +68,25 @@ def submit(project: str, task: str, **options: Any) -> str:
     """Queue `task` for `project`; return its job id. Options: priority, type, user, timeout,
     max_retries, after (ids), metadata (dict), base (a branch, tag or commit),
     with_local_changes (bool), cfg (a Config)."""
-    return send(build(project, task, **options), options.get("cfg")).id
+    return send(prepare(project, task, **options), options.get("cfg")).id
 
 
-def build(project: str, task: str, *, cfg: Config | None = None, priority: str | int | None = None,
-          type: str | None = None, user: str | None = None, timeout: float | None = None,
-          max_retries: int | None = None, after: list[str] | tuple[str, ...] = (),
-          metadata: dict[str, Any] | None = None, base: str | None = None,
-          with_local_changes: bool = False, dry_run: bool = False) -> protocol.JobSpec:
-    """The job as it will be sent, with the project's defaults filled in. A project with a
-    `repo` runs it in a worktree of its own (docs/WORKSPACES.md) from `base` (default: the
-    project's), or from the uncommitted changes of a local repo (`with_local_changes`; with
-    `dry_run` they are checked, not snapshotted)."""
+def build(project: str, task: str, **options: Any) -> protocol.JobSpec:
+    """The job as it will be sent, as a protocol.JobSpec (prepare's fields, its options)."""
+    from luzia import protocol
+    return protocol.JobSpec(**prepare(project, task, **options))
+
+
+def prepare(project: str, task: str, *, cfg: Config | None = None,
+            priority: str | int | None = None, type: str | None = None, user: str | None = None,
+            timeout: float | None = None, max_retries: int | None = None,
+            after: list[str] | tuple[str, ...] = (), metadata: dict[str, Any] | None = None,
+            base: str | None = None, with_local_changes: bool = False,
+            dry_run: bool = False) -> dict[str, Any]:
+    """The job as it will be sent: a JobSpec's fields, the project's defaults filled in,
+    checked (UsageError). A project with a `repo` runs it in a worktree of its own
+    (docs/WORKSPACES.md) from `base` (default: the project's), or from a local repo's
+    uncommitted changes (`with_local_changes`; `dry_run`: checked, not snapshotted)."""
     cfg = cfg or load()
     proj = cfg.project(project)
     if not task.strip():
@@ -95,14 +105,20 @@ def build(project: str, task: str, *, cfg: Config | None = None, priority: str |
     job_id = new_job_id()
     repo, base, base_commit = _workspace(project, proj, job_id, base, with_local_changes,
                                          dry_run)
+    job = dict(id=job_id, project=project, task=task, user=user or proj.user,
+               priority=int(prio), type=type or proj.type or "",
+               timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's
+               max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
+               workdir=proj.workdir, submitted_at=time.time(), repo=repo, base=base,
+               base_commit=base_commit)
+    _body(job)
+    return job
+
+
+def _body(job: dict[str, Any]) -> bytes:
+    """The Submit's body for a job's fields; UsageError if they break a limit."""
     try:
-        return protocol.check(protocol.JobSpec(
-            id=job_id, project=project, task=task, user=user or proj.user,
-            priority=int(prio), type=type or proj.type or "",
-            timeout=float(timeout if timeout is not None else proj.timeout),  # 0: the broker's default
-            max_retries=int(retries), after=list(after), metadata=dict(metadata or {}),
-            workdir=proj.workdir, submitted_at=time.time(), repo=repo, base=base,
-            base_commit=base_commit))
+        return submitbody.body(job)
     except LuziaError as exc:
         raise UsageError(f"invalid job: {exc}") from None
 
@@ -157,42 +173,46 @@ def _check_metadata(metadata: dict[str, Any]) -> None:
             stack += [(v, depth + 1) for v in value]
         elif isinstance(value, str) and not_utf8(value):
             raise UsageError(f"--metadata {not_utf8(value)}")
+        elif isinstance(value, int) and not submitbody.INT_RANGE[0] <= value <= submitbody.INT_RANGE[1]:
+            raise UsageError(f"--metadata holds an integer out of range: {clip(str(value))}")
 
 
 def _check_args(args: dict[str, Any]) -> None:
-    """UsageError for a request argument that cannot travel as UTF-8 (typed on a terminal
-    whose locale is not UTF-8), instead of a UnicodeEncodeError from the encoder."""
+    """UsageError for a request argument that is not UTF-8 (a terminal's locale), at once."""
     for name, value in args.items():
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, str) and not_utf8(item):
                 raise UsageError(f"{name} {not_utf8(item)}")
 
 
-def send(spec: protocol.JobSpec, cfg: Config | None = None) -> Submitted:
-    """Spool (where the broker sweeps this home's spool) and push. Raises BrokerUnreachable
-    when the job could not be made durable anywhere: nothing answered, or the broker refused
-    this host's CURVE key (the message says which and what to do)."""
+def send(spec: protocol.JobSpec | dict[str, Any], cfg: Config | None = None) -> Submitted:
+    """Spool (where the broker sweeps this home's spool) and push a JobSpec or `prepare`'s
+    fields; BrokerUnreachable (saying why) when the job could not be made durable anywhere."""
     cfg = cfg or load()
-    msg = protocol.Submit(job=spec)
+    if isinstance(spec, dict):
+        job_id, body = spec["id"], _body(spec)
+    else:
+        from luzia import protocol
+        job_id, body = spec.id, protocol.spool_bytes(protocol.Submit(job=spec))
     spooled = False
     if sweeps_here(cfg):
         ensure_private_dir(Path(cfg.home))
-        _spool(ensure_private_dir(cfg.spool_dir), spec.id, protocol.spool_bytes(msg))
+        _spool(ensure_private_dir(cfg.spool_dir), job_id, body)
         spooled = True
     try:
         curve = keys.client_keys(cfg, cfg.endpoints.submit)
     except keys.MissingKeys as exc:
         if not spooled:
             raise
-        return Submitted(spec.id, spec, spooled, False, str(cfg.spool_dir), str(exc))
-    sent, refusal = _push(cfg, protocol.encode(msg), curve)
+        return Submitted(job_id, spec, spooled, False, str(cfg.spool_dir), str(exc))
+    sent, refusal = _push(cfg, submitbody.frames(body), curve)
     changed(cfg)              # this host's cached answers do not know the job
     if not sent and not spooled:
         endpoint = cfg.endpoints.submit
         raise BrokerUnreachable(f"{refusal}; the job was not queued" if refusal else
                                 f"broker not reachable at {endpoint}; the job was not queued "
                                 f"({HINT} on the broker's host){keys.silence_hint(cfg, endpoint)}")
-    return Submitted(spec.id, spec, spooled, sent, str(cfg.spool_dir), refusal)
+    return Submitted(job_id, spec, spooled, sent, str(cfg.spool_dir), refusal)
 
 
 def sweeps_here(cfg: Config) -> bool:
@@ -265,8 +285,8 @@ def _push(cfg: Config, frames: list[bytes], curve: keys.ClientKeys | None = None
     hold a key of: `refusal` says which, as a socket monitor hears it at once (the socket
     itself only stays silent)."""
     endpoint = cfg.endpoints.submit
-    if endpoint.startswith("ipc://") and not _listening(endpoint[6:]):
-        return False, ""    # checked before importing zmq: the broker-down path stays fast
+    if endpoint.startswith("ipc://") and not os.path.exists(endpoint[6:]):
+        return False, ""    # no broker ever listened here: zmq is not even imported
     import zmq
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
@@ -298,22 +318,28 @@ def _push(cfg: Config, frames: list[bytes], curve: keys.ClientKeys | None = None
 
 def _wait_writable(sock: zmq.Socket, monitor: zmq.Socket | None, seconds: float,
                    cfg: Config) -> str | None:
-    """None once `sock` can send; else "" (nothing answered in time) or why its CURVE
-    handshake failed. With IMMEDIATE a PUSH is writable only once the handshake is done."""
+    """None once `sock` can send (with IMMEDIATE: its handshake done); else "" (nothing
+    answered in time) or why its CURVE handshake failed. An ipc socket is probed only if
+    not writable at once, as a live broker's almost always is (the probe costs ~0.5 ms)."""
     import zmq
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLOUT)
     if monitor is not None:
         poller.register(monitor, zmq.POLLIN)
+    endpoint = cfg.endpoints.submit
+    probe = endpoint[6:] if endpoint.startswith("ipc://") else ""
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        ready = dict(poller.poll(int(left * 1000) + 1))
+        ready = dict(poller.poll(int(min(left, PROBE_AFTER if probe else left) * 1000) + 1))
         if monitor is not None and monitor in ready:
-            failed = keys.handshake_failure(monitor, cfg, cfg.endpoints.submit)
+            failed = keys.handshake_failure(monitor, cfg, endpoint)
             if failed:
                 return failed
         if sock in ready:
             return None
+        if probe and not _listening(probe):
+            return ""
+        probe = ""
     return ""
 
 
@@ -338,6 +364,7 @@ class Control:
 
     def _socket(self) -> zmq.Socket:
         if self.sock is None:
+            from luzia import protocol
             zmq = self.zmq
             if self.endpoint.startswith("ipc://") and not _listening(self.endpoint[6:]):
                 raise self._down()
@@ -359,6 +386,7 @@ class Control:
     def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
         """Send one request and wait for its reply; the result, or the error its code names
         (errors.error_for_code), or BrokerUnreachable when nothing answers within the timeout."""
+        from luzia import protocol
         _check_args(args)
         sock = self._socket()
         req = next(self.ids)
@@ -458,6 +486,8 @@ class Events:
 
     def __init__(self, ctl: Control) -> None:
         import zmq
+
+        from luzia import protocol
         self.sub = ctl.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)

@@ -14,13 +14,12 @@ import dataclasses
 import os
 import re
 import sys
-import tomllib
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from luzia import agentconf, gitref, layout
+from luzia import agentconf, configcache, gitref, layout
 from luzia.agentconf import Account, AgentCommand, BudgetsConfig, LimitsConfig
 from luzia.configbuild import build, from_env, merge
 from luzia.errors import ConfigError, UsageError
@@ -340,8 +339,8 @@ def load(overrides: dict[str, Any] | None = None, env: Mapping[str, str] | None 
     for path in config_candidates(env):
         if path.is_file():
             try:
-                raw = tomllib.loads(path.read_text())
-            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raw = configcache.read_toml(path)    # tomllib only once per change (issue 15)
+            except (OSError, ValueError) as exc:     # ValueError: TOMLDecodeError, not UTF-8
                 raise ConfigError(f"cannot read config {path}: {exc}") from None
             source = str(path)
             break

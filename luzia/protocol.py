@@ -8,7 +8,8 @@ Decoding never trusts its input: the frames, the type, and every field's type, s
 range are checked (msgspec, in C), and anything wrong raises the one `ProtocolError`.
 Nothing outside this module touches frame positions, and nothing outside it and
 luzia/message.py (the Struct base, the checks and the encoder under every message) touches
-msgpack.
+msgpack, but luzia/submitbody.py: the one Submit a one-shot CLI sends, packed byte for byte
+as here without importing msgspec, and held so by its test (DECISIONS 85).
 
 Versions (docs/PROTOCOL.md, "Versions"; DECISIONS 70). ``LZ1`` names the frame layout and
 never changes while it holds. `PROTOCOL` is the number of this release's messages; a peer

@@ -1,14 +1,14 @@
 """`luzia PROJECT TASK... [options]`: queue a job and print `agent:PROJECT:ID` at once.
 
-The submit fast path: it runs for every submission, so it imports argparse and what a
-submission needs (config, protocol, zmq once a socket is opened), never click, rich or
-anything of the broker, agents or supervisor. main.py sends every first argument that is
-not a command name or an option here.
+The submit fast path: it runs for every submission, so it imports what a submission needs
+(config, msgpack and zmq once a socket is opened), never click, rich, msgspec
+(luzia.submitbody packs the Submit) or anything of the broker, agents or supervisor, and
+argparse (submit_args.py) only for a command line it does not read itself (issue 15).
+main.py sends every first argument that is not a command name or an option here.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
@@ -19,125 +19,28 @@ from luzia.text import clip, one_line
 # 0-3 too: the Beads priorities of the older async dispatcher (seed 003, docs/GLOSSARY.md)
 PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")
 
-DESCRIPTION = """Queue TASK for PROJECT and print agent:PROJECT:JOB_ID at once; the broker runs
-it later. Task words are joined with spaces; put `--` before task words that start with `-`.
-Other commands: luzia --help."""
-
-EPILOG = """exit codes: 0 queued (also when the broker is down and the job waits in the
-spool), 2 bad option, unknown project, or --user naming someone else without being an admin,
-3 broker unreachable (or it refused this host's CURVE key) and nothing spooled,
-73 spool not writable, 75 rejected by the broker (queue full, unknown dependency: the job
-is kept as `rejected`, see luzia jobs ID)."""
-
 REJECTION_PATIENCE = 2.0   # seconds to wait for the broker to take the job before asking
 LINE_MAX = 500             # characters of an error line, whatever was typed
 
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        import re
-        message = re.sub(r"\S{60,}", lambda m: m[0][:40] + "…", message)  # argparse echoes input
-        if message.startswith("unrecognized arguments"):
-            message += " (put -- before task words that start with -)"
-        raise UsageError(message)
+# submit_args.parser()'s options, for the quick reading: those that take a value, the flags
+VALUED = {"--priority": "priority", "--type": "type", "--user": "user", "--timeout": "timeout",
+          "--max-retries": "max_retries", "--after": "after", "--metadata": "metadata",
+          "--base": "base"}
+FLAGS = {"--with-local-changes": "with_local_changes", "--dry-run": "dry_run", "-n": "dry_run",
+         "--json": "json"}
 
 
-class _Formatter(argparse.HelpFormatter):
-    """argparse's formatter, minus its `import shutil` (and bz2, lzma, zlib): argparse
-    builds one per add_argument, and the submit path pays for every import. The width is
-    shutil.get_terminal_size()'s: $COLUMNS, else the terminal's, else 80."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=_columns() - 2)
-
-
-def _columns() -> int:
-    import os
-    try:
-        if int(os.environ["COLUMNS"]) > 0:
-            return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        pass
-    try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
-    except (AttributeError, ValueError, OSError):
-        return 80
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants seconds, not {clip(value)}") from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return seconds
-
-
-def _retries(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"wants a whole number, not {clip(value)}") from None
-    if count < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return count
-
-
-def _metadata(value: str) -> dict[str, Any]:
-    import json
-    try:
-        meta = json.loads(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise argparse.ArgumentTypeError("is nested too deeply") from None
-    if not isinstance(meta, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object, e.g. '{\"ticket\": 42}'")
-    return meta
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="luzia", usage="luzia PROJECT TASK... [options]", description=DESCRIPTION,
-                epilog=EPILOG, allow_abbrev=False, formatter_class=_Formatter)
-    p.add_argument("project", help="a project declared in luzia.toml ([projects.NAME])")
-    p.add_argument("task", nargs="*", help="what to do")
-    p.add_argument("--priority", choices=PRIORITIES, help="default: the project's")
-    p.add_argument("--type", help="code, text, reasoning, ... (default: the project's, else "
-                                  "detected from the text)")
-    p.add_argument("--user", help="whose job it is (default: the project's owner); naming someone "
-                                  "other than yourself or the owner needs an admin")
-    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
-                   help="stop the job after this long (default: the project's, else the task "
-                        "type's [scheduler.timeouts], else the global timeout)")
-    p.add_argument("--max-retries", type=_retries, metavar="N", help="retries after a failure")
-    p.add_argument("--after", action="append", default=[], metavar="ID[,ID]",
-                   help="run only after these jobs completed (repeatable; unique prefixes "
-                        "are resolved by the broker)")
-    p.add_argument("--metadata", type=_metadata, metavar="JSON", help="a JSON object kept with the job")
-    ws = p.add_mutually_exclusive_group()
-    ws.add_argument("--base", metavar="REF", help="with a project `repo`: the branch, tag or "
-                                                  "commit its worktree starts from (default: "
-                                                  "the project's base, else the repo's HEAD)")
-    ws.add_argument("--with-local-changes", action="store_true",
-                    help="with a local project `repo` on this host: start from its checkout "
-                         "as it is now, uncommitted changes included")
-    p.add_argument("--dry-run", "-n", action="store_true",
-                   help="say what would be queued, with the project's defaults; queue nothing")
-    p.add_argument("--json", action="store_true", help="print a JSON object instead of the id line")
-    return p
-
-
-def parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv: list[str]) -> Any:
     """The command line as asked, before the project's defaults. Task words after `--` are
     taken verbatim (argparse alone would drop a literal `--` among them)."""
     head, tail = argv, []
     if "--" in argv:
         cut = argv.index("--")
         head, tail = argv[:cut], argv[cut + 1:]
-    args = parser().parse_intermixed_args(head)
+    args = _quick(head)
+    if args is None:
+        from luzia.cli.submit_args import parser
+        args = parser().parse_intermixed_args(head)
     args.task = [*args.task, *tail]
     args.after = [a.strip() for item in args.after for a in item.split(",") if a.strip()]
     if not " ".join(args.task).strip():
@@ -145,8 +48,66 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _quick(argv: list[str]) -> Any:
+    """What submit_args.parser() makes of a command line that is plainly valid, read without
+    argparse; None for anything else (a mistake, --help, an option's value that starts with
+    `-`, ...): argparse reads those, and says what is wrong in its words.
+    tests/cli/test_submit_args.py holds the two equal."""
+    found: dict[str, Any] = {"task": [], "after": []}
+    for name in (*VALUED.values(), *FLAGS.values()):
+        found.setdefault(name, False if name in FLAGS.values() else None)
+    words = iter(argv)
+    for word in words:
+        if not word.startswith("-"):
+            found["task"].append(word)
+            continue
+        option, given, value = word.partition("=")
+        if option in FLAGS and not given:
+            found[FLAGS[option]] = True
+            continue
+        name = VALUED.get(option, "")
+        if not name:
+            return None
+        if not given:
+            value = next(words, "-")
+            if value.startswith("-"):
+                return None
+        converted = _value(name, value)
+        if converted is None:
+            return None
+        if name == "after":
+            found["after"].append(converted)
+        else:
+            found[name] = converted
+    if not found["task"] or (found["base"] is not None and found["with_local_changes"]):
+        return None
+    import types
+    return types.SimpleNamespace(project=found["task"].pop(0), **found)
+
+
+def _value(name: str, text: str) -> Any:
+    """An option's value as submit_args' converters make it; None if they would refuse it."""
+    try:
+        if name == "priority":
+            return text if text in PRIORITIES else None
+        if name == "timeout":
+            seconds = float(text)
+            return seconds if 0 < seconds < float("inf") else None
+        if name == "max_retries":
+            count = int(text)
+            return count if count >= 0 else None
+        if name == "metadata":
+            import json
+            meta = json.loads(text)
+            return meta if isinstance(meta, dict) else None
+    except (ValueError, RecursionError):
+        return None
+    return text
+
+
 def run(argv: list[str]) -> int:
     """The fast path's whole life: parse, build, spool, push, print. Returns the exit code."""
+    _defer_inspect()
     try:
         return _run(argv)
     except LuziaError as exc:
@@ -156,6 +117,26 @@ def run(argv: list[str]) -> int:
         return 130
 
 
+def _defer_inspect() -> None:
+    """Import dataclasses (the config's) with `inspect` loaded at its first use, not at once:
+    inspect brings ast, dis and tokenize (~5 ms of every submit) for one call that an @frozen
+    class never makes (luzia/frozen.py). importlib's LazyLoader would not do: an `import`
+    statement of a lazy module loads it."""
+    if "dataclasses" in sys.modules or "inspect" in sys.modules:
+        return
+    import importlib
+    import types
+    stand_in = types.ModuleType("inspect")
+    # a module's __getattr__ answers for the names it has not (PEP 562): all of them
+    vars(stand_in)["__getattr__"] = lambda name: getattr(importlib.import_module("inspect"), name)
+    sys.modules["inspect"] = stand_in
+    try:
+        import dataclasses  # noqa: F401
+    finally:
+        if sys.modules.get("inspect") is stand_in:
+            del sys.modules["inspect"]
+
+
 def _run(argv: list[str]) -> int:
     args = parse(argv)
     from luzia import client
@@ -163,28 +144,28 @@ def _run(argv: list[str]) -> int:
     cfg = load()
     owner = cfg.project(args.project).user   # an unknown project fails before any round trip
     after = [_full_id(cfg, a) for a in args.after]
-    spec = client.build(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
-                        type=args.type, user=args.user, timeout=args.timeout,
-                        max_retries=args.max_retries, after=after, metadata=args.metadata,
-                        base=args.base, with_local_changes=args.with_local_changes,
-                        dry_run=args.dry_run)
+    job = client.prepare(args.project, " ".join(args.task), cfg=cfg, priority=args.priority,
+                         type=args.type, user=args.user, timeout=args.timeout,
+                         max_retries=args.max_retries, after=after, metadata=args.metadata,
+                         base=args.base, with_local_changes=args.with_local_changes,
+                         dry_run=args.dry_run)
     if args.dry_run:
-        _would(cfg, spec, args.json)
+        _would(cfg, job, args.json)
         return 0
-    other_user = spec.user != owner
+    other_user = job["user"] != owner
     if other_user:
-        _check_may_submit_as(cfg, spec.user, owner)
-    done = client.send(spec, cfg)
+        _check_may_submit_as(cfg, job["user"], owner)
+    done = client.send(job, cfg)
     if args.json:
         import json
 
         from luzia.states import Priority
-        print(json.dumps({"id": done.id, "project": spec.project, "user": spec.user,
-                          "priority": Priority(spec.priority).label, "state": "pending",
+        print(json.dumps({"id": done.id, "project": job["project"], "user": job["user"],
+                          "priority": Priority(job["priority"]).label, "state": "pending",
                           "broker": "reachable" if done.reachable else "unreachable",
                           "spooled": done.spooled}))
     else:
-        print(f"agent:{spec.project}:{done.id}")
+        print(f"agent:{job['project']}:{done.id}")
         if sys.stdout.isatty():      # a person, not a script: the next commands, dimmed
             _next_steps(done.id)
     if done.why:
@@ -226,27 +207,27 @@ def _next_steps(job_id: str) -> None:
     print(line if os.environ.get("NO_COLOR") else f"\x1b[2m{line}\x1b[0m", flush=True)
 
 
-def _would(cfg: Any, spec: Any, as_json: bool) -> None:
+def _would(cfg: Any, job: dict[str, Any], as_json: bool) -> None:
     """--dry-run: the job as it would be queued (the project's defaults applied), and where;
     in JSON, null where the broker decides (type, timeout)."""
     from luzia.client import sweeps_here
     from luzia.states import Priority
     where = (f"spool {cfg.spool_dir}, then {cfg.endpoints.submit}" if sweeps_here(cfg)
              else cfg.endpoints.submit)
-    fields = {"project": spec.project, "user": spec.user,
-              "priority": Priority(spec.priority).label, "type": spec.type or None,
-              "timeout": spec.timeout or None, "max_retries": spec.max_retries,
-              "after": list(spec.after), "metadata": dict(spec.metadata),
-              "workdir": spec.workdir or None, "repo": spec.repo or None,
-              "base": spec.base or None, "task": spec.task, "to": where}
+    fields = {"project": job["project"], "user": job["user"],
+              "priority": Priority(job["priority"]).label, "type": job["type"] or None,
+              "timeout": job["timeout"] or None, "max_retries": job["max_retries"],
+              "after": list(job["after"]), "metadata": dict(job["metadata"]),
+              "workdir": job["workdir"] or None, "repo": job["repo"] or None,
+              "base": job["base"] or None, "task": job["task"], "to": where}
     if as_json:
         import json
         print(json.dumps({"dry_run": True, **fields}))
         return
     words = {"type": "detected by the broker from the text",
              "timeout": "the type's or the global default", "workdir": "its job directory",
-             "repo": "none: no worktree", "base": "the repo's HEAD" if spec.repo else "-"}
-    print(f"would queue for {spec.project}:")
+             "repo": "none: no worktree", "base": "the repo's HEAD" if job["repo"] else "-"}
+    print(f"would queue for {job['project']}:")
     for name, value in fields.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         print(f"  {name:12} {shown if shown not in (None, '', {}) else words.get(name, '-')}")
