@@ -7,7 +7,12 @@ after it does. The submit time is taken just before the client call, which loads
 config, spools the job with fsync and pushes it. Each job runs alone and is completed
 before the next is submitted. Goal (issue 15): p50 <= 15 ms, p99 <= 50 ms.
 
-Run: .venv/bin/python bench/start_latency.py [jobs] [auto|tmux|subprocess]
+Run: .venv/bin/python bench/start_latency.py [jobs] [auto|tmux|subprocess] [--phases]
+
+--phases also prints where the time went, p50 of each step, from the job directory's files:
+submit -> meta.json written (client, broker, the agent's assign and layout), -> pid written
+(the runner's start, the tracker's fork, its write after it), -> the command's stamp (exec
+and bash, less what overlapped the pid's write). File times: a few ms coarse at worst.
 """
 
 from __future__ import annotations
@@ -47,7 +52,19 @@ def stamped(path: Path, job_id: str, timeout: float = 30) -> float:
     raise TimeoutError(f"job {job_id}'s command did not start within {timeout}s")
 
 
-def main(n: int = 200, runner: str = "auto") -> dict[str, Any]:
+def phases(home: Path, job_id: str, t0: float, started: float) -> tuple[float, float, float]:
+    """(submit -> laid out, laid out -> pid written, pid written -> stamp) in seconds, from
+    the mtimes of meta.json and pid."""
+    job = home / "jobs" / job_id
+    laid = (job / "meta.json").stat().st_mtime
+    deadline = time.monotonic() + 10
+    while not (job / "pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.001)  # polling step: the tracker writes it just after its fork
+    pid = (job / "pid").stat().st_mtime
+    return laid - t0, pid - laid, started - pid
+
+
+def main(n: int = 200, runner: str = "auto", show_phases: bool = False) -> dict[str, Any]:
     if runner == "auto":
         runner = "tmux" if shutil.which("tmux") else "subprocess"
     socket = f"lzb{uuid.uuid4().hex[:8]}" if runner == "tmux" else ""
@@ -60,7 +77,7 @@ def main(n: int = 200, runner: str = "auto") -> dict[str, Any]:
     try:
         start_one_agent(fleet)
         from luzia import client
-        latencies, calls = [], []
+        latencies, calls, steps = [], [], []
         for i in range(WARMUP + n):
             time.sleep(IDLE_GAP)
             t0 = time.time()
@@ -70,6 +87,8 @@ def main(n: int = 200, runner: str = "auto") -> dict[str, Any]:
             if i >= WARMUP:
                 latencies.append(started - t0)
                 calls.append(returned - t0)
+                if show_phases:
+                    steps.append(phases(Path(fleet.home), job_id, t0, started))
             while fleet.state(job_id) != "completed":
                 time.sleep(0.01)  # polling step
     finally:
@@ -82,8 +101,15 @@ def main(n: int = 200, runner: str = "auto") -> dict[str, Any]:
     print(f"submit -> command running ({runner} runner, idle fleet, {n} jobs one at a time): "
           f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms, max {res['max_ms']:.1f} ms "
           f"(goal p50 <= 15 ms, p99 <= 50 ms); the client call itself p50 {res['call_ms']:.1f} ms")
+    if steps:
+        p50s = [median([s[i] for s in steps]) * 1000 for i in range(3)]
+        res["phases_ms"] = p50s
+        laid, pid, stamp = p50s
+        print(f"  p50 of each step: submit -> laid out {laid:.1f} ms, -> pid written "
+              f"{pid:.1f} ms, -> command's stamp {stamp:.1f} ms")
     return res
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 200, *(sys.argv[2:3] or ["auto"]))
+    args = [a for a in sys.argv[1:] if a != "--phases"]
+    main(int(args[0]) if args else 200, *(args[1:2] or ["auto"]), show_phases="--phases" in sys.argv)

@@ -54,6 +54,14 @@ def agent_lock(name: str) -> str:
     return f"agent-{name}.lock"
 
 
+def warm_socket(pid: int) -> str:
+    """Where agent `pid`'s warm panes (luzia/agents/warm.py) connect and wait for a job."""
+    return f"warm-{pid}.sock"
+
+
+WARM_SOCKET_RE = re.compile(r"warm-([0-9]+)\.sock")
+
+
 def spawner_mark(token: str) -> str:
     """Present while a spawner may still read jobs its agent sent (luzia/agents/spawner.py)."""
     return f"spawner-{token}.open"
@@ -81,6 +89,12 @@ ANSWERED_OPTION = "@luzia-answered"   # set on a job's session by `luzia reply`:
 def job_session(job_id: str) -> str:
     """The tmux session of a job run by the tmux runner."""
     return SESSION_PREFIX + job_id
+
+
+def warm_session_prefix(agent: str) -> str:
+    """The tmux runner's idle sessions (a started wrapper waiting for a job, renamed to the
+    job's session when it gets one): `lzwarm-<agent>-`. Not SESSION_PREFIX: never a job."""
+    return f"lzwarm-{re.sub(r'[.:]', '_', agent)}-"
 
 
 def slot_session_prefix(agent: str) -> str:

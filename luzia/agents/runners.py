@@ -25,6 +25,7 @@ from luzia.agents import processes
 from luzia.agents.attention import Screen
 from luzia.agents.jobdir import JobDir
 from luzia.agents.tmuxctl import TmuxController, TmuxError
+from luzia.agents.warm import WarmPanes
 from luzia.config import Config
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,9 @@ class SubprocessRunner:
 
 class TmuxRunner(Untold):
     """One detached session `luzia-<job id>` per job on a private tmux server (`tmux -L`),
-    reached through agent.tmux_prefix (e.g. into a container whose paths match ours)."""
+    reached through agent.tmux_prefix (e.g. into a container whose paths match ours). A job
+    is handed to a warm pane (warm.py: an idle session whose wrapper already runs) when one
+    is ready, else its session starts its own wrapper."""
 
     name = "tmux"
 
@@ -192,22 +195,45 @@ class TmuxRunner(Untold):
         self.wrapper_needed = WrapperNeeded()
         self._listed: set[str] | None = set()
         self._listed_at = -1e9
+        # idle sessions with a started wrapper (warm.py); none through a prefix (a container
+        # may not share our run directory's socket)
+        self.warm = WarmPanes(self.tmux, cfg.run_dir, Path(cfg.jobs_dir), cfg.agent.name,
+                              0 if cfg.tmux_prefix else cfg.agent.slots)
+        self.warm.top_up()
 
     def start(self, job: JobDir) -> str:
         session = layout.job_session(job.id)
         job.set_status(runner=self.name, session=session, socket=self.socket)
         job.for_wrapper()
-        lean = not self.wrapper_needed(job.meta())
-        # the session's command holds only our interpreter and the job dir (shell-quoted)
-        self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean), cwd=_cwd(job))
         self._listed_at = -1e9
+        if not self._warm_fits(job, session) or not self.warm.take(session, job.path):
+            lean = not self.wrapper_needed(job.meta())
+            # the session's command holds only our interpreter and the job dir (shell-quoted)
+            self.tmux.start_session(session, wrapper_argv(job, pty=True, lean=lean),
+                                    cwd=_cwd(job))
+        self.warm.top_up(after_take=True)    # a new idle session, not waited for
         return session
+
+    def _warm_fits(self, job: JobDir, session: str) -> bool:
+        """May a warm pane take this job? Not a job with its own worktree: its session starts
+        there (where a person's new window opens; tmux cannot move a session's directory),
+        nor one whose session name is still listed (an earlier attempt's: tmux refuses it)."""
+        try:
+            own_tree = bool(job.meta().get("workspace"))
+        except (OSError, ValueError):
+            own_tree = True
+        return not own_tree and not (self._listed and session in self._listed)
 
     def alive(self, job: JobDir) -> bool:
         """Its session is listed, or tmux could not say (the worker looks again next tick;
         the wrapper's exit_code file is what ends a job)."""
+        session = layout.job_session(job.id)
+        if session in self.warm.renaming:       # handed to an idle session being renamed
+            if self.warm.renaming_to(session):
+                return True
+            self._listed_at = -1e9              # renamed just now: a listing from before lacks it
         listed = self._sessions()
-        return listed is None or layout.job_session(job.id) in listed
+        return listed is None or session in listed
 
     def kill(self, job: JobDir) -> None:
         self._listed_at = -1e9
@@ -228,6 +254,17 @@ class TmuxRunner(Untold):
 
     def screen(self, job: JobDir) -> Screen | None:
         return session_screen(self.tmux, layout.job_session(job.id))
+
+    def fileno(self) -> int | None:
+        return self.warm.fileno()
+
+    def ended(self) -> list[str]:
+        """Nothing to tell (the wrappers write exit_code); an idle wrapper connected."""
+        self.warm.top_up()
+        return []
+
+    def close(self) -> None:
+        self.warm.close()
 
     def _sessions(self) -> set[str] | None:
         """This server's `luzia-*` sessions (empty when no server runs; None: unknown)."""

@@ -67,6 +67,32 @@ class TmuxController:
         self._start(name, "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
                     *(["-c", cwd] if cwd else []), shlex.join(argv))
 
+    def spawn_session(self, name: str, argv: Sequence[str], delay: float = 0.0,
+                      width: int = 200, height: int = 50) -> subprocess.Popen:
+        """Start a detached session running `argv` (after `delay` seconds, in its shell)
+        without waiting for tmux: the caller polls the process (a warm pane is started off
+        a job's path)."""
+        command = shlex.join(argv)
+        if delay > 0:
+            command = f"sleep {delay:g}; exec {command}"
+        return self.spawn("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height),
+                          command)
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        """A tmux command not waited for (the caller polls it); it completes even if we die."""
+        return subprocess.Popen([*self.base, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                close_fds=True)
+
+    def rename_session(self, name: str, new: str) -> None:
+        self.run("rename-session", "-t", f"={name}", new)
+
+    def pane_pid(self, name: str) -> int:
+        """The pid of the process session `name`'s first pane runs (0: none)."""
+        out = self.run("list-panes", "-t", f"={name}:", "-F", "#{pane_pid}", check=False)
+        first = out.stdout.split("\n")[0].strip()
+        return int(first) if first.isdigit() else 0
+
     def new_session(self, name: str, argv: Sequence[str], cwd: str, width: int = 200,
                     height: int = 50, options: dict[str, str] | None = None) -> None:
         """A REPL's detached session running `argv` in `cwd`. One command sequence, so the

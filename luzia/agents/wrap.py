@@ -1,6 +1,8 @@
 """`python -m luzia.agents.wrap JOB_DIR [--pty]`: run a job's command and record its end.
 Also runs as a file, `python -S -I .../wrap.py JOB_DIR [--pty]`: no site-packages to load,
-for a plain job (runners.WrapperNeeded), whose steps here need none.
+for a plain job (runners.WrapperNeeded), whose steps here need none. And as a warm pane,
+`wrap.py --idle SOCKET SESSION` (luzia/agents/warm.py): started before its job, it waits on
+the agent's socket for the job directory, then runs it as `wrap.py JOB_DIR --pty` would.
 
 Reads argv, cwd and env from meta.json (so the task text never passes through a shell),
 writes `pid`, copies all output into output.log (with --pty: through a pseudo-terminal,
@@ -30,9 +32,9 @@ if __package__ in (None, ""):   # run as a file: our package is three levels up
 from luzia import layout  # noqa: E402  (after the path a file run needs)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write, fsync, rename. The temporary file is written in place, not truncated first:
-    the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
+def write_atomic(path: Path, text: str, sync: bool = True) -> None:
+    """Write, fsync (with `sync`), rename. The temporary file is written in place, not
+    truncated first: the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
     disk that filled meanwhile the pid and the exit code still fit (issue 17). Kept here
     rather than imported: the wrapper starts once per job and must start fast."""
     tmp = path.with_name(layout.atomic_tmp_name(path.name))
@@ -41,7 +43,8 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         os.write(fd, data)
         os.ftruncate(fd, len(data))
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
@@ -72,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if args[:1] == ["--exec"] and len(args) > 3 and args[2] == "--":
         return exec_with(Path(args[1]), args[3:])
+    if args[:1] == ["--idle"] and len(args) == 3:
+        handed = wait_for_job(args[1], args[2])
+        return main([handed, "--pty"]) if handed else 0
     if not args:
         print("usage: python -m luzia.agents.wrap JOB_DIR [--pty]", file=sys.stderr)
         return 2
@@ -128,6 +134,30 @@ def _tee(meta: dict, job_dir: Path, log, pane: bool):
         return None
     from luzia.agents.adapters.stream import Tee
     return Tee(job_dir, fmt, log, pane, write_atomic)
+
+
+def wait_for_job(address: str, session: str) -> str:
+    """`wrap --idle SOCKET SESSION`: a warm pane (luzia/agents/warm.py). Say our session's
+    name on the agent's socket and wait for a job directory's path; "" when the agent went
+    away first (its end closed: a stop, a crash), and the session ends with us."""
+    import socket
+
+    from luzia import snapshots  # noqa: F401  (loaded now: every job's wrapper imports it)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    data = b""
+    try:
+        sock.connect(address)
+        sock.sendall(session.encode() + b"\n")
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                return ""
+            data += chunk
+    except OSError:
+        return ""
+    finally:
+        sock.close()
+    return os.fsdecode(data[:-1])
 
 
 def exec_with(env_file: Path, argv: list[str]) -> int:
@@ -191,8 +221,14 @@ def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
         except OSError as exc:
             os.write(2, f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
-    write_atomic(job_dir / layout.PID, f"{pid}\n")
+    # not synced (as the spawner's): after a power cut no command runs, and no pid file
+    # reads as "never started", which the broker requeues
+    write_atomic(job_dir / layout.PID, f"{pid}\n", sync=False)
     _forward_signals(pid)
+    try:
+        os.chdir(cwd)     # the pane's current path is the job's (a warm pane started elsewhere)
+    except OSError:
+        pass
     pane = sys.stdin.isatty()
     saved = None
     if pane:
@@ -204,7 +240,10 @@ def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
         _pump(fd, log, pane, tee)
     finally:
         if saved is not None:
-            termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+            try:
+                termios.tcsetattr(0, termios.TCSAFLUSH, saved)
+            except (termios.error, OSError):   # the pane is gone (its session was killed)
+                pass
     _, status = os.waitpid(pid, 0)
     return _status(os.waitstatus_to_exitcode(status))
 
@@ -234,7 +273,10 @@ def _pump(fd: int, log, pane: bool, tee=None) -> None:
                 except OSError:      # the pane went away; output.log still gets everything
                     pass
         if 0 in ready:
-            data = os.read(0, 4096)
+            try:
+                data = os.read(0, 4096)
+            except OSError:          # the pane hung up: the command goes on without its keys
+                data = b""
             if data:
                 os.write(fd, data)
             else:
