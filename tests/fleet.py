@@ -213,9 +213,12 @@ spool_sweep = 0.2
 SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
 
 
-def fleet_config(agent: str = "", scheduler: str = "") -> str:
+def fleet_config(agent: str = "", scheduler: str = "", broker: str = "") -> str:
+    """FAST plus `broker` (more keys of its [broker] section), a scheduler that leaves
+    placement to the tests and `agent` as the [agent] section."""
     # a 2-core CI box runs these at 100 % CPU; the ceilings are the scheduler tests' business
-    text = FAST + f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
+    text = FAST + broker + ("\n" if broker else "")
+    text += f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
     if agent:
         text += f"[agent]\n{agent}\n"
     return text
