@@ -13,6 +13,8 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
+
 from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config
 from tests.helpers import wait_for
 
@@ -39,6 +41,7 @@ def agent_pid(fleet: LocalFleet, name: str) -> int | None:
                 None)
 
 
+@pytest.mark.long
 def test_a_second_live_agent_under_a_taken_name_is_refused_and_takes_it_only_once_free(make_fleet):
     fleet = make_fleet(fleet_config(f'runner = "subprocess"\nslots = 2\n{SLEEPER}',
                                     "per_user = false"))

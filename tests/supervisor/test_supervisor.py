@@ -8,6 +8,7 @@ import signal
 import subprocess
 
 import psutil
+import pytest
 
 from tests.fleet import PY, LocalFleet
 from tests.helpers import wait_for
@@ -41,6 +42,7 @@ def test_real_supervisor_runs_broker_and_agent_restarts_and_stops_cleanly(short_
         fleet.close()
 
 
+@pytest.mark.long
 def test_sigterm_to_the_supervisor_leaves_the_tmux_job_running_and_the_next_one_adopts_it(
         short_tmp, tmux_socket):
     sleeper = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1]))", "{{task}}"]'

@@ -27,6 +27,7 @@ tmux_socket = "{socket}"
 """
 
 
+@pytest.mark.long
 def test_the_dashboard_flags_a_job_that_needs_input_and_shows_its_screen(page, short_tmp,
                                                                          tmux_socket):
     fleet = WebFleet(short_tmp / "f", CONFIG.format(socket=tmux_socket, asker=ASKER))

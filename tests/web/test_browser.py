@@ -97,6 +97,7 @@ def test_cancel_works_with_the_token_and_is_refused_without(web_fleet, page, bro
     shot(page, "cancelled")
 
 
+@pytest.mark.long
 def test_fleet_history_and_stats_pages(web_fleet, page):
     done = web_fleet.submit("demo", "a finished job for history")
     failed = web_fleet.submit("demo", "FAIL_DEMO for the charts")
