@@ -210,7 +210,11 @@ liveness = 20
 spool_sweep = 0.2
 """
 
-SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
+# a job that sleeps the seconds its task says, or, when its task is a path, runs until the
+# test makes that file: a job that must outlast a step of the test, and no longer
+SLEEPER = (f'command = ["{PY}", "-c", "import os, sys, time\\na = sys.argv[1] or \'0\'\\n'
+           "while a.startswith('/') and not os.path.exists(a): time.sleep(0.05)\\n"
+           'time.sleep(0 if a.startswith(\'/\') else float(a))", "{task}"]')
 
 
 def fleet_config(agent: str = "", scheduler: str = "", broker: str = "") -> str:
