@@ -31,14 +31,33 @@ def pytest_xdist_auto_num_workers(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `long` first: under xdist (`--dist worksteal`) the first worker starts
-    the longest test at once and the others share the rest meanwhile, instead of it
-    starting last and running alone. The rest keep their order (module fixtures stay shared)."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """Tests marked `long` start at once, spread over the parallel workers. Under xdist's
+    `--dist worksteal` (pyproject's addopts) each worker first gets a contiguous share of
+    this list and the others steal from its end: so each share begins with its part of the
+    long tests (round robin), instead of all of them lining up at the head of the first
+    share and running one after another there. The rest keep their order (module fixtures
+    stay shared). Without workers (`-n 0`): the long tests first."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    items[:] = _long_first(items, workers)
     if HYPOTHESIS_PROFILE == "thorough":    # ten times the examples: more than 60 s may be fair
         for item in items:
             if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
                 item.add_marker(pytest.mark.timeout(600))
+
+
+def _long_first(items: list, workers: int) -> list:
+    long = [item for item in items if item.get_closest_marker("long") is not None]
+    rest = [item for item in items if item.get_closest_marker("long") is None]
+    out: list = []
+    left = len(items)
+    for n in range(workers):          # the shares worksteal hands out: left // workers left
+        share = left // (workers - n)
+        left -= share
+        mine = long[n::workers]
+        take = max(0, share - len(mine)) if n < workers - 1 else len(rest)
+        out += mine + rest[:take]
+        rest = rest[take:]
+    return out
 
 
 @pytest.fixture

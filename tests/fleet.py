@@ -210,12 +210,19 @@ liveness = 20
 spool_sweep = 0.2
 """
 
-SLEEPER = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1] or 0))", "{{task}}"]'
+# a job that sleeps the seconds its task says, or, when its task is a path, runs until the
+# test makes that file: a job that must outlast a step of the test, and no longer
+SLEEPER = (f'command = ["{PY}", "-c", "import os, sys, time\\na = sys.argv[1] or \'0\'\\n'
+           "while a.startswith('/') and not os.path.exists(a): time.sleep(0.05)\\n"
+           'time.sleep(0 if a.startswith(\'/\') else float(a))", "{task}"]')
 
 
-def fleet_config(agent: str = "", scheduler: str = "") -> str:
+def fleet_config(agent: str = "", scheduler: str = "", broker: str = "") -> str:
+    """FAST plus `broker` (more keys of its [broker] section), a scheduler that leaves
+    placement to the tests and `agent` as the [agent] section."""
     # a 2-core CI box runs these at 100 % CPU; the ceilings are the scheduler tests' business
-    text = FAST + f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
+    text = FAST + broker + ("\n" if broker else "")
+    text += f"[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n{scheduler}\n"
     if agent:
         text += f"[agent]\n{agent}\n"
     return text

@@ -203,7 +203,7 @@ def test_disconnect_gets_a_new_hello(rig):
 
 def test_hello_says_the_protocol_and_a_refusal_is_logged_once_and_tried_again_later(rig, caplog):
     from luzia import __version__
-    _, broker, worker, hello = rig()
+    _, broker, worker, hello = rig(liveness=20)    # it tries again after 1 s of silence, not 5
     assert (hello.protocol, hello.version) == (protocol.PROTOCOL, __version__)
     job = assign(broker)
     broker.recv(worker, protocol.Started)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import signal
 import subprocess
 
+import pytest
+
 from tests.fleet import PY, SLEEPER, LocalFleet, fleet_config
 from tests.helpers import wait_for
 
@@ -39,13 +41,15 @@ def agent_pid(fleet: LocalFleet, name: str) -> int | None:
                 None)
 
 
+@pytest.mark.long
 def test_a_second_live_agent_under_a_taken_name_is_refused_and_takes_it_only_once_free(make_fleet):
     fleet = make_fleet(fleet_config(f'runner = "subprocess"\nslots = 2\n{SLEEPER}',
                                     "per_user = false"))
     fleet.start_broker()
     first = fleet.start_agent("gpu")
     wait_for(lambda: agent_pid(fleet, "gpu") == first.pid, 20)
-    jobs = [fleet.submit("demo", "3") for _ in range(2)]
+    go = fleet.home / "go"                   # the jobs run until the test makes it
+    jobs = [fleet.submit("demo", str(go)) for _ in range(2)]
     wait_for(lambda: all(fleet.state(j) == "running" for j in jobs), 30)
 
     second = other_host(fleet, "gpu", "h2")
@@ -56,6 +60,7 @@ def test_a_second_live_agent_under_a_taken_name_is_refused_and_takes_it_only_onc
     assert "refused" in status.stdout.decode() and str(second.pid) in status.stdout.decode()
 
     # the first keeps its name and its jobs: each ran once, on it
+    go.touch()
     wait_for(lambda: all(fleet.state(j) == "completed" for j in jobs), 60)
     for job_id in jobs:
         job = fleet.job(job_id)
@@ -76,11 +81,13 @@ def test_a_restarted_agent_takes_its_name_back_at_once_with_its_jobs(make_fleet)
     fleet.start_broker()
     first = fleet.start_agent("gpu")
     wait_for(lambda: agent_pid(fleet, "gpu") == first.pid, 20)
-    job_id = fleet.submit("demo", "4")
+    go = fleet.home / "go"                   # the job runs until the test makes it
+    job_id = fleet.submit("demo", str(go))
     wait_for(lambda: fleet.state(job_id) == "running", 30)
     fleet.kill("agent-gpu")
     again = fleet.start_agent("gpu")
     wait_for(lambda: agent_pid(fleet, "gpu") == again.pid, 30, message="the restart is welcomed")
+    go.touch()
     wait_for(lambda: fleet.state(job_id) == "completed", 60)
     assert fleet.job(job_id)["attempt"] == 1
     assert "refused" not in fleet.output("broker")

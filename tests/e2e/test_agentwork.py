@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.fleet import PLACEMENT_BY_SLOTS, PY, LocalFleet, close_fleet, fleet_config, joined_host
 from tests.gitrepo import git, make_repo, user_state
 from tests.helpers import wait_for
@@ -49,6 +51,7 @@ def log_of(main: LocalFleet, job_id: str) -> str:
     return out.stdout.decode()
 
 
+@pytest.mark.long
 def test_cost_budget_usage_limit_and_resume(short_tmp):
     main = LocalFleet(short_tmp / "main", BROKER)
     hosts: list[LocalFleet] = []

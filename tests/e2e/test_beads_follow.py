@@ -64,6 +64,7 @@ def fleet(short_tmp):
     fleet.close()
 
 
+@pytest.mark.long
 def test_follow_takes_issues_writes_their_state_back_and_loses_no_line(fleet, beads):
     fleet.start("watcher", [PY, "-m", "luzia.cli", "import", "beads", str(beads.parent.parent),
                                       "--follow", "--interval", "0.2"])

@@ -163,7 +163,8 @@ def test_a_lost_database_beside_job_dirs_says_so_and_rebuilds_the_unfinished_job
         wait_for(lambda: fleet.live_agents() == {"a1"}, 30)
         done = fleet.submit("demo", "0")
         wait_for(lambda: fleet.state(done) == "completed", 30)
-        running = fleet.submit("demo", "4")
+        go = home / "go"                     # the job runs until the test makes it
+        running = fleet.submit("demo", str(go))
         wait_for(lambda: fleet.state(running) == "running", 30)
         # the agent forgets a finished job once the broker acknowledged its end: then only
         # the database knew it (until then a rebuild would take its end from the agent)
@@ -179,6 +180,7 @@ def test_a_lost_database_beside_job_dirs_says_so_and_rebuilds_the_unfinished_job
         said = fleet.output("broker")
         assert ("was empty (0 bytes)" if loss == "zero-length" else "was missing") in said
         assert "history" in said and "rebuilt 1 unfinished jobs" in said and running in said
+        go.touch()
         wait_for(lambda: fleet.state(running) == "completed" and fleet.state(spooled) == "completed", 60)
         job = fleet.job(running)
         assert job and job["host"] == "a1" and [a["attempt"] for a in job["attempts"]] == [1]
@@ -191,9 +193,11 @@ def test_a_lost_database_beside_job_dirs_says_so_and_rebuilds_the_unfinished_job
         fleet.close()
 
 
+@pytest.mark.long
 @pytest.mark.timeout(240)
 def test_a_backup_while_the_broker_takes_submissions_is_whole_and_restores(short_tmp):
-    fleet = LocalFleet(short_tmp / "f", fleet_config('slots = 4\nrunner = "subprocess"'))
+    # jobs that end at once: what they do is not the point, the database under them is
+    fleet = LocalFleet(short_tmp / "f", fleet_config('slots = 4\nrunner = "subprocess"\ncommand = ["true"]'))
     home = fleet.home
     submitted: list[str] = []
     try:

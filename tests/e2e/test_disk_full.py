@@ -86,6 +86,7 @@ def test_the_cli_on_a_full_spool_disk_says_so_and_leaves_no_temp_file(small_disk
 RUNS = "{job_dir}/../../runs.log"
 
 
+@pytest.mark.long
 def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(make_fleet,
                                                                               small_disk):
     gate = small_disk.path.parent / f"go-{uuid.uuid4().hex[:6]}"

@@ -100,6 +100,7 @@ def check_rules(jobs: dict[str, dict]) -> None:
                      f"{other['id']} ({other['priority']})")
 
 
+@pytest.mark.long
 @pytest.mark.timeout(90)
 def test_seed003_fleet_keeps_every_rule_and_routes_around_a_silent_agent(make_fleet, short_tmp):
     fleet = make_fleet(CONFIG)

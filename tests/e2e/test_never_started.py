@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from luzia.broker.lifecycle import NEVER_STARTED, NEVER_STARTED_MAX
 from tests.fleet import LocalFleet, fleet_config
 from tests.helpers import wait_for
@@ -46,6 +48,7 @@ def test_a_job_that_never_started_is_retried_without_using_its_retries(make_flee
     assert fleet.live_agents() == {"a"}
 
 
+@pytest.mark.long
 def test_a_host_that_never_starts_anything_fails_the_job_after_a_few_tries(make_fleet, short_tmp):
     fleet, _ = broken_tmux_fleet(make_fleet, short_tmp)
     job_id = fleet.submit("demo", "hello", "--max-retries", "3")

@@ -46,9 +46,10 @@ print("edited", flush=True)
 """
 
 
-def config(projects: str, agent: str = "", scheduler: str = "per_user = false") -> str:
+def config(projects: str, agent: str = "", scheduler: str = "per_user = false",
+           broker: str = "") -> str:
     command = json.dumps([PY, "-c", EDITOR, "{task}"])
-    return (fleet_config(f'runner = "subprocess"\ncommand = {command}\n{agent}', scheduler)
+    return (fleet_config(f'runner = "subprocess"\ncommand = {command}\n{agent}', scheduler, broker)
             + f"\n{projects}\n[projects.demo]\n")
 
 
@@ -141,7 +142,8 @@ def test_a_second_agent_of_its_own_pushes_a_url_repos_branch_home(make_fleet, sh
 def test_a_job_lost_with_its_agent_is_retried_elsewhere_from_the_same_base(make_fleet,
                                                                           short_tmp):
     origin = make_repo(short_tmp / "origin", dirty=False)
-    fleet = make_fleet(config(project("app", f"file://{origin}")))
+    # its jobs wait 1 s for the lost agent, not the default 30 s
+    fleet = make_fleet(config(project("app", f"file://{origin}"), broker="lost_grace = 1"))
     fleet.start_broker()
     first_home, second_home = short_tmp / "one", short_tmp / "two"
     far_agent(fleet, "one", first_home, WS_HOLD="1")

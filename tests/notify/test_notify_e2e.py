@@ -145,6 +145,7 @@ def test_a_stalled_job_and_a_dead_agent_are_told_once(make_fleet, webhook):
     assert len(webhook.messages()) == 2
 
 
+@pytest.mark.long
 @pytest.mark.timeout(120)
 def test_the_supervisor_runs_the_notifier_beside_the_broker(make_fleet, webhook):
     fleet = make_fleet(fleet_config(AGENT) + notify_config(

@@ -8,8 +8,9 @@ import signal
 import subprocess
 
 import psutil
+import pytest
 
-from tests.fleet import PY, LocalFleet
+from tests.fleet import PY, SLEEPER, LocalFleet
 from tests.helpers import wait_for
 
 
@@ -41,23 +42,26 @@ def test_real_supervisor_runs_broker_and_agent_restarts_and_stops_cleanly(short_
         fleet.close()
 
 
+@pytest.mark.long
 def test_sigterm_to_the_supervisor_leaves_the_tmux_job_running_and_the_next_one_adopts_it(
         short_tmp, tmux_socket):
-    sleeper = f'command = ["{PY}", "-c", "import sys, time; time.sleep(float(sys.argv[1]))", "{{task}}"]'
     fleet = LocalFleet(short_tmp / "f",
                        '[supervisor]\nping_interval = 0.5\n'
-                       f'[agent]\nrunner = "tmux"\ntmux_socket = "{tmux_socket}"\n{sleeper}\n'
+                       f'[agent]\nrunner = "tmux"\ntmux_socket = "{tmux_socket}"\n{SLEEPER}\n'
                        '[broker]\nheartbeat_interval = 0.2\n'
                        '[scheduler]\ncpu_ceiling = 1.0\nmemory_ceiling = 1.0\n')
     session = ["tmux", "-L", tmux_socket, "has-session", "-t"]
     try:
         sup = fleet.start("supervisor", [PY, "-m", "luzia.supervisor"])
-        job_id = fleet.submit("demo", "6")
+        go = short_tmp / "go"                # the job runs until the test makes it
+        job_id = fleet.submit("demo", str(go))
         wait_for(lambda: fleet.state(job_id) == "running", 20)
         sup.send_signal(signal.SIGTERM)
         assert sup.wait(15) == 0
         assert subprocess.run([*session, f"luzia-{job_id}"], capture_output=True).returncode == 0
         fleet.start("supervisor2", [PY, "-m", "luzia.supervisor"])   # as systemd would, after a restart
+        wait_for(lambda: fleet.live_agents(), 30, message="the new agent")
+        go.touch()
         wait_for(lambda: fleet.state(job_id) == "completed", 30)
         attempts = (fleet.job(job_id) or {}).get("attempts") or []
         assert len(attempts) == 1          # adopted, not run a second time

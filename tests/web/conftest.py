@@ -91,6 +91,9 @@ def browser():
 
 @pytest.fixture
 def page(browser):
+    """A fresh page. A test asks for it after its fleet (`web_fleet, page`): fixtures end in
+    reverse, so the page and its live streams close before luzia-web stops, which would
+    otherwise give them its shutdown grace (2 s) in every teardown."""
     browser.clear_cookies()
     page = browser.new_page()
     page.set_default_timeout(30_000)

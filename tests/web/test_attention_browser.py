@@ -27,6 +27,7 @@ tmux_socket = "{socket}"
 """
 
 
+@pytest.mark.long
 def test_the_dashboard_flags_a_job_that_needs_input_and_shows_its_screen(page, short_tmp,
                                                                          tmux_socket):
     fleet = WebFleet(short_tmp / "f", CONFIG.format(socket=tmux_socket, asker=ASKER))
@@ -49,4 +50,5 @@ def test_the_dashboard_flags_a_job_that_needs_input_and_shows_its_screen(page, s
         box.wait_for(state="detached", timeout=60_000)         # the live part followed
         assert page.locator("h1 .flag.attention").count() == 0
     finally:
+        page.goto("about:blank")    # its live streams end before luzia-web (tests/web/conftest.py)
         fleet.close()

@@ -23,7 +23,7 @@ def row(page, job_id: str):
     return page.locator("tr", has=page.locator(f"a[href='/jobs/{job_id}']"))
 
 
-def test_a_job_from_the_cli_appears_and_completes_without_a_reload(page, web_fleet):
+def test_a_job_from_the_cli_appears_and_completes_without_a_reload(web_fleet, page):
     sign_in(page, web_fleet, "/jobs")
     page.evaluate("window.__no_reload = 'still here'")
     wait_for(lambda: "on" in (page.get_attribute("#conn", "class") or ""), 30,
@@ -42,7 +42,7 @@ def test_a_job_from_the_cli_appears_and_completes_without_a_reload(page, web_fle
     page.get_by_text("No jobs match.").wait_for()
 
 
-def test_the_job_page_shows_its_live_log(page, web_fleet):
+def test_the_job_page_shows_its_live_log(web_fleet, page):
     job_id = web_fleet.submit("demo", "show me your log")
     sign_in(page, web_fleet, f"/jobs/{job_id}")
     page.locator("#log", has_text="step 8/8").wait_for(timeout=60_000)
@@ -54,7 +54,7 @@ def test_the_job_page_shows_its_live_log(page, web_fleet):
     shot(page, "job")
 
 
-def test_cancel_works_with_the_token_and_is_refused_without(page, web_fleet, browser):
+def test_cancel_works_with_the_token_and_is_refused_without(web_fleet, page, browser):
     job_id = web_fleet.submit("demo", "think slowly", "--type", "reasoning")
     wait_for(lambda: web_fleet.state(job_id) == "running", 60, message="the slow job runs")
     sign_in(page, web_fleet, f"/jobs/{job_id}")
@@ -97,7 +97,8 @@ def test_cancel_works_with_the_token_and_is_refused_without(page, web_fleet, bro
     shot(page, "cancelled")
 
 
-def test_fleet_history_and_stats_pages(page, web_fleet):
+@pytest.mark.long
+def test_fleet_history_and_stats_pages(web_fleet, page):
     done = web_fleet.submit("demo", "a finished job for history")
     failed = web_fleet.submit("demo", "FAIL_DEMO for the charts")
     wait_for(lambda: web_fleet.state(done) == "completed" and web_fleet.state(failed) == "failed",
@@ -127,7 +128,7 @@ def test_fleet_history_and_stats_pages(page, web_fleet):
     shot(page, "job-phone")
 
 
-def test_without_a_token_every_page_says_how_to_get_one(page, web_fleet):
+def test_without_a_token_every_page_says_how_to_get_one(web_fleet, page):
     for path in ("/", "/jobs", "/history", "/stats"):
         answer = page.goto(web_fleet.url + path)
         assert answer.status == 401

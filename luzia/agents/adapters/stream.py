@@ -43,8 +43,12 @@ class Tee:
                 self.pending = b""
             return
         *lines, self.pending = self.pending.split(b"\n")
-        self._show([shown for line in lines for shown in self._feed(line)])
+        shown = [shown for line in lines for shown in self._feed(line)]
+        # usage.json before output.log: the agent reads usage when it sees the output change,
+        # and lines shown before it is written (the session id's) would go unreported until
+        # the next output (none while the command works quietly)
         self.save()
+        self._show(shown)
 
     def _feed(self, line: bytes) -> list[str]:
         return self.adapter.feed(line.decode(errors="replace").rstrip("\r"))
