@@ -58,9 +58,11 @@ def accept_all(m: Model, specs: list[protocol.JobSpec],
     m.store.insert_all(list(new.values()))
     m.counters["submissions"] += len(new)
     each = len(new) <= LOG_EACH
+    # a line per job: at info for a few, at debug (asked once a turn, not per job) for many
+    level = logging.INFO if each else logging.DEBUG if log.isEnabledFor(logging.DEBUG) else 0
     now = time.monotonic()      # when this turn's jobs became pending (the scheduler's age)
     for job in new.values():
-        _accepted(m, job, each, now)
+        _accepted(m, job, level, now)
     if not each:
         _log_many(list(new.values()))
     return taken
@@ -75,17 +77,20 @@ def _user_refusal(m: Model, job: Job, by: Submitter | None) -> str:
     return refusal_for_user(by.name, job.user, project.user if project else None, by.admin)
 
 
-def _accepted(m: Model, job: Job, log_it: bool, now: float) -> None:
-    """A new job is stored: publish it, and queue it (or fail it: a dependency failed)."""
+def _accepted(m: Model, job: Job, level: int, now: float) -> None:
+    """A new job is stored: publish it, and queue it (or fail it: a dependency failed);
+    `level` its log line's (a rejection's a step higher), 0 for none."""
     m.out.publish(job)
     if job.state is JobState.REJECTED:
         m.counters["rejections"] += 1
-        (log.warning if log_it else log.debug)("job %s rejected: %s", job.id, job.reason)
+        if level:
+            log.log(logging.WARNING if level == logging.INFO else level,
+                    "job %s rejected: %s", job.id, job.reason)
         return
     m.jobs[job.id] = job
-    (log.info if log_it else log.debug)(
-        "job %s pending: project=%s user=%s priority=%d type=%s", job.id, job.project,
-        job.user, job.priority, job.type)
+    if level:
+        log.log(level, "job %s pending: project=%s user=%s priority=%d type=%s", job.id,
+                job.project, job.user, job.priority, job.type)
     if not job.after:       # most jobs: nothing to wait for, nothing that failed
         enqueue(m, job, pending_deps=[], now=now)
         return
