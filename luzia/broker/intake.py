@@ -58,12 +58,32 @@ def accept_all(m: Model, specs: list[protocol.JobSpec],
     m.store.insert_all(list(new.values()))
     m.counters["submissions"] += len(new)
     each = len(new) <= LOG_EACH
-    now = time.monotonic()      # when this turn's jobs became pending (the scheduler's age)
-    for job in new.values():
-        _accepted(m, job, each, now)
+    # a line per job: at info for a few, at debug (asked once a turn, not per job) for many
+    level = logging.INFO if each else logging.DEBUG if log.isEnabledFor(logging.DEBUG) else 0
+    _queue_new(m, list(new.values()), level)
     if not each:
         _log_many(list(new.values()))
     return taken
+
+
+def _queue_new(m: Model, jobs: list[Job], level: int) -> None:
+    """A turn's new jobs are stored: each published, then queued (or failed: a dependency
+    failed; a rejected one only counted), its log line at `level` (0: none). One loop, no
+    call per job but what it needs: in a flood each call is a share of the broker's time."""
+    now = time.monotonic()      # when this turn's jobs became pending (the scheduler's age)
+    for job in jobs:
+        m.out.publish(job)
+        if job.state is JobState.REJECTED:
+            _rejected(m, job, level)
+            continue
+        m.jobs[job.id] = job
+        if level:
+            log.log(level, "job %s pending: project=%s user=%s priority=%d type=%s", job.id,
+                    job.project, job.user, job.priority, job.type)
+        if job.after:
+            _after_dependencies(m, job)
+        else:               # most jobs: nothing to wait for, nothing that failed
+            enqueue(m, job, pending_deps=[], now=now)
 
 
 def _user_refusal(m: Model, job: Job, by: Submitter | None) -> str:
@@ -75,20 +95,16 @@ def _user_refusal(m: Model, job: Job, by: Submitter | None) -> str:
     return refusal_for_user(by.name, job.user, project.user if project else None, by.admin)
 
 
-def _accepted(m: Model, job: Job, log_it: bool, now: float) -> None:
-    """A new job is stored: publish it, and queue it (or fail it: a dependency failed)."""
-    m.out.publish(job)
-    if job.state is JobState.REJECTED:
-        m.counters["rejections"] += 1
-        (log.warning if log_it else log.debug)("job %s rejected: %s", job.id, job.reason)
-        return
-    m.jobs[job.id] = job
-    (log.info if log_it else log.debug)(
-        "job %s pending: project=%s user=%s priority=%d type=%s", job.id, job.project,
-        job.user, job.priority, job.type)
-    if not job.after:       # most jobs: nothing to wait for, nothing that failed
-        enqueue(m, job, pending_deps=[], now=now)
-        return
+def _rejected(m: Model, job: Job, level: int) -> None:
+    """A rejected job is stored: counted, and logged a step above `level` (0: not)."""
+    m.counters["rejections"] += 1
+    if level:
+        log.log(logging.WARNING if level == logging.INFO else level,
+                "job %s rejected: %s", job.id, job.reason)
+
+
+def _after_dependencies(m: Model, job: Job) -> None:
+    """A new pending job with dependencies: queued to wait for them, or failed (one did)."""
     deps = _dependency_states(m, job)
     failed = [(d, s) for d, s in deps.items()
               if s is not None and s.terminal and s is not JobState.COMPLETED]

@@ -75,11 +75,15 @@ def enqueue(m: Model, job: Job, pending_deps: list[str] | None = None,
 def _sched_job(m: Model, job: Job, after: frozenset[str] = frozenset(),
                avoid: frozenset[str] = frozenset(), now: float | None = None) -> SchedJob:
     seq = job.seq - AHEAD if job.pauses else job.seq
+    sched = m.cfg.scheduler
+    # a flood's jobs have no metadata, no GPU types, no workdir: neither call (each a
+    # Python call per submission) can say anything but 0 / ""
     return SchedJob(id=job.id, seq=seq, priority=job.priority, user=job.user,
                     project=job.project, type=job.type, after=after,
                     submitted=time.monotonic() if now is None else now,
-                    gpu_mem_gb=gpu.need(m.cfg.scheduler, job.type, job.metadata), avoid=avoid,
-                    shared=workspace.shared_workdir(m.cfg, job))
+                    gpu_mem_gb=gpu.need(sched, job.type, job.metadata)
+                    if job.metadata or sched.gpu_mem_gb else 0.0, avoid=avoid,
+                    shared=workspace.shared_workdir(m.cfg, job) if job.workdir else "")
 
 
 def _failed_on(m: Model, job: Job) -> frozenset[str]:

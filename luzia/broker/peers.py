@@ -27,6 +27,9 @@ class Peers:
         self.admins = admins(cfg.admins, self.operator)
         self._by_uid: dict[int, Submitter] = {}      # a handful of users: cached, not grown
         self._by_name: dict[str | None, Submitter] = {}
+        # an ipc connection's Peer-Address is the same string on each of its messages:
+        # parsed once per connection, not per submission
+        self._by_address: dict[str, Submitter] = {}
 
     def submitter(self, name: str | None) -> Submitter:
         found = self._by_name.get(name)
@@ -49,8 +52,14 @@ class Peers:
         """The sender of the message `frame` came in (received with copy=False): the Unix user
         on an ipc socket, else the user of its CURVE key; no name when neither is there."""
         if ipc:
-            uid = _peer_uid(_property(frame, "Peer-Address"))
-            return self.submitter(None) if uid is None else self.of_uid(uid)
+            address = _property(frame, "Peer-Address")
+            found = self._by_address.get(address)
+            if found is None:
+                uid = _peer_uid(address)
+                found = self.submitter(None) if uid is None else self.of_uid(uid)
+                if len(self._by_address) < CACHED:
+                    self._by_address[address] = found
+            return found
         return self.submitter(_property(frame, "User-Id") or None)
 
 
