@@ -10,8 +10,9 @@ loop never waits for git (worktrees.py starts it every minute or so):
   while its worktree was being made has it taken apart;
 - the disk the worktrees and mirrors use is measured.
 
-The jobs the agent holds (--held) are left alone, and so is a record younger than this run
-(its job may have been assigned after the agent listed what it holds). What it did goes to
+The jobs the agent holds (--held) are left alone, and so is a record made after the agent
+listed what it holds (--since: its job may have been assigned since; the sweeper's own start
+is later still, and once let it take apart a worktree a job was making). What it did goes to
 ROOT/sweep.json for the agent, which tells the broker in its heartbeats.
 """
 
@@ -34,9 +35,10 @@ RESULT = "sweep.json"
 
 
 class Sweep:
-    def __init__(self, root: Path, keep: float, held: set[str], discard: set[str]) -> None:
+    def __init__(self, root: Path, keep: float, held: set[str], discard: set[str],
+                 since: float | None = None) -> None:
         self.root, self.keep, self.held, self.discard = root, keep, held, discard
-        self.started = time.time()
+        self.started = time.time() if since is None else since   # when `held` was true
         self.pushed: list[str] = []
         self.removed: list[str] = []            # worktrees removed (discarded, or kept long enough)
         self.log: list[str] = []
@@ -145,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("keep", type=float)
     p.add_argument("--held", default="")
     p.add_argument("--discard", default="")
+    p.add_argument("--since", type=float, default=None)
     args = p.parse_args(argv)
     root = Path(args.root)
     ids = {name: {i for i in getattr(args, name).split(",") if i} for name in ("held", "discard")}
-    result = Sweep(root, args.keep, ids["held"], ids["discard"]).run()
+    result = Sweep(root, args.keep, ids["held"], ids["discard"], args.since).run()
     workspace.write_record(str(root / RESULT), result)
     return 0
 

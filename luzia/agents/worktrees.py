@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +175,11 @@ class Worktrees:
             self.asked.clear()
             return
         self.given = set(self.asked)
+        # `--since`: when `held` was true. A job assigned after it is not in it, and its
+        # wrapper may make its record before the sweeper's interpreter has even started
         argv = [sys.executable, "-m", "luzia.agents.sweep", str(self.root), str(self.keep),
-                "--held", ",".join(sorted(held)), "--discard", ",".join(sorted(self.given))]
+                "--held", ",".join(sorted(held)), "--discard", ",".join(sorted(self.given)),
+                "--since", repr(time.time())]
         try:
             with open(self.root / SWEEP_ERRORS, "ab") as errors:    # a crash's traceback
                 self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from luzia import protocol
+from luzia.agents import sweep, workspace
 from luzia.agents.worker import Worker
 from tests.agents.fakebroker import PY, assign
 from tests.agents.test_interactive import interactive
@@ -144,3 +146,24 @@ def test_a_discard_from_the_broker_removes_worktree_and_branch(rig, repo):
     wait_for(discarded, 30, interval=0.05)
     assert not os.path.exists(started.workspace)
     assert job_branches(repo) == [] and worktrees(repo) == [str(repo)]
+
+
+def test_the_sweeper_leaves_a_worktree_made_after_the_agent_listed_its_jobs(short_tmp, repo):
+    """A job assigned after the agent listed what it holds is not in `--held`; its wrapper
+    may make the worktree before the sweeper's interpreter has started. Judged by its own
+    start, the sweeper once took such a job for a killed wrapper's: it took the worktree
+    apart under the job, or committed its end before the job had edited anything."""
+    root = short_tmp / "workspaces"
+    listed = time.time()                        # the agent lists what it holds ...
+    ws = workspace.plan(str(root), "luzia/", {"repo": str(repo), "project": "demo",
+                                              "id": "120000-aaaaaaaaaaaa"}, 1, [], [])
+    workspace.prepare(ws, str(short_tmp / "job"), {}, open(os.devnull, "wb"))   # ... then it is made
+    assert workspace.Record(ws["record"])["state"] == "ready"
+    sweep.Sweep(root, keep=0.0, held=set(), discard=set(), since=listed).run()
+    assert workspace.Record(ws["record"])["state"] == "ready"
+    assert Path(ws["path"]).is_dir() and worktrees(repo) == [str(repo), ws["path"]]
+    # listed after it was made, and not held: its wrapper is gone; its end is committed
+    (Path(ws["path"]) / "job.txt").write_text("left behind")
+    sweep.Sweep(root, keep=3600.0, held=set(), discard=set(), since=time.time() + 1).run()
+    record = workspace.Record(ws["record"])
+    assert record["state"] == "ended" and record["end"]["files"] == 1

@@ -63,9 +63,22 @@ def far_agent(fleet: LocalFleet, name: str, home: Path, **env: str):
                                         "LUZIA_ENDPOINTS_AGENTS": f"ipc://{fleet.home}/run/agents"})
 
 
-def ended(fleet: LocalFleet, *ids: str, timeout: float = 90) -> list[dict[str, Any]]:
-    wait_for(lambda: all(fleet.state(i) in ("completed", "failed", "killed") for i in ids), timeout)
+def ended(fleet: LocalFleet, *ids: str, timeout: float = 45) -> list[dict[str, Any]]:
+    """The jobs once all have ended (within the test's own 60 s timeout, so a job that
+    never ends fails here, with the jobs' logs, not as a bare timeout)."""
+    try:
+        wait_for(lambda: all(fleet.state(i) in ("completed", "failed", "killed") for i in ids),
+                 timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{logs(fleet, *ids)}") from None
     return [fleet.job(i) or {} for i in ids]      # {}: not found (KeyError at its use)
+
+
+def logs(fleet: LocalFleet, *ids: str) -> str:
+    """The jobs' states and output, and the agent's log: what a failed assertion shows."""
+    parts = [f"--- {i} ({fleet.state(i)}):\n{fleet.cli('logs', i).stdout.decode(errors='replace')}"
+             for i in ids]
+    return "\n".join(parts + [f"--- agent log:\n{fleet.output('agent-local')[-4000:]}"])
 
 
 def test_two_jobs_at_once_each_on_its_branch_then_merge_and_a_refused_conflict(make_fleet,
@@ -87,7 +100,7 @@ def test_two_jobs_at_once_each_on_its_branch_then_merge_and_a_refused_conflict(m
     assert sorted(job_branches(repo)) == sorted([f"luzia/{a}", f"luzia/{b}"])
     diff_a = fleet.cli("diff", a).stdout.decode()
     assert "+ALPHA" in diff_a and "BETA" not in diff_a and "notes.txt" in diff_a
-    assert "+BETA" in git(repo, "diff", "main", f"luzia/{b}")
+    assert "+BETA" in git(repo, "diff", "main", f"luzia/{b}"), logs(fleet, a, b)
     detail = fleet.cli("jobs", a).stdout.decode()
     assert f"branch     luzia/{a}  (1 files, +1 −1; not merged)" in detail
 
