@@ -3,6 +3,7 @@ a private tmux server. Use tests.helpers.wait_for to poll with a deadline (never
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -14,6 +15,13 @@ from hypothesis import HealthCheck, settings
 
 from tests.fleet import LocalFleet
 from tests.helpers import HYPOTHESIS_PROFILE, kill_tmux_server
+
+# The user's cache directory stays the user's: what the suite's processes cache (the parsed
+# config, luzia/configcache.py) goes to a directory of this test process's own, inherited
+# by every process it starts. A test may still point XDG_CACHE_HOME elsewhere.
+_CACHE = tempfile.mkdtemp(prefix="lzcache")
+os.environ["XDG_CACHE_HOME"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 # deadline and too_slow are about time: on a loaded box they fail a test whose answers are
 # right. How many examples each test tries: tests.helpers.examples.
