@@ -87,6 +87,8 @@ class BrokerConfig(Frozen):
     heartbeat_interval: float = 1.0   # seconds between beats, both ways
     liveness: int = 3                 # missed beats before an agent counts as dead
     lost_grace: float = 30.0          # seconds a dead agent's jobs wait for it before requeue
+    retry_initial: float = 1.0        # seconds before a failed job's next attempt, doubling ...
+    retry_max: float = 300.0          # ... up to this (also for attempts that never started)
     gone_after: float = 3600.0        # seconds dead (holding no job) before an agent is "gone":
                                       # listed, out of the alerts, until `luzia agents forget`
     max_msg_size: int = 1 << 20       # bytes; larger frames are dropped by ZeroMQ itself

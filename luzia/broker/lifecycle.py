@@ -52,7 +52,6 @@ NEVER_STARTED = "never started"  # an attempt whose command never ran (a runner 
 NEVER_STARTED_MAX = 5            # such attempts of one job before it fails: a host that can start nothing
 AUTOMATIC = "retry"              # "retry 1/2 after exit 1": pending for an automatic retry
 RETRY_REQUESTED = "retry requested"   # pending again by an operator's `luzia retry`
-RETRY_BACKOFF_MAX = 300.0
 HOLDING = (JobState.ASSIGNED, JobState.RUNNING, JobState.LOST)   # the job holds a credit
 KILLED_AT_ONCE = (JobState.PENDING, JobState.PAUSED)   # a cancel needs no agent for these
 LIMIT_REASON = "usage limit: "   # an attempt that ended on a provider's usage limit
@@ -218,7 +217,7 @@ def end(m: Model, job: Job, exit_code: int, reason: str, limited_until: float = 
 
 def unstarted(m: Model, job: Job, reason: str) -> None:
     """An attempt whose command never started (Done `started` false: the runner failed, the
-    disk was full): not the job's failure, so pending again after a backoff (1 s doubling)
+    disk was full): not the job's failure, so pending again after a backoff (as a retry's)
     with its retries unused; its host is avoided as after a failure (exit -1 in the attempt).
     The NEVER_STARTED_MAX-th such attempt fails the job, so a host that can start nothing
     does not bounce it for ever. A cancel or preemption sent meanwhile wins."""
@@ -234,10 +233,15 @@ def unstarted(m: Model, job: Job, reason: str) -> None:
     _close_attempt(m, job, why, -1)
     job.move(JobState.PENDING, why)
     job.reset_attempt()
-    delay = min(RETRY_BACKOFF_MAX, 2.0 ** before)
+    delay = backoff(m, before)
     heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
     _saved(m, job, job.reason)
     log.info("job %s will be tried again in %.1fs: %s", job.id, delay, why)
+
+
+def backoff(m: Model, before: int) -> float:
+    """Seconds before the next attempt of a job that has had `before` such retries."""
+    return min(m.cfg.broker.retry_max, m.cfg.broker.retry_initial * 2.0 ** before)
 
 
 def finish(m: Model, job: Job, state: JobState, reason: str = "",
@@ -261,14 +265,15 @@ def finish(m: Model, job: Job, state: JobState, reason: str = "",
 
 
 def retry_later(m: Model, job: Job, exit_code: int, why: str) -> None:
-    """running → pending after a backoff (1 s doubling, at most 5 min): a failure with
-    retries left. The scheduler gets it when the backoff is over (`Broker.tick`)."""
+    """running → pending after a backoff (`broker.retry_initial` doubling to `retry_max`,
+    1 s to 5 min): a failure with retries left. The scheduler gets it when the backoff is
+    over (`Broker.tick`)."""
     _close_attempt(m, job, why, exit_code)
     job.retries += 1
     job.move(JobState.PENDING, f"{AUTOMATIC} {job.retries}/{job.max_retries} after {why}")
     job.reset_attempt()
     job.resume = ""          # a conversation that failed is not one to go on with
-    delay = min(RETRY_BACKOFF_MAX, 2.0 ** (job.retries - 1))
+    delay = backoff(m, job.retries - 1)
     heapq.heappush(m.retry_at, (time.monotonic() + delay, job.id))
     _saved(m, job, job.reason)
     log.info("job %s will retry in %.1fs (%s)", job.id, delay, job.reason)

@@ -240,3 +240,15 @@ def test_a_job_waiting_for_a_rejected_job_of_its_own_turn_fails():
         assert intake.accept(m, spec(after=[spec().id])) is not None    # unknown: rejected
     finally:
         m.store.close()
+
+
+def test_the_retry_backoff_doubles_from_retry_initial_up_to_retry_max(m):
+    assert [lifecycle.backoff(m, n) for n in range(4)] == [1.0, 2.0, 4.0, 8.0]   # the defaults
+    assert lifecycle.backoff(m, 20) == 300.0
+    cfg = dataclasses.replace(m.cfg, broker=dataclasses.replace(m.cfg.broker, retry_initial=0.25,
+                                                                 retry_max=1.0))
+    fast = make_model(cfg)
+    try:
+        assert [lifecycle.backoff(fast, n) for n in range(4)] == [0.25, 0.5, 1.0, 1.0]
+    finally:
+        fast.store.close()
