@@ -3,19 +3,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from luzia import keys
 
-if TYPE_CHECKING:
-    from luzia.client import Control
+
+class Asker(Protocol):
+    """What Events needs of a luzia.client.Control: its zmq context and config."""
+
+    ctx: Any
+    cfg: Any
 
 
 class Events:
     """A SUB socket on the broker's job events, only to wake a waiter or a live view early:
     what changed is asked anew (the event is not trusted beyond "look again")."""
 
-    def __init__(self, ctl: Control) -> None:
+    def __init__(self, ctl: Asker) -> None:
         import zmq
 
         from luzia import protocol
