@@ -22,7 +22,8 @@ import _common  # noqa: F401  (puts the repository first on sys.path)
 import msgspec
 
 from luzia.broker import migrations
-from luzia.broker.store import _INSERT_EVENT, _INSERT_JOB, _INSERT_NEW, Job, Store
+from luzia.broker.job import Job
+from luzia.broker.store import _INSERT_EVENT, _INSERT_JOB, _INSERT_NEW, Store
 from luzia.ids import new_job_id
 
 Write = Callable[[sqlite3.Connection, list[Job]], None]

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PY, machine, median, pct, temp_fleet  # noqa: E402
 
 from luzia import config  # noqa: E402
-from luzia.broker.store import Job, Store  # noqa: E402
+from luzia.broker.job import Job
+from luzia.broker.store import Store  # noqa: E402
 from luzia.states import JobState  # noqa: E402
 from luzia.web import tokens  # noqa: E402
 from tests.helpers import wait_for  # noqa: E402

@@ -451,6 +451,7 @@ def wait(job_id: str, timeout: float | None = None, cfg: Config | None = None) -
     for a job the broker does not have and this host's spool does not hold. A broker that
     is down (restarting, or not yet started with the job in the spool) is waited for.
     Woken by the broker's job events; asks again every `monitor_interval` seconds anyway."""
+    from luzia.jobevents import Events
     cfg = cfg or load()
     deadline = None if timeout is None else time.monotonic() + timeout
     with Control(cfg) as ctl, Events(ctl) as events:
@@ -478,31 +479,3 @@ def _final(ctl: Control, job_id: str) -> dict[str, Any] | None:
         raise ProtocolError("the broker answered jobs.get with something that is not a job")
     from luzia.states import TERMINAL_NAMES
     return job if job["state"] in TERMINAL_NAMES else None
-
-
-class Events:
-    """A SUB socket on the broker's job events, only to wake a waiter or a live view early:
-    what changed is asked anew (the event is not trusted beyond "look again")."""
-
-    def __init__(self, ctl: Control) -> None:
-        import zmq
-
-        from luzia import protocol
-        self.sub = ctl.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_MESSAGE + 64)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"job.")
-        keys.secure_client(self.sub, ctl.cfg, ctl.cfg.endpoints.events)
-        self.sub.connect(ctl.cfg.endpoints.events)
-
-    def wait(self, seconds: float) -> None:
-        """Until an event arrives (all waiting are taken) or `seconds` have passed."""
-        if self.sub.poll(int(seconds * 1000)):
-            while self.sub.poll(0):
-                self.sub.recv_multipart()
-
-    def __enter__(self) -> Events:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sub.close(0)

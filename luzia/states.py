@@ -92,6 +92,10 @@ class Priority(enum.IntEnum):
         return self.name.lower()
 
 
+# what `--priority` takes: a priority's name, or seed 003's number
+PRIORITY_WORDS = tuple(p.name.lower() for p in Priority) + tuple(str(int(p)) for p in Priority)
+
+
 class AgentState(str, enum.Enum):
     """An agent's liveness. A drain is not a state: a drained agent can still die and come
     back (`Agent.draining`, DECISIONS 28)."""

@@ -15,9 +15,9 @@ from luzia import __version__, protocol
 from luzia.broker import gpu, lifecycle, versions, workspace
 from luzia.broker.accounts import own_account
 from luzia.broker.fleet import Agent
+from luzia.broker.job import Job
 from luzia.broker.lifecycle import HOLDING
 from luzia.broker.model import Model
-from luzia.broker.store import Job
 from luzia.errors import ProtocolError
 from luzia.states import JobState
 

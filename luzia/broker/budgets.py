@@ -19,8 +19,9 @@ from typing import Any
 
 from luzia import protocol
 from luzia.agentconf import Budget
+from luzia.broker.job import Job
 from luzia.broker.scheduler import Scheduler
-from luzia.broker.store import Job, Store
+from luzia.broker.store import Store
 from luzia.config import Config
 
 log = logging.getLogger(__name__)

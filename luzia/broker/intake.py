@@ -10,10 +10,10 @@ import logging
 import time
 
 from luzia import protocol
+from luzia.broker.job import Job
 from luzia.broker.lifecycle import enqueue, finish
 from luzia.broker.model import Model
 from luzia.broker.routing import detect_type
-from luzia.broker.store import Job
 from luzia.identity import Submitter, refusal as refusal_for_user
 from luzia.states import JobState
 

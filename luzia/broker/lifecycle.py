@@ -40,9 +40,9 @@ import time
 from luzia import protocol
 from luzia.broker import gpu, workspace
 from luzia.broker.fleet import Agent
+from luzia.broker.job import Job
 from luzia.broker.model import Model
 from luzia.broker.rules import SchedJob, over_ceiling
-from luzia.broker.store import Job
 from luzia.states import NEEDS_INPUT, JobState, exit_text
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,9 @@ from luzia import protocol, rpc
 from luzia.broker.accounts import Accounts
 from luzia.broker.budgets import Budgets
 from luzia.broker.fleet import Fleet
+from luzia.broker.job import Job
 from luzia.broker.scheduler import Scheduler
-from luzia.broker.store import Job, Store
+from luzia.broker.store import Store
 from luzia.config import Config
 
 

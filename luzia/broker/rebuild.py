@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
-from luzia.broker.store import Job, Store
+from luzia.broker.job import Job
+from luzia.broker.store import Store
 from luzia.config import Config
 from luzia.errors import ProtocolError
 from luzia.states import JobState

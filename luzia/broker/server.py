@@ -35,10 +35,11 @@ from luzia.broker import (
 )
 from luzia.broker.agents import AgentHandler
 from luzia.broker.fleet import Fleet
+from luzia.broker.job import Job
 from luzia.broker.model import BrokerModel
 from luzia.broker.ops import logs
 from luzia.broker.scheduler import Scheduler
-from luzia.broker.store import Job, Store
+from luzia.broker.store import Store
 from luzia.config import Config, ensure_private_dir
 from luzia.errors import LuziaError, ProtocolError, StoreError
 from luzia.identity import Submitter

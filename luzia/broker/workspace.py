@@ -18,8 +18,8 @@ import time
 
 from luzia import protocol
 from luzia.broker.fleet import Agent
+from luzia.broker.job import Job
 from luzia.broker.model import Model
-from luzia.broker.store import Job
 from luzia.config import Config
 
 log = logging.getLogger(__name__)

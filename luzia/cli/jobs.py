@@ -266,7 +266,7 @@ def _ended(view: Any) -> bool:
 def watch_view(ctl: Any, fetch: Callable[[], Any], as_json: bool) -> None:
     """Follow a view until it has ended: a rich Live on a terminal, else a line per change.
     Refreshed every cfg.monitor_interval, and at once when the broker publishes a job event."""
-    from luzia.client import Events
+    from luzia.jobevents import Events
     interval = max(0.05, ctl.cfg.monitor_interval)
     with Events(ctl) as events:
         def wait_event() -> None:

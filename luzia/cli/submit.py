@@ -14,10 +14,10 @@ from typing import Any
 
 from luzia import layout
 from luzia.errors import LuziaError, UsageError
+from luzia.states import PRIORITY_WORDS
 from luzia.text import clip, one_line
 
 # 0-3 too: the Beads priorities of the older async dispatcher (seed 003, docs/GLOSSARY.md)
-PRIORITIES = ("critical", "high", "normal", "low", "0", "1", "2", "3")
 
 REJECTION_PATIENCE = 2.0   # seconds to wait for the broker to take the job before asking
 LINE_MAX = 500             # characters of an error line, whatever was typed
@@ -89,7 +89,7 @@ def _value(name: str, text: str) -> Any:
     """An option's value as submit_args' converters make it; None if they would refuse it."""
     try:
         if name == "priority":
-            return text if text in PRIORITIES else None
+            return text if text in PRIORITY_WORDS else None
         if name == "timeout":
             seconds = float(text)
             return seconds if 0 < seconds < float("inf") else None

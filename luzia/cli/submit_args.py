@@ -9,8 +9,8 @@ import argparse
 import sys
 from typing import Any
 
-from luzia.cli.submit import PRIORITIES
 from luzia.errors import UsageError
+from luzia.states import PRIORITY_WORDS
 from luzia.text import clip
 
 DESCRIPTION = """Queue TASK for PROJECT and print agent:PROJECT:JOB_ID at once; the broker runs
@@ -95,7 +95,7 @@ def parser() -> argparse.ArgumentParser:
                 epilog=EPILOG, allow_abbrev=False, formatter_class=_Formatter)
     p.add_argument("project", help="a project declared in luzia.toml ([projects.NAME])")
     p.add_argument("task", nargs="*", help="what to do")
-    p.add_argument("--priority", choices=PRIORITIES, help="default: the project's")
+    p.add_argument("--priority", choices=PRIORITY_WORDS, help="default: the project's")
     p.add_argument("--type", help="code, text, reasoning, ... (default: the project's, else "
                                   "detected from the text)")
     p.add_argument("--user", help="whose job it is (default: the project's owner); naming someone "

@@ -11,8 +11,8 @@ import pytest
 
 from luzia.broker import accounting, intake, lifecycle, ops
 from luzia.broker.fleet import Agent
+from luzia.broker.job import Job
 from luzia.broker.ops.request import Args
-from luzia.broker.store import Job
 from luzia.errors import BadRequest, NotFound, Refused
 from luzia.states import JobState
 from tests.broker.harness import make_model, spec

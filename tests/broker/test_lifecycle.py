@@ -10,8 +10,8 @@ import pytest
 from luzia import protocol
 from luzia.broker import intake, lifecycle
 from luzia.broker.fleet import Agent
+from luzia.broker.job import Job
 from luzia.broker.model import BrokerModel
-from luzia.broker.store import Job
 from luzia.config import Config
 from luzia.errors import IllegalTransition
 from luzia.states import JobState

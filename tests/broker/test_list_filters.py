@@ -102,7 +102,7 @@ def test_stats_from_one_pass_agree_with_a_query_per_grouping(broker):
     import time
 
     from luzia.broker import accounting
-    from luzia.broker.store import Job
+    from luzia.broker.job import Job
     from luzia.states import JobState
     rng = random.Random(5)
     now = time.time()

@@ -15,7 +15,8 @@ import pytest
 
 from luzia import protocol
 from luzia.broker import dbfile, migrations, salvage
-from luzia.broker.store import Job, Store
+from luzia.broker.job import Job
+from luzia.broker.store import Store
 from luzia.errors import StoreError
 from luzia.states import JobState
 from tests.broker.harness import Client, make_broker

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from luzia.broker import store as store_mod
-from luzia.broker.store import Job, Store
+from luzia.broker.job import Job
+from luzia.broker.store import Store
 from luzia.states import JobState
 from tests.dbfixtures import copy_fixture, recorded
 

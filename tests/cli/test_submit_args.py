@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from luzia.cli import submit
 from luzia.cli.submit_args import parser
 from luzia.errors import UsageError
+from luzia.states import PRIORITY_WORDS
 from tests.helpers import examples
 
 
@@ -32,7 +33,7 @@ def test_the_quick_reading_knows_every_option_of_the_parser():
 
 words = st.text(max_size=12).filter(lambda w: not w.startswith("-"))
 VALUES = {
-    "--priority": st.sampled_from(submit.PRIORITIES),
+    "--priority": st.sampled_from(PRIORITY_WORDS),
     "--type": words, "--user": words, "--after": words, "--base": words,
     "--timeout": st.floats(0.001, 1e9).map(repr) | st.sampled_from(["1", " 2 ", "1_5", "1e3"]),
     "--max-retries": st.integers(0, 10**6).map(str) | st.sampled_from(["+3", " 4", "٣"]),

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from luzia.broker import lifecycle
+from luzia.broker.job import Job
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view, resolve, resolve_all
-from luzia.broker.store import Job
 from luzia.errors import BadRequest
 from luzia.states import JOB_STATE_NAMES, RETRYABLE, JobState
 

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from luzia import protocol, rpc
+from luzia.broker.job import Job
 from luzia.broker.model import LogWait, Model
 from luzia.broker.ops.request import DEFERRED, Args, resolve
-from luzia.broker.store import Job
 from luzia.errors import BadRequest, Unavailable
 
 LOG_WAIT = 2.0               # seconds a logs.read waits for the agent before using the tail

@@ -9,10 +9,10 @@ from collections import Counter
 from typing import Any
 
 from luzia.broker import accounting, intake, lifecycle
+from luzia.broker.job import Job
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view
 from luzia.broker.rules import user_limit
-from luzia.broker.store import Job
 from luzia.errors import BadRequest
 from luzia.states import JobState, Priority
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from luzia.broker.job import Job
 from luzia.broker.model import Model
-from luzia.broker.store import Job
 from luzia.errors import Ambiguous, BadRequest, NotFound
 from luzia.identity import Submitter
 from luzia.ids import JOB_PREFIX_RE

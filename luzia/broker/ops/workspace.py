@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from luzia.broker import workspace
+from luzia.broker.job import Job
 from luzia.broker.model import Model
 from luzia.broker.ops.request import Args, job_view, resolve
-from luzia.broker.store import Job
 from luzia.errors import BadRequest, Refused
 
 HOW = ("merged", "squashed")
