@@ -382,7 +382,7 @@ def _finish(cfg: Config) -> Config:
     )
     if agent.slots < 1:
         raise ConfigError("agent.slots must be at least 1")
-    if not layout.TMUX_SOCKET_RE.fullmatch(agent.tmux_socket):
+    if not layout.tmux_socket_ok(agent.tmux_socket):
         raise ConfigError(f"agent.tmux_socket {agent.tmux_socket[:120]!r}: a tmux server name is "
                           f"1-100 letters, digits, '.', '_' or '-'")
     gitref.check_prefix(agent.branch_prefix)

@@ -81,7 +81,6 @@ CACHE_CHANGED = "changed"   # touched by every change made from this host: older
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
 SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
-TMUX_SOCKET_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")     # a tmux server name `attach` accepts
 ANSWERED_OPTION = "@luzia-answered"   # set on a job's session by `luzia reply`: the agent's
                                       # attention watch takes the screen as answered
 
@@ -100,3 +99,12 @@ def warm_session_prefix(agent: str) -> str:
 def slot_session_prefix(agent: str) -> str:
     """The interactive runner's slot sessions: `luzia-<agent>-slot-<n>`."""
     return f"{SESSION_PREFIX}{re.sub(r'[.:]', '_', agent)}-slot-"
+
+
+_TMUX_SOCKET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def tmux_socket_ok(name: str) -> bool:
+    """A tmux server name (`tmux -L`) as config accepts it: 1-100 letters, digits, . _ -
+    (checked on every config load, so without compiling a regex on the submit path)."""
+    return 0 < len(name) <= 100 and _TMUX_SOCKET_CHARS.issuperset(name)
