@@ -7,27 +7,34 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, TypeGuard
 
 from luzia.errors import ConfigError
 
+# Patterns as text, compiled by `re` on their first use (and cached there): the submit path
+# imports this module and uses one of them, and a compile costs ~0.1 ms.
 # scheme://..., or scp-like user@host:path (what `git clone` takes); anything else is a path
-URL_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|[^/:@\s]+@[^/:\s]+:)")
+URL = r"^(?:[A-Za-z][A-Za-z0-9+.-]*://|[^/:@\s]+@[^/:\s]+:)"
 # a branch, tag or commit name, with git's revision suffixes (main~2, v1.0^{commit});
 # never starting with "-" (it would read as an option)
-REF_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/@{}^~+-]{0,255}$")
-PREFIX_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?")   # agent.branch_prefix
-COMMIT_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")     # sha-1 or sha-256
+REF = r"^[A-Za-z0-9_][A-Za-z0-9._/@{}^~+-]{0,255}$"
+PREFIX = r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?"   # agent.branch_prefix
+COMMIT = r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$"     # sha-1 or sha-256
 
 
 def is_url(repo: str) -> bool:
-    return bool(URL_RE.match(repo))
+    return bool(re.match(URL, repo))
 
 
 def valid(ref: str) -> bool:
     """A name `git rev-parse` may be asked to resolve; ".." and "@{-1}"-style tricks out."""
-    return bool(REF_RE.match(ref)) and ".." not in ref and "//" not in ref \
+    return bool(re.match(REF, ref)) and ".." not in ref and "//" not in ref \
         and not ref.endswith((".lock", "/", "."))
+
+
+def is_commit(value: object) -> TypeGuard[str]:
+    """A full commit id (sha-1 or sha-256), as git prints one."""
+    return isinstance(value, str) and re.match(COMMIT, value) is not None
 
 
 def short(commit: str) -> str:
@@ -36,7 +43,7 @@ def short(commit: str) -> str:
 
 def check_prefix(prefix: str) -> None:
     """agent.branch_prefix, the start of every workspace branch's name."""
-    if not PREFIX_RE.fullmatch(prefix or "/"):
+    if not re.fullmatch(PREFIX, prefix or "/"):
         raise ConfigError(f"agent.branch_prefix {prefix!r} is not usable in a branch name "
                           "(letters, digits, . _ - and /)")
 

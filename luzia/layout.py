@@ -6,6 +6,7 @@ Imports nothing."""
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 # A job's directory, `<jobs_dir>/<job id>/`, laid out as seed 000's dispatcher did -------
 META = "meta.json"          # the job and how to run it (written by the agent, read by the wrapper)
@@ -59,7 +60,10 @@ def warm_socket(pid: int) -> str:
     return f"warm-{pid}.sock"
 
 
-WARM_SOCKET_RE = re.compile(r"warm-([0-9]+)\.sock")
+def warm_socket_pid(name: str) -> int | None:
+    """The agent's pid in a `warm_socket` file name; None for any other name."""
+    m = re.fullmatch(r"warm-([0-9]+)\.sock", name)
+    return int(m.group(1)) if m else None
 
 
 def spawner_mark(token: str) -> str:
@@ -80,9 +84,15 @@ CACHE_CHANGED = "changed"   # touched by every change made from this host: older
 
 # tmux --------------------------------------------------------------------------------
 SESSION_PREFIX = "luzia-"
-SESSION_RE = re.compile(re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}")   # what `attach` accepts
+_SESSION_NAME = re.escape(SESSION_PREFIX) + r"[A-Za-z0-9_-]{1,120}"
 ANSWERED_OPTION = "@luzia-answered"   # set on a job's session by `luzia reply`: the agent's
                                       # attention watch takes the screen as answered
+
+
+def is_session(name: object) -> TypeGuard[str]:
+    """A job's tmux session name as `attach` and `reply` accept it (SESSION_PREFIX and 1-120
+    letters, digits, _ or -), matched by `re` on first use rather than compiled at import."""
+    return isinstance(name, str) and re.fullmatch(_SESSION_NAME, name) is not None
 
 
 def job_session(job_id: str) -> str:

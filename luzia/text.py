@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 
-ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-Z\\-_]"
-                     r"|[\x00-\x08\x0b-\x1f\x7f]")
+# compiled by `re` on its first use (and cached there), not at import: the submit path
+# imports this module and rarely strips anything
+ANSI = (r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-Z\\-_]"
+        r"|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def strip_terminal(text: str) -> str:
     """Remove escape sequences and control characters (keeps newlines and tabs)."""
-    return ANSI_RE.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return re.sub(ANSI, "", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def one_line(text: str, width: int = 0) -> str:

@@ -249,8 +249,8 @@ class WarmPanes:
                 log.info("removing idle session %s left by an earlier agent", name)
                 self.tmux.kill_session(name)
         for path in run_dir.glob("warm-*.sock"):
-            m = layout.WARM_SOCKET_RE.fullmatch(path.name)
-            if m and not _running(int(m.group(1))):
+            pid = layout.warm_socket_pid(path.name)
+            if pid is not None and not _running(pid):
                 path.unlink(missing_ok=True)
 
     def _job_in(self, session: str) -> str:

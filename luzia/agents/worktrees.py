@@ -135,7 +135,7 @@ def push_text(push: dict[str, Any]) -> str:
 
 
 def _commit(value: Any) -> str:
-    return value if isinstance(value, str) and gitref.COMMIT_RE.match(value) else ""
+    return value if gitref.is_commit(value) else ""
 
 
 def _count(value: Any, default: int = 0) -> int:

@@ -71,7 +71,7 @@ class JobBranch:
                              "repo); `luzia diff` shows its snapshots if its workdir is a git "
                              "repository")
         if not found.branch or not gitref.valid(found.branch) or \
-                not gitref.COMMIT_RE.match(found.base_commit):
+                not gitref.is_commit(found.base_commit):
             raise LuziaError(f"job {found.id} is {found.state} and has no branch yet (its "
                              "worktree is made when it starts)")
         return found

@@ -250,7 +250,7 @@ def _session_of(cfg: Any, job: dict[str, Any]) -> str:
     except (OSError, ValueError):
         pass
     for session in candidates:
-        if isinstance(session, str) and layout.SESSION_RE.fullmatch(session):
+        if layout.is_session(session):
             return session
     return layout.job_session(job["id"])
 

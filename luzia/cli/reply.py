@@ -70,7 +70,7 @@ def answerable(cfg: Config, job: dict[str, Any], text: str) -> str:
         hint = f"; its output: luzia logs {job_id}" if state in TERMINAL else ""
         raise Refused(f"job {job_id} is {state}: only a running job can be answered{hint}")
     session = job.get("session")
-    if not isinstance(session, str) or not layout.SESSION_RE.fullmatch(session):
+    if not layout.is_session(session):
         raise Refused(f"job {job_id} runs without tmux (its agent's runner has no pane to type "
                       f"into): it cannot be answered; luzia cancel {job_id} stops it")
     user = _login_name()

@@ -182,7 +182,7 @@ def pr(job_id: str, dry_run: bool, as_json: bool) -> None:
     cwd, extra = _pr_target(job)
     title = job.subject()
     body = f"Made by Luzia job {job.id} (project {job.project}).\n\n{job.task[:4000]}"
-    base = ["--base", job.base] if job.base and not gitref.COMMIT_RE.match(job.base) \
+    base = ["--base", job.base] if job.base and not gitref.is_commit(job.base) \
         and not job.base.startswith("local changes") else []
     argv = [gh, "pr", "create", "--head", job.branch, "--title", title, "--body", body,
             *base, *extra]
