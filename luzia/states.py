@@ -92,7 +92,8 @@ class Priority(enum.IntEnum):
         return self.name.lower()
 
 
-# what `--priority` takes: a priority's name, or seed 003's number
+# what `--priority` takes: a priority's name, or 0-3, the Beads priorities of the older async
+# dispatcher (seed 003, docs/GLOSSARY.md)
 PRIORITY_WORDS = tuple(p.name.lower() for p in Priority) + tuple(str(int(p)) for p in Priority)
 
 

@@ -17,8 +17,6 @@ from luzia.errors import LuziaError, UsageError
 from luzia.states import PRIORITY_WORDS
 from luzia.text import clip, one_line
 
-# 0-3 too: the Beads priorities of the older async dispatcher (seed 003, docs/GLOSSARY.md)
-
 REJECTION_PATIENCE = 2.0   # seconds to wait for the broker to take the job before asking
 LINE_MAX = 500             # characters of an error line, whatever was typed
 
