@@ -7,6 +7,7 @@ class has `PLAIN_LIST = "field"` may be written as a plain list, which is that f
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -28,8 +29,7 @@ def from_env(env: Mapping[str, str], root: type,
     """The LUZIA_* variables as a nested table of `root`'s keys: LUZIA_<SECTION>_<KEY>, a
     top-level LUZIA_<KEY>, or a name in `aliases`; other LUZIA_* variables are not config."""
     out: dict[str, Any] = {}
-    sections = {f.name for f in dataclasses.fields(root)
-                if dataclasses.is_dataclass(_hint(root, f.name))}
+    sections: set[str] | None = None   # read at the first variable that needs them
     for name, value in env.items():
         if not name.startswith("LUZIA_") or name == "LUZIA_CONFIG":
             continue
@@ -38,6 +38,9 @@ def from_env(env: Mapping[str, str], root: type,
         else:
             rest = name[len("LUZIA_"):].lower()
             section, _, key = rest.partition("_")
+            if sections is None:
+                sections = {f.name for f in dataclasses.fields(root)
+                            if dataclasses.is_dataclass(_hint(root, f.name))}
             if section in sections and key:
                 path = (section, key)
             elif rest in {f.name for f in dataclasses.fields(root)}:
@@ -55,13 +58,22 @@ class EnvString(str):
     """A value from the environment: parsed to the field's type instead of type-checked."""
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+_TYPES: dict[tuple[str, str], Any] = {}   # (module, annotation's text) -> the type it names
 
 
 def _hint(cls: type, name: str) -> Any:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls][name]
+    """The type of `cls`'s field `name`. Its annotation is text (`from __future__ import
+    annotations`), evaluated in its class's module as typing.get_type_hints would, but only
+    this one and each distinct text once: get_type_hints evaluates every annotation of the
+    class and its bases (an eval each), and a submit builds its config on every run."""
+    owner = next(k for k in cls.__mro__ if name in vars(k).get("__annotations__", {}))
+    text = vars(owner)["__annotations__"][name]
+    if not isinstance(text, str):
+        return text
+    key = (owner.__module__, text)
+    if key not in _TYPES:
+        _TYPES[key] = eval(text, vars(sys.modules[owner.__module__]))  # noqa: S307 (our source)
+    return _TYPES[key]
 
 
 def build(cls: type, raw: Any, where: str) -> Any:
