@@ -35,7 +35,7 @@ PEERS = {"rq": "RQ", "celery": "Celery", "dramatiq": "Dramatiq"}
 
 sys.path.insert(0, str(HERE))
 from _common import PY, load, machine, median, startup_times, temp_fleet  # noqa: E402
-from floors import IMPORTS, PASS  # noqa: E402
+from floors import IMPORTS, PASS, spawn_rate  # noqa: E402
 
 from tests.helpers import free_ports  # noqa: E402
 
@@ -145,7 +145,8 @@ def luzia_figures(n: int, n_enqueue: int, slots: int) -> dict[str, float]:
     e2e = e2e_jobs.main(n, slots)
     return {"enqueue": submit_throughput.client_rate(n_enqueue),
             "ingest": submit_throughput.broker_rate(max(n_enqueue, 20_000))[0],
-            "e2e": e2e["push_jobs_per_s"], "e2e_client": e2e["client_jobs_per_s"]}
+            "e2e": e2e["push_jobs_per_s"], "e2e_client": e2e["client_jobs_per_s"],
+            "spawn": spawn_rate()}
 
 
 def one_shots(peers: Peers, runs: int) -> dict[str, float]:
@@ -187,7 +188,9 @@ def table(ours: dict[str, float], theirs: dict[str, dict[str, float]], shots: di
           f"on {slots} slots, a process per job, its jobs pushed on one socket (through "
           f"client.submit(): {ours['e2e_client']:,.0f}/s); each peer 2 worker processes. Floors: python "
           f"-c 'import zmq, msgpack' {shots['imports']:.0f} ms, python -c pass "
-          f"{shots['pass']:.0f} ms.")
+          f"{shots['pass']:.0f} ms; a bare process per job (posix_spawn of /bin/true and "
+          f"waitpid, a loop per core, no queue) {ours['spawn']:,.0f}/s, "
+          f"{ours['spawn'] / best('e2e')[1]:.2f}x the best peer's end to end.")
 
 
 def main() -> int:

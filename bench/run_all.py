@@ -21,6 +21,7 @@ import scheduler  # noqa: E402
 import start_latency  # noqa: E402
 import submit_throughput  # noqa: E402
 from _common import load, machine  # noqa: E402
+from floors import spawn_rate  # noqa: E402
 
 
 def summary(one: dict, ingest: dict, e2e: dict, starts: list[dict[str, Any]]) -> None:
@@ -35,7 +36,8 @@ def summary(one: dict, ingest: dict, e2e: dict, starts: list[dict[str, Any]]) ->
         ("no-op jobs end to end per second",
          f"{e2e['push_jobs_per_s']:.0f}/s pushed on one socket, {e2e['client_jobs_per_s']:.0f}/s "
          f"through client.submit() ({e2e['slots']} slots, a process per job)",
-         "peers: make bench-peers", ">= 2x the best peer"),
+         f"a bare process per job (posix_spawn of /bin/true, a loop per core) "
+         f"{e2e['spawn_per_s']:,.0f}/s; peers: make bench-peers", ">= 2x the best peer"),
     ]
     for s in starts:
         rows.append((f"submit -> command running, idle, p50 / p99 ({s['runner']})",
@@ -56,6 +58,8 @@ def main() -> None:
     ingest = submit_throughput.main(20_000 if quick else 50_000)
     print("--- end to end")
     e2e = e2e_jobs.main(100 if quick else 300)
+    e2e["spawn_per_s"] = spawn_rate()
+    print(f"floor: a bare process per job, {e2e['spawn_per_s']:,.0f}/s")
     print("--- submit -> command running")
     starts = [start_latency.main(30 if quick else 150, "auto")]
     if starts[0]["runner"] == "tmux":
