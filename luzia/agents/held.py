@@ -147,7 +147,7 @@ class HeldJobs:
         self.jobs[job.id] = run
         try:
             jd.create(self.cfg, job, attempt, account, resume)
-            run.workspace = worktrees.workspace_of(jd.path)
+            run.workspace = worktrees.workspace_of(jd.path, jd.meta())
             session = self.runner.start(jd)
         except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
             log.error("job %s never started: %s", job.id, exc)

@@ -323,8 +323,9 @@ def _setup(ws: dict[str, Any], env: dict[str, str], log, pid_file: str | None) -
 
 
 def _write_pid(path: str, pid: int, log) -> None:
-    """Setup's pid, best effort: not through `.pid.tmp`, which the agent reserved for the
-    command's pid (a disk that fills during setup still takes that one; issue 17)."""
+    """Setup's pid, best effort, in a `pid` file of its own: the pid field of `process`,
+    which the agent reserved, is the command's, written once (a disk that fills during setup
+    still takes that one; issue 17). JobDir.pid reads this file while that field is blank."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.setup.tmp")
     try:
         with open(tmp, "w") as f:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from luzia.agents.jobstatus import read_pid
 from tests.fleet import PY, fleet_config
 from tests.helpers import wait_for
 
@@ -99,7 +100,7 @@ def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(mak
     wait_for(lambda: fleet.live_agents() == {"a"}, 30)
     first = fleet.submit("demo", "one")
     wait_for(lambda: fleet.state(first) == "running", 60)
-    wait_for(lambda: (small_disk.path / "jobs" / first / "pid").exists(), 30)
+    wait_for(lambda: read_pid(small_disk.path / "jobs" / first), 30)
 
     small_disk.fill()
     second = fleet.submit("demo", "two")
