@@ -22,7 +22,7 @@ from typing import Any
 from luzia import layout, protocol
 from luzia.agentconf import AgentCommand
 from luzia.agents import worktrees
-from luzia.agents.jobstatus import AttemptState, JobStatus, read_exit_code, read_pid, read_record
+from luzia.agents.jobstatus import AttemptState, JobStatus, attempt_record, read_exit_code, read_pid
 from luzia.config import Config
 from luzia.text import strip_terminal
 
@@ -133,7 +133,7 @@ class JobDir:
         """The attempt's record: status.json once it changed after the start (and in an
         earlier release's directory), else meta.json's first record; the empty record when
         there is none."""
-        record, self.record_in = read_record(self.path)
+        record, self.record_in = attempt_record(self.path)
         return JobStatus.from_json(record)
 
     def set_status(self, sync: bool = False, **fields: Any) -> None:

@@ -3,7 +3,7 @@
 The worker and the runners write it (`JobDir.set_status(field=...)`, checked against this
 record: an unknown field is a TypeError, not a silent new key); the worker reads it back
 after a restart, `luzia attach` reads its `session`, the broker's rebuild its `acked`. It is
-meta.json's `status` until it changes after the start, then status.json (`read_record`). A
+meta.json's `status` until it changes after the start, then status.json (`attempt_record`). A
 missing or unreadable record reads as the empty record (`state == ""`); a field of the wrong
 type reads as its default, so a hand-edited file cannot crash the agent. Also here: the
 readers of the tracker's `process` file (the pid and the exit status) and of an earlier
@@ -85,7 +85,7 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(JobStatus))
 _JSON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
-def read_record(job_dir: Path) -> tuple[dict[str, Any], str]:
+def attempt_record(job_dir: Path) -> tuple[dict[str, Any], str]:
     """The attempt's record as stored (a dict, {} when there is none) and the file that
     holds it: status.json when there is one (a change after the start; an earlier
     release's layout), else meta.json's `status`. For the broker's rebuild and `luzia

@@ -88,12 +88,14 @@ RUNS = "{job_dir}/../../runs.log"
 
 
 @pytest.mark.long
+@pytest.mark.parametrize("runner", ["tmux", "subprocess"])   # a wrapper; the spawner
 def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(make_fleet,
-                                                                              small_disk):
+                                                                              small_disk, runner):
     gate = small_disk.path.parent / f"go-{uuid.uuid4().hex[:6]}"
     command = (f'command = ["/bin/sh", "-c", "echo $LUZIA_JOB_ID >> {small_disk.path.parent}/runs;'
                f' while [ ! -e {gate} ]; do sleep 0.1; done; echo done", "sh", "{{task}}"]')
-    fleet = make_fleet(fleet_config(f'runner = "tmux"\n{command}', "per_user = false"))
+    fleet = make_fleet(fleet_config(f'runner = "{runner}"\ngit_snapshots = false\n{command}',
+                                    "per_user = false"))
     fleet.env["LUZIA_JOBS_DIR"] = str(small_disk.path / "jobs")
     fleet.start_broker()
     agent = fleet.start_agent("a")
