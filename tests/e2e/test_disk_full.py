@@ -93,7 +93,8 @@ def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(mak
                                                                               small_disk, runner):
     gate = small_disk.path.parent / f"go-{uuid.uuid4().hex[:6]}"
     command = (f'command = ["/bin/sh", "-c", "echo $LUZIA_JOB_ID >> {small_disk.path.parent}/runs;'
-               f' while [ ! -e {gate} ]; do sleep 0.1; done; echo done", "sh", "{{task}}"]')
+               f' while [ ! -e {gate} ]; do sleep 0.1; done; echo done; exit 0", "sh", "{{task}}"]')
+    # (`exit 0`: without a pane, the echo into a full output.log fails, and with it the shell)
     fleet = make_fleet(fleet_config(f'runner = "{runner}"\ngit_snapshots = false\n{command}',
                                     "per_user = false"))
     fleet.env["LUZIA_JOBS_DIR"] = str(small_disk.path / "jobs")
