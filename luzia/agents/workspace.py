@@ -27,9 +27,11 @@ import shlex
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from luzia import gitref, layout
+from luzia.agents.jobstatus import attempt_record
 from luzia.agents.workgit import (
     PUSH_TIMEOUT,
     WorkspaceError,
@@ -337,13 +339,9 @@ def _write_pid(path: str, pid: int, log) -> None:
 
 # ending it --------------------------------------------------------------------------------
 def stop_reason(job_dir: str) -> str:
-    """Why the agent stopped the job (cancelled, timeout, ...) as it wrote in status.json;
+    """Why the agent stopped the job (cancelled, timeout, ...) as it wrote in its record;
     "" when the job ended by itself."""
-    try:
-        with open(os.path.join(job_dir, layout.STATUS)) as f:
-            return str(json.load(f).get("reason") or "")
-    except (OSError, ValueError, AttributeError):
-        return ""
+    return str(attempt_record(Path(job_dir))[0].get("reason") or "")
 
 
 def finish(ws: dict[str, Any], task: str, code: int, reason: str, log) -> None:
