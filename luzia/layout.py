@@ -29,9 +29,9 @@ RAW_OUTPUT = "output.jsonl"  # an agent command's own output, when it declares a
 USAGE = "usage.json"        # what its output adapter learnt of the attempt (written by the wrapper)
 SESSIONS = "sessions.json"  # the agent's conversations this host holds for the job: id -> account
 WORKSPACE_ERROR = "workspace-error"   # why its worktree could not be made (one line, the wrapper)
+OLD_RESERVES = (".pid.tmp", ".exit_code.tmp")   # an earlier release's room for PID, EXIT_CODE
 # cleared at a new attempt (PROCESS is blanked in place instead: no new file)
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE, WORKSPACE_ERROR,
-                 ".pid.tmp", ".exit_code.tmp")
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE, WORKSPACE_ERROR, *OLD_RESERVES)
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically
