@@ -54,13 +54,14 @@ def stamped(path: Path, job_id: str, timeout: float = 30) -> float:
 
 def phases(home: Path, job_id: str, t0: float, started: float) -> tuple[float, float, float]:
     """(submit -> laid out, laid out -> pid written, pid written -> stamp) in seconds, from
-    the mtimes of meta.json and pid."""
+    the mtimes of meta.json and `process` (its last write: the pid's while the command runs)."""
+    from luzia.agents.jobstatus import read_pid
     job = home / "jobs" / job_id
     laid = (job / "meta.json").stat().st_mtime
     deadline = time.monotonic() + 10
-    while not (job / "pid").exists() and time.monotonic() < deadline:
+    while not read_pid(job) and time.monotonic() < deadline:
         time.sleep(0.001)  # polling step: the tracker writes it just after its fork
-    pid = (job / "pid").stat().st_mtime
+    pid = (job / "process").stat().st_mtime
     return laid - t0, pid - laid, started - pid
 
 

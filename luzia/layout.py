@@ -8,13 +8,19 @@ from __future__ import annotations
 import re
 from typing import TypeGuard
 
-# A job's directory, `<jobs_dir>/<job id>/`, laid out as seed 000's dispatcher did -------
-META = "meta.json"          # the job and how to run it (written by the agent, read by the wrapper)
-STATUS = "status.json"      # the agent's view of the attempt: state, attempt, acked, pids
+# A job's directory, `<jobs_dir>/<job id>/` --------------------------------------------
+META = "meta.json"          # the job and how to run it, and the agent's first record of the
+                            # attempt under "status" (written by the agent, read by the tracker)
+STATUS = "status.json"      # the agent's record once it changed after the start (or a
+                            # directory of an earlier release): state, attempt, acked, pids
 OUTPUT = "output.log"       # everything the job printed, every attempt
 PROGRESS = "progress.md"    # written by the job's command: percent and a message
-PID = "pid"                 # the job process's pid (written by the wrapper)
-EXIT_CODE = "exit_code"     # the job's exit status (written by the wrapper when it ends)
+PROCESS = "process"         # the job's process: its pid and its exit status, each a field
+                            # written in place by the tracker into room the agent reserved
+PROCESS_BYTES = 64          # the reserved room: spaces, then `pid N\n` at PID_AT and
+PID_AT, EXIT_AT = 0, 32     # `exit N\n` at EXIT_AT (a field reads only once wholly written)
+PID = "pid"                 # an earlier release's pid file (and a workspace setup's pid)
+EXIT_CODE = "exit_code"     # an earlier release's exit status file, read for its jobs
 TASK = "task.txt"           # the task text, for commands that take a file
 ENV = "env.json"            # the agent's environment for the wrapper (0600; removed once read)
 PANE_ENV = ("TERM", "TMUX", "TMUX_PANE")   # a pane's own: the terminal a job really draws on
@@ -23,8 +29,9 @@ RAW_OUTPUT = "output.jsonl"  # an agent command's own output, when it declares a
 USAGE = "usage.json"        # what its output adapter learnt of the attempt (written by the wrapper)
 SESSIONS = "sessions.json"  # the agent's conversations this host holds for the job: id -> account
 WORKSPACE_ERROR = "workspace-error"   # why its worktree could not be made (one line, the wrapper)
-ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE, WORKSPACE_ERROR)   # cleared at a new attempt
-RESERVE = 64                # bytes kept for `pid` and `exit_code` in `.pid.tmp`, `.exit_code.tmp`
+OLD_RESERVES = (".pid.tmp", ".exit_code.tmp")   # an earlier release's room for PID, EXIT_CODE
+# cleared at a new attempt (PROCESS is blanked in place instead: no new file)
+ATTEMPT_FILES = (EXIT_CODE, PID, PROGRESS, STATUS, ENV, USAGE, WORKSPACE_ERROR, *OLD_RESERVES)
 
 # The spool, `<home>/spool/`: jobs a CLI made durable before it printed their id ------------
 SPOOL_SUFFIX = ".job"       # `<id>.job`, written atomically

@@ -2,7 +2,7 @@
 end (the states and their transitions are in runstate.py).
 
 Assign → job directory + runner + Started; Progress when output or progress.md change;
-Done when the wrapper writes exit_code; Cancel, timeouts, a stall kill and orphans stop the
+Done when the tracker writes the exit status; Cancel, timeouts, a stall kill and orphans stop the
 command's process group (SIGTERM, then SIGKILL after kill_grace, then the runner's kill).
 The broker's heartbeat lists the jobs it believes we hold: a Done no longer listed is
 acknowledged, one still listed is sent again, a running job missing from it is an orphan.
@@ -147,7 +147,7 @@ class HeldJobs:
         self.jobs[job.id] = run
         try:
             jd.create(self.cfg, job, attempt, account, resume)
-            run.workspace = worktrees.workspace_of(jd.path)
+            run.workspace = worktrees.workspace_of(jd.path, jd.meta())
             session = self.runner.start(jd)
         except Exception as exc:  # neither the job's failure nor the agent's: the broker retries
             log.error("job %s never started: %s", job.id, exc)
@@ -360,7 +360,7 @@ class HeldJobs:
             reason = "cancelled"
         run.reason = reason
         if reason or run.never_started or run.dir.fresh:
-            # what the exit_code file does not say (a plain end it does: re-adoption reads it)
+            # what the exit status does not say (a plain end it does: re-adoption reads it)
             self._record(run, state=AttemptState.NEVER_STARTED if run.never_started
                          else AttemptState.EXITED, exit_code=code, reason=reason,
                          finished_at=time.time())
@@ -392,7 +392,7 @@ class HeldJobs:
             self.disk.failed(exc, time.monotonic())
 
     def _record(self, run: Run, sync: bool = False, **fields) -> None:
-        """Note `fields` in the run's status.json when the disk lets us: the exit_code file
+        """Note `fields` in the run's record when the disk lets us: the exit status
         and our memory are what matter, and a full disk must not end the agent."""
         try:
             run.dir.set_status(sync=sync, **fields)

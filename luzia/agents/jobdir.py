@@ -1,11 +1,12 @@
-"""A job's directory on the agent's host, in the seeds' layout:
-meta.json, status.json, output.log, progress.md, pid, exit_code (and task.txt for a command
-that names it).
+"""A job's directory on the agent's host: meta.json (with the attempt's first record),
+`process` (the command's pid and exit status), output.log, and as needed status.json (the
+record once it changed), progress.md and task.txt (for a command that names it).
 
 `<jobs_dir>/<job id>/`; the id was checked against JOB_ID_RE by the protocol, so it is a
 plain directory name. The worker writes meta.json and status.json, the job's tracker (the
-spawner or the wrapper) writes pid, output.log and exit_code, the job's command writes
-progress.md.
+spawner or the wrapper) writes output.log and the fields of `process`, the job's command
+writes progress.md. A directory laid out by an earlier release (status.json from the
+start, `pid` and `exit_code` files) reads the same (DECISIONS: fewer files a job).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from luzia import layout, protocol
 from luzia.agentconf import AgentCommand
 from luzia.agents import worktrees
-from luzia.agents.jobstatus import AttemptState, JobStatus
+from luzia.agents.jobstatus import AttemptState, JobStatus, attempt_record, read_exit_code, read_pid
 from luzia.config import Config
 from luzia.text import strip_terminal
 
@@ -48,11 +49,11 @@ class JobDir:
         self.path = root / job_id
         self.output = self.path / layout.OUTPUT
         self.progress_file = self.path / layout.PROGRESS
-        self.exit_file = self.path / layout.EXIT_CODE
-        self.pid_file = self.path / layout.PID
+        self.process_file = self.path / layout.PROCESS
         self.written: JobStatus | None = None   # status.json as this object last wrote it
         self.fresh: dict[str, Any] = {}         # a new attempt's fields, not yet written
         self.laid_out: dict[str, Any] = {}      # meta.json as this object wrote it
+        self.record_in = ""                     # the file that holds the record (META, STATUS)
 
     # creation ------------------------------------------------------------------
     def create(self, cfg: Config, job: protocol.JobSpec, attempt: int, account: str = "",
@@ -60,12 +61,13 @@ class JobDir:
         """Lay out the directory for this attempt; its tracker reads meta.json to run it.
         `account` names the [accounts.*] whose environment it gets; `resume` a session of
         the agent's to resume (when this host holds it under that account, docs/AGENTS.md).
-        Few files, none synced, nothing renamed but status.json: until its exit code the
-        directory only mirrors the broker's record (a power cut that loses it also ended the
-        command, and what the agent no longer holds the broker requeues), and every file
-        operation here is paid for each job (DECISIONS: the spawner). The command writes
-        progress.md when it has progress to tell, its tracker output.log (for_wrapper: what
-        a wrapper needs more)."""
+        Few files, none synced, none renamed: until its exit code the directory only mirrors
+        the broker's record (a power cut that loses it also ended the command, and what the
+        agent no longer holds the broker requeues), and every file made here is paid for
+        each job (DECISIONS: the spawner; fewer files a job). meta.json is written by the
+        runner's first note (set_status), with the attempt's record in it. The command
+        writes progress.md when it has progress to tell, its tracker output.log (for_wrapper:
+        what a wrapper needs more)."""
         command = command_for(cfg, job.type)
         session = resume if resume and self.holds_session(resume, account) else ""
         try:
@@ -99,15 +101,18 @@ class JobDir:
                 "env": env, "created_at": time.time(), "host": cfg.agent.name,
                 "git_snapshots": cfg.agent.git_snapshots and not ws, "workspace": ws,
                 "format": command.format, "account": account, "resumed": session}
-        _put(self.path / layout.META, json.dumps(meta, indent=1).encode())
         self.laid_out = meta
         # room for the tracker's pid and exit code, taken now: on a disk that fills while the
-        # job runs they are written in place and renamed (a job that ran is never "vanished")
-        for name in (layout.PID, layout.EXIT_CODE):
-            _put(self.path / layout.atomic_tmp_name(name), b" " * layout.RESERVE)
-        # the attempt's record goes out with the runner's first note (set_status), which
-        # every runner makes before its tracker may run the command: one write, not two
-        self.written = None
+        # job runs they are written in place (a job that ran is never "vanished"); a new
+        # attempt blanks the room it has, not a new file
+        fd = os.open(self.process_file, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b" " * layout.PROCESS_BYTES)
+        finally:
+            os.close(fd)
+        # meta.json and the attempt's record go out with the runner's first note
+        # (set_status), which every runner makes before its tracker may run the command
+        self.written, self.record_in = None, ""
         self.fresh = {"state": AttemptState.RUNNING, "attempt": attempt, "acked": False,
                       "started_at": time.time()}
 
@@ -125,31 +130,44 @@ class JobDir:
         return self.laid_out or json.loads((self.path / layout.META).read_text())
 
     def status(self) -> JobStatus:
-        """status.json as its record (the empty record when there is none)."""
-        try:
-            return JobStatus.from_json(json.loads((self.path / layout.STATUS).read_text()))
-        except (OSError, ValueError):
-            return JobStatus()
+        """The attempt's record: status.json once it changed after the start (and in an
+        earlier release's directory), else meta.json's first record; the empty record when
+        there is none."""
+        record, self.record_in = attempt_record(self.path)
+        return JobStatus.from_json(record)
 
     def set_status(self, sync: bool = False, **fields: Any) -> None:
-        """Change `fields` of status.json, each a JobStatus field. Not synced by default: a
-        process that dies leaves it in the page cache for the next agent, and after a power
-        cut the broker, not this file, has the job (what the agent no longer holds is requeued);
-        the exit code, the one thing only this host knows, is synced by its tracker."""
+        """Change `fields` of the record, each a JobStatus field. An attempt's first note
+        writes meta.json with the record in it (one new file, not two); a later change
+        writes status.json. Not synced by default: a process that dies leaves it in the page
+        cache for the next agent, and after a power cut the broker, not this file, has the
+        job (what the agent no longer holds is requeued); the exit code, the one thing only
+        this host knows, is synced by its tracker."""
         base = JobStatus() if self.fresh else self.written or self.status()
         status = base.with_fields(**{**self.fresh, **fields}, updated_at=time.time())
-        write_atomic(self.path / layout.STATUS, json.dumps(status.to_json()), sync=sync)
+        if self.fresh:
+            data = json.dumps({**self.laid_out, "status": status.to_json()}, indent=1)
+            _put(self.path / layout.META, data.encode(), sync)
+            self.record_in = layout.META
+        else:
+            write_atomic(self.path / layout.STATUS, json.dumps(status.to_json()), sync=sync)
+            self.record_in = layout.STATUS
         self.written, self.fresh = status, {}
 
     def acknowledged(self) -> None:
-        """status.json says `acked`: rewritten in place, not through a new file and a rename
-        (one job's last write, paid for every job). A reader that meets it half written, or
-        an agent killed in the middle, reads no record, which for a job whose end the broker
-        has is right: re-adoption skips it as it skips an acknowledged one."""
+        """The record says `acked`: its file rewritten in place, not through a new file and a
+        rename (one job's last write, paid for every job). A reader that meets it half
+        written, or an agent killed in the middle, reads no record, which for a job whose
+        end the broker has is right: re-adoption skips it as it skips an acknowledged one."""
         base = self.written or self.status()
         status = base.with_fields(acked=True, updated_at=time.time())
-        data = json.dumps(status.to_json()).encode()
-        fd = os.open(self.path / layout.STATUS, os.O_WRONLY | os.O_CREAT, 0o644)
+        if self.record_in == layout.META:
+            meta = {k: v for k, v in self.meta().items() if k != "status"}
+            data = json.dumps({**meta, "status": status.to_json()}, indent=1).encode()
+        else:
+            data = json.dumps(status.to_json()).encode()
+        fd = os.open(self.path / (self.record_in or layout.STATUS), os.O_WRONLY | os.O_CREAT,
+                     0o644)
         try:
             os.write(fd, data)
             os.ftruncate(fd, len(data))
@@ -158,16 +176,13 @@ class JobDir:
         self.written = status
 
     def exit_code(self) -> int | None:
-        try:
-            return int(self.exit_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        """The exit status its tracker recorded; None while the command runs."""
+        return read_exit_code(self.path)
 
     def pid(self) -> int:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return 0
+        """The command's pid as its tracker recorded it (a workspace's setup's while that
+        runs); 0 when not known."""
+        return read_pid(self.path)
 
     def progress(self) -> tuple[float, str]:
         """(percent or -1, message) from the first line of progress.md that has one."""
@@ -240,11 +255,13 @@ class JobDir:
             return size, mtime, 0.0
 
 
-def _put(path: Path, data: bytes) -> None:
-    """Write a file in one go. Not synced: a reserved file (`.pid.tmp`) has its room all the
-    same, the filesystem takes it when it accepts the write (a full disk fails it here)."""
+def _put(path: Path, data: bytes, sync: bool = False) -> None:
+    """Write a file in one go, not synced unless asked."""
     with open(path, "wb") as f:
         f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _size(path: Path) -> int:
@@ -296,7 +313,7 @@ def prune(root: Path, keep: int, active: set[str]) -> int:
     """Remove the oldest finished job directories beyond `keep` (never one in `active`)."""
     try:
         dirs = [d for d in root.iterdir() if d.is_dir() and d.name not in active
-                and (d / layout.EXIT_CODE).exists()]
+                and read_exit_code(d) is not None]
     except OSError:
         return 0
     if len(dirs) <= keep:
@@ -309,7 +326,10 @@ def prune(root: Path, keep: int, active: set[str]) -> int:
 
 
 def _mtime(path: Path) -> float:
-    try:
-        return (path / layout.EXIT_CODE).stat().st_mtime
-    except OSError:   # removed meanwhile: first in line
-        return 0.0
+    """When it ended: its exit status's write (`process`, or an earlier release's file)."""
+    for name in (layout.PROCESS, layout.EXIT_CODE):
+        try:
+            return (path / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0        # removed meanwhile: first in line

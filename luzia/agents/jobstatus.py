@@ -2,17 +2,25 @@
 
 The worker and the runners write it (`JobDir.set_status(field=...)`, checked against this
 record: an unknown field is a TypeError, not a silent new key); the worker reads it back
-after a restart, `luzia attach` reads its `session`. A missing or unreadable file reads as
-the empty record (`state == ""`); a field of the wrong type reads as its default, so a
-hand-edited file cannot crash the agent. Imports nothing of ours.
+after a restart, `luzia attach` reads its `session`, the broker's rebuild its `acked`. It is
+meta.json's `status` until it changes after the start, then status.json (`attempt_record`). A
+missing or unreadable record reads as the empty record (`state == ""`); a field of the wrong
+type reads as its default, so a hand-edited file cannot crash the agent. Also here: the
+readers of the tracker's `process` file (the pid and the exit status) and of an earlier
+release's `pid` and `exit_code`. Imports nothing of ours but layout.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from luzia import layout
 
 
 class AttemptState(str, enum.Enum):
@@ -75,3 +83,68 @@ class JobStatus:
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(JobStatus))
 _JSON_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def attempt_record(job_dir: Path) -> tuple[dict[str, Any], str]:
+    """The attempt's record as stored (a dict, {} when there is none) and the file that
+    holds it: status.json when there is one (a change after the start; an earlier
+    release's layout), else meta.json's `status`. For the broker's rebuild and `luzia
+    attach` too, which read a job directory of this host."""
+    for name in (layout.STATUS, layout.META):
+        try:
+            data = json.loads((job_dir / name).read_text())
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return {}, name
+        if name == layout.META:
+            data = data.get("status") if isinstance(data, dict) else None
+        return (data, name) if isinstance(data, dict) else ({}, name)
+    return {}, ""
+
+
+def read_exit_code(job_dir: Path) -> int | None:
+    """The exit status in `process`, or (an earlier release's directory, without one) in
+    `exit_code`; None while there is none."""
+    fields = _process_fields(job_dir)
+    if fields is None:
+        return _number(job_dir / layout.EXIT_CODE)
+    return _field(fields, layout.EXIT_AT, b"exit ")
+
+
+def read_pid(job_dir: Path) -> int:
+    """The pid in `process`; else (an earlier release's directory, or a workspace's setup
+    running before its command) in a `pid` file; 0 when none is known."""
+    fields = _process_fields(job_dir)
+    pid = _field(fields, layout.PID_AT, b"pid ") if fields else None
+    return pid if pid is not None else _number(job_dir / layout.PID) or 0
+
+
+def _process_fields(job_dir: Path) -> bytes | None:
+    """`process` as its bytes; None when the directory has none."""
+    try:
+        with open(job_dir / layout.PROCESS, "rb") as f:
+            return f.read(2 * layout.PROCESS_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""
+
+
+def _field(data: bytes, at: int, name: bytes) -> int | None:
+    """`NAME digits\n` at `at`, or None. The room was spaces and a field is written once
+    over them, so a field read while being written (some bytes new, some still spaces)
+    never matches: the digits and their newline must all be there."""
+    m = _FIELD_RE.match(data, at)
+    return int(m.group(2)) if m and m.group(1) == name else None
+
+
+_FIELD_RE = re.compile(rb"([a-z]+ )([0-9]{1,10})\n")
+
+
+def _number(path: Path) -> int | None:
+    """An earlier release's `pid` or `exit_code` file."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -1,6 +1,6 @@
 """A job's processes as the agent sees them: its tracker — the wrapper, or the spawner that
-started it (its pid recorded in status.json, or found again by its command line) — and the
-command's process group (the pid file the tracker writes). Every runner and the worker use
+started it (its pid recorded in the job's record, or found again by its command line) — and
+the command's process group (the pid the tracker writes into `process`). Every runner and the worker use
 these; they import no runner.
 """
 
@@ -47,7 +47,7 @@ def killpg(pid: int, sig: int) -> bool:
 
 
 def wrapper_alive(job: JobDir) -> bool:
-    """Is the tracker recorded in status.json still tracking this job? (pids get reused) A
+    """Is the tracker recorded in the job's record still tracking this job? (pids get reused) A
     wrapper names the job's directory in its command line, a spawner the jobs directory."""
     pid = job.status().wrapper_pid
     if not pid:
@@ -106,7 +106,7 @@ def rediscover_wrapper(job: JobDir) -> bool:
 
 class Wrappers:
     """The wrappers (or REPL watchers) this agent started: its children, asked directly;
-    after an agent restart they are found again by the pid recorded in status.json."""
+    after an agent restart they are found again by the pid in the job's record."""
 
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
@@ -136,7 +136,7 @@ class Wrappers:
 class SpawnerLink:
     """The agent's end of its spawner (spawner.py): started with the first job that needs it,
     again after it died. Jobs are sent as their directory's path, one a line; the spawner
-    answers `exited JOB_ID CODE` when one ends (after writing its exit_code file)."""
+    answers `exited JOB_ID CODE` when one ends (after writing its exit status)."""
 
     def __init__(self, jobs_dir: Path, run_dir: Path) -> None:
         self.jobs_dir = jobs_dir

@@ -88,8 +88,8 @@ def _never_started(jd: JobDir) -> None:
 
 
 def _note(jd: JobDir, **fields) -> None:
-    """status.json when the disk lets us: a full disk must not stop the agent's start (the
-    exit_code file, reserved when the job started, is what re-adoption trusts)."""
+    """The record when the disk lets us: a full disk must not stop the agent's start (the
+    exit status, in room reserved when the job started, is what re-adoption trusts)."""
     try:
         jd.set_status(**fields)
     except OSError as exc:

@@ -5,7 +5,7 @@ LOCK_FD. It (re)starts the slot's REPL when it is missing, has exited, or was st
 another work directory; waits for it to be ready; types the task (send_keys, the delay,
 Enter); waits until the prompt is back (done = prompt | shell) or the pane stayed unchanged
 for `idle` seconds (done = idle); copies what the job printed (the pane's new lines since
-the task was sent, scrollback included) into output.log as it appears; writes exit_code.
+the task was sent, scrollback included) into output.log as it appears; records its exit status (`process`).
 
 Exit codes: 0 the REPL answered; 128+N stopped by signal N (the REPL got Ctrl-C);
 the REPL's status (1 if it was 0 or unknown) when it exited during the job; 125 when it could not be
@@ -34,7 +34,7 @@ from luzia.agents.tmuxctl import (
     TmuxController,
     TmuxError,
 )
-from luzia.agents.wrap import write_atomic
+from luzia.agents.wrap import record_exit, record_pid
 
 COPY_EVERY = 0.5    # seconds between copies of new output into output.log while the job runs
 NOT_READY = 125
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m luzia.agents.repl JOB_DIR LOCK_FD", file=sys.stderr)
         return 2
     job_dir = Path(args[0])
-    write_atomic(job_dir / layout.PID, f"{os.getpid()}\n")   # the agent's SIGTERM reaches us
+    record_pid(job_dir, os.getpid())   # the agent's SIGTERM reaches us
     with open(job_dir / layout.OUTPUT, "ab", buffering=0) as log:
         try:
             settings = json.loads((job_dir / "interactive.json").read_text())
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             any_cwd = not meta["job"].get("workdir") and not ws
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.write(f"luzia: unreadable job settings in {job_dir}: {exc}\n".encode())
-            write_atomic(job_dir / layout.EXIT_CODE, "127\n")
+            record_exit(job_dir, 127)
             return 0
         job = SlotJob(job_dir, settings, meta, log)
         if ws:    # its own worktree (docs/WORKSPACES.md): the slot's REPL is restarted in it
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             except workspace.WorkspaceError as exc:
                 with contextlib.suppress(OSError, ValueError):
                     os.close(int(args[1]))     # the slot is free again
-                write_atomic(job_dir / layout.EXIT_CODE, f"{exc.code}\n")
+                record_exit(job_dir, exc.code)
                 return 0
 
         def stop(signum, _frame):
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         pass
     (job_dir / layout.ENV).unlink(missing_ok=True)   # no REPL started that took it
-    write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
+    record_exit(job_dir, code)
     return 0
 
 

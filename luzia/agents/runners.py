@@ -1,5 +1,6 @@
 """Runners start a job: in a tmux session a person can attach to, or as a plain process
-group. Every job ends the same way: its tracker writes the job's exit_code file. The tracker
+group. Every job ends the same way: its tracker writes the exit status into the job's
+`process` file. The tracker
 is the wrapper (wrap.py, a Python process per job, in a pane or not) or, for a plain command
 without a terminal, the agent's spawner (spawner.py: one process that starts and reaps them
 all, a few hundred microseconds a job instead of an interpreter's start).
@@ -102,7 +103,7 @@ def session_screen(tmux: TmuxController, session: str) -> Screen | None:
 
 class Untold:
     """A runner whose trackers tell the agent nothing: it finds each end in the job's
-    directory when it looks (the wrappers write exit_code)."""
+    directory when it looks (the wrappers write the exit status)."""
 
     def fileno(self) -> int | None:
         return None
@@ -226,7 +227,7 @@ class TmuxRunner(Untold):
 
     def alive(self, job: JobDir) -> bool:
         """Its session is listed, or tmux could not say (the worker looks again next tick;
-        the wrapper's exit_code file is what ends a job)."""
+        the exit status the wrapper writes is what ends a job)."""
         session = layout.job_session(job.id)
         if session in self.warm.renaming:       # handed to an idle session being renamed
             if self.warm.renaming_to(session):
@@ -259,7 +260,7 @@ class TmuxRunner(Untold):
         return self.warm.fileno()
 
     def ended(self) -> list[str]:
-        """Nothing to tell (the wrappers write exit_code); an idle wrapper connected."""
+        """Nothing to tell (the wrappers write the exit status); an idle wrapper connected."""
         self.warm.top_up()
         return []
 

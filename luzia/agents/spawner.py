@@ -2,11 +2,12 @@
 
 The agent sends it job directories, one path a line, over the socket that is its stdin; for
 each it reads meta.json (argv, cwd, env: the task text never meets a shell), starts the
-command in its own session with output.log as stdout and stderr, and writes `pid`. When a
-command ends it writes `exit_code` (atomically, synced) and tells the agent
-`exited JOB_ID CODE`. It is the commands' parent, so their exit status is never lost: when
-the agent goes (stopped, or killed with -9) it still reaps every command it started and
-records each end, then exits; the next agent re-adopts those jobs from their directories.
+command in its own session with output.log as stdout and stderr, and writes its pid into
+the job's `process` file. When a command ends it writes the exit status there (in place,
+synced) and tells the agent `exited JOB_ID CODE`. It is the commands' parent, so their
+exit status is never lost: when the agent goes (stopped, or killed with -9) it still reaps
+every command it started and records each end, then exits; the next agent re-adopts those
+jobs from their directories.
 
 MARK is a file the agent made before it sent the first path; this process removes it once
 the agent's end of the socket is closed and every path sent was read, so the next agent can
@@ -28,25 +29,20 @@ import subprocess
 import sys
 import threading
 
-META, OUTPUT, PID, EXIT_CODE = "meta.json", "output.log", "pid", "exit_code"
+META, OUTPUT, PROCESS = "meta.json", "output.log", "process"
+PID_AT, EXIT_AT = 0, 32
 PANE_ENV = ("TERM", "TMUX", "TMUX_PANE")
 CANNOT_START = 127
 
 
-def tmp_name(name: str) -> str:
-    return f".{name}.tmp"          # layout.atomic_tmp_name: the agent reserved it
-
-
-def write_in_place(job_dir: str, name: str, text: str) -> int:
-    """Write `name` through its reserved temporary file (written in place, not truncated
-    first: on a full disk it still fits) and rename it; the open descriptor, to sync later."""
-    tmp = os.path.join(job_dir, tmp_name(name))
-    data = text.encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
+def write_field(job_dir: str, at: int, text: str) -> int:
+    """Write one field of the job's `process` file in place, into the room the agent
+    reserved when it laid the job out (on a full disk it still fits; a field is written
+    once, over spaces, so a reader sees all of it or none); the open descriptor, to sync
+    later. layout.PROCESS, as wrap.record writes it."""
+    fd = os.open(os.path.join(job_dir, PROCESS), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        os.ftruncate(fd, len(data))
-        os.replace(tmp, os.path.join(job_dir, name))
+        os.pwrite(fd, text.encode(), at)
     except OSError:
         os.close(fd)
         raise
@@ -147,7 +143,7 @@ class Spawner:
         os.close(out)
         self.children[proc.pid] = (proc, job_dir)
         try:
-            os.close(write_in_place(job_dir, PID, f"{proc.pid}\n"))
+            os.close(write_field(job_dir, PID_AT, f"pid {proc.pid}\n"))
         except OSError as exc:
             self.warn(f"job {os.path.basename(job_dir)}: cannot write its pid: {exc}")
 
@@ -181,7 +177,7 @@ class Spawner:
         if why:
             self.warn(f"job {job_id}: {why}")
         try:
-            self.syncer.put(write_in_place(job_dir, EXIT_CODE, f"{code}\n"))
+            self.syncer.put(write_field(job_dir, EXIT_AT, f"exit {code}\n"))
         except OSError as exc:
             self.warn(f"job {job_id}: cannot write its exit code {code}: {exc}")
         self.tell(f"exited {job_id} {code}\n")

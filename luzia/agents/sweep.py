@@ -29,6 +29,7 @@ from typing import Any
 
 from luzia import layout
 from luzia.agents import workspace
+from luzia.agents.jobstatus import attempt_record, read_exit_code
 from luzia.agents.workspace import Record
 
 RESULT = "sweep.json"
@@ -118,9 +119,10 @@ class Sweep:
             return
         code, reason, task = -1, "runner: process vanished", ""
         with contextlib.suppress(OSError, ValueError):
-            code = int((job_dir / layout.EXIT_CODE).read_text().strip())
+            found = read_exit_code(job_dir)
+            code = code if found is None else found
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            reason = json.loads((job_dir / layout.STATUS).read_text()).get("reason") or reason
+            reason = attempt_record(job_dir)[0].get("reason") or reason
         with contextlib.suppress(OSError, ValueError, AttributeError):
             task = json.loads((job_dir / layout.META).read_text())["job"]["task"]
         with open(os.devnull, "wb") as sink:

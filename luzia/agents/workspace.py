@@ -27,9 +27,11 @@ import shlex
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from luzia import gitref, layout
+from luzia.agents.jobstatus import attempt_record
 from luzia.agents.workgit import (
     PUSH_TIMEOUT,
     WorkspaceError,
@@ -323,8 +325,9 @@ def _setup(ws: dict[str, Any], env: dict[str, str], log, pid_file: str | None) -
 
 
 def _write_pid(path: str, pid: int, log) -> None:
-    """Setup's pid, best effort: not through `.pid.tmp`, which the agent reserved for the
-    command's pid (a disk that fills during setup still takes that one; issue 17)."""
+    """Setup's pid, best effort, in a `pid` file of its own: the pid field of `process`,
+    which the agent reserved, is the command's, written once (a disk that fills during setup
+    still takes that one; issue 17). JobDir.pid reads this file while that field is blank."""
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.setup.tmp")
     try:
         with open(tmp, "w") as f:
@@ -336,13 +339,9 @@ def _write_pid(path: str, pid: int, log) -> None:
 
 # ending it --------------------------------------------------------------------------------
 def stop_reason(job_dir: str) -> str:
-    """Why the agent stopped the job (cancelled, timeout, ...) as it wrote in status.json;
+    """Why the agent stopped the job (cancelled, timeout, ...) as it wrote in its record;
     "" when the job ended by itself."""
-    try:
-        with open(os.path.join(job_dir, layout.STATUS)) as f:
-            return str(json.load(f).get("reason") or "")
-    except (OSError, ValueError, AttributeError):
-        return ""
+    return str(attempt_record(Path(job_dir))[0].get("reason") or "")
 
 
 def finish(ws: dict[str, Any], task: str, code: int, reason: str, log) -> None:

@@ -114,11 +114,13 @@ class NoWorkspace:
 NO_WORKSPACE = NoWorkspace()
 
 
-def workspace_of(job_dir: Path) -> JobWorkspace | NoWorkspace:
-    """The workspace of the job in `job_dir` as its meta.json planned it (NO_WORKSPACE
-    without one, or without a readable meta.json)."""
+def workspace_of(job_dir: Path, meta: dict[str, Any] | None = None) -> JobWorkspace | NoWorkspace:
+    """The workspace of the job in `job_dir` as its meta.json planned it (`meta`: as the
+    agent laid it out, not yet written; NO_WORKSPACE without one, or without a readable
+    meta.json)."""
     try:
-        ws = json.loads((job_dir / layout.META).read_text()).get("workspace")
+        ws = (meta if meta is not None else
+              json.loads((job_dir / layout.META).read_text())).get("workspace")
     except (OSError, ValueError, AttributeError):
         return NO_WORKSPACE
     return JobWorkspace(job_dir, ws) if isinstance(ws, dict) and ws.get("record") else NO_WORKSPACE

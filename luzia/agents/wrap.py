@@ -5,9 +5,11 @@ for a plain job (runners.WrapperNeeded), whose steps here need none. And as a wa
 the agent's socket for the job directory, then runs it as `wrap.py JOB_DIR --pty` would.
 
 Reads argv, cwd and env from meta.json (so the task text never passes through a shell),
-writes `pid`, copies all output into output.log (with --pty: through a pseudo-terminal,
-also to our stdout, the tmux pane, so a person attached sees it and can type), forwards
-SIGTERM/SIGINT/SIGHUP to the command's process group, and writes `exit_code` atomically.
+writes the command's pid into the job's `process` file, copies all output into output.log
+(with --pty: through a pseudo-terminal, also to our stdout, the tmux pane, so a person
+attached sees it and can type), forwards
+SIGTERM/SIGINT/SIGHUP to the command's process group, and writes the exit status into
+`process` (in place, synced).
 A command with an output format (meta.json's `format`, docs/AGENTS.md) has its output read
 through the format's adapter (luzia/agents/adapters/stream.py, imported only then).
 """
@@ -33,10 +35,8 @@ from luzia import layout  # noqa: E402  (after the path a file run needs)
 
 
 def write_atomic(path: Path, text: str, sync: bool = True) -> None:
-    """Write, fsync (with `sync`), rename. The temporary file is written in place, not
-    truncated first: the agent reserved `.pid.tmp` and `.exit_code.tmp` when it laid out the job, so on a
-    disk that filled meanwhile the pid and the exit code still fit (issue 17). Kept here
-    rather than imported: the wrapper starts once per job and must start fast."""
+    """Write, fsync (with `sync`), rename. Kept here rather than imported: the wrapper
+    starts once per job and must start fast."""
     tmp = path.with_name(layout.atomic_tmp_name(path.name))
     data = text.encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -48,6 +48,32 @@ def write_atomic(path: Path, text: str, sync: bool = True) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def record_pid(job_dir: Path, pid: int) -> None:
+    """The command's pid into the job's `process` file. Not synced (as the spawner's):
+    after a power cut no command runs, and no pid reads as "never started", which the
+    broker requeues."""
+    _record(job_dir, layout.PID_AT, f"pid {pid}\n", sync=False)
+
+
+def record_exit(job_dir: Path, code: int) -> None:
+    """The exit status into the job's `process` file, synced: the one thing only this host
+    knows."""
+    _record(job_dir, layout.EXIT_AT, f"exit {code}\n", sync=True)
+
+
+def _record(job_dir: Path, at: int, text: str, sync: bool) -> None:
+    """One field of `process`, written in place into the room the agent reserved when it
+    laid out the job: on a disk that filled meanwhile it still fits (issue 17); written
+    once over spaces, so a reader sees all of it or none (jobdir._field)."""
+    fd = os.open(job_dir / layout.PROCESS, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, text.encode(), at)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Output:
@@ -92,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("argv must be a non-empty list of strings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.write(f"luzia: unreadable {job_dir / layout.META}: {exc}\n".encode())
-        write_atomic(job_dir / layout.EXIT_CODE, "127\n")
+        record_exit(job_dir, 127)
         return 0
     ws = meta.get("workspace")
     ws_failed: tuple[type[Exception], ...] = ()
@@ -123,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     if ws:
         workspace.finish(ws, str(meta["job"].get("task", "")), code,
                          workspace.stop_reason(str(job_dir)), log)
-    write_atomic(job_dir / layout.EXIT_CODE, f"{code}\n")
+    record_exit(job_dir, code)
     return 0
 
 
@@ -201,7 +227,7 @@ def run_plain(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                             stdout=log if tee is None else subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
-    write_atomic(job_dir / layout.PID, f"{proc.pid}\n")
+    record_pid(job_dir, proc.pid)
     _forward_signals(proc.pid)
     if tee is not None and proc.stdout is not None:
         fd = proc.stdout.fileno()
@@ -221,9 +247,7 @@ def run_pty(argv, cwd, env, log, job_dir: Path, tee=None) -> int:
         except OSError as exc:
             os.write(2, f"luzia: cannot start {argv[0]!r}: {exc}\n".encode())
         os._exit(127)
-    # not synced (as the spawner's): after a power cut no command runs, and no pid file
-    # reads as "never started", which the broker requeues
-    write_atomic(job_dir / layout.PID, f"{pid}\n", sync=False)
+    record_pid(job_dir, pid)
     _forward_signals(pid)
     try:
         os.chdir(cwd)     # the pane's current path is the job's (a warm pane started elsewhere)

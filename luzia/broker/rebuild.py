@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
+from luzia.agents.jobstatus import attempt_record
 from luzia.broker.job import Job
 from luzia.broker.store import Store
 from luzia.config import Config
@@ -93,8 +94,8 @@ def _spooled(spool: Path) -> int:
 def _unfinished(path: Path) -> tuple[protocol.JobSpec, dict[str, Any], dict[str, Any]] | None:
     """(spec, meta, status) of a job directory whose end the broker never acknowledged."""
     try:
-        status = json.loads((path / layout.STATUS).read_text())
-        if status.get("acked"):
+        status, _ = attempt_record(path)     # meta.json's, or status.json once it changed
+        if not status or status.get("acked"):
             return None
         meta = json.loads((path / layout.META).read_text())
         spec = protocol.from_plain(protocol.JobSpec, meta["job"])

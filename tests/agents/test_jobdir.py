@@ -73,6 +73,7 @@ def make_job(home: Path, command: list[str], task: str = "t", **kw) -> JobDir:
     job = spec(task, **kw)
     jd = JobDir(Path(cfg.jobs_dir), job.id)
     jd.create(cfg, job, attempt=1)
+    jd.set_status(runner="subprocess")     # the runner's first note writes meta.json
     return jd
 
 

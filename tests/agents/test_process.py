@@ -72,13 +72,12 @@ def test_agent_stops_on_signal_and_leaves_its_job_running_then_readopts_it(agent
     for job in (long_job, short_job):
         broker.recv(None, protocol.Started, where=lambda m, j=job: m.job_id == j.id)
     long_dir = Path(cfg.jobs_dir) / long_job.id
-    wait_for(lambda: (long_dir / "pid").exists(), 15)
-    pid = int((long_dir / "pid").read_text())
+    pid = wait_for(lambda: JobDir(long_dir.parent, long_job.id).pid(), 15)
 
     agent.send_signal(sig)
     assert agent.wait(10) == 0
     assert alive(pid)
-    wait_for(lambda: (Path(cfg.jobs_dir) / short_job.id / "exit_code").exists(), 15)
+    wait_for(lambda: JobDir(Path(cfg.jobs_dir), short_job.id).exit_code() is not None, 15)
 
     again = start()
     # (the first agent may have said Hello again meanwhile: the broker was quiet while we waited)

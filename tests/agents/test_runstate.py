@@ -55,7 +55,7 @@ def test_status_record_round_trips_and_rejects_unknown_fields(short_tmp):
     status = jd.status()
     assert status.found and (status.state, status.attempt, status.wrapper_pid) == ("exited", 2, 42)
     assert status.exit_code == 0 and status.session == "luzia-x" and status.updated_at > 0
-    on_disk = json.loads((jd.path / "status.json").read_text())
+    on_disk = json.loads((jd.path / "status.json").read_text())   # a change after the start
     assert on_disk["state"] == "exited" and on_disk["session"] == "luzia-x"
     with pytest.raises(TypeError):
         jd.set_status(wraper_pid=1)    # a misspelt field is an error, not a new key

@@ -34,10 +34,10 @@ def laid_out(cfg, link: processes.SpawnerLink) -> JobDir:
 
 def test_the_spawner_names_the_files_as_layout_does():
     names = runpy.run_path(processes.SPAWNER_SCRIPT)       # its main does not run
-    assert (names["META"], names["OUTPUT"], names["PID"], names["EXIT_CODE"]) == \
-        (layout.META, layout.OUTPUT, layout.PID, layout.EXIT_CODE)
+    assert (names["META"], names["OUTPUT"], names["PROCESS"]) == \
+        (layout.META, layout.OUTPUT, layout.PROCESS)
+    assert (names["PID_AT"], names["EXIT_AT"]) == (layout.PID_AT, layout.EXIT_AT)
     assert names["PANE_ENV"] == layout.PANE_ENV
-    assert names["tmp_name"]("pid") == layout.atomic_tmp_name("pid")
 
 
 def test_an_end_after_the_agent_let_go_is_recorded_and_then_the_spawner_exits(short_tmp):

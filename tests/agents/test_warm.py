@@ -7,6 +7,7 @@ import json
 import os
 
 from luzia import layout
+from luzia.agents.jobstatus import read_exit_code, read_pid
 from luzia.agents.tmuxctl import TmuxController
 from luzia.agents.warm import WarmPanes
 from tests.helpers import wait_for
@@ -35,10 +36,10 @@ def test_a_refused_rename_ends_the_job_with_its_exit_recorded(short_tmp, tmux_so
         tmux.start_session("luzia-j1", ["sleep", "60"])
         path = job_dir(short_tmp, "j1", ["sleep", "60"])
         assert warm.take("luzia-j1", path)
-        wait_for(lambda: (path / layout.PID).exists(), 60, message="the job started")
+        wait_for(lambda: read_pid(path), 60, message="the job started")
         wait_for(lambda: not warm.renaming_to("luzia-j1"), 60)
-        wait_for(lambda: (path / layout.EXIT_CODE).exists(), 60, message="its exit recorded")
-        assert (path / layout.EXIT_CODE).read_text().strip() == "129"     # SIGHUP
+        wait_for(lambda: read_exit_code(path) is not None, 60, message="its exit recorded")
+        assert read_exit_code(path) == 129     # SIGHUP
         assert idle not in (tmux.sessions() or set())
     finally:
         warm.close()
@@ -51,8 +52,8 @@ def test_a_job_handed_over_is_renamed_and_idle_sessions_end_on_close(short_tmp, 
     wait_for(lambda: ready(warm) and len(warm.ready) == 2, 60, message="two idle sessions")
     path = job_dir(short_tmp, "j2", ["sh", "-c", "echo hello; exit 7"])
     assert warm.take("luzia-j2", path)
-    wait_for(lambda: (path / layout.EXIT_CODE).exists(), 60, message="the job ended")
-    assert (path / layout.EXIT_CODE).read_text().strip() == "7"
+    wait_for(lambda: read_exit_code(path) is not None, 60, message="the job ended")
+    assert read_exit_code(path) == 7
     assert "hello" in (path / layout.OUTPUT).read_text()
     warm.close()
     assert not (short_tmp / "run" / layout.warm_socket(os.getpid())).exists()

@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from luzia import protocol
+from luzia.agents.jobdir import JobDir
 from luzia.agents.worker import Worker
 from tests.agents.fakebroker import PY, SLEEP, FakeBroker, agent_config, assign
 from tests.helpers import wait_for
@@ -40,8 +41,12 @@ def test_demo_job_runs_through_started_progress_done(rig):
     done = broker.recv(worker, protocol.Done)
     assert done.exit_code == 0 and done.reason == "" and "demo agent: done" in done.tail
     jobdir = Path(cfg.jobs_dir) / job.id
-    for name in ("meta.json", "status.json", "output.log", "progress.md", "pid", "exit_code"):
-        assert (jobdir / name).exists(), name
+    # `process` holds the command's pid and exit status (test_job_files: the files a job makes)
+    names = {p.name for p in jobdir.iterdir()}
+    assert {"meta.json", "output.log", "process", "progress.md"} <= names, names
+    assert not names & {"pid", "exit_code", ".pid.tmp", ".exit_code.tmp"}, names
+    jd = JobDir(jobdir.parent, job.id)
+    assert jd.exit_code() == 0 and jd.pid() > 0
 
 
 def test_failing_command_reports_its_exit_code(rig):
@@ -117,7 +122,7 @@ def test_restarted_agent_readopts_running_and_ended_jobs(rig, tmux_socket):
     short_job = assign(broker, "0.3")
     broker.recv(worker, protocol.Started, where=lambda m: m.job_id == short_job.id)
     worker.close()                 # the agent goes away; its tmux sessions stay
-    wait_for(lambda: (Path(cfg.jobs_dir) / short_job.id / "exit_code").exists(), 15)
+    wait_for(lambda: JobDir(Path(cfg.jobs_dir), short_job.id).exit_code() is not None, 15)
     again = Worker(cfg, ctx=worker.ctx)
     try:
         hello = broker.recv(again, protocol.Hello)
@@ -239,14 +244,15 @@ def test_welcome_drop_stops_the_job_without_a_done(rig):
     job = assign(broker, "30")
     broker.recv(worker, protocol.Started)
     jobdir = Path(cfg.jobs_dir) / job.id
-    wait_for(lambda: (jobdir / "pid").exists(), 15)
+    jd = JobDir(jobdir.parent, job.id)
+    wait_for(jd.pid, 15)
     broker.send(protocol.Disconnect())
     broker.recv(worker, protocol.Hello)
     broker.send(protocol.Welcome(heartbeat_interval=0.05, drop=[job.id]))
     wait_for(lambda: (worker.turn(0.01), job.id not in worker.jobs)[1], 10)
-    assert int((jobdir / "exit_code").read_text()) == 128 + 15
+    assert jd.exit_code() == 128 + 15
     assert not any(isinstance(m, protocol.Done) for m in broker.got)
-    assert json.loads((jobdir / "status.json").read_text())["acked"] is True
+    assert jd.status().acked is True
 
 
 def test_gpu_readings_go_into_heartbeats(short_tmp, monkeypatch):
@@ -340,13 +346,13 @@ def test_an_assign_repeated_while_the_run_goes_on_continues_it_under_the_new_att
     job = assign(broker, "30")
     first = broker.recv(worker, protocol.Started, where=lambda m: m.job_id == job.id)
     jobdir = Path(cfg.jobs_dir) / job.id
-    pid_file = jobdir / "pid"
-    pid = wait_for(lambda: (worker.turn(0.01), pid_file.exists() and pid_file.read_text())[1], 15)
+    jd = JobDir(jobdir.parent, job.id)
+    pid = wait_for(lambda: (worker.turn(0.01), jd.pid())[1], 15)
     # the broker took the run for lost and assigns the job again: the same run carries on
     broker.send(protocol.Assign(job=job, attempt=2))
     again = broker.recv(worker, protocol.Started, where=lambda m: m.attempt == 2)
     assert (again.job_id, again.session) == (job.id, first.session)
-    assert pid_file.read_text() == pid and worker.jobs[job.id].attempt == 2
+    assert jd.pid() == pid and worker.jobs[job.id].attempt == 2
     broker.send(protocol.Cancel(job_id=job.id))
     done = broker.recv(worker, protocol.Done, where=lambda m: m.job_id == job.id)
     assert (done.attempt, done.reason) == (2, "cancelled")

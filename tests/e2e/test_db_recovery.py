@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from luzia.agents.jobstatus import attempt_record
 from luzia.broker.store import Store
 from tests.dbfixtures import (
     COMPLETED,
@@ -168,7 +169,7 @@ def test_a_lost_database_beside_job_dirs_says_so_and_rebuilds_the_unfinished_job
         wait_for(lambda: fleet.state(running) == "running", 30)
         # the agent forgets a finished job once the broker acknowledged its end: then only
         # the database knew it (until then a rebuild would take its end from the agent)
-        wait_for(lambda: json.loads((home / "jobs" / done / "status.json").read_text()).get("acked"), 30)
+        wait_for(lambda: attempt_record(home / "jobs" / done)[0].get("acked"), 30)
         fleet.kill("broker", signal.SIGKILL)
         for name in ("luzia.db", "luzia.db-wal", "luzia.db-shm"):
             (home / name).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from luzia.agents.jobstatus import read_pid
 from tests.fleet import PY, fleet_config
 from tests.helpers import wait_for
 
@@ -87,19 +88,22 @@ RUNS = "{job_dir}/../../runs.log"
 
 
 @pytest.mark.long
+@pytest.mark.parametrize("runner", ["tmux", "subprocess"])   # a wrapper; the spawner
 def test_an_agent_on_a_full_disk_degrades_and_recovers_running_nothing_twice(make_fleet,
-                                                                              small_disk):
+                                                                              small_disk, runner):
     gate = small_disk.path.parent / f"go-{uuid.uuid4().hex[:6]}"
     command = (f'command = ["/bin/sh", "-c", "echo $LUZIA_JOB_ID >> {small_disk.path.parent}/runs;'
-               f' while [ ! -e {gate} ]; do sleep 0.1; done; echo done", "sh", "{{task}}"]')
-    fleet = make_fleet(fleet_config(f'runner = "tmux"\n{command}', "per_user = false"))
+               f' while [ ! -e {gate} ]; do sleep 0.1; done; echo done; exit 0", "sh", "{{task}}"]')
+    # (`exit 0`: without a pane, the echo into a full output.log fails, and with it the shell)
+    fleet = make_fleet(fleet_config(f'runner = "{runner}"\ngit_snapshots = false\n{command}',
+                                    "per_user = false"))
     fleet.env["LUZIA_JOBS_DIR"] = str(small_disk.path / "jobs")
     fleet.start_broker()
     agent = fleet.start_agent("a")
     wait_for(lambda: fleet.live_agents() == {"a"}, 30)
     first = fleet.submit("demo", "one")
     wait_for(lambda: fleet.state(first) == "running", 60)
-    wait_for(lambda: (small_disk.path / "jobs" / first / "pid").exists(), 30)
+    wait_for(lambda: read_pid(small_disk.path / "jobs" / first), 30)
 
     small_disk.fill()
     second = fleet.submit("demo", "two")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from luzia import client
+from luzia.agents.jobstatus import read_exit_code, read_pid
 from tests.fleet import LocalFleet
 from tests.helpers import wait_for
 
@@ -43,11 +44,11 @@ class Jobs:
 
     def running(self) -> list[str]:
         """The jobs whose command runs now (started, not ended), in id order."""
-        return [j for j in sorted(self.expected) if (self.dir / j / "pid").exists()
+        return [j for j in sorted(self.expected) if read_pid(self.dir / j)
                 and not self.ended(j)]
 
     def ended(self, job_id: str) -> bool:
-        return (self.dir / job_id / "exit_code").exists()
+        return read_exit_code(self.dir / job_id) is not None
 
     def all_ended(self, ids: list[str]) -> bool:
         return all(self.ended(j) for j in ids)
@@ -108,7 +109,7 @@ def test_agent_killed_9_while_jobs_run_and_end_loses_no_exit_code_and_runs_nothi
             assert runs.count(job_id) == 1, f"{job_id} ran {runs.count(job_id)} times"
             log = (jobs.dir / job_id / "output.log").read_text()
             assert log.count(f"output of {job_id}") == 1, log
-            assert (jobs.dir / job_id / "exit_code").read_text() == f"{code}\n"
+            assert read_exit_code(jobs.dir / job_id) == code
         log = fleet.output("agent-local")
         assert "vanished" not in log
         assert log.count("ended with") >= KILLS, "jobs that ended while no agent watched"

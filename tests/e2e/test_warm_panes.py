@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from luzia.agents.jobstatus import read_exit_code
 from tests.fleet import LocalFleet, fleet_config, jobs_json
 from tests.helpers import wait_for
 
@@ -122,7 +123,7 @@ def test_a_job_in_a_warm_pane_keeps_every_promise_and_idle_panes_end_with_their_
     wait_for(lambda: fleet.state(again) == "failed", 60)
     assert printed(fleet, again)["mark"] == "two"
     for jid in (job_id, again):
-        assert (fleet.home / "jobs" / jid / "exit_code").read_text().strip() == "3"
+        assert read_exit_code(fleet.home / "jobs" / jid) == 3
         assert fleet.job(jid)["exit_code"] == 3         # re-adopted, not "vanished" (-1)
 
     # the agent stopped for good: no idle session is left

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from luzia.agents.jobdir import JobDir
 from tests.fleet import PY, LocalFleet, fleet_config, jobs_json
 from tests.gitrepo import commit_all, git, job_branches, make_repo, user_state, worktrees
 from tests.helpers import wait_for
@@ -168,11 +169,10 @@ def test_a_job_lost_with_its_agent_is_retried_elsewhere_from_the_same_base(make_
     # the host is lost: its agent and the job's processes die with it
     log = first_home / "jobs" / job_id / "output.log"
     # the command may say so before its wrapper has written the pid file
-    wait_for(lambda: "holding" in log.read_text()
-             and (first_home / "jobs" / job_id / "pid").exists(), 60)
-    status = json.loads((first_home / "jobs" / job_id / "status.json").read_text())
+    jd = JobDir(first_home / "jobs", job_id)
+    wait_for(lambda: "holding" in log.read_text() and jd.pid(), 60)
     fleet.kill("agent-one")
-    for pid in (status["wrapper_pid"], int((first_home / "jobs" / job_id / "pid").read_text())):
+    for pid in (jd.status().wrapper_pid, jd.pid()):
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
