@@ -55,7 +55,7 @@ def stamped(path: Path, job_id: str, timeout: float = 30) -> float:
 def phases(home: Path, job_id: str, t0: float, started: float) -> tuple[float, float, float]:
     """(submit -> laid out, laid out -> pid written, pid written -> stamp) in seconds, from
     the mtimes of meta.json and `process` (its last write: the pid's while the command runs)."""
-    from luzia.agents.jobstatus import read_pid
+    from luzia.jobstatus import read_pid
     job = home / "jobs" / job_id
     laid = (job / "meta.json").stat().st_mtime
     deadline = time.monotonic() + 10

@@ -21,10 +21,10 @@ from luzia import protocol
 from luzia.agents import attention, outcome, processes, stall, worktrees
 from luzia.agents.disk import Disk
 from luzia.agents.jobdir import JobDir
-from luzia.agents.jobstatus import AttemptState
 from luzia.agents.runners import Runner
 from luzia.agents.runstate import RunState
 from luzia.config import Config
+from luzia.jobstatus import AttemptState
 
 log = logging.getLogger(__name__)
 

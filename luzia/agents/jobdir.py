@@ -22,8 +22,8 @@ from typing import Any
 from luzia import layout, protocol
 from luzia.agentconf import AgentCommand
 from luzia.agents import worktrees
-from luzia.agents.jobstatus import AttemptState, JobStatus, attempt_record, read_exit_code, read_pid
 from luzia.config import Config
+from luzia.jobstatus import AttemptState, JobStatus, attempt_record, read_exit_code, read_pid
 from luzia.text import strip_terminal
 
 PERCENT_RE = re.compile(r"(\d{1,3}(?:\.\d+)?)\s*%")

@@ -16,10 +16,10 @@ from pathlib import Path
 from luzia.agents import attention, processes, stall, worktrees
 from luzia.agents.held import ADOPT_GRACE, Run
 from luzia.agents.jobdir import JobDir
-from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.agents.runners import Runner
 from luzia.agents.runstate import RunState
 from luzia.config import Config
+from luzia.jobstatus import AttemptState, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 
 from luzia import layout
 from luzia.agents import workspace
-from luzia.agents.jobstatus import attempt_record, read_exit_code
 from luzia.agents.workspace import Record
+from luzia.jobstatus import attempt_record, read_exit_code
 
 RESULT = "sweep.json"
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from luzia import gitref, layout
-from luzia.agents.jobstatus import attempt_record
 from luzia.agents.workgit import (
     PUSH_TIMEOUT,
     WorkspaceError,
@@ -40,6 +39,7 @@ from luzia.agents.workgit import (
     locked,
     rev,
 )
+from luzia.jobstatus import attempt_record
 
 MIRROR = "mirror.git"
 IDENTITY = {"GIT_AUTHOR_NAME": "luzia", "GIT_AUTHOR_EMAIL": "luzia@localhost",

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from luzia import layout, protocol
-from luzia.agents.jobstatus import attempt_record
 from luzia.broker.job import Job
 from luzia.broker.store import Store
 from luzia.config import Config
 from luzia.errors import ProtocolError
+from luzia.jobstatus import attempt_record
 from luzia.states import JobState
 
 log = logging.getLogger(__name__)

@@ -244,7 +244,7 @@ def _session_of(cfg: Any, job: dict[str, Any]) -> str:
     """The session its agent named to the broker; else (an older broker) the one this
     host's agent recorded in the job's status; else the tmux runner's `luzia-<id>`."""
     candidates = [job.get("session")]
-    from luzia.agents.jobstatus import attempt_record  # present only where its agent ran it
+    from luzia.jobstatus import attempt_record  # present only where its agent ran it
     candidates.append(attempt_record(Path(cfg.jobs_dir) / job["id"])[0].get("session"))
     for session in candidates:
         if layout.is_session(session):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from luzia.agents.jobdir import JobDir
-from luzia.agents.jobstatus import AttemptState, JobStatus
 from luzia.agents.runstate import TRANSITIONS, RunState
 from luzia.agents.tmuxctl import TmuxController, TmuxError
 from luzia.errors import IllegalTransition
+from luzia.jobstatus import AttemptState, JobStatus
 
 S = RunState
 

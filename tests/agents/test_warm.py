@@ -7,9 +7,9 @@ import json
 import os
 
 from luzia import layout
-from luzia.agents.jobstatus import read_exit_code, read_pid
 from luzia.agents.tmuxctl import TmuxController
 from luzia.agents.warm import WarmPanes
+from luzia.jobstatus import read_exit_code, read_pid
 from tests.helpers import wait_for
 
 

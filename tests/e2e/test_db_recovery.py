@@ -15,8 +15,8 @@ import threading
 
 import pytest
 
-from luzia.agents.jobstatus import attempt_record
 from luzia.broker.store import Store
+from luzia.jobstatus import attempt_record
 from tests.dbfixtures import (
     COMPLETED,
     CRITICAL,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from luzia.agents.jobstatus import read_pid
+from luzia.jobstatus import read_pid
 from tests.fleet import PY, fleet_config
 from tests.helpers import wait_for
 

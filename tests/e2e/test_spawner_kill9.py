@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from luzia import client
-from luzia.agents.jobstatus import read_exit_code, read_pid
+from luzia.jobstatus import read_exit_code, read_pid
 from tests.fleet import LocalFleet
 from tests.helpers import wait_for
 

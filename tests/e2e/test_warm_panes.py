@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from luzia.agents.jobstatus import read_exit_code
+from luzia.jobstatus import read_exit_code
 from tests.fleet import LocalFleet, fleet_config, jobs_json
 from tests.helpers import wait_for
 
