@@ -172,19 +172,24 @@ class Store:
             self._event(job, "")
         return bool(cur.rowcount)
 
-    def insert_all(self, jobs: list[Job]) -> None:
+    def insert_all(self, jobs: list[Job], fresh: bool = False) -> None:
         """Insert new jobs (ids the store does not have: `existing`) and their first event
-        rows, each table in one statement."""
+        rows, each table in one statement. `fresh`: every job is as intake made it (no
+        field outside `_NEW` set, tests/broker/test_store_rows.py), so none is looked at
+        (~0.4 µs a submission)."""
         if not jobs:
             return
         self._begin()
         narrow: list[tuple] = []
         whole: list[tuple] = []
-        for job in jobs:
-            if _defaulted_of(job) == _FRESH:
-                narrow.append(self._new_row(job))
-            else:
-                whole.append(self._row(job))
+        if fresh:
+            narrow = [self._new_row(job) for job in jobs]
+        else:
+            for job in jobs:
+                if _defaulted_of(job) == _FRESH:
+                    narrow.append(self._new_row(job))
+                else:
+                    whole.append(self._row(job))
         self.db.executemany(_INSERT_NEW, narrow)
         if whole:
             self.db.executemany(_INSERT_JOB, whole)

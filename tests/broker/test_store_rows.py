@@ -9,10 +9,13 @@ import time
 
 import pytest
 
+from luzia import protocol
 from luzia.broker import store as store_mod
 from luzia.broker.job import Job
 from luzia.broker.store import Store
+from luzia.identity import Submitter
 from luzia.states import JobState
+from tests.broker.harness import make_broker
 from tests.dbfixtures import copy_fixture, recorded
 
 
@@ -78,3 +81,24 @@ def test_a_duplicate_id_in_a_submissions_row_is_refused_by_the_database(store):
     store.commit()
     with pytest.raises(Exception, match="UNIQUE"):
         store.insert_all([_job(1)])
+
+
+def test_every_job_intake_makes_is_fresh(tmp_path):
+    """intake writes its jobs as `fresh` (store.insert_all: not looked at): a field it set
+    outside `_NEW` would be lost from the row, so none may, for any field of a JobSpec,
+    a submitter, a rejection."""
+    broker = make_broker(tmp_path, "max_pending = 2")
+    now = time.time()
+    first = protocol.JobSpec(id="20261130-1500-0001", project="demo", task="x", user="alice")
+    full = protocol.JobSpec(id="20261130-1500-0002", project="demo", task="make it", user="alice",
+                            priority=3, type="code", timeout=9.0, max_retries=2,
+                            after=[first.id], metadata={"k": "v"}, workdir="/w",
+                            submitted_at=now - 5, repo="/r", base="main", base_commit="a" * 40)
+    over = protocol.JobSpec(id="20261130-1500-0003", project="demo", task="y", user="alice")
+    jobs = broker.submit_all([first, full, over], [Submitter("alice", admin=True)] * 3)
+    assert [j.state for j in jobs] == [JobState.PENDING, JobState.PENDING, JobState.REJECTED]
+    for job in jobs:
+        assert store_mod._defaulted_of(job) == store_mod._FRESH, job.id
+    broker.model.store.commit()
+    assert broker.model.store.get(full.id).to_dict() == jobs[1].to_dict()
+    broker.close()
