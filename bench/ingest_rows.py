@@ -30,6 +30,12 @@ Write = Callable[[sqlite3.Connection, list[Job]], None]
 _ENC = msgspec.msgpack.Encoder()
 _PARTIAL = ("DROP INDEX jobs_finished",
             "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL")
+# schema 4's events table (AUTOINCREMENT: sqlite_sequence read and written per row)
+_AUTOINCREMENT = ("DROP TABLE events", "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                  "job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, "
+                  "detail TEXT NOT NULL DEFAULT '')", "CREATE INDEX events_job ON events (job_id)")
+# jobs' seq as the rowid would drop this index (schema 5 keeps it: DECISIONS, ingest4)
+_NO_SEQ_INDEX = ("DROP INDEX jobs_seq",)
 _SUBMISSIONS = ("CREATE TABLE submissions (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, "
                 "spec BLOB NOT NULL)",)
 
@@ -65,7 +71,9 @@ def submissions(db: sqlite3.Connection, jobs: list[Job]) -> None:
 
 CANDIDATES: dict[str, tuple[tuple[str, ...], Write]] = {
     "whole row + event (main)": ((), whole),
-    "narrow row + event (ingest2)": ((), narrow),
+    "narrow row + event (ingest2, schema 5)": ((), narrow),
+    "the same, events AUTOINCREMENT (schema 4)": (_AUTOINCREMENT, narrow),
+    "the same, no jobs_seq index": (_NO_SEQ_INDEX, narrow),
     "narrow row + event, partial jobs_finished": (_PARTIAL, narrow),
     "narrow row, no event row": ((), narrow_no_event),
     "submissions table only": (_SUBMISSIONS, submissions),

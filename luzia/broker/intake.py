@@ -55,7 +55,7 @@ def accept_all(m: Model, specs: list[protocol.JobSpec],
         else:
             pending += 1
         taken.append(job)
-    m.store.insert_all(list(new.values()))
+    m.store.insert_all(list(new.values()), fresh=True)     # each made by _new_job
     m.counters["submissions"] += len(new)
     each = len(new) <= LOG_EACH
     # a line per job: at info for a few, at debug (asked once a turn, not per job) for many

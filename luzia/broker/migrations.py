@@ -86,6 +86,16 @@ V1: tuple[Step, ...] = (
     "CREATE INDEX events_job ON events (job_id)",
 )
 
+def _events_mark(db: sqlite3.Connection) -> None:
+    """Keep AUTOINCREMENT's mark in meta where it is above the newest events row (the newest
+    rows were pruned): the next row is numbered above it, so no cursor misses it."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
+    newest = db.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+    if row and int(row[0]) > newest:
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('events_mark', ?)", (str(int(row[0])),))
+
+
+
 # version -> the steps that take a database from version-1 to it
 MIGRATIONS: dict[int, tuple[Step, ...]] = {
     1: V1,
@@ -126,6 +136,22 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
     cost_usd REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (day, user, project)
 )"""),
+    # events numbered without AUTOINCREMENT (issue 15, docs/DECISIONS.md): its
+    # sqlite_sequence row was read and written for every event row inserted. The mark it
+    # kept above rows already deleted moves to meta (store.EVENTS_MARK) when it is higher.
+    5: (_events_mark,
+        """CREATE TABLE events_v5 (
+    seq INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+)""",
+        "INSERT INTO events_v5 (seq, job_id, at, state, detail) "
+        "SELECT seq, job_id, at, state, detail FROM events ORDER BY seq",
+        "DROP TABLE events",
+        "ALTER TABLE events_v5 RENAME TO events",
+        "CREATE INDEX events_job ON events (job_id)"),
 }
 LATEST = max(MIGRATIONS)
 

@@ -42,10 +42,9 @@ def since(m: Model, args: Args) -> dict[str, Any]:
 
 
 def _high_water(m: Model) -> int:
-    """The highest events row ever written (AUTOINCREMENT's mark: it never goes back, even
-    when the newest rows were pruned)."""
-    row = m.store.db.execute("SELECT seq FROM sqlite_sequence WHERE name='events'").fetchone()
-    return int(row[0]) if row else 0
+    """The highest events row ever written (it never goes back, even when the newest rows
+    were pruned: store.EVENTS_MARK)."""
+    return m.store.events_high_water()
 
 
 OPS = {"events.since": since}
