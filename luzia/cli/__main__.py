@@ -1,5 +1,3 @@
-import sys
+from luzia.cli.main import program
 
-from luzia.cli.main import main
-
-sys.exit(main())
+program()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 
@@ -230,6 +231,27 @@ def test_what_the_fast_path_sends_and_spools_is_protocols_submit(home, fake):
         ("naïve ✓", {"t": [1, 2.5, None, "ü"]}, [FULL], 1)
     spooled = spool_files(home.cfg)[0].read_bytes()
     assert protocol.spool_bytes(protocol.Submit(job=spec)) == spooled
+
+
+def test_a_submit_leaves_without_teardown_its_output_whole_and_its_job_sent(home, fake):
+    """The program leaves a submission with os._exit (luzia/cli/main.py: program): what it
+    printed to a pipe is flushed first, its exit code kept, its job sent; a reader that went
+    away is no traceback."""
+    out = home.cli("demo", "x", "--json")
+    assert out.returncode == 0 and out.stdout.decode().endswith("}\n"), out
+    received(fake, json.loads(out.stdout)["id"])
+    assert home.cli("nope", "x").returncode == 2
+    read, write = os.pipe()
+    os.close(read)                   # the reader is gone before a byte is written
+    try:
+        gone = subprocess.run([PY, "-m", "luzia.cli", "demo", "gone", "--json"], env=home.env,
+                              stdout=write, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=20)
+    finally:
+        os.close(write)
+    assert gone.returncode == 0 and b"Traceback" not in gone.stderr, gone.stderr
+    wait_for(lambda: any(m.job.task == "gone" for m in list(fake.submits)), 5,
+             message="the job of a submit whose reader went away reached the broker")
 
 
 def test_python_client_submit(home, fake):
