@@ -18,7 +18,6 @@ and bash, less what overlapped the pid's write). File times: a few ms coarse at 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import median, pct, start_one_agent, temp_dir, temp_fleet
+
+from tests.helpers import kill_tmux_server
 
 # a TOML literal string: bash receives the printf format with its \n
 STAMP = 'printf "%s %s\\n" "$1" "$EPOCHREALTIME" >> "$2"'
@@ -95,7 +96,7 @@ def main(n: int = 200, runner: str = "auto", show_phases: bool = False) -> dict[
     finally:
         fleet.close()
         if socket:
-            subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+            kill_tmux_server(socket)
     res = {"p50_ms": median(latencies) * 1000, "p99_ms": pct(latencies, 99) * 1000,
            "max_ms": max(latencies) * 1000, "call_ms": median(calls) * 1000, "runner": runner,
            "n": n}

@@ -97,17 +97,24 @@ def printed_id(out: subprocess.CompletedProcess) -> str:
 def kill_tmux_server(name: str) -> None:
     """End the private tmux server `name` (tmux -L) and remove its socket file: a server
     killed with its last session, or by kill-server, may leave the file, and thousands of
-    them make every `tmux -L` lookup on this host slower."""
+    them make every `tmux -L` lookup on this host slower; so may the `NAME.lock` tmux
+    holds while a server starts, when the server is killed in its start."""
     subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True)
     tmpdir = os.environ.get("TMUX_TMPDIR") or "/tmp"
-    Path(tmpdir, f"tmux-{os.getuid()}", name).unlink(missing_ok=True)
+    for leftover in (name, f"{name}.lock"):
+        Path(tmpdir, f"tmux-{os.getuid()}", leftover).unlink(missing_ok=True)
 
 
 def kill_jobs(jobs_dir: Path) -> None:
-    """End the jobs left running under `jobs_dir` (each job's process group, from its pid
-    file): a job outlives its agent by design, so a test that stops would leave them behind."""
-    for pid_file in Path(jobs_dir).glob("*/pid"):
+    """End the jobs left running under `jobs_dir` (each job's process group, from the pid
+    its tracker recorded): a job outlives its agent by design, so a test that stops would
+    leave them behind."""
+    from luzia.jobstatus import read_pid
+    for job_dir in Path(jobs_dir).glob("*/"):
+        pid = read_pid(job_dir)
+        if pid <= 1:
+            continue
         try:
-            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, ValueError, OSError):
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
             pass
