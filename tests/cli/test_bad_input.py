@@ -124,6 +124,7 @@ def fuzz_home():
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(parts=argvs)
 @example(parts=("demo", ["--help"], []))          # found by this test once: the help, exit 0
+@example(parts=("demo", ["0", "-n"], []))         # and this: a dry run, nothing spooled
 def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, parts):
     project, words, options = parts
     argv = [project, *words, *(item for opt in options for item in opt)]
@@ -147,7 +148,10 @@ def test_fuzzed_arguments_are_a_job_or_one_line_never_a_traceback(fuzz_home, par
     assert code in (0, 2, 3), (code, argv, err.getvalue()[:500])
     assert all(len(line) < LINE_MAX for line in lines), lines
     assert not [n for n in after if n.endswith(".tmp")]
-    if code == 0:
+    dry_run = '"dry_run": true' in out.getvalue() or "dry run: nothing was queued" in out.getvalue()
+    if code == 0 and dry_run:             # -n / --dry-run among the options: nothing queued
+        assert new == [], new
+    elif code == 0:
         assert len(new) == 1, new          # one whole job, which the broker will decode
         spooled = protocol.spool_load((fuzz_home.path / "spool" / new[0]).read_bytes())
         assert spooled.job.id in out.getvalue() and out.getvalue().count("\n") == 1
