@@ -26,6 +26,7 @@ TERM, KILL = signal.SIGTERM, signal.SIGKILL
 WRAPPER_MODULE = "luzia.agents.wrap"     # how a wrapper shows in its command line
 WRAPPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrap.py")  # ... or so
 DRAIN_WAIT = 10.0      # seconds a new agent waits for an orphaned spawner to read its last jobs
+REAP_WAIT = 2.0        # seconds for a spawner whose socket closed to finish exiting
 SPAWNER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawner.py")
 
 
@@ -204,6 +205,7 @@ class SpawnerLink:
                 data = b""
             if not data:      # it died: what it still ran has no tracker now (alive: False)
                 log.warning("the spawner (pid %d) is gone", self.proc.pid if self.proc else 0)
+                self._reap()
                 self.close()
                 break
             self.buffer += data
@@ -215,6 +217,17 @@ class SpawnerLink:
                 self.sent.discard(job_id)
                 done.append(job_id)
         return done
+
+    def _reap(self) -> None:
+        """The spawner's end of the socket closed: it is exiting (it holds the socket until
+        its last command is reaped). Its files close before it can be waited for, so wait
+        until it can: close() then sees it ended and removes the mark it left."""
+        if self.proc is not None:
+            try:
+                self.proc.wait(REAP_WAIT)
+            except subprocess.TimeoutExpired:
+                log.warning("the spawner (pid %d) closed its socket but still runs",
+                            self.proc.pid)
 
     def close(self) -> None:
         """Let go of the spawner: it finishes the commands it runs and then exits."""
