@@ -1,7 +1,7 @@
 """A job's processes as the agent sees them: its tracker — the wrapper, or the spawner that
 started it (its pid recorded in the job's record, or found again by its command line) — and
-the command's process group (the pid the tracker writes into `process`). Every runner and the worker use
-these; they import no runner.
+the command's process group (the pid the tracker writes into `process`). Every runner and
+the worker use these; they import no runner.
 """
 
 from __future__ import annotations

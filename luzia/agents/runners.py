@@ -1,9 +1,9 @@
 """Runners start a job: in a tmux session a person can attach to, or as a plain process
 group. Every job ends the same way: its tracker writes the exit status into the job's
-`process` file. The tracker
-is the wrapper (wrap.py, a Python process per job, in a pane or not) or, for a plain command
-without a terminal, the agent's spawner (spawner.py: one process that starts and reaps them
-all, a few hundred microseconds a job instead of an interpreter's start).
+`process` file. The tracker is the wrapper (wrap.py, a Python process per job, in a pane or
+not) or, for a plain command without a terminal, the agent's spawner (spawner.py: one
+process that starts and reaps them all, a few hundred microseconds a job instead of an
+interpreter's start).
 
 The worker owns the timing (SIGTERM, then SIGKILL after the grace) so its loop never
 blocks; a runner only starts, answers "is it still there?", shows what a person attached

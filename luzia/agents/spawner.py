@@ -39,7 +39,7 @@ def write_field(job_dir: str, at: int, text: str) -> int:
     """Write one field of the job's `process` file in place, into the room the agent
     reserved when it laid the job out (on a full disk it still fits; a field is written
     once, over spaces, so a reader sees all of it or none); the open descriptor, to sync
-    later. layout.PROCESS, as wrap.record writes it."""
+    later. layout.PROCESS, as wrap._record writes it."""
     fd = os.open(os.path.join(job_dir, PROCESS), os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         os.pwrite(fd, text.encode(), at)

@@ -118,11 +118,9 @@ class Sweep:
             self.log.append(f"job {data['job_id']}: half-made worktree taken apart")
             return
         code, reason, task = -1, "runner: process vanished", ""
-        with contextlib.suppress(OSError, ValueError):
-            found = read_exit_code(job_dir)
-            code = code if found is None else found
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            reason = attempt_record(job_dir)[0].get("reason") or reason
+        found = read_exit_code(job_dir)      # None while none is recorded; never raises
+        code = code if found is None else found
+        reason = attempt_record(job_dir)[0].get("reason") or reason
         with contextlib.suppress(OSError, ValueError, AttributeError):
             task = json.loads((job_dir / layout.META).read_text())["job"]["task"]
         with open(os.devnull, "wb") as sink:

@@ -66,7 +66,7 @@ def record_exit(job_dir: Path, code: int) -> None:
 def _record(job_dir: Path, at: int, text: str, sync: bool) -> None:
     """One field of `process`, written in place into the room the agent reserved when it
     laid out the job: on a disk that filled meanwhile it still fits (issue 17); written
-    once over spaces, so a reader sees all of it or none (jobdir._field)."""
+    once over spaces, so a reader sees all of it or none (luzia/jobstatus.py reads it)."""
     fd = os.open(job_dir / layout.PROCESS, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         os.pwrite(fd, text.encode(), at)

@@ -62,9 +62,10 @@ def _collect_less() -> None:
     a flood of submissions paid a full sweep of the growing queue each time it grew by a
     quarter (10-20 % of the broker's CPU, BENCHMARKS.md "Narrower rows"); at (10,000, 20,
     100) the young sweeps, every 10,000 objects, still walked each new job on its way to
-    the old generation: ~2 µs of the ~24 a submission costs (DECISIONS 88). Jobs are freed by reference
-    counting; the collector is only for cycles, which the broker's objects rarely make, and
-    a million objects is the most cyclic garbage it lets wait (~100-200 MB at worst)."""
+    the old generation: ~2 µs of the ~24 a submission costs (DECISIONS 88). Jobs are freed
+    by reference counting; the collector is only for cycles, which the broker's objects
+    rarely make, and a million objects is the most cyclic garbage it lets wait (~100-200 MB
+    at worst)."""
     gc.freeze()
     gc.set_threshold(1_000_000, 2, 100)
 

@@ -95,7 +95,6 @@ def _events_mark(db: sqlite3.Connection) -> None:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('events_mark', ?)", (str(int(row[0])),))
 
 
-
 # version -> the steps that take a database from version-1 to it
 MIGRATIONS: dict[int, tuple[Step, ...]] = {
     1: V1,
